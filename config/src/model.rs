@@ -1,0 +1,353 @@
+//! The validated, typed configuration. Everything here has been checked: names resolve, durations
+//! parse, files referenced by the configuration were readable when it was loaded.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Pos;
+use crate::pattern::PathPattern;
+
+/// A whole, valid configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was loaded from; relative paths in it are relative to its folder.
+    pub file: PathBuf,
+    /// Listeners and server-wide settings.
+    pub server: ServerConfig,
+    /// The admin listener (metrics, health).
+    pub admin: AdminConfig,
+    /// Access logging.
+    pub logging: LoggingConfig,
+    /// Named origins.
+    pub origins: BTreeMap<String, Arc<Origin>>,
+    /// Named origin groups (failover pairs).
+    pub origin_groups: BTreeMap<String, Arc<OriginGroup>>,
+    /// Behaviors in match order; the last one is the default (`*`).
+    pub behaviors: Vec<Behavior>,
+    /// Named functions.
+    pub functions: BTreeMap<String, Arc<FunctionDef>>,
+    /// Named key-value stores.
+    pub kvs: BTreeMap<String, Arc<KvsDef>>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Plain HTTP listeners. Restart-only.
+    pub listen: Vec<SocketAddr>,
+    /// TLS listeners. Addresses are restart-only; certificates reload.
+    pub tls: Vec<TlsListener>,
+    /// Proxy worker threads. Restart-only.
+    pub threads: usize,
+    /// How long a graceful shutdown waits for requests in flight. Restart-only.
+    pub shutdown_grace: Duration,
+    /// Read and write timeout on viewer connections.
+    pub client_timeout: Duration,
+    /// How long an idle viewer keep-alive connection is kept.
+    pub keepalive_timeout: Duration,
+    /// Longest URL (path and query) accepted; longer gets 414.
+    pub max_url_bytes: usize,
+    /// Largest request line plus headers accepted; larger gets 431.
+    pub max_header_bytes: usize,
+}
+
+/// One `[[server.tls]]` listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsListener {
+    /// Address to listen on. Restart-only.
+    pub listen: SocketAddr,
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// Offer HTTP/2 by ALPN.
+    pub http2: bool,
+    /// Where `cert` was written, for errors found when the certificate is parsed.
+    pub pos: Pos,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// Where `GET /metrics` and `GET /healthz` are served. Restart-only.
+    pub listen: SocketAddr,
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggingConfig {
+    /// One JSON line per request. Restart-only.
+    pub access_log: bool,
+}
+
+/// `http` or `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP/1.1.
+    Http,
+    /// HTTP/1.1 over TLS.
+    Https,
+}
+
+/// A named origin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    /// Its name in the configuration.
+    pub name: String,
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// Port, defaulted from the scheme.
+    pub port: u16,
+    /// Origin path prepended to every request path (no trailing slash; empty for none).
+    pub path: String,
+    /// TCP connect (and TLS handshake) timeout.
+    pub connect_timeout: Duration,
+    /// Longest wait for any read from the origin, including the response header.
+    pub read_timeout: Duration,
+    /// Longest wait for any write to the origin.
+    pub write_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub idle_timeout: Duration,
+    /// How long a DNS answer is reused.
+    pub dns_ttl: Duration,
+    /// Verify the origin's certificate (https only). On by default.
+    pub verify_tls: bool,
+    /// Extra CA certificates (PEM) trusted for this origin instead of the system roots.
+    pub ca_pem: Option<Arc<Vec<u8>>>,
+    /// TLS server name; defaults to `host`.
+    pub sni: String,
+    /// Forward the viewer's `Host` header instead of the origin's host.
+    pub preserve_host: bool,
+    /// Where the origin was declared, for errors found later (bad CA file, …).
+    pub pos: Pos,
+}
+
+impl Origin {
+    /// `host[:port]` as it goes into a `Host` header (port omitted when it is the default).
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let default_port = match self.scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// A named origin group: primary, and a secondary tried on failure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OriginGroup {
+    /// Its name in the configuration.
+    pub name: String,
+    /// The origin tried first.
+    pub primary: Arc<Origin>,
+    /// The origin tried when the primary fails.
+    pub secondary: Arc<Origin>,
+    /// Primary response statuses that trigger failover.
+    pub failover_status: Vec<u16>,
+}
+
+/// What a behavior sends requests to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// A single origin.
+    Origin(Arc<Origin>),
+    /// An origin group with failover.
+    Group(Arc<OriginGroup>),
+}
+
+impl Target {
+    /// The configured name of the origin or group.
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Origin(o) => &o.name,
+            Target::Group(g) => &g.name,
+        }
+    }
+}
+
+/// The four hooks of a request's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// After the viewer's request is parsed, before origin selection.
+    ViewerRequest,
+    /// Before the request goes to the origin (only when the origin is contacted).
+    OriginRequest,
+    /// After the origin's response header arrives.
+    OriginResponse,
+    /// Before the response goes to the viewer.
+    ViewerResponse,
+}
+
+impl Hook {
+    /// All hooks, in request order.
+    pub const ALL: [Hook; 4] = [
+        Hook::ViewerRequest,
+        Hook::OriginRequest,
+        Hook::OriginResponse,
+        Hook::ViewerResponse,
+    ];
+
+    /// The configuration key (and CloudFront's `eventType` with a dash).
+    pub fn key(self) -> &'static str {
+        match self {
+            Hook::ViewerRequest => "viewer_request",
+            Hook::OriginRequest => "origin_request",
+            Hook::OriginResponse => "origin_response",
+            Hook::ViewerResponse => "viewer_response",
+        }
+    }
+}
+
+/// A path pattern and what to do with the requests it matches.
+#[derive(Debug, Clone)]
+pub struct Behavior {
+    /// Position in the behavior list (0-based), also its metrics label.
+    pub index: usize,
+    /// Which request paths it takes.
+    pub path_pattern: PathPattern,
+    /// Where it sends them.
+    pub target: Target,
+    /// The function attached at each hook, indexed by `Hook as usize`.
+    pub hooks: [Option<Arc<FunctionDef>>; 4],
+    /// Run the viewer-response function on origin answers ≥ 400 too (CloudFront does not).
+    pub viewer_response_on_error: bool,
+}
+
+impl Behavior {
+    /// The function attached at a hook.
+    pub fn function(&self, hook: Hook) -> Option<&Arc<FunctionDef>> {
+        self.hooks[hook as usize].as_ref()
+    }
+}
+
+/// A function runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// CloudFront Functions, JavaScript runtime 1.0 (ES5.1, fast tier).
+    CloudfrontJs1,
+    /// CloudFront Functions, JavaScript runtime 2.0 (fast tier).
+    CloudfrontJs2,
+    /// Lambda@Edge handlers (edge tier).
+    LambdaEdge,
+}
+
+impl Runtime {
+    /// Parse the configuration name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "cloudfront-js-1.0" => Some(Runtime::CloudfrontJs1),
+            "cloudfront-js-2.0" => Some(Runtime::CloudfrontJs2),
+            "lambda-edge" => Some(Runtime::LambdaEdge),
+            _ => None,
+        }
+    }
+
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::CloudfrontJs1 => "cloudfront-js-1.0",
+            Runtime::CloudfrontJs2 => "cloudfront-js-2.0",
+            Runtime::LambdaEdge => "lambda-edge",
+        }
+    }
+
+    /// CloudFront Functions run only at the viewer hooks.
+    pub fn allowed_at(self, hook: Hook) -> bool {
+        match self {
+            Runtime::LambdaEdge => true,
+            Runtime::CloudfrontJs1 | Runtime::CloudfrontJs2 => {
+                matches!(hook, Hook::ViewerRequest | Hook::ViewerResponse)
+            }
+        }
+    }
+}
+
+/// A named function with its source loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionDef {
+    /// Its name in the configuration.
+    pub name: String,
+    /// Its runtime.
+    pub runtime: Runtime,
+    /// Where the code was read from.
+    pub code_path: PathBuf,
+    /// The source text.
+    pub code: Arc<str>,
+    /// The associated key-value store.
+    pub kvs: Option<Arc<KvsDef>>,
+    /// Where `code` was written, for errors the JS loader finds.
+    pub pos: Pos,
+}
+
+/// A named key-value store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvsDef {
+    /// Its name in the configuration.
+    pub name: String,
+    /// The CloudFront import file it is loaded from.
+    pub file: PathBuf,
+    /// Where `file` was written, for errors the loader finds.
+    pub pos: Pos,
+}
+
+impl Config {
+    /// Every file this configuration depends on, for change detection.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.file.clone()];
+        for tls in &self.server.tls {
+            files.push(tls.cert.clone());
+            files.push(tls.key.clone());
+        }
+        files.extend(self.functions.values().map(|f| f.code_path.clone()));
+        files.extend(self.kvs.values().map(|k| k.file.clone()));
+        files.sort();
+        files.dedup();
+        files
+    }
+
+    /// The settings that only take effect on a restart and differ between `self` (running) and
+    /// `next` (just loaded), as field paths.
+    pub fn restart_only_changes(&self, next: &Config) -> Vec<String> {
+        let mut changed = Vec::new();
+        let (a, b) = (&self.server, &next.server);
+        if a.listen != b.listen {
+            changed.push("server.listen".to_owned());
+        }
+        let tls_addrs = |s: &ServerConfig| {
+            s.tls
+                .iter()
+                .map(|t| (t.listen, t.http2))
+                .collect::<Vec<_>>()
+        };
+        if tls_addrs(a) != tls_addrs(b) {
+            changed.push("server.tls[].listen".to_owned());
+        }
+        if a.threads != b.threads {
+            changed.push("server.threads".to_owned());
+        }
+        if a.shutdown_grace != b.shutdown_grace {
+            changed.push("server.shutdown_grace".to_owned());
+        }
+        if self.admin != next.admin {
+            changed.push("admin.listen".to_owned());
+        }
+        if self.logging != next.logging {
+            changed.push("logging.access_log".to_owned());
+        }
+        changed
+    }
+}

@@ -1,0 +1,122 @@
+//! The configuration exactly as written: serde structs that reject unknown keys and keep the
+//! source spans that [`crate::validate`] needs to point at a bad value.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub logging: RawLogging,
+    #[serde(default)]
+    pub origins: BTreeMap<String, Spanned<RawOrigin>>,
+    #[serde(default)]
+    pub origin_groups: BTreeMap<String, Spanned<RawOriginGroup>>,
+    #[serde(default)]
+    pub behaviors: Vec<Spanned<RawBehavior>>,
+    #[serde(default)]
+    pub functions: BTreeMap<String, Spanned<RawFunction>>,
+    #[serde(default)]
+    pub kvs: BTreeMap<String, Spanned<RawKvs>>,
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub tls: Vec<Spanned<RawTls>>,
+    pub threads: Option<Spanned<usize>>,
+    pub shutdown_grace: Option<Spanned<String>>,
+    pub client_timeout: Option<Spanned<String>>,
+    pub keepalive_timeout: Option<Spanned<String>>,
+    pub max_url_bytes: Option<Spanned<usize>>,
+    pub max_header_bytes: Option<Spanned<usize>>,
+}
+
+/// `[[server.tls]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub listen: Spanned<String>,
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+    pub http2: Option<bool>,
+}
+
+/// `[admin]`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<Spanned<String>>,
+}
+
+/// `[logging]`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    pub access_log: Option<bool>,
+}
+
+/// `[origins.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrigin {
+    pub url: Spanned<String>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub read_timeout: Option<Spanned<String>>,
+    pub write_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub dns_ttl: Option<Spanned<String>>,
+    pub verify_tls: Option<bool>,
+    pub ca_file: Option<Spanned<String>>,
+    pub sni: Option<Spanned<String>>,
+    pub preserve_host: Option<bool>,
+}
+
+/// `[origin_groups.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOriginGroup {
+    pub primary: Spanned<String>,
+    pub secondary: Spanned<String>,
+    pub failover_status: Option<Vec<Spanned<u16>>>,
+}
+
+/// `[[behaviors]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBehavior {
+    pub path_pattern: Spanned<String>,
+    pub origin: Spanned<String>,
+    pub viewer_request: Option<Spanned<String>>,
+    pub origin_request: Option<Spanned<String>>,
+    pub origin_response: Option<Spanned<String>>,
+    pub viewer_response: Option<Spanned<String>>,
+    pub viewer_response_on_error: Option<bool>,
+}
+
+/// `[functions.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFunction {
+    pub runtime: Option<Spanned<String>>,
+    pub code: Spanned<String>,
+    pub kvs: Option<Spanned<String>>,
+}
+
+/// `[kvs.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKvs {
+    pub file: Spanned<String>,
+}

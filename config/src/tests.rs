@@ -1,0 +1,210 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+fn errors(text: &str) -> Vec<String> {
+    match parse(text, Path::new("v.toml")) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const MINIMAL: &str = r#"
+[origins.app]
+url = "http://127.0.0.1:3000"
+
+[[behaviors]]
+path_pattern = "*"
+origin = "app"
+"#;
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = parse(MINIMAL, Path::new("v.toml")).unwrap();
+    assert_eq!(c.server.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert_eq!(c.admin.listen, "127.0.0.1:9901".parse().unwrap());
+    assert_eq!(c.server.max_url_bytes, 8192);
+    assert_eq!(c.server.max_header_bytes, 20480);
+    let o = &c.origins["app"];
+    assert_eq!(o.connect_timeout, Duration::from_secs(10));
+    assert_eq!(o.read_timeout, Duration::from_secs(30));
+    assert_eq!(o.write_timeout, Duration::from_secs(30));
+    assert_eq!(o.idle_timeout, Duration::from_secs(5));
+    assert!(o.verify_tls);
+    assert_eq!((o.host.as_str(), o.port, o.path.as_str()), ("127.0.0.1", 3000, ""));
+    assert!(c.behaviors[0].path_pattern.is_default());
+}
+
+#[test]
+fn full_config_resolves_groups_and_origin_paths() {
+    let text = r#"
+[origins.a]
+url = "https://example.com/base/"
+connect_timeout = "250ms"
+[origins.b]
+url = "http://[::1]:81"
+[origin_groups.ha]
+primary = "a"
+secondary = "b"
+failover_status = [503]
+[[behaviors]]
+path_pattern = "/api/*"
+origin = "ha"
+[[behaviors]]
+path_pattern = "*"
+origin = "b"
+"#;
+    let c = parse(text, Path::new("v.toml")).unwrap();
+    let a = &c.origins["a"];
+    assert_eq!((a.scheme, a.port, a.path.as_str()), (Scheme::Https, 443, "/base"));
+    assert_eq!(a.connect_timeout, Duration::from_millis(250));
+    assert_eq!(a.authority(), "example.com");
+    assert_eq!(c.origins["b"].authority(), "[::1]:81");
+    match &c.behaviors[0].target {
+        Target::Group(g) => {
+            assert_eq!(g.primary.name, "a");
+            assert_eq!(g.failover_status, vec![503]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unknown_key_names_line_col_and_path() {
+    let e = errors(
+        r#"
+[origins.app]
+url = "http://127.0.0.1:3000"
+conect_timeout = "2s"
+"#,
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("v.toml:4:1: origins.app.conect_timeout: unknown field `conect_timeout`"), "{e:?}");
+}
+
+#[test]
+fn wrong_type_names_line_col_and_path() {
+    let e = errors("[server]\nthreads = \"two\"\n");
+    assert!(e[0].starts_with("v.toml:2:11: server.threads: "), "{e:?}");
+}
+
+#[test]
+fn bad_duration_points_at_the_value() {
+    let e = errors(&MINIMAL.replace(
+        "url = \"http://127.0.0.1:3000\"",
+        "url = \"http://127.0.0.1:3000\"\nread_timeout = \"30 seconds\"",
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("v.toml:4:16: origins.app.read_timeout: unknown unit"), "{e:?}");
+}
+
+#[test]
+fn unknown_origin_in_behavior_is_reported_at_the_name() {
+    let e = errors(&MINIMAL.replace("origin = \"app\"", "origin = \"nope\""));
+    assert_eq!(
+        e,
+        vec!["v.toml:7:10: behaviors[0].origin: no origin or origin group is named `nope`"]
+    );
+}
+
+#[test]
+fn a_name_shared_by_an_origin_and_a_group_is_refused() {
+    let e = errors(&format!(
+        "{MINIMAL}\n[origin_groups.app]\nprimary = \"app\"\nsecondary = \"app\"\n"
+    ));
+    assert!(e[0].contains("origin_groups.app: `app` names both"), "{e:?}");
+}
+
+#[test]
+fn unreadable_function_file_is_a_config_error() {
+    let text = format!(
+        "{}\nviewer_request = \"f\"\n[functions.f]\ncode = \"missing.js\"\n",
+        MINIMAL.trim_end()
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("v.toml:10:8: functions.f.code: cannot read "), "{e:?}");
+}
+
+#[test]
+fn cloudfront_functions_are_refused_at_origin_hooks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.js"), "function handler(e){return e.request}").unwrap();
+    let text = format!(
+        "{}\norigin_request = \"f\"\n[functions.f]\ncode = \"f.js\"\n",
+        MINIMAL.trim_end()
+    );
+    let e = parse(&text, &dir.path().join("v.toml")).unwrap_err().to_string();
+    assert!(e.contains("behaviors[0].origin_request: `f` is a cloudfront-js-2.0 function"), "{e}");
+}
+
+#[test]
+fn functions_load_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("fns")).unwrap();
+    std::fs::write(dir.path().join("fns/f.js"), "function handler(e){return e.request}").unwrap();
+    let text = format!(
+        "{}\nviewer_request = \"f\"\n[functions.f]\ncode = \"fns/f.js\"\n",
+        MINIMAL.trim_end()
+    );
+    let c = parse(&text, &dir.path().join("v.toml")).unwrap();
+    let f = c.behaviors[0].function(Hook::ViewerRequest).unwrap();
+    assert_eq!(f.runtime, Runtime::CloudfrontJs2);
+    assert!(f.code.contains("handler"));
+    assert!(c.watched_files().contains(&dir.path().join("fns/f.js")));
+}
+
+#[test]
+fn the_last_behavior_must_be_the_default() {
+    let e = errors(&MINIMAL.replace("path_pattern = \"*\"", "path_pattern = \"/api/*\""));
+    assert!(e[0].contains("behaviors[0].path_pattern: the last behavior is the default"), "{e:?}");
+    let e = errors("[origins.app]\nurl = \"http://127.0.0.1:1\"\n");
+    assert!(e[0].contains("behaviors: at least one behavior"), "{e:?}");
+}
+
+#[test]
+fn several_errors_are_all_reported_in_source_order() {
+    let e = errors(
+        r#"
+[origins.app]
+url = "ftp://x"
+[origins.b]
+url = "http://127.0.0.1:1"
+idle_timeout = "0s"
+[[behaviors]]
+path_pattern = "*"
+origin = "b"
+viewer_request = "ghost"
+"#,
+    );
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e[0].starts_with("v.toml:3:7: origins.app.url: the scheme must be http or https"));
+    assert!(e[1].starts_with("v.toml:6:16: origins.b.idle_timeout: must be greater than zero"));
+    assert!(e[2].starts_with("v.toml:10:18: behaviors[0].viewer_request: no function is named"));
+}
+
+#[test]
+fn toml_syntax_errors_have_positions() {
+    let e = errors("[server\nlisten = 1\n");
+    assert!(e[0].starts_with("v.toml:1:"), "{e:?}");
+}
+
+#[test]
+fn restart_only_changes_are_listed_and_reloadable_ones_are_not() {
+    let a = parse(MINIMAL, Path::new("v.toml")).unwrap();
+    let b = parse(
+        &format!("[server]\nlisten = [\"127.0.0.1:9000\"]\nthreads = 3\n{MINIMAL}"),
+        Path::new("v.toml"),
+    )
+    .unwrap();
+    let mut changed = a.restart_only_changes(&b);
+    changed.sort();
+    assert!(changed.contains(&"server.listen".to_owned()), "{changed:?}");
+    let c = parse(
+        &MINIMAL.replace("127.0.0.1:3000", "127.0.0.1:4000"),
+        Path::new("v.toml"),
+    )
+    .unwrap();
+    assert!(a.restart_only_changes(&c).is_empty());
+}

@@ -1,0 +1,587 @@
+//! [`RawConfig`] → [`Config`]: resolve names, parse durations and addresses, read the files the
+//! configuration names, and collect every problem with its position rather than stopping at the
+//! first.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::duration::parse_duration;
+use crate::error::{ConfigError, ConfigErrors, Pos, SourceMap};
+use crate::model::*;
+use crate::pattern::PathPattern;
+use crate::raw::*;
+
+/// Defaults, documented in the README's configuration reference.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `server.listen`
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    /// `admin.listen`
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:9901";
+    /// `server.shutdown_grace`
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    /// `server.client_timeout`
+    pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `server.keepalive_timeout`
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `server.max_url_bytes` (CloudFront's URL limit)
+    pub const MAX_URL_BYTES: usize = 8_192;
+    /// `server.max_header_bytes` (CloudFront's request line + headers limit)
+    pub const MAX_HEADER_BYTES: usize = 20_480;
+    /// `origins.*.connect_timeout` (CloudFront's default connection timeout)
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `origins.*.read_timeout` (CloudFront's default response timeout)
+    pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `origins.*.write_timeout`
+    pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `origins.*.idle_timeout` (CloudFront's default keep-alive timeout)
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+    /// `origins.*.dns_ttl`
+    pub const DNS_TTL: Duration = Duration::from_secs(60);
+    /// `origin_groups.*.failover_status`
+    pub const FAILOVER_STATUS: [u16; 4] = [500, 502, 503, 504];
+}
+
+/// Collects errors while walking the raw configuration.
+struct Checker<'a> {
+    file: &'a Path,
+    dir: PathBuf,
+    map: &'a SourceMap,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn pos<T>(&self, spanned: &Spanned<T>) -> Pos {
+        self.map.pos(spanned.span().start)
+    }
+
+    fn error<T>(&mut self, at: &Spanned<T>, path: impl Into<String>, message: impl Into<String>) {
+        let pos = self.pos(at);
+        self.errors
+            .push(ConfigError::new(self.file, pos, path, message));
+    }
+
+    fn duration(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        path: String,
+        default: Duration,
+    ) -> Duration {
+        let Some(value) = value else { return default };
+        match parse_duration(value.get_ref()) {
+            Ok(d) if d.is_zero() => {
+                self.error(value, path, "must be greater than zero");
+                default
+            }
+            Ok(d) => d,
+            Err(message) => {
+                self.error(value, path, message);
+                default
+            }
+        }
+    }
+
+    fn addr(&mut self, value: &Spanned<String>, path: String) -> Option<SocketAddr> {
+        match value.get_ref().parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.error(
+                    value,
+                    path,
+                    format!(
+                        "`{}` is not an IP:port address (e.g. \"127.0.0.1:8080\")",
+                        value.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn path(&self, value: &str) -> PathBuf {
+        let p = Path::new(value);
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.dir.join(p)
+        }
+    }
+
+    /// Read a file the configuration names, reporting failure at the value.
+    fn read(&mut self, value: &Spanned<String>, path: String) -> Option<(PathBuf, Vec<u8>)> {
+        let file = self.path(value.get_ref());
+        match std::fs::read(&file) {
+            Ok(bytes) => Some((file, bytes)),
+            Err(e) => {
+                self.error(value, path, format!("cannot read {}: {e}", file.display()));
+                None
+            }
+        }
+    }
+}
+
+/// Validate a parsed configuration.
+pub fn validate(raw: RawConfig, file: &Path, map: &SourceMap) -> Result<Config, ConfigErrors> {
+    let dir = file
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut c = Checker {
+        file,
+        dir,
+        map,
+        errors: Vec::new(),
+    };
+
+    let server = server(&mut c, &raw.server);
+    let admin = AdminConfig {
+        listen: match &raw.admin.listen {
+            Some(v) => c
+                .addr(v, "admin.listen".into())
+                .unwrap_or_else(default_admin),
+            None => default_admin(),
+        },
+    };
+    let logging = LoggingConfig {
+        access_log: raw.logging.access_log.unwrap_or(true),
+    };
+
+    let mut origins = BTreeMap::new();
+    for (name, o) in &raw.origins {
+        if let Some(origin) = origin(&mut c, name, o) {
+            origins.insert(name.clone(), Arc::new(origin));
+        }
+    }
+
+    let mut origin_groups = BTreeMap::new();
+    for (name, g) in &raw.origin_groups {
+        let path = format!("origin_groups.{name}");
+        if raw.origins.contains_key(name) {
+            c.error(
+                g,
+                path.clone(),
+                format!("`{name}` names both an origin and an origin group; behaviors could not tell them apart"),
+            );
+            continue;
+        }
+        let group = g.get_ref();
+        let member = |c: &mut Checker, v: &Spanned<String>, field: &str| {
+            let found = origins.get(v.get_ref()).cloned();
+            if found.is_none() && !raw.origins.contains_key(v.get_ref()) {
+                c.error(
+                    v,
+                    format!("{path}.{field}"),
+                    format!("no origin is named `{}`", v.get_ref()),
+                );
+            }
+            found
+        };
+        let primary = member(&mut c, &group.primary, "primary");
+        let secondary = member(&mut c, &group.secondary, "secondary");
+        let mut failover_status = Vec::new();
+        for (i, s) in group.failover_status.iter().flatten().enumerate() {
+            if (400..=599).contains(s.get_ref()) {
+                failover_status.push(*s.get_ref());
+            } else {
+                c.error(
+                    s,
+                    format!("{path}.failover_status[{i}]"),
+                    format!("{} is not a 4xx or 5xx status", s.get_ref()),
+                );
+            }
+        }
+        if group.failover_status.is_none() {
+            failover_status = defaults::FAILOVER_STATUS.to_vec();
+        }
+        if let (Some(primary), Some(secondary)) = (primary, secondary) {
+            origin_groups.insert(
+                name.clone(),
+                Arc::new(OriginGroup {
+                    name: name.clone(),
+                    primary,
+                    secondary,
+                    failover_status,
+                }),
+            );
+        }
+    }
+
+    let mut kvs = BTreeMap::new();
+    for (name, k) in &raw.kvs {
+        let path = format!("kvs.{name}.file");
+        let file_value = &k.get_ref().file;
+        if let Some((file, _)) = c.read(file_value, path) {
+            let pos = c.pos(file_value);
+            kvs.insert(
+                name.clone(),
+                Arc::new(KvsDef {
+                    name: name.clone(),
+                    file,
+                    pos,
+                }),
+            );
+        }
+    }
+
+    let mut functions = BTreeMap::new();
+    for (name, f) in &raw.functions {
+        if let Some(function) = function(&mut c, name, f.get_ref(), &kvs, &raw.kvs) {
+            functions.insert(name.clone(), Arc::new(function));
+        }
+    }
+
+    let behaviors = behaviors(&mut c, &raw, &origins, &origin_groups, &functions);
+
+    if c.errors.is_empty() {
+        Ok(Config {
+            file: file.to_owned(),
+            server,
+            admin,
+            logging,
+            origins,
+            origin_groups,
+            behaviors,
+            functions,
+            kvs,
+        })
+    } else {
+        c.errors.sort_by_key(|e| (e.pos.line, e.pos.col));
+        Err(ConfigErrors(c.errors))
+    }
+}
+
+fn default_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9901))
+}
+
+fn server(c: &mut Checker, raw: &RawServer) -> ServerConfig {
+    let listen = match &raw.listen {
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| c.addr(v, format!("server.listen[{i}]")))
+            .collect(),
+        None => vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+    };
+    let mut tls = Vec::new();
+    for (i, t) in raw.tls.iter().enumerate() {
+        let t = t.get_ref();
+        let path = format!("server.tls[{i}]");
+        let listen = c.addr(&t.listen, format!("{path}.listen"));
+        let cert = c.read(&t.cert, format!("{path}.cert"));
+        let key = c.read(&t.key, format!("{path}.key"));
+        if let (Some(listen), Some((cert, _)), Some((key, _))) = (listen, cert, key) {
+            tls.push(TlsListener {
+                listen,
+                cert,
+                key,
+                http2: t.http2.unwrap_or(true),
+                pos: c.pos(&t.cert),
+            });
+        }
+    }
+    let threads = match &raw.threads {
+        Some(t) if *t.get_ref() == 0 || *t.get_ref() > 1024 => {
+            c.error(t, "server.threads", "must be between 1 and 1024");
+            1
+        }
+        Some(t) => *t.get_ref(),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let limit = |c: &mut Checker, v: &Option<Spanned<usize>>, path: &str, default: usize| match v {
+        Some(v) if *v.get_ref() < 256 || *v.get_ref() > 1 << 20 => {
+            c.error(v, path, "must be between 256 and 1048576 bytes");
+            default
+        }
+        Some(v) => *v.get_ref(),
+        None => default,
+    };
+    ServerConfig {
+        listen,
+        tls,
+        threads,
+        shutdown_grace: c.duration(
+            raw.shutdown_grace.as_ref(),
+            "server.shutdown_grace".into(),
+            defaults::SHUTDOWN_GRACE,
+        ),
+        client_timeout: c.duration(
+            raw.client_timeout.as_ref(),
+            "server.client_timeout".into(),
+            defaults::CLIENT_TIMEOUT,
+        ),
+        keepalive_timeout: c.duration(
+            raw.keepalive_timeout.as_ref(),
+            "server.keepalive_timeout".into(),
+            defaults::KEEPALIVE_TIMEOUT,
+        ),
+        max_url_bytes: limit(
+            c,
+            &raw.max_url_bytes,
+            "server.max_url_bytes",
+            defaults::MAX_URL_BYTES,
+        ),
+        max_header_bytes: limit(
+            c,
+            &raw.max_header_bytes,
+            "server.max_header_bytes",
+            defaults::MAX_HEADER_BYTES,
+        ),
+    }
+}
+
+fn origin(c: &mut Checker, name: &str, spanned: &Spanned<RawOrigin>) -> Option<Origin> {
+    let raw = spanned.get_ref();
+    let path = format!("origins.{name}");
+    let url_path = format!("{path}.url");
+    let uri: http::Uri = match raw.url.get_ref().parse() {
+        Ok(uri) => uri,
+        Err(e) => {
+            c.error(&raw.url, url_path, format!("not a URL: {e}"));
+            return None;
+        }
+    };
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::Http,
+        Some("https") => Scheme::Https,
+        other => {
+            c.error(
+                &raw.url,
+                url_path,
+                format!(
+                    "the scheme must be http or https, not {}",
+                    other.unwrap_or("(none)")
+                ),
+            );
+            return None;
+        }
+    };
+    let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
+        c.error(&raw.url, url_path, "the URL has no host");
+        return None;
+    };
+    if uri.query().is_some() {
+        c.error(&raw.url, url_path, "an origin URL cannot have a query string");
+        return None;
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = uri.port_u16().unwrap_or(match scheme {
+        Scheme::Http => 80,
+        Scheme::Https => 443,
+    });
+    let origin_path = uri.path().trim_end_matches('/').to_owned();
+
+    let ca_pem = match &raw.ca_file {
+        Some(v) => c
+            .read(v, format!("{path}.ca_file"))
+            .map(|(_, bytes)| Arc::new(bytes)),
+        None => None,
+    };
+    if ca_pem.is_some() && scheme == Scheme::Http
+        && let Some(v) = &raw.ca_file
+    {
+        c.error(v, format!("{path}.ca_file"), "ca_file needs an https origin");
+    }
+    let sni = match &raw.sni {
+        Some(v) if v.get_ref().is_empty() => {
+            c.error(v, format!("{path}.sni"), "must not be empty");
+            host.clone()
+        }
+        Some(v) => v.get_ref().clone(),
+        None => host.clone(),
+    };
+    Some(Origin {
+        name: name.to_owned(),
+        scheme,
+        port,
+        path: origin_path,
+        connect_timeout: c.duration(
+            raw.connect_timeout.as_ref(),
+            format!("{path}.connect_timeout"),
+            defaults::CONNECT_TIMEOUT,
+        ),
+        read_timeout: c.duration(
+            raw.read_timeout.as_ref(),
+            format!("{path}.read_timeout"),
+            defaults::READ_TIMEOUT,
+        ),
+        write_timeout: c.duration(
+            raw.write_timeout.as_ref(),
+            format!("{path}.write_timeout"),
+            defaults::WRITE_TIMEOUT,
+        ),
+        idle_timeout: c.duration(
+            raw.idle_timeout.as_ref(),
+            format!("{path}.idle_timeout"),
+            defaults::IDLE_TIMEOUT,
+        ),
+        dns_ttl: c.duration(
+            raw.dns_ttl.as_ref(),
+            format!("{path}.dns_ttl"),
+            defaults::DNS_TTL,
+        ),
+        verify_tls: raw.verify_tls.unwrap_or(true),
+        ca_pem,
+        sni,
+        host,
+        preserve_host: raw.preserve_host.unwrap_or(false),
+        pos: c.pos(spanned),
+    })
+}
+
+fn function(
+    c: &mut Checker,
+    name: &str,
+    raw: &RawFunction,
+    kvs: &BTreeMap<String, Arc<KvsDef>>,
+    raw_kvs: &BTreeMap<String, Spanned<RawKvs>>,
+) -> Option<FunctionDef> {
+    let path = format!("functions.{name}");
+    let runtime = match &raw.runtime {
+        Some(v) => match Runtime::parse(v.get_ref()) {
+            Some(r) => r,
+            None => {
+                c.error(
+                    v,
+                    format!("{path}.runtime"),
+                    format!(
+                        "unknown runtime `{}`; use cloudfront-js-1.0, cloudfront-js-2.0 or lambda-edge",
+                        v.get_ref()
+                    ),
+                );
+                return None;
+            }
+        },
+        None => Runtime::CloudfrontJs2,
+    };
+    let store = match &raw.kvs {
+        Some(v) => {
+            if !raw_kvs.contains_key(v.get_ref()) {
+                c.error(
+                    v,
+                    format!("{path}.kvs"),
+                    format!("no key-value store is named `{}`", v.get_ref()),
+                );
+            }
+            kvs.get(v.get_ref()).cloned()
+        }
+        None => None,
+    };
+    let (code_path, bytes) = c.read(&raw.code, format!("{path}.code"))?;
+    let code = match String::from_utf8(bytes) {
+        Ok(code) => code,
+        Err(_) => {
+            c.error(
+                &raw.code,
+                format!("{path}.code"),
+                format!("{} is not UTF-8 text", code_path.display()),
+            );
+            return None;
+        }
+    };
+    Some(FunctionDef {
+        name: name.to_owned(),
+        runtime,
+        code_path,
+        code: Arc::from(code),
+        kvs: store,
+        pos: c.pos(&raw.code),
+    })
+}
+
+fn behaviors(
+    c: &mut Checker,
+    raw: &RawConfig,
+    origins: &BTreeMap<String, Arc<Origin>>,
+    groups: &BTreeMap<String, Arc<OriginGroup>>,
+    functions: &BTreeMap<String, Arc<FunctionDef>>,
+) -> Vec<Behavior> {
+    let mut out = Vec::new();
+    for (index, spanned) in raw.behaviors.iter().enumerate() {
+        let b = spanned.get_ref();
+        let path = format!("behaviors[{index}]");
+        let pattern = match PathPattern::parse(b.path_pattern.get_ref()) {
+            Ok(p) => Some(p),
+            Err(message) => {
+                c.error(&b.path_pattern, format!("{path}.path_pattern"), message);
+                None
+            }
+        };
+        let name = b.origin.get_ref();
+        let target = if let Some(o) = origins.get(name) {
+            Some(Target::Origin(o.clone()))
+        } else if let Some(g) = groups.get(name) {
+            Some(Target::Group(g.clone()))
+        } else {
+            if !raw.origins.contains_key(name) && !raw.origin_groups.contains_key(name) {
+                c.error(
+                    &b.origin,
+                    format!("{path}.origin"),
+                    format!("no origin or origin group is named `{name}`"),
+                );
+            }
+            None
+        };
+        let mut hooks: [Option<Arc<FunctionDef>>; 4] = Default::default();
+        let slots = [
+            (Hook::ViewerRequest, &b.viewer_request),
+            (Hook::OriginRequest, &b.origin_request),
+            (Hook::OriginResponse, &b.origin_response),
+            (Hook::ViewerResponse, &b.viewer_response),
+        ];
+        for (hook, slot) in slots {
+            let Some(fname) = slot else { continue };
+            let field = format!("{path}.{}", hook.key());
+            match functions.get(fname.get_ref()) {
+                Some(f) if !f.runtime.allowed_at(hook) => c.error(
+                    fname,
+                    field,
+                    format!(
+                        "`{}` is a {} function; CloudFront Functions run only at viewer_request and viewer_response",
+                        fname.get_ref(),
+                        f.runtime.name()
+                    ),
+                ),
+                Some(f) => hooks[hook as usize] = Some(f.clone()),
+                None if raw.functions.contains_key(fname.get_ref()) => {}
+                None => c.error(
+                    fname,
+                    field,
+                    format!("no function is named `{}`", fname.get_ref()),
+                ),
+            }
+        }
+        if let (Some(path_pattern), Some(target)) = (pattern, target) {
+            out.push(Behavior {
+                index,
+                path_pattern,
+                target,
+                hooks,
+                viewer_response_on_error: b.viewer_response_on_error.unwrap_or(false),
+            });
+        }
+    }
+    match raw.behaviors.last() {
+        None => c.errors.push(ConfigError::new(
+            c.file,
+            Pos::START,
+            "behaviors",
+            "at least one behavior is needed; the last one must have path_pattern = \"*\"",
+        )),
+        Some(last) if last.get_ref().path_pattern.get_ref().chars().any(|ch| ch != '*') => {
+            c.error(
+                &last.get_ref().path_pattern,
+                format!("behaviors[{}].path_pattern", raw.behaviors.len() - 1),
+                "the last behavior is the default and must have path_pattern = \"*\"",
+            )
+        }
+        Some(_) => {}
+    }
+    out
+}

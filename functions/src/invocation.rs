@@ -1,0 +1,48 @@
+//! What a hook hands to a function: owned copies, never references into pingora's session.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use verge_config::{FunctionDef, Hook};
+
+/// Header name/value pairs in wire order; names lower-case, values raw bytes.
+pub type HeaderList = Vec<(String, Vec<u8>)>;
+
+/// The viewer's request as the function sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestSnapshot {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The path, without the query string.
+    pub uri: String,
+    /// The raw query string, without `?` (empty when there is none).
+    pub querystring: String,
+    /// All request headers.
+    pub headers: HeaderList,
+    /// The viewer's address.
+    pub client_ip: IpAddr,
+}
+
+/// The response at origin-response and viewer-response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseSnapshot {
+    /// Status code.
+    pub status: u16,
+    /// All response headers.
+    pub headers: HeaderList,
+}
+
+/// One call of one function at one hook.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The function to run.
+    pub function: Arc<FunctionDef>,
+    /// Where in the request's life it runs.
+    pub hook: Hook,
+    /// verge's request id (`context.requestId`).
+    pub request_id: String,
+    /// The request.
+    pub request: RequestSnapshot,
+    /// The response, at the response hooks.
+    pub response: Option<ResponseSnapshot>,
+}

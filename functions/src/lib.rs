@@ -1,0 +1,17 @@
+//! verge-functions: JavaScript edge functions for verge.
+//!
+//! The proxy talks to this crate only through `Send` data: it builds an [`Invocation`] (an owned
+//! snapshot of the request, and of the response at the response hooks), hands it to a worker
+//! pool, and gets back an [`Outcome`] — continue with edits, or answer with a generated
+//! response — or a [`FunctionError`] carrying CloudFront's result type. No boa type crosses
+//! this boundary: boa's values are `!Send` and live only on the pool's own threads.
+//!
+//! This version defines that boundary; the worker pools that run the JavaScript behind it come
+//! with the fast (CloudFront Functions) and edge (Lambda@Edge) tiers.
+
+mod invocation;
+mod outcome;
+
+pub use invocation::{HeaderList, Invocation, RequestSnapshot, ResponseSnapshot};
+pub use outcome::{Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome, ResultType};
+pub use verge_config::{FunctionDef, Hook, Runtime};

@@ -1,0 +1,72 @@
+//! Per-request state (pingora's `CTX`): the snapshot the request started with, its id, the
+//! behavior it matched, the origin attempts made, and what the access log needs at the end.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use verge_functions::ResultType;
+
+use crate::origin::OriginTarget;
+use crate::snapshot::{BehaviorRoute, Snapshot};
+
+/// State for one request.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// The configuration this request uses from start to end, even across a reload.
+    pub snapshot: Arc<Snapshot>,
+    /// `x-verge-request-id`.
+    pub request_id: String,
+    /// When the request's header was parsed.
+    pub started: Instant,
+    /// Index of the matched behavior.
+    pub behavior: Option<usize>,
+    /// 0 for the first origin attempt, 1 after failover to a group's secondary.
+    pub attempt: u8,
+    /// Why the request failed over, if it did.
+    pub failover: Option<&'static str>,
+    /// The origin of the current attempt.
+    pub origin: Option<Arc<OriginTarget>>,
+    /// When the request was sent to the origin.
+    pub origin_sent: Option<Instant>,
+    /// Time until the origin's response header.
+    pub origin_duration: Option<Duration>,
+    /// The origin's status, for the last attempt that got a response header.
+    pub origin_status: Option<u16>,
+    /// Whether a response header has gone to the viewer (no failover after that).
+    pub response_started: bool,
+    /// How the response came about.
+    pub result: ResultType,
+    /// Why verge answered with an error, for the log.
+    pub error: Option<String>,
+}
+
+impl RequestCtx {
+    /// Fresh state for a request that starts now on `snapshot`.
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        RequestCtx {
+            snapshot,
+            request_id: crate::request_id::next(),
+            started: Instant::now(),
+            behavior: None,
+            attempt: 0,
+            failover: None,
+            origin: None,
+            origin_sent: None,
+            origin_duration: None,
+            origin_status: None,
+            response_started: false,
+            result: ResultType::Miss,
+            error: None,
+        }
+    }
+
+    /// The matched behavior.
+    pub fn behavior(&self) -> Option<&BehaviorRoute> {
+        self.behavior.and_then(|i| self.snapshot.behavior(i))
+    }
+
+    /// The current origin's name, or `-`.
+    pub fn origin_name(&self) -> &str {
+        self.origin.as_ref().map_or("-", |o| o.origin.name.as_str())
+    }
+}

@@ -1,0 +1,36 @@
+//! verge-proxy: the reverse proxy — a pingora `ProxyHttp` implementation with CloudFront-style
+//! behaviors, origins and origin groups, error pages, metrics and hot-reloaded configuration.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = verge_config::load(std::path::Path::new("verge.toml"))?;
+//! let state = verge_proxy::ProxyState::new(config)?;
+//! let server = verge_proxy::server::build(&state, false)?;
+//! server.run_forever();
+//! # }
+//! ```
+//!
+//! Map: [`service`] is the one `ProxyHttp` impl, each phase delegating to [`stage`];
+//! [`state`] holds the published [`snapshot`] and reloads it; [`origin`] and [`dns`] make
+//! pingora peers; [`error_page`] renders what verge answers itself; [`metrics`] and [`admin`]
+//! are observability; [`server`] assembles pingora's server, [`embed`] serves the same apps
+//! from an accept loop of your own (tests).
+
+pub mod admin;
+pub mod ctx;
+pub mod dns;
+pub mod embed;
+pub mod error_page;
+pub mod headers;
+pub mod metrics;
+pub mod origin;
+pub mod request_id;
+pub mod server;
+pub mod service;
+pub mod snapshot;
+pub mod stage;
+pub mod state;
+pub mod tls;
+
+pub use stage::log::ACCESS_TARGET;
+pub use state::{ProxyState, ReloadReport, StartError};

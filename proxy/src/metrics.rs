@@ -1,0 +1,137 @@
+//! verge-proxy's Prometheus metrics, named `verge_<area>_<what>_<unit>`, held in a registry per
+//! proxy (not the global one) so several proxies in one test process never collide.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// All metrics of one proxy.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered, by behavior and status class (`2xx` … `5xx`).
+    pub requests: IntCounterVec,
+    /// Time from sending to the origin until its response header, by origin.
+    pub origin_duration: HistogramVec,
+    /// Origin failures, by origin and kind (`connect`, `timeout`, `dns`, `tls`, `other`).
+    pub origin_errors: IntCounterVec,
+    /// Failovers from a group's primary to its secondary, by group and reason.
+    pub failovers: IntCounterVec,
+    /// Configuration reloads by result (`ok`, `failed`).
+    pub reloads: IntCounterVec,
+    /// Reloads whose changes to restart-only settings were not applied.
+    pub restart_required: IntCounter,
+}
+
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(vec.clone()))?;
+    Ok(vec)
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered. Fails only on an invalid definition,
+    /// which the unit test below rules out.
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let origin_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "verge_proxy_origin_duration_seconds",
+                "Time from sending a request to an origin until its response header arrived.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["origin"],
+        )?;
+        registry.register(Box::new(origin_duration.clone()))?;
+        let restart_required = IntCounter::new(
+            "verge_config_restart_required_total",
+            "Reloads that changed restart-only settings, which were not applied.",
+        )?;
+        registry.register(Box::new(restart_required.clone()))?;
+        Ok(Metrics {
+            requests: counter_vec(
+                &registry,
+                "verge_proxy_requests_total",
+                "Requests answered, by behavior and status class.",
+                &["behavior", "status_class"],
+            )?,
+            origin_errors: counter_vec(
+                &registry,
+                "verge_proxy_origin_errors_total",
+                "Failed origin attempts, by origin and kind.",
+                &["origin", "kind"],
+            )?,
+            failovers: counter_vec(
+                &registry,
+                "verge_proxy_failovers_total",
+                "Failovers from an origin group's primary to its secondary.",
+                &["group", "reason"],
+            )?,
+            reloads: counter_vec(
+                &registry,
+                "verge_config_reloads_total",
+                "Configuration reloads, by result.",
+                &["result"],
+            )?,
+            origin_duration,
+            restart_required,
+            registry,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// `2xx`, `4xx`, … for a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_registered_and_rendered() {
+        let m = Metrics::new().unwrap();
+        m.requests.with_label_values(&["0", "2xx"]).inc();
+        m.origin_duration.with_label_values(&["app"]).observe(0.01);
+        m.origin_errors.with_label_values(&["app", "connect"]).inc();
+        m.failovers.with_label_values(&["ha", "status"]).inc();
+        m.reloads.with_label_values(&["ok"]).inc();
+        m.restart_required.inc();
+        let text = m.render();
+        for name in [
+            "verge_proxy_requests_total",
+            "verge_proxy_origin_duration_seconds_bucket",
+            "verge_proxy_origin_errors_total",
+            "verge_proxy_failovers_total",
+            "verge_config_reloads_total",
+            "verge_config_restart_required_total",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+}

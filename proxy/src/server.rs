@@ -1,0 +1,70 @@
+//! Assembling verge as a pingora [`Server`]: the proxy service on the plain and TLS listeners,
+//! the admin app, graceful shutdown (SIGTERM) and upgrade (SIGQUIT) as pingora provides them.
+
+use std::sync::Arc;
+
+use pingora::apps::http_app::HttpServer;
+use pingora::listeners::tls::TlsSettings;
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::Server;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::service::VergeProxy;
+use crate::state::ProxyState;
+
+/// Where pingora's graceful upgrade hands listening sockets to a new process.
+pub const UPGRADE_SOCK: &str = "/tmp/verge-upgrade.sock";
+
+/// Build the server for `state`'s configuration. `upgrade` is pingora's `--upgrade`: take the
+/// listening sockets over from a running verge (see the README).
+pub fn build(state: &Arc<ProxyState>, upgrade: bool) -> pingora::Result<Server> {
+    let config = state.snapshot().config.clone();
+    let grace = config.server.shutdown_grace.as_secs().max(1);
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(grace),
+        upgrade_sock: UPGRADE_SOCK.to_owned(),
+        pid_file: "/tmp/verge.pid".to_owned(),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut proxy = http_proxy_service_with_name(
+        &server.configuration,
+        VergeProxy::new(state.clone()),
+        "verge proxy",
+    );
+    for addr in &config.server.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    for (tls, store) in config.server.tls.iter().zip(&state.certs) {
+        let mut settings = TlsSettings::intermediate(
+            &tls.cert.to_string_lossy(),
+            &tls.key.to_string_lossy(),
+        )?;
+        // The resolver replaces the files at build time, so renewed certificates are served
+        // after a reload without restarting the listener.
+        settings.set_cert_resolver(store.clone());
+        if tls.http2 {
+            settings.enable_h2();
+        }
+        proxy.add_tls_with_settings(&tls.listen.to_string(), None, settings);
+    }
+    server.add_service(proxy);
+
+    let mut admin = Service::new(
+        "verge admin".to_owned(),
+        HttpServer::new_app(AdminApp::new(state.clone())),
+    );
+    admin.add_tcp(&config.admin.listen.to_string());
+    server.add_service(admin);
+    Ok(server)
+}

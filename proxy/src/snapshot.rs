@@ -1,0 +1,197 @@
+//! The running configuration as the request path uses it: behaviors with their routes, origins
+//! ready to make peers. A snapshot is built completely before it is published, and each request
+//! keeps the one it started with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use verge_config::{Behavior, Config, ConfigError, ConfigErrors, Hook, OriginGroup, Target};
+
+use crate::origin::OriginTarget;
+
+/// Where a behavior sends its requests.
+#[derive(Debug)]
+pub enum Route {
+    /// One origin.
+    Single(Arc<OriginTarget>),
+    /// A primary and a secondary.
+    Group {
+        /// The group as configured.
+        group: Arc<OriginGroup>,
+        /// Its primary.
+        primary: Arc<OriginTarget>,
+        /// Its secondary.
+        secondary: Arc<OriginTarget>,
+    },
+}
+
+impl Route {
+    /// The origin for an attempt: 0 is the first, 1 the failover.
+    pub fn origin(&self, attempt: u8) -> &Arc<OriginTarget> {
+        match self {
+            Route::Single(o) => o,
+            Route::Group { primary, .. } if attempt == 0 => primary,
+            Route::Group { secondary, .. } => secondary,
+        }
+    }
+
+    /// The group, when this is one.
+    pub fn group(&self) -> Option<&OriginGroup> {
+        match self {
+            Route::Group { group, .. } => Some(group),
+            Route::Single(_) => None,
+        }
+    }
+}
+
+/// A behavior with its route.
+#[derive(Debug)]
+pub struct BehaviorRoute {
+    /// The behavior as configured.
+    pub behavior: Behavior,
+    /// Label for logs and metrics: the path pattern.
+    pub label: String,
+    /// Its route.
+    pub route: Route,
+}
+
+/// One published configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The configuration it was built from.
+    pub config: Arc<Config>,
+    /// Increases with every successful reload; 1 for the first.
+    pub generation: u64,
+    behaviors: Vec<BehaviorRoute>,
+}
+
+impl Snapshot {
+    /// Build a snapshot, reporting anything the configuration check could not see (bad CA files,
+    /// features this build does not run) as positioned configuration errors.
+    pub fn build(config: Arc<Config>, generation: u64) -> Result<Self, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut targets: HashMap<&str, Arc<OriginTarget>> = HashMap::new();
+        for (name, origin) in &config.origins {
+            match OriginTarget::new(origin.clone()) {
+                Ok(t) => {
+                    targets.insert(name, Arc::new(t));
+                }
+                Err(message) => errors.push(ConfigError::new(
+                    &config.file,
+                    origin.pos,
+                    format!("origins.{name}.ca_file"),
+                    message,
+                )),
+            }
+        }
+        let mut behaviors = Vec::new();
+        for b in &config.behaviors {
+            for hook in Hook::ALL {
+                if let Some(f) = b.function(hook) {
+                    errors.push(ConfigError::new(
+                        &config.file,
+                        f.pos,
+                        format!("behaviors[{}].{}", b.index, hook.key()),
+                        format!(
+                            "function `{}` is valid, but this build of verge does not run functions yet",
+                            f.name
+                        ),
+                    ));
+                }
+            }
+            let route = match &b.target {
+                Target::Origin(o) => targets.get(o.name.as_str()).cloned().map(Route::Single),
+                Target::Group(g) => match (
+                    targets.get(g.primary.name.as_str()),
+                    targets.get(g.secondary.name.as_str()),
+                ) {
+                    (Some(p), Some(s)) => Some(Route::Group {
+                        group: g.clone(),
+                        primary: p.clone(),
+                        secondary: s.clone(),
+                    }),
+                    _ => None,
+                },
+            };
+            if let Some(route) = route {
+                behaviors.push(BehaviorRoute {
+                    label: b.path_pattern.as_str().to_owned(),
+                    behavior: b.clone(),
+                    route,
+                });
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| (e.pos.line, e.pos.col));
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Snapshot {
+            config,
+            generation,
+            behaviors,
+        })
+    }
+
+    /// The first behavior whose pattern matches `path`. Validation guarantees the last one is
+    /// the default `*`, so a match always exists; `None` only for a snapshot with no behaviors.
+    pub fn behavior_for(&self, path: &str) -> Option<(usize, &BehaviorRoute)> {
+        self.behaviors
+            .iter()
+            .enumerate()
+            .find(|(_, b)| b.behavior.path_pattern.matches(path))
+    }
+
+    /// A behavior by position.
+    pub fn behavior(&self, index: usize) -> Option<&BehaviorRoute> {
+        self.behaviors.get(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn snapshot(text: &str) -> Snapshot {
+        let config = verge_config::parse(text, Path::new("v.toml")).unwrap();
+        Snapshot::build(Arc::new(config), 1).unwrap()
+    }
+
+    #[test]
+    fn first_matching_behavior_wins_and_default_catches_the_rest() {
+        let s = snapshot(
+            r#"
+[origins.a]
+url = "http://127.0.0.1:1"
+[origins.b]
+url = "http://127.0.0.1:2"
+[[behaviors]]
+path_pattern = "/api/v1/*"
+origin = "a"
+[[behaviors]]
+path_pattern = "/api/*"
+origin = "b"
+[[behaviors]]
+path_pattern = "*"
+origin = "a"
+"#,
+        );
+        let pick = |p| s.behavior_for(p).map(|(i, _)| i);
+        assert_eq!(pick("/api/v1/x"), Some(0));
+        assert_eq!(pick("/api/v2/x"), Some(1));
+        assert_eq!(pick("/other"), Some(2));
+        assert_eq!(pick("/API/v1/x"), Some(2));
+    }
+
+    #[test]
+    fn a_bad_ca_file_is_a_positioned_error() {
+        let dir = std::env::temp_dir().join(format!("verge-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), "not a certificate").unwrap();
+        let text = "[origins.a]\nurl = \"https://127.0.0.1:1\"\nca_file = \"ca.pem\"\n\
+                    [[behaviors]]\npath_pattern = \"*\"\norigin = \"a\"\n";
+        let config = verge_config::parse(text, &dir.join("v.toml")).unwrap();
+        let e = Snapshot::build(Arc::new(config), 1).unwrap_err().to_string();
+        assert!(e.contains("v.toml:1:1: origins.a.ca_file: ca_file holds no certificate"), "{e}");
+    }
+}

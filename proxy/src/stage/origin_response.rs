@@ -1,0 +1,47 @@
+//! origin-response: time the origin, and turn a failover status into a retryable error while
+//! the secondary can still be tried.
+
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Error;
+
+use crate::ctx::RequestCtx;
+use crate::stage::origin_select::FAILOVER_STATUS;
+use crate::state::ProxyState;
+
+/// `upstream_response_filter`.
+pub fn on_header(
+    state: &ProxyState,
+    session: &Session,
+    response: &ResponseHeader,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<()> {
+    let status = response.status.as_u16();
+    ctx.origin_status = Some(status);
+    if let Some(sent) = ctx.origin_sent {
+        let elapsed = sent.elapsed();
+        ctx.origin_duration = Some(elapsed);
+        state
+            .metrics
+            .origin_duration
+            .with_label_values(&[ctx.origin_name()])
+            .observe(elapsed.as_secs_f64());
+    }
+    let triggers_failover = ctx.attempt == 0
+        && matches!(
+            session.req_header().method,
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        )
+        && ctx
+            .behavior()
+            .and_then(|b| b.route.group())
+            .is_some_and(|g| g.failover_status.contains(&status));
+    if triggers_failover {
+        return Err(Error::explain(
+            FAILOVER_STATUS,
+            format!("origin {} answered {status}", ctx.origin_name()),
+        )
+        .into_up());
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Origin selection and failover. `upstream_peer` runs once per attempt: the first attempt
+//! goes to the behavior's origin (or its group's primary), a failover attempt to the
+//! secondary. Failover follows CloudFront: only GET, HEAD and OPTIONS, only before any response
+//! reached the viewer, on connection failure, timeout, or a configured status.
+
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType};
+
+use crate::ctx::RequestCtx;
+use crate::state::ProxyState;
+
+/// The error raised from `upstream_response_filter` to fail over on a status code.
+pub const FAILOVER_STATUS: ErrorType = ErrorType::Custom("origin status triggers failover");
+
+/// Whether this request may still move to its group's secondary.
+fn can_fail_over(session: &Session, ctx: &RequestCtx) -> bool {
+    let method = &session.req_header().method;
+    ctx.attempt == 0
+        && !ctx.response_started
+        && matches!(
+            *method,
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        )
+        && ctx.behavior().is_some_and(|b| b.route.group().is_some())
+}
+
+/// Switch to the secondary and count it.
+fn fail_over(state: &ProxyState, ctx: &mut RequestCtx, reason: &'static str) {
+    ctx.attempt = 1;
+    ctx.failover = Some(reason);
+    if let Some(group) = ctx.behavior().and_then(|b| b.route.group()) {
+        state
+            .metrics
+            .failovers
+            .with_label_values(&[group.name.as_str(), reason])
+            .inc();
+        tracing::info!(request_id = %ctx.request_id, group = %group.name, reason, "failing over to the secondary origin");
+    }
+}
+
+/// A short name for the kind of an origin failure, for metrics.
+fn error_kind(e: &Error) -> &'static str {
+    use ErrorType::*;
+    match e.etype() {
+        ConnectTimedout | ReadTimedout | WriteTimedout => "timeout",
+        ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError => "connect",
+        TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError => "tls",
+        _ => "other",
+    }
+}
+
+/// `upstream_peer`: the peer for this attempt, resolving the origin's name asynchronously.
+pub async fn peer(
+    state: &ProxyState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<Box<HttpPeer>> {
+    loop {
+        let Some(target) = ctx.behavior().map(|b| b.route.origin(ctx.attempt).clone()) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no behavior matched before origin selection",
+            ));
+        };
+        let o = &target.origin;
+        let resolved = state
+            .dns
+            .resolve(&o.host, o.port, o.dns_ttl, o.connect_timeout)
+            .await;
+        match resolved {
+            Ok(addr) => {
+                let peer = target.peer(addr);
+                ctx.origin = Some(target);
+                return Ok(Box::new(peer));
+            }
+            Err(message) => {
+                state
+                    .metrics
+                    .origin_errors
+                    .with_label_values(&[o.name.as_str(), "dns"])
+                    .inc();
+                ctx.origin = Some(target.clone());
+                if can_fail_over(session, ctx) {
+                    fail_over(state, ctx, "dns");
+                    continue;
+                }
+                return Err(Error::explain(ErrorType::ConnectError, message).into_up());
+            }
+        }
+    }
+}
+
+/// `fail_to_connect`: fail over when allowed; never retry the same origin in a loop.
+pub fn on_connect_error(
+    state: &ProxyState,
+    session: &Session,
+    ctx: &mut RequestCtx,
+    mut e: Box<Error>,
+) -> Box<Error> {
+    state
+        .metrics
+        .origin_errors
+        .with_label_values(&[ctx.origin_name(), error_kind(&e)])
+        .inc();
+    if can_fail_over(session, ctx) {
+        fail_over(state, ctx, "connect");
+        e.set_retry(true);
+    } else {
+        e.set_retry(false);
+    }
+    e
+}
+
+/// `error_while_proxy`: fail over on timeouts, broken connections and failover statuses;
+/// otherwise pingora's own policy (retry an idempotent request once a reused connection broke).
+pub fn on_proxy_error(
+    state: &ProxyState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    e: Box<Error>,
+    client_reused: bool,
+) -> Box<Error> {
+    let mut e = e.more_context(format!("origin: {}", ctx.origin_name()));
+    if ctx.response_started {
+        e.set_retry(false);
+        return e;
+    }
+    let status_failover = *e.etype() == FAILOVER_STATUS;
+    if !status_failover {
+        state
+            .metrics
+            .origin_errors
+            .with_label_values(&[ctx.origin_name(), error_kind(&e)])
+            .inc();
+    }
+    if can_fail_over(session, ctx) {
+        fail_over(state, ctx, if status_failover { "status" } else { error_kind(&e) });
+        e.set_retry(true);
+    } else if !session.req_header().method.is_idempotent()
+        || session.as_ref().retry_buffer_truncated()
+        || status_failover
+    {
+        e.set_retry(false);
+    } else {
+        e.retry.decide_reuse(client_reused);
+    }
+    e
+}

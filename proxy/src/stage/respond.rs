@@ -1,0 +1,67 @@
+//! Answering the viewer from verge itself: refusals and proxy errors.
+
+use pingora::proxy::{FailToProxy, Session};
+use pingora::Error;
+use verge_functions::ResultType;
+
+use crate::ctx::RequestCtx;
+use crate::error_page;
+
+/// Write an error page for `status` and record why.
+pub async fn send_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    result: ResultType,
+    detail: &str,
+) -> pingora::Result<()> {
+    ctx.result = result;
+    ctx.error = Some(detail.to_owned());
+    let json = error_page::prefers_json(
+        session
+            .req_header()
+            .headers
+            .get(http::header::ACCEPT)
+            .map(|v| v.as_bytes()),
+    );
+    let (header, body) = error_page::render(status, result, &ctx.request_id, detail, json)?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(header), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+/// `fail_to_proxy`: the one place an error becomes a status.
+pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    let Some(status) = error_page::status_for(e) else {
+        ctx.error = Some(e.to_string());
+        return FailToProxy {
+            error_code: 0,
+            can_reuse_downstream: false,
+        };
+    };
+    let detail = match status {
+        504 => format!("The origin {} did not answer in time.", ctx.origin_name()),
+        502 => format!("The origin {} could not be reached.", ctx.origin_name()),
+        _ => "The request could not be processed.".to_owned(),
+    };
+    let written = if ctx.response_started {
+        // The header is already on the wire: nothing more can be said to this viewer.
+        Ok(())
+    } else {
+        send_error(session, ctx, status, ResultType::Error, &detail).await
+    };
+    ctx.result = ResultType::Error;
+    ctx.error = Some(e.to_string());
+    if let Err(write_error) = written {
+        tracing::debug!(request_id = %ctx.request_id, error = %write_error, "error page not delivered");
+    }
+    FailToProxy {
+        error_code: status,
+        can_reuse_downstream: false,
+    }
+}

@@ -1,0 +1,65 @@
+//! viewer-request: connection settings, CloudFront's request size limits, behavior matching,
+//! and the forwarding headers every origin request carries.
+
+use pingora::proxy::Session;
+use verge_functions::ResultType;
+
+use crate::ctx::RequestCtx;
+use crate::headers;
+use crate::stage::respond::send_error;
+
+/// Apply the viewer-connection timeouts of the request's snapshot.
+pub fn prepare_connection(session: &mut Session, ctx: &RequestCtx) {
+    let server = &ctx.snapshot.config.server;
+    session.set_read_timeout(Some(server.client_timeout));
+    session.set_write_timeout(Some(server.client_timeout));
+    session.set_keepalive(Some(server.keepalive_timeout.as_secs()));
+}
+
+/// Bytes of the request line and header block as they came over HTTP/1.1.
+fn request_head_bytes(session: &Session) -> usize {
+    let req = session.req_header();
+    let line = req.method.as_str().len() + 1 + req.raw_path().len() + " HTTP/1.1\r\n".len();
+    let headers: usize = req
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    line + headers + 2
+}
+
+/// Check limits and match the behavior. `Ok(true)` means verge already answered.
+pub async fn run(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+    let server = &ctx.snapshot.config.server;
+    let (max_url, max_head) = (server.max_url_bytes, server.max_header_bytes);
+    let url_len = session.req_header().raw_path().len();
+    if url_len > max_url {
+        let detail = format!("The URL is {url_len} bytes long; at most {max_url} are accepted.");
+        send_error(session, ctx, 414, ResultType::Error, &detail).await?;
+        return Ok(true);
+    }
+    let head = request_head_bytes(session);
+    if head > max_head {
+        let detail = format!(
+            "The request line and headers are {head} bytes; at most {max_head} are accepted."
+        );
+        send_error(session, ctx, 431, ResultType::Error, &detail).await?;
+        return Ok(true);
+    }
+
+    let path = session.req_header().uri.path().to_owned();
+    let Some((index, _)) = ctx.snapshot.behavior_for(&path) else {
+        send_error(session, ctx, 404, ResultType::Error, "No behavior matches this path.")
+            .await?;
+        return Ok(true);
+    };
+    ctx.behavior = Some(index);
+
+    // CloudFront adds these before origin-request functions run, so functions see them.
+    let client_ip = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_string());
+    headers::add_forwarding(session.req_header_mut(), client_ip.as_deref())?;
+    Ok(false)
+}

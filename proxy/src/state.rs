@@ -1,0 +1,187 @@
+//! State shared by every request of one proxy: the published snapshot, the DNS cache, metrics,
+//! TLS certificate stores — and reloading, which replaces the snapshot and certificates only
+//! when everything new has been built.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use rustls::sign::CertifiedKey;
+use verge_config::{Config, ConfigError, ConfigErrors};
+
+use crate::dns::DnsCache;
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
+use crate::tls::{CertStore, load_certified_key};
+
+/// Everything the request path shares.
+pub struct ProxyState {
+    store: ArcSwap<Snapshot>,
+    /// Origin name resolution.
+    pub dns: DnsCache,
+    /// This proxy's metrics.
+    pub metrics: Metrics,
+    /// Whether access-log lines are written (restart-only).
+    pub access_log: bool,
+    /// One certificate store per `[[server.tls]]` listener, in order.
+    pub certs: Vec<Arc<CertStore>>,
+    reload_lock: Mutex<()>,
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// The new snapshot's generation.
+    pub generation: u64,
+    /// Restart-only settings that changed and were **not** applied.
+    pub restart_required: Vec<String>,
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration was rejected.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// Metrics could not be set up.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+fn load_certs(config: &Config) -> Result<Vec<CertifiedKey>, ConfigErrors> {
+    let mut keys = Vec::new();
+    let mut errors = Vec::new();
+    for (i, tls) in config.server.tls.iter().enumerate() {
+        match load_certified_key(&tls.cert, &tls.key) {
+            Ok(k) => keys.push(k),
+            Err(message) => errors.push(ConfigError::new(
+                &config.file,
+                tls.pos,
+                format!("server.tls[{i}].cert"),
+                message,
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(keys)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+impl ProxyState {
+    /// Build the first snapshot and certificate stores from a validated configuration.
+    pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
+        let config = Arc::new(config);
+        let certs = load_certs(&config)?
+            .into_iter()
+            .map(CertStore::new)
+            .collect();
+        let snapshot = Snapshot::build(config.clone(), 1)?;
+        Ok(Arc::new(ProxyState {
+            store: ArcSwap::from_pointee(snapshot),
+            dns: DnsCache::default(),
+            metrics: Metrics::new()?,
+            access_log: config.logging.access_log,
+            certs,
+            reload_lock: Mutex::new(()),
+        }))
+    }
+
+    /// The snapshot new requests start with.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.store.load_full()
+    }
+
+    /// Reload from the running configuration's file. On any error nothing changes: the old
+    /// snapshot and certificates keep serving, the error is logged and counted.
+    pub fn reload(&self, why: &str) -> Result<ReloadReport, ConfigErrors> {
+        let file = self.snapshot().config.file.clone();
+        let result = verge_config::load(&file).and_then(|config| self.apply(config));
+        match &result {
+            Ok(report) => {
+                self.metrics.reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(trigger = why, generation = report.generation, "configuration reloaded");
+                if !report.restart_required.is_empty() {
+                    self.metrics.restart_required.inc();
+                    tracing::warn!(
+                        trigger = why,
+                        fields = %report.restart_required.join(", "),
+                        "these settings changed but only take effect after a restart; the running values stay"
+                    );
+                }
+            }
+            Err(errors) => {
+                self.metrics.reloads.with_label_values(&["failed"]).inc();
+                tracing::error!(trigger = why, errors = %errors, "reload failed; the previous configuration keeps serving");
+            }
+        }
+        result
+    }
+
+    /// Publish a new configuration once its snapshot and certificates are fully built.
+    pub fn apply(&self, config: Config) -> Result<ReloadReport, ConfigErrors> {
+        // Reloads are rare; serializing them keeps generations ordered. Never held across await.
+        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.snapshot();
+        let restart_required = current.config.restart_only_changes(&config);
+        let config = Arc::new(config);
+        let keys = load_certs(&config)?;
+        let next = Snapshot::build(config, current.generation + 1)?;
+        // Certificates reload in place for the listeners that exist; a changed listener list
+        // is a restart-only change reported above.
+        for (store, key) in self.certs.iter().zip(keys) {
+            store.replace(key);
+        }
+        let generation = next.generation;
+        self.store.store(Arc::new(next));
+        Ok(ReloadReport {
+            generation,
+            restart_required,
+        })
+    }
+}
+
+/// Fingerprint of the files a configuration depends on: path, size, modification time.
+fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    files
+        .iter()
+        .map(|f| {
+            let meta = std::fs::metadata(f).ok();
+            (
+                f.clone(),
+                meta.as_ref().map_or(0, |m| m.len()),
+                meta.and_then(|m| m.modified().ok()),
+            )
+        })
+        .collect()
+}
+
+/// Reload on SIGHUP (the flag a signal handler sets) and whenever the configuration file or a
+/// file it names changes. Runs until `stop` is set.
+pub fn watch(
+    state: Arc<ProxyState>,
+    sighup: Arc<AtomicBool>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) {
+    let mut seen = fingerprint(&state.snapshot().config.watched_files());
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(interval);
+        let trigger = if sighup.swap(false, Ordering::Relaxed) {
+            Some("SIGHUP")
+        } else if fingerprint(&state.snapshot().config.watched_files()) != seen {
+            Some("file change")
+        } else {
+            None
+        };
+        if let Some(why) = trigger {
+            // The outcome is logged and counted by `reload`. Remember what was seen either way,
+            // so a broken file is reported once, not on every tick.
+            let _ = state.reload(why);
+            seen = fingerprint(&state.snapshot().config.watched_files());
+        }
+    }
+}
