@@ -28,9 +28,7 @@ use crate::tls;
 /// The proxy app for `state`, as pingora's listeners run it.
 pub fn proxy_app(state: &Arc<ProxyState>) -> Arc<HttpProxy<VergeProxy>> {
     let conf = Arc::new(ServerConf::default());
-    let mut app = http_proxy(&conf, VergeProxy::new(state.clone()));
-    app.handle_init_modules();
-    Arc::new(app)
+    Arc::new(http_proxy(&conf, VergeProxy::new(state.clone())))
 }
 
 /// The admin app for `state`.

@@ -71,6 +71,15 @@ fn load_certs(config: &Config) -> Result<Vec<CertifiedKey>, ConfigErrors> {
     }
 }
 
+/// Every check a start or reload makes, without starting anything: certificates load and the
+/// snapshot builds. `verge validate` runs this.
+pub fn check(config: Config) -> Result<Arc<Config>, ConfigErrors> {
+    let config = Arc::new(config);
+    load_certs(&config)?;
+    Snapshot::build(config.clone(), 1)?;
+    Ok(config)
+}
+
 impl ProxyState {
     /// Build the first snapshot and certificate stores from a validated configuration.
     pub fn new(config: Config) -> Result<Arc<Self>, StartError> {

@@ -1,0 +1,60 @@
+//! Command-line interface: argument parsing and one module per subcommand.
+
+pub mod demo;
+pub mod logging;
+pub mod serve;
+pub mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit status for a configuration that cannot be used.
+pub const EXIT_BAD_CONFIG: u8 = 64;
+
+/// verge — run CloudFront Functions and Lambda@Edge code unmodified, in front of your origin.
+#[derive(Debug, Parser)]
+#[command(name = "verge", version, about)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy. Without --config: the bundled example in front of a built-in demo origin.
+    Serve(ServeArgs),
+    /// Check a configuration file; prints one `FILE:LINE:COL: field.path: message` per error.
+    Validate(ValidateArgs),
+}
+
+impl Default for Command {
+    fn default() -> Self {
+        Command::Serve(ServeArgs::default())
+    }
+}
+
+/// `verge serve`
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// The configuration file (TOML).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Take over the listening sockets of a running verge (pingora graceful upgrade; send the
+    /// old process SIGQUIT).
+    #[arg(long, short)]
+    pub upgrade: bool,
+    /// How often the configuration files are checked for changes, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub watch_interval_ms: u64,
+}
+
+/// `verge validate`
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The configuration file (TOML).
+    #[arg(long, short)]
+    pub config: PathBuf,
+}

@@ -1,0 +1,76 @@
+//! `verge serve`: load the configuration (or the bundled example and the demo origin), install
+//! the SIGHUP handler, start the reload watcher, and run pingora's server until SIGTERM/SIGINT.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use pingora::server::RunArgs;
+use verge_proxy::ProxyState;
+
+use super::{EXIT_BAD_CONFIG, ServeArgs, demo};
+
+/// The example served when no configuration is given.
+const BUNDLED: &str = include_str!("../../examples/verge.toml");
+
+/// Run the subcommand.
+pub fn run(args: ServeArgs) -> ExitCode {
+    let bundled = args.config.is_none();
+    let loaded = match &args.config {
+        Some(path) => verge_config::load(path),
+        None => verge_config::parse(BUNDLED, Path::new("examples/verge.toml (bundled)")),
+    };
+    let state = match loaded.map_err(verge_proxy::StartError::from).and_then(ProxyState::new) {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+
+    // Installed before the server starts: SIGHUP's default action would end the process.
+    let sighup = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, sighup.clone()) {
+        eprintln!("verge: cannot install the SIGHUP handler: {e}");
+        return ExitCode::FAILURE;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    if bundled {
+        tracing::info!("serving the bundled example; reloading needs --config FILE");
+    } else {
+        let (state, stop) = (state.clone(), stop.clone());
+        let interval = Duration::from_millis(args.watch_interval_ms.max(50));
+        let spawned = std::thread::Builder::new()
+            .name("verge-reload".into())
+            .spawn(move || verge_proxy::state::watch(state, sighup, interval, stop));
+        if let Err(e) = spawned {
+            eprintln!("verge: cannot start the reload watcher: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+
+    let mut server = match verge_proxy::server::build(&state, args.upgrade) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("verge: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if bundled {
+        server.add_service(demo::service());
+    }
+    let config = state.snapshot().config.clone();
+    tracing::info!(
+        listen = ?config.server.listen,
+        tls = ?config.server.tls.iter().map(|t| t.listen).collect::<Vec<_>>(),
+        admin = %config.admin.listen,
+        behaviors = config.behaviors.len(),
+        "verge is serving"
+    );
+    server.run(RunArgs::default());
+    stop.store(true, Ordering::Relaxed);
+    tracing::info!("verge stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,129 @@
+//! The real `verge` binary as a child process, for what only a process shows: signals, stdout
+//! (access log), memory. Ports are picked by binding `127.0.0.1:0` and releasing; the start is
+//! retried on the rare collision.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Path of the built binary.
+pub fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_verge"))
+}
+
+/// A free loopback port, released for the child to bind.
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// A running `verge serve`. Killed (SIGKILL) when dropped if still running.
+pub struct Verge {
+    /// The child.
+    pub child: Child,
+    /// Proxy listener.
+    pub addr: SocketAddr,
+    /// Admin listener.
+    pub admin: SocketAddr,
+    /// Every stdout line so far.
+    pub lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Verge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Verge {
+    /// Send a signal.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        #[expect(unsafe_code, reason = "kill(2) has no safe wrapper in std")]
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// stdout lines parsed as JSON (non-JSON lines skipped).
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Peak resident memory of the process, in KiB (`VmHWM`).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+/// Start `verge serve --config FILE` where `template` has `{listen}` and `{admin}` placeholders;
+/// waits (bounded) until `/healthz` answers.
+pub async fn start(dir: &Path, template: &str) -> Verge {
+    for _ in 0..5 {
+        let (addr, admin) = (free_addr(), free_addr());
+        let config = template
+            .replace("{listen}", &addr.to_string())
+            .replace("{admin}", &admin.to_string());
+        let path = dir.join("verge.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(exe())
+            .args(["serve", "--config"])
+            .arg(&path)
+            .args(["--watch-interval-ms", "100"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let verge = Verge {
+            child,
+            addr,
+            admin,
+            lines,
+        };
+        let up = super::eventually(100, Duration::from_millis(50), || async {
+            super::client::try_request(admin, super::client::get_req("/healthz"))
+                .await
+                .ok()
+                .filter(|r| r.status == 200)
+        })
+        .await;
+        if up.is_some() {
+            return verge;
+        }
+    }
+    panic!("verge did not start");
+}
+
+/// Run `verge validate --config FILE`: (exit code, stdout).
+pub fn validate(config: &Path) -> (i32, String) {
+    let out = Command::new(exe())
+        .args(["validate", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}

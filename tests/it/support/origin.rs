@@ -1,0 +1,193 @@
+//! A real HTTP/1.1 origin on `127.0.0.1:0` (hyper), optionally over TLS, with routes for every
+//! behaviour the proxy must handle:
+//! - `/echo…` — JSON: origin name, method, path, query, headers, body length and SHA-256;
+//! - `/status/N` — that status;
+//! - `/stall` — never answers (until the connection closes);
+//! - `/reset` — closes the connection without answering;
+//! - `/stream/N` — N pattern bytes, streamed in 64 KiB chunks;
+//! - `/upload` — reads the whole body streaming, answers its length and SHA-256.
+//! Every answer carries `x-origin: NAME`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use sha2::Digest;
+use tokio::net::TcpListener;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// A running origin. Stops when dropped.
+pub struct Origin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Requests received.
+    pub hits: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Origin {
+    /// `http://addr`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests received so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// Builder.
+pub struct OriginBuilder {
+    name: String,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Start describing an origin.
+pub fn origin() -> OriginBuilder {
+    OriginBuilder {
+        name: "origin".into(),
+        tls: None,
+    }
+}
+
+fn full(status: u16, name: &str, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("x-origin", name)
+        .header("content-type", content_type)
+        .body(Full::new(body.into()).boxed())
+        .unwrap()
+}
+
+async fn handle(name: Arc<str>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    if path.contains("/echo") || path == "/" {
+        let method = req.method().to_string();
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let headers: serde_json::Map<String, serde_json::Value> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .collect();
+        let (len, sha) = drain(req.into_body()).await;
+        let body = serde_json::json!({
+            "origin": &*name, "method": method, "path": path, "query": query,
+            "headers": headers, "body_len": len, "body_sha256": sha,
+        });
+        return Ok(full(200, &name, "application/json", body.to_string()));
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        let code = code.parse().unwrap_or(400);
+        return Ok(full(code, &name, "text/plain", format!("status {code} from {name}")));
+    }
+    if path == "/stall" {
+        std::future::pending::<()>().await;
+    }
+    if let Some(n) = path.strip_prefix("/stream/") {
+        let total: u64 = n.parse().unwrap_or(0);
+        let chunks = futures::stream::unfold(0u64, move |off| async move {
+            if off >= total {
+                return None;
+            }
+            let n = (total - off).min(64 * 1024);
+            let chunk: Vec<u8> = (off..off + n).map(super::pattern_byte).collect();
+            Some((Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))), off + n))
+        });
+        return Ok(Response::builder()
+            .header("x-origin", &*name)
+            .header("content-length", total)
+            .body(BodyExt::boxed(StreamBody::new(chunks)))
+            .unwrap());
+    }
+    if path == "/upload" {
+        let (len, sha) = drain(req.into_body()).await;
+        let body = serde_json::json!({ "body_len": len, "body_sha256": sha });
+        return Ok(full(200, &name, "application/json", body.to_string()));
+    }
+    Ok(full(404, &name, "text/plain", "no such route"))
+}
+
+async fn drain(mut body: Incoming) -> (u64, String) {
+    let mut h = sha2::Sha256::new();
+    let mut len = 0u64;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Ok(data) = frame.into_data() {
+            len += data.len() as u64;
+            h.update(&data);
+        }
+    }
+    (len, super::hex(&h.finalize()))
+}
+
+impl OriginBuilder {
+    /// Name reported in `x-origin` and the echo body.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Serve over TLS with this configuration.
+    pub fn tls(mut self, config: rustls::ServerConfig) -> Self {
+        self.tls = Some(Arc::new(config));
+        self
+    }
+
+    /// Bind `127.0.0.1:0` and serve.
+    pub async fn run(self) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicU64::new(0));
+        let name: Arc<str> = self.name.into();
+        let acceptor = self.tls.map(tokio_rustls::TlsAcceptor::from);
+        let counter = hits.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let name = name.clone();
+                let counter = counter.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let name = name.clone();
+                        async move {
+                            if req.uri().path() == "/reset" {
+                                // Dropping the connection's future closes it unanswered.
+                                return Err::<Response<Body>, _>(std::io::Error::other("reset"));
+                            }
+                            Ok(handle(name, req).await.unwrap())
+                        }
+                    });
+                    let builder = hyper::server::conn::http1::Builder::new();
+                    match acceptor {
+                        Some(acc) => {
+                            if let Ok(tls) = acc.accept(tcp).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+                        }
+                    }
+                });
+            }
+        });
+        Origin { addr, hits, task }
+    }
+}
