@@ -43,8 +43,16 @@ mod tests {
     #[test]
     fn malformed_durations_say_why() {
         assert!(parse_duration("2").unwrap_err().contains("no unit"));
-        assert!(parse_duration("2 days").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_duration("2 days")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!(parse_duration("ms").unwrap_err().contains("not a duration"));
-        assert!(parse_duration("99999999999999999h").unwrap_err().contains("too large"));
+        assert!(
+            parse_duration("99999999999999999h")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 }

@@ -67,12 +67,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error at a position of a file.
-    pub fn new(
-        file: &Path,
-        pos: Pos,
-        path: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(file: &Path, pos: Pos, path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
             file: file.to_owned(),
             pos,

@@ -46,9 +46,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
     let raw: raw::RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = clean_path(&e.path().to_string());
         let inner = e.into_inner();
-        let pos = inner
-            .span()
-            .map_or(Pos::START, |span| map.pos(span.start));
+        let pos = inner.span().map_or(Pos::START, |span| map.pos(span.start));
         ConfigErrors::one(ConfigError::new(file, pos, path, inner.message().trim()))
     })?;
     validate::validate(raw, file, &map)

@@ -32,7 +32,10 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(o.write_timeout, Duration::from_secs(30));
     assert_eq!(o.idle_timeout, Duration::from_secs(5));
     assert!(o.verify_tls);
-    assert_eq!((o.host.as_str(), o.port, o.path.as_str()), ("127.0.0.1", 3000, ""));
+    assert_eq!(
+        (o.host.as_str(), o.port, o.path.as_str()),
+        ("127.0.0.1", 3000, "")
+    );
     assert!(c.behaviors[0].path_pattern.is_default());
 }
 
@@ -57,7 +60,10 @@ origin = "b"
 "#;
     let c = parse(text, Path::new("v.toml")).unwrap();
     let a = &c.origins["a"];
-    assert_eq!((a.scheme, a.port, a.path.as_str()), (Scheme::Https, 443, "/base"));
+    assert_eq!(
+        (a.scheme, a.port, a.path.as_str()),
+        (Scheme::Https, 443, "/base")
+    );
     assert_eq!(a.connect_timeout, Duration::from_millis(250));
     assert_eq!(a.authority(), "example.com");
     assert_eq!(c.origins["b"].authority(), "[::1]:81");
@@ -80,7 +86,10 @@ conect_timeout = "2s"
 "#,
     );
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].starts_with("v.toml:4:1: origins.app.conect_timeout: unknown field `conect_timeout`"), "{e:?}");
+    assert!(
+        e[0].starts_with("v.toml:4:1: origins.app.conect_timeout: unknown field `conect_timeout`"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -96,7 +105,10 @@ fn bad_duration_points_at_the_value() {
         "url = \"http://127.0.0.1:3000\"\nread_timeout = \"30 seconds\"",
     ));
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].starts_with("v.toml:4:16: origins.app.read_timeout: unknown unit"), "{e:?}");
+    assert!(
+        e[0].starts_with("v.toml:4:16: origins.app.read_timeout: unknown unit"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -113,7 +125,10 @@ fn a_name_shared_by_an_origin_and_a_group_is_refused() {
     let e = errors(&format!(
         "{MINIMAL}\n[origin_groups.app]\nprimary = \"app\"\nsecondary = \"app\"\n"
     ));
-    assert!(e[0].contains("origin_groups.app: `app` names both"), "{e:?}");
+    assert!(
+        e[0].contains("origin_groups.app: `app` names both"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -124,26 +139,42 @@ fn unreadable_function_file_is_a_config_error() {
     );
     let e = errors(&text);
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].starts_with("v.toml:10:8: functions.f.code: cannot read "), "{e:?}");
+    assert!(
+        e[0].starts_with("v.toml:10:8: functions.f.code: cannot read "),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn cloudfront_functions_are_refused_at_origin_hooks() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("f.js"), "function handler(e){return e.request}").unwrap();
+    std::fs::write(
+        dir.path().join("f.js"),
+        "function handler(e){return e.request}",
+    )
+    .unwrap();
     let text = format!(
         "{}\norigin_request = \"f\"\n[functions.f]\ncode = \"f.js\"\n",
         MINIMAL.trim_end()
     );
-    let e = parse(&text, &dir.path().join("v.toml")).unwrap_err().to_string();
-    assert!(e.contains("behaviors[0].origin_request: `f` is a cloudfront-js-2.0 function"), "{e}");
+    let e = parse(&text, &dir.path().join("v.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("behaviors[0].origin_request: `f` is a cloudfront-js-2.0 function"),
+        "{e}"
+    );
 }
 
 #[test]
 fn functions_load_relative_to_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("fns")).unwrap();
-    std::fs::write(dir.path().join("fns/f.js"), "function handler(e){return e.request}").unwrap();
+    std::fs::write(
+        dir.path().join("fns/f.js"),
+        "function handler(e){return e.request}",
+    )
+    .unwrap();
     let text = format!(
         "{}\nviewer_request = \"f\"\n[functions.f]\ncode = \"fns/f.js\"\n",
         MINIMAL.trim_end()
@@ -158,7 +189,10 @@ fn functions_load_relative_to_the_config_file() {
 #[test]
 fn the_last_behavior_must_be_the_default() {
     let e = errors(&MINIMAL.replace("path_pattern = \"*\"", "path_pattern = \"/api/*\""));
-    assert!(e[0].contains("behaviors[0].path_pattern: the last behavior is the default"), "{e:?}");
+    assert!(
+        e[0].contains("behaviors[0].path_pattern: the last behavior is the default"),
+        "{e:?}"
+    );
     let e = errors("[origins.app]\nurl = \"http://127.0.0.1:1\"\n");
     assert!(e[0].contains("behaviors: at least one behavior"), "{e:?}");
 }

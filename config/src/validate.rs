@@ -367,10 +367,17 @@ fn origin(c: &mut Checker, name: &str, spanned: &Spanned<RawOrigin>) -> Option<O
         return None;
     };
     if uri.query().is_some() {
-        c.error(&raw.url, url_path, "an origin URL cannot have a query string");
+        c.error(
+            &raw.url,
+            url_path,
+            "an origin URL cannot have a query string",
+        );
         return None;
     }
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = uri.port_u16().unwrap_or(match scheme {
         Scheme::Http => 80,
         Scheme::Https => 443,
@@ -383,10 +390,15 @@ fn origin(c: &mut Checker, name: &str, spanned: &Spanned<RawOrigin>) -> Option<O
             .map(|(_, bytes)| Arc::new(bytes)),
         None => None,
     };
-    if ca_pem.is_some() && scheme == Scheme::Http
+    if ca_pem.is_some()
+        && scheme == Scheme::Http
         && let Some(v) = &raw.ca_file
     {
-        c.error(v, format!("{path}.ca_file"), "ca_file needs an https origin");
+        c.error(
+            v,
+            format!("{path}.ca_file"),
+            "ca_file needs an https origin",
+        );
     }
     let sni = match &raw.sni {
         Some(v) if v.get_ref().is_empty() => {
@@ -574,7 +586,14 @@ fn behaviors(
             "behaviors",
             "at least one behavior is needed; the last one must have path_pattern = \"*\"",
         )),
-        Some(last) if last.get_ref().path_pattern.get_ref().chars().any(|ch| ch != '*') => {
+        Some(last)
+            if last
+                .get_ref()
+                .path_pattern
+                .get_ref()
+                .chars()
+                .any(|ch| ch != '*') =>
+        {
             c.error(
                 &last.get_ref().path_pattern,
                 format!("behaviors[{}].path_pattern", raw.behaviors.len() - 1),

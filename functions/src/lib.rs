@@ -13,5 +13,7 @@ mod invocation;
 mod outcome;
 
 pub use invocation::{HeaderList, Invocation, RequestSnapshot, ResponseSnapshot};
-pub use outcome::{Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome, ResultType};
+pub use outcome::{
+    Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome, ResultType,
+};
 pub use verge_config::{FunctionDef, Hook, Runtime};

@@ -140,10 +140,19 @@ mod tests {
             edge,
         };
         let v = e(FunctionErrorKind::Validation, false);
-        assert_eq!((v.status(), v.result_type().as_str()), (502, "FunctionValidationError"));
+        assert_eq!(
+            (v.status(), v.result_type().as_str()),
+            (502, "FunctionValidationError")
+        );
         let x = e(FunctionErrorKind::Execution, true);
-        assert_eq!((x.status(), x.result_type().as_str()), (503, "LambdaExecutionError"));
+        assert_eq!(
+            (x.status(), x.result_type().as_str()),
+            (503, "LambdaExecutionError")
+        );
         let t = e(FunctionErrorKind::Throttled, true);
-        assert_eq!((t.status(), t.result_type().as_str()), (503, "LambdaLimitExceeded"));
+        assert_eq!(
+            (t.status(), t.result_type().as_str()),
+            (503, "LambdaLimitExceeded")
+        );
     }
 }

@@ -40,7 +40,11 @@ impl AdminApp {
                     "status": "ok",
                     "generation": self.state.snapshot().generation,
                 });
-                (StatusCode::OK, "application/json", body.to_string().into_bytes())
+                (
+                    StatusCode::OK,
+                    "application/json",
+                    body.to_string().into_bytes(),
+                )
             }
             _ => (
                 StatusCode::NOT_FOUND,

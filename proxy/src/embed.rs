@@ -90,7 +90,11 @@ pub async fn serve<A>(
     }
 }
 
-async fn wrap(tcp: tokio::net::TcpStream, peer: SocketAddr, tls: Option<&Acceptor>) -> Option<Stream> {
+async fn wrap(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<&Acceptor>,
+) -> Option<Stream> {
     let mut l4 = L4Stream::from(tcp);
     let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
     let _ = digest.peer_addr.set(Some(peer.into()));

@@ -132,7 +132,10 @@ mod tests {
         assert_eq!(status_for(&up(ErrorType::TLSHandshakeFailure)), Some(502));
         let down = *Error::new_down(ErrorType::ConnectionClosed);
         assert_eq!(status_for(&down), None);
-        assert_eq!(status_for(&Error::new(ErrorType::HTTPStatus(431))), Some(431));
+        assert_eq!(
+            status_for(&Error::new(ErrorType::HTTPStatus(431))),
+            Some(431)
+        );
     }
 
     #[test]

@@ -40,6 +40,9 @@ mod tests {
     fn ids_are_unique_and_32_hex_characters() {
         let ids: HashSet<String> = (0..10_000).map(|_| next()).collect();
         assert_eq!(ids.len(), 10_000);
-        assert!(ids.iter().all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())));
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        );
     }
 }

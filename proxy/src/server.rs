@@ -46,10 +46,8 @@ pub fn build(state: &Arc<ProxyState>, upgrade: bool) -> pingora::Result<Server> 
         proxy.add_tcp(&addr.to_string());
     }
     for (tls, store) in config.server.tls.iter().zip(&state.certs) {
-        let mut settings = TlsSettings::intermediate(
-            &tls.cert.to_string_lossy(),
-            &tls.key.to_string_lossy(),
-        )?;
+        let mut settings =
+            TlsSettings::intermediate(&tls.cert.to_string_lossy(), &tls.key.to_string_lossy())?;
         // The resolver replaces the files at build time, so renewed certificates are served
         // after a reload without restarting the listener.
         settings.set_cert_resolver(store.clone());

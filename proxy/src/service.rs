@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use pingora::Error;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::Error;
 
 use crate::ctx::RequestCtx;
 use crate::stage;

@@ -191,7 +191,12 @@ origin = "a"
         let text = "[origins.a]\nurl = \"https://127.0.0.1:1\"\nca_file = \"ca.pem\"\n\
                     [[behaviors]]\npath_pattern = \"*\"\norigin = \"a\"\n";
         let config = verge_config::parse(text, &dir.join("v.toml")).unwrap();
-        let e = Snapshot::build(Arc::new(config), 1).unwrap_err().to_string();
-        assert!(e.contains("v.toml:1:1: origins.a.ca_file: ca_file holds no certificate"), "{e}");
+        let e = Snapshot::build(Arc::new(config), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("v.toml:1:1: origins.a.ca_file: ca_file holds no certificate"),
+            "{e}"
+        );
     }
 }

@@ -112,7 +112,11 @@ impl ProxyState {
         match &result {
             Ok(report) => {
                 self.metrics.reloads.with_label_values(&["ok"]).inc();
-                tracing::info!(trigger = why, generation = report.generation, "configuration reloaded");
+                tracing::info!(
+                    trigger = why,
+                    generation = report.generation,
+                    "configuration reloaded"
+                );
                 if !report.restart_required.is_empty() {
                     self.metrics.restart_required.inc();
                     tracing::warn!(

@@ -54,7 +54,11 @@ impl ServeHttp for DemoOrigin {
                 "query": req.uri.query().unwrap_or(""),
                 "headers": headers,
             });
-            return respond(StatusCode::OK, "application/json", body.to_string().into_bytes());
+            return respond(
+                StatusCode::OK,
+                "application/json",
+                body.to_string().into_bytes(),
+            );
         }
         if let Some(code) = path.strip_prefix("/status/") {
             let status = code
@@ -62,7 +66,11 @@ impl ServeHttp for DemoOrigin {
                 .ok()
                 .and_then(|c| StatusCode::from_u16(c).ok())
                 .unwrap_or(StatusCode::BAD_REQUEST);
-            return respond(status, "text/plain", format!("status {status}\n").into_bytes());
+            return respond(
+                status,
+                "text/plain",
+                format!("status {status}\n").into_bytes(),
+            );
         }
         respond(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec())
     }
@@ -70,7 +78,10 @@ impl ServeHttp for DemoOrigin {
 
 /// The demo origin as a pingora service on [`DEMO_ADDR`].
 pub fn service() -> Service<HttpServer<DemoOrigin>> {
-    let mut service = Service::new("verge demo origin".to_owned(), HttpServer::new_app(DemoOrigin));
+    let mut service = Service::new(
+        "verge demo origin".to_owned(),
+        HttpServer::new_app(DemoOrigin),
+    );
     service.add_tcp(DEMO_ADDR);
     service
 }

@@ -22,7 +22,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Some(path) => verge_config::load(path),
         None => verge_config::parse(BUNDLED, Path::new("examples/verge.toml (bundled)")),
     };
-    let state = match loaded.map_err(verge_proxy::StartError::from).and_then(ProxyState::new) {
+    let state = match loaded
+        .map_err(verge_proxy::StartError::from)
+        .and_then(ProxyState::new)
+    {
         Ok(state) => state,
         Err(e) => {
             eprintln!("{e}");

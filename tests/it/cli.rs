@@ -22,17 +22,30 @@ fn validate_prints_file_line_col_for_each_error() {
     let p = path.display();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
-    assert!(lines[0].starts_with(&format!("{p}:3:19: origins.app.connect_timeout: ")), "{out}");
+    assert!(
+        lines[0].starts_with(&format!("{p}:3:19: origins.app.connect_timeout: ")),
+        "{out}"
+    );
     assert_eq!(
         lines[1],
         format!("{p}:6:10: behaviors[0].origin: no origin or origin group is named `ap`")
     );
-    assert!(lines[2].starts_with(&format!("{p}:9:8: functions.f.code: cannot read ")), "{out}");
+    assert!(
+        lines[2].starts_with(&format!("{p}:9:8: functions.f.code: cannot read ")),
+        "{out}"
+    );
 
-    std::fs::write(&path, "[server]\nlisten = [\"127.0.0.1:8080\"]\nthreds = 2\n").unwrap();
+    std::fs::write(
+        &path,
+        "[server]\nlisten = [\"127.0.0.1:8080\"]\nthreds = 2\n",
+    )
+    .unwrap();
     let (code, out) = validate(&path);
     assert_eq!(code, 64);
-    assert!(out.starts_with(&format!("{p}:3:1: server.threds: unknown field `threds`")), "{out}");
+    assert!(
+        out.starts_with(&format!("{p}:3:1: server.threds: unknown field `threds`")),
+        "{out}"
+    );
 
     let (code, out) = validate(std::path::Path::new("examples/verge.toml"));
     assert_eq!(code, 0, "{out}");
@@ -55,7 +68,11 @@ async fn sighup_reloads_and_reports_restart_only_changes() {
 
     // A reloadable change through SIGHUP (file watching is slowed down to isolate the signal).
     let config = std::fs::read_to_string(dir.path().join("verge.toml")).unwrap();
-    std::fs::write(dir.path().join("verge.toml"), config.replace(&a.url(), &b.url())).unwrap();
+    std::fs::write(
+        dir.path().join("verge.toml"),
+        config.replace(&a.url(), &b.url()),
+    )
+    .unwrap();
     verge.signal(libc::SIGHUP);
     let switched = eventually(100, Duration::from_millis(50), || async {
         (get(verge.addr, "/echo").await.header("x-origin") == "b").then_some(())
@@ -83,6 +100,14 @@ async fn sighup_reloads_and_reports_restart_only_changes() {
     assert_eq!(reported["level"], "WARN");
     assert!(reported["message"].as_str().unwrap().contains("restart"));
     let m = get(verge.admin, "/metrics").await.text();
-    assert_eq!(metric(&m, "verge_config_restart_required_total"), 1.0, "{m}");
-    assert_eq!(get(verge.addr, "/echo").await.status, 200, "still on the old listener");
+    assert_eq!(
+        metric(&m, "verge_config_restart_required_total"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        get(verge.addr, "/echo").await.status,
+        200,
+        "still on the old listener"
+    );
 }

@@ -23,13 +23,21 @@ async fn unreachable_origin_gets_502_with_an_error_page() {
     assert_eq!(r.status, 502);
     assert_eq!(r.header("x-cache"), "Error from verge");
     let id = r.header("x-verge-request-id").to_owned();
-    assert!(r.text().contains(&format!("Request ID: {id}")), "{}", r.text());
+    assert!(
+        r.text().contains(&format!("Request ID: {id}")),
+        "{}",
+        r.text()
+    );
     assert!(r.header("content-type").starts_with("text/html"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_origin_name_gets_502_not_a_panic() {
-    let p = proxy(&single("http://no-such-origin.invalid:80", "connect_timeout = \"3s\"")).await;
+    let p = proxy(&single(
+        "http://no-such-origin.invalid:80",
+        "connect_timeout = \"3s\"",
+    ))
+    .await;
     let r = p.get("/").await;
     assert_eq!(r.status, 502);
     // The proxy still serves afterwards.

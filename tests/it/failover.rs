@@ -45,7 +45,10 @@ async fn refused_connection_fails_over_to_the_secondary() {
     assert_eq!(r.header("x-cache"), "Miss from verge");
     let m = p.metrics().await;
     assert_eq!(
-        metric(&m, r#"verge_proxy_failovers_total{group="ha",reason="connect"}"#),
+        metric(
+            &m,
+            r#"verge_proxy_failovers_total{group="ha",reason="connect"}"#
+        ),
         1.0,
         "{m}"
     );
@@ -56,7 +59,10 @@ async fn configured_status_fails_over_and_the_secondary_answer_is_served() {
     let (primary, secondary) = two().await;
     let p = proxy(&group_config(&primary.url(), &secondary.url(), "")).await;
     let r = p.get("/status/503").await;
-    assert_eq!(r.status, 503, "the secondary also answers 503 for this path");
+    assert_eq!(
+        r.status, 503,
+        "the secondary also answers 503 for this path"
+    );
     assert_eq!(r.header("x-origin"), "secondary");
     assert_eq!((primary.hits(), secondary.hits()), (1, 1));
     // A status not in the list is served from the primary as is.
@@ -78,7 +84,9 @@ async fn timeout_fails_over_for_get_but_post_is_never_retried() {
 
     let post = http::Request::post("/stall")
         .header("host", "x")
-        .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(bytes::Bytes::from("x"))))
+        .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+            bytes::Bytes::from("x"),
+        )))
         .unwrap();
     let before = secondary.hits();
     let r = request(p.addr, post).await;

@@ -1,12 +1,21 @@
 //! verge's integration tests: one binary, a real origin and the real proxy on `127.0.0.1:0`.
 
+#[cfg(test)]
 mod support;
 
+#[cfg(test)]
 mod bodies;
+#[cfg(test)]
 mod cli;
+#[cfg(test)]
 mod errors;
+#[cfg(test)]
 mod failover;
+#[cfg(test)]
 mod observability;
+#[cfg(test)]
 mod reload;
+#[cfg(test)]
 mod routing;
+#[cfg(test)]
 mod tls;

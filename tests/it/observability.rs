@@ -44,16 +44,60 @@ origin = "ha"
     .await;
     let ok = get(verge.addr, "/echo?a=1").await;
     assert_eq!(ok.status, 200);
-    assert_eq!(get(verge.addr, "/status/503").await.header("x-origin"), "secondary");
+    assert_eq!(
+        get(verge.addr, "/status/503").await.header("x-origin"),
+        "secondary"
+    );
     assert_eq!(get(verge.addr, "/dead/x").await.status, 502);
 
     let m = get(verge.admin, "/metrics").await.text();
-    assert_eq!(metric(&m, r#"verge_proxy_requests_total{behavior="*",status_class="2xx"}"#), 1.0, "{m}");
-    assert_eq!(metric(&m, r#"verge_proxy_requests_total{behavior="*",status_class="5xx"}"#), 1.0, "{m}");
-    assert_eq!(metric(&m, r#"verge_proxy_requests_total{behavior="/dead/*",status_class="5xx"}"#), 1.0, "{m}");
-    assert!(metric(&m, r#"verge_proxy_origin_duration_seconds_count{origin="primary"}"#) >= 2.0, "{m}");
-    assert_eq!(metric(&m, r#"verge_proxy_origin_errors_total{kind="connect",origin="dead"}"#), 1.0, "{m}");
-    assert_eq!(metric(&m, r#"verge_proxy_failovers_total{group="ha",reason="status"}"#), 1.0, "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            r#"verge_proxy_requests_total{behavior="*",status_class="2xx"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"verge_proxy_requests_total{behavior="*",status_class="5xx"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"verge_proxy_requests_total{behavior="/dead/*",status_class="5xx"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+    assert!(
+        metric(
+            &m,
+            r#"verge_proxy_origin_duration_seconds_count{origin="primary"}"#
+        ) >= 2.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"verge_proxy_origin_errors_total{kind="connect",origin="dead"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"verge_proxy_failovers_total{group="ha",reason="status"}"#
+        ),
+        1.0,
+        "{m}"
+    );
     let health = get(verge.admin, "/healthz").await.json();
     assert_eq!(health["status"], "ok");
 

@@ -53,10 +53,17 @@ async fn twenty_reloads_under_load_lose_no_request() {
     for c in clients {
         c.await.unwrap();
     }
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during reloads");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during reloads"
+    );
     assert!(ok.load(Ordering::Relaxed) > 20);
     let m = p.metrics().await;
-    assert_eq!(metric(&m, r#"verge_config_reloads_total{result="ok"}"#), 20.0);
+    assert_eq!(
+        metric(&m, r#"verge_config_reloads_total{result="ok"}"#),
+        20.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -67,12 +74,18 @@ async fn a_bad_reload_keeps_the_old_configuration_serving() {
         .reload_with(&to(&a.url()).replace("idle_timeout = \"1s\"", "idle_timeout = \"soon\""))
         .unwrap_err()
         .to_string();
-    assert!(errors.contains("verge.toml:3:16: origins.o.idle_timeout"), "{errors}");
+    assert!(
+        errors.contains("verge.toml:3:16: origins.o.idle_timeout"),
+        "{errors}"
+    );
     let r = p.get("/echo").await;
     assert_eq!((r.status, r.header("x-origin")), (200, "a"));
     assert_eq!(p.state.snapshot().generation, 1);
     let m = p.metrics().await;
-    assert_eq!(metric(&m, r#"verge_config_reloads_total{result="failed"}"#), 1.0);
+    assert_eq!(
+        metric(&m, r#"verge_config_reloads_total{result="failed"}"#),
+        1.0
+    );
 
     // Fixing the file makes the next reload succeed.
     p.reload_with(&to(&a.url())).unwrap();
@@ -86,12 +99,12 @@ async fn a_request_in_flight_keeps_the_snapshot_it_started_with() {
     let p = proxy(&to(&a.url())).await;
     // The slow request starts on `a`'s snapshot; the reload happens while it waits.
     let addr = p.addr;
-    let slow = tokio::spawn(async move {
-        try_request(addr, get_req("/stall")).await
-    });
-    eventually(100, Duration::from_millis(10), || async { (a.hits() >= 1).then_some(()) })
-        .await
-        .expect("slow request reached a");
+    let slow = tokio::spawn(async move { try_request(addr, get_req("/stall")).await });
+    eventually(100, Duration::from_millis(10), || async {
+        (a.hits() >= 1).then_some(())
+    })
+    .await
+    .expect("slow request reached a");
     p.reload_with(&to(&b.url())).unwrap();
     assert_eq!(p.get("/echo").await.header("x-origin"), "b");
     slow.abort();

@@ -56,12 +56,17 @@ async fn forwarding_and_response_headers_are_added() {
     ))
     .await;
     let r = p.get("/x").await;
-    assert_eq!(r.status, 404, "the origin path is prefixed: /base/x is not an echo route");
+    assert_eq!(
+        r.status, 404,
+        "the origin path is prefixed: /base/x is not an echo route"
+    );
     let req = http::Request::get("/echo?q=1")
         .header("host", "viewer.example")
         .header("x-forwarded-for", "203.0.113.7")
         .header("via", "1.1 earlier-proxy")
-        .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(bytes::Bytes::new())))
+        .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+            bytes::Bytes::new(),
+        )))
         .unwrap();
     let r = crate::support::request(p.addr, req).await;
     let echo = r.json();

@@ -48,7 +48,11 @@ async fn tls_listener_speaks_http1_and_http2_and_reloads_its_certificate() {
     p.state.reload("test").unwrap();
     let (r, cert) = tls_get(addr, tls_client(&ca.cert_pem, false), "/echo").await;
     assert_eq!(r.status, 200);
-    assert_eq!(cert, second.der(), "the renewed certificate is served without a restart");
+    assert_eq!(
+        cert,
+        second.der(),
+        "the renewed certificate is served without a restart"
+    );
 
     // A broken key keeps the old certificate serving.
     p.write("key.pem", "garbage");
@@ -77,23 +81,24 @@ async fn https_origin_is_verified_against_its_ca_and_a_bad_certificate_refused()
     // Trusting the origin's CA: verified, served.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
-    let p = crate::support::proxy::proxy_in(
-        dir,
-        &https_origin_config(&url, "ca_file = \"ca.pem\""),
-    )
-    .await;
+    let p =
+        crate::support::proxy::proxy_in(dir, &https_origin_config(&url, "ca_file = \"ca.pem\""))
+            .await;
     let r = p.get("/echo").await;
-    assert_eq!((r.status, r.header("x-origin")), (200, "secure"), "{}", r.text());
+    assert_eq!(
+        (r.status, r.header("x-origin")),
+        (200, "secure"),
+        "{}",
+        r.text()
+    );
 
     // Trusting another CA: the origin's certificate is refused.
     let other = Ca::new("some other CA");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), &other.cert_pem).unwrap();
-    let p = crate::support::proxy::proxy_in(
-        dir,
-        &https_origin_config(&url, "ca_file = \"ca.pem\""),
-    )
-    .await;
+    let p =
+        crate::support::proxy::proxy_in(dir, &https_origin_config(&url, "ca_file = \"ca.pem\""))
+            .await;
     let r = p.get("/echo").await;
     assert_eq!(r.status, 502);
     assert_eq!(r.header("x-cache"), "Error from verge");

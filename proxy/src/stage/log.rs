@@ -1,7 +1,7 @@
 //! The end of a request: one structured access-log line and the request metrics.
 
-use pingora::proxy::Session;
 use pingora::Error;
+use pingora::proxy::Session;
 
 use crate::ctx::RequestCtx;
 use crate::metrics::status_class;
@@ -12,9 +12,7 @@ pub const ACCESS_TARGET: &str = "verge::access";
 
 /// `logging`.
 pub fn finish(state: &ProxyState, session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
-    let status = session
-        .response_written()
-        .map_or(0, |r| r.status.as_u16());
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
     let behavior = ctx.behavior().map_or("-", |b| b.label.as_str());
     state
         .metrics

@@ -1,9 +1,9 @@
 //! origin-response: time the origin, and turn a failover status into a retryable error while
 //! the secondary can still be tried.
 
+use pingora::Error;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use pingora::Error;
 
 use crate::ctx::RequestCtx;
 use crate::stage::origin_select::FAILOVER_STATUS;

@@ -135,7 +135,15 @@ pub fn on_proxy_error(
             .inc();
     }
     if can_fail_over(session, ctx) {
-        fail_over(state, ctx, if status_failover { "status" } else { error_kind(&e) });
+        fail_over(
+            state,
+            ctx,
+            if status_failover {
+                "status"
+            } else {
+                error_kind(&e)
+            },
+        );
         e.set_retry(true);
     } else if !session.req_header().method.is_idempotent()
         || session.as_ref().retry_buffer_truncated()

@@ -1,7 +1,7 @@
 //! Answering the viewer from verge itself: refusals and proxy errors.
 
-use pingora::proxy::{FailToProxy, Session};
 use pingora::Error;
+use pingora::proxy::{FailToProxy, Session};
 use verge_functions::ResultType;
 
 use crate::ctx::RequestCtx;

@@ -49,8 +49,14 @@ pub async fn run(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result
 
     let path = session.req_header().uri.path().to_owned();
     let Some((index, _)) = ctx.snapshot.behavior_for(&path) else {
-        send_error(session, ctx, 404, ResultType::Error, "No behavior matches this path.")
-            .await?;
+        send_error(
+            session,
+            ctx,
+            404,
+            ResultType::Error,
+            "No behavior matches this path.",
+        )
+        .await?;
         return Ok(true);
     };
     ctx.behavior = Some(index);

@@ -16,7 +16,10 @@ pub fn exe() -> PathBuf {
 
 /// A free loopback port, released for the child to bind.
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// A running `verge serve`. Killed (SIGKILL) when dropped if still running.

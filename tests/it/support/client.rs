@@ -88,7 +88,9 @@ pub async fn try_request(addr: SocketAddr, req: http::Request<Body>) -> Result<R
 
 /// Send a request; panics on a transport failure.
 pub async fn request(addr: SocketAddr, req: http::Request<Body>) -> Reply {
-    try_request(addr, req).await.unwrap_or_else(|e| panic!("request to {addr} failed: {e}"))
+    try_request(addr, req)
+        .await
+        .unwrap_or_else(|e| panic!("request to {addr} failed: {e}"))
 }
 
 /// A GET with a `host` header.
@@ -112,7 +114,10 @@ pub async fn upload_pattern(addr: SocketAddr, path: &str, len: u64) -> Reply {
         }
         let n = (len - off).min(64 * 1024);
         let chunk: Vec<u8> = (off..off + n).map(super::pattern_byte).collect();
-        Some((Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))), off + n))
+        Some((
+            Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))),
+            off + n,
+        ))
     });
     let req = http::Request::post(path)
         .header("host", "verge.test")
@@ -143,7 +148,9 @@ pub async fn download_sha256(addr: SocketAddr, path: &str) -> (u16, u64, String)
         }
         (status, len, super::hex(&h.finalize()))
     };
-    tokio::time::timeout(Duration::from_secs(120), fut).await.expect("download deadline")
+    tokio::time::timeout(Duration::from_secs(120), fut)
+        .await
+        .expect("download deadline")
 }
 
 /// A TLS client configuration trusting `ca_pem`, offering h2 and/or http/1.1.
@@ -198,11 +205,15 @@ pub async fn tls_get(
             let req = http::Request::get(format!("https://localhost{path}"))
                 .body(Full::new(Bytes::new()).boxed())
                 .unwrap();
-            collect(sender.send_request(req).await.unwrap()).await.unwrap()
+            collect(sender.send_request(req).await.unwrap())
+                .await
+                .unwrap()
         } else {
             send_h1(tls, get_req(path)).await.unwrap()
         };
         (reply, cert)
     };
-    tokio::time::timeout(DEADLINE, fut).await.expect("TLS request deadline")
+    tokio::time::timeout(DEADLINE, fut)
+        .await
+        .expect("TLS request deadline")
 }

@@ -6,6 +6,7 @@
 //! - `/reset` — closes the connection without answering;
 //! - `/stream/N` — N pattern bytes, streamed in 64 KiB chunks;
 //! - `/upload` — reads the whole body streaming, answers its length and SHA-256.
+//!
 //! Every answer carries `x-origin: NAME`.
 
 use std::convert::Infallible;
@@ -93,7 +94,12 @@ async fn handle(name: Arc<str>, req: Request<Incoming>) -> Result<Response<Body>
     }
     if let Some(code) = path.strip_prefix("/status/") {
         let code = code.parse().unwrap_or(400);
-        return Ok(full(code, &name, "text/plain", format!("status {code} from {name}")));
+        return Ok(full(
+            code,
+            &name,
+            "text/plain",
+            format!("status {code} from {name}"),
+        ));
     }
     if path == "/stall" {
         std::future::pending::<()>().await;
@@ -106,7 +112,10 @@ async fn handle(name: Arc<str>, req: Request<Incoming>) -> Result<Response<Body>
             }
             let n = (total - off).min(64 * 1024);
             let chunk: Vec<u8> = (off..off + n).map(super::pattern_byte).collect();
-            Some((Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))), off + n))
+            Some((
+                Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))),
+                off + n,
+            ))
         });
         return Ok(Response::builder()
             .header("x-origin", &*name)
@@ -158,7 +167,9 @@ impl OriginBuilder {
         let counter = hits.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let name = name.clone();
                 let counter = counter.clone();
                 let acceptor = acceptor.clone();

@@ -51,16 +51,31 @@ pub async fn proxy_in(dir: tempfile::TempDir, config: &str) -> Proxy {
     let bind = || async { TcpListener::bind("127.0.0.1:0").await.unwrap() };
     let listener = bind().await;
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(embed::serve(listener, None, embed::proxy_app(&state), rx.clone()));
+    tokio::spawn(embed::serve(
+        listener,
+        None,
+        embed::proxy_app(&state),
+        rx.clone(),
+    ));
     let admin_listener = bind().await;
     let admin = admin_listener.local_addr().unwrap();
-    tokio::spawn(embed::serve(admin_listener, None, embed::admin_app(&state), rx.clone()));
+    tokio::spawn(embed::serve(
+        admin_listener,
+        None,
+        embed::admin_app(&state),
+        rx.clone(),
+    ));
     let mut tls = Vec::new();
     for i in 0..tls_count {
         let l = bind().await;
         tls.push(l.local_addr().unwrap());
         let acceptor = embed::tls_acceptor(&state, i).unwrap();
-        tokio::spawn(embed::serve(l, Some(acceptor), embed::proxy_app(&state), rx.clone()));
+        tokio::spawn(embed::serve(
+            l,
+            Some(acceptor),
+            embed::proxy_app(&state),
+            rx.clone(),
+        ));
     }
     Proxy {
         addr,
@@ -89,10 +104,7 @@ impl Proxy {
     }
 
     /// Replace the configuration text and reload, as SIGHUP does.
-    pub fn reload_with(
-        &self,
-        config: &str,
-    ) -> Result<ReloadReport, verge_config::ConfigErrors> {
+    pub fn reload_with(&self, config: &str) -> Result<ReloadReport, verge_config::ConfigErrors> {
         std::fs::write(self.config_path(), config).unwrap();
         self.state.reload("test")
     }
