@@ -2,8 +2,14 @@
 //! realistic behavior list, request ids, and rendering an error page.
 //!
 //! Run: `cargo bench --bench hot_path`
-#![expect(clippy::expect_used, reason = "a bench with a broken fixture should stop loudly")]
-#![expect(missing_docs, reason = "criterion_group! generates an undocumented pub fn")]
+#![expect(
+    clippy::expect_used,
+    reason = "a bench with a broken fixture should stop loudly"
+)]
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented pub fn"
+)]
 
 use std::hint::black_box;
 use std::path::Path;
@@ -21,7 +27,8 @@ fn snapshot() -> Snapshot {
     }
     text.push_str("[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n");
     let config = verge_config::parse(&text, Path::new("bench.toml")).expect("valid config");
-    Snapshot::build(Arc::new(config), 1).expect("snapshot")
+    let metrics = verge_proxy::metrics::Metrics::new().expect("metrics");
+    Snapshot::build(Arc::new(config), 1, &metrics).expect("snapshot")
 }
 
 fn hot_path(c: &mut Criterion) {

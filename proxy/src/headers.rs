@@ -1,13 +1,34 @@
 //! The headers verge itself adds: `via` and `x-forwarded-for` towards the origin,
-//! `x-cache` and `x-verge-request-id` towards the viewer.
+//! `x-cache` and `x-verge-request-id` towards the viewer. Names and fixed values are static, so
+//! stamping a response allocates only for the request id.
 
+use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use verge_functions::ResultType;
 
 /// verge's `Via` entry.
 pub const VIA: &str = "1.1 verge";
 /// The request-id response header.
-pub const REQUEST_ID: &str = "x-verge-request-id";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-verge-request-id");
+/// CloudFront's result header.
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// `x-cache` for a result type, without formatting.
+pub fn x_cache(result: ResultType) -> HeaderValue {
+    HeaderValue::from_static(match result {
+        ResultType::Miss => "Miss from verge",
+        ResultType::Error => "Error from verge",
+        ResultType::FunctionGeneratedResponse => "FunctionGeneratedResponse from verge",
+        ResultType::FunctionExecutionError => "FunctionExecutionError from verge",
+        ResultType::FunctionValidationError => "FunctionValidationError from verge",
+        ResultType::FunctionThrottledError => "FunctionThrottledError from verge",
+        ResultType::LambdaGeneratedResponse => "LambdaGeneratedResponse from verge",
+        ResultType::LambdaExecutionError => "LambdaExecutionError from verge",
+        ResultType::LambdaValidationError => "LambdaValidationError from verge",
+        ResultType::LambdaLimitExceeded => "LambdaLimitExceeded from verge",
+    })
+}
 
 /// Mark a response to the viewer with its result type and request id.
 pub fn stamp_response(
@@ -15,7 +36,7 @@ pub fn stamp_response(
     result: ResultType,
     request_id: &str,
 ) -> pingora::Result<()> {
-    header.insert_header("x-cache", format!("{} from verge", result.as_str()))?;
+    header.insert_header(X_CACHE, x_cache(result))?;
     header.insert_header(REQUEST_ID, request_id)?;
     Ok(())
 }
@@ -23,23 +44,26 @@ pub fn stamp_response(
 /// Append verge to `via` and the viewer's address to `x-forwarded-for`, keeping what earlier
 /// proxies wrote.
 pub fn add_forwarding(req: &mut RequestHeader, client_ip: Option<&str>) -> pingora::Result<()> {
-    append_list(req, "via", VIA)?;
+    if req.headers.contains_key(http::header::VIA) {
+        append_list(req, http::header::VIA, VIA)?;
+    } else {
+        req.insert_header(http::header::VIA, HeaderValue::from_static(VIA))?;
+    }
     if let Some(ip) = client_ip {
-        append_list(req, "x-forwarded-for", ip)?;
+        if req.headers.contains_key(&X_FORWARDED_FOR) {
+            append_list(req, X_FORWARDED_FOR, ip)?;
+        } else {
+            req.insert_header(X_FORWARDED_FOR, ip)?;
+        }
     }
     Ok(())
 }
 
 /// Join a new element onto a comma-separated list header (several header lines become one).
-fn append_list(req: &mut RequestHeader, name: &'static str, value: &str) -> pingora::Result<()> {
+fn append_list(req: &mut RequestHeader, name: HeaderName, value: &str) -> pingora::Result<()> {
     let mut joined = Vec::new();
-    for v in req.headers.get_all(name) {
-        if !joined.is_empty() {
-            joined.extend_from_slice(b", ");
-        }
+    for v in req.headers.get_all(&name) {
         joined.extend_from_slice(v.as_bytes());
-    }
-    if !joined.is_empty() {
         joined.extend_from_slice(b", ");
     }
     joined.extend_from_slice(value.as_bytes());
@@ -55,12 +79,25 @@ mod tests {
     fn forwarding_headers_append_to_earlier_hops() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.append_header("x-forwarded-for", "10.0.0.1").unwrap();
+        req.append_header("X-Forwarded-For", "10.0.0.2").unwrap();
         req.append_header("via", "1.1 cdn").unwrap();
         add_forwarding(&mut req, Some("127.0.0.1")).unwrap();
-        assert_eq!(req.headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert_eq!(
+            req.headers["x-forwarded-for"],
+            "10.0.0.1, 10.0.0.2, 127.0.0.1"
+        );
+        assert_eq!(req.headers.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(req.headers["via"], "1.1 cdn, 1.1 verge");
         let mut fresh = RequestHeader::build("GET", b"/", None).unwrap();
         add_forwarding(&mut fresh, Some("::1")).unwrap();
         assert_eq!(fresh.headers["x-forwarded-for"], "::1");
+        assert_eq!(fresh.headers["via"], "1.1 verge");
+    }
+
+    #[test]
+    fn every_result_type_has_its_x_cache_value() {
+        for r in [ResultType::Miss, ResultType::LambdaLimitExceeded] {
+            assert_eq!(x_cache(r), format!("{} from verge", r.as_str()).as_str());
+        }
     }
 }

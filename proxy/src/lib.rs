@@ -16,6 +16,7 @@
 //! are observability; [`server`] assembles pingora's server, [`embed`] serves the same apps
 //! from an accept loop of your own (tests).
 
+pub mod access_log;
 pub mod admin;
 pub mod ctx;
 pub mod dns;
@@ -32,5 +33,5 @@ pub mod stage;
 pub mod state;
 pub mod tls;
 
-pub use stage::log::ACCESS_TARGET;
+pub use access_log::AccessLog;
 pub use state::{ProxyState, ReloadReport, StartError};

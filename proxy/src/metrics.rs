@@ -97,21 +97,53 @@ impl Metrics {
     }
 }
 
+/// The status classes, in the order of [`class_index`].
+pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+/// Request counters of one behavior, one per status class, resolved once per snapshot so the
+/// request path does no label hashing.
+#[derive(Debug, Clone)]
+pub struct RequestCounters([IntCounter; 6]);
+
+impl RequestCounters {
+    /// Resolve the counters of `behavior`.
+    pub fn new(metrics: &Metrics, behavior: &str) -> Self {
+        RequestCounters(
+            STATUS_CLASSES.map(|class| metrics.requests.with_label_values(&[behavior, class])),
+        )
+    }
+
+    /// Count one answer with `status`.
+    pub fn count(&self, status: u16) {
+        self.0[class_index(status)].inc();
+    }
+}
+
+/// Index into [`STATUS_CLASSES`].
+pub fn class_index(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100) - 1,
+        _ => 5,
+    }
+}
+
 /// `2xx`, `4xx`, … for a status code.
 pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "other",
-    }
+    STATUS_CLASSES[class_index(status)]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_classes_cover_every_code() {
+        assert_eq!(status_class(101), "1xx");
+        assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(599), "5xx");
+        assert_eq!(status_class(600), "other");
+        assert_eq!(status_class(0), "other");
+    }
 
     #[test]
     fn every_metric_is_registered_and_rendered() {

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http::HeaderValue;
 use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::{WrappedX509, parse_x509};
@@ -16,16 +17,30 @@ pub struct OriginTarget {
     pub origin: Arc<Origin>,
     /// The origin's own trust anchors, parsed once per snapshot.
     ca: Option<Arc<[WrappedX509]>>,
+    /// The `Host` value for this origin, built once.
+    pub host_header: HeaderValue,
+    /// This origin's latency histogram, resolved once.
+    pub duration: prometheus::Histogram,
 }
 
 impl OriginTarget {
     /// Prepare an origin; fails on an unusable CA file.
-    pub fn new(origin: Arc<Origin>) -> Result<Self, String> {
+    pub fn new(origin: Arc<Origin>, metrics: &crate::metrics::Metrics) -> Result<Self, String> {
         let ca = match &origin.ca_pem {
             Some(pem) => Some(Arc::from(parse_ca(pem)?)),
             None => None,
         };
-        Ok(OriginTarget { origin, ca })
+        let host_header = HeaderValue::from_str(&origin.authority())
+            .map_err(|e| format!("the origin host cannot be a Host header: {e}"))?;
+        let duration = metrics
+            .origin_duration
+            .with_label_values(&[origin.name.as_str()]);
+        Ok(OriginTarget {
+            origin,
+            ca,
+            host_header,
+            duration,
+        })
     }
 
     /// A peer for one attempt at `addr`.

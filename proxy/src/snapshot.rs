@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use verge_config::{Behavior, Config, ConfigError, ConfigErrors, Hook, OriginGroup, Target};
 
+use crate::metrics::{Metrics, RequestCounters};
 use crate::origin::OriginTarget;
 
 /// Where a behavior sends its requests.
@@ -53,6 +54,8 @@ pub struct BehaviorRoute {
     pub label: String,
     /// Its route.
     pub route: Route,
+    /// Its request counters.
+    pub requests: RequestCounters,
 }
 
 /// One published configuration.
@@ -68,11 +71,15 @@ pub struct Snapshot {
 impl Snapshot {
     /// Build a snapshot, reporting anything the configuration check could not see (bad CA files,
     /// features this build does not run) as positioned configuration errors.
-    pub fn build(config: Arc<Config>, generation: u64) -> Result<Self, ConfigErrors> {
+    pub fn build(
+        config: Arc<Config>,
+        generation: u64,
+        metrics: &Metrics,
+    ) -> Result<Self, ConfigErrors> {
         let mut errors = Vec::new();
         let mut targets: HashMap<&str, Arc<OriginTarget>> = HashMap::new();
         for (name, origin) in &config.origins {
-            match OriginTarget::new(origin.clone()) {
+            match OriginTarget::new(origin.clone(), metrics) {
                 Ok(t) => {
                     targets.insert(name, Arc::new(t));
                 }
@@ -115,6 +122,7 @@ impl Snapshot {
             };
             if let Some(route) = route {
                 behaviors.push(BehaviorRoute {
+                    requests: RequestCounters::new(metrics, b.path_pattern.as_str()),
                     label: b.path_pattern.as_str().to_owned(),
                     behavior: b.clone(),
                     route,
@@ -154,7 +162,7 @@ mod tests {
 
     fn snapshot(text: &str) -> Snapshot {
         let config = verge_config::parse(text, Path::new("v.toml")).unwrap();
-        Snapshot::build(Arc::new(config), 1).unwrap()
+        Snapshot::build(Arc::new(config), 1, &Metrics::new().unwrap()).unwrap()
     }
 
     #[test]
@@ -191,7 +199,7 @@ origin = "a"
         let text = "[origins.a]\nurl = \"https://127.0.0.1:1\"\nca_file = \"ca.pem\"\n\
                     [[behaviors]]\npath_pattern = \"*\"\norigin = \"a\"\n";
         let config = verge_config::parse(text, &dir.join("v.toml")).unwrap();
-        let e = Snapshot::build(Arc::new(config), 1)
+        let e = Snapshot::build(Arc::new(config), 1, &Metrics::new().unwrap())
             .unwrap_err()
             .to_string();
         assert!(

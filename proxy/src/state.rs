@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use rustls::sign::CertifiedKey;
 use verge_config::{Config, ConfigError, ConfigErrors};
 
+use crate::access_log::AccessLog;
 use crate::dns::DnsCache;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
@@ -23,8 +24,8 @@ pub struct ProxyState {
     pub dns: DnsCache,
     /// This proxy's metrics.
     pub metrics: Metrics,
-    /// Whether access-log lines are written (restart-only).
-    pub access_log: bool,
+    /// Where access-log lines go (chosen at start; restart-only).
+    pub access_log: AccessLog,
     /// One certificate store per `[[server.tls]]` listener, in order.
     pub certs: Vec<Arc<CertStore>>,
     reload_lock: Mutex<()>,
@@ -76,24 +77,39 @@ fn load_certs(config: &Config) -> Result<Vec<CertifiedKey>, ConfigErrors> {
 pub fn check(config: Config) -> Result<Arc<Config>, ConfigErrors> {
     let config = Arc::new(config);
     load_certs(&config)?;
-    Snapshot::build(config.clone(), 1)?;
+    let metrics = Metrics::new().map_err(|e| {
+        ConfigErrors::one(ConfigError::new(
+            &config.file,
+            verge_config::Pos::START,
+            "",
+            format!("metrics: {e}"),
+        ))
+    })?;
+    Snapshot::build(config.clone(), 1, &metrics)?;
     Ok(config)
 }
 
 impl ProxyState {
-    /// Build the first snapshot and certificate stores from a validated configuration.
+    /// Build the first snapshot and certificate stores from a validated configuration, without
+    /// an access log.
     pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
+        Self::with_access_log(config, AccessLog::disabled())
+    }
+
+    /// As [`ProxyState::new`], writing access-log lines to `access_log`.
+    pub fn with_access_log(config: Config, access_log: AccessLog) -> Result<Arc<Self>, StartError> {
         let config = Arc::new(config);
+        let metrics = Metrics::new()?;
         let certs = load_certs(&config)?
             .into_iter()
             .map(CertStore::new)
             .collect();
-        let snapshot = Snapshot::build(config.clone(), 1)?;
+        let snapshot = Snapshot::build(config.clone(), 1, &metrics)?;
         Ok(Arc::new(ProxyState {
             store: ArcSwap::from_pointee(snapshot),
             dns: DnsCache::default(),
-            metrics: Metrics::new()?,
-            access_log: config.logging.access_log,
+            metrics,
+            access_log,
             certs,
             reload_lock: Mutex::new(()),
         }))
@@ -142,7 +158,7 @@ impl ProxyState {
         let restart_required = current.config.restart_only_changes(&config);
         let config = Arc::new(config);
         let keys = load_certs(&config)?;
-        let next = Snapshot::build(config, current.generation + 1)?;
+        let next = Snapshot::build(config, current.generation + 1, &self.metrics)?;
         // Certificates reload in place for the listeners that exist; a changed listener list
         // is a restart-only change reported above.
         for (store, key) in self.certs.iter().zip(keys) {

@@ -1,6 +1,6 @@
 //! The built-in demo origin that `verge serve` without `--config` puts behind the bundled
 //! example, so a first run shows real proxying: `/` a page, `/api/echo` the request as the
-//! origin saw it (note `via`, `x-forwarded-for`, `host`), `/status/NNN` any status.
+//! origin saw it (note `via`, `x-forwarded-for`, `host`), `…/status/NNN` any status.
 
 use async_trait::async_trait;
 use http::{Response, StatusCode};
@@ -60,7 +60,7 @@ impl ServeHttp for DemoOrigin {
                 body.to_string().into_bytes(),
             );
         }
-        if let Some(code) = path.strip_prefix("/status/") {
+        if let Some((_, code)) = path.split_once("/status/") {
             let status = code
                 .parse::<u16>()
                 .ok()

@@ -22,10 +22,20 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Some(path) => verge_config::load(path),
         None => verge_config::parse(BUNDLED, Path::new("examples/verge.toml (bundled)")),
     };
-    let state = match loaded
+    let (access_log, access_writer) = match loaded.as_ref().map(|c| c.logging.access_log) {
+        Ok(true) => match verge_proxy::AccessLog::stdout() {
+            Ok((log, writer)) => (log, Some(writer)),
+            Err(e) => {
+                eprintln!("verge: cannot start the access log: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => (verge_proxy::AccessLog::disabled(), None),
+    };
+    let started = loaded
         .map_err(verge_proxy::StartError::from)
-        .and_then(ProxyState::new)
-    {
+        .and_then(|config| ProxyState::with_access_log(config, access_log));
+    let state = match started {
         Ok(state) => state,
         Err(e) => {
             eprintln!("{e}");
@@ -74,6 +84,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
     );
     server.run(RunArgs::default());
     stop.store(true, Ordering::Relaxed);
+    if let Some(writer) = access_writer {
+        writer.finish();
+    }
     tracing::info!("verge stopped");
     ExitCode::SUCCESS
 }

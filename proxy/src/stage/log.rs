@@ -1,4 +1,4 @@
-//! The end of a request: one structured access-log line and the request metrics.
+//! The end of a request: one access-log line and the request metrics.
 
 use pingora::Error;
 use pingora::proxy::Session;
@@ -7,44 +7,49 @@ use crate::ctx::RequestCtx;
 use crate::metrics::status_class;
 use crate::state::ProxyState;
 
-/// The `tracing` target of access-log lines, for filtering (`RUST_LOG=verge::access=off`).
-pub const ACCESS_TARGET: &str = "verge::access";
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
 
 /// `logging`.
 pub fn finish(state: &ProxyState, session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    let behavior = ctx.behavior().map_or("-", |b| b.label.as_str());
-    state
-        .metrics
-        .requests
-        .with_label_values(&[behavior, status_class(status)])
-        .inc();
-    if !state.access_log {
-        return;
+    let behavior = ctx.behavior();
+    match behavior {
+        Some(b) => b.requests.count(status),
+        None => state
+            .metrics
+            .requests
+            .with_label_values(&["-", status_class(status)])
+            .inc(),
     }
+    let Some(mut line) = state.access_log.line() else {
+        return;
+    };
     let req = session.req_header();
-    let error = ctx
-        .error
-        .clone()
-        .or_else(|| e.map(ToString::to_string))
+    let client = session
+        .client_addr()
+        .map(ToString::to_string)
         .unwrap_or_default();
-    tracing::info!(
-        target: ACCESS_TARGET,
-        request_id = %ctx.request_id,
-        client = %session.client_addr().map(ToString::to_string).unwrap_or_default(),
-        method = %req.method,
-        path = %req.uri.path(),
-        behavior,
-        origin = ctx.origin_name(),
-        status,
-        origin_status = ctx.origin_status.unwrap_or(0),
-        bytes = session.body_bytes_sent(),
-        duration_ms = ctx.started.elapsed().as_secs_f64() * 1e3,
-        origin_ms = ctx.origin_duration.map_or(0.0, |d| d.as_secs_f64() * 1e3),
-        result = ctx.result.as_str(),
-        failover = ctx.failover.unwrap_or(""),
-        generation = ctx.snapshot.generation,
-        error,
-        "access"
-    );
+    let error = match (&ctx.error, e) {
+        (Some(message), _) => message.clone(),
+        (None, Some(e)) => e.to_string(),
+        (None, None) => String::new(),
+    };
+    line.str("request_id", &ctx.request_id)
+        .str("client", &client)
+        .str("method", req.method.as_str())
+        .str("path", req.uri.path())
+        .str("behavior", behavior.map_or("-", |b| b.label.as_str()))
+        .str("origin", ctx.origin_name())
+        .uint("status", u64::from(status))
+        .uint("origin_status", u64::from(ctx.origin_status.unwrap_or(0)))
+        .uint("bytes", session.body_bytes_sent() as u64)
+        .millis("duration_ms", micros(ctx.started.elapsed()))
+        .millis("origin_ms", ctx.origin_duration.map_or(0, micros))
+        .str("result", ctx.result.as_str())
+        .str("failover", ctx.failover.unwrap_or(""))
+        .uint("generation", ctx.snapshot.generation)
+        .str("error", &error);
+    state.access_log.send(line);
 }

@@ -19,7 +19,7 @@ pub fn prepare(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> pingora::R
         upstream.set_raw_path(&path)?;
     }
     if !o.preserve_host || upstream.headers.get(http::header::HOST).is_none() {
-        upstream.insert_header(http::header::HOST, o.authority())?;
+        upstream.insert_header(http::header::HOST, target.host_header.clone())?;
     }
     ctx.origin_sent = Some(Instant::now());
     Ok(())

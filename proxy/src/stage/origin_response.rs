@@ -7,11 +7,9 @@ use pingora::proxy::Session;
 
 use crate::ctx::RequestCtx;
 use crate::stage::origin_select::FAILOVER_STATUS;
-use crate::state::ProxyState;
 
 /// `upstream_response_filter`.
 pub fn on_header(
-    state: &ProxyState,
     session: &Session,
     response: &ResponseHeader,
     ctx: &mut RequestCtx,
@@ -21,11 +19,9 @@ pub fn on_header(
     if let Some(sent) = ctx.origin_sent {
         let elapsed = sent.elapsed();
         ctx.origin_duration = Some(elapsed);
-        state
-            .metrics
-            .origin_duration
-            .with_label_values(&[ctx.origin_name()])
-            .observe(elapsed.as_secs_f64());
+        if let Some(origin) = &ctx.origin {
+            origin.duration.observe(elapsed.as_secs_f64());
+        }
     }
     let triggers_failover = ctx.attempt == 0
         && matches!(

@@ -1,0 +1,22 @@
+# verge's entry points. `make run` and `make test` install what they need first.
+.PHONY: run test bench setup
+
+# Run verge: the bundled example in front of the built-in demo origin, or pass a config:
+#   make run ARGS="serve --config verge.toml"
+run: setup
+	cargo run --release --bin verge -- $(ARGS)
+
+# Everything CI runs: format check, clippy with warnings denied, every test, benches compiled.
+test: setup
+	cargo fmt --all -- --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+	cargo test --release --workspace
+	cargo bench --workspace --no-run
+
+# The load benchmark (installs wrk): ratios appended to BENCHMARKS.md.
+bench:
+	scripts/setup.sh wrk
+	cargo bench --bench load
+
+setup:
+	scripts/setup.sh

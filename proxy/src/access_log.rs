@@ -1,0 +1,293 @@
+//! The access log: one JSON line per request, formatted by hand and queued on a bounded
+//! channel; a writer thread wakes every [`FLUSH_EVERY`], drains the queue and writes it in one
+//! batch. Proxy threads never wake the writer (it sleeps rather than blocking on the channel),
+//! never wait on the terminal or disk, and never pay for a general-purpose formatter: in the load
+//! benchmark tracing's JSON layer with a per-event writer cost ~10 µs of CPU per request.
+//!
+//! Lines keep the shape of verge's other log lines (`timestamp`, `level`, `target`, `message`,
+//! then the fields). When the queue is full the proxy thread waits: lines are never dropped.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Lines in flight between proxy threads and the writer.
+const QUEUE: usize = 64 * 1024;
+/// How often the writer drains the queue (also the longest a line waits to be written).
+pub const FLUSH_EVERY: Duration = Duration::from_millis(10);
+
+/// Where access-log lines go.
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: Option<SyncSender<Vec<u8>>>,
+}
+
+impl AccessLog {
+    /// No access log.
+    pub fn disabled() -> Self {
+        AccessLog { tx: None }
+    }
+
+    /// Lines to standard output, written by a thread of their own.
+    pub fn stdout() -> std::io::Result<(Self, AccessLogWriter)> {
+        Self::to_writer(std::io::stdout())
+    }
+
+    /// Lines to any writer.
+    pub fn to_writer<W: Write + Send + 'static>(
+        writer: W,
+    ) -> std::io::Result<(Self, AccessLogWriter)> {
+        let (tx, rx) = sync_channel(QUEUE);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("verge-access-log".into())
+            .spawn(move || write_lines(rx, writer, &stopping))?;
+        Ok((
+            AccessLog { tx: Some(tx) },
+            AccessLogWriter {
+                stop,
+                handle: Some(handle),
+            },
+        ))
+    }
+
+    /// Whether lines are written at all.
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Start a line (`None` when disabled, so callers skip the formatting).
+    pub fn line(&self) -> Option<Line> {
+        self.tx.as_ref().map(|_| Line::new())
+    }
+
+    /// Queue a finished line.
+    pub fn send(&self, line: Line) {
+        if let Some(tx) = &self.tx {
+            // Only fails once the writer thread is gone (process exit): nothing left to do.
+            let _ = tx.send(line.finish());
+        }
+    }
+}
+
+/// The writer thread of an [`AccessLog`]; [`AccessLogWriter::finish`] writes what is queued and
+/// stops it.
+pub struct AccessLogWriter {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl AccessLogWriter {
+    /// Write every queued line and stop the thread.
+    pub fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Every [`FLUSH_EVERY`], write what is queued in one batch. Write errors (a closed stdout) are
+/// ignored so the queue keeps draining and proxy threads never block on it.
+fn write_lines<W: Write>(rx: Receiver<Vec<u8>>, writer: W, stop: &AtomicBool) {
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, writer);
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        let mut wrote = false;
+        let disconnected = loop {
+            match rx.try_recv() {
+                Ok(line) => {
+                    let _ = out.write_all(&line);
+                    wrote = true;
+                }
+                Err(TryRecvError::Empty) => break false,
+                Err(TryRecvError::Disconnected) => break true,
+            }
+        };
+        if wrote {
+            let _ = out.flush();
+        }
+        if stopping || disconnected {
+            return;
+        }
+        std::thread::sleep(FLUSH_EVERY);
+    }
+}
+
+/// One JSON object being written.
+pub struct Line {
+    buf: Vec<u8>,
+}
+
+impl Line {
+    fn new() -> Self {
+        let mut buf = Vec::with_capacity(512);
+        buf.extend_from_slice(b"{\"timestamp\":\"");
+        rfc3339_now(&mut buf);
+        buf.extend_from_slice(
+            b"\",\"level\":\"INFO\",\"message\":\"access\",\"target\":\"verge::access\"",
+        );
+        Line { buf }
+    }
+
+    fn key(&mut self, key: &str) {
+        self.buf.extend_from_slice(b",\"");
+        self.buf.extend_from_slice(key.as_bytes());
+        self.buf.extend_from_slice(b"\":");
+    }
+
+    /// A string field (escaped).
+    pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
+        self.key(key);
+        json_string(&mut self.buf, value);
+        self
+    }
+
+    /// An integer field.
+    pub fn uint(&mut self, key: &str, value: u64) -> &mut Self {
+        self.key(key);
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut v = value;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.buf.extend_from_slice(&digits[i..]);
+        self
+    }
+
+    /// Milliseconds with microsecond precision.
+    pub fn millis(&mut self, key: &str, micros: u64) -> &mut Self {
+        self.key(key);
+        let _ = write!(self.buf, "{}.{:03}", micros / 1000, micros % 1000);
+        self
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(b"}\n");
+        self.buf
+    }
+}
+
+/// Append `s` as a JSON string literal.
+fn json_string(buf: &mut Vec<u8>, s: &str) {
+    buf.push(b'"');
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            0..=0x1f | 0x7f => {
+                let _ = write!(buf, "\\u{b:04x}");
+            }
+            _ => buf.push(b),
+        }
+    }
+    buf.push(b'"');
+}
+
+/// Append the current UTC time as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+fn rfc3339_now(buf: &mut Vec<u8>) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    let _ = write!(
+        buf,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        now.subsec_micros()
+    );
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_convert_exactly() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_778), (2026, 11, 21));
+    }
+
+    #[test]
+    fn lines_are_valid_json_with_escaping() {
+        let mut line = Line::new();
+        line.str("path", "/a\"b\\c\n\u{1}")
+            .uint("status", 200)
+            .uint("zero", 0)
+            .millis("duration_ms", 1234);
+        let bytes = line.finish();
+        assert_eq!(bytes.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["path"], "/a\"b\\c\n\u{1}");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["zero"], 0);
+        assert_eq!(v["duration_ms"], 1.234);
+        assert_eq!(v["target"], "verge::access");
+        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn queued_lines_reach_the_writer() {
+        #[derive(Clone, Default)]
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Shared::default();
+        let (log, writer) = AccessLog::to_writer(sink.clone()).unwrap();
+        for i in 0..100 {
+            let mut line = log.line().unwrap();
+            line.uint("i", i);
+            log.send(line);
+        }
+        // `finish` writes everything still queued before it returns.
+        writer.finish();
+        let lines = sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        assert_eq!(lines, 100);
+        assert!(AccessLog::disabled().line().is_none());
+    }
+}
