@@ -123,15 +123,36 @@ fn wait_listening(addr: SocketAddr) -> Result<(), BoxError> {
 }
 
 /// Prefix a command with `taskset -c CPU` when taskset exists and the machine has that core.
+/// The child is killed when the benchmark dies, however it dies (Linux parent-death signal), so
+/// an interrupted run leaves no server behind.
 fn pinned(cpu: usize, program: &str) -> Command {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let has_taskset = Command::new("taskset").arg("-V").output().is_ok();
-    if has_taskset && cpu < cores {
+    let mut c = if has_taskset && cpu < cores {
         let mut c = Command::new("taskset");
         c.args(["-c", &cpu.to_string(), program]);
         c
     } else {
         Command::new(program)
+    };
+    die_with_parent(&mut c);
+    c
+}
+
+#[expect(
+    unsafe_code,
+    reason = "prctl(2) between fork and exec has no safe wrapper"
+)]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

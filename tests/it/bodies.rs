@@ -34,6 +34,7 @@ async fn sixty_four_mib_streams_both_ways_byte_exact_in_bounded_memory() {
     assert_eq!(echo["body_sha256"], want, "request body altered");
 
     let growth_mib = verge.peak_rss_kib().saturating_sub(baseline) / 1024;
+    eprintln!("peak RSS: baseline {baseline} KiB, growth {growth_mib} MiB");
     assert!(
         growth_mib < 24,
         "peak RSS grew by {growth_mib} MiB while streaming 64 MiB each way"
