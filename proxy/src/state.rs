@@ -188,27 +188,34 @@ fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
         .collect()
 }
 
-/// Reload on SIGHUP (the flag a signal handler sets) and whenever the configuration file or a
-/// file it names changes. Runs until `stop` is set.
+/// How often the SIGHUP flag is checked.
+const SIGNAL_TICK: Duration = Duration::from_millis(50);
+
+/// Reload on SIGHUP (the flag a signal handler sets, checked every 50 ms) and, when
+/// `file_interval` is given, whenever the configuration file or a file it names changes (checked
+/// that often). Runs until `stop` is set.
 pub fn watch(
     state: Arc<ProxyState>,
     sighup: Arc<AtomicBool>,
-    interval: Duration,
+    file_interval: Option<Duration>,
     stop: Arc<AtomicBool>,
 ) {
     let mut seen = fingerprint(&state.snapshot().config.watched_files());
+    let mut last_check = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(interval);
+        std::thread::sleep(SIGNAL_TICK);
+        let files_due = file_interval.is_some_and(|every| last_check.elapsed() >= every);
         let trigger = if sighup.swap(false, Ordering::Relaxed) {
             Some("SIGHUP")
-        } else if fingerprint(&state.snapshot().config.watched_files()) != seen {
-            Some("file change")
+        } else if files_due {
+            last_check = std::time::Instant::now();
+            (fingerprint(&state.snapshot().config.watched_files()) != seen).then_some("file change")
         } else {
             None
         };
         if let Some(why) = trigger {
             // The outcome is logged and counted by `reload`. Remember what was seen either way,
-            // so a broken file is reported once, not on every tick.
+            // so a broken file is reported once, not on every check.
             let _ = state.reload(why);
             seen = fingerprint(&state.snapshot().config.watched_files());
         }

@@ -46,7 +46,8 @@ pub struct ServeArgs {
     /// old process SIGQUIT).
     #[arg(long, short)]
     pub upgrade: bool,
-    /// How often the configuration files are checked for changes, in milliseconds.
+    /// How often the configuration files are checked for changes, in milliseconds; 0 turns file
+    /// watching off (SIGHUP still reloads).
     #[arg(long, default_value_t = 500)]
     pub watch_interval_ms: u64,
 }

@@ -54,7 +54,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
         tracing::info!("serving the bundled example; reloading needs --config FILE");
     } else {
         let (state, stop) = (state.clone(), stop.clone());
-        let interval = Duration::from_millis(args.watch_interval_ms.max(50));
+        let interval = (args.watch_interval_ms > 0)
+            .then(|| Duration::from_millis(args.watch_interval_ms.max(50)));
         let spawned = std::thread::Builder::new()
             .name("verge-reload".into())
             .spawn(move || verge_proxy::state::watch(state, sighup, interval, stop));

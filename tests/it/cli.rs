@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::support::binary::{start, validate};
+use crate::support::binary::{start, start_watching, validate};
+use crate::support::certs::Ca;
+use crate::support::client::{tls_client, tls_get};
 use crate::support::proxy::metric;
 use crate::support::{eventually, get, origin};
 
@@ -63,16 +65,20 @@ async fn sighup_reloads_and_reports_restart_only_changes() {
              [origins.o]\nurl = \"{url}\"\n[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n"
         )
     };
-    let verge = start(dir.path(), &template(&a.url())).await;
+    // File watching off: only the signal can cause a reload here.
+    let verge = start_watching(dir.path(), &template(&a.url()), 0).await;
     assert_eq!(get(verge.addr, "/echo").await.header("x-origin"), "a");
 
-    // A reloadable change through SIGHUP (file watching is slowed down to isolate the signal).
     let config = std::fs::read_to_string(dir.path().join("verge.toml")).unwrap();
     std::fs::write(
         dir.path().join("verge.toml"),
         config.replace(&a.url(), &b.url()),
     )
     .unwrap();
+    // Without a signal nothing changes (a negative check needs a pause: 300 ms, six signal ticks)…
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(verge.addr, "/echo").await.header("x-origin"), "a");
+    // …and SIGHUP reloads.
     verge.signal(libc::SIGHUP);
     let switched = eventually(100, Duration::from_millis(50), || async {
         (get(verge.addr, "/echo").await.header("x-origin") == "b").then_some(())
@@ -110,4 +116,97 @@ async fn sighup_reloads_and_reports_restart_only_changes() {
         200,
         "still on the old listener"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn editing_the_config_file_reloads_without_a_signal() {
+    let a = origin().name("a").run().await;
+    let b = origin().name("b").run().await;
+    let dir = tempfile::tempdir().unwrap();
+    let verge = start(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = [\"{{listen}}\"]\n[admin]\nlisten = \"{{admin}}\"\n\
+             [origins.o]\nurl = \"{}\"\n[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n",
+            a.url()
+        ),
+    )
+    .await;
+    assert_eq!(get(verge.addr, "/echo").await.header("x-origin"), "a");
+    let path = dir.path().join("verge.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, config.replace(&a.url(), &b.url())).unwrap();
+    let switched = eventually(100, Duration::from_millis(50), || async {
+        (get(verge.addr, "/echo").await.header("x-origin") == "b").then_some(())
+    })
+    .await;
+    assert!(switched.is_some(), "a file change did not reload");
+    let health = get(verge.admin, "/healthz").await.json();
+    assert_eq!(health["generation"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_and_exits_cleanly() {
+    let a = origin().name("a").run().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut verge = start(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = [\"{{listen}}\"]\nshutdown_grace = \"1s\"\n[admin]\nlisten = \"{{admin}}\"\n\
+             [origins.o]\nurl = \"{}\"\n[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n",
+            a.url()
+        ),
+    )
+    .await;
+    assert_eq!(get(verge.addr, "/echo").await.status, 200);
+    verge.signal(libc::SIGTERM);
+    let status = verge
+        .wait_exit(Duration::from_secs(20))
+        .expect("verge did not exit after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let stopped = eventually(50, Duration::from_millis(20), || async {
+        verge
+            .json_lines()
+            .into_iter()
+            .find(|l| l["message"] == "verge stopped")
+    })
+    .await;
+    assert!(stopped.is_some(), "no clean-stop line");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_serves_tls_with_http2_and_reloads_certificates() {
+    let a = origin().name("a").run().await;
+    let ca = Ca::new("binary test CA");
+    let first = ca.leaf();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &first.cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &first.key_pem).unwrap();
+    let verge = start(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = [\"{{listen}}\"]\n[[server.tls]]\nlisten = \"{{tls}}\"\n\
+             cert = \"cert.pem\"\nkey = \"key.pem\"\n[admin]\nlisten = \"{{admin}}\"\n\
+             [origins.o]\nurl = \"{}\"\n[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n",
+            a.url()
+        ),
+    )
+    .await;
+    let (r, cert) = tls_get(verge.tls, tls_client(&ca.cert_pem, true), "/echo").await;
+    assert_eq!((r.status, r.version), (200, http::Version::HTTP_2));
+    assert_eq!(r.header("x-cache"), "Miss from verge");
+    assert_eq!(cert, first.der());
+    let (r, _) = tls_get(verge.tls, tls_client(&ca.cert_pem, false), "/echo").await;
+    assert_eq!((r.status, r.version), (200, http::Version::HTTP_11));
+
+    let second = ca.leaf();
+    std::fs::write(dir.path().join("cert.pem"), &second.cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &second.key_pem).unwrap();
+    verge.signal(libc::SIGHUP);
+    let renewed = eventually(100, Duration::from_millis(50), || async {
+        let (_, cert) = tls_get(verge.tls, tls_client(&ca.cert_pem, false), "/echo").await;
+        (cert == second.der()).then_some(())
+    })
+    .await;
+    assert!(renewed.is_some(), "the renewed certificate was not served");
 }

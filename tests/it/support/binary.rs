@@ -30,6 +30,8 @@ pub struct Verge {
     pub addr: SocketAddr,
     /// Admin listener.
     pub admin: SocketAddr,
+    /// TLS listener, when the template has `{tls}`.
+    pub tls: SocketAddr,
     /// Every stdout line so far.
     pub lines: Arc<Mutex<Vec<String>>>,
 }
@@ -48,6 +50,18 @@ impl Verge {
         #[expect(unsafe_code, reason = "kill(2) has no safe wrapper in std")]
         let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
         assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Wait (bounded) for the process to exit; its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// stdout lines parsed as JSON (non-JSON lines skipped).
@@ -71,20 +85,26 @@ impl Verge {
     }
 }
 
-/// Start `verge serve --config FILE` where `template` has `{listen}` and `{admin}` placeholders;
-/// waits (bounded) until `/healthz` answers.
+/// Start `verge serve --config FILE` where `template` has `{listen}`, `{admin}` (and optionally
+/// `{tls}`) placeholders; waits (bounded) until `/healthz` answers.
 pub async fn start(dir: &Path, template: &str) -> Verge {
+    start_watching(dir, template, 100).await
+}
+
+/// As [`start`], checking the configuration files every `watch_ms` (0: only on SIGHUP).
+pub async fn start_watching(dir: &Path, template: &str, watch_ms: u64) -> Verge {
     for _ in 0..5 {
-        let (addr, admin) = (free_addr(), free_addr());
+        let (addr, admin, tls) = (free_addr(), free_addr(), free_addr());
         let config = template
             .replace("{listen}", &addr.to_string())
-            .replace("{admin}", &admin.to_string());
+            .replace("{admin}", &admin.to_string())
+            .replace("{tls}", &tls.to_string());
         let path = dir.join("verge.toml");
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(exe())
             .args(["serve", "--config"])
             .arg(&path)
-            .args(["--watch-interval-ms", "100"])
+            .args(["--watch-interval-ms", &watch_ms.to_string()])
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -102,6 +122,7 @@ pub async fn start(dir: &Path, template: &str) -> Verge {
             child,
             addr,
             admin,
+            tls,
             lines,
         };
         let up = super::eventually(100, Duration::from_millis(50), || async {
