@@ -408,36 +408,29 @@ fn origin(c: &mut Checker, name: &str, spanned: &Spanned<RawOrigin>) -> Option<O
         Some(v) => v.get_ref().clone(),
         None => host.clone(),
     };
+    let timeout = |c: &mut Checker, field: &str, value: &Option<Spanned<String>>, default| {
+        c.duration(value.as_ref(), format!("{path}.{field}"), default)
+    };
     Some(Origin {
         name: name.to_owned(),
         scheme,
         port,
         path: origin_path,
-        connect_timeout: c.duration(
-            raw.connect_timeout.as_ref(),
-            format!("{path}.connect_timeout"),
+        connect_timeout: timeout(
+            c,
+            "connect_timeout",
+            &raw.connect_timeout,
             defaults::CONNECT_TIMEOUT,
         ),
-        read_timeout: c.duration(
-            raw.read_timeout.as_ref(),
-            format!("{path}.read_timeout"),
-            defaults::READ_TIMEOUT,
-        ),
-        write_timeout: c.duration(
-            raw.write_timeout.as_ref(),
-            format!("{path}.write_timeout"),
+        read_timeout: timeout(c, "read_timeout", &raw.read_timeout, defaults::READ_TIMEOUT),
+        write_timeout: timeout(
+            c,
+            "write_timeout",
+            &raw.write_timeout,
             defaults::WRITE_TIMEOUT,
         ),
-        idle_timeout: c.duration(
-            raw.idle_timeout.as_ref(),
-            format!("{path}.idle_timeout"),
-            defaults::IDLE_TIMEOUT,
-        ),
-        dns_ttl: c.duration(
-            raw.dns_ttl.as_ref(),
-            format!("{path}.dns_ttl"),
-            defaults::DNS_TTL,
-        ),
+        idle_timeout: timeout(c, "idle_timeout", &raw.idle_timeout, defaults::IDLE_TIMEOUT),
+        dns_ttl: timeout(c, "dns_ttl", &raw.dns_ttl, defaults::DNS_TTL),
         verify_tls: raw.verify_tls.unwrap_or(true),
         ca_pem,
         sni,

@@ -8,13 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 
 use crate::support::binary::free_addr;
-use crate::support::{origin, proxy, request};
-
-fn single(url: &str, extra: &str) -> String {
-    format!(
-        "[origins.o]\nurl = \"{url}\"\n{extra}\n[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n"
-    )
-}
+use crate::support::{origin, proxy, request, single_origin as single};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_origin_gets_502_with_an_error_page() {

@@ -8,13 +8,10 @@ use std::time::Duration;
 
 use crate::support::client::{get_req, try_request};
 use crate::support::proxy::metric;
-use crate::support::{eventually, origin, proxy};
+use crate::support::{eventually, origin, proxy, single_origin};
 
 fn to(url: &str) -> String {
-    format!(
-        "[origins.o]\nurl = \"{url}\"\nidle_timeout = \"1s\"\n\
-         [[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n"
-    )
+    single_origin(url, "idle_timeout = \"1s\"")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,7 +3,7 @@
 
 use crate::support::certs::Ca;
 use crate::support::client::{tls_client, tls_get};
-use crate::support::{origin, proxy};
+use crate::support::{origin, proxy, single_origin};
 
 fn listener_config(origin_url: &str) -> String {
     format!(
@@ -62,12 +62,6 @@ async fn tls_listener_speaks_http1_and_http2_and_reloads_its_certificate() {
     assert_eq!(cert, second.der());
 }
 
-fn https_origin_config(url: &str, extra: &str) -> String {
-    format!(
-        "[origins.o]\nurl = \"{url}\"\n{extra}\n[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n"
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn https_origin_is_verified_against_its_ca_and_a_bad_certificate_refused() {
     let ca = Ca::new("origin CA");
@@ -82,8 +76,7 @@ async fn https_origin_is_verified_against_its_ca_and_a_bad_certificate_refused()
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
     let p =
-        crate::support::proxy::proxy_in(dir, &https_origin_config(&url, "ca_file = \"ca.pem\""))
-            .await;
+        crate::support::proxy::proxy_in(dir, &single_origin(&url, "ca_file = \"ca.pem\"")).await;
     let r = p.get("/echo").await;
     assert_eq!(
         (r.status, r.header("x-origin")),
@@ -97,17 +90,16 @@ async fn https_origin_is_verified_against_its_ca_and_a_bad_certificate_refused()
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), &other.cert_pem).unwrap();
     let p =
-        crate::support::proxy::proxy_in(dir, &https_origin_config(&url, "ca_file = \"ca.pem\""))
-            .await;
+        crate::support::proxy::proxy_in(dir, &single_origin(&url, "ca_file = \"ca.pem\"")).await;
     let r = p.get("/echo").await;
     assert_eq!(r.status, 502);
     assert_eq!(r.header("x-cache"), "Error from verge");
 
     // System roots by default: a private CA is not trusted.
-    let p = proxy(&https_origin_config(&url, "")).await;
+    let p = proxy(&single_origin(&url, "")).await;
     assert_eq!(p.get("/echo").await.status, 502);
 
     // Opting out of verification reaches it.
-    let p = proxy(&https_origin_config(&url, "verify_tls = false")).await;
+    let p = proxy(&single_origin(&url, "verify_tls = false")).await;
     assert_eq!(p.get("/echo").await.status, 200);
 }

@@ -6,7 +6,7 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 use crate::ctx::RequestCtx;
-use crate::stage::origin_select::FAILOVER_STATUS;
+use crate::stage::origin_select::{FAILOVER_STATUS, can_fail_over};
 
 /// `upstream_response_filter`.
 pub fn on_header(
@@ -23,11 +23,7 @@ pub fn on_header(
             origin.duration.observe(elapsed.as_secs_f64());
         }
     }
-    let triggers_failover = ctx.attempt == 0
-        && matches!(
-            session.req_header().method,
-            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
-        )
+    let triggers_failover = can_fail_over(session, ctx)
         && ctx
             .behavior()
             .and_then(|b| b.route.group())

@@ -14,7 +14,7 @@ use crate::state::ProxyState;
 pub const FAILOVER_STATUS: ErrorType = ErrorType::Custom("origin status triggers failover");
 
 /// Whether this request may still move to its group's secondary.
-fn can_fail_over(session: &Session, ctx: &RequestCtx) -> bool {
+pub fn can_fail_over(session: &Session, ctx: &RequestCtx) -> bool {
     let method = &session.req_header().method;
     ctx.attempt == 0
         && !ctx.response_started
@@ -37,6 +37,15 @@ fn fail_over(state: &ProxyState, ctx: &mut RequestCtx, reason: &'static str) {
             .inc();
         tracing::info!(request_id = %ctx.request_id, group = %group.name, reason, "failing over to the secondary origin");
     }
+}
+
+/// Count a failed attempt at the current origin.
+fn count_origin_error(state: &ProxyState, ctx: &RequestCtx, kind: &str) {
+    state
+        .metrics
+        .origin_errors
+        .with_label_values(&[ctx.origin_name(), kind])
+        .inc();
 }
 
 /// A short name for the kind of an origin failure, for metrics.
@@ -75,12 +84,8 @@ pub async fn peer(
                 return Ok(Box::new(peer));
             }
             Err(message) => {
-                state
-                    .metrics
-                    .origin_errors
-                    .with_label_values(&[o.name.as_str(), "dns"])
-                    .inc();
                 ctx.origin = Some(target.clone());
+                count_origin_error(state, ctx, "dns");
                 if can_fail_over(session, ctx) {
                     fail_over(state, ctx, "dns");
                     continue;
@@ -98,11 +103,7 @@ pub fn on_connect_error(
     ctx: &mut RequestCtx,
     mut e: Box<Error>,
 ) -> Box<Error> {
-    state
-        .metrics
-        .origin_errors
-        .with_label_values(&[ctx.origin_name(), error_kind(&e)])
-        .inc();
+    count_origin_error(state, ctx, error_kind(&e));
     if can_fail_over(session, ctx) {
         fail_over(state, ctx, "connect");
         e.set_retry(true);
@@ -128,11 +129,7 @@ pub fn on_proxy_error(
     }
     let status_failover = *e.etype() == FAILOVER_STATUS;
     if !status_failover {
-        state
-            .metrics
-            .origin_errors
-            .with_label_values(&[ctx.origin_name(), error_kind(&e)])
-            .inc();
+        count_origin_error(state, ctx, error_kind(&e));
     }
     if can_fail_over(session, ctx) {
         fail_over(

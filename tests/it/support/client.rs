@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
-use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sha2::Digest;
 use tokio::net::TcpStream;
@@ -108,17 +107,7 @@ pub async fn get(addr: SocketAddr, path: &str) -> Reply {
 
 /// POST `len` pattern bytes to `path`, streamed in 64 KiB chunks (never held whole).
 pub async fn upload_pattern(addr: SocketAddr, path: &str, len: u64) -> Reply {
-    let chunks = futures::stream::unfold(0u64, move |off| async move {
-        if off >= len {
-            return None;
-        }
-        let n = (len - off).min(64 * 1024);
-        let chunk: Vec<u8> = (off..off + n).map(super::pattern_byte).collect();
-        Some((
-            Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))),
-            off + n,
-        ))
-    });
+    let chunks = super::pattern_chunks(len);
     let req = http::Request::post(path)
         .header("host", "verge.test")
         .header("content-length", len)

@@ -34,6 +34,33 @@ pub fn pattern_byte(i: u64) -> u8 {
     (i % 251) as u8
 }
 
+/// The pattern body of `len` bytes as a stream of 64 KiB frames (never held whole).
+pub fn pattern_chunks(
+    len: u64,
+) -> impl futures::Stream<Item = Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>
++ Send
++ 'static {
+    futures::stream::unfold(0u64, move |off| async move {
+        if off >= len {
+            return None;
+        }
+        let n = (len - off).min(64 * 1024);
+        let chunk: Vec<u8> = (off..off + n).map(pattern_byte).collect();
+        Some((
+            Ok(hyper::body::Frame::data(bytes::Bytes::from(chunk))),
+            off + n,
+        ))
+    })
+}
+
+/// A configuration with one origin `o` at `url` (plus `extra` origin keys) and one default
+/// behavior sending everything to it.
+pub fn single_origin(url: &str, extra: &str) -> String {
+    format!(
+        "[origins.o]\nurl = \"{url}\"\n{extra}\n[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n"
+    )
+}
+
 /// Hex SHA-256 of the pattern body of `len` bytes, computed in chunks.
 pub fn pattern_sha256(len: u64) -> String {
     use sha2::Digest;

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -106,17 +106,7 @@ async fn handle(name: Arc<str>, req: Request<Incoming>) -> Result<Response<Body>
     }
     if let Some(n) = path.strip_prefix("/stream/") {
         let total: u64 = n.parse().unwrap_or(0);
-        let chunks = futures::stream::unfold(0u64, move |off| async move {
-            if off >= total {
-                return None;
-            }
-            let n = (total - off).min(64 * 1024);
-            let chunk: Vec<u8> = (off..off + n).map(super::pattern_byte).collect();
-            Some((
-                Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))),
-                off + n,
-            ))
-        });
+        let chunks = super::pattern_chunks(total);
         return Ok(Response::builder()
             .header("x-origin", &*name)
             .header("content-length", total)
