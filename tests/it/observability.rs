@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::binary::{free_addr, start};
+use crate::support::binary::{free_addr, start, start_with};
 use crate::support::proxy::metric;
 use crate::support::{eventually, get, origin};
 
@@ -131,4 +131,59 @@ origin = "ha"
     assert_eq!(failed["status"], 502);
     assert_eq!(failed["result"], "Error");
     assert!(!failed["error"].as_str().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rust_log_filters_logs_and_the_access_log_has_its_own_switch() {
+    let o = origin().run().await;
+    let config = |access: bool| {
+        format!(
+            "[server]\nlisten = [\"{{listen}}\"]\n[admin]\nlisten = \"{{admin}}\"\n\
+             [logging]\naccess_log = {access}\n{}",
+            crate::support::single_origin(&o.url(), "")
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = start_with(dir.path(), &config(true), 100, "warn").await;
+    let r = get(quiet.addr, "/echo").await;
+    let id = r.header("x-verge-request-id").to_owned();
+    let access = eventually(100, Duration::from_millis(20), || async {
+        quiet
+            .json_lines()
+            .into_iter()
+            .find(|l| l["request_id"] == id.as_str())
+    })
+    .await;
+    assert!(
+        access.is_some(),
+        "the access log does not depend on RUST_LOG"
+    );
+    assert!(
+        quiet
+            .json_lines()
+            .iter()
+            .all(|l| l["level"] != "INFO" || l["target"] == "verge::access"),
+        "RUST_LOG=warn let info lines through"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let no_access = start_with(dir.path(), &config(false), 100, "info").await;
+    get(no_access.addr, "/echo").await;
+    // The startup line proves stdout is being read; no access line may follow.
+    eventually(100, Duration::from_millis(20), || async {
+        no_access
+            .json_lines()
+            .into_iter()
+            .find(|l| l["message"] == "verge is serving")
+    })
+    .await
+    .expect("startup line");
+    tokio::time::sleep(crate::support::ACCESS_FLUSH * 5).await;
+    assert!(
+        no_access
+            .json_lines()
+            .iter()
+            .all(|l| l["target"] != "verge::access"),
+        "access_log = false still logged"
+    );
 }

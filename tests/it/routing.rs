@@ -79,3 +79,20 @@ async fn forwarding_and_response_headers_are_added() {
     assert_eq!(r.header("x-cache"), "Miss from verge");
     assert_eq!(r.header("x-verge-request-id").len(), 32);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn origin_connections_are_kept_alive_and_reused() {
+    let o = origin().name("o").run().await;
+    let p = proxy(&crate::support::single_origin(&o.url(), "")).await;
+    // Sequential requests, each on a new viewer connection: one pooled origin connection serves
+    // them all.
+    for _ in 0..20 {
+        assert_eq!(p.get("/echo").await.status, 200);
+    }
+    assert_eq!(o.hits(), 20);
+    assert!(
+        o.connections() <= 2,
+        "{} origin connections for 20 requests",
+        o.connections()
+    );
+}

@@ -93,6 +93,11 @@ pub async fn start(dir: &Path, template: &str) -> Verge {
 
 /// As [`start`], checking the configuration files every `watch_ms` (0: only on SIGHUP).
 pub async fn start_watching(dir: &Path, template: &str, watch_ms: u64) -> Verge {
+    start_with(dir, template, watch_ms, "info").await
+}
+
+/// As [`start_watching`], with `RUST_LOG` set to `rust_log`.
+pub async fn start_with(dir: &Path, template: &str, watch_ms: u64, rust_log: &str) -> Verge {
     for _ in 0..5 {
         let (addr, admin, tls) = (free_addr(), free_addr(), free_addr());
         let config = template
@@ -105,7 +110,7 @@ pub async fn start_watching(dir: &Path, template: &str, watch_ms: u64) -> Verge 
             .args(["serve", "--config"])
             .arg(&path)
             .args(["--watch-interval-ms", &watch_ms.to_string()])
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

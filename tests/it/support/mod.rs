@@ -29,6 +29,9 @@ where
     None
 }
 
+/// How long after a request its access-log line is written at the latest.
+pub const ACCESS_FLUSH: Duration = verge_proxy::access_log::FLUSH_EVERY;
+
 /// The deterministic byte at offset `i` of a large test body.
 pub fn pattern_byte(i: u64) -> u8 {
     (i % 251) as u8

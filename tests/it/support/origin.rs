@@ -31,6 +31,8 @@ pub struct Origin {
     pub addr: SocketAddr,
     /// Requests received.
     pub hits: Arc<AtomicU64>,
+    /// TCP connections accepted.
+    pub connections: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -49,6 +51,11 @@ impl Origin {
     /// Requests received so far.
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 
@@ -152,6 +159,8 @@ impl OriginBuilder {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicU64::new(0));
+        let connections = Arc::new(AtomicU64::new(0));
+        let accepted = connections.clone();
         let name: Arc<str> = self.name.into();
         let acceptor = self.tls.map(tokio_rustls::TlsAcceptor::from);
         let counter = hits.clone();
@@ -160,6 +169,7 @@ impl OriginBuilder {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let name = name.clone();
                 let counter = counter.clone();
                 let acceptor = acceptor.clone();
@@ -189,6 +199,11 @@ impl OriginBuilder {
                 });
             }
         });
-        Origin { addr, hits, task }
+        Origin {
+            addr,
+            hits,
+            connections,
+            task,
+        }
     }
 }
