@@ -9,6 +9,7 @@
 //! This version defines that boundary; the worker pools that run the JavaScript behind it come
 //! with the fast (CloudFront Functions) and edge (Lambda@Edge) tiers.
 
+pub mod cff_event;
 mod invocation;
 mod outcome;
 

@@ -1,0 +1,519 @@
+//! The CloudFront Functions event (contract §1.2) built from a request snapshot, and the
+//! handler's return value read back and validated (§1.3, §1.9) into an [`Outcome`].
+//!
+//! Only the viewer-request shape is handled here so far; viewer-response arrives with body
+//! replacement.
+
+use serde_json::{Map, Value, json};
+
+use crate::invocation::{HeaderList, Invocation};
+use crate::outcome::{Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome};
+
+/// Headers a function never sees and may not add (§1.9).
+const DISALLOWED: &[&str] = &[
+    "connection",
+    "expect",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "trailer",
+    "upgrade",
+    "x-accel-buffering",
+    "x-accel-charset",
+    "x-accel-limit-rate",
+    "x-accel-redirect",
+    "x-amzn-auth",
+    "x-amzn-cf-billing",
+    "x-amzn-cf-id",
+    "x-amzn-cf-xff",
+    "x-amzn-errortype",
+    "x-amzn-fle-profile",
+    "x-amzn-header-count",
+    "x-amzn-header-order",
+    "x-amzn-lambda-integration-tag",
+    "x-amzn-requestid",
+    "x-cache",
+    "x-forwarded-proto",
+    "x-real-ip",
+];
+
+/// Whether a function may neither see nor set this header.
+pub fn is_disallowed(name: &str) -> bool {
+    DISALLOWED.contains(&name) || name.starts_with("x-amz-cf-") || name.starts_with("x-edge-")
+}
+
+/// Headers a viewer-request function can read but not add, change or delete (§1.9).
+const READ_ONLY_VIEWER_REQUEST: &[&str] = &[
+    "cdn-loop",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "via",
+];
+
+fn validation(message: impl Into<String>) -> FunctionError {
+    FunctionError {
+        kind: FunctionErrorKind::Validation,
+        message: message.into(),
+        edge: false,
+    }
+}
+
+/// `{value, multiValue?}` maps: `multiValue` only for repeated names, first value duplicated.
+fn multi_map<'a>(pairs: impl Iterator<Item = (&'a str, String)>) -> Value {
+    let mut grouped: Vec<(&str, Vec<String>)> = Vec::new();
+    for (name, value) in pairs {
+        match grouped.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, values)) => values.push(value),
+            None => grouped.push((name, vec![value])),
+        }
+    }
+    let mut map = Map::new();
+    for (name, values) in grouped {
+        let mut entry = Map::new();
+        entry.insert("value".into(), Value::String(values[0].clone()));
+        if values.len() > 1 {
+            entry.insert(
+                "multiValue".into(),
+                Value::Array(values.into_iter().map(|v| json!({ "value": v })).collect()),
+            );
+        }
+        map.insert(name.to_owned(), Value::Object(entry));
+    }
+    Value::Object(map)
+}
+
+/// Split `a=1&b&c=3` into name/value pairs (a name without `=` has value `""`), names and values
+/// passed through as sent (CloudFront does not decode them).
+fn query_pairs(query: &str) -> impl Iterator<Item = (&str, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((n, v)) => (n, v.to_owned()),
+            None => (p, String::new()),
+        })
+}
+
+/// `Cookie: a=1; b=2` pairs, in order, from every `cookie` header.
+fn cookie_pairs(headers: &HeaderList) -> Vec<(&str, String)> {
+    headers
+        .iter()
+        .filter(|(n, _)| n == "cookie")
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| {
+            let c = c.trim();
+            let (n, v) = c.split_once('=').unwrap_or((c, ""));
+            (!n.is_empty()).then(|| (n, v.to_owned()))
+        })
+        .collect()
+}
+
+/// Build the viewer-request event.
+pub fn viewer_request_event(inv: &Invocation) -> Value {
+    let req = &inv.request;
+    let headers = multi_map(
+        req.headers
+            .iter()
+            .filter(|(n, _)| n != "cookie" && !is_disallowed(n))
+            .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v).into_owned())),
+    );
+    json!({
+        "version": "1.0",
+        "context": {
+            "distributionDomainName": "verge.local",
+            "distributionId": "VERGE",
+            "eventType": "viewer-request",
+            "requestId": inv.request_id,
+        },
+        "viewer": { "ip": req.client_ip.to_string() },
+        "request": {
+            "method": req.method,
+            "uri": req.uri,
+            "querystring": multi_map(query_pairs(&req.querystring)),
+            "headers": headers,
+            "cookies": multi_map(cookie_pairs(&req.headers).into_iter()),
+        }
+    })
+}
+
+/// The values of one `{value, multiValue?}` entry: a modified `multiValue` wins, otherwise
+/// `value` replaces the first of the original values and the rest stay (§1.2).
+fn entry_values(
+    field: &str,
+    name: &str,
+    entry: &Value,
+    original: Option<&Value>,
+) -> Result<Vec<String>, FunctionError> {
+    let obj = entry
+        .as_object()
+        .ok_or_else(|| validation(format!("{field}.{name} must be an object with a value")))?;
+    for key in obj.keys() {
+        if key != "value" && key != "multiValue" && key != "multivalue" {
+            return Err(validation(format!(
+                "{field}.{name} has an unexpected field `{key}`"
+            )));
+        }
+    }
+    let value = |v: &Value| -> Result<String, FunctionError> {
+        match v.get("value") {
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => Err(validation(format!("{field}.{name}.value must be a string"))),
+        }
+    };
+    let multi = obj.get("multiValue").or_else(|| obj.get("multivalue"));
+    let original_multi = original.and_then(|o| o.get("multiValue"));
+    if let Some(multi) = multi
+        && Some(multi) != original_multi
+    {
+        let items = multi
+            .as_array()
+            .ok_or_else(|| validation(format!("{field}.{name}.multiValue must be an array")))?;
+        return items.iter().map(value).collect();
+    }
+    let first = value(entry)?;
+    let mut values = vec![first];
+    if let Some(Value::Array(rest)) = original_multi {
+        for item in rest.iter().skip(1) {
+            values.push(value(item)?);
+        }
+    }
+    Ok(values)
+}
+
+/// Check a header value for what may not reach the wire.
+fn check_value(field: &str, name: &str, value: &str) -> Result<(), FunctionError> {
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(validation(format!("{field}.{name} contains CR, LF or NUL")));
+    }
+    Ok(())
+}
+
+fn check_name(field: &str, name: &str) -> Result<(), FunctionError> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !valid {
+        return Err(validation(format!("{field}: `{name}` is not a valid name")));
+    }
+    if name.bytes().any(|b| b.is_ascii_uppercase()) && field == "headers" {
+        return Err(validation(format!("headers: `{name}` must be lowercase")));
+    }
+    Ok(())
+}
+
+/// Rebuild a header list from a returned `headers` object, enforcing the read-only and
+/// disallowed rules against the original.
+fn headers_from(
+    returned: &Value,
+    original_event: &Value,
+    original: &HeaderList,
+    read_only: &[&str],
+) -> Result<HeaderList, FunctionError> {
+    let map = returned
+        .as_object()
+        .ok_or_else(|| validation("headers must be an object"))?;
+    let original_headers = &original_event["headers"];
+    let mut out: HeaderList = Vec::new();
+    for (name, entry) in map {
+        check_name("headers", name)?;
+        if is_disallowed(name) {
+            return Err(validation(format!(
+                "headers: `{name}` may not be set by a function"
+            )));
+        }
+        let values = entry_values("headers", name, entry, original_headers.get(name))?;
+        for v in &values {
+            check_value("headers", name, v)?;
+        }
+        out.extend(values.into_iter().map(|v| (name.clone(), v.into_bytes())));
+    }
+    for name in read_only {
+        let before: Vec<&Vec<u8>> = original
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .collect();
+        let after: Vec<&Vec<u8>> = out
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .collect();
+        if before != after {
+            return Err(validation(format!("headers: `{name}` is read-only here")));
+        }
+    }
+    // What the function could not see passes through unchanged.
+    for (name, value) in original {
+        if is_disallowed(name) {
+            out.push((name.clone(), value.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// Rebuild the query string from a returned `querystring` (object, or a raw string as the AWS
+/// normalize-query-string sample returns).
+fn querystring_from(returned: &Value, original_event: &Value) -> Result<String, FunctionError> {
+    let query = match returned {
+        Value::String(raw) => raw.trim_start_matches('?').to_owned(),
+        Value::Object(map) => {
+            let mut parts = Vec::new();
+            for (name, entry) in map {
+                let values = entry_values("querystring", name, entry, original_event.get(name))?;
+                for v in values {
+                    if v.is_empty() {
+                        parts.push(name.clone());
+                    } else {
+                        parts.push(format!("{name}={v}"));
+                    }
+                }
+            }
+            parts.join("&")
+        }
+        _ => return Err(validation("querystring must be an object or a string")),
+    };
+    if query
+        .bytes()
+        .any(|b| b.is_ascii_control() || b == b' ' || b == b'#')
+    {
+        return Err(validation(
+            "querystring contains a space, a control character or #",
+        ));
+    }
+    Ok(query)
+}
+
+/// Rebuild the `Cookie` header from a returned `cookies` object.
+fn cookie_header_from(
+    returned: &Value,
+    original_event: &Value,
+) -> Result<Option<Vec<u8>>, FunctionError> {
+    let map = returned
+        .as_object()
+        .ok_or_else(|| validation("cookies must be an object"))?;
+    let mut parts = Vec::new();
+    for (name, entry) in map {
+        check_name("cookies", name)?;
+        for v in entry_values("cookies", name, entry, original_event.get(name))? {
+            check_value("cookies", name, &v)?;
+            parts.push(format!("{name}={v}"));
+        }
+    }
+    Ok((!parts.is_empty()).then(|| parts.join("; ").into_bytes()))
+}
+
+/// Read a viewer-request handler's return value.
+pub fn viewer_request_outcome(
+    inv: &Invocation,
+    event: &Value,
+    returned: Option<Value>,
+) -> Result<Outcome, FunctionError> {
+    let returned = returned.ok_or_else(|| {
+        validation("the function returned undefined; return the request or a response")
+    })?;
+    let obj = returned
+        .as_object()
+        .ok_or_else(|| validation("the function must return an object"))?;
+    if obj.contains_key("statusCode") {
+        return generated_response(obj).map(Outcome::Respond);
+    }
+    let original = &event["request"];
+    for key in obj.keys() {
+        if !matches!(
+            key.as_str(),
+            "method" | "uri" | "querystring" | "headers" | "cookies"
+        ) {
+            return Err(validation(format!(
+                "the request object has an unexpected field `{key}`"
+            )));
+        }
+    }
+    if let Some(method) = obj.get("method")
+        && method != &original["method"]
+    {
+        return Err(validation("request.method is read-only"));
+    }
+    let mut edits = Edits::default();
+    if let Some(uri) = obj.get("uri") {
+        let uri = uri
+            .as_str()
+            .ok_or_else(|| validation("request.uri must be a string"))?;
+        if !uri.starts_with('/')
+            || uri
+                .bytes()
+                .any(|b| b.is_ascii_control() || b == b' ' || b == b'#' || b == b'?')
+        {
+            return Err(validation(format!(
+                "request.uri `{uri}` is not a valid path"
+            )));
+        }
+        if uri != original["uri"] {
+            edits.uri = Some(uri.to_owned());
+        }
+    }
+    if let Some(q) = obj.get("querystring")
+        && q != &original["querystring"]
+    {
+        edits.querystring = Some(querystring_from(q, &original["querystring"])?);
+    }
+    let headers_changed = obj
+        .get("headers")
+        .is_some_and(|h| h != &original["headers"]);
+    let cookies_changed = obj
+        .get("cookies")
+        .is_some_and(|c| c != &original["cookies"]);
+    if headers_changed || cookies_changed {
+        let mut headers = match obj.get("headers") {
+            Some(h) if headers_changed => {
+                headers_from(h, original, &inv.request.headers, READ_ONLY_VIEWER_REQUEST)?
+            }
+            _ => inv.request.headers.clone(),
+        };
+        headers.retain(|(n, _)| n != "cookie");
+        let cookie = match obj.get("cookies") {
+            Some(c) if cookies_changed => cookie_header_from(c, &original["cookies"])?,
+            _ => inv
+                .request
+                .headers
+                .iter()
+                .filter(|(n, _)| n == "cookie")
+                .map(|(_, v)| v.clone())
+                .reduce(|mut a, b| {
+                    a.extend_from_slice(b"; ");
+                    a.extend_from_slice(&b);
+                    a
+                }),
+        };
+        if let Some(cookie) = cookie {
+            headers.push(("cookie".into(), cookie));
+        }
+        edits.headers = Some(headers);
+    }
+    Ok(Outcome::Continue(edits))
+}
+
+/// A response generated at viewer-request.
+fn generated_response(obj: &Map<String, Value>) -> Result<GeneratedResponse, FunctionError> {
+    for key in obj.keys() {
+        if !matches!(
+            key.as_str(),
+            "statusCode" | "statusDescription" | "headers" | "cookies" | "body"
+        ) {
+            return Err(validation(format!(
+                "the response object has an unexpected field `{key}`"
+            )));
+        }
+    }
+    let status = obj["statusCode"]
+        .as_u64()
+        .filter(|s| (100..=599).contains(s))
+        .ok_or_else(|| validation("response.statusCode must be an integer from 100 to 599"))?;
+    let mut headers: HeaderList = Vec::new();
+    if let Some(h) = obj.get("headers") {
+        let map = h
+            .as_object()
+            .ok_or_else(|| validation("response.headers must be an object"))?;
+        for (name, entry) in map {
+            check_name("headers", name)?;
+            if is_disallowed(name) {
+                return Err(validation(format!(
+                    "headers: `{name}` may not be set by a function"
+                )));
+            }
+            for v in entry_values("headers", name, entry, None)? {
+                check_value("headers", name, &v)?;
+                headers.push((name.clone(), v.into_bytes()));
+            }
+        }
+    }
+    if let Some(c) = obj.get("cookies") {
+        let map = c
+            .as_object()
+            .ok_or_else(|| validation("response.cookies must be an object"))?;
+        for (name, entry) in map {
+            check_name("cookies", name)?;
+            let value = entry
+                .get("value")
+                .and_then(Value::as_str)
+                .ok_or_else(|| validation(format!("cookies.{name}.value must be a string")))?;
+            let attributes = entry
+                .get("attributes")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let mut line = format!("{name}={value}");
+            if !attributes.is_empty() {
+                line.push_str("; ");
+                line.push_str(attributes);
+            }
+            check_value("cookies", name, &line)?;
+            headers.push(("set-cookie".into(), line.into_bytes()));
+        }
+    }
+    let body = match obj.get("body") {
+        None => Vec::new(),
+        Some(Value::String(text)) => text.clone().into_bytes(),
+        Some(Value::Object(b)) => {
+            let data = b
+                .get("data")
+                .and_then(Value::as_str)
+                .ok_or_else(|| validation("response.body.data must be a string"))?;
+            match b.get("encoding").and_then(Value::as_str).unwrap_or("text") {
+                "text" => data.as_bytes().to_vec(),
+                "base64" => base64_decode(data)
+                    .ok_or_else(|| validation("response.body.data is not valid base64"))?,
+                other => {
+                    return Err(validation(format!(
+                        "response.body.encoding `{other}` is not text or base64"
+                    )));
+                }
+            }
+        }
+        Some(_) => return Err(validation("response.body must be a string or an object")),
+    };
+    Ok(GeneratedResponse {
+        status: status as u16,
+        headers,
+        body,
+    })
+}
+
+/// Standard base64 with padding; `None` on anything else.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    fn sextet(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let bytes = text.as_bytes();
+    if bytes.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for (i, chunk) in bytes.chunks(4).enumerate() {
+        let last = i == bytes.len() / 4 - 1;
+        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &chunk[..4 - pad] {
+            n = (n << 6) | sextet(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let b = n.to_be_bytes();
+        out.extend_from_slice(&b[1..4 - pad]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,262 @@
+use std::sync::Arc;
+
+use serde_json::json;
+use verge_config::{FunctionDef, Hook, Pos, Runtime};
+
+use super::*;
+use crate::invocation::RequestSnapshot;
+
+fn inv(query: &str, headers: &[(&str, &str)]) -> Invocation {
+    Invocation {
+        function: Arc::new(FunctionDef {
+            name: "f".into(),
+            runtime: Runtime::CloudfrontJs2,
+            code_path: "f.js".into(),
+            code: Arc::from(""),
+            kvs: None,
+            pos: Pos::START,
+        }),
+        hook: Hook::ViewerRequest,
+        request_id: "rid".into(),
+        request: RequestSnapshot {
+            method: "GET".into(),
+            uri: "/index.html".into(),
+            querystring: query.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            client_ip: "203.0.113.9".parse().unwrap(),
+        },
+        response: None,
+    }
+}
+
+fn edits(o: Outcome) -> Edits {
+    match o {
+        Outcome::Continue(e) => e,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn event_has_the_cloudfront_shape() {
+    let i = inv(
+        "a=1&b&a=2",
+        &[
+            ("host", "example.com"),
+            ("accept", "x"),
+            ("accept", "y"),
+            ("cookie", "s=1; t=2"),
+            ("cookie", "s=3"),
+            ("x-forwarded-proto", "https"),
+        ],
+    );
+    let e = viewer_request_event(&i);
+    assert_eq!(e["version"], "1.0");
+    assert_eq!(e["context"]["eventType"], "viewer-request");
+    assert_eq!(e["context"]["requestId"], "rid");
+    assert_eq!(e["viewer"]["ip"], "203.0.113.9");
+    let r = &e["request"];
+    assert_eq!(r["method"], "GET");
+    assert_eq!(r["uri"], "/index.html");
+    assert_eq!(
+        r["querystring"]["a"],
+        json!({"value": "1", "multiValue": [{"value": "1"}, {"value": "2"}]})
+    );
+    assert_eq!(r["querystring"]["b"], json!({"value": ""}));
+    assert_eq!(r["headers"]["host"], json!({"value": "example.com"}));
+    assert_eq!(r["headers"]["accept"]["multiValue"][1]["value"], "y");
+    assert!(r["headers"].get("cookie").is_none(), "Cookie is split out");
+    assert!(
+        r["headers"].get("x-forwarded-proto").is_none(),
+        "disallowed headers are hidden"
+    );
+    assert_eq!(r["cookies"]["t"], json!({"value": "2"}));
+    assert_eq!(r["cookies"]["s"]["multiValue"][1]["value"], "3");
+    assert_eq!(e["request"]["querystring"].as_object().unwrap().len(), 2);
+}
+
+#[test]
+fn empty_query_is_an_empty_object() {
+    let e = viewer_request_event(&inv("", &[]));
+    assert_eq!(e["request"]["querystring"], json!({}));
+    assert_eq!(e["request"]["cookies"], json!({}));
+}
+
+#[test]
+fn unchanged_request_has_no_edits() {
+    let i = inv("a=1", &[("host", "h")]);
+    let e = viewer_request_event(&i);
+    let out = edits(viewer_request_outcome(&i, &e, Some(e["request"].clone())).unwrap());
+    assert_eq!(out, Edits::default());
+}
+
+#[test]
+fn uri_header_query_and_cookie_edits_are_applied() {
+    let i = inv(
+        "a=1",
+        &[
+            ("host", "h"),
+            ("cookie", "s=1"),
+            ("x-forwarded-proto", "https"),
+        ],
+    );
+    let e = viewer_request_event(&i);
+    let mut r = e["request"].clone();
+    r["uri"] = json!("/new/index.html");
+    r["querystring"]["z"] = json!({"value": ""});
+    r["headers"]["x-added"] = json!({"value": "v"});
+    r["cookies"]["s"] = json!({"value": "2"});
+    r["cookies"]["u"] = json!({"value": "3"});
+    let out = edits(viewer_request_outcome(&i, &e, Some(r)).unwrap());
+    assert_eq!(out.uri.as_deref(), Some("/new/index.html"));
+    assert_eq!(out.querystring.as_deref(), Some("a=1&z"));
+    let h = out.headers.unwrap();
+    let get = |n: &str| {
+        h.iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+    };
+    assert_eq!(get("x-added").as_deref(), Some("v"));
+    assert_eq!(get("cookie").as_deref(), Some("s=2; u=3"));
+    assert_eq!(
+        get("x-forwarded-proto").as_deref(),
+        Some("https"),
+        "hidden headers pass through"
+    );
+}
+
+#[test]
+fn multivalue_write_back_rules() {
+    let i = inv("", &[("accept", "x"), ("accept", "y")]);
+    let e = viewer_request_event(&i);
+    // Changing `value` replaces the first value and keeps the rest.
+    let mut r = e["request"].clone();
+    r["headers"]["accept"]["value"] = json!("X");
+    let h = edits(viewer_request_outcome(&i, &e, Some(r)).unwrap())
+        .headers
+        .unwrap();
+    let accept: Vec<_> = h
+        .iter()
+        .filter(|(n, _)| n == "accept")
+        .map(|(_, v)| v.clone())
+        .collect();
+    assert_eq!(accept, vec![b"X".to_vec(), b"y".to_vec()]);
+    // A modified `multiValue` wins over `value`.
+    let mut r = e["request"].clone();
+    r["headers"]["accept"] =
+        json!({"value": "ignored", "multiValue": [{"value": "p"}, {"value": "q"}, {"value": "r"}]});
+    let h = edits(viewer_request_outcome(&i, &e, Some(r)).unwrap())
+        .headers
+        .unwrap();
+    assert_eq!(h.iter().filter(|(n, _)| n == "accept").count(), 3);
+}
+
+#[test]
+fn a_raw_string_querystring_is_accepted() {
+    let i = inv("b=2&a=1", &[]);
+    let e = viewer_request_event(&i);
+    let mut r = e["request"].clone();
+    r["querystring"] = json!("a=1&b=2");
+    let out = edits(viewer_request_outcome(&i, &e, Some(r)).unwrap());
+    assert_eq!(out.querystring.as_deref(), Some("a=1&b=2"));
+}
+
+fn rejected(i: &Invocation, change: impl FnOnce(&mut serde_json::Value)) -> String {
+    let e = viewer_request_event(i);
+    let mut r = e["request"].clone();
+    change(&mut r);
+    let err = viewer_request_outcome(i, &e, Some(r)).unwrap_err();
+    assert_eq!(err.kind, FunctionErrorKind::Validation);
+    assert_eq!(err.status(), 502);
+    err.message
+}
+
+#[test]
+fn invalid_returns_are_validation_errors() {
+    let i = inv("", &[("host", "h")]);
+    assert!(rejected(&i, |r| r["body"] = json!("x")).contains("unexpected field `body`"));
+    assert!(rejected(&i, |r| r["method"] = json!("POST")).contains("read-only"));
+    assert!(
+        rejected(&i, |r| r["headers"]["host"] = json!({"value": "other"}))
+            .contains("`host` is read-only")
+    );
+    assert!(
+        rejected(&i, |r| {
+            r["headers"].as_object_mut().unwrap().remove("host");
+        })
+        .contains("`host` is read-only")
+    );
+    assert!(
+        rejected(&i, |r| r["headers"]["x-forwarded-proto"] =
+            json!({"value": "http"}))
+        .contains("may not be set")
+    );
+    assert!(rejected(&i, |r| r["headers"]["x-a"] = json!({"value": "a\r\nb"})).contains("CR, LF"));
+    assert!(rejected(&i, |r| r["headers"]["X-Up"] = json!({"value": "a"})).contains("lowercase"));
+    assert!(
+        rejected(&i, |r| r["headers"]["x-n"] = json!({"value": 5})).contains("must be a string")
+    );
+    assert!(rejected(&i, |r| r["uri"] = json!("no-slash")).contains("not a valid path"));
+    assert!(rejected(&i, |r| r["querystring"] = json!("a b")).contains("space"));
+    let e = viewer_request_event(&i);
+    assert!(
+        viewer_request_outcome(&i, &e, None)
+            .unwrap_err()
+            .message
+            .contains("undefined")
+    );
+}
+
+#[test]
+fn generated_responses_are_read_with_their_rules() {
+    let i = inv("", &[]);
+    let e = viewer_request_event(&i);
+    // Only a status is enough.
+    match viewer_request_outcome(&i, &e, Some(json!({"statusCode": 204}))).unwrap() {
+        Outcome::Respond(r) => assert_eq!((r.status, r.body.len()), (204, 0)),
+        other => panic!("{other:?}"),
+    }
+    let full = json!({
+        "statusCode": 302,
+        "statusDescription": "Found",
+        "headers": {"location": {"value": "https://example.com/"}},
+        "cookies": {"s": {"value": "1", "attributes": "Path=/; Secure"}},
+        "body": {"encoding": "base64", "data": "aGk="},
+    });
+    match viewer_request_outcome(&i, &e, Some(full)).unwrap() {
+        Outcome::Respond(r) => {
+            assert_eq!(r.status, 302);
+            assert!(
+                r.headers
+                    .contains(&("location".into(), b"https://example.com/".to_vec()))
+            );
+            assert!(
+                r.headers
+                    .contains(&("set-cookie".into(), b"s=1; Path=/; Secure".to_vec()))
+            );
+            assert_eq!(r.body, b"hi");
+        }
+        other => panic!("{other:?}"),
+    }
+    let bad = json!({"statusCode": 200, "body": {"encoding": "base64", "data": "!!"}});
+    assert!(
+        viewer_request_outcome(&i, &e, Some(bad))
+            .unwrap_err()
+            .message
+            .contains("base64")
+    );
+    let bad = json!({"statusCode": 99});
+    assert!(viewer_request_outcome(&i, &e, Some(bad)).is_err());
+}
+
+#[test]
+fn base64_decoding_is_strict() {
+    assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
+    assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
+    assert_eq!(base64_decode("").unwrap(), b"");
+    assert!(base64_decode("aGk").is_none());
+    assert!(base64_decode("a=Gk").is_none());
+    assert!(base64_decode("a$k=").is_none());
+}
