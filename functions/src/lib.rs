@@ -9,7 +9,9 @@
 //! This version defines that boundary; the worker pools that run the JavaScript behind it come
 //! with the fast (CloudFront Functions) and edge (Lambda@Edge) tiers.
 
+pub mod budget;
 pub mod cff_event;
+pub mod cff_runtime;
 mod invocation;
 mod outcome;
 

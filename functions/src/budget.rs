@@ -1,0 +1,95 @@
+//! CPU-time budgets. The budget is CPU time of the invocation, as CloudFront's compute
+//! utilization is: time the worker thread spends queued or preempted is never charged.
+//!
+//! The cheap wall clock (`Instant`) is checked at every yield; only when it passes the deadline
+//! is the thread's CPU clock read (a syscall) to confirm, so a preempted worker carries on.
+
+use std::time::{Duration, Instant};
+
+/// The largest budget a fast-tier function may have (CloudFront's ~1 ms).
+pub const MAX_BUDGET: Duration = Duration::from_millis(1);
+
+/// CPU time consumed by the calling thread.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own; CLOCK_THREAD_CPUTIME_ID is always valid.
+    #[expect(unsafe_code, reason = "clock_gettime(2) has no safe wrapper in std")]
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// One invocation's budget.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    limit: Duration,
+    cpu_start: Duration,
+    /// When the wall clock says the budget might be used up; pushed back when the CPU clock
+    /// shows the thread was preempted.
+    wall_deadline: Instant,
+}
+
+impl Budget {
+    /// Start charging `limit` of CPU time now.
+    pub fn start(limit: Duration) -> Self {
+        Budget {
+            limit,
+            cpu_start: thread_cpu_time(),
+            wall_deadline: Instant::now() + limit,
+        }
+    }
+
+    /// CPU time used so far.
+    pub fn used(&self) -> Duration {
+        thread_cpu_time().saturating_sub(self.cpu_start)
+    }
+
+    /// Whether the budget is spent. Costs one `Instant::now()` unless the wall deadline passed.
+    pub fn exhausted(&mut self) -> bool {
+        if Instant::now() < self.wall_deadline {
+            return false;
+        }
+        let used = self.used();
+        if used >= self.limit {
+            return true;
+        }
+        // Preempted, not busy: allow the CPU time still owed.
+        self.wall_deadline = Instant::now() + (self.limit - used);
+        false
+    }
+
+    /// Compute utilization as CloudFront reports it: used / budget × 100, capped at 100.
+    pub fn utilization(&self) -> u32 {
+        let used = self.used().as_secs_f64();
+        ((used / self.limit.as_secs_f64()) * 100.0)
+            .clamp(0.0, 100.0)
+            .round() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_work_exhausts_the_budget_and_sleeping_does_not() {
+        let mut b = Budget::start(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!b.exhausted(), "sleeping is not CPU time");
+        let spin_until = Instant::now() + Duration::from_millis(200);
+        let mut spent = false;
+        while Instant::now() < spin_until {
+            if b.exhausted() {
+                spent = true;
+                break;
+            }
+        }
+        assert!(spent);
+        assert_eq!(b.utilization(), 100);
+    }
+}

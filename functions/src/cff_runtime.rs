@@ -1,0 +1,371 @@
+//! One CloudFront Function loaded into its own boa `Context`, and the budgeted invocation.
+//!
+//! Everything here is `!Send` and lives only on a fast-pool worker thread (or the throwaway
+//! thread that checks a function at load). The pieces of DESIGN §3.2 in this file:
+//! - a pre-compiled invoker script `handler(__verge_event)` evaluated with
+//!   `evaluate_async_with_budget`, polled with a no-op waker; the CPU budget is checked at every
+//!   yield;
+//! - async handlers: the budgeted loop does not run after an `await`, so promise jobs are run
+//!   one at a time by this module, with the budget checked between jobs;
+//! - `RuntimeLimits` backstops (loop iterations per frame, recursion depth) for loops under
+//!   native callbacks and after an `await`;
+//! - no `eval` / `new Function` (host hook), `Date` frozen at invocation start (clock), always
+//!   strict.
+//!
+//! After any abort the context holds stale frames, so the caller discards it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use boa_engine::builtins::promise::PromiseState;
+use boa_engine::context::time::JsInstant;
+use boa_engine::context::{Clock, HostHooks};
+use boa_engine::error::{EngineError, RuntimeLimitError};
+use boa_engine::job::{Job, JobExecutor};
+use boa_engine::object::builtins::JsPromise;
+use boa_engine::realm::Realm;
+use boa_engine::script::Script;
+use boa_engine::{Context, JsError, JsNativeError, JsResult, JsString, JsValue, Source, js_string};
+use serde_json::Value;
+
+use crate::budget::Budget;
+use crate::outcome::{FunctionError, FunctionErrorKind};
+
+/// Loop iterations allowed per call frame during an invocation: a backstop for loops the
+/// budgeted loop cannot interrupt (under native callbacks, after an `await`).
+const LOOP_LIMIT: u64 = 20_000;
+/// Loop iterations per frame for top-level code at load.
+const LOAD_LOOP_LIMIT: u64 = 1_000_000;
+/// Call depth allowed.
+const RECURSION_LIMIT: usize = 64;
+/// VM cost units between yields to the budget check.
+const YIELD_EVERY: u32 = 256;
+
+/// Refuses `eval` and `new Function`, as CloudFront does.
+struct NoDynamicCode;
+
+impl HostHooks for NoDynamicCode {
+    fn ensure_can_compile_strings(
+        &self,
+        _realm: Realm,
+        _parameters: &[JsString],
+        _body: &JsString,
+        _direct: bool,
+        _context: &mut Context,
+    ) -> JsResult<()> {
+        Err(JsNativeError::eval()
+            .with_message("eval and new Function are not available in CloudFront Functions")
+            .into())
+    }
+}
+
+/// `Date` reads the time the invocation started, for the whole invocation.
+struct FrozenClock {
+    origin: Instant,
+    frozen_millis: Cell<i64>,
+}
+
+impl FrozenClock {
+    fn freeze_now(&self) {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        self.frozen_millis.set(millis);
+    }
+}
+
+impl Clock for FrozenClock {
+    fn now(&self) -> JsInstant {
+        let elapsed = self.origin.elapsed();
+        JsInstant::new(elapsed.as_secs(), elapsed.subsec_nanos())
+    }
+
+    fn system_time_millis(&self) -> i64 {
+        self.frozen_millis.get()
+    }
+}
+
+/// The job queue of one context: promise jobs only (the fast tier has no timers and no
+/// asynchronous host calls), run one at a time by [`LoadedFunction::invoke`].
+#[derive(Default)]
+struct Jobs {
+    queue: RefCell<VecDeque<Job>>,
+}
+
+impl Jobs {
+    fn pop(&self) -> Option<Job> {
+        self.queue.borrow_mut().pop_front()
+    }
+}
+
+fn run_job(job: Job, context: &mut Context) -> JsResult<()> {
+    match job {
+        Job::PromiseJob(job) => job.call(context).map(drop),
+        Job::GenericJob(job) => job.call(context).map(drop),
+        // Timers and asynchronous host jobs do not exist in the fast tier; nothing enqueues them.
+        _ => Ok(()),
+    }
+}
+
+impl JobExecutor for Jobs {
+    fn enqueue_job(self: Rc<Self>, job: Job, _context: &mut Context) {
+        self.queue.borrow_mut().push_back(job);
+    }
+
+    fn run_jobs(self: Rc<Self>, context: &mut Context) -> JsResult<()> {
+        while let Some(job) = self.pop() {
+            run_job(job, context)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a function could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(pub String);
+
+/// What one invocation produced.
+#[derive(Debug)]
+pub struct Invoked {
+    /// The handler's return value as JSON (`None` for `undefined`), or the failure.
+    pub result: Result<Option<Value>, FunctionError>,
+    /// CPU used, percent of the budget.
+    pub utilization: u32,
+    /// The context was aborted mid-run and must not be used again.
+    pub poisoned: bool,
+}
+
+/// A function ready to run on this thread.
+pub struct LoadedFunction {
+    context: Context,
+    invoker: Script,
+    clock: Rc<FrozenClock>,
+    jobs: Rc<Jobs>,
+}
+
+fn execution(message: impl Into<String>) -> FunctionError {
+    FunctionError {
+        kind: FunctionErrorKind::Execution,
+        message: message.into(),
+        edge: false,
+    }
+}
+
+fn throttled(message: impl Into<String>) -> FunctionError {
+    FunctionError {
+        kind: FunctionErrorKind::Throttled,
+        message: message.into(),
+        edge: false,
+    }
+}
+
+/// Map an engine error: runtime-limit hits are throttling (the function ran away), anything
+/// else is an execution error.
+fn js_failure(e: &JsError) -> FunctionError {
+    match e.as_engine() {
+        Some(EngineError::RuntimeLimit(RuntimeLimitError::LoopIteration)) => {
+            throttled("the function exceeded its loop-iteration limit")
+        }
+        Some(EngineError::RuntimeLimit(RuntimeLimitError::Recursion)) => {
+            throttled("the function exceeded its recursion limit")
+        }
+        Some(other) => throttled(format!("the function was stopped: {other}")),
+        None => execution(e.to_string()),
+    }
+}
+
+impl LoadedFunction {
+    /// Compile and run a function's top-level code in a fresh context.
+    pub fn load(source: &str) -> Result<Self, LoadError> {
+        if let Some(line) = source
+            .lines()
+            .map(str::trim_start)
+            .find(|l| l.starts_with("import ") || l.starts_with("export "))
+        {
+            return Err(LoadError(format!(
+                "`{}`: module imports and exports are not supported by this build yet",
+                line.trim()
+            )));
+        }
+        let clock = Rc::new(FrozenClock {
+            origin: Instant::now(),
+            frozen_millis: Cell::new(0),
+        });
+        clock.freeze_now();
+        let jobs = Rc::new(Jobs::default());
+        let mut context = Context::builder()
+            .host_hooks(Rc::new(NoDynamicCode))
+            .clock(clock.clone())
+            .job_executor(jobs.clone())
+            .build()
+            .map_err(|e| LoadError(format!("cannot create a JavaScript context: {e}")))?;
+        context
+            .runtime_limits_mut()
+            .set_loop_iteration_limit(LOAD_LOOP_LIMIT);
+        context
+            .runtime_limits_mut()
+            .set_recursion_limit(RECURSION_LIMIT);
+        // Always strict, as on CloudFront; on the first line so line numbers stay the same.
+        let strict = format!("\"use strict\";{source}");
+        let script = Script::parse(Source::from_bytes(&strict), None, &mut context)
+            .map_err(|e| LoadError(format!("syntax error: {e}")))?;
+        script
+            .evaluate(&mut context)
+            .map_err(|e| LoadError(format!("the top-level code failed: {e}")))?;
+        jobs.clone()
+            .run_jobs(&mut context)
+            .map_err(|e| LoadError(format!("the top-level code failed: {e}")))?;
+        let handler = context
+            .global_object()
+            .get(js_string!("handler"), &mut context)
+            .map_err(|e| LoadError(e.to_string()))?;
+        if !handler.is_callable() {
+            return Err(LoadError(
+                "no function named `handler` is declared at the top level".into(),
+            ));
+        }
+        let invoker = Script::parse(
+            Source::from_bytes("handler(__verge_event)"),
+            None,
+            &mut context,
+        )
+        .map_err(|e| LoadError(e.to_string()))?;
+        context
+            .runtime_limits_mut()
+            .set_loop_iteration_limit(LOOP_LIMIT);
+        Ok(LoadedFunction {
+            context,
+            invoker,
+            clock,
+            jobs,
+        })
+    }
+
+    /// Run the handler on `event` within `budget` of CPU time.
+    pub fn invoke(&mut self, event: &Value, budget: Duration) -> Invoked {
+        self.clock.freeze_now();
+        let context = &mut self.context;
+        let set = JsValue::from_json(event, context).and_then(|ev| {
+            context
+                .global_object()
+                .set(js_string!("__verge_event"), ev, false, context)
+        });
+        if let Err(e) = set {
+            return Invoked {
+                result: Err(execution(format!("cannot build the event: {e}"))),
+                utilization: 0,
+                poisoned: false,
+            };
+        }
+        let mut meter = Budget::start(budget);
+        let (result, poisoned) = run_budgeted(&self.invoker, context, &self.jobs, &mut meter);
+        self.jobs.queue.borrow_mut().clear();
+        Invoked {
+            result,
+            utilization: meter.utilization(),
+            poisoned,
+        }
+    }
+}
+
+/// Poll the invoker with a no-op waker, checking the budget at every yield, then settle a
+/// returned promise job by job. Returns the result and whether the context was aborted.
+fn run_budgeted(
+    invoker: &Script,
+    context: &mut Context,
+    jobs: &Jobs,
+    meter: &mut Budget,
+) -> (Result<Option<Value>, FunctionError>, bool) {
+    let over = || throttled("the function exceeded its CPU budget");
+    let value = {
+        let mut future = pin!(invoker.evaluate_async_with_budget(context, YIELD_EVERY));
+        let mut task = TaskContext::from_waker(Waker::noop());
+        loop {
+            match future.as_mut().poll(&mut task) {
+                Poll::Ready(result) => break result,
+                Poll::Pending if meter.exhausted() => return (Err(over()), true),
+                Poll::Pending => {}
+            }
+        }
+    };
+    let value = match value {
+        Ok(v) => v,
+        Err(e) => {
+            let failure = js_failure(&e);
+            let poisoned = failure.kind == FunctionErrorKind::Throttled;
+            return (Err(failure), poisoned);
+        }
+    };
+    let value = match value.as_promise() {
+        None => value,
+        Some(promise) => match settle(&JsPromise::from(promise), context, jobs, meter) {
+            Ok(v) => v,
+            Err(failure) => {
+                let poisoned = failure.kind == FunctionErrorKind::Throttled;
+                return (Err(failure), poisoned);
+            }
+        },
+    };
+    match value.to_json(context) {
+        Ok(json) => (Ok(json), false),
+        Err(e) => (
+            Err(FunctionError {
+                kind: FunctionErrorKind::Validation,
+                message: format!("the returned value cannot be read: {e}"),
+                edge: false,
+            }),
+            false,
+        ),
+    }
+}
+
+/// Run promise jobs until `promise` settles, checking the budget between jobs.
+///
+/// A runtime-limit abort inside a resumed async function does not reach the job's result: boa
+/// leaves the function's promise pending. So a promise still pending when the queue runs dry
+/// after jobs ran is treated as an aborted (runaway) run; one pending before any job ran is a
+/// promise that was never going to settle.
+fn settle(
+    promise: &JsPromise,
+    context: &mut Context,
+    jobs: &Jobs,
+    meter: &mut Budget,
+) -> Result<JsValue, FunctionError> {
+    let mut ran_jobs = false;
+    loop {
+        match promise.state() {
+            PromiseState::Fulfilled(v) => return Ok(v),
+            PromiseState::Rejected(reason) => {
+                let message = reason.to_string(context).map_or_else(
+                    |_| "the handler's promise was rejected".into(),
+                    |s| s.to_std_string_escaped(),
+                );
+                return Err(execution(message));
+            }
+            PromiseState::Pending => {}
+        }
+        if meter.exhausted() {
+            return Err(throttled("the function exceeded its CPU budget"));
+        }
+        let Some(job) = jobs.pop() else {
+            if ran_jobs {
+                return Err(throttled(
+                    "the handler was stopped after an await (loop or recursion limit)",
+                ));
+            }
+            return Err(execution(
+                "the handler's promise never settled (the fast tier has no timers or network)",
+            ));
+        };
+        ran_jobs = true;
+        run_job(job, context).map_err(|e| js_failure(&e))?;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::*;
+
+const BUDGET: Duration = Duration::from_millis(1);
+
+fn run(source: &str) -> Invoked {
+    let mut f = LoadedFunction::load(source).unwrap();
+    f.invoke(&json!({"request": {"uri": "/a"}}), BUDGET)
+}
+
+fn kind(i: &Invoked) -> FunctionErrorKind {
+    i.result.as_ref().unwrap_err().kind
+}
+
+#[test]
+fn sync_and_async_handlers_return_their_value() {
+    let i = run("function handler(event) { event.request.uri = '/b'; return event.request; }");
+    assert_eq!(i.result.unwrap(), Some(json!({"uri": "/b"})));
+    let i = run(
+        "async function handler(event) { await Promise.resolve(1); return {statusCode: 204}; }",
+    );
+    assert_eq!(i.result.unwrap(), Some(json!({"statusCode": 204})));
+    assert!(!i.poisoned);
+}
+
+#[test]
+fn load_errors_say_what_is_wrong() {
+    let e = |src: &str| LoadedFunction::load(src).err().unwrap().0;
+    assert!(e("function handler( {").contains("syntax error"));
+    assert!(e("function other(e) { return e; }").contains("no function named `handler`"));
+    assert!(
+        e("import cf from 'cloudfront';\nfunction handler(e){return e}").contains("not supported")
+    );
+    assert!(e("throw new Error('boom'); function handler(e){}").contains("boom"));
+    // Strict mode is always on.
+    assert!(e("undeclared = 1; function handler(e){ return e }").contains("failed"));
+}
+
+#[test]
+fn a_top_level_runaway_is_a_load_error() {
+    let started = Instant::now();
+    let e = LoadedFunction::load("while (true) {} function handler(e){}")
+        .err()
+        .unwrap();
+    assert!(e.0.contains("failed"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn throws_and_rejections_are_execution_errors() {
+    let i = run("function handler(e) { throw new TypeError('nope'); }");
+    assert_eq!(kind(&i), FunctionErrorKind::Execution);
+    assert!(i.result.unwrap_err().message.contains("nope"));
+    let i = run("async function handler(e) { await null; throw new Error('later'); }");
+    assert_eq!(kind(&i), FunctionErrorKind::Execution);
+    assert!(i.result.unwrap_err().message.contains("later"));
+}
+
+#[test]
+fn eval_and_function_constructor_are_refused() {
+    let i = run("function handler(e) { return eval('1+1'); }");
+    assert_eq!(kind(&i), FunctionErrorKind::Execution);
+    let i = run("function handler(e) { return new Function('return 1')(); }");
+    assert_eq!(kind(&i), FunctionErrorKind::Execution);
+}
+
+#[test]
+fn date_is_frozen_for_the_invocation() {
+    let i = run(
+        "function handler(e) { var a = Date.now(); var x = 0; for (var k = 0; k < 5000; k++) { x += k; } \
+         return { same: a === Date.now() && a === new Date().getTime() }; }",
+    );
+    assert_eq!(i.result.unwrap(), Some(json!({"same": true})));
+}
+
+#[test]
+fn runaways_are_stopped_and_poison_the_context() {
+    for src in [
+        "function handler(e) { while (true) {} }",
+        "function handler(e) { try { while (true) {} } catch (x) { return 'caught'; } }",
+        "function handler(e) { function f() { return f(); } return f(); }",
+        "function fib(n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); } function handler(e) { return fib(40); }",
+        "async function handler(e) { await Promise.resolve(); while (true) {} }",
+        "function handler(e) { return [1].map(function () { var i = 0; while (true) { i++; } }); }",
+    ] {
+        let started = Instant::now();
+        let i = run(src);
+        assert_eq!(
+            kind(&i),
+            FunctionErrorKind::Throttled,
+            "{src}: {:?}",
+            i.result
+        );
+        assert!(i.poisoned, "{src}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{src} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn a_promise_that_never_settles_is_an_execution_error() {
+    let i = run("function handler(e) { return new Promise(function () {}); }");
+    assert_eq!(kind(&i), FunctionErrorKind::Execution);
+}
+
+#[test]
+fn globals_persist_across_invocations_of_a_context() {
+    let mut f = LoadedFunction::load("var n = 0; function handler(e) { n++; return n; }").unwrap();
+    let ev = json!({});
+    f.invoke(&ev, BUDGET).result.unwrap();
+    assert_eq!(f.invoke(&ev, BUDGET).result.unwrap(), Some(json!(2)));
+}
