@@ -303,7 +303,7 @@ fn run_budgeted(
     };
     let value = match value.as_promise() {
         None => value,
-        Some(promise) => match settle(&JsPromise::from(promise), context, jobs, meter) {
+        Some(promise) => match settle(&promise, context, jobs, meter) {
             Ok(v) => v,
             Err(failure) => {
                 let poisoned = failure.kind == FunctionErrorKind::Throttled;
