@@ -263,7 +263,12 @@ impl LoadedFunction {
             };
         }
         let mut meter = Budget::start(budget);
-        let (result, poisoned) = run_budgeted(&self.invoker, context, &self.jobs, &mut meter);
+        let (mut result, poisoned) = run_budgeted(&self.invoker, context, &self.jobs, &mut meter);
+        // Work inside a native built-in is not interrupted; if it finished past the budget the
+        // invocation still failed it.
+        if result.is_ok() && meter.used() > budget {
+            result = Err(throttled("the function exceeded its CPU budget"));
+        }
         self.jobs.queue.borrow_mut().clear();
         Invoked {
             result,

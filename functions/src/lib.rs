@@ -12,9 +12,11 @@
 pub mod budget;
 pub mod cff_event;
 pub mod cff_runtime;
+pub mod fast_pool;
 mod invocation;
 mod outcome;
 
+pub use fast_pool::{FastPool, PoolConfig, Reply};
 pub use invocation::{HeaderList, Invocation, RequestSnapshot, ResponseSnapshot};
 pub use outcome::{
     Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome, ResultType,

@@ -116,3 +116,14 @@ fn globals_persist_across_invocations_of_a_context() {
     f.invoke(&ev, BUDGET).result.unwrap();
     assert_eq!(f.invoke(&ev, BUDGET).result.unwrap(), Some(json!(2)));
 }
+
+#[test]
+fn finishing_past_the_budget_inside_a_native_call_is_still_over_budget() {
+    let i = run(
+        "function handler(e) { var a = Array.from({length: 3000}, function (_, i) { return (i * 7919) % 3000; }); \
+         a.sort(function (x, y) { for (var k = 0; k < 100; k++) {} return y - x; }); return 1; }",
+    );
+    assert_eq!(kind(&i), FunctionErrorKind::Throttled, "{:?}", i.result);
+    assert!(!i.poisoned, "it completed, so the context is still clean");
+}
+

@@ -1,0 +1,378 @@
+//! The fast pool: plain OS threads that own their boa contexts, fed from one bounded queue.
+//!
+//! - Hand-off: the caller sends an owned [`Invocation`] and awaits a `oneshot` reply. A full
+//!   queue answers at once with the throttled result instead of queueing without bound.
+//! - The caller never waits on a stuck worker: the reply is awaited with a deadline.
+//! - A supervisor retires a worker still busy past the hard ceiling (only native work no check
+//!   reaches can get there), lowers it to idle priority and starts a replacement, so capacity is
+//!   never lost. The retired thread exits when its call finally returns.
+//! - Contexts are loaded on first use per worker and kept warm (globals persist); a context that
+//!   was aborted is dropped. Garbage collection runs between invocations, outside the budget.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use verge_config::{FunctionDef, Hook};
+
+use crate::cff_event;
+use crate::cff_runtime::LoadedFunction;
+use crate::invocation::Invocation;
+use crate::outcome::{FunctionError, FunctionErrorKind, Outcome};
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Worker threads (at least two, so one stuck worker never stops the tier).
+    pub workers: usize,
+    /// Invocations waiting for a worker before new ones are refused.
+    pub queue: usize,
+    /// How long a worker may stay on one invocation before it is retired and replaced.
+    pub hard_ceiling: Duration,
+    /// How long a caller waits for a reply at most (queue wait included).
+    pub reply_deadline: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            workers: std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(2),
+            queue: 1024,
+            hard_ceiling: Duration::from_millis(50),
+            reply_deadline: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What a caller gets back.
+#[derive(Debug)]
+pub struct Reply {
+    /// Continue, respond, or fail with a CloudFront result type.
+    pub result: Result<Outcome, FunctionError>,
+    /// CPU used, percent of the function's budget (CloudFront's compute utilization).
+    pub utilization: u32,
+}
+
+struct Task {
+    invocation: Invocation,
+    budget: Duration,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// A worker as the supervisor sees it.
+struct WorkerState {
+    /// Microseconds since the pool's epoch when the current invocation started; 0 when idle.
+    busy_since: AtomicU64,
+    retired: AtomicBool,
+}
+
+struct Shared {
+    rx: Receiver<Task>,
+    epoch: Instant,
+    workers: Mutex<Vec<Arc<WorkerState>>>,
+    retired: AtomicU64,
+    config: PoolConfig,
+    stop: AtomicBool,
+}
+
+/// The fast worker pool. Dropping it stops the workers once the queue is drained.
+pub struct FastPool {
+    tx: Sender<Task>,
+    shared: Arc<Shared>,
+}
+
+fn throttled(message: impl Into<String>) -> FunctionError {
+    FunctionError {
+        kind: FunctionErrorKind::Throttled,
+        message: message.into(),
+        edge: false,
+    }
+}
+
+fn execution(message: impl Into<String>) -> FunctionError {
+    FunctionError {
+        kind: FunctionErrorKind::Execution,
+        message: message.into(),
+        edge: false,
+    }
+}
+
+impl FastPool {
+    /// Start the workers and the supervisor.
+    pub fn start(config: PoolConfig) -> std::io::Result<Self> {
+        let (tx, rx) = bounded(config.queue.max(1));
+        let shared = Arc::new(Shared {
+            rx,
+            epoch: Instant::now(),
+            workers: Mutex::new(Vec::new()),
+            retired: AtomicU64::new(0),
+            config,
+            stop: AtomicBool::new(false),
+        });
+        for _ in 0..shared.config.workers.max(2) {
+            spawn_worker(&shared)?;
+        }
+        let supervised = shared.clone();
+        std::thread::Builder::new()
+            .name("verge-fast-supervisor".into())
+            .spawn(move || supervise(&supervised))?;
+        Ok(FastPool { tx, shared })
+    }
+
+    /// Workers retired so far for exceeding the hard ceiling.
+    pub fn retired_workers(&self) -> u64 {
+        self.shared.retired.load(Ordering::Relaxed)
+    }
+
+    /// Run one invocation. Never waits longer than the reply deadline.
+    pub async fn invoke(&self, invocation: Invocation, budget: Duration) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        let task = Task {
+            invocation,
+            budget,
+            reply,
+        };
+        match self.tx.try_send(task) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Reply {
+                    result: Err(throttled("no fast-tier capacity: the queue is full")),
+                    utilization: 0,
+                };
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Reply {
+                    result: Err(execution("the fast tier is shut down")),
+                    utilization: 0,
+                };
+            }
+        }
+        match tokio::time::timeout(self.shared.config.reply_deadline, answer).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Reply {
+                result: Err(execution("the function's worker stopped without answering")),
+                utilization: 0,
+            },
+            Err(_) => Reply {
+                result: Err(throttled(format!(
+                    "no answer within {:?}",
+                    self.shared.config.reply_deadline
+                ))),
+                utilization: 100,
+            },
+        }
+    }
+}
+
+impl Drop for FastPool {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn spawn_worker(shared: &Arc<Shared>) -> std::io::Result<()> {
+    let state = Arc::new(WorkerState {
+        busy_since: AtomicU64::new(0),
+        retired: AtomicBool::new(false),
+    });
+    if let Ok(mut workers) = shared.workers.lock() {
+        workers.push(state.clone());
+    }
+    let shared = shared.clone();
+    std::thread::Builder::new()
+        .name("verge-fast".into())
+        .spawn(move || work(&shared, &state))?;
+    Ok(())
+}
+
+/// Retire workers stuck past the hard ceiling and replace them.
+fn supervise(shared: &Arc<Shared>) {
+    let tick = (shared.config.hard_ceiling / 5).max(Duration::from_millis(1));
+    while !shared.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(tick);
+        let now = shared.epoch.elapsed().as_micros() as u64;
+        let ceiling = shared.config.hard_ceiling.as_micros() as u64;
+        let stuck: Vec<Arc<WorkerState>> = match shared.workers.lock() {
+            Ok(mut workers) => {
+                let (stuck, ok): (Vec<_>, Vec<_>) = workers.drain(..).partition(|w| {
+                    let since = w.busy_since.load(Ordering::Relaxed);
+                    since != 0 && now.saturating_sub(since) > ceiling
+                });
+                *workers = ok;
+                stuck
+            }
+            Err(_) => Vec::new(),
+        };
+        for worker in stuck {
+            worker.retired.store(true, Ordering::Relaxed);
+            shared.retired.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                ceiling_ms = shared.config.hard_ceiling.as_millis() as u64,
+                "a fast-tier worker passed the hard ceiling; retired and replaced"
+            );
+            if let Err(e) = spawn_worker(shared) {
+                tracing::error!(error = %e, "cannot start a replacement fast-tier worker");
+            }
+        }
+    }
+}
+
+/// Lower the calling thread to idle priority once it has been retired, so a runaway native call
+/// competes with nothing that matters while it finishes.
+fn deprioritize_self() {
+    // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid, owned parameter.
+    #[expect(
+        unsafe_code,
+        reason = "sched_setscheduler(2) has no safe wrapper in std"
+    )]
+    unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+    }
+}
+
+/// Contexts this worker holds, keyed by the function definition they were loaded from.
+#[derive(Default)]
+struct Loaded {
+    functions: Vec<(Arc<FunctionDef>, LoadedFunction)>,
+}
+
+impl Loaded {
+    fn get(&mut self, def: &Arc<FunctionDef>) -> Result<&mut LoadedFunction, FunctionError> {
+        // Drop contexts of functions no configuration uses any more (only we hold the Arc).
+        self.functions.retain(|(d, _)| Arc::strong_count(d) > 1);
+        let index = match self.functions.iter().position(|(d, _)| Arc::ptr_eq(d, def)) {
+            Some(i) => i,
+            None => {
+                let loaded = LoadedFunction::load(&def.code)
+                    .map_err(|e| execution(format!("cannot load {}: {e}", def.name)))?;
+                self.functions.push((def.clone(), loaded));
+                self.functions.len() - 1
+            }
+        };
+        Ok(&mut self.functions[index].1)
+    }
+
+    fn discard(&mut self, def: &Arc<FunctionDef>) {
+        self.functions.retain(|(d, _)| !Arc::ptr_eq(d, def));
+    }
+}
+
+fn work(shared: &Arc<Shared>, me: &WorkerState) {
+    let mut loaded = Loaded::default();
+    let mut since_gc = 0u32;
+    loop {
+        if me.retired.load(Ordering::Relaxed) {
+            return;
+        }
+        let task = match shared.rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(task) => task,
+            Err(RecvTimeoutError::Timeout) => {
+                if since_gc > 0 {
+                    boa_engine::gc::force_collect();
+                    since_gc = 0;
+                }
+                if shared.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        if task.reply.is_closed() {
+            continue;
+        }
+        let started = shared.epoch.elapsed().as_micros().max(1) as u64;
+        me.busy_since.store(started, Ordering::Relaxed);
+        let reply = run(&mut loaded, &task.invocation, task.budget);
+        me.busy_since.store(0, Ordering::Relaxed);
+        if me.retired.load(Ordering::Relaxed) {
+            deprioritize_self();
+        }
+        let _ = task.reply.send(reply);
+        // Collect outside the timed window, so a GC pause is never charged to a function.
+        since_gc += 1;
+        if since_gc >= 100 {
+            boa_engine::gc::force_collect();
+            since_gc = 0;
+        }
+    }
+}
+
+fn run(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
+    let attempt = catch_unwind(AssertUnwindSafe(|| run_inner(loaded, inv, budget)));
+    match attempt {
+        Ok(reply) => reply,
+        Err(_) => {
+            loaded.discard(&inv.function);
+            Reply {
+                result: Err(execution("the JavaScript engine failed on this function")),
+                utilization: 0,
+            }
+        }
+    }
+}
+
+fn run_inner(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
+    let event: Value = match inv.hook {
+        Hook::ViewerRequest => cff_event::viewer_request_event(inv),
+        other => {
+            return Reply {
+                result: Err(execution(format!(
+                    "{} functions are not run by this build yet",
+                    other.key()
+                ))),
+                utilization: 0,
+            };
+        }
+    };
+    let function = match loaded.get(&inv.function) {
+        Ok(f) => f,
+        Err(e) => {
+            return Reply {
+                result: Err(e),
+                utilization: 0,
+            };
+        }
+    };
+    let invoked = function.invoke(&event, budget);
+    if invoked.poisoned {
+        loaded.discard(&inv.function);
+    }
+    let result = invoked
+        .result
+        .and_then(|json| cff_event::viewer_request_outcome(inv, &event, json));
+    Reply {
+        result,
+        utilization: invoked.utilization,
+    }
+}
+
+/// Check that a function loads (syntax, top level, a `handler`), on a throwaway thread with a
+/// deadline, so a top-level runaway is a load error and never a hung worker.
+pub fn check_loads(source: &Arc<str>, deadline: Duration) -> Result<(), String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let source = source.clone();
+    std::thread::Builder::new()
+        .name("verge-load-check".into())
+        .spawn(move || {
+            let result = LoadedFunction::load(&source).map(drop).map_err(|e| e.0);
+            let _ = tx.send(result);
+        })
+        .map_err(|e| format!("cannot start the load check: {e}"))?;
+    match rx.recv_timeout(deadline) {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "loading did not finish within {deadline:?} (a runaway at the top level?)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

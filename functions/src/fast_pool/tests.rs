@@ -1,0 +1,142 @@
+use std::time::{Duration, Instant};
+
+use verge_config::{Pos, Runtime};
+
+use super::*;
+use crate::invocation::RequestSnapshot;
+use crate::outcome::Edits;
+
+fn def(name: &str, code: &str) -> Arc<FunctionDef> {
+    Arc::new(FunctionDef {
+        name: name.into(),
+        runtime: Runtime::CloudfrontJs2,
+        code_path: format!("{name}.js").into(),
+        code: Arc::from(code),
+        kvs: None,
+        pos: Pos::START,
+    })
+}
+
+fn inv(function: &Arc<FunctionDef>) -> Invocation {
+    Invocation {
+        function: function.clone(),
+        hook: Hook::ViewerRequest,
+        request_id: "r".into(),
+        request: RequestSnapshot {
+            method: "GET".into(),
+            uri: "/".into(),
+            querystring: String::new(),
+            headers: vec![("host".into(), b"h".to_vec())],
+            client_ip: "127.0.0.1".parse().unwrap(),
+        },
+        response: None,
+    }
+}
+
+const BUDGET: Duration = Duration::from_millis(1);
+
+/// A JS comparator with a loop inside, under a native sort of a scrambled array: each callback
+/// frame stays under the loop limit and no budget check runs inside `sort`, so only the hard
+/// ceiling bounds it. Sized to end by itself within about a second.
+const SLOW_SORT: &str = "function handler(e) { \
+    var a = Array.from({length: 5000}, function (_, i) { return (i * 7919) % 5000; }); \
+    a.sort(function (x, y) { for (var k = 0; k < 500; k++) {} return y - x; }); \
+    return e.request; }";
+
+fn pool() -> FastPool {
+    FastPool::start(PoolConfig {
+        workers: 2,
+        queue: 64,
+        hard_ceiling: Duration::from_millis(50),
+        reply_deadline: Duration::from_millis(300),
+    })
+    .unwrap()
+}
+
+const REWRITE: &str = "function handler(event) { event.request.headers['x-ab'] = {value: 'b'}; return event.request; }";
+
+fn added_header(reply: Reply) -> bool {
+    match reply.result {
+        Ok(Outcome::Continue(Edits {
+            headers: Some(h), ..
+        })) => h.iter().any(|(n, v)| n == "x-ab" && v == b"b"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_runs_and_reports_utilization() {
+    let p = pool();
+    let f = def("rewrite", REWRITE);
+    let reply = p.invoke(inv(&f), BUDGET).await;
+    assert!(reply.utilization <= 100);
+    assert!(added_header(reply));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_native_runaway_is_answered_at_the_deadline_and_its_worker_replaced() {
+    let p = pool();
+    let healthy = def("rewrite", REWRITE);
+    // A JS comparator under a native sort: no budget check reaches it, only the hard ceiling.
+    let runaway = def("sorter", SLOW_SORT);
+    let started = Instant::now();
+    let reply = p.invoke(inv(&runaway), BUDGET).await;
+    assert_eq!(reply.result.unwrap_err().kind, FunctionErrorKind::Throttled);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Capacity is restored: healthy calls answer while the runaway thread is still busy.
+    for _ in 0..20 {
+        assert!(added_header(p.invoke(inv(&healthy), BUDGET).await));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.retired_workers() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(p.retired_workers(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_queue_sheds_load_with_the_throttled_result() {
+    let p = FastPool::start(PoolConfig {
+        workers: 2,
+        queue: 1,
+        hard_ceiling: Duration::from_secs(10),
+        reply_deadline: Duration::from_millis(200),
+    })
+    .unwrap();
+    let slow = def("slow", SLOW_SORT);
+    let calls: Vec<_> = (0..8).map(|_| p.invoke(inv(&slow), BUDGET)).collect();
+    let replies = futures_join(calls).await;
+    assert!(
+        replies
+            .iter()
+            .any(|r| matches!(&r.result, Err(e) if e.message.contains("queue is full"))),
+        "{replies:?}"
+    );
+}
+
+async fn futures_join<F: std::future::Future<Output = Reply>>(futures: Vec<F>) -> Vec<Reply> {
+    let mut out = Vec::new();
+    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    for h in handles {
+        out.push(h.await);
+    }
+    out
+}
+
+#[test]
+fn load_checks_catch_top_level_runaways_and_errors() {
+    let code: Arc<str> = Arc::from("while (true) {} function handler(e) {}");
+    let started = Instant::now();
+    assert!(check_loads(&code, Duration::from_secs(5)).is_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(check_loads(&Arc::from(REWRITE), Duration::from_secs(5)).is_ok());
+    assert!(
+        check_loads(&Arc::from("function nope() {}"), Duration::from_secs(5))
+            .unwrap_err()
+            .contains("handler")
+    );
+}
