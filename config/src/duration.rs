@@ -1,4 +1,4 @@
-//! Durations written the way operators write them: `250ms`, `2s`, `1m`, `1h`.
+//! Durations written the way operators write them: `500us`, `250ms`, `2s`, `1m`, `1h`.
 
 use std::time::Duration;
 
@@ -12,19 +12,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let value: u64 = number
         .parse()
         .map_err(|_| format!("`{text}` is not a duration; write e.g. \"250ms\", \"2s\", \"1m\""))?;
-    let millis = match unit {
-        "ms" => Some(value),
-        "s" => value.checked_mul(1_000),
-        "m" => value.checked_mul(60_000),
-        "h" => value.checked_mul(3_600_000),
+    let micros = match unit {
+        "us" => Some(value),
+        "ms" => value.checked_mul(1_000),
+        "s" => value.checked_mul(1_000_000),
+        "m" => value.checked_mul(60_000_000),
+        "h" => value.checked_mul(3_600_000_000),
         _ => {
             return Err(format!(
-                "unknown unit `{unit}` in `{text}`; use ms, s, m or h"
+                "unknown unit `{unit}` in `{text}`; use us, ms, s, m or h"
             ));
         }
     };
-    millis
-        .map(Duration::from_millis)
+    micros
+        .map(Duration::from_micros)
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
@@ -34,6 +35,7 @@ mod tests {
 
     #[test]
     fn units_are_understood() {
+        assert_eq!(parse_duration("500us"), Ok(Duration::from_micros(500)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));

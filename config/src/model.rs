@@ -289,6 +289,8 @@ pub struct FunctionDef {
     pub code: Arc<str>,
     /// The associated key-value store.
     pub kvs: Option<Arc<KvsDef>>,
+    /// CPU time per invocation (fast tier).
+    pub budget: Duration,
     /// Where `code` was written, for errors the JS loader finds.
     pub pos: Pos,
 }

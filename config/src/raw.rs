@@ -112,6 +112,7 @@ pub struct RawFunction {
     pub runtime: Option<Spanned<String>>,
     pub code: Spanned<String>,
     pub kvs: Option<Spanned<String>>,
+    pub budget: Option<Spanned<String>>,
 }
 
 /// `[kvs.NAME]`

@@ -44,6 +44,10 @@ pub mod defaults {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
     /// `origins.*.dns_ttl`
     pub const DNS_TTL: Duration = Duration::from_secs(60);
+    /// `functions.*.budget` (sub-millisecond, as CloudFront's)
+    pub const FUNCTION_BUDGET: Duration = Duration::from_micros(900);
+    /// The largest `functions.*.budget` (CloudFront's ~1 ms)
+    pub const MAX_FUNCTION_BUDGET: Duration = Duration::from_millis(1);
     /// `origin_groups.*.failover_status`
     pub const FAILOVER_STATUS: [u16; 4] = [500, 502, 503, 504];
 }
@@ -478,6 +482,16 @@ fn function(
         }
         None => None,
     };
+    let budget = c.duration(
+        raw.budget.as_ref(),
+        format!("{path}.budget"),
+        defaults::FUNCTION_BUDGET,
+    );
+    if let Some(b) = &raw.budget
+        && budget > defaults::MAX_FUNCTION_BUDGET
+    {
+        c.error(b, format!("{path}.budget"), "may be at most 1ms");
+    }
     let (code_path, bytes) = c.read(&raw.code, format!("{path}.code"))?;
     let code = match String::from_utf8(bytes) {
         Ok(code) => code,
@@ -496,6 +510,7 @@ fn function(
         code_path,
         code: Arc::from(code),
         kvs: store,
+        budget,
         pos: c.pos(&raw.code),
     })
 }

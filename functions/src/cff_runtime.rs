@@ -210,9 +210,10 @@ impl LoadedFunction {
         context
             .runtime_limits_mut()
             .set_recursion_limit(RECURSION_LIMIT);
-        // Always strict, as on CloudFront; on the first line so line numbers stay the same.
-        let strict = format!("\"use strict\";{source}");
-        let script = Script::parse(Source::from_bytes(&strict), None, &mut context)
+        // Always strict, as on CloudFront (a parser setting, so positions in errors are the
+        // file's own).
+        context.strict(true);
+        let script = Script::parse(Source::from_bytes(source), None, &mut context)
             .map_err(|e| LoadError(format!("syntax error: {e}")))?;
         script
             .evaluate(&mut context)

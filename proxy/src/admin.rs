@@ -30,11 +30,18 @@ impl AdminApp {
             );
         }
         match path {
-            "/metrics" => (
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.state.metrics.render().into_bytes(),
-            ),
+            "/metrics" => {
+                let retired = self.state.functions.retired_workers();
+                self.state
+                    .metrics
+                    .retired_workers
+                    .set(i64::try_from(retired).unwrap_or(i64::MAX));
+                (
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.state.metrics.render().into_bytes(),
+                )
+            }
             "/healthz" => {
                 let body = serde_json::json!({
                     "status": "ok",

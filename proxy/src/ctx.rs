@@ -38,6 +38,8 @@ pub struct RequestCtx {
     pub result: ResultType,
     /// Why verge answered with an error, for the log.
     pub error: Option<String>,
+    /// Compute utilization of the function that ran, if one did.
+    pub compute_utilization: Option<u32>,
 }
 
 impl RequestCtx {
@@ -57,6 +59,7 @@ impl RequestCtx {
             response_started: false,
             result: ResultType::Miss,
             error: None,
+            compute_utilization: None,
         }
     }
 

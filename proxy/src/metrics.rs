@@ -2,7 +2,8 @@
 //! proxy (not the global one) so several proxies in one test process never collide.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// All metrics of one proxy.
@@ -21,6 +22,12 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// Reloads whose changes to restart-only settings were not applied.
     pub restart_required: IntCounter,
+    /// Function invocations by function and result (`Continue` or a CloudFront result type).
+    pub function_invocations: IntCounterVec,
+    /// Compute utilization per invocation (percent of the budget), by function.
+    pub function_utilization: HistogramVec,
+    /// Fast-tier workers retired at the hard ceiling (and replaced).
+    pub retired_workers: IntGauge,
 }
 
 fn counter_vec(
@@ -56,7 +63,29 @@ impl Metrics {
             "Reloads that changed restart-only settings, which were not applied.",
         )?;
         registry.register(Box::new(restart_required.clone()))?;
+        let function_utilization = HistogramVec::new(
+            HistogramOpts::new(
+                "verge_functions_compute_utilization_percent",
+                "CPU used per invocation, percent of the function's budget (CloudFront's compute utilization).",
+            )
+            .buckets(vec![5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0]),
+            &["function"],
+        )?;
+        registry.register(Box::new(function_utilization.clone()))?;
+        let retired_workers = IntGauge::new(
+            "verge_functions_workers_retired",
+            "Fast-tier workers retired at the hard ceiling and replaced.",
+        )?;
+        registry.register(Box::new(retired_workers.clone()))?;
         Ok(Metrics {
+            function_invocations: counter_vec(
+                &registry,
+                "verge_functions_invocations_total",
+                "Function invocations, by function and result.",
+                &["function", "result"],
+            )?,
+            function_utilization,
+            retired_workers,
             requests: counter_vec(
                 &registry,
                 "verge_proxy_requests_total",

@@ -53,7 +53,7 @@ impl ProxyHttp for VergeProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        stage::viewer_request::run(session, ctx).await
+        stage::viewer_request::run(&self.state, session, ctx).await
     }
 
     async fn upstream_peer(

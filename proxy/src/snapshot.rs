@@ -5,7 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use verge_config::{Behavior, Config, ConfigError, ConfigErrors, Hook, OriginGroup, Target};
+use std::time::Duration;
+
+use verge_config::{
+    Behavior, Config, ConfigError, ConfigErrors, Hook, OriginGroup, Runtime, Target,
+};
 
 use crate::metrics::{Metrics, RequestCounters};
 use crate::origin::OriginTarget;
@@ -58,6 +62,36 @@ pub struct BehaviorRoute {
     pub requests: RequestCounters,
 }
 
+/// How long loading one function may take when a configuration is checked.
+const LOAD_CHECK_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Load every fast-tier function on a throwaway thread (syntax, top-level code, a `handler`),
+/// so a broken function is a configuration error and never reaches a worker.
+fn check_functions(config: &Config, errors: &mut Vec<ConfigError>) {
+    for (name, f) in &config.functions {
+        if f.runtime == Runtime::LambdaEdge {
+            continue;
+        }
+        if f.kvs.is_some() {
+            errors.push(ConfigError::new(
+                &config.file,
+                f.pos,
+                format!("functions.{name}.kvs"),
+                "key-value stores are not supported by this build yet",
+            ));
+        }
+        if let Err(message) = verge_functions::fast_pool::check_loads(&f.code, LOAD_CHECK_DEADLINE)
+        {
+            errors.push(ConfigError::new(
+                &config.file,
+                f.pos,
+                format!("functions.{name}.code"),
+                format!("{}: {message}", f.code_path.display()),
+            ));
+        }
+    }
+}
+
 /// One published configuration.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -91,16 +125,19 @@ impl Snapshot {
                 )),
             }
         }
+        check_functions(&config, &mut errors);
         let mut behaviors = Vec::new();
         for b in &config.behaviors {
             for hook in Hook::ALL {
-                if let Some(f) = b.function(hook) {
+                if let Some(f) = b.function(hook)
+                    && !(hook == Hook::ViewerRequest && f.runtime != Runtime::LambdaEdge)
+                {
                     errors.push(ConfigError::new(
                         &config.file,
                         f.pos,
                         format!("behaviors[{}].{}", b.index, hook.key()),
                         format!(
-                            "function `{}` is valid, but this build of verge does not run functions yet",
+                            "function `{}` is valid, but this build of verge runs only CloudFront Functions at viewer_request so far",
                             f.name
                         ),
                     ));

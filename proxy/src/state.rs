@@ -11,6 +11,8 @@ use arc_swap::ArcSwap;
 use rustls::sign::CertifiedKey;
 use verge_config::{Config, ConfigError, ConfigErrors};
 
+use verge_functions::{FastPool, PoolConfig};
+
 use crate::access_log::AccessLog;
 use crate::dns::DnsCache;
 use crate::metrics::Metrics;
@@ -28,6 +30,8 @@ pub struct ProxyState {
     pub access_log: AccessLog,
     /// One certificate store per `[[server.tls]]` listener, in order.
     pub certs: Vec<Arc<CertStore>>,
+    /// The fast (CloudFront Functions) worker pool.
+    pub functions: FastPool,
     reload_lock: Mutex<()>,
 }
 
@@ -49,6 +53,9 @@ pub enum StartError {
     /// Metrics could not be set up.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// Worker threads could not be started.
+    #[error("cannot start worker threads: {0}")]
+    Threads(#[from] std::io::Error),
 }
 
 fn load_certs(config: &Config) -> Result<Vec<CertifiedKey>, ConfigErrors> {
@@ -110,6 +117,7 @@ impl ProxyState {
             dns: DnsCache::default(),
             metrics,
             access_log,
+            functions: FastPool::start(PoolConfig::default())?,
             certs,
             reload_lock: Mutex::new(()),
         }))

@@ -1,7 +1,6 @@
 //! `verge serve`: load the configuration (or the bundled example and the demo origin), install
 //! the SIGHUP handler, start the reload watcher, and run pingora's server until SIGTERM/SIGINT.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,16 +11,48 @@ use verge_proxy::ProxyState;
 
 use super::{EXIT_BAD_CONFIG, ServeArgs, demo};
 
-/// The example served when no configuration is given.
-const BUNDLED: &str = include_str!("../../examples/verge.toml");
+/// The example served when no configuration is given, with the files it names. They are
+/// written to a folder of their own at start, so relative paths resolve wherever verge runs and
+/// the example reloads like any configuration.
+const BUNDLED: &[(&str, &str)] = &[
+    ("verge.toml", include_str!("../../examples/verge.toml")),
+    (
+        "functions/viewer-request-ab.js",
+        include_str!("../../examples/functions/viewer-request-ab.js"),
+    ),
+    (
+        "functions/viewer-request-redirect.js",
+        include_str!("../../examples/functions/viewer-request-redirect.js"),
+    ),
+];
+
+/// Write the bundled example into a fresh folder; the configuration's path.
+fn write_bundled() -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("verge-example-{}", std::process::id()));
+    for (name, text) in BUNDLED {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)?;
+    }
+    Ok(dir.join("verge.toml"))
+}
 
 /// Run the subcommand.
 pub fn run(args: ServeArgs) -> ExitCode {
     let bundled = args.config.is_none();
-    let loaded = match &args.config {
-        Some(path) => verge_config::load(path),
-        None => verge_config::parse(BUNDLED, Path::new("examples/verge.toml (bundled)")),
+    let config_path = match &args.config {
+        Some(path) => path.clone(),
+        None => match write_bundled() {
+            Ok(path) => path,
+            Err(e) => {
+                eprintln!("verge: cannot write the bundled example: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
+    let loaded = verge_config::load(&config_path);
     let (access_log, access_writer) = match loaded.as_ref().map(|c| c.logging.access_log) {
         Ok(true) => match verge_proxy::AccessLog::stdout() {
             Ok((log, writer)) => (log, Some(writer)),
@@ -51,8 +82,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
     let stop = Arc::new(AtomicBool::new(false));
     if bundled {
-        tracing::info!("serving the bundled example; reloading needs --config FILE");
-    } else {
+        tracing::info!(config = %config_path.display(), "serving the bundled example");
+    }
+    {
         let (state, stop) = (state.clone(), stop.clone());
         let interval = (args.watch_interval_ms > 0)
             .then(|| Duration::from_millis(args.watch_interval_ms.max(50)));

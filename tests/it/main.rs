@@ -12,6 +12,8 @@ mod errors;
 #[cfg(test)]
 mod failover;
 #[cfg(test)]
+mod functions;
+#[cfg(test)]
 mod observability;
 #[cfg(test)]
 mod reload;

@@ -14,6 +14,7 @@ fn inv(query: &str, headers: &[(&str, &str)]) -> Invocation {
             code_path: "f.js".into(),
             code: Arc::from(""),
             kvs: None,
+            budget: std::time::Duration::from_millis(1),
             pos: Pos::START,
         }),
         hook: Hook::ViewerRequest,

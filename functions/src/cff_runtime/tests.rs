@@ -126,4 +126,3 @@ fn finishing_past_the_budget_inside_a_native_call_is_still_over_budget() {
     assert_eq!(kind(&i), FunctionErrorKind::Throttled, "{:?}", i.result);
     assert!(!i.poisoned, "it completed, so the context is still clean");
 }
-

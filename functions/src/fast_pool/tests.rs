@@ -13,6 +13,7 @@ fn def(name: &str, code: &str) -> Arc<FunctionDef> {
         code_path: format!("{name}.js").into(),
         code: Arc::from(code),
         kvs: None,
+        budget: Duration::from_millis(1),
         pos: Pos::START,
     })
 }

@@ -50,6 +50,10 @@ pub fn finish(state: &ProxyState, session: &Session, e: Option<&Error>, ctx: &Re
         .str("result", ctx.result.as_str())
         .str("failover", ctx.failover.unwrap_or(""))
         .uint("generation", ctx.snapshot.generation)
+        .uint(
+            "compute_utilization",
+            u64::from(ctx.compute_utilization.unwrap_or(0)),
+        )
         .str("error", &error);
     state.access_log.send(line);
 }

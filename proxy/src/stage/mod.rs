@@ -4,7 +4,7 @@
 //! | phase (pingora)            | stage                      |
 //! |----------------------------|----------------------------|
 //! | `early_request_filter`     | [`viewer_request::prepare_connection`] |
-//! | `request_filter`           | [`viewer_request::run`]    |
+//! | `request_filter`           | [`viewer_request::run`] → [`function::viewer_request`] |
 //! | `upstream_peer`            | [`origin_select::peer`]    |
 //! | `fail_to_connect`          | [`origin_select::on_connect_error`] |
 //! | `error_while_proxy`        | [`origin_select::on_proxy_error`] |
@@ -14,6 +14,7 @@
 //! | `fail_to_proxy`            | [`respond::fail`]          |
 //! | `logging`                  | [`log::finish`]            |
 
+pub mod function;
 pub mod log;
 pub mod origin_request;
 pub mod origin_response;

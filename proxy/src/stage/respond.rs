@@ -1,11 +1,14 @@
-//! Answering the viewer from verge itself: refusals and proxy errors.
+//! Answering the viewer from verge itself: refusals, proxy errors and function-generated
+//! responses.
 
+use bytes::Bytes;
 use pingora::Error;
+use pingora::http::ResponseHeader;
 use pingora::proxy::{FailToProxy, Session};
-use verge_functions::ResultType;
+use verge_functions::{GeneratedResponse, ResultType};
 
 use crate::ctx::RequestCtx;
-use crate::error_page;
+use crate::{error_page, headers};
 
 /// Write an error page for `status` and record why.
 pub async fn send_error(
@@ -31,6 +34,35 @@ pub async fn send_error(
         .await?;
     if !head_only {
         session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+/// Write a response a function generated, marked with its result type.
+pub async fn send_generated(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    response: GeneratedResponse,
+    result: ResultType,
+) -> pingora::Result<()> {
+    ctx.result = result;
+    let mut header = ResponseHeader::build(response.status, Some(response.headers.len() + 3))?;
+    for (name, value) in response.headers {
+        if name == "content-length" || name == "transfer-encoding" {
+            continue;
+        }
+        header.append_header(name, value)?;
+    }
+    header.insert_header(http::header::CONTENT_LENGTH, response.body.len())?;
+    headers::stamp_response(&mut header, result, &ctx.request_id)?;
+    let head_only = session.req_header().method == http::Method::HEAD || response.body.is_empty();
+    session
+        .write_response_header(Box::new(header), head_only)
+        .await?;
+    if !head_only {
+        session
+            .write_response_body(Some(Bytes::from(response.body)), true)
+            .await?;
     }
     Ok(())
 }

@@ -1,12 +1,15 @@
 //! viewer-request: connection settings, CloudFront's request size limits, behavior matching,
-//! and the forwarding headers every origin request carries.
+//! the behavior's viewer-request function, and the forwarding headers every origin request
+//! carries (added after the function, before origin-request, as CloudFront does).
 
 use pingora::proxy::Session;
-use verge_functions::ResultType;
+use verge_functions::{Hook, ResultType};
 
 use crate::ctx::RequestCtx;
 use crate::headers;
+use crate::stage::function;
 use crate::stage::respond::send_error;
+use crate::state::ProxyState;
 
 /// Apply the viewer-connection timeouts of the request's snapshot.
 pub fn prepare_connection(session: &mut Session, ctx: &RequestCtx) {
@@ -28,8 +31,13 @@ fn request_head_bytes(session: &Session) -> usize {
     line + headers + 2
 }
 
-/// Check limits and match the behavior. `Ok(true)` means verge already answered.
-pub async fn run(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+/// Check limits, match the behavior, run its viewer-request function. `Ok(true)` means verge
+/// already answered.
+pub async fn run(
+    state: &ProxyState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<bool> {
     let server = &ctx.snapshot.config.server;
     let (max_url, max_head) = (server.max_url_bytes, server.max_header_bytes);
     let url_len = session.req_header().raw_path().len();
@@ -48,7 +56,7 @@ pub async fn run(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result
     }
 
     let path = session.req_header().uri.path().to_owned();
-    let Some((index, _)) = ctx.snapshot.behavior_for(&path) else {
+    let Some((index, route)) = ctx.snapshot.behavior_for(&path) else {
         send_error(
             session,
             ctx,
@@ -59,7 +67,13 @@ pub async fn run(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result
         .await?;
         return Ok(true);
     };
+    let function = route.behavior.function(Hook::ViewerRequest).cloned();
     ctx.behavior = Some(index);
+    if let Some(f) = function
+        && function::viewer_request(state, session, ctx, f).await?
+    {
+        return Ok(true);
+    }
 
     // CloudFront adds these before origin-request functions run, so functions see them.
     let client_ip = session

@@ -1,0 +1,147 @@
+//! Running a function at a hook and applying what it decided: edits to the request, a generated
+//! response, or a CloudFront error result. The function itself runs on the fast pool; this
+//! stage only builds the owned snapshot and applies the owned outcome, so no JavaScript value
+//! ever crosses an `.await` here.
+
+use std::sync::Arc;
+
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+use verge_functions::{
+    Edits, FunctionDef, FunctionError, FunctionErrorKind, Hook, Invocation, Outcome,
+    RequestSnapshot, ResultType,
+};
+
+use crate::ctx::RequestCtx;
+use crate::stage::respond::{send_error, send_generated};
+use crate::state::ProxyState;
+
+/// The viewer's request as an owned snapshot.
+fn request_snapshot(session: &Session) -> RequestSnapshot {
+    let req = session.req_header();
+    RequestSnapshot {
+        method: req.method.as_str().to_owned(),
+        uri: req.uri.path().to_owned(),
+        querystring: req.uri.query().unwrap_or("").to_owned(),
+        headers: req
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+        client_ip: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip()),
+    }
+}
+
+/// Apply a viewer-request function's edits to the request that goes on.
+fn apply_request_edits(req: &mut RequestHeader, edits: Edits) -> Result<(), String> {
+    if edits.uri.is_some() || edits.querystring.is_some() {
+        let path = edits.uri.unwrap_or_else(|| req.uri.path().to_owned());
+        let query = edits
+            .querystring
+            .or_else(|| req.uri.query().map(str::to_owned))
+            .unwrap_or_default();
+        let target = if query.is_empty() {
+            path
+        } else {
+            format!("{path}?{query}")
+        };
+        req.set_raw_path(target.as_bytes())
+            .map_err(|e| format!("the new URI is not valid: {e}"))?;
+    }
+    if let Some(headers) = edits.headers {
+        let names: Vec<http::HeaderName> = req.headers.keys().cloned().collect();
+        for name in &names {
+            req.remove_header(name);
+        }
+        for (name, value) in headers {
+            req.append_header(name.clone(), value)
+                .map_err(|e| format!("header `{name}` cannot be sent: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn count(state: &ProxyState, f: &FunctionDef, result: &str, utilization: u32) {
+    state
+        .metrics
+        .function_invocations
+        .with_label_values(&[f.name.as_str(), result])
+        .inc();
+    state
+        .metrics
+        .function_utilization
+        .with_label_values(&[f.name.as_str()])
+        .observe(f64::from(utilization));
+}
+
+/// Answer with the CloudFront error for a failed function and log why.
+async fn fail(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    f: &FunctionDef,
+    e: &FunctionError,
+) -> pingora::Result<()> {
+    tracing::warn!(
+        request_id = %ctx.request_id,
+        function = %f.name,
+        result = e.result_type().as_str(),
+        error = %e.message,
+        "function failed"
+    );
+    send_error(
+        session,
+        ctx,
+        e.status(),
+        e.result_type(),
+        "The function associated with this request could not run or returned an invalid value.",
+    )
+    .await?;
+    ctx.error = Some(format!("function {}: {}", f.name, e.message));
+    Ok(())
+}
+
+/// Run the viewer-request function. `Ok(true)` when verge answered the viewer itself.
+pub async fn viewer_request(
+    state: &ProxyState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    f: Arc<FunctionDef>,
+) -> pingora::Result<bool> {
+    let invocation = Invocation {
+        function: f.clone(),
+        hook: Hook::ViewerRequest,
+        request_id: ctx.request_id.clone(),
+        request: request_snapshot(session),
+        response: None,
+    };
+    let reply = state.functions.invoke(invocation, f.budget).await;
+    ctx.compute_utilization = Some(reply.utilization);
+    let failure = match reply.result {
+        Ok(Outcome::Continue(edits)) => {
+            match apply_request_edits(session.req_header_mut(), edits) {
+                Ok(()) => {
+                    count(state, &f, "Continue", reply.utilization);
+                    return Ok(false);
+                }
+                Err(message) => FunctionError {
+                    kind: FunctionErrorKind::Validation,
+                    message,
+                    edge: false,
+                },
+            }
+        }
+        Ok(Outcome::Respond(response)) => {
+            let result = ResultType::FunctionGeneratedResponse;
+            count(state, &f, result.as_str(), reply.utilization);
+            send_generated(session, ctx, response, result).await?;
+            return Ok(true);
+        }
+        Err(e) => e,
+    };
+    count(state, &f, failure.result_type().as_str(), reply.utilization);
+    fail(session, ctx, &f, &failure).await?;
+    Ok(true)
+}

@@ -1,0 +1,292 @@
+//! CloudFront Functions at viewer-request, end to end through the proxy: edits reach the origin,
+//! generated responses skip it, failures get CloudFront's status and result type, runaways are
+//! stopped while healthy functions keep answering, and code reloads lose no request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::support::client::{get_req, try_request};
+use crate::support::proxy::{metric, proxy_in};
+use crate::support::{Origin, eventually, origin};
+
+/// A proxy in front of `o` with one behavior per `(pattern, function file, code)`, then the
+/// default behavior without a function.
+async fn with_functions(
+    o: &Origin,
+    functions: &[(&str, &str, &str)],
+) -> crate::support::proxy::Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = format!("[origins.o]\nurl = \"{}\"\n", o.url());
+    for (pattern, name, code) in functions {
+        std::fs::write(dir.path().join(format!("{name}.js")), code).unwrap();
+        config.push_str(&format!(
+            "[[behaviors]]\npath_pattern = \"{pattern}\"\norigin = \"o\"\nviewer_request = \"{name}\"\n\
+             [functions.{name}]\ncode = \"{name}.js\"\n"
+        ));
+    }
+    config.push_str("[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n");
+    proxy_in(dir, &config).await
+}
+
+const AB_HEADERS: &str = r#"
+function handler(event) {
+    var request = event.request;
+    var bucket = request.cookies.ab ? request.cookies.ab.value : 'a';
+    request.headers['x-ab-bucket'] = { value: bucket };
+    request.headers['true-client-ip'] = { value: event.viewer.ip };
+    if (request.uri.endsWith('/')) {
+        request.uri += 'index.html';
+    }
+    return request;
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_edits_reach_the_origin() {
+    let o = origin().name("o").run().await;
+    let p = with_functions(&o, &[("/echo/*", "ab", AB_HEADERS)]).await;
+    let req = http::Request::get("/echo/app/?q=1")
+        .header("host", "viewer.example")
+        .header("cookie", "ab=b; other=1")
+        .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+            bytes::Bytes::new(),
+        )))
+        .unwrap();
+    let r = crate::support::request(p.addr, req).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-cache"), "Miss from verge");
+    let echo = r.json();
+    assert_eq!(echo["path"], "/echo/app/index.html");
+    assert_eq!(echo["query"], "q=1");
+    assert_eq!(echo["headers"]["x-ab-bucket"], "b");
+    assert_eq!(echo["headers"]["true-client-ip"], "127.0.0.1");
+    assert_eq!(echo["headers"]["cookie"], "ab=b; other=1");
+    // Added after the function, as CloudFront does.
+    assert_eq!(echo["headers"]["via"], "1.1 verge");
+    let m = p.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"verge_functions_invocations_total{function="ab",result="Continue"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"verge_functions_compute_utilization_percent_count{function="ab"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_generated_response_never_reaches_the_origin() {
+    let o = origin().name("o").run().await;
+    let redirect = r#"
+async function handler(event) {
+    var country = event.request.headers['cloudfront-viewer-country'];
+    var where = country && country.value === 'DE' ? '/de/' : '/en/';
+    return { statusCode: 302, statusDescription: 'Found',
+             headers: { location: { value: 'https://example.com' + where } } };
+}"#;
+    let p = with_functions(&o, &[("/go", "redirect", redirect)]).await;
+    let req = http::Request::get("/go")
+        .header("cloudfront-viewer-country", "DE")
+        .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+            bytes::Bytes::new(),
+        )))
+        .unwrap();
+    let r = crate::support::request(p.addr, req).await;
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), "https://example.com/de/");
+    assert_eq!(r.header("x-cache"), "FunctionGeneratedResponse from verge");
+    assert_eq!(r.header("x-verge-request-id").len(), 32);
+    assert_eq!(o.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_get_cloudfront_statuses_and_result_types() {
+    let o = origin().name("o").run().await;
+    let p = with_functions(
+        &o,
+        &[
+            ("/throw", "thrower", "function handler(e) { throw new Error('boom'); }"),
+            (
+                "/host",
+                "hostile",
+                "function handler(e) { e.request.headers.host = {value: 'evil'}; return e.request; }",
+            ),
+            ("/spin", "spin", "function handler(e) { while (true) {} }"),
+        ],
+    )
+    .await;
+    let r = p.get("/throw").await;
+    assert_eq!(
+        (r.status, r.header("x-cache")),
+        (503, "FunctionExecutionError from verge")
+    );
+    let r = p.get("/host").await;
+    assert_eq!(
+        (r.status, r.header("x-cache")),
+        (502, "FunctionValidationError from verge")
+    );
+    let r = p.get("/spin").await;
+    assert_eq!(
+        (r.status, r.header("x-cache")),
+        (503, "FunctionThrottledError from verge")
+    );
+    assert!(r.text().contains(r.header("x-verge-request-id")));
+    assert_eq!(o.hits(), 0);
+    let m = p.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"verge_functions_invocations_total{function="spin",result="FunctionThrottledError"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runaway_does_not_stop_healthy_functions_or_plain_proxying() {
+    let o = origin().name("o").run().await;
+    let slow_sort = "function handler(e) { \
+        var a = Array.from({length: 5000}, function (_, i) { return (i * 7919) % 5000; }); \
+        a.sort(function (x, y) { for (var k = 0; k < 500; k++) {} return y - x; }); return e.request; }";
+    let p = with_functions(
+        &o,
+        &[
+            (
+                "/spin",
+                "spin",
+                "async function handler(e) { await Promise.resolve(); while (true) {} }",
+            ),
+            ("/sort", "sorter", slow_sort),
+            ("/echo/*", "ab", AB_HEADERS),
+        ],
+    )
+    .await;
+    let addr = p.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicU64::new(0));
+    let healthy = {
+        let (stop, failed) = (stop.clone(), failed.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for path in ["/echo/x", "/plain"] {
+                    match try_request(addr, get_req(path)).await {
+                        Ok(r) if r.status == 200 || (path == "/plain" && r.status == 404) => {}
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                n += 1;
+            }
+            n
+        })
+    };
+    for path in ["/spin", "/sort", "/spin", "/sort"] {
+        let started = Instant::now();
+        let r = p.get(path).await;
+        assert_eq!(
+            (r.status, r.header("x-cache")),
+            (503, "FunctionThrottledError from verge"),
+            "{path}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{path}: {:?}",
+            started.elapsed()
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let rounds = healthy.await.unwrap();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "healthy requests failed during the runaways"
+    );
+    assert!(rounds > 0);
+    // The sort runs past the hard ceiling: its worker was retired and replaced.
+    let retired = eventually(100, Duration::from_millis(50), || async {
+        let m = p.metrics().await;
+        (metric(&m, "verge_functions_workers_retired") >= 1.0).then_some(())
+    })
+    .await;
+    assert!(retired.is_some());
+    // And afterwards everything still answers.
+    for _ in 0..10 {
+        assert_eq!(p.get("/echo/y").await.status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reloads_that_change_function_code_lose_no_request() {
+    let o = origin().name("o").run().await;
+    let code = |n: u64| {
+        format!(
+            "function handler(e) {{ e.request.headers['x-version'] = {{value: '{n}'}}; return e.request; }}"
+        )
+    };
+    let p = with_functions(&o, &[("/echo/*", "v", &code(0))]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicU64::new(0));
+    let addr = p.addr;
+    let client = {
+        let (stop, failed) = (stop.clone(), failed.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match try_request(addr, get_req("/echo/x")).await {
+                    Ok(r) if r.status == 200 => {}
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+    for n in 1..=20u64 {
+        p.write("v.js", code(n));
+        p.state.reload("test").unwrap();
+        let want = n.to_string();
+        let seen = eventually(50, Duration::from_millis(20), || async {
+            let r = p.get("/echo/x").await;
+            (r.json()["headers"]["x-version"] == want.as_str()).then_some(())
+        })
+        .await;
+        assert!(seen.is_some(), "version {n} never answered");
+    }
+    stop.store(true, Ordering::Relaxed);
+    client.await.unwrap();
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_function_code_is_a_positioned_config_error_and_keeps_the_old_code() {
+    let o = origin().name("o").run().await;
+    let p = with_functions(&o, &[("/echo/*", "v", AB_HEADERS)]).await;
+    for (broken, says) in [
+        (
+            "function handler(e { return e.request; }",
+            "at line 1, col 20",
+        ),
+        (
+            "while (true) {}\nfunction handler(e) { return e.request; }",
+            "failed",
+        ),
+        ("function nothing() {}", "no function named `handler`"),
+    ] {
+        p.write("v.js", broken);
+        let e = p.state.reload("test").unwrap_err().to_string();
+        assert!(e.contains("verge.toml:8:8: functions.v.code: "), "{e}");
+        assert!(e.contains(says), "{e}");
+        assert_eq!(p.get("/echo/x").await.json()["headers"]["x-ab-bucket"], "a");
+    }
+}
