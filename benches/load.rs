@@ -1,7 +1,7 @@
-//! The load benchmark: origin direct, a bare pingora proxy (the floor), and verge without
-//! functions, measured with `wrk` on loopback in interleaved rounds of shuffled order; the
-//! median per-round ratio to the floor is what counts (absolute req/s on a shared machine does
-//! not). Results go to stdout and are appended to `BENCHMARKS.md`.
+//! The load benchmark: origin direct, a bare pingora proxy (the floor), verge without functions,
+//! and verge with a viewer-request header rewrite, measured with `wrk` on loopback in interleaved
+//! rounds of shuffled order; the median per-round ratio to the floor is what counts (absolute
+//! req/s on a shared machine does not). Results go to stdout and are appended to `BENCHMARKS.md`.
 //!
 //! Run: `make bench` (installs wrk), or `cargo bench --bench load`.
 //! Knobs: `BENCH_ROUNDS` (default 5), `BENCH_SECONDS` (default 5), `BENCH_CONNECTIONS` (32).
@@ -23,6 +23,16 @@ use pingora::server::{RunArgs, Server};
 type BoxError = Box<dyn std::error::Error>;
 
 const BODY: &[u8] = b"hello from the benchmark origin\n";
+
+/// The rewrite every function row runs: two request headers from a cookie-based A/B bucket.
+const REWRITE_JS: &str = "function handler(event) {
+    var request = event.request;
+    var bucket = request.cookies.ab ? request.cookies.ab.value : 'a';
+    request.headers['x-ab-bucket'] = { value: bucket };
+    request.headers['x-ab-variant'] = { value: 'variant-' + bucket };
+    return request;
+}
+";
 
 fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args()
@@ -232,6 +242,37 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Start one verge process named `name` in front of `origin`; `behavior_extra` is appended to
+/// its only behavior (a function attachment and its definition). Access log on, to a file.
+fn start_verge(
+    procs: &mut Procs,
+    target: &std::path::Path,
+    name: &str,
+    origin: SocketAddr,
+    behavior_extra: &str,
+) -> Result<SocketAddr, BoxError> {
+    let (listen, admin) = (free_addr()?, free_addr()?);
+    let config = target.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = [\"{listen}\"]\nthreads = 1\n[admin]\nlisten = \"{admin}\"\n\
+             [logging]\naccess_log = true\n[origins.o]\nurl = \"http://{origin}\"\n\
+             [[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n{behavior_extra}"
+        ),
+    )?;
+    let log = std::fs::File::create(target.join(format!("{name}-access.log")))?;
+    procs.0.push(
+        pinned(0, env!("CARGO_BIN_EXE_verge"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    Ok(listen)
+}
+
 fn orchestrate() -> Result<(), BoxError> {
     if Command::new("wrk").arg("--version").output().is_err() {
         println!("load benchmark skipped: wrk is not installed (`make bench` installs it)");
@@ -247,8 +288,6 @@ fn orchestrate() -> Result<(), BoxError> {
 
     let origin = free_addr()?;
     let bare = free_addr()?;
-    let verge = free_addr()?;
-    let admin = free_addr()?;
     let mut procs = Procs(Vec::new());
     procs.0.push(
         pinned(1, &me)
@@ -263,33 +302,24 @@ fn orchestrate() -> Result<(), BoxError> {
             .stderr(Stdio::null())
             .spawn()?,
     );
-    let config = target.join("verge-none.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = [\"{verge}\"]\nthreads = 1\n[admin]\nlisten = \"{admin}\"\n\
-             [logging]\naccess_log = true\n[origins.o]\nurl = \"http://{origin}\"\n\
-             [[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n"
-        ),
+    std::fs::write(target.join("rewrite.js"), REWRITE_JS)?;
+    let verge_none = start_verge(&mut procs, &target, "verge-none", origin, "")?;
+    let verge_rewrite = start_verge(
+        &mut procs,
+        &target,
+        "verge-rewrite",
+        origin,
+        "viewer_request = \"rewrite\"\n[functions.rewrite]\ncode = \"rewrite.js\"\n",
     )?;
-    // Access logging stays on, written to a real file: the figure is the one users get.
-    let log = std::fs::File::create(target.join("verge-access.log"))?;
-    procs.0.push(
-        pinned(0, env!("CARGO_BIN_EXE_verge"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(log)
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    for addr in [origin, bare, verge] {
+    for addr in [origin, bare, verge_none, verge_rewrite] {
         wait_listening(addr)?;
     }
 
     let systems = [
         ("origin", format!("http://{origin}/")),
         ("pingora-bare", format!("http://{bare}/")),
-        ("verge-none", format!("http://{verge}/")),
+        ("verge-none", format!("http://{verge_none}/")),
+        ("verge-rewrite", format!("http://{verge_rewrite}/")),
     ];
     // Warm up connections and pools.
     for (_, url) in &systems {
@@ -368,12 +398,24 @@ fn orchestrate() -> Result<(), BoxError> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
+    let none = results[2].iter().map(|w| w.rps);
+    let rewrite_ratio = median(
+        results[3]
+            .iter()
+            .map(|w| w.rps)
+            .zip(none)
+            .map(|(r, n)| r / n)
+            .collect(),
+    );
+    table.push_str(&format!(
+        "\nverge-rewrite / verge-none (median of per-round ratios): **{rewrite_ratio:.3}**\n"
+    ));
     let section = format!(
-        "\n## Load: verge without functions vs the pingora floor — {date}\n\n\
+        "\n## Load: verge vs the pingora floor — {date}\n\n\
          commit `{commit}`, {cores} cores ({cpu}); `BENCH_ROUNDS={rounds} BENCH_SECONDS={seconds} \
          BENCH_CONNECTIONS={connections} cargo bench --bench load` ({:.0} s). Each proxy: one \
-         worker thread, pinned to core 0; origin and wrk on core 1; verge writes its access log \
-         to a file.\n\n{table}",
+         worker thread, pinned to core 0 (verge's function workers share it); origin and wrk on \
+         core 1; verge writes its access log to a file.\n\n{table}",
         started.elapsed().as_secs_f64()
     );
     print!("{section}");
