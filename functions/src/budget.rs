@@ -65,8 +65,12 @@ impl Budget {
 
     /// Compute utilization as CloudFront reports it: used / budget × 100, capped at 100.
     pub fn utilization(&self) -> u32 {
-        let used = self.used().as_secs_f64();
-        ((used / self.limit.as_secs_f64()) * 100.0)
+        self.utilization_of(self.used())
+    }
+
+    /// Compute utilization for a CPU time already read (saves a clock syscall).
+    pub fn utilization_of(&self, used: Duration) -> u32 {
+        ((used.as_secs_f64() / self.limit.as_secs_f64()) * 100.0)
             .clamp(0.0, 100.0)
             .round() as u32
     }

@@ -267,13 +267,14 @@ impl LoadedFunction {
         let (mut result, poisoned) = run_budgeted(&self.invoker, context, &self.jobs, &mut meter);
         // Work inside a native built-in is not interrupted; if it finished past the budget the
         // invocation still failed it.
-        if result.is_ok() && meter.used() > budget {
+        let used = meter.used();
+        if result.is_ok() && used > budget {
             result = Err(throttled("the function exceeded its CPU budget"));
         }
         self.jobs.queue.borrow_mut().clear();
         Invoked {
             result,
-            utilization: meter.utilization(),
+            utilization: meter.utilization_of(used),
             poisoned,
         }
     }
