@@ -1,8 +1,7 @@
 //! The CloudFront Functions event (contract §1.2) built from a request snapshot, and the
 //! handler's return value read back and validated (§1.3, §1.9) into an [`Outcome`].
 //!
-//! Only the viewer-request shape is handled here so far; viewer-response arrives with body
-//! replacement.
+//! viewer-request and viewer-response.
 
 use serde_json::{Map, Value, json};
 
@@ -51,6 +50,9 @@ const READ_ONLY_VIEWER_REQUEST: &[&str] = &[
     "transfer-encoding",
     "via",
 ];
+
+/// Headers a viewer-response function can read but not change (§1.9).
+const READ_ONLY_VIEWER_RESPONSE: &[&str] = &["warning", "via"];
 
 fn validation(message: impl Into<String>) -> FunctionError {
     FunctionError {
@@ -111,8 +113,36 @@ fn cookie_pairs(headers: &HeaderList) -> Vec<(&str, String)> {
         .collect()
 }
 
-/// Build the viewer-request event.
-pub fn viewer_request_event(inv: &Invocation) -> Value {
+/// `Set-Cookie` lines as `{value, attributes, multiValue?: [{value, attributes}]}` (§1.2).
+fn set_cookie_map(headers: &HeaderList) -> Value {
+    let mut grouped: Vec<(String, Vec<Value>)> = Vec::new();
+    for (_, line) in headers.iter().filter(|(n, _)| n == "set-cookie") {
+        let line = String::from_utf8_lossy(line);
+        let (pair, attributes) = match line.split_once(';') {
+            Some((p, a)) => (p, a.trim()),
+            None => (line.as_ref(), ""),
+        };
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let item = json!({ "value": value.trim(), "attributes": attributes });
+        match grouped.iter_mut().find(|(n, _)| n == name.trim()) {
+            Some((_, items)) => items.push(item),
+            None => grouped.push((name.trim().to_owned(), vec![item])),
+        }
+    }
+    let mut map = Map::new();
+    for (name, items) in grouped {
+        let mut entry = items[0].clone();
+        if items.len() > 1
+            && let Some(obj) = entry.as_object_mut()
+        {
+            obj.insert("multiValue".into(), Value::Array(items));
+        }
+        map.insert(name, entry);
+    }
+    Value::Object(map)
+}
+
+fn request_value(inv: &Invocation) -> Value {
     let req = &inv.request;
     let headers = multi_map(
         req.headers
@@ -121,6 +151,69 @@ pub fn viewer_request_event(inv: &Invocation) -> Value {
             .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v).into_owned())),
     );
     json!({
+        "method": req.method,
+        "uri": req.uri,
+        "querystring": multi_map(query_pairs(&req.querystring)),
+        "headers": headers,
+        "cookies": multi_map(cookie_pairs(&req.headers).into_iter()),
+    })
+}
+
+/// Build the viewer-response event (request and response; the original body is not readable).
+pub fn viewer_response_event(inv: &Invocation) -> Value {
+    let empty = Vec::new();
+    let (status, headers) = match &inv.response {
+        Some(r) => (r.status, &r.headers),
+        None => (200, &empty),
+    };
+    let response_headers = multi_map(
+        headers
+            .iter()
+            .filter(|(n, _)| n != "set-cookie" && !is_disallowed(n))
+            .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v).into_owned())),
+    );
+    json!({
+        "version": "1.0",
+        "context": {
+            "distributionDomainName": "verge.local",
+            "distributionId": "VERGE",
+            "eventType": "viewer-response",
+            "requestId": inv.request_id,
+        },
+        "viewer": { "ip": inv.request.client_ip.to_string() },
+        "request": request_value(inv),
+        "response": {
+            "statusCode": status,
+            "statusDescription": http_reason(status),
+            "headers": response_headers,
+            "cookies": set_cookie_map(headers),
+        }
+    })
+}
+
+fn http_reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+/// Build the viewer-request event.
+pub fn viewer_request_event(inv: &Invocation) -> Value {
+    json!({
         "version": "1.0",
         "context": {
             "distributionDomainName": "verge.local",
@@ -128,14 +221,8 @@ pub fn viewer_request_event(inv: &Invocation) -> Value {
             "eventType": "viewer-request",
             "requestId": inv.request_id,
         },
-        "viewer": { "ip": req.client_ip.to_string() },
-        "request": {
-            "method": req.method,
-            "uri": req.uri,
-            "querystring": multi_map(query_pairs(&req.querystring)),
-            "headers": headers,
-            "cookies": multi_map(cookie_pairs(&req.headers).into_iter()),
-        }
+        "viewer": { "ip": inv.request.client_ip.to_string() },
+        "request": request_value(inv),
     })
 }
 
@@ -396,6 +483,136 @@ pub fn viewer_request_outcome(
     Ok(Outcome::Continue(edits))
 }
 
+/// Read a viewer-response handler's return value: status, headers, cookies and body edits.
+pub fn viewer_response_outcome(
+    inv: &Invocation,
+    event: &Value,
+    returned: Option<Value>,
+) -> Result<Outcome, FunctionError> {
+    let returned = returned
+        .ok_or_else(|| validation("the function returned undefined; return the response"))?;
+    let obj = returned
+        .as_object()
+        .ok_or_else(|| validation("the function must return the response object"))?;
+    for key in obj.keys() {
+        if !matches!(
+            key.as_str(),
+            "statusCode" | "statusDescription" | "headers" | "cookies" | "body"
+        ) {
+            return Err(validation(format!(
+                "the response object has an unexpected field `{key}`"
+            )));
+        }
+    }
+    let original = &event["response"];
+    let original_headers = inv
+        .response
+        .as_ref()
+        .map_or(Vec::new(), |r| r.headers.clone());
+    let mut edits = Edits::default();
+    if let Some(status) = obj.get("statusCode")
+        && status != &original["statusCode"]
+    {
+        let status = status
+            .as_u64()
+            .filter(|s| (100..=599).contains(s))
+            .ok_or_else(|| validation("response.statusCode must be an integer from 100 to 599"))?;
+        edits.status = Some(status as u16);
+    }
+    let headers_changed = obj
+        .get("headers")
+        .is_some_and(|h| h != &original["headers"]);
+    let cookies_changed = obj
+        .get("cookies")
+        .is_some_and(|c| c != &original["cookies"]);
+    if headers_changed || cookies_changed {
+        let mut headers = match obj.get("headers") {
+            Some(h) if headers_changed => {
+                headers_from(h, original, &original_headers, READ_ONLY_VIEWER_RESPONSE)?
+            }
+            _ => original_headers.clone(),
+        };
+        if cookies_changed && let Some(c) = obj.get("cookies") {
+            headers.retain(|(n, _)| n != "set-cookie");
+            headers.extend(set_cookie_lines(c)?);
+        } else if headers_changed {
+            // `Set-Cookie` was never in `headers`: keep the origin's.
+            headers.retain(|(n, _)| n != "set-cookie");
+            headers.extend(
+                original_headers
+                    .iter()
+                    .filter(|(n, _)| n == "set-cookie")
+                    .cloned(),
+            );
+        }
+        edits.headers = Some(headers);
+    }
+    if let Some(body) = obj.get("body") {
+        edits.body = Some(body_bytes(body)?);
+    }
+    Ok(Outcome::Continue(edits))
+}
+
+/// `Set-Cookie` lines from a returned `cookies` object.
+fn set_cookie_lines(cookies: &Value) -> Result<HeaderList, FunctionError> {
+    let map = cookies
+        .as_object()
+        .ok_or_else(|| validation("response.cookies must be an object"))?;
+    let mut lines = Vec::new();
+    for (name, entry) in map {
+        check_name("cookies", name)?;
+        let items: Vec<&Value> = match entry.get("multiValue") {
+            Some(Value::Array(items)) => items.iter().collect(),
+            _ => vec![entry],
+        };
+        for item in items {
+            let value = item
+                .get("value")
+                .and_then(Value::as_str)
+                .ok_or_else(|| validation(format!("cookies.{name}.value must be a string")))?;
+            let attributes = match item.get("attributes") {
+                None => "",
+                Some(Value::String(a)) => a.as_str(),
+                Some(_) => {
+                    return Err(validation(format!(
+                        "cookies.{name}.attributes must be a string"
+                    )));
+                }
+            };
+            let mut line = format!("{name}={value}");
+            if !attributes.is_empty() {
+                line.push_str("; ");
+                line.push_str(attributes);
+            }
+            check_value("cookies", name, &line)?;
+            lines.push(("set-cookie".to_owned(), line.into_bytes()));
+        }
+    }
+    Ok(lines)
+}
+
+/// A returned `body`: a plain string (text) or `{encoding: "text" | "base64", data}`.
+fn body_bytes(body: &Value) -> Result<Vec<u8>, FunctionError> {
+    match body {
+        Value::String(text) => Ok(text.clone().into_bytes()),
+        Value::Object(b) => {
+            let data = b
+                .get("data")
+                .and_then(Value::as_str)
+                .ok_or_else(|| validation("response.body.data must be a string"))?;
+            match b.get("encoding").and_then(Value::as_str).unwrap_or("text") {
+                "text" => Ok(data.as_bytes().to_vec()),
+                "base64" => base64_decode(data)
+                    .ok_or_else(|| validation("response.body.data is not valid base64")),
+                other => Err(validation(format!(
+                    "response.body.encoding `{other}` is not text or base64"
+                ))),
+            }
+        }
+        _ => Err(validation("response.body must be a string or an object")),
+    }
+}
+
 /// A response generated at viewer-request.
 fn generated_response(obj: &Map<String, Value>) -> Result<GeneratedResponse, FunctionError> {
     for key in obj.keys() {
@@ -431,48 +648,11 @@ fn generated_response(obj: &Map<String, Value>) -> Result<GeneratedResponse, Fun
         }
     }
     if let Some(c) = obj.get("cookies") {
-        let map = c
-            .as_object()
-            .ok_or_else(|| validation("response.cookies must be an object"))?;
-        for (name, entry) in map {
-            check_name("cookies", name)?;
-            let value = entry
-                .get("value")
-                .and_then(Value::as_str)
-                .ok_or_else(|| validation(format!("cookies.{name}.value must be a string")))?;
-            let attributes = entry
-                .get("attributes")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let mut line = format!("{name}={value}");
-            if !attributes.is_empty() {
-                line.push_str("; ");
-                line.push_str(attributes);
-            }
-            check_value("cookies", name, &line)?;
-            headers.push(("set-cookie".into(), line.into_bytes()));
-        }
+        headers.extend(set_cookie_lines(c)?);
     }
     let body = match obj.get("body") {
         None => Vec::new(),
-        Some(Value::String(text)) => text.clone().into_bytes(),
-        Some(Value::Object(b)) => {
-            let data = b
-                .get("data")
-                .and_then(Value::as_str)
-                .ok_or_else(|| validation("response.body.data must be a string"))?;
-            match b.get("encoding").and_then(Value::as_str).unwrap_or("text") {
-                "text" => data.as_bytes().to_vec(),
-                "base64" => base64_decode(data)
-                    .ok_or_else(|| validation("response.body.data is not valid base64"))?,
-                other => {
-                    return Err(validation(format!(
-                        "response.body.encoding `{other}` is not text or base64"
-                    )));
-                }
-            }
-        }
-        Some(_) => return Err(validation("response.body must be a string or an object")),
+        Some(body) => body_bytes(body)?,
     };
     Ok(GeneratedResponse {
         status: status as u16,

@@ -322,6 +322,7 @@ fn run(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
 fn run_inner(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
     let event: Value = match inv.hook {
         Hook::ViewerRequest => cff_event::viewer_request_event(inv),
+        Hook::ViewerResponse => cff_event::viewer_response_event(inv),
         other => {
             return Reply {
                 result: Err(execution(format!(
@@ -345,9 +346,10 @@ fn run_inner(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
     if invoked.poisoned {
         loaded.discard(&inv.function);
     }
-    let result = invoked
-        .result
-        .and_then(|json| cff_event::viewer_request_outcome(inv, &event, json));
+    let result = invoked.result.and_then(|json| match inv.hook {
+        Hook::ViewerResponse => cff_event::viewer_response_outcome(inv, &event, json),
+        _ => cff_event::viewer_request_outcome(inv, &event, json),
+    });
     Reply {
         result,
         utilization: invoked.utilization,

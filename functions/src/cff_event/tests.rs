@@ -261,3 +261,93 @@ fn base64_decoding_is_strict() {
     assert!(base64_decode("a=Gk").is_none());
     assert!(base64_decode("a$k=").is_none());
 }
+
+fn response_inv(status: u16, headers: &[(&str, &str)]) -> Invocation {
+    let mut i = inv("", &[("host", "h")]);
+    i.hook = Hook::ViewerResponse;
+    i.response = Some(crate::invocation::ResponseSnapshot {
+        status,
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect(),
+    });
+    i
+}
+
+#[test]
+fn viewer_response_event_has_status_headers_and_set_cookies() {
+    let i = response_inv(
+        200,
+        &[
+            ("content-type", "text/html"),
+            ("set-cookie", "a=1; Path=/; Secure"),
+            ("set-cookie", "a=2"),
+            ("set-cookie", "b=3"),
+        ],
+    );
+    let e = viewer_response_event(&i);
+    assert_eq!(e["context"]["eventType"], "viewer-response");
+    let r = &e["response"];
+    assert_eq!(r["statusCode"], 200);
+    assert_eq!(r["statusDescription"], "OK");
+    assert_eq!(r["headers"]["content-type"]["value"], "text/html");
+    assert!(
+        r["headers"].get("set-cookie").is_none(),
+        "Set-Cookie is split out"
+    );
+    assert_eq!(r["cookies"]["a"]["value"], "1");
+    assert_eq!(r["cookies"]["a"]["attributes"], "Path=/; Secure");
+    assert_eq!(r["cookies"]["a"]["multiValue"][1]["value"], "2");
+    assert_eq!(r["cookies"]["b"], json!({"value": "3", "attributes": ""}));
+    assert_eq!(e["request"]["uri"], "/index.html");
+}
+
+#[test]
+fn viewer_response_edits_status_headers_cookies_and_body() {
+    let i = response_inv(200, &[("content-type", "text/html"), ("set-cookie", "a=1")]);
+    let e = viewer_response_event(&i);
+    let mut r = e["response"].clone();
+    r["statusCode"] = json!(418);
+    r["headers"]["strict-transport-security"] = json!({"value": "max-age=63072000"});
+    r["cookies"]["s"] = json!({"value": "x", "attributes": "HttpOnly"});
+    r["body"] = json!({"encoding": "text", "data": "<p>hi</p>"});
+    let out = edits(viewer_response_outcome(&i, &e, Some(r)).unwrap());
+    assert_eq!(out.status, Some(418));
+    let h = out.headers.unwrap();
+    assert!(h.contains(&(
+        "strict-transport-security".into(),
+        b"max-age=63072000".to_vec()
+    )));
+    assert!(h.contains(&("set-cookie".into(), b"a=1".to_vec())));
+    assert!(h.contains(&("set-cookie".into(), b"s=x; HttpOnly".to_vec())));
+    assert_eq!(out.body.as_deref(), Some(&b"<p>hi</p>"[..]));
+    // Only headers changed: Set-Cookie from the origin is kept.
+    let mut r = e["response"].clone();
+    r["headers"]["x-frame-options"] = json!({"value": "DENY"});
+    let h = edits(viewer_response_outcome(&i, &e, Some(r)).unwrap())
+        .headers
+        .unwrap();
+    assert!(h.contains(&("set-cookie".into(), b"a=1".to_vec())));
+    // Unchanged: no edits at all.
+    let unchanged = edits(viewer_response_outcome(&i, &e, Some(e["response"].clone())).unwrap());
+    assert_eq!(unchanged, Edits::default());
+}
+
+#[test]
+fn viewer_response_rules_are_enforced() {
+    let i = response_inv(200, &[("via", "1.1 origin")]);
+    let e = viewer_response_event(&i);
+    let bad = |change: &dyn Fn(&mut serde_json::Value)| {
+        let mut r = e["response"].clone();
+        change(&mut r);
+        viewer_response_outcome(&i, &e, Some(r))
+            .unwrap_err()
+            .message
+    };
+    assert!(bad(&|r| r["headers"]["via"] = json!({"value": "x"})).contains("read-only"));
+    assert!(bad(&|r| r["uri"] = json!("/x")).contains("unexpected field"));
+    assert!(bad(&|r| r["statusCode"] = json!(99)).contains("statusCode"));
+    assert!(bad(&|r| r["body"] = json!({"encoding": "base64", "data": "%%"})).contains("base64"));
+    assert!(bad(&|r| r["headers"]["x-cache"] = json!({"value": "Hit"})).contains("may not be set"));
+}
