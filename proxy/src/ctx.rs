@@ -40,6 +40,18 @@ pub struct RequestCtx {
     pub error: Option<String>,
     /// Compute utilization of the function that ran, if one did.
     pub compute_utilization: Option<u32>,
+    /// A whole response to write instead of the origin's (a viewer-response function replaced
+    /// the body, or failed); written by `fail_to_proxy`.
+    pub replacement: Option<Replacement>,
+}
+
+/// A complete response verge writes itself in place of the origin's.
+#[derive(Debug)]
+pub struct Replacement {
+    /// Status and headers, already final (stamped when written).
+    pub header: pingora::http::ResponseHeader,
+    /// The body.
+    pub body: bytes::Bytes,
 }
 
 impl RequestCtx {
@@ -60,6 +72,7 @@ impl RequestCtx {
             result: ResultType::Miss,
             error: None,
             compute_utilization: None,
+            replacement: None,
         }
     }
 

@@ -105,11 +105,11 @@ impl ProxyHttp for VergeProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        stage::viewer_response::on_header(upstream_response, ctx)
+        stage::viewer_response::on_header(&self.state, session, upstream_response, ctx).await
     }
 
     async fn fail_to_proxy(

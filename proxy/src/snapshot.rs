@@ -129,15 +129,16 @@ impl Snapshot {
         let mut behaviors = Vec::new();
         for b in &config.behaviors {
             for hook in Hook::ALL {
+                let viewer = matches!(hook, Hook::ViewerRequest | Hook::ViewerResponse);
                 if let Some(f) = b.function(hook)
-                    && !(hook == Hook::ViewerRequest && f.runtime != Runtime::LambdaEdge)
+                    && !(viewer && f.runtime != Runtime::LambdaEdge)
                 {
                     errors.push(ConfigError::new(
                         &config.file,
                         f.pos,
                         format!("behaviors[{}].{}", b.index, hook.key()),
                         format!(
-                            "function `{}` is valid, but this build of verge runs only CloudFront Functions at viewer_request so far",
+                            "function `{}` is valid, but this build of verge runs only CloudFront Functions, at viewer_request and viewer_response, so far",
                             f.name
                         ),
                     ));

@@ -24,6 +24,10 @@ const BUNDLED: &[(&str, &str)] = &[
         "functions/viewer-request-redirect.js",
         include_str!("../../examples/functions/viewer-request-redirect.js"),
     ),
+    (
+        "functions/viewer-response-security-headers.js",
+        include_str!("../../examples/functions/viewer-response-security-headers.js"),
+    ),
 ];
 
 /// Write the bundled example into a fresh folder; the configuration's path.

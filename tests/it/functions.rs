@@ -10,18 +10,30 @@ use crate::support::client::{get_req, try_request};
 use crate::support::proxy::{metric, proxy_in};
 use crate::support::{Origin, eventually, origin};
 
-/// A proxy in front of `o` with one behavior per `(pattern, function file, code)`, then the
-/// default behavior without a function.
+/// A proxy in front of `o` with one behavior per `(pattern, function file, code)` running the
+/// function at viewer-request, then the default behavior without a function.
 async fn with_functions(
     o: &Origin,
     functions: &[(&str, &str, &str)],
 ) -> crate::support::proxy::Proxy {
+    let hooked: Vec<_> = functions
+        .iter()
+        .map(|(p, n, c)| (*p, "viewer_request", *n, *c, ""))
+        .collect();
+    with_hooks(o, &hooked).await
+}
+
+/// As [`with_functions`], with `(pattern, hook, name, code, extra behavior keys)`.
+async fn with_hooks(
+    o: &Origin,
+    functions: &[(&str, &str, &str, &str, &str)],
+) -> crate::support::proxy::Proxy {
     let dir = tempfile::tempdir().unwrap();
     let mut config = format!("[origins.o]\nurl = \"{}\"\n", o.url());
-    for (pattern, name, code) in functions {
+    for (pattern, hook, name, code, extra) in functions {
         std::fs::write(dir.path().join(format!("{name}.js")), code).unwrap();
         config.push_str(&format!(
-            "[[behaviors]]\npath_pattern = \"{pattern}\"\norigin = \"o\"\nviewer_request = \"{name}\"\n\
+            "[[behaviors]]\npath_pattern = \"{pattern}\"\norigin = \"o\"\n{hook} = \"{name}\"\n{extra}\n\
              [functions.{name}]\ncode = \"{name}.js\"\n"
         ));
     }
@@ -285,8 +297,166 @@ async fn broken_function_code_is_a_positioned_config_error_and_keeps_the_old_cod
     ] {
         p.write("v.js", broken);
         let e = p.state.reload("test").unwrap_err().to_string();
-        assert!(e.contains("verge.toml:8:8: functions.v.code: "), "{e}");
+        assert!(e.contains("verge.toml:9:8: functions.v.code: "), "{e}");
         assert!(e.contains(says), "{e}");
         assert_eq!(p.get("/echo/x").await.json()["headers"]["x-ab-bucket"], "a");
+    }
+}
+
+const SECURITY_HEADERS: &str = r#"
+async function handler(event) {
+    var response = event.response;
+    var headers = response.headers;
+    headers['strict-transport-security'] = { value: 'max-age=63072000; includeSubdomains; preload' };
+    headers['x-content-type-options'] = { value: 'nosniff' };
+    headers['x-frame-options'] = { value: 'DENY' };
+    response.cookies['seen'] = { value: '1', attributes: 'Path=/; Secure' };
+    return response;
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn viewer_response_adds_security_headers_and_cookies() {
+    let o = origin().name("o").run().await;
+    let p = with_hooks(
+        &o,
+        &[("/echo/*", "viewer_response", "sec", SECURITY_HEADERS, "")],
+    )
+    .await;
+    let r = p.get("/echo/x").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-frame-options"), "DENY");
+    assert_eq!(r.header("x-content-type-options"), "nosniff");
+    assert!(
+        r.header("strict-transport-security")
+            .starts_with("max-age=63072000")
+    );
+    assert_eq!(r.header("set-cookie"), "seen=1; Path=/; Secure");
+    assert_eq!(r.header("x-origin"), "o", "origin headers stay");
+    assert_eq!(r.header("x-cache"), "Miss from verge");
+    assert_eq!(
+        r.json()["path"],
+        "/echo/x",
+        "the origin's body streams through untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn viewer_response_is_skipped_on_origin_errors_unless_asked() {
+    let o = origin().name("o").run().await;
+    let p = with_hooks(
+        &o,
+        &[
+            (
+                "/status/404",
+                "viewer_response",
+                "sec",
+                SECURITY_HEADERS,
+                "",
+            ),
+            (
+                "/status/500",
+                "viewer_response",
+                "sec2",
+                SECURITY_HEADERS,
+                "viewer_response_on_error = true",
+            ),
+        ],
+    )
+    .await;
+    let r = p.get("/status/404").await;
+    assert_eq!((r.status, r.header("x-frame-options")), (404, ""));
+    let r = p.get("/status/500").await;
+    assert_eq!((r.status, r.header("x-frame-options")), (500, "DENY"));
+}
+
+const REPLACE_BODY: &str = r#"
+function handler(event) {
+    var response = event.response;
+    response.statusCode = 200;
+    response.headers['content-type'] = { value: 'text/plain' };
+    response.body = { encoding: 'text', data: 'replaced by verge' };
+    return response;
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replaced_body_reaches_the_viewer_even_when_the_origin_sent_none() {
+    let o = origin().name("o").run().await;
+    let p = with_hooks(
+        &o,
+        &[
+            ("/echo/*", "viewer_response", "r1", REPLACE_BODY, ""),
+            ("/status/204", "viewer_response", "r2", REPLACE_BODY, ""),
+            ("/status/304", "viewer_response", "r3", REPLACE_BODY, ""),
+        ],
+    )
+    .await;
+    for path in ["/echo/big", "/status/204", "/status/304"] {
+        let r = p.get(path).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.text(), "replaced by verge", "{path}");
+        assert_eq!(r.header("content-length"), "17", "{path}");
+        assert_eq!(r.header("content-type"), "text/plain", "{path}");
+        assert_eq!(r.header("x-cache"), "Miss from verge", "{path}");
+    }
+    // HEAD: the length of the replacement, no body.
+    let head = http::Request::head("/echo/x")
+        .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+            bytes::Bytes::new(),
+        )))
+        .unwrap();
+    let r = crate::support::request(p.addr, head).await;
+    assert_eq!(
+        (r.status, r.header("content-length"), r.body.len()),
+        (200, "17", 0)
+    );
+    // Plain proxying on the same connection pool still works afterwards.
+    assert_eq!(p.get("/other").await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_viewer_response_function_gets_its_cloudfront_error() {
+    let o = origin().name("o").run().await;
+    let p = with_hooks(
+        &o,
+        &[
+            (
+                "/echo/throw",
+                "viewer_response",
+                "t",
+                "function handler(e) { null.x; }",
+                "",
+            ),
+            (
+                "/echo/via",
+                "viewer_response",
+                "v",
+                "function handler(e) { e.response.headers.via = {value: 'x'}; return e.response; }",
+                "",
+            ),
+            (
+                "/echo/spin",
+                "viewer_response",
+                "s",
+                "function handler(e) { for (;;) {} }",
+                "",
+            ),
+        ],
+    )
+    .await;
+    for (path, status, result) in [
+        ("/echo/throw", 503, "FunctionExecutionError"),
+        ("/echo/via", 502, "FunctionValidationError"),
+        ("/echo/spin", 503, "FunctionThrottledError"),
+    ] {
+        let r = p.get(path).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert_eq!(
+            r.header("x-cache"),
+            format!("{result} from verge"),
+            "{path}"
+        );
+        assert!(r.text().contains(r.header("x-verge-request-id")), "{path}");
     }
 }

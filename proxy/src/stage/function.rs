@@ -5,14 +5,17 @@
 
 use std::sync::Arc;
 
-use pingora::http::RequestHeader;
+use pingora::Error;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use verge_functions::{
     Edits, FunctionDef, FunctionError, FunctionErrorKind, Hook, Invocation, Outcome,
-    RequestSnapshot, ResultType,
+    RequestSnapshot, ResponseSnapshot, ResultType,
 };
 
-use crate::ctx::RequestCtx;
+use crate::ctx::{Replacement, RequestCtx};
+use crate::error_page;
+use crate::stage::origin_select::REPLACE_RESPONSE;
 use crate::stage::respond::{send_error, send_generated};
 use crate::state::ProxyState;
 
@@ -144,4 +147,126 @@ pub async fn viewer_request(
     count(state, &f, failure.result_type().as_str(), reply.utilization);
     fail(session, ctx, &f, &failure).await?;
     Ok(true)
+}
+
+/// Replace every header of a response with `headers`.
+fn replace_response_headers(
+    response: &mut ResponseHeader,
+    headers: Vec<(String, Vec<u8>)>,
+) -> Result<(), String> {
+    let names: Vec<http::HeaderName> = response.headers.keys().cloned().collect();
+    for name in &names {
+        response.remove_header(name);
+    }
+    for (name, value) in headers {
+        response
+            .append_header(name.clone(), value)
+            .map_err(|e| format!("header `{name}` cannot be sent: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Apply a viewer-response function's edits. `Ok(Some(body))` when the body is replaced.
+fn apply_response_edits(
+    response: &mut ResponseHeader,
+    edits: Edits,
+) -> Result<Option<Vec<u8>>, String> {
+    if let Some(status) = edits.status {
+        response
+            .set_status(status)
+            .map_err(|e| format!("status {status} cannot be sent: {e}"))?;
+    }
+    if let Some(headers) = edits.headers {
+        replace_response_headers(response, headers)?;
+    }
+    Ok(edits.body)
+}
+
+/// Run the viewer-response function on the response about to go to the viewer. Edits to status
+/// and headers apply in place. A replaced body, or a failure, turns into a whole response that
+/// `fail_to_proxy` writes (the `Err` returned here diverts pingora there), so a body also
+/// reaches the viewer when the origin's answer had none (204, 304, HEAD, `content-length: 0`),
+/// which pingora finishes at the header.
+pub async fn viewer_response(
+    state: &ProxyState,
+    session: &mut Session,
+    response: &mut ResponseHeader,
+    ctx: &mut RequestCtx,
+    f: Arc<FunctionDef>,
+) -> pingora::Result<()> {
+    let invocation = Invocation {
+        function: f.clone(),
+        hook: Hook::ViewerResponse,
+        request_id: ctx.request_id.clone(),
+        request: request_snapshot(session),
+        response: Some(ResponseSnapshot {
+            status: response.status.as_u16(),
+            headers: response
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+        }),
+    };
+    let reply = state.functions.invoke(invocation, f.budget).await;
+    ctx.compute_utilization = Some(reply.utilization);
+    let failure = match reply.result {
+        Ok(Outcome::Continue(edits)) => match apply_response_edits(response, edits) {
+            Ok(None) => {
+                count(state, &f, "Continue", reply.utilization);
+                return Ok(());
+            }
+            Ok(Some(body)) => {
+                count(state, &f, "Continue", reply.utilization);
+                ctx.replacement = Some(Replacement {
+                    header: response.clone(),
+                    body: body.into(),
+                });
+                return Err(Error::explain(
+                    REPLACE_RESPONSE,
+                    "body replaced at viewer-response",
+                ));
+            }
+            Err(message) => FunctionError {
+                kind: FunctionErrorKind::Validation,
+                message,
+                edge: false,
+            },
+        },
+        Ok(Outcome::Respond(_)) => FunctionError {
+            kind: FunctionErrorKind::Validation,
+            message: "a viewer-response function must return the response".into(),
+            edge: false,
+        },
+        Err(e) => e,
+    };
+    count(state, &f, failure.result_type().as_str(), reply.utilization);
+    tracing::warn!(
+        request_id = %ctx.request_id,
+        function = %f.name,
+        result = failure.result_type().as_str(),
+        error = %failure.message,
+        "function failed"
+    );
+    let json = error_page::prefers_json(
+        session
+            .req_header()
+            .headers
+            .get(http::header::ACCEPT)
+            .map(|v| v.as_bytes()),
+    );
+    let (header, body) = error_page::render(
+        failure.status(),
+        failure.result_type(),
+        &ctx.request_id,
+        "The function associated with this response could not run or returned an invalid value.",
+        json,
+    )?;
+    ctx.result = failure.result_type();
+    ctx.error = Some(format!("function {}: {}", f.name, failure.message));
+    ctx.replacement = Some(Replacement { header, body });
+    Err(Error::explain(
+        REPLACE_RESPONSE,
+        "viewer-response function failed",
+    ))
 }

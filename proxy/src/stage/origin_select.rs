@@ -13,6 +13,10 @@ use crate::state::ProxyState;
 /// The error raised from `upstream_response_filter` to fail over on a status code.
 pub const FAILOVER_STATUS: ErrorType = ErrorType::Custom("origin status triggers failover");
 
+/// The error raised from `response_filter` to answer with `RequestCtx::replacement` instead of
+/// the origin's response (written by `fail_to_proxy`).
+pub const REPLACE_RESPONSE: ErrorType = ErrorType::Custom("response replaced by a function");
+
 /// Whether this request may still move to its group's secondary.
 pub fn can_fail_over(session: &Session, ctx: &RequestCtx) -> bool {
     let method = &session.req_header().method;
@@ -123,7 +127,7 @@ pub fn on_proxy_error(
     client_reused: bool,
 ) -> Box<Error> {
     let mut e = e.more_context(format!("origin: {}", ctx.origin_name()));
-    if ctx.response_started {
+    if ctx.response_started || *e.etype() == REPLACE_RESPONSE {
         e.set_retry(false);
         return e;
     }

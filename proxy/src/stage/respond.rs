@@ -67,8 +67,42 @@ pub async fn send_generated(
     Ok(())
 }
 
+/// Write a response that replaces the origin's, marked with the request's result type.
+async fn send_replacement(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    replacement: crate::ctx::Replacement,
+) -> pingora::Result<()> {
+    let mut header = replacement.header;
+    header.remove_header(&http::header::TRANSFER_ENCODING);
+    header.remove_header(&http::header::CONTENT_ENCODING);
+    header.insert_header(http::header::CONTENT_LENGTH, replacement.body.len())?;
+    headers::stamp_response(&mut header, ctx.result, &ctx.request_id)?;
+    let head_only =
+        session.req_header().method == http::Method::HEAD || replacement.body.is_empty();
+    session
+        .write_response_header(Box::new(header), head_only)
+        .await?;
+    if !head_only {
+        session
+            .write_response_body(Some(replacement.body), true)
+            .await?;
+    }
+    Ok(())
+}
+
 /// `fail_to_proxy`: the one place an error becomes a status.
 pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    if let Some(replacement) = ctx.replacement.take() {
+        let status = replacement.header.status.as_u16();
+        if let Err(write_error) = send_replacement(session, ctx, replacement).await {
+            tracing::debug!(request_id = %ctx.request_id, error = %write_error, "replaced response not delivered");
+        }
+        return FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        };
+    }
     let Some(status) = error_page::status_for(e) else {
         ctx.error = Some(e.to_string());
         return FailToProxy {
