@@ -29,10 +29,13 @@ use boa_engine::job::{Job, JobExecutor};
 use boa_engine::object::builtins::JsPromise;
 use boa_engine::realm::Realm;
 use boa_engine::script::Script;
-use boa_engine::{Context, JsError, JsNativeError, JsResult, JsString, JsValue, Source, js_string};
+use boa_engine::{
+    Context, JsError, JsNativeError, JsResult, JsString, JsValue, Module, Source, js_string,
+};
 use serde_json::Value;
 
 use crate::budget::Budget;
+use crate::host::{self, HostModules};
 use crate::outcome::{FunctionError, FunctionErrorKind};
 
 /// Loop iterations allowed per call frame during an invocation: a backstop for loops the
@@ -106,7 +109,22 @@ fn run_job(job: Job, context: &mut Context) -> JsResult<()> {
     match job {
         Job::PromiseJob(job) => job.call(context).map(drop),
         Job::GenericJob(job) => job.call(context).map(drop),
-        // Timers and asynchronous host jobs do not exist in the fast tier; nothing enqueues them.
+        // Module loading: the host loader's futures are ready at once, so polling in place
+        // completes them; one that is not ready is an error, never a hang.
+        Job::AsyncJob(job) => {
+            let cell = RefCell::new(context);
+            let mut future = pin!(job.call(&cell));
+            let mut task = TaskContext::from_waker(Waker::noop());
+            for _ in 0..1_000 {
+                if let Poll::Ready(result) = future.as_mut().poll(&mut task) {
+                    return result.map(drop);
+                }
+            }
+            Err(JsNativeError::error()
+                .with_message("an asynchronous host operation did not complete")
+                .into())
+        }
+        // Timers do not exist in the fast tier; nothing enqueues them.
         _ => Ok(()),
     }
 }
@@ -128,6 +146,42 @@ impl JobExecutor for Jobs {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct LoadError(pub String);
+
+/// Whether the source is an ES module (a 2.0 file that starts with `import … from '…'`).
+fn is_module(source: &str) -> bool {
+    source.lines().map(str::trim_start).any(|l| {
+        (l.starts_with("import ") && (l.contains(" from ") || l.contains('\'') || l.contains('"')))
+            || l.starts_with("export ")
+    })
+}
+
+/// Load a module: its imports resolve to the host modules, and `handler` — declared at module
+/// scope, exported or not, as CloudFront loads it — is made reachable for the invoker by a
+/// statement appended after the last line, so line numbers in errors stay the file's own.
+fn load_module(source: &str, context: &mut Context, jobs: &Rc<Jobs>) -> Result<(), LoadError> {
+    let text = format!(
+        "{source}\n;globalThis.__verge_handler = typeof handler === 'function' ? handler : undefined;\n"
+    );
+    let module = Module::parse(Source::from_bytes(&text), None, context)
+        .map_err(|e| LoadError(format!("syntax error: {e}")))?;
+    let promise = module.load_link_evaluate(context);
+    jobs.clone()
+        .run_jobs(context)
+        .map_err(|e| LoadError(format!("the top-level code failed: {e}")))?;
+    match promise.state() {
+        PromiseState::Fulfilled(_) => Ok(()),
+        PromiseState::Rejected(reason) => Err(LoadError(format!(
+            "the module failed to load: {}",
+            reason
+                .to_string(context)
+                .map_or_else(|_| "unknown error".into(), |s| s.to_std_string_escaped())
+        ))),
+        PromiseState::Pending => Err(LoadError(
+            "the module did not finish loading (top-level await on something that never settles?)"
+                .into(),
+        )),
+    }
+}
 
 /// What one invocation produced.
 #[derive(Debug)]
@@ -182,28 +236,22 @@ fn js_failure(e: &JsError) -> FunctionError {
 impl LoadedFunction {
     /// Compile and run a function's top-level code in a fresh context.
     pub fn load(source: &str) -> Result<Self, LoadError> {
-        if let Some(line) = source
-            .lines()
-            .map(str::trim_start)
-            .find(|l| l.starts_with("import ") || l.starts_with("export "))
-        {
-            return Err(LoadError(format!(
-                "`{}`: module imports and exports are not supported by this build yet",
-                line.trim()
-            )));
-        }
         let clock = Rc::new(FrozenClock {
             origin: Instant::now(),
             frozen_millis: Cell::new(0),
         });
         clock.freeze_now();
         let jobs = Rc::new(Jobs::default());
+        let modules = Rc::new(HostModules::default());
         let mut context = Context::builder()
             .host_hooks(Rc::new(NoDynamicCode))
             .clock(clock.clone())
             .job_executor(jobs.clone())
+            .module_loader(modules.clone())
             .build()
             .map_err(|e| LoadError(format!("cannot create a JavaScript context: {e}")))?;
+        host::install(&mut context, &modules)
+            .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;
         context
             .runtime_limits_mut()
             .set_loop_iteration_limit(LOAD_LOOP_LIMIT);
@@ -213,17 +261,29 @@ impl LoadedFunction {
         // Always strict, as on CloudFront (a parser setting, so positions in errors are the
         // file's own).
         context.strict(true);
-        let script = Script::parse(Source::from_bytes(source), None, &mut context)
-            .map_err(|e| LoadError(format!("syntax error: {e}")))?;
-        script
-            .evaluate(&mut context)
-            .map_err(|e| LoadError(format!("the top-level code failed: {e}")))?;
-        jobs.clone()
-            .run_jobs(&mut context)
-            .map_err(|e| LoadError(format!("the top-level code failed: {e}")))?;
+        if is_module(source) {
+            load_module(source, &mut context, &jobs)?;
+        } else {
+            let script = Script::parse(Source::from_bytes(source), None, &mut context)
+                .map_err(|e| LoadError(format!("syntax error: {e}")))?;
+            script
+                .evaluate(&mut context)
+                .map_err(|e| LoadError(format!("the top-level code failed: {e}")))?;
+            jobs.clone()
+                .run_jobs(&mut context)
+                .map_err(|e| LoadError(format!("the top-level code failed: {e}")))?;
+            let handler = context
+                .global_object()
+                .get(js_string!("handler"), &mut context)
+                .map_err(|e| LoadError(e.to_string()))?;
+            context
+                .global_object()
+                .set(js_string!("__verge_handler"), handler, false, &mut context)
+                .map_err(|e| LoadError(e.to_string()))?;
+        }
         let handler = context
             .global_object()
-            .get(js_string!("handler"), &mut context)
+            .get(js_string!("__verge_handler"), &mut context)
             .map_err(|e| LoadError(e.to_string()))?;
         if !handler.is_callable() {
             return Err(LoadError(
@@ -231,7 +291,7 @@ impl LoadedFunction {
             ));
         }
         let invoker = Script::parse(
-            Source::from_bytes("handler(__verge_event)"),
+            Source::from_bytes("__verge_handler(__verge_event)"),
             None,
             &mut context,
         )

@@ -12,7 +12,9 @@
 pub mod budget;
 pub mod cff_event;
 pub mod cff_runtime;
+pub mod encoding;
 pub mod fast_pool;
+pub mod host;
 mod invocation;
 mod outcome;
 

@@ -32,8 +32,10 @@ fn load_errors_say_what_is_wrong() {
     assert!(e("function handler( {").contains("syntax error"));
     assert!(e("function other(e) { return e; }").contains("no function named `handler`"));
     assert!(
-        e("import cf from 'cloudfront';\nfunction handler(e){return e}").contains("not supported")
+        e("import cf from 'cloudfront';\nfunction handler(e){return e}")
+            .contains("Cannot find module 'cloudfront'")
     );
+    assert!(e("import crypto from 'crypto';\nfunction other(e){return e}").contains("handler"));
     assert!(e("throw new Error('boom'); function handler(e){}").contains("boom"));
     // Strict mode is always on.
     assert!(e("undeclared = 1; function handler(e){ return e }").contains("failed"));
@@ -125,4 +127,49 @@ fn finishing_past_the_budget_inside_a_native_call_is_still_over_budget() {
     );
     assert_eq!(kind(&i), FunctionErrorKind::Throttled, "{:?}", i.result);
     assert!(!i.poisoned, "it completed, so the context is still clean");
+}
+
+#[test]
+fn crypto_is_importable_and_requirable_and_native() {
+    // A 2.0 file: imports first, `handler` declared but not exported (as CloudFront loads it).
+    let i = run("import crypto from 'crypto';\n\
+         function handler(e) {\n\
+           return {\n\
+             sha: crypto.createHash('sha256').update('abc').digest('hex'),\n\
+             hmac: crypto.createHmac('sha256', 'Jefe').update('what do ya ').update('want for nothing?').digest('base64url'),\n\
+             md5: crypto.createHash('md5').update('abc').digest('base64'),\n\
+             raw: crypto.createHash('sha1').update('abc').digest().length\n\
+           };\n\
+         }");
+    assert_eq!(
+        i.result.unwrap(),
+        Some(json!({
+            "sha": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "hmac": "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM",
+            "md5": "kAFQmDzST7DWlj99KOF/cg==",
+            "raw": 20
+        }))
+    );
+    let i = run("var crypto = require('crypto');\n\
+         function handler(e) { return crypto.createHash('sha1').update('abc').digest('hex'); }");
+    assert_eq!(
+        i.result.unwrap(),
+        Some(json!("a9993e364706816aba3e25717850c26c9cd0d89d"))
+    );
+    let i = run("export function handler(e) { return require('crypto').createHash('nope'); }");
+    assert_eq!(kind(&i), FunctionErrorKind::Execution);
+}
+
+#[test]
+fn atob_and_btoa_work_on_binary_strings() {
+    let i = run(
+        "function handler(e) { return [btoa('hello'), atob('aGVsbG8='), atob(btoa('\\u00ff\\u0000'))\
+         .charCodeAt(0), atob('eyJhbGciOiJIUzI1NiJ9')]; }",
+    );
+    assert_eq!(
+        i.result.unwrap(),
+        Some(json!(["aGVsbG8=", "hello", 255, "{\"alg\":\"HS256\"}"]))
+    );
+    let i = run("function handler(e) { return btoa('\\u0100'); }");
+    assert_eq!(kind(&i), FunctionErrorKind::Execution);
 }

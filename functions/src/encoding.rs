@@ -1,0 +1,88 @@
+//! Hex and base64 (standard and URL-safe), native for the host modules and the event contract.
+
+const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+/// Base64 of `bytes`: with `=` padding or without, standard or URL-safe alphabet (Node's
+/// `base64url` has no padding).
+pub fn base64(bytes: &[u8], pad: bool, url_safe: bool) -> String {
+    let alphabet = if url_safe { URL_SAFE } else { STANDARD };
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        let chars = chunk.len() + 1;
+        for i in 0..4 {
+            if i < chars {
+                out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else if pad {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decode base64 in either alphabet, with or without padding; `None` on anything else.
+pub fn base64_decode_lenient(text: &str) -> Option<Vec<u8>> {
+    let trimmed = text.trim_end_matches('=');
+    if text.len() - trimmed.len() > 2 || trimmed.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in trimmed.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_round_trip() {
+        assert_eq!(hex(&[0, 15, 255]), "000fff");
+        assert_eq!(base64(b"hello", true, false), "aGVsbG8=");
+        assert_eq!(base64(b"hi", true, false), "aGk=");
+        assert_eq!(base64(&[0xfb, 0xff], false, true), "-_8");
+        assert_eq!(base64(&[0xfb, 0xff], true, false), "+/8=");
+        for data in [&b""[..], b"a", b"ab", b"abc", b"abcd", &[0xff, 0xfe, 0x00]] {
+            for (pad, url) in [(true, false), (false, true), (false, false)] {
+                let text = base64(data, pad, url);
+                assert_eq!(base64_decode_lenient(&text).unwrap(), data, "{text}");
+            }
+        }
+        assert!(base64_decode_lenient("a").is_none());
+        assert!(base64_decode_lenient("a$b=").is_none());
+    }
+}

@@ -1,0 +1,219 @@
+//! Host modules of the fast tier, native where the work is: `crypto` hashing and HMAC (md5, sha1,
+//! sha256, sha512; digests as hex, base64, base64url or raw bytes), `atob`/`btoa`, `require`,
+//! and a module loader so a 2.0 file may begin with `import crypto from 'crypto'`.
+//!
+//! The JavaScript side is a small prelude that only collects `update()` chunks; every byte of
+//! hashing and encoding happens in Rust.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use boa_engine::module::{ModuleLoader, Referrer};
+use boa_engine::object::builtins::JsUint8Array;
+use boa_engine::{
+    Context, JsNativeError, JsResult, JsString, JsValue, Module, NativeFunction, Source, js_string,
+};
+use hmac::{Hmac, Mac};
+use sha2::Digest;
+
+/// The modules `import` and `require` can name.
+pub const MODULES: &[&str] = &["crypto"];
+
+/// Resolves `import x from 'crypto'` to the host modules; anything else is refused.
+#[derive(Default)]
+pub struct HostModules {
+    modules: RefCell<HashMap<String, Module>>,
+}
+
+impl ModuleLoader for HostModules {
+    async fn load_imported_module(
+        self: Rc<Self>,
+        _referrer: Referrer,
+        request: boa_engine::module::ModuleRequest,
+        _context: &RefCell<&mut Context>,
+    ) -> JsResult<Module> {
+        let name = request.specifier().to_std_string_escaped();
+        self.modules.borrow().get(&name).cloned().ok_or_else(|| {
+            JsNativeError::typ()
+                .with_message(format!(
+                    "Cannot find module '{name}' (available: {})",
+                    MODULES.join(", ")
+                ))
+                .into()
+        })
+    }
+}
+
+/// The JavaScript half of the host modules: objects whose methods call the natives below.
+const PRELUDE: &str = r#"
+(function () {
+    function Hash(alg, key) { this._alg = alg; this._key = key; this._parts = []; }
+    Hash.prototype.update = function (data) { this._parts.push(String(data)); return this; };
+    Hash.prototype.digest = function (encoding) {
+        return __verge_digest(this._alg, this._key, this._parts, encoding);
+    };
+    var algorithms = ['md5', 'sha1', 'sha256', 'sha512'];
+    function checked(alg) {
+        alg = String(alg);
+        if (algorithms.indexOf(alg) < 0) { throw new Error('Digest method not supported: ' + alg); }
+        return alg;
+    }
+    var crypto = Object.freeze({
+        createHash: function (alg) { return new Hash(checked(alg), undefined); },
+        createHmac: function (alg, key) { return new Hash(checked(alg), String(key)); }
+    });
+    var modules = { crypto: crypto };
+    Object.defineProperty(globalThis, '__verge_modules', { value: modules });
+    Object.defineProperty(globalThis, 'require', {
+        value: function (name) {
+            if (Object.prototype.hasOwnProperty.call(modules, name)) { return modules[name]; }
+            throw new Error("Cannot find module '" + name + "'");
+        }
+    });
+})();
+"#;
+
+fn type_error(message: impl Into<String>) -> boa_engine::JsError {
+    JsNativeError::typ().with_message(message.into()).into()
+}
+
+fn string_arg(args: &[JsValue], i: usize, ctx: &mut Context) -> JsResult<Option<String>> {
+    match args.get(i) {
+        None => Ok(None),
+        Some(v) if v.is_undefined() || v.is_null() => Ok(None),
+        Some(v) => Ok(Some(v.to_string(ctx)?.to_std_string_escaped())),
+    }
+}
+
+fn hash_bytes(alg: &str, key: Option<&[u8]>, data: &[u8]) -> JsResult<Vec<u8>> {
+    macro_rules! run {
+        ($hash:ty) => {
+            match key {
+                None => Ok(<$hash>::digest(data).to_vec()),
+                Some(key) => {
+                    let mut mac = <Hmac<$hash> as Mac>::new_from_slice(key)
+                        .map_err(|e| type_error(format!("invalid HMAC key: {e}")))?;
+                    mac.update(data);
+                    Ok(mac.finalize().into_bytes().to_vec())
+                }
+            }
+        };
+    }
+    match alg {
+        "md5" => run!(md5::Md5),
+        "sha1" => run!(sha1::Sha1),
+        "sha256" => run!(sha2::Sha256),
+        "sha512" => run!(sha2::Sha512),
+        other => Err(type_error(format!(
+            "Digest method not supported: {other} (use md5, sha1, sha256 or sha512)"
+        ))),
+    }
+}
+
+/// `__verge_digest(alg, key, parts, encoding)`.
+fn digest(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let alg = string_arg(args, 0, ctx)?.unwrap_or_default();
+    let key = string_arg(args, 1, ctx)?;
+    let mut data = Vec::new();
+    if let Some(parts) = args.get(2).and_then(JsValue::as_object) {
+        let len = parts.get(js_string!("length"), ctx)?.to_length(ctx)?;
+        for i in 0..len {
+            let part = parts.get(i, ctx)?.to_string(ctx)?;
+            data.extend_from_slice(part.to_std_string_escaped().as_bytes());
+        }
+    }
+    let bytes = hash_bytes(&alg, key.as_deref().map(str::as_bytes), &data)?;
+    let encoded = match string_arg(args, 3, ctx)?.as_deref() {
+        Some("hex") => crate::encoding::hex(&bytes),
+        Some("base64") => crate::encoding::base64(&bytes, true, false),
+        Some("base64url") => crate::encoding::base64(&bytes, false, true),
+        None => {
+            let array = JsUint8Array::from_iter(bytes, ctx)?;
+            return Ok(array.into());
+        }
+        Some(other) => return Err(type_error(format!("unknown digest encoding `{other}`"))),
+    };
+    Ok(JsString::from(encoded).into())
+}
+
+/// `btoa(binaryString)`.
+fn btoa(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let text = args.first().cloned().unwrap_or_default().to_string(ctx)?;
+    let mut bytes = Vec::with_capacity(text.len());
+    for unit in text.iter() {
+        let byte = u8::try_from(unit)
+            .map_err(|_| type_error("btoa: the string has characters outside Latin-1"))?;
+        bytes.push(byte);
+    }
+    Ok(JsString::from(crate::encoding::base64(&bytes, true, false)).into())
+}
+
+/// `atob(base64)`.
+fn atob(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let text = args
+        .first()
+        .cloned()
+        .unwrap_or_default()
+        .to_string(ctx)?
+        .to_std_string_escaped();
+    let cleaned: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let bytes = crate::encoding::base64_decode_lenient(&cleaned)
+        .ok_or_else(|| type_error("atob: the string is not valid base64"))?;
+    let units: Vec<u16> = bytes.into_iter().map(u16::from).collect();
+    Ok(JsString::from(&units[..]).into())
+}
+
+/// Register the natives and run the prelude; then make the modules importable.
+pub fn install(ctx: &mut Context, loader: &HostModules) -> JsResult<()> {
+    ctx.register_global_callable(
+        js_string!("__verge_digest"),
+        4,
+        NativeFunction::from_fn_ptr(digest),
+    )?;
+    ctx.register_global_callable(js_string!("btoa"), 1, NativeFunction::from_fn_ptr(btoa))?;
+    ctx.register_global_callable(js_string!("atob"), 1, NativeFunction::from_fn_ptr(atob))?;
+    ctx.eval(Source::from_bytes(PRELUDE))?;
+    let modules = ctx
+        .global_object()
+        .get(js_string!("__verge_modules"), ctx)?;
+    let modules = modules
+        .as_object()
+        .ok_or_else(|| type_error("host modules missing"))?;
+    for name in MODULES {
+        let value = modules.get(JsString::from(*name), ctx)?;
+        loader.modules.borrow_mut().insert(
+            (*name).to_owned(),
+            Module::from_value_as_default(value, ctx),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_match_known_vectors() {
+        let hex = |alg, key: Option<&[u8]>, data: &[u8]| {
+            crate::encoding::hex(&hash_bytes(alg, key, data).unwrap())
+        };
+        assert_eq!(hex("md5", None, b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(
+            hex("sha1", None, b"abc"),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(
+            hex("sha256", None, b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(hex("sha512", None, b"abc").starts_with("ddaf35a193617aba"));
+        // RFC 4231 test case 2.
+        assert_eq!(
+            hex("sha256", Some(b"Jefe"), b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert!(hash_bytes("sha3", None, b"").is_err());
+    }
+}
