@@ -291,6 +291,8 @@ pub struct FunctionDef {
     pub kvs: Option<Arc<KvsDef>>,
     /// CPU time per invocation (fast tier).
     pub budget: Duration,
+    /// Refuse fast-tier code over CloudFront's 10 KB (on by default).
+    pub enforce_size_limit: bool,
     /// Where `code` was written, for errors the JS loader finds.
     pub pos: Pos,
 }

@@ -113,6 +113,7 @@ pub struct RawFunction {
     pub code: Spanned<String>,
     pub kvs: Option<Spanned<String>>,
     pub budget: Option<Spanned<String>>,
+    pub enforce_size_limit: Option<bool>,
 }
 
 /// `[kvs.NAME]`

@@ -511,6 +511,7 @@ fn function(
         code: Arc::from(code),
         kvs: store,
         budget,
+        enforce_size_limit: raw.enforce_size_limit.unwrap_or(true),
         pos: c.pos(&raw.code),
     })
 }

@@ -62,6 +62,9 @@ pub struct BehaviorRoute {
     pub requests: RequestCounters,
 }
 
+/// CloudFront's function size quota (10 KB).
+const MAX_CODE_BYTES: usize = 10 * 1024;
+
 /// How long loading one function may take when a configuration is checked.
 const LOAD_CHECK_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -70,6 +73,20 @@ const LOAD_CHECK_DEADLINE: Duration = Duration::from_secs(2);
 fn check_functions(config: &Config, errors: &mut Vec<ConfigError>) {
     for (name, f) in &config.functions {
         if f.runtime == Runtime::LambdaEdge {
+            continue;
+        }
+        if f.enforce_size_limit && f.code.len() > MAX_CODE_BYTES {
+            errors.push(ConfigError::new(
+                &config.file,
+                f.pos,
+                format!("functions.{name}.code"),
+                format!(
+                    "{} is {} bytes; CloudFront Functions allow {MAX_CODE_BYTES} \
+                     (set enforce_size_limit = false to lift the limit)",
+                    f.code_path.display(),
+                    f.code.len()
+                ),
+            ));
             continue;
         }
         if f.kvs.is_some() {

@@ -460,3 +460,105 @@ async fn a_failing_viewer_response_function_gets_its_cloudfront_error() {
         assert!(r.text().contains(r.header("x-verge-request-id")), "{path}");
     }
 }
+
+/// An HS256 token signed with `secret`, built in Rust (independently of the function).
+fn jwt(secret: &str, claims: serde_json::Value) -> String {
+    use hmac::Mac;
+    let b64 = |bytes: &[u8]| verge_functions::encoding::base64(bytes, false, true);
+    let input = format!(
+        "{}.{}",
+        b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(claims.to_string().as_bytes())
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(input.as_bytes());
+    format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_hs256_example_accepts_good_tokens_and_refuses_the_rest() {
+    let o = origin().name("o").run().await;
+    let code = std::fs::read_to_string("examples/functions/viewer-request-jwt.js").unwrap();
+    let p = with_functions(&o, &[("/echo/*", "jwt", &code)]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let call = |token: Option<String>| {
+        let addr = p.addr;
+        async move {
+            let mut req = http::Request::get("/echo/private");
+            if let Some(t) = token {
+                req = req.header("authorization", format!("Bearer {t}"));
+            }
+            let req = req
+                .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+                    bytes::Bytes::new(),
+                )))
+                .unwrap();
+            crate::support::request(addr, req).await
+        }
+    };
+    let good = jwt(
+        "change-me",
+        serde_json::json!({"sub": "alice", "exp": now + 600}),
+    );
+    let r = call(Some(good)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["headers"]["x-jwt-sub"], "alice");
+    for (token, why) in [
+        (None, "missing token"),
+        (Some("not-a-jwt".to_owned()), "malformed token"),
+        (
+            Some(jwt("wrong-secret", serde_json::json!({"sub": "eve"}))),
+            "bad signature",
+        ),
+        (
+            Some(jwt(
+                "change-me",
+                serde_json::json!({"sub": "bob", "exp": now - 10}),
+            )),
+            "expired",
+        ),
+        (
+            Some(jwt(
+                "change-me",
+                serde_json::json!({"sub": "bob", "nbf": now + 600}),
+            )),
+            "not yet valid",
+        ),
+    ] {
+        let r = call(token).await;
+        assert_eq!(r.status, 401, "{why}");
+        assert!(
+            r.header("www-authenticate").contains(why),
+            "{why}: {}",
+            r.header("www-authenticate")
+        );
+        assert_eq!(r.header("x-cache"), "FunctionGeneratedResponse from verge");
+    }
+    assert_eq!(o.hits(), 1, "only the good token reached the origin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn code_over_ten_kilobytes_is_refused_unless_the_limit_is_lifted() {
+    let o = origin().name("o").run().await;
+    let big = format!(
+        "// {}\nfunction handler(e) {{ return e.request; }}\n",
+        "x".repeat(11 * 1024)
+    );
+    let p = with_functions(&o, &[("/echo/*", "v", AB_HEADERS)]).await;
+    p.write("v.js", &big);
+    let e = p.state.reload("test").unwrap_err().to_string();
+    assert!(
+        e.contains("functions.v.code: ") && e.contains("CloudFront Functions allow 10240"),
+        "{e}"
+    );
+    let config = std::fs::read_to_string(p.config_path()).unwrap();
+    p.reload_with(&config.replace(
+        "code = \"v.js\"",
+        "code = \"v.js\"\nenforce_size_limit = false",
+    ))
+    .unwrap();
+    assert_eq!(p.get("/echo/x").await.status, 200);
+}

@@ -15,6 +15,7 @@ fn inv(query: &str, headers: &[(&str, &str)]) -> Invocation {
             code: Arc::from(""),
             kvs: None,
             budget: std::time::Duration::from_millis(1),
+            enforce_size_limit: true,
             pos: Pos::START,
         }),
         hook: Hook::ViewerRequest,

@@ -14,6 +14,7 @@ fn def(name: &str, code: &str) -> Arc<FunctionDef> {
         code: Arc::from(code),
         kvs: None,
         budget: Duration::from_millis(1),
+        enforce_size_limit: true,
         pos: Pos::START,
     })
 }
