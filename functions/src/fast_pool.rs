@@ -57,6 +57,8 @@ pub struct Reply {
     pub result: Result<Outcome, FunctionError>,
     /// CPU used, percent of the function's budget (CloudFront's compute utilization).
     pub utilization: u32,
+    /// `console.log` lines, at most 10 KB.
+    pub logs: Vec<String>,
 }
 
 struct Task {
@@ -144,12 +146,14 @@ impl FastPool {
                 return Reply {
                     result: Err(throttled("no fast-tier capacity: the queue is full")),
                     utilization: 0,
+                    logs: Vec::new(),
                 };
             }
             Err(TrySendError::Disconnected(_)) => {
                 return Reply {
                     result: Err(execution("the fast tier is shut down")),
                     utilization: 0,
+                    logs: Vec::new(),
                 };
             }
         }
@@ -158,6 +162,7 @@ impl FastPool {
             Ok(Err(_)) => Reply {
                 result: Err(execution("the function's worker stopped without answering")),
                 utilization: 0,
+                logs: Vec::new(),
             },
             Err(_) => Reply {
                 result: Err(throttled(format!(
@@ -165,6 +170,7 @@ impl FastPool {
                     self.shared.config.reply_deadline
                 ))),
                 utilization: 100,
+                logs: Vec::new(),
             },
         }
     }
@@ -314,6 +320,7 @@ fn run(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
             Reply {
                 result: Err(execution("the JavaScript engine failed on this function")),
                 utilization: 0,
+                logs: Vec::new(),
             }
         }
     }
@@ -330,6 +337,7 @@ fn run_inner(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
                     other.key()
                 ))),
                 utilization: 0,
+                logs: Vec::new(),
             };
         }
     };
@@ -339,6 +347,7 @@ fn run_inner(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
             return Reply {
                 result: Err(e),
                 utilization: 0,
+                logs: Vec::new(),
             };
         }
     };
@@ -353,6 +362,7 @@ fn run_inner(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
     Reply {
         result,
         utilization: invoked.utilization,
+        logs: invoked.logs,
     }
 }
 

@@ -63,6 +63,25 @@ const PRELUDE: &str = r#"
         createHash: function (alg) { return new Hash(checked(alg), undefined); },
         createHmac: function (alg, key) { return new Hash(checked(alg), String(key)); }
     });
+    // console.log: captured per invocation, at most 10 KB (CloudFront's per-run log limit).
+    var logs = [];
+    var logged = 0;
+    function log(message) {
+        var line = String(message);
+        if (logged + line.length > 10240) {
+            line = line.slice(0, Math.max(0, 10240 - logged));
+            if (!line.length) { return; }
+        }
+        logged += line.length;
+        logs.push(line);
+    }
+    Object.defineProperty(globalThis, '__verge_take_logs', {
+        value: function () { var out = logs.slice(); logs.length = 0; logged = 0; return out; }
+    });
+    Object.defineProperty(globalThis, 'console', {
+        value: Object.freeze({ log: log, info: log, warn: log, error: log }),
+        writable: true, configurable: true
+    });
     var modules = { crypto: crypto };
     Object.defineProperty(globalThis, '__verge_modules', { value: modules });
     Object.defineProperty(globalThis, 'require', {

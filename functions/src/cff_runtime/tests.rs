@@ -173,3 +173,25 @@ fn atob_and_btoa_work_on_binary_strings() {
     let i = run("function handler(e) { return btoa('\\u0100'); }");
     assert_eq!(kind(&i), FunctionErrorKind::Execution);
 }
+
+#[test]
+fn console_log_is_captured_per_invocation_and_capped() {
+    let mut f = LoadedFunction::load(
+        "function handler(e) { console.log('uri ' + e.request.uri); console.log({a: 1}); return 1; }",
+    )
+    .unwrap();
+    let i = f.invoke(&json!({"request": {"uri": "/x"}}), BUDGET);
+    assert_eq!(
+        i.logs,
+        vec!["uri /x".to_owned(), "[object Object]".to_owned()]
+    );
+    // The buffer starts empty for the next invocation.
+    let i = f.invoke(&json!({"request": {"uri": "/y"}}), BUDGET);
+    assert_eq!(i.logs[0], "uri /y");
+    assert_eq!(i.logs.len(), 2);
+    let i = run(
+        "function handler(e) { var s = 'x'.repeat(4000); for (var k = 0; k < 10; k++) { console.log(s); } return 1; }",
+    );
+    let total: usize = i.logs.iter().map(String::len).sum();
+    assert_eq!(total, 10240);
+}

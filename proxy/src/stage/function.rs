@@ -67,6 +67,14 @@ fn apply_request_edits(req: &mut RequestHeader, edits: Edits) -> Result<(), Stri
     Ok(())
 }
 
+/// The function's `console.log` lines, into verge's log with the request id (as CloudFront
+/// prefixes each line with it).
+fn emit_logs(f: &FunctionDef, request_id: &str, lines: &[String]) {
+    for line in lines {
+        tracing::info!(target: "verge::function", request_id, function = %f.name, "{line}");
+    }
+}
+
 fn count(state: &ProxyState, f: &FunctionDef, result: &str, utilization: u32) {
     state
         .metrics
@@ -122,6 +130,7 @@ pub async fn viewer_request(
     };
     let reply = state.functions.invoke(invocation, f.budget).await;
     ctx.compute_utilization = Some(reply.utilization);
+    emit_logs(&f, &ctx.request_id, &reply.logs);
     let failure = match reply.result {
         Ok(Outcome::Continue(edits)) => {
             match apply_request_edits(session.req_header_mut(), edits) {
@@ -210,6 +219,7 @@ pub async fn viewer_response(
     };
     let reply = state.functions.invoke(invocation, f.budget).await;
     ctx.compute_utilization = Some(reply.utilization);
+    emit_logs(&f, &ctx.request_id, &reply.logs);
     let failure = match reply.result {
         Ok(Outcome::Continue(edits)) => match apply_response_edits(response, edits) {
             Ok(None) => {
