@@ -12,5 +12,6 @@ fn main() -> ExitCode {
     match args.command.unwrap_or_default() {
         cli::Command::Serve(serve) => cli::serve::run(serve),
         cli::Command::Validate(validate) => cli::validate::run(&validate),
+        cli::Command::TestFunction(test) => cli::test_function::run(&test),
     }
 }

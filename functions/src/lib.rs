@@ -17,6 +17,7 @@ pub mod fast_pool;
 pub mod host;
 mod invocation;
 mod outcome;
+pub mod test_function;
 
 pub use fast_pool::{FastPool, PoolConfig, Reply};
 pub use invocation::{HeaderList, Invocation, RequestSnapshot, ResponseSnapshot};

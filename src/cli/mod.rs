@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod logging;
 pub mod serve;
+pub mod test_function;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check a configuration file; prints one `FILE:LINE:COL: field.path: message` per error.
     Validate(ValidateArgs),
+    /// Run a function on an event file offline; prints AWS TestFunction's fields as JSON, plus
+    /// `ValidationErrors` (what production would reject).
+    TestFunction(TestFunctionArgs),
 }
 
 impl Default for Command {
@@ -50,6 +54,26 @@ pub struct ServeArgs {
     /// watching off (SIGHUP still reloads).
     #[arg(long, default_value_t = 500)]
     pub watch_interval_ms: u64,
+}
+
+/// `verge test-function`
+#[derive(Debug, Args)]
+pub struct TestFunctionArgs {
+    /// The function's JavaScript file.
+    #[arg(long)]
+    pub function: PathBuf,
+    /// The event (JSON, the CloudFront Functions event shape).
+    #[arg(long)]
+    pub event: PathBuf,
+    /// cloudfront-js-1.0, cloudfront-js-2.0 or lambda-edge.
+    #[arg(long, default_value = "cloudfront-js-2.0")]
+    pub runtime: String,
+    /// A CloudFront KeyValueStore import file for the function.
+    #[arg(long)]
+    pub kvs: Option<PathBuf>,
+    /// CPU budget, e.g. "900us" (at most 1ms).
+    #[arg(long, default_value = "900us")]
+    pub budget: String,
 }
 
 /// `verge validate`

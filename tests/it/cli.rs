@@ -210,3 +210,77 @@ async fn the_binary_serves_tls_with_http2_and_reloads_certificates() {
     .await;
     assert!(renewed.is_some(), "the renewed certificate was not served");
 }
+
+#[test]
+fn test_function_prints_aws_fields_and_validation_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |code: &str| {
+        let f = dir.path().join("f.js");
+        std::fs::write(&f, code).unwrap();
+        let out = std::process::Command::new(crate::support::binary::exe())
+            .args(["test-function", "--function"])
+            .arg(&f)
+            .args(["--event", "tests/fixtures/events/viewer-request.json"])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The bundled example function, unmodified.
+    let code = std::fs::read_to_string("examples/functions/viewer-request-ab.js").unwrap();
+    let (status, out, err) = run(&code);
+    assert_eq!(status, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["FunctionErrorMessage"], "");
+    assert!(
+        v["ComputeUtilization"]
+            .as_str()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+            <= 100
+    );
+    let output: serde_json::Value =
+        serde_json::from_str(v["FunctionOutput"].as_str().unwrap()).unwrap();
+    assert_eq!(output["request"]["uri"], "/app/index.html");
+    assert_eq!(output["request"]["headers"]["x-ab-bucket"]["value"], "b");
+    assert_eq!(
+        output["request"]["headers"]["true-client-ip"]["value"],
+        "203.0.113.50"
+    );
+    assert_eq!(
+        output["request"]["querystring"]["lang"]["multiValue"][1]["value"],
+        "de"
+    );
+    assert_eq!(v["ValidationErrors"], serde_json::json!([]));
+
+    let (status, out, _) = run(
+        "function handler(e) { console.log('hi'); e.request.headers['x-forwarded-proto'] = {value: 'http'}; return e.request; }",
+    );
+    assert_eq!(status, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["FunctionExecutionLogs"], serde_json::json!(["hi"]));
+    assert!(
+        v["ValidationErrors"][0]
+            .as_str()
+            .unwrap()
+            .contains("x-forwarded-proto")
+    );
+
+    let (status, out, _) = run("function handler(e) { throw new Error('broken'); }");
+    assert_eq!(status, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["FunctionErrorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("broken")
+    );
+
+    let (status, _, err) = run("function handler(e {");
+    assert_eq!(status, 64);
+    assert!(err.contains("syntax error"), "{err}");
+}

@@ -1,0 +1,377 @@
+//! `verge test-function`: run a CloudFront Function on an event file, offline, and report what
+//! AWS's `TestFunction` reports (`ComputeUtilization`, `FunctionExecutionLogs`,
+//! `FunctionErrorMessage`, `FunctionOutput`) — plus `ValidationErrors`: what production would
+//! reject (a read-only header changed, a disallowed header set, …), which AWS's own test misses.
+//!
+//! Event files are accepted as people write them for AWS: `multivalue` spelled lowercase,
+//! `context` fields missing, `cookies`/`querystring` omitted.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use verge_config::{FunctionDef, Hook, Pos, Runtime};
+
+use crate::cff_event;
+use crate::cff_runtime::LoadedFunction;
+use crate::invocation::{HeaderList, Invocation, RequestSnapshot, ResponseSnapshot};
+use crate::outcome::Outcome;
+
+/// What `verge test-function` prints, with AWS's field names.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct TestResult {
+    /// Percent of the budget used, as a string ("0"–"100").
+    pub compute_utilization: String,
+    /// `console.log` lines.
+    pub function_execution_logs: Vec<String>,
+    /// "" on success.
+    pub function_error_message: String,
+    /// A string holding JSON: `{"request":…}` or `{"response":…}`; "" when the function failed.
+    pub function_output: String,
+    /// What production would reject in the returned value.
+    pub validation_errors: Vec<String>,
+}
+
+/// Rename `multivalue` keys to `multiValue` everywhere (the aws-samples fixtures use the former).
+fn normalize(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(v) = map.remove("multivalue") {
+                map.entry("multiValue").or_insert(v);
+            }
+            for v in map.values_mut() {
+                normalize(v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize),
+        _ => {}
+    }
+}
+
+/// `name → {value, multiValue?}` back to ordered pairs.
+fn pairs(map: Option<&Value>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Some(Value::Object(map)) = map else {
+        return out;
+    };
+    for (name, entry) in map {
+        match entry.get("multiValue") {
+            Some(Value::Array(items)) => {
+                for item in items {
+                    if let Some(v) = item.get("value").and_then(Value::as_str) {
+                        out.push((name.clone(), v.to_owned()));
+                    }
+                }
+            }
+            _ => {
+                let v = entry.get("value").and_then(Value::as_str).unwrap_or("");
+                out.push((name.clone(), v.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+fn header_list(map: Option<&Value>) -> HeaderList {
+    pairs(map)
+        .into_iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.into_bytes()))
+        .collect()
+}
+
+/// The request (and response) an event describes, as the proxy would have snapshotted them.
+fn snapshots(event: &Value) -> (Hook, RequestSnapshot, Option<ResponseSnapshot>) {
+    let request = &event["request"];
+    let querystring = match request.get("querystring") {
+        Some(Value::String(raw)) => raw.clone(),
+        other => pairs(other)
+            .into_iter()
+            .map(|(n, v)| if v.is_empty() { n } else { format!("{n}={v}") })
+            .collect::<Vec<_>>()
+            .join("&"),
+    };
+    let mut headers = header_list(request.get("headers"));
+    let cookies = pairs(request.get("cookies"));
+    if !cookies.is_empty() {
+        let line = cookies
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        headers.push(("cookie".into(), line.into_bytes()));
+    }
+    let snapshot = RequestSnapshot {
+        method: request["method"].as_str().unwrap_or("GET").to_owned(),
+        uri: request["uri"].as_str().unwrap_or("/").to_owned(),
+        querystring,
+        headers,
+        client_ip: event["viewer"]["ip"]
+            .as_str()
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+    };
+    let response = event.get("response").filter(|r| r.is_object()).map(|r| {
+        let mut headers = header_list(r.get("headers"));
+        if let Some(Value::Object(cookies)) = r.get("cookies") {
+            for (name, c) in cookies {
+                let value = c.get("value").and_then(Value::as_str).unwrap_or("");
+                let attributes = c.get("attributes").and_then(Value::as_str).unwrap_or("");
+                let line = if attributes.is_empty() {
+                    format!("{name}={value}")
+                } else {
+                    format!("{name}={value}; {attributes}")
+                };
+                headers.push(("set-cookie".into(), line.into_bytes()));
+            }
+        }
+        ResponseSnapshot {
+            status: r["statusCode"].as_u64().map_or(200, |s| s as u16),
+            headers,
+        }
+    });
+    let hook = match event["context"]["eventType"].as_str() {
+        Some("viewer-response") => Hook::ViewerResponse,
+        Some(_) => Hook::ViewerRequest,
+        None if response.is_some() => Hook::ViewerResponse,
+        None => Hook::ViewerRequest,
+    };
+    (hook, snapshot, response)
+}
+
+/// Fill what AWS test events may leave out, so the function sees a complete event.
+fn complete(event: &mut Value, hook: Hook) {
+    let Value::Object(map) = event else { return };
+    map.entry("version").or_insert(json!("1.0"));
+    let context = map
+        .entry("context")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(context) = context {
+        context
+            .entry("distributionDomainName")
+            .or_insert(json!("verge.local"));
+        context.entry("distributionId").or_insert(json!("VERGE"));
+        context
+            .entry("requestId")
+            .or_insert(json!("verge-test-function"));
+        context.entry("eventType").or_insert(json!(match hook {
+            Hook::ViewerResponse => "viewer-response",
+            _ => "viewer-request",
+        }));
+    }
+    if let Some(Value::Object(request)) = map.get_mut("request") {
+        request.entry("querystring").or_insert(json!({}));
+        request.entry("headers").or_insert(json!({}));
+        request.entry("cookies").or_insert(json!({}));
+    }
+}
+
+/// Run `source` on `event` (JSON text) within `budget`.
+pub fn test_function(
+    source: &str,
+    runtime: Runtime,
+    event: &str,
+    budget: Duration,
+) -> Result<TestResult, String> {
+    if runtime == Runtime::LambdaEdge {
+        return Err("lambda-edge events are not supported by this build yet".into());
+    }
+    let mut event: Value =
+        serde_json::from_str(event).map_err(|e| format!("the event is not JSON: {e}"))?;
+    if !event.is_object() || !event["request"].is_object() {
+        return Err("the event needs a `request` object (CloudFront Functions event shape)".into());
+    }
+    normalize(&mut event);
+    let (hook, request, response) = snapshots(&event);
+    complete(&mut event, hook);
+    let invocation = Invocation {
+        function: Arc::new(FunctionDef {
+            name: "test".into(),
+            runtime,
+            code_path: "function.js".into(),
+            code: Arc::from(source),
+            kvs: None,
+            budget,
+            enforce_size_limit: true,
+            pos: Pos::START,
+        }),
+        hook,
+        request_id: event["context"]["requestId"]
+            .as_str()
+            .unwrap_or("verge-test-function")
+            .to_owned(),
+        request,
+        response,
+    };
+    let mut function = LoadedFunction::load(source).map_err(|e| e.0)?;
+    let invoked = function.invoke(&event, budget);
+    let mut result = TestResult {
+        compute_utilization: invoked.utilization.to_string(),
+        function_execution_logs: invoked.logs,
+        function_error_message: String::new(),
+        function_output: String::new(),
+        validation_errors: Vec::new(),
+    };
+    let returned = match invoked.result {
+        Ok(returned) => returned,
+        Err(e) => {
+            result.function_error_message = e.message;
+            return Ok(result);
+        }
+    };
+    let is_response = hook == Hook::ViewerResponse
+        || returned
+            .as_ref()
+            .is_some_and(|r| r.get("statusCode").is_some());
+    let key = if is_response { "response" } else { "request" };
+    let mut output = returned.clone().unwrap_or(Value::Null);
+    if let Value::Object(o) = &mut output {
+        o.entry("cookies").or_insert(json!({}));
+    }
+    result.function_output = json!({ key: output }).to_string();
+    // The production rules, checked against the event as the proxy would have built it.
+    let canonical = match hook {
+        Hook::ViewerResponse => cff_event::viewer_response_event(&invocation),
+        _ => cff_event::viewer_request_event(&invocation),
+    };
+    let checked = match hook {
+        Hook::ViewerResponse => {
+            cff_event::viewer_response_outcome(&invocation, &canonical, returned)
+        }
+        _ => cff_event::viewer_request_outcome(&invocation, &canonical, returned),
+    };
+    match checked {
+        Ok(Outcome::Continue(_) | Outcome::Respond(_)) => {}
+        Err(e) => result.validation_errors.push(e.message),
+    }
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BUDGET: Duration = Duration::from_millis(1);
+
+    const AWS_EVENT: &str = r#"{
+      "version": "1.0",
+      "context": {"eventType": "viewer-request"},
+      "viewer": {"ip": "198.51.100.11"},
+      "request": {
+        "method": "GET", "uri": "/media/index.mpd",
+        "querystring": {"ID": {"value": "42"}, "mv": {"value": "a", "multivalue": [{"value": "a"}, {"value": "b"}]}},
+        "headers": {"host": {"value": "video.example.com"}},
+        "cookies": {"id": {"value": "CookieIdValue"}}
+      }
+    }"#;
+
+    #[test]
+    fn aws_style_events_run_and_report_like_test_function() {
+        let r = test_function(
+            "function handler(e) { console.log(e.request.querystring.mv.multiValue.length + ' ' + e.context.requestId); \
+             e.request.headers['x-a'] = {value: '1'}; return e.request; }",
+            Runtime::CloudfrontJs2,
+            AWS_EVENT,
+            BUDGET,
+        )
+        .unwrap();
+        assert_eq!(r.function_error_message, "");
+        assert_eq!(r.function_execution_logs, vec!["2 verge-test-function"]);
+        let output: Value = serde_json::from_str(&r.function_output).unwrap();
+        assert_eq!(output["request"]["headers"]["x-a"]["value"], "1");
+        assert_eq!(output["request"]["cookies"]["id"]["value"], "CookieIdValue");
+        assert!(r.validation_errors.is_empty(), "{:?}", r.validation_errors);
+        let util: u32 = r.compute_utilization.parse().unwrap();
+        assert!(util <= 100);
+    }
+
+    #[test]
+    fn validation_errors_report_what_production_would_reject() {
+        let r = test_function(
+            "function handler(e) { e.request.headers.host = {value: 'evil'}; return e.request; }",
+            Runtime::CloudfrontJs2,
+            AWS_EVENT,
+            BUDGET,
+        )
+        .unwrap();
+        assert_eq!(r.function_error_message, "");
+        assert_eq!(r.validation_errors.len(), 1);
+        assert!(r.validation_errors[0].contains("`host` is read-only"));
+    }
+
+    #[test]
+    fn execution_errors_fill_the_error_message() {
+        let r = test_function(
+            "function handler(e) { throw new Error('nope'); }",
+            Runtime::CloudfrontJs2,
+            AWS_EVENT,
+            BUDGET,
+        )
+        .unwrap();
+        assert!(r.function_error_message.contains("nope"));
+        assert_eq!(r.function_output, "");
+    }
+
+    #[test]
+    fn viewer_response_events_and_generated_responses_are_keyed_response() {
+        let event = r#"{"context": {"eventType": "viewer-response"}, "viewer": {"ip": "1.2.3.4"},
+            "request": {"method": "GET", "uri": "/"},
+            "response": {"statusCode": 200, "headers": {"via": {"value": "1.1 x"}}}}"#;
+        let r = test_function(
+            "function handler(e) { e.response.headers['x-frame-options'] = {value: 'DENY'}; return e.response; }",
+            Runtime::CloudfrontJs2,
+            event,
+            BUDGET,
+        )
+        .unwrap();
+        let output: Value = serde_json::from_str(&r.function_output).unwrap();
+        assert_eq!(
+            output["response"]["headers"]["x-frame-options"]["value"],
+            "DENY"
+        );
+        assert!(r.validation_errors.is_empty(), "{:?}", r.validation_errors);
+        let r = test_function(
+            "function handler(e) { return {statusCode: 302, headers: {location: {value: '/x'}}}; }",
+            Runtime::CloudfrontJs2,
+            AWS_EVENT,
+            BUDGET,
+        )
+        .unwrap();
+        assert!(
+            r.function_output.starts_with("{\"response\":"),
+            "{}",
+            r.function_output
+        );
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        assert!(
+            test_function("function handler(e){}", Runtime::CloudfrontJs2, "{", BUDGET)
+                .unwrap_err()
+                .contains("not JSON")
+        );
+        assert!(
+            test_function(
+                "function handler(e){}",
+                Runtime::CloudfrontJs2,
+                "{}",
+                BUDGET
+            )
+            .unwrap_err()
+            .contains("request")
+        );
+        assert!(
+            test_function(
+                "function nope(){}",
+                Runtime::CloudfrontJs2,
+                AWS_EVENT,
+                BUDGET
+            )
+            .unwrap_err()
+            .contains("handler")
+        );
+    }
+}
