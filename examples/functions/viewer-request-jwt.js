@@ -1,10 +1,10 @@
-// JWT (HS256) validation at viewer-request, in the style of the AWS samples:
-// 401 for a missing, malformed, badly signed, expired or not-yet-valid token; otherwise the
-// request goes on. (The AWS sample reads the secret from a KeyValueStore; until verge has KVS,
-// the secret sits in the code.)
+// JWT (HS256) validation at viewer-request, in the style of the AWS samples: the secret comes
+// from the function's KeyValueStore (key `jwt.secret`); 401 for a missing, malformed, badly
+// signed, expired or not-yet-valid token; otherwise the request goes on.
+import cf from 'cloudfront';
 import crypto from 'crypto';
 
-var SECRET = 'change-me';
+const kvsHandle = cf.kvs();
 
 function unauthorized(message) {
     return {
@@ -30,7 +30,8 @@ async function handler(event) {
     if (parts.length !== 3) {
         return unauthorized('malformed token');
     }
-    var expected = crypto.createHmac('sha256', SECRET).update(parts[0] + '.' + parts[1]).digest('base64url');
+    var secret = await kvsHandle.get('jwt.secret');
+    var expected = crypto.createHmac('sha256', secret).update(parts[0] + '.' + parts[1]).digest('base64url');
     if (expected !== parts[2]) {
         return unauthorized('bad signature');
     }

@@ -59,6 +59,8 @@ pub struct Reply {
     pub utilization: u32,
     /// `console.log` lines, at most 10 KB.
     pub logs: Vec<String>,
+    /// `cf.logCustomData`, URL-encoded, at most 800 bytes.
+    pub log_data: Option<String>,
 }
 
 struct Task {
@@ -147,6 +149,7 @@ impl FastPool {
                     result: Err(throttled("no fast-tier capacity: the queue is full")),
                     utilization: 0,
                     logs: Vec::new(),
+                    log_data: None,
                 };
             }
             Err(TrySendError::Disconnected(_)) => {
@@ -154,6 +157,7 @@ impl FastPool {
                     result: Err(execution("the fast tier is shut down")),
                     utilization: 0,
                     logs: Vec::new(),
+                    log_data: None,
                 };
             }
         }
@@ -163,6 +167,7 @@ impl FastPool {
                 result: Err(execution("the function's worker stopped without answering")),
                 utilization: 0,
                 logs: Vec::new(),
+                log_data: None,
             },
             Err(_) => Reply {
                 result: Err(throttled(format!(
@@ -171,6 +176,7 @@ impl FastPool {
                 ))),
                 utilization: 100,
                 logs: Vec::new(),
+                log_data: None,
             },
         }
     }
@@ -321,6 +327,7 @@ fn run(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
                 result: Err(execution("the JavaScript engine failed on this function")),
                 utilization: 0,
                 logs: Vec::new(),
+                log_data: None,
             }
         }
     }
@@ -338,6 +345,7 @@ fn run_inner(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
                 ))),
                 utilization: 0,
                 logs: Vec::new(),
+                log_data: None,
             };
         }
     };
@@ -348,21 +356,36 @@ fn run_inner(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
                 result: Err(e),
                 utilization: 0,
                 logs: Vec::new(),
+                log_data: None,
             };
         }
     };
+    crate::kvs::set_current(inv.kvs.clone());
+    crate::host::begin(inv.hook == Hook::ViewerRequest);
     let invoked = function.invoke(&event, budget);
+    let decisions = crate::host::take();
+    crate::kvs::set_current(None);
     if invoked.poisoned {
         loaded.discard(&inv.function);
     }
-    let result = invoked.result.and_then(|json| match inv.hook {
-        Hook::ViewerResponse => cff_event::viewer_response_outcome(inv, &event, json),
-        _ => cff_event::viewer_request_outcome(inv, &event, json),
-    });
+    let result = invoked
+        .result
+        .and_then(|json| match inv.hook {
+            Hook::ViewerResponse => cff_event::viewer_response_outcome(inv, &event, json),
+            _ => cff_event::viewer_request_outcome(inv, &event, json),
+        })
+        .map(|outcome| match outcome {
+            Outcome::Continue(mut edits) => {
+                edits.origin = decisions.origin;
+                Outcome::Continue(edits)
+            }
+            respond => respond,
+        });
     Reply {
         result,
         utilization: invoked.utilization,
         logs: invoked.logs,
+        log_data: decisions.log_data,
     }
 }
 

@@ -1,6 +1,10 @@
 //! Host modules of the fast tier, native where the work is: `crypto` hashing and HMAC (md5, sha1,
-//! sha256, sha512; digests as hex, base64, base64url or raw bytes), `atob`/`btoa`, `require`,
-//! and a module loader so a 2.0 file may begin with `import crypto from 'crypto'`.
+//! sha256, sha512; digests as hex, base64, base64url or raw bytes), `cloudfront` (`kvs()`,
+//! `selectRequestOriginById`, `edgeLocation`, `logCustomData`), `atob`/`btoa`, `console.log`,
+//! `require`, and a module loader so a 2.0 file may begin with `import cf from 'cloudfront'`.
+//!
+//! What one invocation decides through these modules (an origin, custom log data) is collected
+//! in a thread-local record that the worker resets before and reads after each invocation.
 //!
 //! The JavaScript side is a small prelude that only collects `update()` chunks; every byte of
 //! hashing and encoding happens in Rust.
@@ -10,7 +14,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use boa_engine::module::{ModuleLoader, Referrer};
-use boa_engine::object::builtins::JsUint8Array;
+use boa_engine::object::builtins::{JsPromise, JsUint8Array};
 use boa_engine::{
     Context, JsNativeError, JsResult, JsString, JsValue, Module, NativeFunction, Source, js_string,
 };
@@ -18,7 +22,37 @@ use hmac::{Hmac, Mac};
 use sha2::Digest;
 
 /// The modules `import` and `require` can name.
-pub const MODULES: &[&str] = &["crypto"];
+pub const MODULES: &[&str] = &["crypto", "cloudfront"];
+
+/// What one invocation decided through the host modules.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Decisions {
+    /// `cf.selectRequestOriginById(id)`.
+    pub origin: Option<String>,
+    /// `cf.logCustomData(…)`, URL-encoded and cut at 800 bytes; the last call wins.
+    pub log_data: Option<String>,
+    /// Whether origin changes are allowed (viewer-request only).
+    pub origin_allowed: bool,
+}
+
+thread_local! {
+    static DECISIONS: RefCell<Decisions> = RefCell::new(Decisions::default());
+}
+
+/// Start recording the decisions of an invocation.
+pub fn begin(origin_allowed: bool) {
+    DECISIONS.with(|d| {
+        *d.borrow_mut() = Decisions {
+            origin_allowed,
+            ..Decisions::default()
+        }
+    });
+}
+
+/// The decisions of the invocation that just ended.
+pub fn take() -> Decisions {
+    DECISIONS.with(|d| std::mem::take(&mut *d.borrow_mut()))
+}
 
 /// Resolves `import x from 'crypto'` to the host modules; anything else is refused.
 #[derive(Default)]
@@ -82,7 +116,34 @@ const PRELUDE: &str = r#"
         value: Object.freeze({ log: log, info: log, warn: log, error: log }),
         writable: true, configurable: true
     });
-    var modules = { crypto: crypto };
+    // The handle is static (often taken at the top level, at load); the store of the running
+    // invocation is looked up by each call.
+    function kvs() {
+        return Object.freeze({
+            get: function (key, options) {
+                var format = options && options.format !== undefined ? String(options.format) : 'string';
+                return __verge_kvs_get(String(key), format);
+            },
+            exists: function (key) { return __verge_kvs_exists(String(key)); },
+            meta: function () { return __verge_kvs_meta(); }
+        });
+    }
+    var cloudfront = Object.freeze({
+        kvs: kvs,
+        edgeLocation: Object.freeze({ name: 'VRG', serverIp: '127.0.0.1', region: 'local' }),
+        selectRequestOriginById: function (id) { __verge_select_origin(String(id)); },
+        updateRequestOrigin: function () {
+            throw new Error('cf.updateRequestOrigin is not supported by this build of verge yet; ' +
+                'use cf.selectRequestOriginById with an origin from the configuration');
+        },
+        createRequestOriginGroup: function () {
+            throw new Error('cf.createRequestOriginGroup is not supported by this build of verge yet');
+        },
+        logCustomData: function (data) {
+            __verge_log_data(encodeURIComponent(String(data)).slice(0, 800));
+        }
+    });
+    var modules = { crypto: crypto, cloudfront: cloudfront };
     Object.defineProperty(globalThis, '__verge_modules', { value: modules });
     Object.defineProperty(globalThis, 'require', {
         value: function (name) {
@@ -183,13 +244,120 @@ fn atob(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValu
     Ok(JsString::from(&units[..]).into())
 }
 
+fn kvs_store() -> JsResult<std::sync::Arc<crate::kvs::KvStore>> {
+    crate::kvs::current()
+        .ok_or_else(|| type_error("no KeyValueStore is associated with this function"))
+}
+
+/// `kvs.get(key, {format})`: a promise, rejected when the key does not exist (as CloudFront).
+fn kvs_get(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let store = kvs_store()?;
+    let key = string_arg(args, 0, ctx)?.unwrap_or_default();
+    let format = string_arg(args, 1, ctx)?.unwrap_or_else(|| "string".into());
+    let Some(value) = store.get(&key) else {
+        let error = JsNativeError::error().with_message(format!("Key {key} not found"));
+        return Ok(JsPromise::reject(error, ctx)?.into());
+    };
+    let value: JsValue = match format.as_str() {
+        "string" => JsString::from(value).into(),
+        "json" => match serde_json::from_str::<serde_json::Value>(value) {
+            Ok(json) => JsValue::from_json(&json, ctx)?,
+            Err(e) => {
+                let error = JsNativeError::syntax()
+                    .with_message(format!("the value of {key} is not JSON: {e}"));
+                return Ok(JsPromise::reject(error, ctx)?.into());
+            }
+        },
+        "bytes" => JsUint8Array::from_iter(value.bytes(), ctx)?.into(),
+        other => {
+            return Err(type_error(format!(
+                "unknown format `{other}`; use string, json or bytes"
+            )));
+        }
+    };
+    Ok(JsPromise::resolve(value, ctx)?.into())
+}
+
+fn kvs_exists(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let store = kvs_store()?;
+    let key = string_arg(args, 0, ctx)?.unwrap_or_default();
+    Ok(JsPromise::resolve(store.get(&key).is_some(), ctx)?.into())
+}
+
+fn kvs_meta(_this: &JsValue, _args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let store = kvs_store()?;
+    let millis = store
+        .loaded_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let when = iso8601(millis);
+    let meta = serde_json::json!({
+        "creationDateTime": when,
+        "lastUpdatedDateTime": when,
+        "keyCount": store.len(),
+    });
+    let value = JsValue::from_json(&meta, ctx)?;
+    Ok(JsPromise::resolve(value, ctx)?.into())
+}
+
+/// Milliseconds since the epoch as ISO 8601 UTC.
+fn iso8601(millis: i64) -> String {
+    let secs = millis.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        millis.rem_euclid(1000)
+    )
+}
+
+fn select_origin(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let id = string_arg(args, 0, ctx)?.unwrap_or_default();
+    let allowed = DECISIONS.with(|d| d.borrow().origin_allowed);
+    if !allowed {
+        return Err(type_error(
+            "the origin can be changed only at viewer-request",
+        ));
+    }
+    DECISIONS.with(|d| d.borrow_mut().origin = Some(id));
+    Ok(JsValue::undefined())
+}
+
+fn log_data(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let data = string_arg(args, 0, ctx)?.unwrap_or_default();
+    DECISIONS.with(|d| d.borrow_mut().log_data = Some(data));
+    Ok(JsValue::undefined())
+}
+
 /// Register the natives and run the prelude; then make the modules importable.
 pub fn install(ctx: &mut Context, loader: &HostModules) -> JsResult<()> {
-    ctx.register_global_callable(
-        js_string!("__verge_digest"),
-        4,
-        NativeFunction::from_fn_ptr(digest),
-    )?;
+    let natives: [(
+        &str,
+        usize,
+        fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>,
+    ); 6] = [
+        ("__verge_kvs_get", 2, kvs_get),
+        ("__verge_kvs_exists", 1, kvs_exists),
+        ("__verge_kvs_meta", 0, kvs_meta),
+        ("__verge_select_origin", 1, select_origin),
+        ("__verge_log_data", 1, log_data),
+        ("__verge_digest", 4, digest),
+    ];
+    for (name, length, f) in natives {
+        ctx.register_global_callable(JsString::from(name), length, NativeFunction::from_fn_ptr(f))?;
+    }
     ctx.register_global_callable(js_string!("btoa"), 1, NativeFunction::from_fn_ptr(btoa))?;
     ctx.register_global_callable(js_string!("atob"), 1, NativeFunction::from_fn_ptr(atob))?;
     ctx.eval(Source::from_bytes(PRELUDE))?;
@@ -234,5 +402,11 @@ mod tests {
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         assert!(hash_bytes("sha3", None, b"").is_err());
+    }
+
+    #[test]
+    fn iso_dates_are_exact() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(1_795_251_601_250), "2026-11-21T07:40:01.250Z");
     }
 }

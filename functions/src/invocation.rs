@@ -45,4 +45,6 @@ pub struct Invocation {
     pub request: RequestSnapshot,
     /// The response, at the response hooks.
     pub response: Option<ResponseSnapshot>,
+    /// The function's KeyValueStore, as of the request's configuration snapshot.
+    pub kvs: Option<Arc<crate::kvs::KvStore>>,
 }

@@ -16,6 +16,7 @@ pub mod encoding;
 pub mod fast_pool;
 pub mod host;
 mod invocation;
+pub mod kvs;
 mod outcome;
 pub mod test_function;
 

@@ -25,6 +25,8 @@ pub struct Edits {
     pub status: Option<u16>,
     /// Replacement response body (response hooks).
     pub body: Option<Vec<u8>>,
+    /// The configured origin to send this request to (`cf.selectRequestOriginById`).
+    pub origin: Option<String>,
 }
 
 /// A response a function generated.

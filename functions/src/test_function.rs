@@ -204,6 +204,7 @@ pub fn test_function(
             .to_owned(),
         request,
         response,
+        kvs: None,
     };
     let mut function = LoadedFunction::load(source).map_err(|e| e.0)?;
     let invoked = function.invoke(&event, budget);

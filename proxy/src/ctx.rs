@@ -40,6 +40,11 @@ pub struct RequestCtx {
     pub error: Option<String>,
     /// Compute utilization of the function that ran, if one did.
     pub compute_utilization: Option<u32>,
+    /// `cf.logCustomData` of the functions that ran (the last call wins).
+    pub function_log_data: Option<String>,
+    /// The origin a viewer-request function chose (`cf.selectRequestOriginById`); replaces the
+    /// behavior's (primary) origin on the first attempt.
+    pub origin_override: Option<Arc<OriginTarget>>,
     /// A whole response to write instead of the origin's (a viewer-response function replaced
     /// the body, or failed); written by `fail_to_proxy`.
     pub replacement: Option<Replacement>,
@@ -72,6 +77,8 @@ impl RequestCtx {
             result: ResultType::Miss,
             error: None,
             compute_utilization: None,
+            function_log_data: None,
+            origin_override: None,
             replacement: None,
         }
     }

@@ -11,6 +11,8 @@ use verge_config::{
     Behavior, Config, ConfigError, ConfigErrors, Hook, OriginGroup, Runtime, Target,
 };
 
+use verge_functions::kvs::KvStore;
+
 use crate::metrics::{Metrics, RequestCounters};
 use crate::origin::OriginTarget;
 
@@ -89,14 +91,6 @@ fn check_functions(config: &Config, errors: &mut Vec<ConfigError>) {
             ));
             continue;
         }
-        if f.kvs.is_some() {
-            errors.push(ConfigError::new(
-                &config.file,
-                f.pos,
-                format!("functions.{name}.kvs"),
-                "key-value stores are not supported by this build yet",
-            ));
-        }
         if let Err(message) = verge_functions::fast_pool::check_loads(&f.code, LOAD_CHECK_DEADLINE)
         {
             errors.push(ConfigError::new(
@@ -117,6 +111,8 @@ pub struct Snapshot {
     /// Increases with every successful reload; 1 for the first.
     pub generation: u64,
     behaviors: Vec<BehaviorRoute>,
+    origins: HashMap<String, Arc<OriginTarget>>,
+    kvs: HashMap<String, Arc<KvStore>>,
 }
 
 impl Snapshot {
@@ -143,6 +139,20 @@ impl Snapshot {
             }
         }
         check_functions(&config, &mut errors);
+        let mut kvs = HashMap::new();
+        for (name, def) in &config.kvs {
+            match KvStore::load(&def.file) {
+                Ok(store) => {
+                    kvs.insert(name.clone(), Arc::new(store));
+                }
+                Err(message) => errors.push(ConfigError::new(
+                    &config.file,
+                    def.pos,
+                    format!("kvs.{name}.file"),
+                    message,
+                )),
+            }
+        }
         let mut behaviors = Vec::new();
         for b in &config.behaviors {
             for hook in Hook::ALL {
@@ -188,10 +198,16 @@ impl Snapshot {
             errors.sort_by_key(|e| (e.pos.line, e.pos.col));
             return Err(ConfigErrors(errors));
         }
+        let origins = targets
+            .into_iter()
+            .map(|(name, target)| (name.to_owned(), target))
+            .collect();
         Ok(Snapshot {
             config,
             generation,
             behaviors,
+            origins,
+            kvs,
         })
     }
 
@@ -202,6 +218,16 @@ impl Snapshot {
             .iter()
             .enumerate()
             .find(|(_, b)| b.behavior.path_pattern.matches(path))
+    }
+
+    /// A configured origin by name (`cf.selectRequestOriginById`).
+    pub fn origin(&self, name: &str) -> Option<&Arc<OriginTarget>> {
+        self.origins.get(name)
+    }
+
+    /// A loaded KeyValueStore by name.
+    pub fn kvs(&self, name: &str) -> Option<&Arc<KvStore>> {
+        self.kvs.get(name)
     }
 
     /// A behavior by position.

@@ -478,8 +478,27 @@ fn jwt(secret: &str, claims: serde_json::Value) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn jwt_hs256_example_accepts_good_tokens_and_refuses_the_rest() {
     let o = origin().name("o").run().await;
-    let code = std::fs::read_to_string("examples/functions/viewer-request-jwt.js").unwrap();
-    let p = with_functions(&o, &[("/echo/*", "jwt", &code)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        "examples/functions/viewer-request-jwt.js",
+        dir.path().join("jwt.js"),
+    )
+    .unwrap();
+    std::fs::copy(
+        "examples/data/jwt-secrets.json",
+        dir.path().join("secrets.json"),
+    )
+    .unwrap();
+    let p = proxy_in(
+        dir,
+        &format!(
+            "[origins.o]\nurl = \"{}\"\n[[behaviors]]\npath_pattern = \"/echo/*\"\norigin = \"o\"\n\
+             viewer_request = \"jwt\"\n[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n\
+             [functions.jwt]\ncode = \"jwt.js\"\nkvs = \"secrets\"\n[kvs.secrets]\nfile = \"secrets.json\"\n",
+            o.url()
+        ),
+    )
+    .await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -561,4 +580,123 @@ async fn code_over_ten_kilobytes_is_refused_unless_the_limit_is_lifted() {
     ))
     .unwrap();
     assert_eq!(p.get("/echo/x").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kvs_values_are_read_and_swapped_on_reload_and_a_missing_key_rejects() {
+    let o = origin().name("o").run().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("data.json"),
+        r#"{"data":[{"key":"greeting","value":"hello"},{"key":"cfg","value":"{\"n\":7}"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("f.js"),
+        "import cf from 'cloudfront';\n\
+         const kvs = cf.kvs();\n\
+         async function handler(event) {\n\
+           const r = event.request;\n\
+           r.headers['x-greeting'] = { value: await kvs.get('greeting') };\n\
+           r.headers['x-n'] = { value: String((await kvs.get('cfg', { format: 'json' })).n) };\n\
+           r.headers['x-has-nope'] = { value: String(await kvs.exists('nope')) };\n\
+           r.headers['x-count'] = { value: String((await kvs.meta()).keyCount) };\n\
+           if (r.uri === '/echo/missing') { await kvs.get('nope'); }\n\
+           return r;\n\
+         }\n",
+    )
+    .unwrap();
+    let config = format!(
+        "[origins.o]\nurl = \"{}\"\n[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n\
+         viewer_request = \"f\"\n[functions.f]\ncode = \"f.js\"\nkvs = \"data\"\n\
+         [kvs.data]\nfile = \"data.json\"\n",
+        o.url()
+    );
+    let p = proxy_in(dir, &config).await;
+    let echo = p.get("/echo/x").await.json();
+    assert_eq!(echo["headers"]["x-greeting"], "hello");
+    assert_eq!(echo["headers"]["x-n"], "7");
+    assert_eq!(echo["headers"]["x-has-nope"], "false");
+    assert_eq!(echo["headers"]["x-count"], "2");
+    let r = p.get("/echo/missing").await;
+    assert_eq!(
+        (r.status, r.header("x-cache")),
+        (503, "FunctionExecutionError from verge")
+    );
+
+    p.write(
+        "data.json",
+        r#"{"data":[{"key":"greeting","value":"bonjour"},{"key":"cfg","value":"{\"n\":8}"}]}"#,
+    );
+    p.state.reload("test").unwrap();
+    assert_eq!(
+        p.get("/echo/x").await.json()["headers"]["x-greeting"],
+        "bonjour"
+    );
+
+    p.write(
+        "data.json",
+        r#"{"data":[{"key":"greeting","value":"a"},{"key":"greeting","value":"b"}]}"#,
+    );
+    let e = p.state.reload("test").unwrap_err().to_string();
+    assert!(
+        e.contains("kvs.data.file: ") && e.contains("appears twice"),
+        "{e}"
+    );
+    assert_eq!(
+        p.get("/echo/x").await.json()["headers"]["x-greeting"],
+        "bonjour"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ab_routing_selects_configured_origins_with_a_sticky_cookie() {
+    let a = origin().name("a").run().await;
+    let b = origin().name("b").run().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        "examples/functions/viewer-request-ab-origin.js",
+        dir.path().join("ab.js"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.js"),
+        "import cf from 'cloudfront'; function handler(e) { cf.selectRequestOriginById('nowhere'); return e.request; }",
+    )
+    .unwrap();
+    let p = proxy_in(
+        dir,
+        &format!(
+            "[origins.a]\nurl = \"{}\"\n[origins.b]\nurl = \"{}\"\n\
+             [[behaviors]]\npath_pattern = \"/bad/*\"\norigin = \"a\"\nviewer_request = \"bad\"\n\
+             [[behaviors]]\npath_pattern = \"*\"\norigin = \"a\"\nviewer_request = \"ab\"\n\
+             [functions.ab]\ncode = \"ab.js\"\n[functions.bad]\ncode = \"bad.js\"\n",
+            a.url(),
+            b.url()
+        ),
+    )
+    .await;
+    for (cookie, want) in [
+        ("origin-bucket=b", "b"),
+        ("origin-bucket=a", "a"),
+        ("origin-bucket=b", "b"),
+    ] {
+        let req = http::Request::get("/echo/x")
+            .header("cookie", cookie)
+            .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+                bytes::Bytes::new(),
+            )))
+            .unwrap();
+        let r = crate::support::request(p.addr, req).await;
+        assert_eq!(r.header("x-origin"), want, "{cookie}");
+        assert_eq!(r.json()["headers"]["x-origin-bucket"], want);
+        // The chosen origin's own host name goes upstream.
+        let host = if want == "a" { a.addr } else { b.addr };
+        assert_eq!(r.json()["headers"]["host"], host.to_string());
+    }
+    let r = p.get("/bad/x").await;
+    assert_eq!(
+        (r.status, r.header("x-cache")),
+        (502, "FunctionValidationError from verge")
+    );
 }

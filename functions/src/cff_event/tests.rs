@@ -31,6 +31,7 @@ fn inv(query: &str, headers: &[(&str, &str)]) -> Invocation {
             client_ip: "203.0.113.9".parse().unwrap(),
         },
         response: None,
+        kvs: None,
     }
 }
 

@@ -32,6 +32,7 @@ fn inv(function: &Arc<FunctionDef>) -> Invocation {
             client_ip: "127.0.0.1".parse().unwrap(),
         },
         response: None,
+        kvs: None,
     }
 }
 

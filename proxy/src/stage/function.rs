@@ -38,6 +38,21 @@ fn request_snapshot(session: &Session) -> RequestSnapshot {
     }
 }
 
+/// Record the configured origin a function selected; an unknown name is a validation error.
+fn choose_origin(ctx: &mut RequestCtx, origin: Option<String>) -> Result<(), String> {
+    if let Some(name) = origin {
+        match ctx.snapshot.origin(&name) {
+            Some(target) => ctx.origin_override = Some(target.clone()),
+            None => {
+                return Err(format!(
+                    "cf.selectRequestOriginById: no origin is named `{name}` in the configuration"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Apply a viewer-request function's edits to the request that goes on.
 fn apply_request_edits(req: &mut RequestHeader, edits: Edits) -> Result<(), String> {
     if edits.uri.is_some() || edits.querystring.is_some() {
@@ -65,6 +80,14 @@ fn apply_request_edits(req: &mut RequestHeader, edits: Edits) -> Result<(), Stri
         }
     }
     Ok(())
+}
+
+/// The function's KeyValueStore in the request's snapshot.
+fn function_kvs(ctx: &RequestCtx, f: &FunctionDef) -> Option<Arc<verge_functions::kvs::KvStore>> {
+    f.kvs
+        .as_ref()
+        .and_then(|def| ctx.snapshot.kvs(&def.name))
+        .cloned()
 }
 
 /// The function's `console.log` lines, into verge's log with the request id (as CloudFront
@@ -127,13 +150,20 @@ pub async fn viewer_request(
         request_id: ctx.request_id.clone(),
         request: request_snapshot(session),
         response: None,
+        kvs: function_kvs(ctx, &f),
     };
     let reply = state.functions.invoke(invocation, f.budget).await;
     ctx.compute_utilization = Some(reply.utilization);
     emit_logs(&f, &ctx.request_id, &reply.logs);
+    if reply.log_data.is_some() {
+        ctx.function_log_data = reply.log_data.clone();
+    }
     let failure = match reply.result {
-        Ok(Outcome::Continue(edits)) => {
-            match apply_request_edits(session.req_header_mut(), edits) {
+        Ok(Outcome::Continue(mut edits)) => {
+            let origin = edits.origin.take();
+            match choose_origin(ctx, origin)
+                .and_then(|()| apply_request_edits(session.req_header_mut(), edits))
+            {
                 Ok(()) => {
                     count(state, &f, "Continue", reply.utilization);
                     return Ok(false);
@@ -216,10 +246,14 @@ pub async fn viewer_response(
                 .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
                 .collect(),
         }),
+        kvs: function_kvs(ctx, &f),
     };
     let reply = state.functions.invoke(invocation, f.budget).await;
     ctx.compute_utilization = Some(reply.utilization);
     emit_logs(&f, &ctx.request_id, &reply.logs);
+    if reply.log_data.is_some() {
+        ctx.function_log_data = reply.log_data.clone();
+    }
     let failure = match reply.result {
         Ok(Outcome::Continue(edits)) => match apply_response_edits(response, edits) {
             Ok(None) => {

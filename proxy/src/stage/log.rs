@@ -54,6 +54,10 @@ pub fn finish(state: &ProxyState, session: &Session, e: Option<&Error>, ctx: &Re
             "compute_utilization",
             u64::from(ctx.compute_utilization.unwrap_or(0)),
         )
+        .str(
+            "function_log_data",
+            ctx.function_log_data.as_deref().unwrap_or(""),
+        )
         .str("error", &error);
     state.access_log.send(line);
 }

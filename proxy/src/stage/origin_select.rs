@@ -70,7 +70,10 @@ pub async fn peer(
     ctx: &mut RequestCtx,
 ) -> pingora::Result<Box<HttpPeer>> {
     loop {
-        let Some(target) = ctx.behavior().map(|b| b.route.origin(ctx.attempt).clone()) else {
+        let chosen = ctx.origin_override.clone().filter(|_| ctx.attempt == 0);
+        let Some(target) =
+            chosen.or_else(|| ctx.behavior().map(|b| b.route.origin(ctx.attempt).clone()))
+        else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "no behavior matched before origin selection",
