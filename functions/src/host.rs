@@ -341,13 +341,12 @@ fn log_data(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<Js
     Ok(JsValue::undefined())
 }
 
+/// A native function as boa calls it.
+type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
+
 /// Register the natives and run the prelude; then make the modules importable.
 pub fn install(ctx: &mut Context, loader: &HostModules) -> JsResult<()> {
-    let natives: [(
-        &str,
-        usize,
-        fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>,
-    ); 6] = [
+    let natives: [(&str, usize, Native); 6] = [
         ("__verge_kvs_get", 2, kvs_get),
         ("__verge_kvs_exists", 1, kvs_exists),
         ("__verge_kvs_meta", 0, kvs_meta),
