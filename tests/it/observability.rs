@@ -50,7 +50,27 @@ origin = "ha"
     );
     assert_eq!(get(verge.addr, "/dead/x").await.status, 502);
 
-    let m = get(verge.admin, "/metrics").await.text();
+    // Requests are counted in the logging phase, which may run just after the viewer has its
+    // answer: wait (bounded) until all three are counted.
+    let m = eventually(100, Duration::from_millis(20), || async {
+        let m = get(verge.admin, "/metrics").await.text();
+        let counted: f64 = ["2xx", "5xx"]
+            .iter()
+            .map(|c| {
+                metric(
+                    &m,
+                    &format!(r#"verge_proxy_requests_total{{behavior="*",status_class="{c}"}}"#),
+                )
+            })
+            .sum::<f64>()
+            + metric(
+                &m,
+                r#"verge_proxy_requests_total{behavior="/dead/*",status_class="5xx"}"#,
+            );
+        (counted >= 3.0).then_some(m)
+    })
+    .await
+    .expect("requests were not all counted");
     assert_eq!(
         metric(
             &m,
