@@ -32,8 +32,8 @@ fn load_errors_say_what_is_wrong() {
     assert!(e("function handler( {").contains("syntax error"));
     assert!(e("function other(e) { return e; }").contains("no function named `handler`"));
     assert!(
-        e("import cf from 'cloudfront';\nfunction handler(e){return e}")
-            .contains("Cannot find module 'cloudfront'")
+        e("import fs from 'fs';\nfunction handler(e){return e}")
+            .contains("Cannot find module 'fs'")
     );
     assert!(e("import crypto from 'crypto';\nfunction other(e){return e}").contains("handler"));
     assert!(e("throw new Error('boom'); function handler(e){}").contains("boom"));
