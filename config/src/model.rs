@@ -293,6 +293,9 @@ pub struct FunctionDef {
     pub budget: Duration,
     /// Refuse fast-tier code over CloudFront's 10 KB (on by default).
     pub enforce_size_limit: bool,
+    /// When the function is over budget, throttled or has no capacity: forward the request or
+    /// response unmodified instead of answering 503 (off by default: fail closed).
+    pub fail_open: bool,
     /// Where `code` was written, for errors the JS loader finds.
     pub pos: Pos,
 }

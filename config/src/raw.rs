@@ -114,6 +114,7 @@ pub struct RawFunction {
     pub kvs: Option<Spanned<String>>,
     pub budget: Option<Spanned<String>>,
     pub enforce_size_limit: Option<bool>,
+    pub fail_open: Option<bool>,
 }
 
 /// `[kvs.NAME]`

@@ -512,6 +512,7 @@ fn function(
         kvs: store,
         budget,
         enforce_size_limit: raw.enforce_size_limit.unwrap_or(true),
+        fail_open: raw.fail_open.unwrap_or(false),
         pos: c.pos(&raw.code),
     })
 }

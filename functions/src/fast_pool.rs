@@ -24,6 +24,65 @@ use crate::cff_runtime::LoadedFunction;
 use crate::invocation::Invocation;
 use crate::outcome::{FunctionError, FunctionErrorKind, Outcome};
 
+/// Overruns within [`THROTTLE_WINDOW`] that throttle a function.
+pub const THROTTLE_AFTER: u32 = 3;
+/// The window in which overruns are counted.
+pub const THROTTLE_WINDOW: Duration = Duration::from_secs(10);
+/// How long a throttled function is not run.
+pub const THROTTLE_FOR: Duration = Duration::from_secs(5);
+
+/// Overrun history of one function version.
+#[derive(Debug, Default)]
+struct Overruns {
+    recent: Vec<Instant>,
+    throttled_until: Option<Instant>,
+}
+
+/// Which functions are throttled, keyed by their definition (a new version starts clean).
+#[derive(Debug, Default)]
+struct Throttle {
+    functions: Mutex<std::collections::HashMap<usize, Overruns>>,
+}
+
+impl Throttle {
+    fn key(def: &Arc<FunctionDef>) -> usize {
+        Arc::as_ptr(def) as usize
+    }
+
+    /// Time left in a throttle, if the function is throttled now.
+    fn remaining(&self, def: &Arc<FunctionDef>) -> Option<Duration> {
+        let functions = self.functions.lock().ok()?;
+        let until = functions.get(&Self::key(def))?.throttled_until?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    /// Record an overrun; `severe` (the hard ceiling or the reply deadline) throttles at once.
+    fn overrun(&self, def: &Arc<FunctionDef>, severe: bool) {
+        let Ok(mut functions) = self.functions.lock() else {
+            return;
+        };
+        // Forget functions no configuration holds any more.
+        if functions.len() > 1024 {
+            functions.clear();
+        }
+        let now = Instant::now();
+        let entry = functions.entry(Self::key(def)).or_default();
+        entry
+            .recent
+            .retain(|t| now.duration_since(*t) < THROTTLE_WINDOW);
+        entry.recent.push(now);
+        if severe || entry.recent.len() as u32 >= THROTTLE_AFTER {
+            entry.throttled_until = Some(now + THROTTLE_FOR);
+            entry.recent.clear();
+            tracing::warn!(
+                function = %def.name,
+                seconds = THROTTLE_FOR.as_secs(),
+                "function throttled after repeated budget overruns"
+            );
+        }
+    }
+}
+
 /// Pool settings.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -77,6 +136,7 @@ struct WorkerState {
 }
 
 struct Shared {
+    throttle: Throttle,
     rx: Receiver<Task>,
     epoch: Instant,
     workers: Mutex<Vec<Arc<WorkerState>>>,
@@ -112,6 +172,7 @@ impl FastPool {
     pub fn start(config: PoolConfig) -> std::io::Result<Self> {
         let (tx, rx) = bounded(config.queue.max(1));
         let shared = Arc::new(Shared {
+            throttle: Throttle::default(),
             rx,
             epoch: Instant::now(),
             workers: Mutex::new(Vec::new()),
@@ -134,8 +195,34 @@ impl FastPool {
         self.shared.retired.load(Ordering::Relaxed)
     }
 
-    /// Run one invocation. Never waits longer than the reply deadline.
+    /// Run one invocation. Never waits longer than the reply deadline. A function that keeps
+    /// exceeding its budget, or needed the deadline once, is throttled for [`THROTTLE_FOR`]:
+    /// answered at once without running.
     pub async fn invoke(&self, invocation: Invocation, budget: Duration) -> Reply {
+        let def = invocation.function.clone();
+        if let Some(left) = self.shared.throttle.remaining(&def) {
+            return Reply {
+                result: Err(throttled(format!(
+                    "throttled for {}s more after repeated budget overruns",
+                    left.as_secs() + 1
+                ))),
+                utilization: 0,
+                logs: Vec::new(),
+                log_data: None,
+            };
+        }
+        let reply = self.dispatch(invocation, budget).await;
+        if let Err(e) = &reply.result
+            && e.kind == FunctionErrorKind::Throttled
+            && !e.message.contains("queue is full")
+        {
+            let severe = e.message.starts_with("no answer within");
+            self.shared.throttle.overrun(&def, severe);
+        }
+        reply
+    }
+
+    async fn dispatch(&self, invocation: Invocation, budget: Duration) -> Reply {
         let (reply, answer) = oneshot::channel();
         let task = Task {
             invocation,

@@ -195,6 +195,7 @@ pub fn test_function(
             kvs: None,
             budget,
             enforce_size_limit: true,
+            fail_open: false,
             pos: Pos::START,
         }),
         hook,

@@ -700,3 +700,55 @@ async fn ab_routing_selects_configured_origins_with_a_sticky_cookie() {
         (502, "FunctionValidationError from verge")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fail_open_forwards_unmodified_when_over_budget_but_not_on_errors() {
+    let o = origin().name("o").run().await;
+    let p = with_hooks(
+        &o,
+        &[
+            (
+                "/echo/spin",
+                "viewer_request",
+                "spin",
+                "function handler(e) { while (true) {} }",
+                "",
+            ),
+            (
+                "/echo/throw",
+                "viewer_request",
+                "thrower",
+                "function handler(e) { throw new Error('x'); }",
+                "",
+            ),
+        ],
+    )
+    .await;
+    let config = std::fs::read_to_string(p.config_path()).unwrap();
+    let config = config
+        .replace("code = \"spin.js\"", "code = \"spin.js\"\nfail_open = true")
+        .replace(
+            "code = \"thrower.js\"",
+            "code = \"thrower.js\"\nfail_open = true",
+        );
+    p.reload_with(&config).unwrap();
+    // Over budget, then throttled: both go on to the origin unmodified.
+    for _ in 0..5 {
+        let r = p.get("/echo/spin").await;
+        assert_eq!((r.status, r.header("x-cache")), (200, "Miss from verge"));
+    }
+    // An error in the code still fails closed.
+    let r = p.get("/echo/throw").await;
+    assert_eq!(
+        (r.status, r.header("x-cache")),
+        (503, "FunctionExecutionError from verge")
+    );
+    let m = p.metrics().await;
+    assert!(
+        metric(
+            &m,
+            r#"verge_functions_invocations_total{function="spin",result="FunctionThrottledError"}"#
+        ) >= 5.0,
+        "{m}"
+    );
+}

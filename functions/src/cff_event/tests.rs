@@ -16,6 +16,7 @@ fn inv(query: &str, headers: &[(&str, &str)]) -> Invocation {
             kvs: None,
             budget: std::time::Duration::from_millis(1),
             enforce_size_limit: true,
+            fail_open: false,
             pos: Pos::START,
         }),
         hook: Hook::ViewerRequest,

@@ -15,6 +15,7 @@ fn def(name: &str, code: &str) -> Arc<FunctionDef> {
         kvs: None,
         budget: Duration::from_millis(1),
         enforce_size_limit: true,
+        fail_open: false,
         pos: Pos::START,
     })
 }
@@ -103,31 +104,33 @@ async fn a_native_runaway_is_answered_at_the_deadline_and_its_worker_replaced() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_queue_sheds_load_with_the_throttled_result() {
-    let p = FastPool::start(PoolConfig {
-        workers: 2,
-        queue: 1,
-        hard_ceiling: Duration::from_secs(10),
-        reply_deadline: Duration::from_millis(200),
-    })
-    .unwrap();
-    let slow = def("slow", SLOW_SORT);
-    let calls: Vec<_> = (0..8).map(|_| p.invoke(inv(&slow), BUDGET)).collect();
-    let replies = futures_join(calls).await;
-    assert!(
-        replies
-            .iter()
-            .any(|r| matches!(&r.result, Err(e) if e.message.contains("queue is full"))),
-        "{replies:?}"
+    let p = Arc::new(
+        FastPool::start(PoolConfig {
+            workers: 2,
+            queue: 1,
+            hard_ceiling: Duration::from_secs(10),
+            reply_deadline: Duration::from_millis(200),
+        })
+        .unwrap(),
     );
-}
-
-async fn futures_join<F: std::future::Future<Output = Reply>>(futures: Vec<F>) -> Vec<Reply> {
-    let mut out = Vec::new();
-    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    for h in handles {
-        out.push(h.await);
+    // Eight slow calls at once (each its own definition, so throttling does not step in):
+    // two run, one waits in the queue, the rest are refused at once.
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let p = p.clone();
+            let f = def(&format!("slow{i}"), SLOW_SORT);
+            tokio::spawn(async move { p.invoke(inv(&f), BUDGET).await })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for c in calls {
+        replies.push(c.await.unwrap());
     }
-    out
+    let shed = replies
+        .iter()
+        .filter(|r| matches!(&r.result, Err(e) if e.message.contains("queue is full")))
+        .count();
+    assert!(shed >= 3, "{replies:?}");
 }
 
 #[test]
@@ -142,4 +145,28 @@ fn load_checks_catch_top_level_runaways_and_errors() {
             .unwrap_err()
             .contains("handler")
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_overruns_throttle_the_function_and_a_new_version_starts_clean() {
+    let p = pool();
+    let spin = def("spin", "function handler(e) { while (true) {} }");
+    for _ in 0..THROTTLE_AFTER {
+        let e = p.invoke(inv(&spin), BUDGET).await.result.unwrap_err();
+        // Stopped by the budget or the loop limit: either way it ran and overran.
+        assert_eq!(e.kind, FunctionErrorKind::Throttled);
+        assert!(!e.message.contains("throttled for"), "{}", e.message);
+    }
+    let started = Instant::now();
+    let r = p.invoke(inv(&spin), BUDGET).await;
+    let e = r.result.unwrap_err();
+    assert_eq!(e.kind, FunctionErrorKind::Throttled);
+    assert!(e.message.contains("throttled for"), "{}", e.message);
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "answered without running"
+    );
+    // A fixed version (a new definition, as a reload makes) runs at once.
+    let fixed = def("spin", REWRITE);
+    assert!(added_header(p.invoke(inv(&fixed), BUDGET).await));
 }

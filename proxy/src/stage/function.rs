@@ -111,6 +111,26 @@ fn count(state: &ProxyState, f: &FunctionDef, result: &str, utilization: u32) {
         .observe(f64::from(utilization));
 }
 
+/// Whether a failure lets the request go on unmodified: only for a function configured to fail
+/// open, and only when it was over budget, throttled or without capacity (never for errors in
+/// its code or its return value).
+fn fails_open(f: &FunctionDef, failure: &FunctionError, ctx: &mut RequestCtx) -> bool {
+    if !f.fail_open || failure.kind != FunctionErrorKind::Throttled {
+        return false;
+    }
+    tracing::warn!(
+        request_id = %ctx.request_id,
+        function = %f.name,
+        error = %failure.message,
+        "function failed open: going on unmodified"
+    );
+    ctx.error = Some(format!(
+        "function {} failed open: {}",
+        f.name, failure.message
+    ));
+    true
+}
+
 /// Answer with the CloudFront error for a failed function and log why.
 async fn fail(
     session: &mut Session,
@@ -184,6 +204,9 @@ pub async fn viewer_request(
         Err(e) => e,
     };
     count(state, &f, failure.result_type().as_str(), reply.utilization);
+    if fails_open(&f, &failure, ctx) {
+        return Ok(false);
+    }
     fail(session, ctx, &f, &failure).await?;
     Ok(true)
 }
@@ -285,6 +308,9 @@ pub async fn viewer_response(
         Err(e) => e,
     };
     count(state, &f, failure.result_type().as_str(), reply.utilization);
+    if fails_open(&f, &failure, ctx) {
+        return Ok(());
+    }
     tracing::warn!(
         request_id = %ctx.request_id,
         function = %f.name,
