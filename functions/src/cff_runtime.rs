@@ -64,6 +64,11 @@ impl HostHooks for NoDynamicCode {
             .with_message("eval and new Function are not available in CloudFront Functions")
             .into())
     }
+
+    /// ArrayBuffers (and so typed arrays) are bounded natively.
+    fn max_buffer_size(&self, _context: &mut Context) -> u64 {
+        crate::host::MAX_ELEMENTS as u64 * 8
+    }
 }
 
 /// `Date` reads the time the invocation started, for the whole invocation.

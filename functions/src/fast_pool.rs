@@ -455,8 +455,16 @@ fn run_inner(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
     if invoked.poisoned {
         loaded.discard(&inv.function);
     }
+    let over_memory = decisions
+        .memory
+        .clone()
+        .map(|what| throttled(format!("the function went over its memory limit ({what})")));
     let result = invoked
         .result
+        .and_then(|json| match over_memory {
+            Some(e) => Err(e),
+            None => Ok(json),
+        })
         .and_then(|json| match inv.hook {
             Hook::ViewerResponse => cff_event::viewer_response_outcome(inv, &event, json),
             _ => cff_event::viewer_request_outcome(inv, &event, json),

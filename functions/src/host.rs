@@ -24,9 +24,15 @@ use sha2::Digest;
 /// The modules `import` and `require` can name.
 pub const MODULES: &[&str] = &["crypto", "cloudfront"];
 
+/// The most elements (or characters) one allocation-heavy built-in call may produce. Bigger
+/// requests are refused before any work starts, because no budget check reaches inside them.
+pub const MAX_ELEMENTS: usize = 1 << 20;
+
 /// What one invocation decided through the host modules.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Decisions {
+    /// A size check refused an allocation; the invocation fails even if JS caught the error.
+    pub memory: Option<String>,
     /// `cf.selectRequestOriginById(id)`.
     pub origin: Option<String>,
     /// `cf.logCustomData(…)`, URL-encoded and cut at 800 bytes; the last call wins.
@@ -142,6 +148,40 @@ const PRELUDE: &str = r#"
         logCustomData: function (data) {
             __verge_log_data(encodeURIComponent(String(data)).slice(0, 800));
         }
+    });
+    // Allocation-heavy built-ins are checked before they start (nothing interrupts them once
+    // running); a refusal marks the invocation as over its memory limit even if JS catches it.
+    var LIMIT = __verge_max_elements;
+    function guard(what, n) {
+        if (n > LIMIT) {
+            __verge_memory(what + ' of ' + n + ' elements');
+            throw new RangeError(what + ': ' + n + ' elements is over the memory limit (' + LIMIT + ')');
+        }
+    }
+    function wrap(proto, name, size) {
+        var original = proto[name];
+        Object.defineProperty(proto, name, {
+            value: function () {
+                guard(name, size.apply(this, arguments));
+                return original.apply(this, arguments);
+            },
+            writable: true, configurable: true
+        });
+    }
+    wrap(Array.prototype, 'fill', function () { return this.length >>> 0; });
+    wrap(Array.prototype, 'join', function () { return this.length >>> 0; });
+    wrap(String.prototype, 'repeat', function (count) { return String(this).length * (Number(count) || 0); });
+    wrap(String.prototype, 'padStart', function (length) { return Number(length) || 0; });
+    wrap(String.prototype, 'padEnd', function (length) { return Number(length) || 0; });
+    var arrayFrom = Array.from;
+    Object.defineProperty(Array, 'from', {
+        value: function (items) {
+            if (items !== null && typeof items === 'object' && typeof items[Symbol.iterator] !== 'function') {
+                guard('Array.from', Number(items.length) || 0);
+            }
+            return arrayFrom.apply(this, arguments);
+        },
+        writable: true, configurable: true
     });
     var modules = { crypto: crypto, cloudfront: cloudfront };
     Object.defineProperty(globalThis, '__verge_modules', { value: modules });
@@ -335,6 +375,12 @@ fn select_origin(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResu
     Ok(JsValue::undefined())
 }
 
+fn memory(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let what = string_arg(args, 0, ctx)?.unwrap_or_default();
+    DECISIONS.with(|d| d.borrow_mut().memory = Some(what));
+    Ok(JsValue::undefined())
+}
+
 fn log_data(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let data = string_arg(args, 0, ctx)?.unwrap_or_default();
     DECISIONS.with(|d| d.borrow_mut().log_data = Some(data));
@@ -346,12 +392,13 @@ type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 /// Register the natives and run the prelude; then make the modules importable.
 pub fn install(ctx: &mut Context, loader: &HostModules) -> JsResult<()> {
-    let natives: [(&str, usize, Native); 6] = [
+    let natives: [(&str, usize, Native); 7] = [
         ("__verge_kvs_get", 2, kvs_get),
         ("__verge_kvs_exists", 1, kvs_exists),
         ("__verge_kvs_meta", 0, kvs_meta),
         ("__verge_select_origin", 1, select_origin),
         ("__verge_log_data", 1, log_data),
+        ("__verge_memory", 1, memory),
         ("__verge_digest", 4, digest),
     ];
     for (name, length, f) in natives {
@@ -359,6 +406,11 @@ pub fn install(ctx: &mut Context, loader: &HostModules) -> JsResult<()> {
     }
     ctx.register_global_callable(js_string!("btoa"), 1, NativeFunction::from_fn_ptr(btoa))?;
     ctx.register_global_callable(js_string!("atob"), 1, NativeFunction::from_fn_ptr(atob))?;
+    ctx.register_global_property(
+        js_string!("__verge_max_elements"),
+        MAX_ELEMENTS as u32,
+        boa_engine::property::Attribute::empty(),
+    )?;
     ctx.eval(Source::from_bytes(PRELUDE))?;
     let modules = ctx
         .global_object()

@@ -208,7 +208,17 @@ pub fn test_function(
         kvs: None,
     };
     let mut function = LoadedFunction::load(source).map_err(|e| e.0)?;
-    let invoked = function.invoke(&event, budget);
+    crate::host::begin(hook == Hook::ViewerRequest);
+    let mut invoked = function.invoke(&event, budget);
+    if let Some(what) = crate::host::take().memory
+        && invoked.result.is_ok()
+    {
+        invoked.result = Err(crate::outcome::FunctionError {
+            kind: crate::outcome::FunctionErrorKind::Throttled,
+            message: format!("the function went over its memory limit ({what})"),
+            edge: false,
+        });
+    }
     let mut result = TestResult {
         compute_utilization: invoked.utilization.to_string(),
         function_execution_logs: invoked.logs,

@@ -170,3 +170,71 @@ async fn repeated_overruns_throttle_the_function_and_a_new_version_starts_clean(
     let fixed = def("spin", REWRITE);
     assert!(added_header(p.invoke(inv(&fixed), BUDGET).await));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allocation_runaways_are_refused_before_they_start_even_when_caught() {
+    let p = pool();
+    for (name, src) in [
+        (
+            "fill",
+            "function handler(e) { return new Array(1e8).fill(0).length; }",
+        ),
+        (
+            "caught",
+            "function handler(e) { try { new Array(1e7).fill(0); } catch (x) { } return e.request; }",
+        ),
+        (
+            "repeat",
+            "function handler(e) { return 'ab'.repeat(1e9).length; }",
+        ),
+        (
+            "pad",
+            "function handler(e) { return ''.padStart(1e9, 'x').length; }",
+        ),
+        (
+            "from",
+            "function handler(e) { return Array.from({length: 1e8}).length; }",
+        ),
+        (
+            "grow",
+            "function handler(e) { var a = []; while (true) { a.push('x'.repeat(1000)); } }",
+        ),
+        (
+            "buffer",
+            "function handler(e) { return new Uint8Array(1e9).length; }",
+        ),
+    ] {
+        let started = Instant::now();
+        let reply = p.invoke(inv(&def(name, src)), BUDGET).await;
+        let e = reply.result.unwrap_err();
+        assert!(
+            matches!(
+                e.kind,
+                FunctionErrorKind::Throttled | FunctionErrorKind::Execution
+            ),
+            "{name}: {e:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{name}: {:?}",
+            started.elapsed()
+        );
+    }
+    let caught = p
+        .invoke(
+            inv(&def("caught2", "function handler(e) { try { new Array(1e7).fill(0); } catch (x) { } return e.request; }")),
+            BUDGET,
+        )
+        .await;
+    let e = caught.result.unwrap_err();
+    assert_eq!(e.kind, FunctionErrorKind::Throttled, "{e:?}");
+    assert!(e.message.contains("memory limit"), "{}", e.message);
+    // Normal sizes are untouched.
+    let ok = p
+        .invoke(
+            inv(&def("small", "function handler(e) { e.request.headers['x-n'] = {value: String(new Array(1000).fill(1).join('').length + 'ab'.repeat(100).length)}; return e.request; }")),
+            BUDGET,
+        )
+        .await;
+    assert!(ok.result.is_ok(), "{:?}", ok.result);
+}
