@@ -95,6 +95,11 @@ async fn wrap(
     peer: SocketAddr,
     tls: Option<&Acceptor>,
 ) -> Option<Stream> {
+    // As pingora's own listeners do: responses are written in several small writes, which
+    // Nagle's algorithm would hold back for the viewer's delayed ACK (~40 ms per request).
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
     let mut l4 = L4Stream::from(tcp);
     let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
     let _ = digest.peer_addr.set(Some(peer.into()));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::client::{get_req, try_request};
+use crate::support::client::Persistent;
 use crate::support::proxy::{metric, proxy_in};
 use crate::support::{Origin, eventually, origin};
 
@@ -190,9 +190,10 @@ async fn a_runaway_does_not_stop_healthy_functions_or_plain_proxying() {
         let (stop, failed) = (stop.clone(), failed.clone());
         tokio::spawn(async move {
             let mut n = 0u64;
+            let mut conn = Persistent::connect(addr).await.unwrap();
             while !stop.load(Ordering::Relaxed) {
                 for path in ["/echo/x", "/plain"] {
-                    match try_request(addr, get_req(path)).await {
+                    match conn.get(path).await {
                         Ok(r) if r.status == 200 || (path == "/plain" && r.status == 404) => {}
                         _ => {
                             failed.fetch_add(1, Ordering::Relaxed);
@@ -254,8 +255,9 @@ async fn reloads_that_change_function_code_lose_no_request() {
     let client = {
         let (stop, failed) = (stop.clone(), failed.clone());
         tokio::spawn(async move {
+            let mut conn = Persistent::connect(addr).await.unwrap();
             while !stop.load(Ordering::Relaxed) {
-                match try_request(addr, get_req("/echo/x")).await {
+                match conn.get("/echo/x").await {
                     Ok(r) if r.status == 200 => {}
                     _ => {
                         failed.fetch_add(1, Ordering::Relaxed);

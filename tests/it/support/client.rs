@@ -92,6 +92,43 @@ pub async fn request(addr: SocketAddr, req: http::Request<Body>) -> Reply {
         .unwrap_or_else(|e| panic!("request to {addr} failed: {e}"))
 }
 
+/// One keep-alive HTTP/1.1 connection, reused for every request (as browsers and load balancers
+/// do). A request that fails here means the proxy broke a live connection.
+pub struct Persistent {
+    sender: hyper::client::conn::http1::SendRequest<Body>,
+}
+
+impl Persistent {
+    /// Connect.
+    pub async fn connect(addr: SocketAddr) -> Result<Self, String> {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        // Small requests back to back on one connection: without this, Nagle's algorithm and
+        // delayed ACKs add tens of milliseconds to each.
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(Persistent { sender })
+    }
+
+    /// GET `path` on this connection.
+    pub async fn get(&mut self, path: &str) -> Result<Reply, String> {
+        let fut = async {
+            self.sender.ready().await.map_err(|e| e.to_string())?;
+            let resp = self
+                .sender
+                .send_request(get_req(path))
+                .await
+                .map_err(|e| e.to_string())?;
+            collect(resp).await
+        };
+        tokio::time::timeout(DEADLINE, fut)
+            .await
+            .map_err(|_| "request deadline passed".to_owned())?
+    }
+}
+
 /// A GET with a `host` header.
 pub fn get_req(path: &str) -> http::Request<Body> {
     http::Request::get(path)
