@@ -10,7 +10,8 @@ run: setup
 test: setup
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
-	cargo test --release --workspace
+	cargo test --release --workspace -- --skip runaway_matrix
+	cargo test --release --test runaway -- --test-threads=1
 	cargo bench --workspace --no-run
 
 # The load benchmark (installs wrk): ratios appended to BENCHMARKS.md.

@@ -243,6 +243,7 @@ fn js_failure(e: &JsError) -> FunctionError {
 impl LoadedFunction {
     /// Compile and run a function's top-level code in a fresh context.
     pub fn load(source: &str) -> Result<Self, LoadError> {
+        crate::regex_guard::check_source(source).map_err(LoadError)?;
         let clock = Rc::new(FrozenClock {
             origin: Instant::now(),
             frozen_millis: Cell::new(0),

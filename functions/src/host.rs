@@ -183,6 +183,17 @@ const PRELUDE: &str = r#"
         },
         writable: true, configurable: true
     });
+    // `new RegExp(…)` gets the same nested-quantifier check as regex literals get at load.
+    var NativeRegExp = RegExp;
+    function GuardedRegExp(pattern, flags) {
+        __verge_regex_check(pattern instanceof NativeRegExp ? pattern.source : String(pattern));
+        return new NativeRegExp(pattern, flags);
+    }
+    GuardedRegExp.prototype = NativeRegExp.prototype;
+    Object.defineProperty(GuardedRegExp.prototype, 'constructor', {
+        value: GuardedRegExp, writable: true, configurable: true
+    });
+    Object.defineProperty(globalThis, 'RegExp', { value: GuardedRegExp, writable: true, configurable: true });
     var modules = { crypto: crypto, cloudfront: cloudfront };
     Object.defineProperty(globalThis, '__verge_modules', { value: modules });
     Object.defineProperty(globalThis, 'require', {
@@ -375,6 +386,14 @@ fn select_origin(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResu
     Ok(JsValue::undefined())
 }
 
+fn regex_check(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let pattern = string_arg(args, 0, ctx)?.unwrap_or_default();
+    match crate::regex_guard::nested_quantifier(&pattern) {
+        Some(why) => Err(JsNativeError::syntax().with_message(why).into()),
+        None => Ok(JsValue::undefined()),
+    }
+}
+
 fn memory(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let what = string_arg(args, 0, ctx)?.unwrap_or_default();
     DECISIONS.with(|d| d.borrow_mut().memory = Some(what));
@@ -392,13 +411,14 @@ type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 /// Register the natives and run the prelude; then make the modules importable.
 pub fn install(ctx: &mut Context, loader: &HostModules) -> JsResult<()> {
-    let natives: [(&str, usize, Native); 7] = [
+    let natives: [(&str, usize, Native); 8] = [
         ("__verge_kvs_get", 2, kvs_get),
         ("__verge_kvs_exists", 1, kvs_exists),
         ("__verge_kvs_meta", 0, kvs_meta),
         ("__verge_select_origin", 1, select_origin),
         ("__verge_log_data", 1, log_data),
         ("__verge_memory", 1, memory),
+        ("__verge_regex_check", 1, regex_check),
         ("__verge_digest", 4, digest),
     ];
     for (name, length, f) in natives {

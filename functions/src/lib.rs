@@ -18,6 +18,7 @@ pub mod host;
 mod invocation;
 pub mod kvs;
 mod outcome;
+pub mod regex_guard;
 pub mod test_function;
 
 pub use fast_pool::{FastPool, PoolConfig, Reply};

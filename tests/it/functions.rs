@@ -250,7 +250,7 @@ async fn reloads_that_change_function_code_lose_no_request() {
     };
     let p = with_functions(&o, &[("/echo/*", "v", &code(0))]).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let failed = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let addr = p.addr;
     let client = {
         let (stop, failed) = (stop.clone(), failed.clone());
@@ -259,9 +259,13 @@ async fn reloads_that_change_function_code_lose_no_request() {
             while !stop.load(Ordering::Relaxed) {
                 match conn.get("/echo/x").await {
                     Ok(r) if r.status == 200 => {}
-                    _ => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Ok(r) => failed.lock().unwrap().push(format!(
+                        "{} {}: {}",
+                        r.status,
+                        r.header("x-cache"),
+                        r.text()
+                    )),
+                    Err(e) => failed.lock().unwrap().push(e),
                 }
             }
         })
@@ -272,6 +276,7 @@ async fn reloads_that_change_function_code_lose_no_request() {
         let want = n.to_string();
         let seen = eventually(50, Duration::from_millis(20), || async {
             let r = p.get("/echo/x").await;
+            assert_eq!(r.status, 200, "{}: {}", r.header("x-cache"), r.text());
             (r.json()["headers"]["x-version"] == want.as_str()).then_some(())
         })
         .await;
@@ -279,7 +284,8 @@ async fn reloads_that_change_function_code_lose_no_request() {
     }
     stop.store(true, Ordering::Relaxed);
     client.await.unwrap();
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    let failed = failed.lock().unwrap();
+    assert!(failed.is_empty(), "{failed:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

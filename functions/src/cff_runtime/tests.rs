@@ -195,3 +195,21 @@ fn console_log_is_captured_per_invocation_and_capped() {
     let total: usize = i.logs.iter().map(String::len).sum();
     assert_eq!(total, 10240);
 }
+
+#[test]
+fn catastrophic_regexes_are_refused_at_load_and_in_new_regexp() {
+    let e = LoadedFunction::load("function handler(e) { return /(a+)+b/.test(e.request.uri); }")
+        .err()
+        .unwrap();
+    assert!(e.0.contains("catastrophic"), "{e}");
+    let started = Instant::now();
+    let i = run(
+        "function handler(e) { return new RegExp('(a+)+b').test('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'); }",
+    );
+    assert_eq!(kind(&i), FunctionErrorKind::Execution);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let i = run(
+        "function handler(e) { var r = new RegExp('^/api/(v[0-9]+)/'); return [r instanceof RegExp, r.test('/api/v2/x'), /x+/.test('xx')]; }",
+    );
+    assert_eq!(i.result.unwrap(), Some(json!([true, true, true])));
+}
