@@ -92,8 +92,11 @@ pub struct PoolConfig {
     pub queue: usize,
     /// How long a worker may stay on one invocation before it is retired and replaced.
     pub hard_ceiling: Duration,
-    /// How long a caller waits for a reply at most (queue wait included).
+    /// How long a caller waits for a reply once a worker started the invocation.
     pub reply_deadline: Duration,
+    /// How long an invocation may wait for a worker to start it (queue wait, and loading a new
+    /// version of the function), before it is answered as throttled.
+    pub start_deadline: Duration,
 }
 
 impl Default for PoolConfig {
@@ -105,6 +108,7 @@ impl Default for PoolConfig {
             queue: 1024,
             hard_ceiling: Duration::from_millis(50),
             reply_deadline: Duration::from_millis(250),
+            start_deadline: Duration::from_secs(2),
         }
     }
 }
@@ -125,6 +129,9 @@ pub struct Reply {
 struct Task {
     invocation: Invocation,
     budget: Duration,
+    /// Sent when the worker starts the invocation (after any load): the reply deadline runs
+    /// from then.
+    started: oneshot::Sender<()>,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -211,62 +218,80 @@ impl FastPool {
                 log_data: None,
             };
         }
-        let reply = self.dispatch(invocation, budget).await;
+        let (reply, blame) = self.dispatch(invocation, budget).await;
         if let Err(e) = &reply.result
             && e.kind == FunctionErrorKind::Throttled
-            && !e.message.contains("queue is full")
+            && blame != Blame::Capacity
         {
-            let severe = e.message.starts_with("no answer within");
-            self.shared.throttle.overrun(&def, severe);
+            self.shared.throttle.overrun(&def, blame == Blame::Deadline);
         }
         reply
     }
 
-    async fn dispatch(&self, invocation: Invocation, budget: Duration) -> Reply {
+    async fn dispatch(&self, invocation: Invocation, budget: Duration) -> (Reply, Blame) {
+        let failed = |error: FunctionError, utilization: u32| Reply {
+            result: Err(error),
+            utilization,
+            logs: Vec::new(),
+            log_data: None,
+        };
         let (reply, answer) = oneshot::channel();
+        let (started, start) = oneshot::channel();
         let task = Task {
             invocation,
             budget,
+            started,
             reply,
         };
         match self.tx.try_send(task) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                return Reply {
-                    result: Err(throttled("no fast-tier capacity: the queue is full")),
-                    utilization: 0,
-                    logs: Vec::new(),
-                    log_data: None,
-                };
+                let e = throttled("no fast-tier capacity: the queue is full");
+                return (failed(e, 0), Blame::Capacity);
             }
             Err(TrySendError::Disconnected(_)) => {
-                return Reply {
-                    result: Err(execution("the fast tier is shut down")),
-                    utilization: 0,
-                    logs: Vec::new(),
-                    log_data: None,
-                };
+                return (
+                    failed(execution("the fast tier is shut down"), 0),
+                    Blame::Capacity,
+                );
+            }
+        }
+        // Waiting for a worker has its own cap; the reply deadline starts with the invocation.
+        let gone = || execution("the function's worker stopped without answering");
+        match tokio::time::timeout(self.shared.config.start_deadline, start).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return (failed(gone(), 0), Blame::Capacity),
+            Err(_) => {
+                let e = throttled(format!(
+                    "no fast-tier worker started it within {:?}",
+                    self.shared.config.start_deadline
+                ));
+                return (failed(e, 0), Blame::Capacity);
             }
         }
         match tokio::time::timeout(self.shared.config.reply_deadline, answer).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => Reply {
-                result: Err(execution("the function's worker stopped without answering")),
-                utilization: 0,
-                logs: Vec::new(),
-                log_data: None,
-            },
-            Err(_) => Reply {
-                result: Err(throttled(format!(
+            Ok(Ok(reply)) => (reply, Blame::Function),
+            Ok(Err(_)) => (failed(gone(), 0), Blame::Function),
+            Err(_) => {
+                let e = throttled(format!(
                     "no answer within {:?}",
                     self.shared.config.reply_deadline
-                ))),
-                utilization: 100,
-                logs: Vec::new(),
-                log_data: None,
-            },
+                ));
+                (failed(e, 100), Blame::Deadline)
+            }
         }
     }
+}
+
+/// Whose fault a failed dispatch was, for throttling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blame {
+    /// The function ran (and overran, if it failed as throttled).
+    Function,
+    /// The function ran past the reply deadline: throttle at once.
+    Deadline,
+    /// No capacity; the function never ran and is not to blame.
+    Capacity,
 }
 
 impl Drop for FastPool {
@@ -392,9 +417,14 @@ fn work(shared: &Arc<Shared>, me: &WorkerState) {
         if task.reply.is_closed() {
             continue;
         }
-        let started = shared.epoch.elapsed().as_micros().max(1) as u64;
-        me.busy_since.store(started, Ordering::Relaxed);
-        let reply = run(&mut loaded, &task.invocation, task.budget);
+        let reply = run(
+            &mut loaded,
+            &task.invocation,
+            task.budget,
+            task.started,
+            me,
+            shared,
+        );
         me.busy_since.store(0, Ordering::Relaxed);
         if me.retired.load(Ordering::Relaxed) {
             deprioritize_self();
@@ -409,8 +439,23 @@ fn work(shared: &Arc<Shared>, me: &WorkerState) {
     }
 }
 
-fn run(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
-    let attempt = catch_unwind(AssertUnwindSafe(|| run_inner(loaded, inv, budget)));
+fn run(
+    loaded: &mut Loaded,
+    inv: &Invocation,
+    budget: Duration,
+    started: oneshot::Sender<()>,
+    me: &WorkerState,
+    shared: &Shared,
+) -> Reply {
+    // Loading a new version happens before the clocks start: neither the hard ceiling nor the
+    // caller's reply deadline is charged for it.
+    let attempt = catch_unwind(AssertUnwindSafe(|| {
+        run_inner(loaded, inv, budget, move || {
+            let now = shared.epoch.elapsed().as_micros().max(1) as u64;
+            me.busy_since.store(now, Ordering::Relaxed);
+            let _ = started.send(());
+        })
+    }));
     match attempt {
         Ok(reply) => reply,
         Err(_) => {
@@ -425,7 +470,12 @@ fn run(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
     }
 }
 
-fn run_inner(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
+fn run_inner(
+    loaded: &mut Loaded,
+    inv: &Invocation,
+    budget: Duration,
+    start_clocks: impl FnOnce(),
+) -> Reply {
     let event: Value = match inv.hook {
         Hook::ViewerRequest => cff_event::viewer_request_event(inv),
         Hook::ViewerResponse => cff_event::viewer_response_event(inv),
@@ -452,6 +502,7 @@ fn run_inner(loaded: &mut Loaded, inv: &Invocation, budget: Duration) -> Reply {
             };
         }
     };
+    start_clocks();
     crate::kvs::set_current(inv.kvs.clone());
     crate::host::begin(inv.hook == Hook::ViewerRequest);
     let invoked = function.invoke(&event, budget);

@@ -53,6 +53,7 @@ fn pool() -> FastPool {
         queue: 64,
         hard_ceiling: Duration::from_millis(50),
         reply_deadline: Duration::from_millis(300),
+        start_deadline: Duration::from_secs(2),
     })
     .unwrap()
 }
@@ -110,6 +111,7 @@ async fn a_full_queue_sheds_load_with_the_throttled_result() {
             queue: 1,
             hard_ceiling: Duration::from_secs(10),
             reply_deadline: Duration::from_millis(200),
+            start_deadline: Duration::from_secs(2),
         })
         .unwrap(),
     );
