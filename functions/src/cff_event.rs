@@ -393,6 +393,11 @@ fn cookie_header_from(
     Ok((!parts.is_empty()).then(|| parts.join("; ").into_bytes()))
 }
 
+/// Whether the returned object's `key` differs from the event's.
+fn changed(returned: &Map<String, Value>, original: &Value, key: &str) -> bool {
+    returned.get(key).is_some_and(|v| v != &original[key])
+}
+
 /// Read a viewer-request handler's return value.
 pub fn viewer_request_outcome(
     inv: &Invocation,
@@ -447,12 +452,8 @@ pub fn viewer_request_outcome(
     {
         edits.querystring = Some(querystring_from(q, &original["querystring"])?);
     }
-    let headers_changed = obj
-        .get("headers")
-        .is_some_and(|h| h != &original["headers"]);
-    let cookies_changed = obj
-        .get("cookies")
-        .is_some_and(|c| c != &original["cookies"]);
+    let headers_changed = changed(obj, original, "headers");
+    let cookies_changed = changed(obj, original, "cookies");
     if headers_changed || cookies_changed {
         let mut headers = match obj.get("headers") {
             Some(h) if headers_changed => {
@@ -519,12 +520,8 @@ pub fn viewer_response_outcome(
             .ok_or_else(|| validation("response.statusCode must be an integer from 100 to 599"))?;
         edits.status = Some(status as u16);
     }
-    let headers_changed = obj
-        .get("headers")
-        .is_some_and(|h| h != &original["headers"]);
-    let cookies_changed = obj
-        .get("cookies")
-        .is_some_and(|c| c != &original["cookies"]);
+    let headers_changed = changed(obj, original, "headers");
+    let cookies_changed = changed(obj, original, "cookies");
     if headers_changed || cookies_changed {
         let mut headers = match obj.get("headers") {
             Some(h) if headers_changed => {

@@ -341,7 +341,7 @@ fn kvs_meta(_this: &JsValue, _args: &[JsValue], ctx: &mut Context) -> JsResult<J
         .loaded_at
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let when = iso8601(millis);
+    let when = crate::calendar::iso8601_millis(millis);
     let meta = serde_json::json!({
         "creationDateTime": when,
         "lastUpdatedDateTime": when,
@@ -349,29 +349,6 @@ fn kvs_meta(_this: &JsValue, _args: &[JsValue], ctx: &mut Context) -> JsResult<J
     });
     let value = JsValue::from_json(&meta, ctx)?;
     Ok(JsPromise::resolve(value, ctx)?.into())
-}
-
-/// Milliseconds since the epoch as ISO 8601 UTC.
-fn iso8601(millis: i64) -> String {
-    let secs = millis.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        millis.rem_euclid(1000)
-    )
 }
 
 fn select_origin(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
@@ -473,11 +450,5 @@ mod tests {
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         assert!(hash_bytes("sha3", None, b"").is_err());
-    }
-
-    #[test]
-    fn iso_dates_are_exact() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601(1_795_251_601_250), "2026-11-21T09:00:01.250Z");
     }
 }

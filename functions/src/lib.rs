@@ -10,6 +10,7 @@
 //! with the fast (CloudFront Functions) and edge (Lambda@Edge) tiers.
 
 pub mod budget;
+pub mod calendar;
 pub mod cff_event;
 pub mod cff_runtime;
 pub mod encoding;

@@ -16,7 +16,7 @@ use verge_functions::{
 use crate::ctx::{Replacement, RequestCtx};
 use crate::error_page;
 use crate::stage::origin_select::REPLACE_RESPONSE;
-use crate::stage::respond::{send_error, send_generated};
+use crate::stage::respond::{send_error, send_generated, wants_json};
 use crate::state::ProxyState;
 
 /// The viewer's request as an owned snapshot.
@@ -80,6 +80,23 @@ fn apply_request_edits(req: &mut RequestHeader, edits: Edits) -> Result<(), Stri
         }
     }
     Ok(())
+}
+
+/// Run an invocation on the fast pool and record what every hook records: compute
+/// utilization, the function's log lines, its custom log data.
+async fn invoke(
+    state: &ProxyState,
+    ctx: &mut RequestCtx,
+    f: &FunctionDef,
+    invocation: Invocation,
+) -> verge_functions::Reply {
+    let reply = state.functions.invoke(invocation, f.budget).await;
+    ctx.compute_utilization = Some(reply.utilization);
+    emit_logs(f, &ctx.request_id, &reply.logs);
+    if reply.log_data.is_some() {
+        ctx.function_log_data = reply.log_data.clone();
+    }
+    reply
 }
 
 /// The function's KeyValueStore in the request's snapshot.
@@ -172,12 +189,7 @@ pub async fn viewer_request(
         response: None,
         kvs: function_kvs(ctx, &f),
     };
-    let reply = state.functions.invoke(invocation, f.budget).await;
-    ctx.compute_utilization = Some(reply.utilization);
-    emit_logs(&f, &ctx.request_id, &reply.logs);
-    if reply.log_data.is_some() {
-        ctx.function_log_data = reply.log_data.clone();
-    }
+    let reply = invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {
         Ok(Outcome::Continue(mut edits)) => {
             let origin = edits.origin.take();
@@ -271,12 +283,7 @@ pub async fn viewer_response(
         }),
         kvs: function_kvs(ctx, &f),
     };
-    let reply = state.functions.invoke(invocation, f.budget).await;
-    ctx.compute_utilization = Some(reply.utilization);
-    emit_logs(&f, &ctx.request_id, &reply.logs);
-    if reply.log_data.is_some() {
-        ctx.function_log_data = reply.log_data.clone();
-    }
+    let reply = invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {
         Ok(Outcome::Continue(edits)) => match apply_response_edits(response, edits) {
             Ok(None) => {
@@ -318,13 +325,7 @@ pub async fn viewer_response(
         error = %failure.message,
         "function failed"
     );
-    let json = error_page::prefers_json(
-        session
-            .req_header()
-            .headers
-            .get(http::header::ACCEPT)
-            .map(|v| v.as_bytes()),
-    );
+    let json = wants_json(session);
     let (header, body) = error_page::render(
         failure.status(),
         failure.result_type(),

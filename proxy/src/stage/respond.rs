@@ -10,6 +10,17 @@ use verge_functions::{GeneratedResponse, ResultType};
 use crate::ctx::RequestCtx;
 use crate::{error_page, headers};
 
+/// Whether the viewer's `Accept` prefers a JSON error page.
+pub fn wants_json(session: &Session) -> bool {
+    error_page::prefers_json(
+        session
+            .req_header()
+            .headers
+            .get(http::header::ACCEPT)
+            .map(|v| v.as_bytes()),
+    )
+}
+
 /// Write an error page for `status` and record why.
 pub async fn send_error(
     session: &mut Session,
@@ -20,14 +31,8 @@ pub async fn send_error(
 ) -> pingora::Result<()> {
     ctx.result = result;
     ctx.error = Some(detail.to_owned());
-    let json = error_page::prefers_json(
-        session
-            .req_header()
-            .headers
-            .get(http::header::ACCEPT)
-            .map(|v| v.as_bytes()),
-    );
-    let (header, body) = error_page::render(status, result, &ctx.request_id, detail, json)?;
+    let (header, body) =
+        error_page::render(status, result, &ctx.request_id, detail, wants_json(session))?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(header), head_only)
