@@ -197,8 +197,6 @@ pub struct Invoked {
     pub utilization: u32,
     /// The context was aborted mid-run and must not be used again.
     pub poisoned: bool,
-    /// What the function wrote with `console.log`, at most 10 KB.
-    pub logs: Vec<String>,
 }
 
 /// A function ready to run on this thread.
@@ -329,7 +327,6 @@ impl LoadedFunction {
                 result: Err(execution(format!("cannot build the event: {e}"))),
                 utilization: 0,
                 poisoned: false,
-                logs: Vec::new(),
             };
         }
         let mut meter = Budget::start(budget);
@@ -341,35 +338,11 @@ impl LoadedFunction {
             result = Err(throttled("the function exceeded its CPU budget"));
         }
         self.jobs.queue.borrow_mut().clear();
-        let logs = if poisoned {
-            Vec::new()
-        } else {
-            take_logs(&mut self.context)
-        };
         Invoked {
             result,
             utilization: meter.utilization_of(used),
             poisoned,
-            logs,
         }
-    }
-}
-
-/// The `console.log` lines of the invocation that just ended (and reset the buffer).
-fn take_logs(context: &mut Context) -> Vec<String> {
-    let taken = context
-        .global_object()
-        .get(js_string!("__verge_take_logs"), context)
-        .ok()
-        .and_then(|f| f.as_callable())
-        .and_then(|f| f.call(&JsValue::undefined(), &[], context).ok())
-        .and_then(|v| v.to_json(context).ok().flatten());
-    match taken {
-        Some(Value::Array(lines)) => lines
-            .into_iter()
-            .filter_map(|l| l.as_str().map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
     }
 }
 

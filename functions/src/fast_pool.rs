@@ -129,9 +129,10 @@ pub struct Reply {
 struct Task {
     invocation: Invocation,
     budget: Duration,
-    /// Sent when the worker starts the invocation (after any load): the reply deadline runs
-    /// from then.
-    started: oneshot::Sender<()>,
+    /// Stamped (microseconds since the pool's epoch) when the worker starts the invocation,
+    /// after any load: the reply deadline runs from then. A stamp, not a message, so the
+    /// caller is woken once per invocation (by the reply), not twice.
+    started: Arc<AtomicU64>,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -235,12 +236,12 @@ impl FastPool {
             logs: Vec::new(),
             log_data: None,
         };
-        let (reply, answer) = oneshot::channel();
-        let (started, start) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
+        let started = Arc::new(AtomicU64::new(0));
         let task = Task {
             invocation,
             budget,
-            started,
+            started: started.clone(),
             reply,
         };
         match self.tx.try_send(task) {
@@ -256,29 +257,41 @@ impl FastPool {
                 );
             }
         }
-        // Waiting for a worker has its own cap; the reply deadline starts with the invocation.
-        let gone = || execution("the function's worker stopped without answering");
-        match tokio::time::timeout(self.shared.config.start_deadline, start).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return (failed(gone(), 0), Blame::Capacity),
-            Err(_) => {
-                let e = throttled(format!(
-                    "no fast-tier worker started it within {:?}",
-                    self.shared.config.start_deadline
-                ));
-                return (failed(e, 0), Blame::Capacity);
+        // Waiting for a worker has its own cap; the reply deadline runs from the stamp the
+        // worker leaves when it starts. The timer only looks at the stamp when it fires.
+        let config = &self.shared.config;
+        let epoch = self.shared.epoch;
+        let enqueued = tokio::time::Instant::now();
+        let mut until = enqueued + config.start_deadline.min(config.reply_deadline);
+        loop {
+            match tokio::time::timeout_at(until, &mut answer).await {
+                Ok(Ok(reply)) => return (reply, Blame::Function),
+                Ok(Err(_)) => {
+                    let e = execution("the function's worker stopped without answering");
+                    return (failed(e, 0), Blame::Function);
+                }
+                Err(_) => {}
             }
-        }
-        match tokio::time::timeout(self.shared.config.reply_deadline, answer).await {
-            Ok(Ok(reply)) => (reply, Blame::Function),
-            Ok(Err(_)) => (failed(gone(), 0), Blame::Function),
-            Err(_) => {
-                let e = throttled(format!(
-                    "no answer within {:?}",
-                    self.shared.config.reply_deadline
-                ));
-                (failed(e, 100), Blame::Deadline)
+            let stamp = started.load(Ordering::Acquire);
+            if stamp == 0 {
+                if enqueued.elapsed() >= config.start_deadline {
+                    let e = throttled(format!(
+                        "no fast-tier worker started it within {:?}",
+                        config.start_deadline
+                    ));
+                    return (failed(e, 0), Blame::Capacity);
+                }
+                until = (tokio::time::Instant::now() + config.reply_deadline)
+                    .min(enqueued + config.start_deadline);
+                continue;
             }
+            let started_at = tokio::time::Instant::from_std(epoch + Duration::from_micros(stamp));
+            let deadline = started_at + config.reply_deadline;
+            if tokio::time::Instant::now() >= deadline {
+                let e = throttled(format!("no answer within {:?}", config.reply_deadline));
+                return (failed(e, 100), Blame::Deadline);
+            }
+            until = deadline;
         }
     }
 }
@@ -443,7 +456,7 @@ fn run(
     loaded: &mut Loaded,
     inv: &Invocation,
     budget: Duration,
-    started: oneshot::Sender<()>,
+    started: Arc<AtomicU64>,
     me: &WorkerState,
     shared: &Shared,
 ) -> Reply {
@@ -453,7 +466,7 @@ fn run(
         run_inner(loaded, inv, budget, move || {
             let now = shared.epoch.elapsed().as_micros().max(1) as u64;
             me.busy_since.store(now, Ordering::Relaxed);
-            let _ = started.send(());
+            started.store(now, Ordering::Release);
         })
     }));
     match attempt {
@@ -535,7 +548,7 @@ fn run_inner(
     Reply {
         result,
         utilization: invoked.utilization,
-        logs: invoked.logs,
+        logs: decisions.logs,
         log_data: decisions.log_data,
     }
 }

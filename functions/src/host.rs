@@ -39,7 +39,13 @@ pub struct Decisions {
     pub log_data: Option<String>,
     /// Whether origin changes are allowed (viewer-request only).
     pub origin_allowed: bool,
+    /// `console.log` lines, at most [`MAX_LOG_BYTES`] in all.
+    pub logs: Vec<String>,
+    logged: usize,
 }
+
+/// CloudFront's limit on what one run may log.
+pub const MAX_LOG_BYTES: usize = 10 * 1024;
 
 thread_local! {
     static DECISIONS: RefCell<Decisions> = RefCell::new(Decisions::default());
@@ -103,21 +109,8 @@ const PRELUDE: &str = r#"
         createHash: function (alg) { return new Hash(checked(alg), undefined); },
         createHmac: function (alg, key) { return new Hash(checked(alg), String(key)); }
     });
-    // console.log: captured per invocation, at most 10 KB (CloudFront's per-run log limit).
-    var logs = [];
-    var logged = 0;
-    function log(message) {
-        var line = String(message);
-        if (logged + line.length > 10240) {
-            line = line.slice(0, Math.max(0, 10240 - logged));
-            if (!line.length) { return; }
-        }
-        logged += line.length;
-        logs.push(line);
-    }
-    Object.defineProperty(globalThis, '__verge_take_logs', {
-        value: function () { var out = logs.slice(); logs.length = 0; logged = 0; return out; }
-    });
+    // console.log: captured per invocation by the host, at most 10 KB (CloudFront's limit).
+    function log(message) { __verge_log(String(message)); }
     Object.defineProperty(globalThis, 'console', {
         value: Object.freeze({ log: log, info: log, warn: log, error: log }),
         writable: true, configurable: true
@@ -363,6 +356,24 @@ fn select_origin(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResu
     Ok(JsValue::undefined())
 }
 
+fn log(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let line = string_arg(args, 0, ctx)?.unwrap_or_default();
+    DECISIONS.with(|d| {
+        let mut d = d.borrow_mut();
+        let room = MAX_LOG_BYTES.saturating_sub(d.logged);
+        if room == 0 {
+            return;
+        }
+        let mut end = line.len().min(room);
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        d.logged += end;
+        d.logs.push(line[..end].to_owned());
+    });
+    Ok(JsValue::undefined())
+}
+
 fn regex_check(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let pattern = string_arg(args, 0, ctx)?.unwrap_or_default();
     match crate::regex_guard::nested_quantifier(&pattern) {
@@ -388,7 +399,7 @@ type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 /// Register the natives and run the prelude; then make the modules importable.
 pub fn install(ctx: &mut Context, loader: &HostModules) -> JsResult<()> {
-    let natives: [(&str, usize, Native); 8] = [
+    let natives: [(&str, usize, Native); 9] = [
         ("__verge_kvs_get", 2, kvs_get),
         ("__verge_kvs_exists", 1, kvs_exists),
         ("__verge_kvs_meta", 0, kvs_meta),
@@ -396,6 +407,7 @@ pub fn install(ctx: &mut Context, loader: &HostModules) -> JsResult<()> {
         ("__verge_log_data", 1, log_data),
         ("__verge_memory", 1, memory),
         ("__verge_regex_check", 1, regex_check),
+        ("__verge_log", 1, log),
         ("__verge_digest", 4, digest),
     ];
     for (name, length, f) in natives {

@@ -210,7 +210,8 @@ pub fn test_function(
     let mut function = LoadedFunction::load(source).map_err(|e| e.0)?;
     crate::host::begin(hook == Hook::ViewerRequest);
     let mut invoked = function.invoke(&event, budget);
-    if let Some(what) = crate::host::take().memory
+    let decisions = crate::host::take();
+    if let Some(what) = decisions.memory
         && invoked.result.is_ok()
     {
         invoked.result = Err(crate::outcome::FunctionError {
@@ -221,7 +222,7 @@ pub fn test_function(
     }
     let mut result = TestResult {
         compute_utilization: invoked.utilization.to_string(),
-        function_execution_logs: invoked.logs,
+        function_execution_logs: decisions.logs,
         function_error_message: String::new(),
         function_output: String::new(),
         validation_errors: Vec::new(),

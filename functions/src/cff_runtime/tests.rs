@@ -180,19 +180,26 @@ fn console_log_is_captured_per_invocation_and_capped() {
         "function handler(e) { console.log('uri ' + e.request.uri); console.log({a: 1}); return 1; }",
     )
     .unwrap();
-    let i = f.invoke(&json!({"request": {"uri": "/x"}}), BUDGET);
+    crate::host::begin(true);
+    f.invoke(&json!({"request": {"uri": "/x"}}), BUDGET);
+    let logs = crate::host::take().logs;
     assert_eq!(
-        i.logs,
+        logs,
         vec!["uri /x".to_owned(), "[object Object]".to_owned()]
     );
-    // The buffer starts empty for the next invocation.
-    let i = f.invoke(&json!({"request": {"uri": "/y"}}), BUDGET);
-    assert_eq!(i.logs[0], "uri /y");
-    assert_eq!(i.logs.len(), 2);
-    let i = run(
-        "function handler(e) { var s = 'x'.repeat(4000); for (var k = 0; k < 10; k++) { console.log(s); } return 1; }",
+    crate::host::begin(true);
+    f.invoke(&json!({"request": {"uri": "/y"}}), BUDGET);
+    assert_eq!(
+        crate::host::take().logs,
+        vec!["uri /y".to_owned(), "[object Object]".to_owned()]
     );
-    let total: usize = i.logs.iter().map(String::len).sum();
+    let mut g = LoadedFunction::load(
+        "function handler(e) { var s = 'x'.repeat(4000); for (var k = 0; k < 10; k++) { console.log(s); } return 1; }",
+    )
+    .unwrap();
+    crate::host::begin(true);
+    g.invoke(&json!({}), BUDGET);
+    let total: usize = crate::host::take().logs.iter().map(String::len).sum();
     assert_eq!(total, 10240);
 }
 
