@@ -760,3 +760,58 @@ async fn fail_open_forwards_unmodified_when_over_budget_but_not_on_errors() {
         "{m}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn country_and_trailing_slash_redirect_examples() {
+    let o = origin().name("o").run().await;
+    let country =
+        std::fs::read_to_string("examples/functions/viewer-request-country-redirect.js").unwrap();
+    let slash =
+        std::fs::read_to_string("examples/functions/viewer-request-trailing-slash.js").unwrap();
+    let p = with_functions(
+        &o,
+        &[
+            ("/shop/*", "country", &country),
+            ("/docs/*", "slash", &slash),
+        ],
+    )
+    .await;
+    let get = |path: &'static str, country: Option<&'static str>| {
+        let addr = p.addr;
+        async move {
+            let mut req = http::Request::get(path);
+            if let Some(c) = country {
+                req = req.header("cloudfront-viewer-country", c);
+            }
+            let req = req
+                .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+                    bytes::Bytes::new(),
+                )))
+                .unwrap();
+            crate::support::request(addr, req).await
+        }
+    };
+    let r = get("/shop/cart", Some("DE")).await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (302, "https://www.example.de/shop/cart")
+    );
+    let r = get("/shop/cart", Some("FR")).await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (302, "https://www.example.com/shop/cart")
+    );
+    let r = get("/shop/cart", None).await;
+    assert_eq!(r.header("location"), "https://www.example.com/shop/cart");
+    let r = get("/docs/guide?v=2&all", None).await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (301, "/docs/guide/?v=2&all")
+    );
+    // A trailing slash or a file goes on to the origin.
+    let r = get("/docs/echo/", None).await;
+    assert_eq!((r.status, r.header("x-cache")), (200, "Miss from verge"));
+    let r = get("/docs/echo.json", None).await;
+    assert_eq!((r.status, r.header("x-cache")), (200, "Miss from verge"));
+    assert_eq!(o.hits(), 2);
+}
