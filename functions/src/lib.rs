@@ -6,8 +6,17 @@
 //! response — or a [`FunctionError`] carrying CloudFront's result type. No boa type crosses
 //! this boundary: boa's values are `!Send` and live only on the pool's own threads.
 //!
-//! This version defines that boundary; the worker pools that run the JavaScript behind it come
-//! with the fast (CloudFront Functions) and edge (Lambda@Edge) tiers.
+//! Behind the boundary, the fast tier (CloudFront Functions):
+//! - [`fast_pool`]: worker threads that own their boa contexts, the shared bounded queue, reply
+//!   deadlines, the hard-ceiling supervisor and throttling;
+//! - [`cff_runtime`]: loading a function (script or ES module) and the budgeted invocation
+//!   ([`budget`] measures CPU time);
+//! - [`cff_event`]: the CloudFront Functions event and the validation of what handlers return;
+//! - [`host`]: the `crypto` and `cloudfront` modules, `console`, `atob`/`btoa`, size guards on
+//!   allocation-heavy built-ins; [`kvs`]: KeyValueStores; [`regex_guard`]: catastrophic regexes;
+//! - [`test_function`]: `verge test-function`.
+//!
+//! The edge tier (Lambda@Edge) is not built yet.
 
 pub mod budget;
 pub mod calendar;
