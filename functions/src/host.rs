@@ -187,6 +187,29 @@ const PRELUDE: &str = r#"
         value: GuardedRegExp, writable: true, configurable: true
     });
     Object.defineProperty(globalThis, 'RegExp', { value: GuardedRegExp, writable: true, configurable: true });
+    // TextEncoder / TextDecoder (runtime 2.0): UTF-8 only, converted natively.
+    function TextEncoder() {}
+    TextEncoder.prototype.encoding = 'utf-8';
+    TextEncoder.prototype.encode = function (input) {
+        return __verge_utf8_encode(input === undefined ? '' : String(input));
+    };
+    function TextDecoder(label, options) {
+        var name = label === undefined ? 'utf-8' : String(label).toLowerCase();
+        if (name !== 'utf-8' && name !== 'utf8') {
+            throw new RangeError('TextDecoder: only utf-8 is supported, not ' + label);
+        }
+        this.encoding = 'utf-8';
+        this.fatal = !!(options && options.fatal);
+        this.ignoreBOM = !!(options && options.ignoreBOM);
+    }
+    TextDecoder.prototype.decode = function (input) {
+        if (input === undefined) { return ''; }
+        var bytes = input instanceof ArrayBuffer ? new Uint8Array(input)
+            : new Uint8Array(input.buffer || input, input.byteOffset || 0, input.byteLength);
+        return __verge_utf8_decode(Array.prototype.slice.call(bytes), this.fatal, this.ignoreBOM);
+    };
+    Object.defineProperty(globalThis, 'TextEncoder', { value: TextEncoder, writable: true, configurable: true });
+    Object.defineProperty(globalThis, 'TextDecoder', { value: TextDecoder, writable: true, configurable: true });
     var modules = { crypto: crypto, cloudfront: cloudfront };
     Object.defineProperty(globalThis, '__verge_modules', { value: modules });
     Object.defineProperty(globalThis, 'require', {
@@ -374,6 +397,38 @@ fn log(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue
     Ok(JsValue::undefined())
 }
 
+fn utf8_encode(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let text = string_arg(args, 0, ctx)?.unwrap_or_default();
+    Ok(JsUint8Array::from_iter(text.into_bytes(), ctx)?.into())
+}
+
+fn utf8_decode(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let mut bytes = Vec::new();
+    if let Some(list) = args.first().and_then(JsValue::as_object) {
+        let len = list.get(js_string!("length"), ctx)?.to_length(ctx)?;
+        if len > MAX_ELEMENTS as u64 {
+            return Err(type_error("TextDecoder: input is over the memory limit"));
+        }
+        for i in 0..len {
+            bytes.push(list.get(i, ctx)?.to_u32(ctx)? as u8);
+        }
+    }
+    let fatal = args.get(1).is_some_and(JsValue::to_boolean);
+    let ignore_bom = args.get(2).is_some_and(JsValue::to_boolean);
+    let body = match (ignore_bom, bytes.strip_prefix(&[0xEF, 0xBB, 0xBF])) {
+        (false, Some(rest)) => rest,
+        _ => &bytes[..],
+    };
+    let text = if fatal {
+        std::str::from_utf8(body)
+            .map_err(|e| type_error(format!("TextDecoder: invalid UTF-8 ({e})")))?
+            .to_owned()
+    } else {
+        String::from_utf8_lossy(body).into_owned()
+    };
+    Ok(JsString::from(text).into())
+}
+
 fn regex_check(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let pattern = string_arg(args, 0, ctx)?.unwrap_or_default();
     match crate::regex_guard::nested_quantifier(&pattern) {
@@ -399,7 +454,7 @@ type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 /// Register the natives and run the prelude; then make the modules importable.
 pub fn install(ctx: &mut Context, loader: &HostModules) -> JsResult<()> {
-    let natives: [(&str, usize, Native); 9] = [
+    let natives: [(&str, usize, Native); 11] = [
         ("__verge_kvs_get", 2, kvs_get),
         ("__verge_kvs_exists", 1, kvs_exists),
         ("__verge_kvs_meta", 0, kvs_meta),
@@ -408,6 +463,8 @@ pub fn install(ctx: &mut Context, loader: &HostModules) -> JsResult<()> {
         ("__verge_memory", 1, memory),
         ("__verge_regex_check", 1, regex_check),
         ("__verge_log", 1, log),
+        ("__verge_utf8_encode", 1, utf8_encode),
+        ("__verge_utf8_decode", 3, utf8_decode),
         ("__verge_digest", 4, digest),
     ];
     for (name, length, f) in natives {

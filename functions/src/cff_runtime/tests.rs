@@ -220,3 +220,21 @@ fn catastrophic_regexes_are_refused_at_load_and_in_new_regexp() {
     );
     assert_eq!(i.result.unwrap(), Some(json!([true, true, true])));
 }
+
+#[test]
+fn text_encoder_and_decoder_speak_utf8() {
+    let i = run(
+        "function handler(e) { var b = new TextEncoder().encode('h\\u00e9\\u20ac'); \
+         var d = new TextDecoder(); \
+         return [b.length, b[1], d.decode(b), d.decode(new Uint8Array([0xef, 0xbb, 0xbf, 0x61])), \
+                 new TextDecoder('utf-8', {fatal: false}).decode(new Uint8Array([0xff]))]; }",
+    );
+    assert_eq!(
+        i.result.unwrap(),
+        Some(json!([6, 0xc3, "h\u{e9}\u{20ac}", "a", "\u{fffd}"]))
+    );
+    let i = run(
+        "function handler(e) { return new TextDecoder('utf-8', {fatal: true}).decode(new Uint8Array([0xff])); }",
+    );
+    assert_eq!(kind(&i), FunctionErrorKind::Execution);
+}
