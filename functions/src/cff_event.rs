@@ -393,6 +393,21 @@ fn cookie_header_from(
     Ok((!parts.is_empty()).then(|| parts.join("; ").into_bytes()))
 }
 
+/// Refuse fields a returned object may not have (CloudFront: "the request object has an
+/// unexpected field").
+fn only_fields(
+    obj: &Map<String, Value>,
+    allowed: &[&str],
+    what: &str,
+) -> Result<(), FunctionError> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(key) => Err(validation(format!(
+            "the {what} object has an unexpected field `{key}`"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Whether the returned object's `key` differs from the event's.
 fn changed(returned: &Map<String, Value>, original: &Value, key: &str) -> bool {
     returned.get(key).is_some_and(|v| v != &original[key])
@@ -414,16 +429,11 @@ pub fn viewer_request_outcome(
         return generated_response(obj).map(Outcome::Respond);
     }
     let original = &event["request"];
-    for key in obj.keys() {
-        if !matches!(
-            key.as_str(),
-            "method" | "uri" | "querystring" | "headers" | "cookies"
-        ) {
-            return Err(validation(format!(
-                "the request object has an unexpected field `{key}`"
-            )));
-        }
-    }
+    only_fields(
+        obj,
+        &["method", "uri", "querystring", "headers", "cookies"],
+        "request",
+    )?;
     if let Some(method) = obj.get("method")
         && method != &original["method"]
     {
@@ -495,16 +505,17 @@ pub fn viewer_response_outcome(
     let obj = returned
         .as_object()
         .ok_or_else(|| validation("the function must return the response object"))?;
-    for key in obj.keys() {
-        if !matches!(
-            key.as_str(),
-            "statusCode" | "statusDescription" | "headers" | "cookies" | "body"
-        ) {
-            return Err(validation(format!(
-                "the response object has an unexpected field `{key}`"
-            )));
-        }
-    }
+    only_fields(
+        obj,
+        &[
+            "statusCode",
+            "statusDescription",
+            "headers",
+            "cookies",
+            "body",
+        ],
+        "response",
+    )?;
     let original = &event["response"];
     let original_headers = inv
         .response
@@ -612,16 +623,17 @@ fn body_bytes(body: &Value) -> Result<Vec<u8>, FunctionError> {
 
 /// A response generated at viewer-request.
 fn generated_response(obj: &Map<String, Value>) -> Result<GeneratedResponse, FunctionError> {
-    for key in obj.keys() {
-        if !matches!(
-            key.as_str(),
-            "statusCode" | "statusDescription" | "headers" | "cookies" | "body"
-        ) {
-            return Err(validation(format!(
-                "the response object has an unexpected field `{key}`"
-            )));
-        }
-    }
+    only_fields(
+        obj,
+        &[
+            "statusCode",
+            "statusDescription",
+            "headers",
+            "cookies",
+            "body",
+        ],
+        "response",
+    )?;
     let status = obj["statusCode"]
         .as_u64()
         .filter(|s| (100..=599).contains(s))
