@@ -393,6 +393,24 @@ fn cookie_header_from(
     Ok((!parts.is_empty()).then(|| parts.join("; ").into_bytes()))
 }
 
+/// The fields a returned response may have.
+const RESPONSE_FIELDS: &[&str] = &[
+    "statusCode",
+    "statusDescription",
+    "headers",
+    "cookies",
+    "body",
+];
+
+/// A returned `statusCode`: an integer from 100 to 599.
+fn status_code(value: &Value) -> Result<u16, FunctionError> {
+    value
+        .as_u64()
+        .filter(|s| (100..=599).contains(s))
+        .map(|s| s as u16)
+        .ok_or_else(|| validation("response.statusCode must be an integer from 100 to 599"))
+}
+
 /// Refuse fields a returned object may not have (CloudFront: "the request object has an
 /// unexpected field").
 fn only_fields(
@@ -505,17 +523,7 @@ pub fn viewer_response_outcome(
     let obj = returned
         .as_object()
         .ok_or_else(|| validation("the function must return the response object"))?;
-    only_fields(
-        obj,
-        &[
-            "statusCode",
-            "statusDescription",
-            "headers",
-            "cookies",
-            "body",
-        ],
-        "response",
-    )?;
+    only_fields(obj, RESPONSE_FIELDS, "response")?;
     let original = &event["response"];
     let original_headers = inv
         .response
@@ -525,11 +533,7 @@ pub fn viewer_response_outcome(
     if let Some(status) = obj.get("statusCode")
         && status != &original["statusCode"]
     {
-        let status = status
-            .as_u64()
-            .filter(|s| (100..=599).contains(s))
-            .ok_or_else(|| validation("response.statusCode must be an integer from 100 to 599"))?;
-        edits.status = Some(status as u16);
+        edits.status = Some(status_code(status)?);
     }
     let headers_changed = changed(obj, original, "headers");
     let cookies_changed = changed(obj, original, "cookies");
@@ -610,7 +614,7 @@ fn body_bytes(body: &Value) -> Result<Vec<u8>, FunctionError> {
                 .ok_or_else(|| validation("response.body.data must be a string"))?;
             match b.get("encoding").and_then(Value::as_str).unwrap_or("text") {
                 "text" => Ok(data.as_bytes().to_vec()),
-                "base64" => base64_decode(data)
+                "base64" => crate::encoding::base64_decode(data)
                     .ok_or_else(|| validation("response.body.data is not valid base64")),
                 other => Err(validation(format!(
                     "response.body.encoding `{other}` is not text or base64"
@@ -623,39 +627,13 @@ fn body_bytes(body: &Value) -> Result<Vec<u8>, FunctionError> {
 
 /// A response generated at viewer-request.
 fn generated_response(obj: &Map<String, Value>) -> Result<GeneratedResponse, FunctionError> {
-    only_fields(
-        obj,
-        &[
-            "statusCode",
-            "statusDescription",
-            "headers",
-            "cookies",
-            "body",
-        ],
-        "response",
-    )?;
-    let status = obj["statusCode"]
-        .as_u64()
-        .filter(|s| (100..=599).contains(s))
-        .ok_or_else(|| validation("response.statusCode must be an integer from 100 to 599"))?;
-    let mut headers: HeaderList = Vec::new();
-    if let Some(h) = obj.get("headers") {
-        let map = h
-            .as_object()
-            .ok_or_else(|| validation("response.headers must be an object"))?;
-        for (name, entry) in map {
-            check_name("headers", name)?;
-            if is_disallowed(name) {
-                return Err(validation(format!(
-                    "headers: `{name}` may not be set by a function"
-                )));
-            }
-            for v in entry_values("headers", name, entry, None)? {
-                check_value("headers", name, &v)?;
-                headers.push((name.clone(), v.into_bytes()));
-            }
-        }
-    }
+    only_fields(obj, RESPONSE_FIELDS, "response")?;
+    let status = status_code(&obj["statusCode"])?;
+    // A generated response has no original: nothing is read-only, nothing hidden to keep.
+    let mut headers = match obj.get("headers") {
+        Some(h) => headers_from(h, &Value::Null, &Vec::new(), &[])?,
+        None => Vec::new(),
+    };
     if let Some(c) = obj.get("cookies") {
         headers.extend(set_cookie_lines(c)?);
     }
@@ -664,44 +642,10 @@ fn generated_response(obj: &Map<String, Value>) -> Result<GeneratedResponse, Fun
         Some(body) => body_bytes(body)?,
     };
     Ok(GeneratedResponse {
-        status: status as u16,
+        status,
         headers,
         body,
     })
-}
-
-/// Standard base64 with padding; `None` on anything else.
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    fn sextet(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for (i, chunk) in bytes.chunks(4).enumerate() {
-        let last = i == bytes.len() / 4 - 1;
-        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &chunk[..4 - pad] {
-            n = (n << 6) | sextet(c)?;
-        }
-        n <<= 6 * pad as u32;
-        let b = n.to_be_bytes();
-        out.extend_from_slice(&b[1..4 - pad]);
-    }
-    Some(out)
 }
 
 #[cfg(test)]

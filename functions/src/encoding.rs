@@ -36,6 +36,40 @@ pub fn base64(bytes: &[u8], pad: bool, url_safe: bool) -> String {
     out
 }
 
+/// Standard base64 with padding; `None` on anything else.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    fn sextet(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for (i, chunk) in bytes.chunks(4).enumerate() {
+        let last = i == bytes.len() / 4 - 1;
+        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &chunk[..4 - pad] {
+            n = (n << 6) | sextet(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let b = n.to_be_bytes();
+        out.extend_from_slice(&b[1..4 - pad]);
+    }
+    Some(out)
+}
+
 /// Decode base64 in either alphabet, with or without padding; `None` on anything else.
 pub fn base64_decode_lenient(text: &str) -> Option<Vec<u8>> {
     let trimmed = text.trim_end_matches('=');
@@ -84,5 +118,15 @@ mod tests {
         }
         assert!(base64_decode_lenient("a").is_none());
         assert!(base64_decode_lenient("a$b=").is_none());
+    }
+
+    #[test]
+    fn base64_decoding_is_strict() {
+        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
+        assert_eq!(base64_decode("").unwrap(), b"");
+        assert!(base64_decode("aGk").is_none());
+        assert!(base64_decode("a=Gk").is_none());
+        assert!(base64_decode("a$k=").is_none());
     }
 }

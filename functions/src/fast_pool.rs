@@ -382,11 +382,12 @@ struct Loaded {
 
 impl Loaded {
     fn get(&mut self, def: &Arc<FunctionDef>) -> Result<&mut LoadedFunction, FunctionError> {
-        // Drop contexts of functions no configuration uses any more (only we hold the Arc).
-        self.functions.retain(|(d, _)| Arc::strong_count(d) > 1);
         let index = match self.functions.iter().position(|(d, _)| Arc::ptr_eq(d, def)) {
             Some(i) => i,
             None => {
+                // A new version arrives with a reload, which is also when old ones go: drop
+                // the contexts no configuration uses any more (only this worker holds them).
+                self.functions.retain(|(d, _)| Arc::strong_count(d) > 1);
                 let loaded = LoadedFunction::load(&def.code)
                     .map_err(|e| execution(format!("cannot load {}: {e}", def.name)))?;
                 // Loading leaves garbage behind; collect now, outside the timed window, so the

@@ -21,6 +21,8 @@ pub struct OriginTarget {
     pub host_header: HeaderValue,
     /// This origin's latency histogram, resolved once.
     pub duration: prometheus::Histogram,
+    /// The address, when the origin's host is an IP literal (parsed once, no lookup needed).
+    pub literal: Option<SocketAddr>,
 }
 
 impl OriginTarget {
@@ -35,11 +37,17 @@ impl OriginTarget {
         let duration = metrics
             .origin_duration
             .with_label_values(&[origin.name.as_str()]);
+        let literal = origin
+            .host
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, origin.port));
         Ok(OriginTarget {
             origin,
             ca,
             host_header,
             duration,
+            literal,
         })
     }
 

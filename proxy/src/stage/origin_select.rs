@@ -80,10 +80,15 @@ pub async fn peer(
             ));
         };
         let o = &target.origin;
-        let resolved = state
-            .dns
-            .resolve(&o.host, o.port, o.dns_ttl, o.connect_timeout)
-            .await;
+        let resolved = match target.literal {
+            Some(addr) => Ok(addr),
+            None => {
+                state
+                    .dns
+                    .resolve(&o.host, o.port, o.dns_ttl, o.connect_timeout)
+                    .await
+            }
+        };
         match resolved {
             Ok(addr) => {
                 let peer = target.peer(addr);

@@ -55,8 +55,12 @@ pub async fn run(
         return Ok(true);
     }
 
-    let path = session.req_header().uri.path().to_owned();
-    let Some((index, route)) = ctx.snapshot.behavior_for(&path) else {
+    // No copy of the path: the match borrows the request header and the snapshot only.
+    let matched = ctx
+        .snapshot
+        .behavior_for(session.req_header().uri.path())
+        .map(|(index, route)| (index, route.behavior.function(Hook::ViewerRequest).cloned()));
+    let Some((index, function)) = matched else {
         send_error(
             session,
             ctx,
@@ -67,7 +71,6 @@ pub async fn run(
         .await?;
         return Ok(true);
     };
-    let function = route.behavior.function(Hook::ViewerRequest).cloned();
     ctx.behavior = Some(index);
     if let Some(f) = function
         && function::viewer_request(state, session, ctx, f).await?
