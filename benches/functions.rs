@@ -53,6 +53,7 @@ fn invocation(code: &str, hook: Hook) -> Invocation {
             method: "GET".into(),
             uri: "/media/index.html".into(),
             querystring: "id=42&lang=en".into(),
+            has_query: true,
             headers: vec![
                 header("host", "www.example.com"),
                 header("user-agent", "Mozilla/5.0 (X11; Linux x86_64)"),
@@ -90,7 +91,8 @@ fn per_invocation(c: &mut Criterion) {
                 _ => cff_event::viewer_request_event(black_box(&inv)),
             })
         });
-        let mut loaded = LoadedFunction::load(code).expect("loads");
+        let mut loaded =
+            LoadedFunction::load(code, verge_functions::Runtime::CloudfrontJs2).expect("loads");
         let returned = loaded
             .invoke(&event, Duration::from_millis(1))
             .result

@@ -30,13 +30,15 @@ use boa_engine::object::builtins::JsPromise;
 use boa_engine::realm::Realm;
 use boa_engine::script::Script;
 use boa_engine::{
-    Context, JsError, JsNativeError, JsResult, JsString, JsValue, Module, Source, js_string,
+    Context, JsError, JsNativeError, JsObject, JsResult, JsString, JsValue, Module, Source,
+    js_string,
 };
 use serde_json::Value;
 
 use crate::budget::Budget;
 use crate::host::{self, HostModules};
 use crate::outcome::{FunctionError, FunctionErrorKind};
+use verge_config::Runtime;
 
 /// Loop iterations allowed per call frame during an invocation: a backstop for loops the
 /// budgeted loop cannot interrupt (under native callbacks, after an `await`).
@@ -205,6 +207,8 @@ pub struct LoadedFunction {
     invoker: Script,
     clock: Rc<FrozenClock>,
     jobs: Rc<Jobs>,
+    /// Gives `event.request` its `rawQueryString()` method.
+    request_prototype: JsObject,
 }
 
 fn execution(message: impl Into<String>) -> FunctionError {
@@ -239,9 +243,21 @@ fn js_failure(e: &JsError) -> FunctionError {
 }
 
 impl LoadedFunction {
-    /// Compile and run a function's top-level code in a fresh context.
-    pub fn load(source: &str) -> Result<Self, LoadError> {
+    /// Compile and run a function's top-level code in a fresh context of `runtime`.
+    pub fn load(source: &str, runtime: Runtime) -> Result<Self, LoadError> {
         crate::regex_guard::check_source(source).map_err(LoadError)?;
+        if runtime == Runtime::CloudfrontJs1 {
+            if let Some(why) = crate::source_scan::runtime1_refusal(source) {
+                return Err(LoadError(why));
+            }
+            if is_module(source) {
+                return Err(LoadError(
+                    "the cloudfront-js-1.0 runtime has no `import`/`export`; use require('crypto') \
+                     or runtime cloudfront-js-2.0"
+                        .into(),
+                ));
+            }
+        }
         let clock = Rc::new(FrozenClock {
             origin: Instant::now(),
             frozen_millis: Cell::new(0),
@@ -256,7 +272,9 @@ impl LoadedFunction {
             .module_loader(modules.clone())
             .build()
             .map_err(|e| LoadError(format!("cannot create a JavaScript context: {e}")))?;
-        host::install(&mut context, &modules)
+        host::install(&mut context, &modules, runtime)
+            .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;
+        let request_prototype = host::request_prototype(&mut context)
             .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;
         context
             .runtime_limits_mut()
@@ -310,6 +328,7 @@ impl LoadedFunction {
             invoker,
             clock,
             jobs,
+            request_prototype,
         })
     }
 
@@ -317,7 +336,16 @@ impl LoadedFunction {
     pub fn invoke(&mut self, event: &Value, budget: Duration) -> Invoked {
         self.clock.freeze_now();
         let context = &mut self.context;
+        let request_prototype = self.request_prototype.clone();
         let set = JsValue::from_json(event, context).and_then(|ev| {
+            if let Some(request) = ev
+                .as_object()
+                .map(|e| e.get(js_string!("request"), context))
+                .transpose()?
+                .and_then(|r| r.as_object())
+            {
+                request.set_prototype(Some(request_prototype));
+            }
             context
                 .global_object()
                 .set(js_string!("__verge_event"), ev, false, context)

@@ -99,6 +99,43 @@ pub fn base64_decode_lenient(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Hex as Node's `Buffer.from(text, 'hex')` reads it: pairs of digits up to the first pair
+/// that is not one.
+pub fn hex_decode_prefix(text: &str) -> Vec<u8> {
+    let digit = |c: u8| (c as char).to_digit(16);
+    text.as_bytes()
+        .chunks_exact(2)
+        .map_while(|pair| Some((digit(pair[0])? << 4 | digit(pair[1])?) as u8))
+        .collect()
+}
+
+/// Base64 as Node's `Buffer.from(text, 'base64')` reads it: either alphabet, characters outside
+/// it skipped, decoding stops at the first `=`.
+pub fn base64_decode_forgiving(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => break,
+            _ => continue,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +155,15 @@ mod tests {
         }
         assert!(base64_decode_lenient("a").is_none());
         assert!(base64_decode_lenient("a$b=").is_none());
+    }
+
+    #[test]
+    fn node_style_decoders_forgive_what_node_forgives() {
+        assert_eq!(hex_decode_prefix("00ffAb"), [0, 255, 0xab]);
+        assert_eq!(hex_decode_prefix("0fzz10"), [15]);
+        assert_eq!(hex_decode_prefix("abc"), [0xab]);
+        assert_eq!(base64_decode_forgiving("aGVs bG8=trailing"), b"hello");
+        assert_eq!(base64_decode_forgiving("-_8"), [0xfb, 0xff]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use serde_json::Value;
 use tokio::sync::oneshot;
-use verge_config::{FunctionDef, Hook};
+use verge_config::{FunctionDef, Hook, Runtime};
 
 use crate::cff_event;
 use crate::cff_runtime::LoadedFunction;
@@ -388,7 +388,7 @@ impl Loaded {
                 // A new version arrives with a reload, which is also when old ones go: drop
                 // the contexts no configuration uses any more (only this worker holds them).
                 self.functions.retain(|(d, _)| Arc::strong_count(d) > 1);
-                let loaded = LoadedFunction::load(&def.code)
+                let loaded = LoadedFunction::load(&def.code, def.runtime)
                     .map_err(|e| execution(format!("cannot load {}: {e}", def.name)))?;
                 // Loading leaves garbage behind; collect now, outside the timed window, so the
                 // first invocation is not charged a collector pause.
@@ -518,7 +518,12 @@ fn run_inner(
     };
     start_clocks();
     crate::kvs::set_current(inv.kvs.clone());
-    crate::host::begin(inv.hook == Hook::ViewerRequest);
+    crate::host::begin(
+        inv.hook == Hook::ViewerRequest,
+        inv.request
+            .has_query
+            .then(|| inv.request.querystring.clone()),
+    );
     let invoked = function.invoke(&event, budget);
     let decisions = crate::host::take();
     crate::kvs::set_current(None);
@@ -556,13 +561,15 @@ fn run_inner(
 
 /// Check that a function loads (syntax, top level, a `handler`), on a throwaway thread with a
 /// deadline, so a top-level runaway is a load error and never a hung worker.
-pub fn check_loads(source: &Arc<str>, deadline: Duration) -> Result<(), String> {
+pub fn check_loads(source: &Arc<str>, runtime: Runtime, deadline: Duration) -> Result<(), String> {
     let (tx, rx) = std::sync::mpsc::channel();
     let source = source.clone();
     std::thread::Builder::new()
         .name("verge-load-check".into())
         .spawn(move || {
-            let result = LoadedFunction::load(&source).map(drop).map_err(|e| e.0);
+            let result = LoadedFunction::load(&source, runtime)
+                .map(drop)
+                .map_err(|e| e.0);
             let _ = tx.send(result);
         })
         .map_err(|e| format!("cannot start the load check: {e}"))?;

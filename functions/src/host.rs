@@ -20,9 +20,15 @@ use boa_engine::{
 };
 use hmac::{Hmac, Mac};
 use sha2::Digest;
+use verge_config::Runtime;
 
-/// The modules `import` and `require` can name.
-pub const MODULES: &[&str] = &["crypto", "cloudfront"];
+/// The modules `import` and `require` can name in a runtime.
+pub fn modules_of(runtime: Runtime) -> &'static [&'static str] {
+    match runtime {
+        Runtime::CloudfrontJs1 => &["crypto", "querystring"],
+        _ => &["crypto", "querystring", "buffer", "cloudfront"],
+    }
+}
 
 /// The most elements (or characters) one allocation-heavy built-in call may produce. Bigger
 /// requests are refused before any work starts, because no budget check reaches inside them.
@@ -42,6 +48,8 @@ pub struct Decisions {
     /// `console.log` lines, at most [`MAX_LOG_BYTES`] in all.
     pub logs: Vec<String>,
     logged: usize,
+    /// The viewer's raw query string (`None` without a `?`), for `request.rawQueryString()`.
+    raw_query: Option<String>,
 }
 
 /// CloudFront's limit on what one run may log.
@@ -52,10 +60,11 @@ thread_local! {
 }
 
 /// Start recording the decisions of an invocation.
-pub fn begin(origin_allowed: bool) {
+pub fn begin(origin_allowed: bool, raw_query: Option<String>) {
     DECISIONS.with(|d| {
         *d.borrow_mut() = Decisions {
             origin_allowed,
+            raw_query,
             ..Decisions::default()
         }
     });
@@ -82,10 +91,7 @@ impl ModuleLoader for HostModules {
         let name = request.specifier().to_std_string_escaped();
         self.modules.borrow().get(&name).cloned().ok_or_else(|| {
             JsNativeError::typ()
-                .with_message(format!(
-                    "Cannot find module '{name}' (available: {})",
-                    MODULES.join(", ")
-                ))
+                .with_message(format!("Cannot find module '{name}'"))
                 .into()
         })
     }
@@ -94,10 +100,15 @@ impl ModuleLoader for HostModules {
 /// The JavaScript half of the host modules: objects whose methods call the natives below.
 const PRELUDE: &str = r#"
 (function () {
+    var V1 = __verge_v1;
+    // Buffers and typed arrays are hashed as bytes; strings as UTF-8 (in 1.0, a byte string —
+    // every unit under 256, as digests and `toUTF8` make — as its bytes).
+    function bytesOrString(data) { return ArrayBuffer.isView(data) ? data : String(data); }
     function Hash(alg, key) { this._alg = alg; this._key = key; this._parts = []; }
-    Hash.prototype.update = function (data) { this._parts.push(String(data)); return this; };
+    Hash.prototype.update = function (data) { this._parts.push(bytesOrString(data)); return this; };
     Hash.prototype.digest = function (encoding) {
-        return __verge_digest(this._alg, this._key, this._parts, encoding);
+        var out = __verge_digest(this._alg, this._key, this._parts, encoding, V1);
+        return typeof out === 'string' || V1 ? out : __verge_adopt_buffer(out);
     };
     var algorithms = ['md5', 'sha1', 'sha256', 'sha512'];
     function checked(alg) {
@@ -107,7 +118,7 @@ const PRELUDE: &str = r#"
     }
     var crypto = Object.freeze({
         createHash: function (alg) { return new Hash(checked(alg), undefined); },
-        createHmac: function (alg, key) { return new Hash(checked(alg), String(key)); }
+        createHmac: function (alg, key) { return new Hash(checked(alg), bytesOrString(key)); }
     });
     // console.log: captured per invocation by the host, at most 10 KB (CloudFront's limit).
     function log(message) { __verge_log(String(message)); }
@@ -121,7 +132,8 @@ const PRELUDE: &str = r#"
         return Object.freeze({
             get: function (key, options) {
                 var format = options && options.format !== undefined ? String(options.format) : 'string';
-                return __verge_kvs_get(String(key), format);
+                var value = __verge_kvs_get(String(key), format);
+                return format === 'bytes' ? value.then(__verge_adopt_buffer) : value;
             },
             exists: function (key) { return __verge_kvs_exists(String(key)); },
             meta: function () { return __verge_kvs_meta(); }
@@ -188,6 +200,8 @@ const PRELUDE: &str = r#"
     });
     Object.defineProperty(globalThis, 'RegExp', { value: GuardedRegExp, writable: true, configurable: true });
     // TextEncoder / TextDecoder (runtime 2.0): UTF-8 only, converted natively.
+    if (!V1) { installTextCoding(); }
+    function installTextCoding() {
     function TextEncoder() {}
     TextEncoder.prototype.encoding = 'utf-8';
     TextEncoder.prototype.encode = function (input) {
@@ -204,13 +218,60 @@ const PRELUDE: &str = r#"
     }
     TextDecoder.prototype.decode = function (input) {
         if (input === undefined) { return ''; }
-        var bytes = input instanceof ArrayBuffer ? new Uint8Array(input)
-            : new Uint8Array(input.buffer || input, input.byteOffset || 0, input.byteLength);
-        return __verge_utf8_decode(Array.prototype.slice.call(bytes), this.fatal, this.ignoreBOM);
+        return __verge_utf8_decode(input, this.fatal, this.ignoreBOM);
     };
     Object.defineProperty(globalThis, 'TextEncoder', { value: TextEncoder, writable: true, configurable: true });
     Object.defineProperty(globalThis, 'TextDecoder', { value: TextDecoder, writable: true, configurable: true });
-    var modules = { crypto: crypto, cloudfront: cloudfront };
+    }
+    var querystring = Object.freeze({
+        parse: __verge_qs_parse,
+        decode: __verge_qs_parse,
+        stringify: function (obj, sep, eq, options) {
+            return obj !== null && typeof obj === 'object'
+                ? __verge_qs_stringify(obj, sep, eq, options, Object.keys(obj)) : '';
+        },
+        escape: __verge_qs_escape,
+        unescape: __verge_qs_unescape
+    });
+    querystring = Object.freeze(Object.assign({}, querystring, { encode: querystring.stringify }));
+    var modules = V1 ? { crypto: crypto, querystring: querystring }
+        : { crypto: crypto, querystring: querystring, buffer: Object.freeze({ Buffer: Buffer }), cloudfront: cloudfront };
+    if (V1) {
+        Object.defineProperty(globalThis, 'MemoryError', {
+            value: class MemoryError extends Error {}, writable: true, configurable: true
+        });
+        installByteStrings();
+    }
+    // The 1.0 runtime's byte strings: strings whose units are all under 256.
+    function installByteStrings() {
+        var define = function (target, name, f) {
+            Object.defineProperty(target, name, { value: f, writable: true, configurable: true });
+        };
+        var NOT_BYTES = /[^\u0000-\u00ff]/;
+        define(String, 'bytesFrom', function (value, encoding) {
+            if (typeof value === 'string') {
+                var enc = encoding === undefined ? 'utf8' : String(encoding);
+                return __verge_buf_to_string(__verge_buf_from_string(value, enc), 'latin1');
+            }
+            return __verge_buf_to_string(new Uint8Array(value), 'latin1');
+        });
+        define(String.prototype, 'fromBytes', function (start, end) {
+            var s = String(this).slice(start, end);
+            return NOT_BYTES.test(s) ? null : s;
+        });
+        define(String.prototype, 'toBytes', function (start, end) {
+            var s = String(this).slice(start, end);
+            return NOT_BYTES.test(s) ? null : s;
+        });
+        define(String.prototype, 'fromUTF8', function (start, end) {
+            var s = String(this).slice(start, end);
+            if (NOT_BYTES.test(s)) { return null; }
+            return __verge_utf8_decode(__verge_buf_from_string(s, 'latin1'), true, true, true);
+        });
+        define(String.prototype, 'toUTF8', function (start, end) {
+            return __verge_buf_to_string(__verge_buf_from_string(String(this).slice(start, end), 'utf8'), 'latin1');
+        });
+    }
     Object.defineProperty(globalThis, '__verge_modules', { value: modules });
     Object.defineProperty(globalThis, 'require', {
         value: function (name) {
@@ -258,27 +319,43 @@ fn hash_bytes(alg: &str, key: Option<&[u8]>, data: &[u8]) -> JsResult<Vec<u8>> {
     }
 }
 
-/// `__verge_digest(alg, key, parts, encoding)`.
+/// The bytes a hash input stands for: a `Buffer` or typed array as stored; a string as UTF-8,
+/// except in 1.0 where a byte string (every unit under 256) is its units.
+fn input_bytes(value: &JsValue, v1: bool, ctx: &mut Context) -> JsResult<Vec<u8>> {
+    if let Some(bytes) = crate::buffer::bytes_of(value, ctx)? {
+        return Ok(bytes);
+    }
+    let text = value.to_string(ctx)?;
+    if v1 && text.iter().all(|unit| unit < 256) {
+        return Ok(text.iter().map(|unit| unit as u8).collect());
+    }
+    Ok(text.to_std_string_lossy().into_bytes())
+}
+
+/// `__verge_digest(alg, key, parts, encoding, v1)`.
 fn digest(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let alg = string_arg(args, 0, ctx)?.unwrap_or_default();
-    let key = string_arg(args, 1, ctx)?;
+    let v1 = args.get(4).is_some_and(JsValue::to_boolean);
+    let key = match args.get(1) {
+        Some(k) if !k.is_undefined() => Some(input_bytes(k, v1, ctx)?),
+        _ => None,
+    };
     let mut data = Vec::new();
     if let Some(parts) = args.get(2).and_then(JsValue::as_object) {
         let len = parts.get(js_string!("length"), ctx)?.to_length(ctx)?;
         for i in 0..len {
-            let part = parts.get(i, ctx)?.to_string(ctx)?;
-            data.extend_from_slice(part.to_std_string_escaped().as_bytes());
+            let part = parts.get(i, ctx)?;
+            data.extend_from_slice(&input_bytes(&part, v1, ctx)?);
         }
     }
-    let bytes = hash_bytes(&alg, key.as_deref().map(str::as_bytes), &data)?;
+    let bytes = hash_bytes(&alg, key.as_deref(), &data)?;
     let encoded = match string_arg(args, 3, ctx)?.as_deref() {
         Some("hex") => crate::encoding::hex(&bytes),
         Some("base64") => crate::encoding::base64(&bytes, true, false),
         Some("base64url") => crate::encoding::base64(&bytes, false, true),
-        None => {
-            let array = JsUint8Array::from_iter(bytes, ctx)?;
-            return Ok(array.into());
-        }
+        // 1.0: a byte string; 2.0: bytes the prelude turns into a `Buffer`.
+        None if v1 => return Ok(crate::buffer::encode_bytes(&bytes, "latin1")?.into()),
+        None => return Ok(JsUint8Array::from_iter(bytes, ctx)?.into()),
         Some(other) => return Err(type_error(format!("unknown digest encoding `{other}`"))),
     };
     Ok(JsString::from(encoded).into())
@@ -402,31 +479,35 @@ fn utf8_encode(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult
     Ok(JsUint8Array::from_iter(text.into_bytes(), ctx)?.into())
 }
 
+/// `__verge_utf8_decode(bytes, fatal, ignoreBOM, nullOnError)`.
 fn utf8_decode(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    let mut bytes = Vec::new();
-    if let Some(list) = args.first().and_then(JsValue::as_object) {
-        let len = list.get(js_string!("length"), ctx)?.to_length(ctx)?;
-        if len > MAX_ELEMENTS as u64 {
-            return Err(type_error("TextDecoder: input is over the memory limit"));
-        }
-        for i in 0..len {
-            bytes.push(list.get(i, ctx)?.to_u32(ctx)? as u8);
-        }
-    }
+    let input = args.first().cloned().unwrap_or_default();
+    let bytes = crate::buffer::bytes_of(&input, ctx)?
+        .ok_or_else(|| type_error("TextDecoder: the input must be an ArrayBuffer or a view"))?;
     let fatal = args.get(1).is_some_and(JsValue::to_boolean);
     let ignore_bom = args.get(2).is_some_and(JsValue::to_boolean);
+    let null_on_error = args.get(3).is_some_and(JsValue::to_boolean);
     let body = match (ignore_bom, bytes.strip_prefix(&[0xEF, 0xBB, 0xBF])) {
         (false, Some(rest)) => rest,
         _ => &bytes[..],
     };
-    let text = if fatal {
-        std::str::from_utf8(body)
-            .map_err(|e| type_error(format!("TextDecoder: invalid UTF-8 ({e})")))?
-            .to_owned()
-    } else {
-        String::from_utf8_lossy(body).into_owned()
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => text.to_owned(),
+        Err(_) if null_on_error => return Ok(JsValue::null()),
+        Err(e) if fatal => return Err(type_error(format!("TextDecoder: invalid UTF-8 ({e})"))),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
     };
     Ok(JsString::from(text).into())
+}
+
+/// `request.rawQueryString()`: the query as the viewer sent it, `undefined` without a `?`.
+fn raw_query(_this: &JsValue, _args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
+    Ok(DECISIONS.with(|d| {
+        d.borrow()
+            .raw_query
+            .as_deref()
+            .map_or_else(JsValue::undefined, |q| JsString::from(q).into())
+    }))
 }
 
 fn regex_check(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
@@ -452,9 +533,10 @@ fn log_data(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<Js
 /// A native function as boa calls it.
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
-/// Register the natives and run the prelude; then make the modules importable.
-pub fn install(ctx: &mut Context, loader: &HostModules) -> JsResult<()> {
-    let natives: [(&str, usize, Native); 11] = [
+/// Register the natives and run the preludes of `runtime`; then make its modules importable.
+pub fn install(ctx: &mut Context, loader: &HostModules, runtime: Runtime) -> JsResult<()> {
+    let v1 = runtime == Runtime::CloudfrontJs1;
+    let natives: [(&str, usize, Native); 12] = [
         ("__verge_kvs_get", 2, kvs_get),
         ("__verge_kvs_exists", 1, kvs_exists),
         ("__verge_kvs_meta", 0, kvs_meta),
@@ -464,19 +546,31 @@ pub fn install(ctx: &mut Context, loader: &HostModules) -> JsResult<()> {
         ("__verge_regex_check", 1, regex_check),
         ("__verge_log", 1, log),
         ("__verge_utf8_encode", 1, utf8_encode),
-        ("__verge_utf8_decode", 3, utf8_decode),
-        ("__verge_digest", 4, digest),
+        ("__verge_utf8_decode", 4, utf8_decode),
+        ("__verge_digest", 5, digest),
+        ("__verge_raw_query", 0, raw_query),
     ];
-    for (name, length, f) in natives {
+    let all = natives
+        .into_iter()
+        .chain(crate::buffer::NATIVES)
+        .chain(crate::querystring::NATIVES);
+    for (name, length, f) in all {
         ctx.register_global_callable(JsString::from(name), length, NativeFunction::from_fn_ptr(f))?;
     }
-    ctx.register_global_callable(js_string!("btoa"), 1, NativeFunction::from_fn_ptr(btoa))?;
-    ctx.register_global_callable(js_string!("atob"), 1, NativeFunction::from_fn_ptr(atob))?;
+    if !v1 {
+        ctx.register_global_callable(js_string!("btoa"), 1, NativeFunction::from_fn_ptr(btoa))?;
+        ctx.register_global_callable(js_string!("atob"), 1, NativeFunction::from_fn_ptr(atob))?;
+    }
+    let hidden = boa_engine::property::Attribute::empty();
     ctx.register_global_property(
         js_string!("__verge_max_elements"),
         MAX_ELEMENTS as u32,
-        boa_engine::property::Attribute::empty(),
+        hidden,
     )?;
+    ctx.register_global_property(js_string!("__verge_v1"), v1, hidden)?;
+    if !v1 {
+        ctx.eval(Source::from_bytes(crate::buffer::PRELUDE))?;
+    }
     ctx.eval(Source::from_bytes(PRELUDE))?;
     let modules = ctx
         .global_object()
@@ -484,7 +578,7 @@ pub fn install(ctx: &mut Context, loader: &HostModules) -> JsResult<()> {
     let modules = modules
         .as_object()
         .ok_or_else(|| type_error("host modules missing"))?;
-    for name in MODULES {
+    for name in modules_of(runtime) {
         let value = modules.get(JsString::from(*name), ctx)?;
         loader.modules.borrow_mut().insert(
             (*name).to_owned(),
@@ -492,6 +586,23 @@ pub fn install(ctx: &mut Context, loader: &HostModules) -> JsResult<()> {
         );
     }
     Ok(())
+}
+
+/// The prototype given to `event.request`: `rawQueryString()` lives there, not on the object,
+/// so what the handler returns is only the fields it set.
+pub fn request_prototype(ctx: &mut Context) -> JsResult<boa_engine::JsObject> {
+    let proto = boa_engine::JsObject::with_object_proto(ctx.intrinsics());
+    let method = NativeFunction::from_fn_ptr(raw_query).to_js_function(ctx.realm());
+    proto.define_property_or_throw(
+        js_string!("rawQueryString"),
+        boa_engine::property::PropertyDescriptor::builder()
+            .value(method)
+            .writable(true)
+            .enumerable(false)
+            .configurable(true),
+        ctx,
+    )?;
+    Ok(proto)
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@ pub struct RequestSnapshot {
     pub uri: String,
     /// The raw query string, without `?` (empty when there is none).
     pub querystring: String,
+    /// Whether the request line had a `?` at all (`rawQueryString()` tells `""` from
+    /// `undefined`).
+    pub has_query: bool,
     /// All request headers.
     pub headers: HeaderList,
     /// The viewer's address.

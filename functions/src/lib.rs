@@ -12,13 +12,16 @@
 //! - [`cff_runtime`]: loading a function (script or ES module) and the budgeted invocation
 //!   ([`budget`] measures CPU time);
 //! - [`cff_event`]: the CloudFront Functions event and the validation of what handlers return;
-//! - [`host`]: the `crypto` and `cloudfront` modules, `console`, `atob`/`btoa`, size guards on
-//!   allocation-heavy built-ins; [`kvs`]: KeyValueStores; [`regex_guard`]: catastrophic regexes;
+//! - [`host`]: the `crypto` and `cloudfront` modules, `console`, `atob`/`btoa`, 1.0 byte strings,
+//!   size guards on allocation-heavy built-ins; [`buffer`]: `Buffer`; [`querystring`]; [`kvs`]:
+//!   KeyValueStores; [`regex_guard`]: catastrophic regexes; [`source_scan`]: load-time token
+//!   checks (regex literals, the 1.0 language rules);
 //! - [`test_function`]: `verge test-function`.
 //!
 //! The edge tier (Lambda@Edge) is not built yet.
 
 pub mod budget;
+pub mod buffer;
 pub mod calendar;
 pub mod cff_event;
 pub mod cff_runtime;
@@ -28,7 +31,9 @@ pub mod host;
 mod invocation;
 pub mod kvs;
 mod outcome;
+pub mod querystring;
 pub mod regex_guard;
+pub mod source_scan;
 pub mod test_function;
 
 pub use fast_pool::{FastPool, PoolConfig, Reply};

@@ -90,107 +90,9 @@ fn is_unbounded_quantifier(chars: &[char], i: usize) -> bool {
     }
 }
 
-/// The regex literals of a JavaScript source, found by a small scanner that skips strings,
-/// template literals and comments and tells a regex from a division by what precedes it.
-pub fn regex_literals(source: &str) -> Vec<String> {
-    let chars: Vec<char> = source.chars().collect();
-    let mut found = Vec::new();
-    let mut i = 0;
-    // The last significant character, and whether it ended an identifier or keyword.
-    let mut prev: Option<char> = None;
-    let mut prev_word = String::new();
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            '"' | '\'' | '`' => {
-                i += 1;
-                while i < chars.len() && chars[i] != c {
-                    if chars[i] == '\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                prev = Some(c);
-                prev_word.clear();
-            }
-            '/' if chars.get(i + 1) == Some(&'/') => {
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
-                }
-                continue;
-            }
-            '/' if chars.get(i + 1) == Some(&'*') => {
-                i += 2;
-                while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
-                    i += 1;
-                }
-                i += 2;
-                continue;
-            }
-            '/' => {
-                let regex_position = match prev {
-                    None => true,
-                    Some(p) if p.is_alphanumeric() || p == '_' || p == '$' => matches!(
-                        prev_word.as_str(),
-                        "return"
-                            | "typeof"
-                            | "case"
-                            | "do"
-                            | "else"
-                            | "in"
-                            | "of"
-                            | "new"
-                            | "delete"
-                            | "void"
-                            | "throw"
-                            | "yield"
-                            | "await"
-                    ),
-                    Some(p) => !matches!(p, ')' | ']' | '}' | '"' | '\'' | '`'),
-                };
-                if regex_position {
-                    let start = i + 1;
-                    let mut j = start;
-                    let mut in_class = false;
-                    while j < chars.len() && chars[j] != '\n' {
-                        match chars[j] {
-                            '\\' => j += 1,
-                            '[' => in_class = true,
-                            ']' => in_class = false,
-                            '/' if !in_class => break,
-                            _ => {}
-                        }
-                        j += 1;
-                    }
-                    if j < chars.len() && chars[j] == '/' {
-                        found.push(chars[start..j].iter().collect());
-                        i = j;
-                    }
-                }
-                prev = Some('/');
-                prev_word.clear();
-            }
-            c if c.is_whitespace() => {}
-            c => {
-                if c.is_alphanumeric() || c == '_' || c == '$' {
-                    if !prev.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == '$') {
-                        prev_word.clear();
-                    }
-                    prev_word.push(c);
-                } else {
-                    prev_word.clear();
-                }
-                prev = Some(c);
-            }
-        }
-        i += 1;
-    }
-    found
-}
-
 /// The first catastrophic regex literal in a source, as a load error.
 pub fn check_source(source: &str) -> Result<(), String> {
-    for literal in regex_literals(source) {
+    for literal in crate::source_scan::regex_literals(source) {
         if let Some(why) = nested_quantifier(&literal) {
             return Err(why);
         }
@@ -231,19 +133,8 @@ mod tests {
     }
 
     #[test]
-    fn regex_literals_are_found_and_divisions_are_not() {
-        let src = r#"
-            var a = b / c / d;
-            var r = /(a+)+b/.test(x);
-            if (/^\/api\//.test(uri)) { return x.replace(/-/g, '+'); }
-            var s = "not /a regex/ here"; // nor /this/
-            /* nor /this/ */ var t = (n) / 2;
-            return /[/]+/;
-        "#;
-        assert_eq!(
-            regex_literals(src),
-            vec!["(a+)+b", "^\\/api\\/", "-", "[/]+"]
-        );
+    fn catastrophic_literals_are_refused_at_load() {
+        let src = "var a = b / c; var r = /(a+)+b/.test(x); return x.replace(/-/g, '+');";
         assert!(check_source(src).unwrap_err().contains("(a+)+b"));
         assert!(check_source("var x = s.replace(/_/g, '/');").is_ok());
     }

@@ -106,6 +106,7 @@ fn snapshots(event: &Value) -> (Hook, RequestSnapshot, Option<ResponseSnapshot>)
     let snapshot = RequestSnapshot {
         method: request["method"].as_str().unwrap_or("GET").to_owned(),
         uri: request["uri"].as_str().unwrap_or("/").to_owned(),
+        has_query: !querystring.is_empty(),
         querystring,
         headers,
         client_ip: event["viewer"]["ip"]
@@ -207,8 +208,14 @@ pub fn test_function(
         response,
         kvs: None,
     };
-    let mut function = LoadedFunction::load(source).map_err(|e| e.0)?;
-    crate::host::begin(hook == Hook::ViewerRequest);
+    let mut function = LoadedFunction::load(source, runtime).map_err(|e| e.0)?;
+    crate::host::begin(
+        hook == Hook::ViewerRequest,
+        invocation
+            .request
+            .has_query
+            .then(|| invocation.request.querystring.clone()),
+    );
     let mut invoked = function.invoke(&event, budget);
     let decisions = crate::host::take();
     if let Some(what) = decisions.memory

@@ -91,7 +91,8 @@ fn check_functions(config: &Config, errors: &mut Vec<ConfigError>) {
             ));
             continue;
         }
-        if let Err(message) = verge_functions::fast_pool::check_loads(&f.code, LOAD_CHECK_DEADLINE)
+        if let Err(message) =
+            verge_functions::fast_pool::check_loads(&f.code, f.runtime, LOAD_CHECK_DEADLINE)
         {
             errors.push(ConfigError::new(
                 &config.file,

@@ -41,7 +41,7 @@ pub fn run(args: &TestFunctionArgs) -> ExitCode {
     // A top-level runaway must not hang the command: check the load on a throwaway thread.
     let code = std::sync::Arc::from(source.as_str());
     if let Err(e) =
-        verge_functions::fast_pool::check_loads(&code, std::time::Duration::from_secs(2))
+        verge_functions::fast_pool::check_loads(&code, runtime, std::time::Duration::from_secs(2))
     {
         return fail(&format!("{}: {e}", args.function.display()));
     }

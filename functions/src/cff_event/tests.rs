@@ -25,6 +25,7 @@ fn inv(query: &str, headers: &[(&str, &str)]) -> Invocation {
             method: "GET".into(),
             uri: "/index.html".into(),
             querystring: query.into(),
+            has_query: !query.is_empty(),
             headers: headers
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))

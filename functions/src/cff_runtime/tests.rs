@@ -7,7 +7,7 @@ use super::*;
 const BUDGET: Duration = Duration::from_millis(1);
 
 fn run(source: &str) -> Invoked {
-    let mut f = LoadedFunction::load(source).unwrap();
+    let mut f = LoadedFunction::load(source, Runtime::CloudfrontJs2).unwrap();
     f.invoke(&json!({"request": {"uri": "/a"}}), BUDGET)
 }
 
@@ -28,7 +28,12 @@ fn sync_and_async_handlers_return_their_value() {
 
 #[test]
 fn load_errors_say_what_is_wrong() {
-    let e = |src: &str| LoadedFunction::load(src).err().unwrap().0;
+    let e = |src: &str| {
+        LoadedFunction::load(src, Runtime::CloudfrontJs2)
+            .err()
+            .unwrap()
+            .0
+    };
     assert!(e("function handler( {").contains("syntax error"));
     assert!(e("function other(e) { return e; }").contains("no function named `handler`"));
     assert!(
@@ -44,9 +49,12 @@ fn load_errors_say_what_is_wrong() {
 #[test]
 fn a_top_level_runaway_is_a_load_error() {
     let started = Instant::now();
-    let e = LoadedFunction::load("while (true) {} function handler(e){}")
-        .err()
-        .unwrap();
+    let e = LoadedFunction::load(
+        "while (true) {} function handler(e){}",
+        Runtime::CloudfrontJs2,
+    )
+    .err()
+    .unwrap();
     assert!(e.0.contains("failed"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
@@ -113,7 +121,11 @@ fn a_promise_that_never_settles_is_an_execution_error() {
 
 #[test]
 fn globals_persist_across_invocations_of_a_context() {
-    let mut f = LoadedFunction::load("var n = 0; function handler(e) { n++; return n; }").unwrap();
+    let mut f = LoadedFunction::load(
+        "var n = 0; function handler(e) { n++; return n; }",
+        Runtime::CloudfrontJs2,
+    )
+    .unwrap();
     let ev = json!({});
     f.invoke(&ev, BUDGET).result.unwrap();
     assert_eq!(f.invoke(&ev, BUDGET).result.unwrap(), Some(json!(2)));
@@ -178,16 +190,17 @@ fn atob_and_btoa_work_on_binary_strings() {
 fn console_log_is_captured_per_invocation_and_capped() {
     let mut f = LoadedFunction::load(
         "function handler(e) { console.log('uri ' + e.request.uri); console.log({a: 1}); return 1; }",
+        Runtime::CloudfrontJs2,
     )
     .unwrap();
-    crate::host::begin(true);
+    crate::host::begin(true, None);
     f.invoke(&json!({"request": {"uri": "/x"}}), BUDGET);
     let logs = crate::host::take().logs;
     assert_eq!(
         logs,
         vec!["uri /x".to_owned(), "[object Object]".to_owned()]
     );
-    crate::host::begin(true);
+    crate::host::begin(true, None);
     f.invoke(&json!({"request": {"uri": "/y"}}), BUDGET);
     assert_eq!(
         crate::host::take().logs,
@@ -195,9 +208,10 @@ fn console_log_is_captured_per_invocation_and_capped() {
     );
     let mut g = LoadedFunction::load(
         "function handler(e) { var s = 'x'.repeat(4000); for (var k = 0; k < 10; k++) { console.log(s); } return 1; }",
+        Runtime::CloudfrontJs2,
     )
     .unwrap();
-    crate::host::begin(true);
+    crate::host::begin(true, None);
     g.invoke(&json!({}), BUDGET);
     let total: usize = crate::host::take().logs.iter().map(String::len).sum();
     assert_eq!(total, 10240);
@@ -205,9 +219,12 @@ fn console_log_is_captured_per_invocation_and_capped() {
 
 #[test]
 fn catastrophic_regexes_are_refused_at_load_and_in_new_regexp() {
-    let e = LoadedFunction::load("function handler(e) { return /(a+)+b/.test(e.request.uri); }")
-        .err()
-        .unwrap();
+    let e = LoadedFunction::load(
+        "function handler(e) { return /(a+)+b/.test(e.request.uri); }",
+        Runtime::CloudfrontJs2,
+    )
+    .err()
+    .unwrap();
     assert!(e.0.contains("catastrophic"), "{e}");
     let started = Instant::now();
     let i = run(
@@ -237,4 +254,265 @@ fn text_encoder_and_decoder_speak_utf8() {
         "function handler(e) { return new TextDecoder('utf-8', {fatal: true}).decode(new Uint8Array([0xff])); }",
     );
     assert_eq!(kind(&i), FunctionErrorKind::Execution);
+}
+
+/// The JSON value `body` (a function body) returns when run by a handler of `runtime`.
+fn value_of(runtime: Runtime, body: &str) -> Value {
+    let source = format!("function handler(e) {{ return (function () {{ {body} }})(); }}");
+    let mut f = LoadedFunction::load(&source, runtime).unwrap();
+    let invoked = f.invoke(&json!({"request": {"uri": "/a"}}), Duration::from_secs(1));
+    invoked.result.unwrap().unwrap_or(Value::Null)
+}
+
+fn v2(body: &str) -> Value {
+    value_of(Runtime::CloudfrontJs2, body)
+}
+
+#[test]
+fn buffer_converts_between_encodings_natively() {
+    assert_eq!(
+        v2(
+            "var b = Buffer.from('héllo'); return [b.length, b.toString('hex'), b.toString('base64'), \
+            Buffer.from('68c3a96c6c6f', 'hex').toString(), Buffer.from('aMOpbGxv', 'base64').toString('utf8'), \
+            Buffer.from([0xfb, 0xff]).toString('base64url'), Buffer.from('-_8', 'base64url').toJSON().data, \
+            Buffer.isBuffer(b), Buffer.isBuffer(new Uint8Array(1)), Buffer.isEncoding('UTF-8'), Buffer.isEncoding('nope'), \
+            Buffer.byteLength('héllo'), String(Buffer.from('abc'))];"
+        ),
+        json!([
+            6,
+            "68c3a96c6c6f",
+            "aMOpbGxv",
+            "héllo",
+            "héllo",
+            "-_8",
+            [251, 255],
+            true,
+            false,
+            true,
+            false,
+            6,
+            "abc"
+        ])
+    );
+}
+
+#[test]
+fn buffer_statics_and_prototype_methods_behave_as_in_node() {
+    assert_eq!(
+        v2("var a = Buffer.from('abc'), b = Buffer.from('abd');\n\
+            var c = Buffer.concat([a, b]);\n\
+            var z = Buffer.alloc(4, 'ab');\n\
+            var n = Buffer.alloc(8); n.writeUInt32BE(0xdeadbeef, 0); n.writeInt16LE(-2, 4);\n\
+            var s = Buffer.from('0102030405060708', 'hex').swap16();\n\
+            var t = Buffer.alloc(3); var copied = a.copy(t, 1);\n\
+            return [Buffer.compare(a, b), Buffer.compare(b, a), a.compare(Buffer.from('abc')), a.equals(Buffer.from('abc')),\n\
+              c.toString(), c.length, Buffer.concat([a, b], 4).toString(), z.toString(),\n\
+              n.readUInt32BE(0), n.readInt16LE(4), n.readUIntBE(0, 3), n.readIntLE(4, 2), n.toString('hex'),\n\
+              s.toString('hex'), copied, t.toString('hex'), c.indexOf('bc'), c.lastIndexOf('ab'), c.includes('d'),\n\
+              c.indexOf(0x64), c.subarray(1, 3).toString(), Buffer.isBuffer(c.subarray(1)), c.slice(-2).toString(),\n\
+              Buffer.alloc(2).fill(7).toJSON().data, a.toString('utf8', 1, 2), Buffer.from(a.buffer, a.byteOffset, 2).toString()];"),
+        json!([
+            -1,
+            1,
+            0,
+            true,
+            "abcabd",
+            6,
+            "abca",
+            "abab",
+            3735928559.0,
+            -2.0,
+            14593470.0,
+            -2.0,
+            "deadbeeffeff0000",
+            "0201040306050807",
+            2.0,
+            "006162",
+            1.0,
+            3.0,
+            true,
+            5,
+            "bc",
+            true,
+            "bd",
+            [7, 7],
+            "b",
+            "ab"
+        ])
+    );
+}
+
+#[test]
+fn buffer_refuses_what_node_refuses_and_sizes_are_guarded() {
+    assert_eq!(
+        v2("var out = [];\n\
+            try { Buffer.from('x', 'utf16'); } catch (e) { out.push(e instanceof TypeError); }\n\
+            try { Buffer.alloc(-1); } catch (e) { out.push(e instanceof RangeError); }\n\
+            try { Buffer.alloc(4).readUInt32BE(1); } catch (e) { out.push(e.code); }\n\
+            try { Buffer.from('abc').swap16(); } catch (e) { out.push(e instanceof RangeError); }\n\
+            return out;"),
+        json!([true, true, "ERR_OUT_OF_RANGE", true])
+    );
+    let mut f = LoadedFunction::load(
+        "function handler(e) { try { Buffer.alloc(1e9); } catch (x) {} return 1; }",
+        Runtime::CloudfrontJs2,
+    )
+    .unwrap();
+    crate::host::begin(true, None);
+    f.invoke(&json!({"request": {}}), Duration::from_secs(1));
+    assert!(
+        crate::host::take().memory.is_some(),
+        "the refusal is recorded even when caught"
+    );
+}
+
+#[test]
+fn crypto_digests_are_buffers_and_hash_buffers_as_bytes() {
+    assert_eq!(
+        v2("var crypto = require('crypto');\n\
+            var raw = crypto.createHash('sha256').update('abc').digest();\n\
+            var key = crypto.createHmac('sha256', 'k').update('date').digest();\n\
+            var chained = crypto.createHmac('sha256', key).update('region').digest('hex');\n\
+            var viaHex = crypto.createHmac('sha256', Buffer.from(key.toString('hex'), 'hex')).update('region').digest('hex');\n\
+            return [Buffer.isBuffer(raw), raw.toString('hex').slice(0, 8), raw.length,\n\
+              crypto.createHash('md5').update(Buffer.from([0xff, 0x00])).digest('hex'), chained === viaHex];"),
+        json!([
+            true,
+            "ba7816bf",
+            32,
+            "e0e8bfafbb0689563b2fba789c97b3cc",
+            true
+        ])
+    );
+}
+
+#[test]
+fn json_parse_takes_a_buffer_or_any_value_and_a_reviver() {
+    assert_eq!(
+        v2(
+            "return [JSON.parse(Buffer.from('{\"a\":1}')).a, JSON.parse(12), JSON.parse(true),\n\
+            JSON.parse('{\"n\":2,\"m\":3}', function (k, v) { return typeof v === 'number' ? v * 10 : v; })];"
+        ),
+        json!([1, 12, true, {"n": 20, "m": 30}])
+    );
+}
+
+#[test]
+fn querystring_parses_and_stringifies_as_node() {
+    assert_eq!(
+        v2("var qs = require('querystring');\n\
+            var p = qs.parse('a=1&b=x%20y&a=2&c&d=e+f&&=v&bad=%zz&u=%C3%A9');\n\
+            return [p.a, p.b, p.c, p.d, p[''], p.bad, p.u, Object.getPrototypeOf(p) === null,\n\
+              qs.stringify({ a: [1, 2], b: 'x y', c: '', d: null, e: true, f: NaN, 'k&': 'é' }),\n\
+              qs.stringify({ a: 1, b: 2 }, ';', ':'), qs.parse('a:1;b:2', ';', ':').b,\n\
+              Object.keys(qs.parse('a=1&b=2&c=3', null, null, { maxKeys: 2 })),\n\
+              qs.escape('a b/é'), qs.unescape('a%20b+c%'), qs.decode === qs.parse, qs.encode({ x: 1 }),\n\
+              qs.parse('a=b', null, null, { decodeURIComponent: function (s) { return s.toUpperCase(); } }).A];"),
+        json!([
+            ["1", "2"],
+            "x y",
+            "",
+            "e f",
+            "v",
+            "%zz",
+            "é",
+            true,
+            "a=1&a=2&b=x%20y&c=&d=&e=true&f=&k%26=%C3%A9",
+            "a:1;b:2",
+            "2",
+            ["a", "b"],
+            "a%20b%2F%C3%A9",
+            "a b+c%",
+            true,
+            "x=1",
+            "B"
+        ])
+    );
+}
+
+#[test]
+fn raw_query_string_is_a_method_of_the_request_and_never_returned() {
+    let source = "function handler(e) { var q = e.request.rawQueryString(); \
+                  e.request.headers['x-raw'] = { value: String(q) }; return e.request; }";
+    let mut f = LoadedFunction::load(source, Runtime::CloudfrontJs2).unwrap();
+    for (raw, expected) in [
+        (Some("a=1&b=%20"), "a=1&b=%20"),
+        (Some(""), ""),
+        (None, "undefined"),
+    ] {
+        crate::host::begin(true, raw.map(str::to_owned));
+        let out = f
+            .invoke(&json!({"request": {"uri": "/", "headers": {}}}), BUDGET)
+            .result
+            .unwrap()
+            .unwrap();
+        crate::host::take();
+        assert_eq!(out["headers"]["x-raw"]["value"], expected);
+        assert_eq!(
+            out.as_object().unwrap().len(),
+            2,
+            "only uri and headers: {out}"
+        );
+    }
+}
+
+#[test]
+fn runtime_1_refuses_const_let_async_and_import_and_has_byte_strings() {
+    let e = |src: &str| {
+        LoadedFunction::load(src, Runtime::CloudfrontJs1)
+            .err()
+            .unwrap()
+            .0
+    };
+    assert!(
+        e("function handler(e) {\n  const x = 1; return x; }")
+            .contains("line 2, column 3: `const`")
+    );
+    assert!(e("function handler(e) { let x = 1; return x; }").contains("`let`"));
+    assert!(e("async function handler(e) { return e.request; }").contains("`async`"));
+    assert!(e("import crypto from 'crypto';\nfunction handler(e) {}").contains("no `import`"));
+    let v1 = |body: &str| value_of(Runtime::CloudfrontJs1, body);
+    assert_eq!(
+        v1("var crypto = require('crypto');\n\
+            var raw = crypto.createHash('sha256').update('abc').digest();\n\
+            var key = crypto.createHmac('sha256', 'k').update('date').digest();\n\
+            return [typeof raw, raw.length, String.bytesFrom(raw.split('').map(function (c) { return c.charCodeAt(0); })) === raw,\n\
+              String.bytesFrom('6869', 'hex'), String.bytesFrom('aGk=', 'base64'), 'é'.toUTF8(), 'é'.toUTF8().length,\n\
+              'Ã©'.fromUTF8(), '\\u00ff\\u00fe'.fromUTF8(), 'ā'.toBytes(), 'ab'.toBytes(), 'ab'.fromBytes(),\n\
+              crypto.createHmac('sha256', key).update('x').digest('hex').length,\n\
+              typeof Buffer, typeof TextEncoder, typeof atob, typeof MemoryError, Object.keys(require('querystring').parse('a=1'))];"),
+        json!([
+            "string",
+            32,
+            true,
+            "hi",
+            "hi",
+            "Ã©",
+            2,
+            "é",
+            null,
+            null,
+            "ab",
+            "ab",
+            64,
+            "undefined",
+            "undefined",
+            "undefined",
+            "function",
+            ["a"]
+        ])
+    );
+    let e = LoadedFunction::load(
+        "function handler(e) { return require('cloudfront'); }",
+        Runtime::CloudfrontJs1,
+    )
+    .unwrap()
+    .invoke(&json!({"request": {}}), BUDGET)
+    .result
+    .unwrap_err();
+    assert!(
+        e.message.contains("Cannot find module 'cloudfront'"),
+        "{}",
+        e.message
+    );
 }

@@ -29,6 +29,7 @@ fn inv(function: &Arc<FunctionDef>) -> Invocation {
             method: "GET".into(),
             uri: "/".into(),
             querystring: String::new(),
+            has_query: false,
             headers: vec![("host".into(), b"h".to_vec())],
             client_ip: "127.0.0.1".parse().unwrap(),
         },
@@ -139,13 +140,24 @@ async fn a_full_queue_sheds_load_with_the_throttled_result() {
 fn load_checks_catch_top_level_runaways_and_errors() {
     let code: Arc<str> = Arc::from("while (true) {} function handler(e) {}");
     let started = Instant::now();
-    assert!(check_loads(&code, Duration::from_secs(5)).is_err());
+    assert!(check_loads(&code, Runtime::CloudfrontJs2, Duration::from_secs(5)).is_err());
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(check_loads(&Arc::from(REWRITE), Duration::from_secs(5)).is_ok());
     assert!(
-        check_loads(&Arc::from("function nope() {}"), Duration::from_secs(5))
-            .unwrap_err()
-            .contains("handler")
+        check_loads(
+            &Arc::from(REWRITE),
+            Runtime::CloudfrontJs2,
+            Duration::from_secs(5)
+        )
+        .is_ok()
+    );
+    assert!(
+        check_loads(
+            &Arc::from("function nope() {}"),
+            Runtime::CloudfrontJs2,
+            Duration::from_secs(5)
+        )
+        .unwrap_err()
+        .contains("handler")
     );
 }
 

@@ -26,6 +26,7 @@ fn request_snapshot(session: &Session) -> RequestSnapshot {
         method: req.method.as_str().to_owned(),
         uri: req.uri.path().to_owned(),
         querystring: req.uri.query().unwrap_or("").to_owned(),
+        has_query: req.uri.query().is_some(),
         headers: req
             .headers
             .iter()
