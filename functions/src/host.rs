@@ -1,6 +1,7 @@
 //! Host modules of the fast tier, native where the work is: `crypto` hashing and HMAC (md5, sha1,
-//! sha256, sha512; digests as hex, base64, base64url or raw bytes), `cloudfront` (`kvs()`,
-//! `selectRequestOriginById`, `edgeLocation`, `logCustomData`), `atob`/`btoa`, `console.log`,
+//! sha256, sha512; digests as hex, base64, base64url or raw bytes), `querystring`, `buffer`,
+//! `cloudfront` (`kvs()`, the three origin helpers, `edgeLocation`, `logCustomData`),
+//! `atob`/`btoa`, `TextEncoder`/`TextDecoder`, `console.log`, the 1.0 byte-string methods,
 //! `require`, and a module loader so a 2.0 file may begin with `import cf from 'cloudfront'`.
 //!
 //! What one invocation decides through these modules (an origin, custom log data) is collected
@@ -39,8 +40,9 @@ pub const MAX_ELEMENTS: usize = 1 << 20;
 pub struct Decisions {
     /// A size check refused an allocation; the invocation fails even if JS caught the error.
     pub memory: Option<String>,
-    /// `cf.selectRequestOriginById(id)`.
-    pub origin: Option<String>,
+    /// `cf.selectRequestOriginById`, `updateRequestOrigin` or `createRequestOriginGroup`; the
+    /// last call wins.
+    pub origin: Option<crate::origin_choice::OriginChoice>,
     /// `cf.logCustomData(…)`, URL-encoded and cut at 800 bytes; the last call wins.
     pub log_data: Option<String>,
     /// Whether origin changes are allowed (viewer-request only).
@@ -142,14 +144,11 @@ const PRELUDE: &str = r#"
     var cloudfront = Object.freeze({
         kvs: kvs,
         edgeLocation: Object.freeze({ name: 'VRG', serverIp: '127.0.0.1', region: 'local' }),
-        selectRequestOriginById: function (id) { __verge_select_origin(String(id)); },
-        updateRequestOrigin: function () {
-            throw new Error('cf.updateRequestOrigin is not supported by this build of verge yet; ' +
-                'use cf.selectRequestOriginById with an origin from the configuration');
+        selectRequestOriginById: function (id, options) {
+            __verge_origin('select', String(id), options === undefined ? null : options);
         },
-        createRequestOriginGroup: function () {
-            throw new Error('cf.createRequestOriginGroup is not supported by this build of verge yet');
-        },
+        updateRequestOrigin: function (params) { __verge_origin('update', '', params); },
+        createRequestOriginGroup: function (params) { __verge_origin('group', '', params); },
         logCustomData: function (data) {
             __verge_log_data(encodeURIComponent(String(data)).slice(0, 800));
         }
@@ -444,15 +443,30 @@ fn kvs_meta(_this: &JsValue, _args: &[JsValue], ctx: &mut Context) -> JsResult<J
     Ok(JsPromise::resolve(value, ctx)?.into())
 }
 
-fn select_origin(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    let id = string_arg(args, 0, ctx)?.unwrap_or_default();
+/// `__verge_origin(kind, id, params)`: the three origin helpers of the `cloudfront` module.
+/// Parameters are checked now, so a bad one throws at the call with the rule it broke.
+fn choose_origin(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let kind = string_arg(args, 0, ctx)?.unwrap_or_default();
+    let id = string_arg(args, 1, ctx)?.unwrap_or_default();
+    let params = args
+        .get(2)
+        .cloned()
+        .unwrap_or_default()
+        .to_json(ctx)?
+        .unwrap_or(serde_json::Value::Null);
     let allowed = DECISIONS.with(|d| d.borrow().origin_allowed);
     if !allowed {
         return Err(type_error(
             "the origin can be changed only at viewer-request",
         ));
     }
-    DECISIONS.with(|d| d.borrow_mut().origin = Some(id));
+    let choice = match kind.as_str() {
+        "select" => crate::origin_choice::select(&id, &params),
+        "update" => crate::origin_choice::update(&params),
+        _ => crate::origin_choice::group(&params),
+    }
+    .map_err(type_error)?;
+    DECISIONS.with(|d| d.borrow_mut().origin = Some(choice));
     Ok(JsValue::undefined())
 }
 
@@ -540,7 +554,7 @@ pub fn install(ctx: &mut Context, loader: &HostModules, runtime: Runtime) -> JsR
         ("__verge_kvs_get", 2, kvs_get),
         ("__verge_kvs_exists", 1, kvs_exists),
         ("__verge_kvs_meta", 0, kvs_meta),
-        ("__verge_select_origin", 1, select_origin),
+        ("__verge_origin", 3, choose_origin),
         ("__verge_log_data", 1, log_data),
         ("__verge_memory", 1, memory),
         ("__verge_regex_check", 1, regex_check),

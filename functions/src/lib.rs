@@ -30,6 +30,7 @@ pub mod fast_pool;
 pub mod host;
 mod invocation;
 pub mod kvs;
+pub mod origin_choice;
 mod outcome;
 pub mod querystring;
 pub mod regex_guard;
@@ -38,6 +39,7 @@ pub mod test_function;
 
 pub use fast_pool::{FastPool, PoolConfig, Reply};
 pub use invocation::{HeaderList, Invocation, RequestSnapshot, ResponseSnapshot};
+pub use origin_choice::{OriginChoice, OriginOverrides, OriginUpdate};
 pub use outcome::{
     Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome, ResultType,
 };

@@ -25,8 +25,9 @@ pub struct Edits {
     pub status: Option<u16>,
     /// Replacement response body (response hooks).
     pub body: Option<Vec<u8>>,
-    /// The configured origin to send this request to (`cf.selectRequestOriginById`).
-    pub origin: Option<String>,
+    /// Where to send this request instead of the behavior's origin (the `cloudfront` module's
+    /// origin helpers, viewer-request only).
+    pub origin: Option<crate::origin_choice::OriginChoice>,
 }
 
 /// A response a function generated.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use verge_functions::ResultType;
 
 use crate::origin::OriginTarget;
-use crate::snapshot::{BehaviorRoute, Snapshot};
+use crate::snapshot::{BehaviorRoute, Route, Snapshot};
 
 /// State for one request.
 #[derive(Debug)]
@@ -42,9 +42,9 @@ pub struct RequestCtx {
     pub compute_utilization: Option<u32>,
     /// `cf.logCustomData` of the functions that ran (the last call wins).
     pub function_log_data: Option<String>,
-    /// The origin a viewer-request function chose (`cf.selectRequestOriginById`); replaces the
-    /// behavior's (primary) origin on the first attempt.
-    pub origin_override: Option<Arc<OriginTarget>>,
+    /// Where a viewer-request function sent the request (the `cloudfront` module's origin
+    /// helpers); used instead of the behavior's route.
+    pub route_override: Option<Route>,
     /// A whole response to write instead of the origin's (a viewer-response function replaced
     /// the body, or failed); written by `fail_to_proxy`.
     pub replacement: Option<Replacement>,
@@ -78,7 +78,7 @@ impl RequestCtx {
             error: None,
             compute_utilization: None,
             function_log_data: None,
-            origin_override: None,
+            route_override: None,
             replacement: None,
         }
     }
@@ -86,6 +86,13 @@ impl RequestCtx {
     /// The matched behavior.
     pub fn behavior(&self) -> Option<&BehaviorRoute> {
         self.behavior.and_then(|i| self.snapshot.behavior(i))
+    }
+
+    /// Where this request goes: a function's choice, else the behavior's route.
+    pub fn route(&self) -> Option<&Route> {
+        self.route_override
+            .as_ref()
+            .or_else(|| self.behavior().map(|b| &b.route))
     }
 
     /// The current origin's name, or `-`.

@@ -35,9 +35,16 @@ impl DnsCache {
         let addr = match tokio::time::timeout(timeout, lookup).await {
             Err(_) => return Err(format!("resolving {host} timed out after {timeout:?}")),
             Ok(Err(e)) => return Err(format!("cannot resolve {host}: {e}")),
-            Ok(Ok(mut addrs)) => addrs
-                .next()
-                .ok_or_else(|| format!("{host} resolved to no address"))?,
+            // IPv4 first, as CloudFront connects to origins (its default address type).
+            Ok(Ok(addrs)) => {
+                let addrs: Vec<SocketAddr> = addrs.collect();
+                addrs
+                    .iter()
+                    .find(|a| a.is_ipv4())
+                    .or(addrs.first())
+                    .copied()
+                    .ok_or_else(|| format!("{host} resolved to no address"))?
+            }
         };
         if let Ok(mut entries) = self.entries.lock() {
             entries.insert(key, (addr, Instant::now() + ttl));

@@ -12,7 +12,7 @@
 //!
 //! Map: [`service`] is the one `ProxyHttp` impl, each phase delegating to [`stage`];
 //! [`state`] holds the published [`snapshot`] and reloads it; [`origin`] and [`dns`] make
-//! pingora peers; [`error_page`] renders what verge answers itself; [`metrics`] and [`admin`]
+//! pingora peers, [`function_route`] turns a function's origin choice into a route; [`error_page`] renders what verge answers itself; [`metrics`] and [`admin`]
 //! are observability; [`server`] assembles pingora's server, [`embed`] serves the same apps
 //! from an accept loop of your own (tests).
 
@@ -22,6 +22,7 @@ pub mod ctx;
 pub mod dns;
 pub mod embed;
 pub mod error_page;
+pub mod function_route;
 pub mod headers;
 pub mod metrics;
 pub mod origin;

@@ -23,6 +23,8 @@ pub struct OriginTarget {
     pub duration: prometheus::Histogram,
     /// The address, when the origin's host is an IP literal (parsed once, no lookup needed).
     pub literal: Option<SocketAddr>,
+    /// Headers added to every request sent to it (set by `cf.updateRequestOrigin`).
+    pub custom_headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 impl OriginTarget {
@@ -48,6 +50,27 @@ impl OriginTarget {
             host_header,
             duration,
             literal,
+            custom_headers: Vec::new(),
+        })
+    }
+
+    /// A variant of this origin for one request (a function changed its settings): the same
+    /// trust anchors and latency histogram, everything else from `origin`.
+    pub fn variant(&self, origin: Origin) -> Result<Self, String> {
+        let host_header = HeaderValue::from_str(&origin.authority())
+            .map_err(|e| format!("the origin host cannot be a Host header: {e}"))?;
+        let literal = origin
+            .host
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, origin.port));
+        Ok(OriginTarget {
+            origin: Arc::new(origin),
+            ca: self.ca.clone(),
+            host_header,
+            duration: self.duration.clone(),
+            literal,
+            custom_headers: self.custom_headers.clone(),
         })
     }
 

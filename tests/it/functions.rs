@@ -815,3 +815,109 @@ async fn country_and_trailing_slash_redirect_examples() {
     assert_eq!((r.status, r.header("x-cache")), (200, "Miss from verge"));
     assert_eq!(o.hits(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_request_origin_and_origin_groups_route_this_request() {
+    let a = origin().name("a").run().await;
+    let b = origin().name("b").run().await;
+    let dead = crate::support::binary::free_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let update = format!(
+        "import cf from 'cloudfront';\n\
+         function handler(event) {{\n\
+           cf.updateRequestOrigin({{\n\
+             domainName: 'localhost',\n\
+             originPath: '/echo/base',\n\
+             hostHeader: 'api.example.com',\n\
+             customHeaders: {{ 'x-origin-key': 'k1' }},\n\
+             timeouts: {{ readTimeout: 5, connectionTimeout: 2 }},\n\
+             customOriginConfig: {{ port: {}, protocol: 'http' }}\n\
+           }});\n\
+           return event.request;\n\
+         }}",
+        b.addr.port()
+    );
+    std::fs::write(dir.path().join("update.js"), update).unwrap();
+    std::fs::write(
+        dir.path().join("group.js"),
+        "import cf from 'cloudfront';\n\
+         function handler(event) {\n\
+           cf.createRequestOriginGroup({ originIds: [{ originId: 'dead' }, { originId: 'b' }],\n\
+             failoverCriteria: { statusCodes: [500, 502] } });\n\
+           return event.request;\n\
+         }",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("status_group.js"),
+        "import cf from 'cloudfront';\n\
+         function handler(event) {\n\
+           cf.createRequestOriginGroup({ originIds: ['a', 'b'], failoverCriteria: { statusCodes: [500] } });\n\
+           return event.request;\n\
+         }",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.js"),
+        "import cf from 'cloudfront';\n\
+         function handler(event) { cf.updateRequestOrigin({ domainName: '10.0.0.1' }); return event.request; }",
+    )
+    .unwrap();
+    let p = proxy_in(
+        dir,
+        &format!(
+            "[origins.a]\nurl = \"{}\"\n[origins.b]\nurl = \"{}\"\n[origins.dead]\nurl = \"http://{dead}\"\n\
+             [[behaviors]]\npath_pattern = \"/upd/*\"\norigin = \"a\"\nviewer_request = \"update\"\n\
+             [[behaviors]]\npath_pattern = \"/grp/*\"\norigin = \"dead\"\nviewer_request = \"group\"\n\
+             [[behaviors]]\npath_pattern = \"/status/*\"\norigin = \"a\"\nviewer_request = \"status_group\"\n\
+             [[behaviors]]\npath_pattern = \"/bad/*\"\norigin = \"a\"\nviewer_request = \"bad\"\n\
+             [[behaviors]]\npath_pattern = \"*\"\norigin = \"dead\"\n\
+             [functions.update]\ncode = \"update.js\"\n[functions.group]\ncode = \"group.js\"\n\
+             [functions.status_group]\ncode = \"status_group.js\"\n[functions.bad]\ncode = \"bad.js\"\n",
+            a.url(),
+            b.url()
+        ),
+    )
+    .await;
+    // updateRequestOrigin: another host and port, an origin path, a Host and a custom header.
+    let r = p.get("/upd/x?q=1").await;
+    assert_eq!((r.status, r.header("x-origin")), (200, "b"), "{}", r.text());
+    let echo = r.json();
+    assert_eq!(echo["path"], "/echo/base/upd/x");
+    assert_eq!(echo["query"], "q=1");
+    assert_eq!(echo["headers"]["host"], "api.example.com");
+    assert_eq!(echo["headers"]["x-origin-key"], "k1");
+    assert_eq!(a.hits(), 0);
+    // createRequestOriginGroup: a refused primary fails over to the secondary...
+    let r = p.get("/grp/echo").await;
+    assert_eq!((r.status, r.header("x-origin")), (200, "b"), "{}", r.text());
+    // ...and so does a primary answering one of the group's failover statuses.
+    let r = p.get("/status/500").await;
+    assert_eq!((r.status, r.header("x-origin")), (500, "b"));
+    assert_eq!(a.hits(), 1);
+    // Without a function the dead origin is what the viewer gets.
+    assert_eq!(p.get("/echo").await.status, 502);
+    // A parameter CloudFront refuses throws at the call.
+    let r = p.get("/bad/x").await;
+    assert_eq!(
+        (r.status, r.header("x-cache")),
+        (503, "FunctionExecutionError from verge")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_query_string_tells_a_bare_question_mark_from_none() {
+    let o = origin().name("o").run().await;
+    let raw = "function handler(event) {\n\
+               event.request.headers['x-raw'] = { value: String(event.request.rawQueryString()) };\n\
+               return event.request; }";
+    let p = with_functions(&o, &[("/echo/*", "raw", raw)]).await;
+    for (path, want) in [
+        ("/echo/r?b=%20x&a=1&a=2", "b=%20x&a=1&a=2"),
+        ("/echo/r?", ""),
+        ("/echo/r", "undefined"),
+    ] {
+        let r = p.get(path).await;
+        assert_eq!(r.json()["headers"]["x-raw"], want, "{path}");
+    }
+}

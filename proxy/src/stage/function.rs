@@ -9,7 +9,7 @@ use pingora::Error;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use verge_functions::{
-    Edits, FunctionDef, FunctionError, FunctionErrorKind, Hook, Invocation, Outcome,
+    Edits, FunctionDef, FunctionError, FunctionErrorKind, Hook, Invocation, OriginChoice, Outcome,
     RequestSnapshot, ResponseSnapshot, ResultType,
 };
 
@@ -39,17 +39,10 @@ fn request_snapshot(session: &Session) -> RequestSnapshot {
     }
 }
 
-/// Record the configured origin a function selected; an unknown name is a validation error.
-fn choose_origin(ctx: &mut RequestCtx, origin: Option<String>) -> Result<(), String> {
-    if let Some(name) = origin {
-        match ctx.snapshot.origin(&name) {
-            Some(target) => ctx.origin_override = Some(target.clone()),
-            None => {
-                return Err(format!(
-                    "cf.selectRequestOriginById: no origin is named `{name}` in the configuration"
-                ));
-            }
-        }
+/// Take the route a function chose for this request; an unknown origin is a validation error.
+fn choose_origin(ctx: &mut RequestCtx, choice: Option<OriginChoice>) -> Result<(), String> {
+    if let Some(choice) = choice {
+        ctx.route_override = Some(crate::function_route::route_for(ctx, choice)?);
     }
     Ok(())
 }

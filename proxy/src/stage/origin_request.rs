@@ -1,4 +1,5 @@
-//! origin-request: the request as it goes upstream — origin path prefix and `Host`.
+//! origin-request: the request as it goes upstream — origin path prefix, `Host` and the
+//! origin's custom headers.
 
 use std::time::Instant;
 
@@ -20,6 +21,9 @@ pub fn prepare(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> pingora::R
     }
     if !o.preserve_host || upstream.headers.get(http::header::HOST).is_none() {
         upstream.insert_header(http::header::HOST, target.host_header.clone())?;
+    }
+    for (name, value) in &target.custom_headers {
+        upstream.insert_header(name.clone(), value.clone())?;
     }
     ctx.origin_sent = Some(Instant::now());
     Ok(())

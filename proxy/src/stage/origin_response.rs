@@ -25,8 +25,8 @@ pub fn on_header(
     }
     let triggers_failover = can_fail_over(session, ctx)
         && ctx
-            .behavior()
-            .and_then(|b| b.route.group())
+            .route()
+            .and_then(|r| r.group())
             .is_some_and(|g| g.failover_status.contains(&status));
     if triggers_failover {
         return Err(Error::explain(

@@ -26,14 +26,14 @@ pub fn can_fail_over(session: &Session, ctx: &RequestCtx) -> bool {
             *method,
             http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
         )
-        && ctx.behavior().is_some_and(|b| b.route.group().is_some())
+        && ctx.route().is_some_and(|r| r.group().is_some())
 }
 
 /// Switch to the secondary and count it.
 fn fail_over(state: &ProxyState, ctx: &mut RequestCtx, reason: &'static str) {
     ctx.attempt = 1;
     ctx.failover = Some(reason);
-    if let Some(group) = ctx.behavior().and_then(|b| b.route.group()) {
+    if let Some(group) = ctx.route().and_then(|r| r.group()) {
         state
             .metrics
             .failovers
@@ -70,10 +70,7 @@ pub async fn peer(
     ctx: &mut RequestCtx,
 ) -> pingora::Result<Box<HttpPeer>> {
     loop {
-        let chosen = ctx.origin_override.clone().filter(|_| ctx.attempt == 0);
-        let Some(target) =
-            chosen.or_else(|| ctx.behavior().map(|b| b.route.origin(ctx.attempt).clone()))
-        else {
+        let Some(target) = ctx.route().map(|r| r.origin(ctx.attempt).clone()) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "no behavior matched before origin selection",

@@ -1,0 +1,140 @@
+//! A viewer-request function's origin choice (`cf.selectRequestOriginById`,
+//! `cf.updateRequestOrigin`, `cf.createRequestOriginGroup`) turned into the route this one
+//! request takes. Named origins come from the request's snapshot; an update derives a variant of
+//! the request's origin (for a group, of its primary only, as CloudFront does).
+
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue};
+use verge_config::{Origin, OriginGroup, Scheme};
+use verge_functions::{OriginChoice, OriginOverrides, OriginUpdate};
+
+use crate::ctx::RequestCtx;
+use crate::origin::OriginTarget;
+use crate::snapshot::Route;
+
+/// The route for `choice`, or why it cannot be taken (a validation error).
+pub fn route_for(ctx: &RequestCtx, choice: OriginChoice) -> Result<Route, String> {
+    let named = |id: &str, helper: &str| {
+        ctx.snapshot
+            .origin(id)
+            .cloned()
+            .ok_or_else(|| format!("cf.{helper}: no origin is named `{id}` in the configuration"))
+    };
+    match choice {
+        OriginChoice::Named { id, overrides } => {
+            let target = named(&id, "selectRequestOriginById")?;
+            Ok(Route::Single(with_overrides(target, &overrides)?))
+        }
+        OriginChoice::Group {
+            primary,
+            secondary,
+            failover_status,
+            overrides,
+        } => {
+            let primary = with_overrides(named(&primary, "createRequestOriginGroup")?, &overrides)?;
+            let secondary =
+                with_overrides(named(&secondary, "createRequestOriginGroup")?, &overrides)?;
+            let group = OriginGroup {
+                name: format!("{}+{}", primary.origin.name, secondary.origin.name),
+                primary: primary.origin.clone(),
+                secondary: secondary.origin.clone(),
+                failover_status,
+            };
+            Ok(Route::Group {
+                group: Arc::new(group),
+                primary,
+                secondary,
+            })
+        }
+        OriginChoice::Update(update) => {
+            let current = ctx
+                .route()
+                .ok_or("cf.updateRequestOrigin: the request has no origin to update")?;
+            let primary = Arc::new(updated(current.origin(0), &update)?);
+            Ok(match current {
+                Route::Single(_) => Route::Single(primary),
+                Route::Group {
+                    group, secondary, ..
+                } => Route::Group {
+                    group: group.clone(),
+                    primary,
+                    secondary: secondary.clone(),
+                },
+            })
+        }
+    }
+}
+
+fn header_value(value: &str, what: &str) -> Result<HeaderValue, String> {
+    HeaderValue::from_str(value).map_err(|e| format!("{what} `{value}` cannot be sent: {e}"))
+}
+
+/// `hostHeader` and `sni` applied to a configured origin (unchanged when neither is set).
+fn with_overrides(
+    target: Arc<OriginTarget>,
+    overrides: &OriginOverrides,
+) -> Result<Arc<OriginTarget>, String> {
+    if overrides == &OriginOverrides::default() {
+        return Ok(target);
+    }
+    let mut origin: Origin = (*target.origin).clone();
+    if let Some(sni) = &overrides.sni {
+        origin.sni = sni.clone();
+    }
+    let mut variant = target.variant(origin)?;
+    if let Some(host) = &overrides.host_header {
+        variant.host_header = header_value(host, "hostHeader")?;
+    }
+    Ok(Arc::new(variant))
+}
+
+/// The request's origin with `cf.updateRequestOrigin`'s fields applied.
+fn updated(base: &OriginTarget, update: &OriginUpdate) -> Result<OriginTarget, String> {
+    let mut origin: Origin = (*base.origin).clone();
+    if let Some(https) = update.https {
+        origin.scheme = if https { Scheme::Https } else { Scheme::Http };
+        if update.port.is_none() {
+            origin.port = if https { 443 } else { 80 };
+        }
+    }
+    if let Some(domain) = &update.domain_name {
+        origin.host = domain.clone();
+        // The server name follows the new domain unless one is given.
+        origin.sni = domain.clone();
+    }
+    if let Some(port) = update.port {
+        origin.port = port;
+    }
+    if let Some(path) = &update.origin_path {
+        origin.path = path.clone();
+    }
+    if let Some(sni) = &update.overrides.sni {
+        origin.sni = sni.clone();
+    }
+    if let Some(t) = update.connect_timeout {
+        origin.connect_timeout = t;
+    }
+    if let Some(t) = update.read_timeout {
+        origin.read_timeout = t;
+    }
+    if let Some(t) = update.keep_alive_timeout {
+        origin.idle_timeout = t;
+    }
+    // A new domain is the new Host unless the viewer's is preserved or one is given.
+    let mut variant = base.variant(origin)?;
+    if let Some(host) = &update.overrides.host_header {
+        variant.host_header = header_value(host, "hostHeader")?;
+    }
+    if let Some(headers) = &update.custom_headers {
+        variant.custom_headers = headers
+            .iter()
+            .map(|(name, value)| {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| format!("customHeaders: `{name}`: {e}"))?;
+                Ok((name, header_value(value, "customHeaders value")?))
+            })
+            .collect::<Result<_, String>>()?;
+    }
+    Ok(variant)
+}
