@@ -6,8 +6,13 @@
 //! - A supervisor retires a worker still busy past the hard ceiling (only native work no check
 //!   reaches can get there), lowers it to idle priority and starts a replacement, so capacity is
 //!   never lost. The retired thread exits when its call finally returns.
-//! - Contexts are loaded on first use per worker and kept warm (globals persist); a context that
-//!   was aborted is dropped. Garbage collection runs between invocations, outside the budget.
+//! - Generations (DESIGN §4): [`FastPool::warm`] starts a new set of workers that load every
+//!   function of a new configuration before any request reaches them, then switches new
+//!   invocations to them; the previous generation drains its queue and exits. Serving workers
+//!   never compile during a reload. A function not warmed (a test pool) loads on first use.
+//! - Contexts are kept warm (globals persist); a context that was aborted is dropped and a spare
+//!   is loaded right after the reply, before the worker takes its next invocation. Garbage
+//!   collection runs between invocations, outside the budget.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -141,21 +146,70 @@ struct WorkerState {
     /// Microseconds since the pool's epoch when the current invocation started; 0 when idle.
     busy_since: AtomicU64,
     retired: AtomicBool,
+    /// The thread has returned (its generation ended, or it was retired and finished).
+    exited: AtomicBool,
+    /// Its generation's queue (a replacement joins the same one).
+    rx: Receiver<Task>,
+    /// Its generation's functions, loaded before the first invocation.
+    warm: Arc<[Arc<FunctionDef>]>,
 }
 
 struct Shared {
     throttle: Throttle,
-    rx: Receiver<Task>,
     epoch: Instant,
     workers: Mutex<Vec<Arc<WorkerState>>>,
     retired: AtomicU64,
     config: PoolConfig,
     stop: AtomicBool,
+    loads: LoadCounts,
+}
+
+/// How contexts came to be loaded, for metrics and tests.
+#[derive(Debug, Default)]
+struct LoadCounts {
+    warm: AtomicU64,
+    on_demand: AtomicU64,
+    spare: AtomicU64,
+}
+
+/// Context loads so far, by when they happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loads {
+    /// By a new generation before it served anything.
+    pub warm: u64,
+    /// On a serving worker, by the first invocation of a function it had not loaded.
+    pub on_demand: u64,
+    /// A replacement for a context discarded after an abort, loaded between invocations.
+    pub spare: u64,
+}
+
+/// One set of workers and the queue that feeds them. A configuration snapshot holds the
+/// generation warmed with its functions, so every request runs on workers that loaded its
+/// functions ahead of time; the generation's workers exit once the last holder is gone and
+/// the queue is drained.
+pub struct Generation {
+    tx: Sender<Task>,
+    number: u64,
+}
+
+impl Generation {
+    /// 1 for the pool's first generation, one more per [`FastPool::warm`].
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+}
+
+impl std::fmt::Debug for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation")
+            .field("number", &self.number)
+            .finish()
+    }
 }
 
 /// The fast worker pool. Dropping it stops the workers once the queue is drained.
 pub struct FastPool {
-    tx: Sender<Task>,
+    current: arc_swap::ArcSwap<Generation>,
     shared: Arc<Shared>,
 }
 
@@ -176,26 +230,50 @@ fn execution(message: impl Into<String>) -> FunctionError {
 }
 
 impl FastPool {
-    /// Start the workers and the supervisor.
+    /// Start the first generation of workers (with nothing warmed) and the supervisor.
     pub fn start(config: PoolConfig) -> std::io::Result<Self> {
-        let (tx, rx) = bounded(config.queue.max(1));
         let shared = Arc::new(Shared {
             throttle: Throttle::default(),
-            rx,
             epoch: Instant::now(),
             workers: Mutex::new(Vec::new()),
             retired: AtomicU64::new(0),
             config,
             stop: AtomicBool::new(false),
+            loads: LoadCounts::default(),
         });
-        for _ in 0..shared.config.workers.max(2) {
-            spawn_worker(&shared)?;
-        }
+        let (tx, _ready) = start_generation(&shared, &Arc::from([]))?;
         let supervised = shared.clone();
         std::thread::Builder::new()
             .name("verge-fast-supervisor".into())
             .spawn(move || supervise(&supervised))?;
-        Ok(FastPool { tx, shared })
+        Ok(FastPool {
+            current: arc_swap::ArcSwap::from_pointee(Generation { tx, number: 1 }),
+            shared,
+        })
+    }
+
+    /// Start a new generation of workers that load `functions` first, and wait (up to the start
+    /// deadline) until every one of them has. It becomes the pool's current generation (what
+    /// [`FastPool::invoke`] uses); [`FastPool::invoke_in`] targets a given one. A previous
+    /// generation finishes what it has queued and exits once nothing holds it.
+    pub fn warm(&self, functions: Vec<Arc<FunctionDef>>) -> std::io::Result<Arc<Generation>> {
+        let functions: Arc<[Arc<FunctionDef>]> = Arc::from(functions);
+        let (tx, ready) = start_generation(&self.shared, &functions)?;
+        let deadline = Instant::now() + self.shared.config.start_deadline;
+        for _ in 0..self.shared.config.workers.max(2) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if ready.recv_timeout(left).is_err() {
+                tracing::warn!(
+                    "a new fast-tier worker did not finish warming within {:?}; switching anyway",
+                    self.shared.config.start_deadline
+                );
+                break;
+            }
+        }
+        let number = self.current.load().number + 1;
+        let generation = Arc::new(Generation { tx, number });
+        self.current.store(generation.clone());
+        Ok(generation)
     }
 
     /// Workers retired so far for exceeding the hard ceiling.
@@ -203,10 +281,36 @@ impl FastPool {
         self.shared.retired.load(Ordering::Relaxed)
     }
 
+    /// Context loads so far.
+    pub fn loads(&self) -> Loads {
+        let l = &self.shared.loads;
+        Loads {
+            warm: l.warm.load(Ordering::Relaxed),
+            on_demand: l.on_demand.load(Ordering::Relaxed),
+            spare: l.spare.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The generation new invocations go to (1 for the first).
+    pub fn generation(&self) -> u64 {
+        self.current.load().number
+    }
+
     /// Run one invocation. Never waits longer than the reply deadline. A function that keeps
     /// exceeding its budget, or needed the deadline once, is throttled for [`THROTTLE_FOR`]:
     /// answered at once without running.
     pub async fn invoke(&self, invocation: Invocation, budget: Duration) -> Reply {
+        let generation = self.current.load_full();
+        self.invoke_in(&generation, invocation, budget).await
+    }
+
+    /// [`FastPool::invoke`] on the workers of `generation`.
+    pub async fn invoke_in(
+        &self,
+        generation: &Generation,
+        invocation: Invocation,
+        budget: Duration,
+    ) -> Reply {
         let def = invocation.function.clone();
         if let Some(left) = self.shared.throttle.remaining(&def) {
             return Reply {
@@ -219,7 +323,7 @@ impl FastPool {
                 log_data: None,
             };
         }
-        let (reply, blame) = self.dispatch(invocation, budget).await;
+        let (reply, blame) = self.dispatch(generation, invocation, budget).await;
         if let Err(e) = &reply.result
             && e.kind == FunctionErrorKind::Throttled
             && blame != Blame::Capacity
@@ -229,7 +333,12 @@ impl FastPool {
         reply
     }
 
-    async fn dispatch(&self, invocation: Invocation, budget: Duration) -> (Reply, Blame) {
+    async fn dispatch(
+        &self,
+        generation: &Generation,
+        invocation: Invocation,
+        budget: Duration,
+    ) -> (Reply, Blame) {
         let failed = |error: FunctionError, utilization: u32| Reply {
             result: Err(error),
             utilization,
@@ -244,7 +353,8 @@ impl FastPool {
             started: started.clone(),
             reply,
         };
-        match self.tx.try_send(task) {
+        let sent = generation.tx.try_send(task);
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 let e = throttled("no fast-tier capacity: the queue is full");
@@ -313,10 +423,37 @@ impl Drop for FastPool {
     }
 }
 
-fn spawn_worker(shared: &Arc<Shared>) -> std::io::Result<()> {
+/// A new queue and its workers, each loading `functions` before it takes an invocation and
+/// then reporting on the returned receiver.
+fn start_generation(
+    shared: &Arc<Shared>,
+    functions: &Arc<[Arc<FunctionDef>]>,
+) -> std::io::Result<(Sender<Task>, Receiver<()>)> {
+    let (tx, rx) = bounded(shared.config.queue.max(1));
+    let (ready_tx, ready) = bounded(shared.config.workers.max(2));
+    for _ in 0..shared.config.workers.max(2) {
+        spawn_worker(
+            shared,
+            rx.clone(),
+            functions.clone(),
+            Some(ready_tx.clone()),
+        )?;
+    }
+    Ok((tx, ready))
+}
+
+fn spawn_worker(
+    shared: &Arc<Shared>,
+    rx: Receiver<Task>,
+    warm: Arc<[Arc<FunctionDef>]>,
+    ready: Option<Sender<()>>,
+) -> std::io::Result<()> {
     let state = Arc::new(WorkerState {
         busy_since: AtomicU64::new(0),
         retired: AtomicBool::new(false),
+        exited: AtomicBool::new(false),
+        rx,
+        warm,
     });
     if let Ok(mut workers) = shared.workers.lock() {
         workers.push(state.clone());
@@ -324,7 +461,10 @@ fn spawn_worker(shared: &Arc<Shared>) -> std::io::Result<()> {
     let shared = shared.clone();
     std::thread::Builder::new()
         .name("verge-fast".into())
-        .spawn(move || work(&shared, &state))?;
+        .spawn(move || {
+            work(&shared, &state, ready);
+            state.exited.store(true, Ordering::Relaxed);
+        })?;
     Ok(())
 }
 
@@ -337,6 +477,7 @@ fn supervise(shared: &Arc<Shared>) {
         let ceiling = shared.config.hard_ceiling.as_micros() as u64;
         let stuck: Vec<Arc<WorkerState>> = match shared.workers.lock() {
             Ok(mut workers) => {
+                workers.retain(|w| !w.exited.load(Ordering::Relaxed));
                 let (stuck, ok): (Vec<_>, Vec<_>) = workers.drain(..).partition(|w| {
                     let since = w.busy_since.load(Ordering::Relaxed);
                     since != 0 && now.saturating_sub(since) > ceiling
@@ -353,7 +494,7 @@ fn supervise(shared: &Arc<Shared>) {
                 ceiling_ms = shared.config.hard_ceiling.as_millis() as u64,
                 "a fast-tier worker passed the hard ceiling; retired and replaced"
             );
-            if let Err(e) = spawn_worker(shared) {
+            if let Err(e) = spawn_worker(shared, worker.rx.clone(), worker.warm.clone(), None) {
                 tracing::error!(error = %e, "cannot start a replacement fast-tier worker");
             }
         }
@@ -381,7 +522,11 @@ struct Loaded {
 }
 
 impl Loaded {
-    fn get(&mut self, def: &Arc<FunctionDef>) -> Result<&mut LoadedFunction, FunctionError> {
+    fn get(
+        &mut self,
+        def: &Arc<FunctionDef>,
+        count: &AtomicU64,
+    ) -> Result<&mut LoadedFunction, FunctionError> {
         let index = match self.functions.iter().position(|(d, _)| Arc::ptr_eq(d, def)) {
             Some(i) => i,
             None => {
@@ -393,11 +538,16 @@ impl Loaded {
                 // Loading leaves garbage behind; collect now, outside the timed window, so the
                 // first invocation is not charged a collector pause.
                 boa_engine::gc::force_collect();
+                count.fetch_add(1, Ordering::Relaxed);
                 self.functions.push((def.clone(), loaded));
                 self.functions.len() - 1
             }
         };
         Ok(&mut self.functions[index].1)
+    }
+
+    fn has(&self, def: &Arc<FunctionDef>) -> bool {
+        self.functions.iter().any(|(d, _)| Arc::ptr_eq(d, def))
     }
 
     fn discard(&mut self, def: &Arc<FunctionDef>) {
@@ -407,14 +557,21 @@ impl Loaded {
     }
 }
 
-fn work(shared: &Arc<Shared>, me: &WorkerState) {
+fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
     let mut loaded = Loaded::default();
+    for def in me.warm.iter() {
+        // A function that fails to load here fails the same way when invoked, with its error.
+        let _ = loaded.get(def, &shared.loads.warm);
+    }
+    if let Some(ready) = ready {
+        let _ = ready.send(());
+    }
     let mut since_gc = 0u32;
     loop {
         if me.retired.load(Ordering::Relaxed) {
             return;
         }
-        let task = match shared.rx.recv_timeout(Duration::from_millis(100)) {
+        let task = match me.rx.recv_timeout(Duration::from_millis(100)) {
             Ok(task) => task,
             Err(RecvTimeoutError::Timeout) => {
                 if since_gc > 0 {
@@ -444,6 +601,10 @@ fn work(shared: &Arc<Shared>, me: &WorkerState) {
             deprioritize_self();
         }
         let _ = task.reply.send(reply);
+        // A context discarded after an abort is replaced now, between invocations.
+        if !loaded.has(&task.invocation.function) && !me.retired.load(Ordering::Relaxed) {
+            let _ = loaded.get(&task.invocation.function, &shared.loads.spare);
+        }
         // Collect outside the timed window, so a GC pause is never charged to a function.
         since_gc += 1;
         if since_gc >= 100 {
@@ -464,7 +625,7 @@ fn run(
     // Loading a new version happens before the clocks start: neither the hard ceiling nor the
     // caller's reply deadline is charged for it.
     let attempt = catch_unwind(AssertUnwindSafe(|| {
-        run_inner(loaded, inv, budget, move || {
+        run_inner(loaded, inv, budget, &shared.loads.on_demand, move || {
             let now = shared.epoch.elapsed().as_micros().max(1) as u64;
             me.busy_since.store(now, Ordering::Relaxed);
             started.store(now, Ordering::Release);
@@ -488,6 +649,7 @@ fn run_inner(
     loaded: &mut Loaded,
     inv: &Invocation,
     budget: Duration,
+    loads: &AtomicU64,
     start_clocks: impl FnOnce(),
 ) -> Reply {
     let event: Value = match inv.hook {
@@ -505,7 +667,7 @@ fn run_inner(
             };
         }
     };
-    let function = match loaded.get(&inv.function) {
+    let function = match loaded.get(&inv.function, loads) {
         Ok(f) => f,
         Err(e) => {
             return Reply {

@@ -37,7 +37,7 @@ pub mod regex_guard;
 pub mod source_scan;
 pub mod test_function;
 
-pub use fast_pool::{FastPool, PoolConfig, Reply};
+pub use fast_pool::{FastPool, Generation, PoolConfig, Reply};
 pub use invocation::{HeaderList, Invocation, RequestSnapshot, ResponseSnapshot};
 pub use origin_choice::{OriginChoice, OriginOverrides, OriginUpdate};
 pub use outcome::{

@@ -31,11 +31,22 @@ impl AdminApp {
         }
         match path {
             "/metrics" => {
-                let retired = self.state.functions.retired_workers();
-                self.state
-                    .metrics
-                    .retired_workers
-                    .set(i64::try_from(retired).unwrap_or(i64::MAX));
+                let pool = &self.state.functions;
+                let metrics = &self.state.metrics;
+                let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                metrics.retired_workers.set(gauge(pool.retired_workers()));
+                metrics.worker_generation.set(gauge(pool.generation()));
+                let loads = pool.loads();
+                for (when, n) in [
+                    ("warm", loads.warm),
+                    ("on_demand", loads.on_demand),
+                    ("spare", loads.spare),
+                ] {
+                    metrics
+                        .context_loads
+                        .with_label_values(&[when])
+                        .set(gauge(n));
+                }
                 (
                     StatusCode::OK,
                     "text/plain; version=0.0.4",

@@ -28,6 +28,11 @@ pub struct Metrics {
     pub function_utilization: HistogramVec,
     /// Fast-tier workers retired at the hard ceiling (and replaced).
     pub retired_workers: IntGauge,
+    /// Fast-tier context loads so far, by when (`warm`, `on_demand`, `spare`); read from the
+    /// pool at scrape time.
+    pub context_loads: prometheus::IntGaugeVec,
+    /// The fast-tier worker generation serving new invocations.
+    pub worker_generation: IntGauge,
 }
 
 fn counter_vec(
@@ -77,7 +82,23 @@ impl Metrics {
             "Fast-tier workers retired at the hard ceiling and replaced.",
         )?;
         registry.register(Box::new(retired_workers.clone()))?;
+        let context_loads = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "verge_functions_context_loads",
+                "Fast-tier JavaScript contexts loaded so far: warm (a new generation, before \
+                 serving), on_demand (on a serving worker), spare (after an abort).",
+            ),
+            &["when"],
+        )?;
+        registry.register(Box::new(context_loads.clone()))?;
+        let worker_generation = IntGauge::new(
+            "verge_functions_worker_generation",
+            "The fast-tier worker generation serving new invocations (one per reload).",
+        )?;
+        registry.register(Box::new(worker_generation.clone()))?;
         Ok(Metrics {
+            context_loads,
+            worker_generation,
             function_invocations: counter_vec(
                 &registry,
                 "verge_functions_invocations_total",

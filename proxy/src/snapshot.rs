@@ -114,6 +114,9 @@ pub struct Snapshot {
     behaviors: Vec<BehaviorRoute>,
     origins: HashMap<String, Arc<OriginTarget>>,
     kvs: HashMap<String, Arc<KvStore>>,
+    /// The fast-tier workers warmed with this snapshot's functions (set by the state before it
+    /// publishes the snapshot; `None` in a snapshot built only to check a configuration).
+    pub workers: Option<Arc<verge_functions::Generation>>,
 }
 
 impl Snapshot {
@@ -209,6 +212,7 @@ impl Snapshot {
             behaviors,
             origins,
             kvs,
+            workers: None,
         })
     }
 

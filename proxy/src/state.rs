@@ -111,13 +111,15 @@ impl ProxyState {
             .into_iter()
             .map(CertStore::new)
             .collect();
-        let snapshot = Snapshot::build(config.clone(), 1, &metrics)?;
+        let mut snapshot = Snapshot::build(config.clone(), 1, &metrics)?;
+        let functions = FastPool::start(PoolConfig::default())?;
+        snapshot.workers = Some(functions.warm(fast_functions(&config))?);
         Ok(Arc::new(ProxyState {
             store: ArcSwap::from_pointee(snapshot),
             dns: DnsCache::default(),
             metrics,
             access_log,
-            functions: FastPool::start(PoolConfig::default())?,
+            functions,
             certs,
             reload_lock: Mutex::new(()),
         }))
@@ -166,7 +168,21 @@ impl ProxyState {
         let restart_required = current.config.restart_only_changes(&config);
         let config = Arc::new(config);
         let keys = load_certs(&config)?;
-        let next = Snapshot::build(config, current.generation + 1, &self.metrics)?;
+        let mut next = Snapshot::build(config.clone(), current.generation + 1, &self.metrics)?;
+        // A new generation of workers, warmed with the new functions, before anything is
+        // published: serving workers never compile during a reload, and requests of the old
+        // snapshot finish on the old generation, which then exits.
+        match self.functions.warm(fast_functions(&config)) {
+            Ok(workers) => next.workers = Some(workers),
+            Err(e) => {
+                return Err(ConfigErrors::one(ConfigError::new(
+                    &config.file,
+                    verge_config::Pos::START,
+                    "",
+                    format!("cannot start fast-tier workers: {e}"),
+                )));
+            }
+        }
         // Certificates reload in place for the listeners that exist; a changed listener list
         // is a restart-only change reported above.
         for (store, key) in self.certs.iter().zip(keys) {
@@ -182,6 +198,16 @@ impl ProxyState {
 }
 
 /// Fingerprint of the files a configuration depends on: path, size, modification time.
+/// The functions the fast pool runs, to warm a new generation with.
+fn fast_functions(config: &Config) -> Vec<Arc<verge_config::FunctionDef>> {
+    config
+        .functions
+        .values()
+        .filter(|f| f.runtime != verge_config::Runtime::LambdaEdge)
+        .cloned()
+        .collect()
+}
+
 fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     files
         .iter()

@@ -284,8 +284,17 @@ async fn reloads_that_change_function_code_lose_no_request() {
     }
     stop.store(true, Ordering::Relaxed);
     client.await.unwrap();
-    let failed = failed.lock().unwrap();
+    let failed = failed.lock().unwrap().clone();
     assert!(failed.is_empty(), "{failed:#?}");
+    // Each reload warmed a new generation of workers; no serving worker had to compile.
+    let m = p.metrics().await;
+    assert_eq!(
+        metric(&m, r#"verge_functions_context_loads{when="on_demand"}"#),
+        0.0,
+        "{m}"
+    );
+    assert!(metric(&m, r#"verge_functions_context_loads{when="warm"}"#) >= 2.0 * 21.0);
+    assert_eq!(metric(&m, "verge_functions_worker_generation"), 22.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

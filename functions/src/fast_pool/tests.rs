@@ -252,3 +252,57 @@ async fn allocation_runaways_are_refused_before_they_start_even_when_caught() {
         .await;
     assert!(ok.result.is_ok(), "{:?}", ok.result);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_generation_is_warmed_before_it_serves_and_the_old_one_exits() {
+    let p = pool();
+    assert_eq!(p.generation(), 1);
+    let f = def("rewrite", REWRITE);
+    let g = def("other", "function handler(e) { return e.request; }");
+    assert_eq!(p.warm(vec![f.clone(), g.clone()]).unwrap().number(), 2);
+    // Two workers, two functions each, loaded before the switch.
+    assert_eq!(p.loads().warm, 4);
+    for _ in 0..10 {
+        assert!(added_header(p.invoke(inv(&f), BUDGET).await));
+        p.invoke(inv(&g), BUDGET).await.result.unwrap();
+    }
+    assert_eq!(p.loads().on_demand, 0, "{:?}", p.loads());
+    // A third generation with a new version: the second generation's workers go away.
+    let f2 = def("rewrite", REWRITE);
+    let third = p.warm(vec![f2.clone()]).unwrap();
+    assert_eq!(third.number(), 3);
+    assert!(added_header(p.invoke_in(&third, inv(&f2), BUDGET).await));
+    assert_eq!(p.loads().on_demand, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let live = || {
+        p.shared
+            .workers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|w| !w.exited.load(Ordering::Relaxed))
+            .count()
+    };
+    while live() > 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(live(), 2, "only the serving generation's workers are left");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aborted_context_is_replaced_between_invocations() {
+    let p = pool();
+    let spin = def(
+        "spin",
+        "var calls = 0; function handler(e) { calls++; if (calls === 1) { while (true) {} } return e.request; }",
+    );
+    p.warm(vec![spin.clone()]).unwrap();
+    let reply = p.invoke(inv(&spin), BUDGET).await;
+    assert_eq!(reply.result.unwrap_err().kind, FunctionErrorKind::Throttled);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.loads().spare == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(p.loads().spare, 1, "{:?}", p.loads());
+    assert_eq!(p.loads().on_demand, 0);
+}

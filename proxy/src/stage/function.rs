@@ -84,7 +84,15 @@ async fn invoke(
     f: &FunctionDef,
     invocation: Invocation,
 ) -> verge_functions::Reply {
-    let reply = state.functions.invoke(invocation, f.budget).await;
+    let reply = match &ctx.snapshot.workers {
+        Some(workers) => {
+            state
+                .functions
+                .invoke_in(workers, invocation, f.budget)
+                .await
+        }
+        None => state.functions.invoke(invocation, f.budget).await,
+    };
     ctx.compute_utilization = Some(reply.utilization);
     emit_logs(f, &ctx.request_id, &reply.logs);
     if reply.log_data.is_some() {
