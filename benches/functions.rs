@@ -23,6 +23,11 @@ use verge_functions::cff_event;
 use verge_functions::cff_runtime::LoadedFunction;
 use verge_functions::{FastPool, Invocation, PoolConfig, RequestSnapshot, ResponseSnapshot};
 
+/// Allocations are counted per thread, as the fast tier's memory limit needs.
+#[global_allocator]
+static ALLOCATOR: verge_functions::alloc_meter::CountingAllocator =
+    verge_functions::alloc_meter::CountingAllocator;
+
 const NOOP: &str = "function handler(event) { return event.request; }";
 const SECURITY_HEADERS: &str = "function handler(event) {
     var h = event.response.headers;

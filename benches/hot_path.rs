@@ -18,6 +18,11 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use verge_proxy::snapshot::Snapshot;
 
+/// Allocations are counted per thread, as the fast tier's memory limit needs.
+#[global_allocator]
+static ALLOCATOR: verge_functions::alloc_meter::CountingAllocator =
+    verge_functions::alloc_meter::CountingAllocator;
+
 fn snapshot() -> Snapshot {
     let mut text = String::from("[origins.o]\nurl = \"http://127.0.0.1:1\"\n");
     for i in 0..20 {

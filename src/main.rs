@@ -6,10 +6,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Allocations are counted per thread, as the fast tier's memory limit needs.
+#[global_allocator]
+static ALLOCATOR: verge_functions::alloc_meter::CountingAllocator =
+    verge_functions::alloc_meter::CountingAllocator;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    let _log_guard = cli::logging::init();
-    match args.command.unwrap_or_default() {
+    let command = args.command.unwrap_or_default();
+    // `validate` and `test-function` print their result on stdout; their logs go to stderr.
+    let serving = matches!(command, cli::Command::Serve(_));
+    let _log_guard = cli::logging::init(serving);
+    match command {
         cli::Command::Serve(serve) => cli::serve::run(serve),
         cli::Command::Validate(validate) => cli::validate::run(&validate),
         cli::Command::TestFunction(test) => cli::test_function::run(&test),

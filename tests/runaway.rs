@@ -13,6 +13,11 @@
 )]
 mod support;
 
+/// Allocations are counted per thread, as the fast tier's memory limit needs.
+#[global_allocator]
+static ALLOCATOR: verge_functions::alloc_meter::CountingAllocator =
+    verge_functions::alloc_meter::CountingAllocator;
+
 #[cfg(test)]
 mod matrix {
     use std::sync::Arc;

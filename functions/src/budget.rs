@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 /// The largest budget a fast-tier function may have (CloudFront's ~1 ms).
 pub const MAX_BUDGET: Duration = Duration::from_millis(1);
 
+/// The most bytes one invocation may allocate (counted by [`crate::alloc_meter`]), whatever it
+/// frees again. Far above what a function doing its job allocates within 1 ms of CPU.
+pub const MEMORY_LIMIT: u64 = 64 << 20;
+
 /// CPU time consumed by the calling thread.
 pub fn thread_cpu_time() -> Duration {
     let mut ts = libc::timespec {
@@ -32,6 +36,8 @@ pub struct Budget {
     /// When the wall clock says the budget might be used up; pushed back when the CPU clock
     /// shows the thread was preempted.
     wall_deadline: Instant,
+    /// The thread's allocation count when the invocation started.
+    allocated_start: u64,
 }
 
 impl Budget {
@@ -41,7 +47,18 @@ impl Budget {
             limit,
             cpu_start: thread_cpu_time(),
             wall_deadline: Instant::now() + limit,
+            allocated_start: crate::alloc_meter::allocated(),
         }
+    }
+
+    /// Bytes allocated by this invocation so far.
+    pub fn allocated(&self) -> u64 {
+        crate::alloc_meter::allocated().saturating_sub(self.allocated_start)
+    }
+
+    /// Whether the invocation allocated more than [`MEMORY_LIMIT`].
+    pub fn over_memory(&self) -> bool {
+        self.allocated() > MEMORY_LIMIT
     }
 
     /// CPU time used so far.

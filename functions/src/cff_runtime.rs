@@ -40,15 +40,59 @@ use crate::host::{self, HostModules};
 use crate::outcome::{FunctionError, FunctionErrorKind};
 use verge_config::Runtime;
 
-/// Loop iterations allowed per call frame during an invocation: a backstop for loops the
-/// budgeted loop cannot interrupt (under native callbacks, after an `await`).
-const LOOP_LIMIT: u64 = 20_000;
+/// The calibrated loop limit stays within these bounds whatever the probe measured.
+const LOOP_LIMIT_BOUNDS: (u64, u64) = (10_000, 400_000);
 /// Loop iterations per frame for top-level code at load.
 const LOAD_LOOP_LIMIT: u64 = 1_000_000;
 /// Call depth allowed.
 const RECURSION_LIMIT: usize = 64;
 /// VM cost units between yields to the budget check.
 const YIELD_EVERY: u32 = 256;
+
+/// Loop iterations allowed per call frame during an invocation: a backstop for loops the
+/// budgeted loop cannot interrupt (under native callbacks, after an `await`). Calibrated once
+/// per process from the measured cost of one iteration of a small loop: twice what fits in the
+/// largest budget (1 ms), so a function within its budget never meets it and a runaway after
+/// an `await` is stopped within a few milliseconds of CPU.
+pub fn loop_limit() -> u64 {
+    static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let (limit, per_iteration) = calibrate_loop_limit();
+        tracing::info!(
+            loop_limit = limit,
+            ns_per_iteration = per_iteration.as_nanos() as u64,
+            "calibrated the fast tier's loop-iteration backstop"
+        );
+        limit
+    })
+}
+
+/// Time a probe loop (best of a few runs, after a warm-up) and derive the limit.
+fn calibrate_loop_limit() -> (u64, Duration) {
+    const ITERATIONS: u64 = 50_000;
+    let (low, high) = LOOP_LIMIT_BOUNDS;
+    let mut context = Context::default();
+    context
+        .runtime_limits_mut()
+        .set_loop_iteration_limit(ITERATIONS * 2);
+    let probe = format!(
+        "(function () {{ var x = 0; for (var i = 0; i < {ITERATIONS}; i++) {{ x += i % 7; }} return x; }})()"
+    );
+    let Ok(script) = Script::parse(Source::from_bytes(&probe), None, &mut context) else {
+        return (low, Duration::ZERO);
+    };
+    let mut best = Duration::MAX;
+    for _ in 0..4 {
+        let started = Instant::now();
+        if script.evaluate(&mut context).is_err() {
+            return (low, Duration::ZERO);
+        }
+        best = best.min(started.elapsed());
+    }
+    let per_iteration = best / ITERATIONS as u32;
+    let fits = crate::budget::MAX_BUDGET.as_nanos() / per_iteration.as_nanos().max(1);
+    ((2 * fits as u64).clamp(low, high), per_iteration)
+}
 
 /// Refuses `eval` and `new Function`, as CloudFront does.
 struct NoDynamicCode;
@@ -227,6 +271,14 @@ fn throttled(message: impl Into<String>) -> FunctionError {
     }
 }
 
+fn over_memory(meter: &Budget) -> FunctionError {
+    throttled(format!(
+        "the function went over its memory limit ({} MiB allocated, limit {} MiB)",
+        meter.allocated() >> 20,
+        crate::budget::MEMORY_LIMIT >> 20
+    ))
+}
+
 /// Map an engine error: runtime-limit hits are throttling (the function ran away), anything
 /// else is an execution error.
 fn js_failure(e: &JsError) -> FunctionError {
@@ -322,7 +374,7 @@ impl LoadedFunction {
         .map_err(|e| LoadError(e.to_string()))?;
         context
             .runtime_limits_mut()
-            .set_loop_iteration_limit(LOOP_LIMIT);
+            .set_loop_iteration_limit(loop_limit());
         Ok(LoadedFunction {
             context,
             invoker,
@@ -365,6 +417,9 @@ impl LoadedFunction {
         if result.is_ok() && used > budget {
             result = Err(throttled("the function exceeded its CPU budget"));
         }
+        if result.is_ok() && meter.over_memory() {
+            result = Err(over_memory(&meter));
+        }
         self.jobs.queue.borrow_mut().clear();
         Invoked {
             result,
@@ -390,6 +445,7 @@ fn run_budgeted(
             match future.as_mut().poll(&mut task) {
                 Poll::Ready(result) => break result,
                 Poll::Pending if meter.exhausted() => return (Err(over()), true),
+                Poll::Pending if meter.over_memory() => return (Err(over_memory(meter)), true),
                 Poll::Pending => {}
             }
         }
@@ -452,6 +508,9 @@ fn settle(
         }
         if meter.exhausted() {
             return Err(throttled("the function exceeded its CPU budget"));
+        }
+        if meter.over_memory() {
+            return Err(over_memory(meter));
         }
         let Some(job) = jobs.pop() else {
             if ran_jobs {

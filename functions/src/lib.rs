@@ -20,6 +20,7 @@
 //!
 //! The edge tier (Lambda@Edge) is not built yet.
 
+pub mod alloc_meter;
 pub mod budget;
 pub mod buffer;
 pub mod calendar;
@@ -36,6 +37,11 @@ pub mod querystring;
 pub mod regex_guard;
 pub mod source_scan;
 pub mod test_function;
+
+/// This crate's unit tests count allocations as the `verge` binary does.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: alloc_meter::CountingAllocator = alloc_meter::CountingAllocator;
 
 pub use fast_pool::{FastPool, Generation, PoolConfig, Reply};
 pub use invocation::{HeaderList, Invocation, RequestSnapshot, ResponseSnapshot};

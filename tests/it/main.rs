@@ -21,3 +21,8 @@ mod reload;
 mod routing;
 #[cfg(test)]
 mod tls;
+
+/// Allocations are counted per thread, as the fast tier's memory limit needs.
+#[global_allocator]
+static ALLOCATOR: verge_functions::alloc_meter::CountingAllocator =
+    verge_functions::alloc_meter::CountingAllocator;

@@ -516,3 +516,52 @@ fn runtime_1_refuses_const_let_async_and_import_and_has_byte_strings() {
         e.message
     );
 }
+
+#[test]
+fn allocating_past_the_memory_limit_is_stopped_even_with_cpu_to_spare() {
+    let run = |body: &str| {
+        let source = format!("function handler(e) {{ {body} }}");
+        let mut f = LoadedFunction::load(&source, Runtime::CloudfrontJs2).unwrap();
+        let started = Instant::now();
+        let invoked = f.invoke(&json!({"request": {}}), Duration::from_secs(5));
+        (invoked, started.elapsed())
+    };
+    // Many allocations, each under the per-call size guard: stopped at a yield.
+    let (invoked, took) = run(
+        "var keep = []; for (var j = 0; j < 5000; j++) { keep.push(new Uint8Array(4 << 20)); } return keep.length;",
+    );
+    let e = invoked.result.unwrap_err();
+    assert_eq!(e.kind, FunctionErrorKind::Throttled);
+    assert!(e.message.contains("memory limit"), "{}", e.message);
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    // A handful of allocations that double a string: caught by the time it returns.
+    let (invoked, _) =
+        run("var s = 'x'; for (var i = 0; i < 26; i++) { s = s + s; } return s.length;");
+    assert!(invoked.result.unwrap_err().message.contains("memory limit"));
+    // An ordinary function is far below the limit.
+    let (invoked, _) = run(
+        "var a = []; for (var i = 0; i < 1000; i++) { a.push({ i: i, s: 'v' + i }); } return a.length;",
+    );
+    assert_eq!(invoked.result.unwrap(), Some(json!(1000)));
+}
+
+#[test]
+fn the_loop_backstop_is_calibrated_to_the_largest_budget() {
+    let limit = loop_limit();
+    assert!(
+        (LOOP_LIMIT_BOUNDS.0..=LOOP_LIMIT_BOUNDS.1).contains(&limit),
+        "{limit}"
+    );
+    let looping = |n: u64| {
+        let source = format!(
+            "async function handler(e) {{ await Promise.resolve(); var x = 0; for (var i = 0; i < {n}; i++) {{ x++; }} return x; }}"
+        );
+        let mut f = LoadedFunction::load(&source, Runtime::CloudfrontJs2).unwrap();
+        f.invoke(&json!({"request": {}}), Duration::from_secs(5))
+            .result
+    };
+    // After an `await` only the backstop applies: under it the loop finishes, past it it stops.
+    assert_eq!(looping(limit / 2).unwrap(), Some(json!(limit / 2)));
+    let e = looping(limit * 4).unwrap_err();
+    assert_eq!(e.kind, FunctionErrorKind::Throttled, "{}", e.message);
+}

@@ -1,0 +1,80 @@
+//! Counting the bytes a thread allocates (DESIGN §3.2, layer 8): boa has no heap cap, so a
+//! function's memory is bounded by what its worker thread allocates during the invocation,
+//! checked with the CPU budget at every yield and between promise jobs.
+//!
+//! The count lives in a thread-local the [`CountingAllocator`] bumps on every allocation. The
+//! allocator is installed by the final binary (`#[global_allocator]` in `verge`, its test
+//! binaries and this crate's unit tests); where it is not installed the count stays 0 and the
+//! memory check never trips — the size guards on allocation-heavy built-ins still apply.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+thread_local! {
+    static ALLOCATED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Bytes allocated by the calling thread so far (growth of reallocations included; frees are
+/// not subtracted: the limit is on what an invocation allocates, not on what it keeps).
+pub fn allocated() -> u64 {
+    ALLOCATED.try_with(Cell::get).unwrap_or(0)
+}
+
+fn count(bytes: usize) {
+    let _ = ALLOCATED.try_with(|a| a.set(a.get().wrapping_add(bytes as u64)));
+}
+
+/// The system allocator, counting bytes per thread.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CountingAllocator;
+
+// SAFETY: every call is forwarded unchanged to `System`, which upholds `GlobalAlloc`'s contract;
+// the counting touches only a const-initialized thread-local `Cell` (no allocation, no
+// destructor) and tolerates being called during thread teardown.
+#[expect(
+    unsafe_code,
+    reason = "a global allocator is an unsafe trait; this one only forwards to System"
+)]
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: the caller's layout is passed through unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` with `layout` (every allocation goes there).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size.saturating_sub(layout.size()));
+        // SAFETY: as for `dealloc`; `new_size` is the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocations_on_this_thread_are_counted() {
+        let before = allocated();
+        let v: Vec<u8> = Vec::with_capacity(1 << 20);
+        assert!(allocated() - before >= 1 << 20);
+        drop(v);
+        // Another thread's allocations are its own.
+        let mine = allocated();
+        std::thread::spawn(|| drop(vec![0u8; 1 << 22]))
+            .join()
+            .unwrap();
+        assert!(allocated() - mine < 1 << 22);
+    }
+}
