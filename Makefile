@@ -1,5 +1,5 @@
 # verge's entry points. `make run` and `make test` install what they need first.
-.PHONY: run test bench setup
+.PHONY: run test bench instructions setup
 
 # Run verge: the bundled example in front of the built-in demo origin, or pass a config:
 #   make run ARGS="serve --config verge.toml"
@@ -18,6 +18,10 @@ test: setup
 bench:
 	scripts/setup.sh wrk
 	cargo bench --bench load
+
+# Instructions per invocation by phase (callgrind; repeatable on a noisy machine).
+instructions: setup
+	scripts/instructions.sh
 
 setup:
 	scripts/setup.sh

@@ -1,0 +1,110 @@
+//! Instruction counts per invocation, for `valgrind --tool=callgrind`, which counts the same
+//! for the same binary and input whatever else the machine is doing. One phase per run:
+//!
+//! `VERGE_PHASE=noop/call VERGE_ITERATIONS=1000 valgrind --tool=callgrind target/release/deps/instructions-…`
+//!
+//! Phases: `{noop,security_headers}/{marshal_in,call,marshal_out,pool_round_trip}`.
+//! `scripts/instructions.sh` runs each phase at two iteration counts and reports the difference
+//! per iteration, so set-up (loading the function, starting the pool) cancels out.
+#![expect(
+    clippy::expect_used,
+    reason = "a bench with a broken fixture should stop loudly"
+)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use verge_config::Hook;
+use verge_functions::cff_event;
+use verge_functions::cff_runtime::LoadedFunction;
+use verge_functions::{FastPool, PoolConfig};
+
+#[path = "support/invocations.rs"]
+mod invocations;
+use invocations::{NOOP, SECURITY_HEADERS, invocation};
+
+/// Allocations are counted per thread, as the fast tier's memory limit needs.
+#[global_allocator]
+static ALLOCATOR: verge_functions::alloc_meter::CountingAllocator =
+    verge_functions::alloc_meter::CountingAllocator;
+
+fn main() {
+    let phase = std::env::var("VERGE_PHASE").unwrap_or_default();
+    let iterations: u32 = std::env::var("VERGE_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let Some((function, step)) = phase.split_once('/') else {
+        // `cargo bench` runs every bench target; without a phase there is nothing to count.
+        eprintln!("instructions: set VERGE_PHASE (see scripts/instructions.sh)");
+        return;
+    };
+    let (code, hook) = match function {
+        "noop" => (NOOP, Hook::ViewerRequest),
+        "security_headers" => (SECURITY_HEADERS, Hook::ViewerResponse),
+        other => {
+            eprintln!("instructions: unknown function {other} (noop, security_headers)");
+            std::process::exit(2);
+        }
+    };
+    let inv = invocation(code, hook);
+    let event = match hook {
+        Hook::ViewerResponse => cff_event::viewer_response_event(&inv),
+        _ => cff_event::viewer_request_event(&inv),
+    };
+    // Under valgrind everything runs tens of times slower: budgets and deadlines are lifted so
+    // only instructions are measured, never a timeout.
+    let budget = Duration::from_secs(10);
+    let mut loaded =
+        LoadedFunction::load(code, verge_functions::Runtime::CloudfrontJs2).expect("loads");
+    let returned = loaded.invoke(&event, budget).result.expect("runs");
+    match step {
+        "marshal_in" => {
+            for _ in 0..iterations {
+                black_box(match hook {
+                    Hook::ViewerResponse => cff_event::viewer_response_event(black_box(&inv)),
+                    _ => cff_event::viewer_request_event(black_box(&inv)),
+                });
+            }
+        }
+        "call" => {
+            for _ in 0..iterations {
+                black_box(loaded.invoke(black_box(&event), budget));
+            }
+        }
+        "marshal_out" => {
+            for _ in 0..iterations {
+                black_box(match hook {
+                    Hook::ViewerResponse => {
+                        cff_event::viewer_response_outcome(&inv, &event, returned.clone())
+                    }
+                    _ => cff_event::viewer_request_outcome(&inv, &event, returned.clone()),
+                })
+                .ok();
+            }
+        }
+        "pool_round_trip" => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let pool = FastPool::start(PoolConfig {
+                hard_ceiling: Duration::from_secs(60),
+                reply_deadline: Duration::from_secs(60),
+                start_deadline: Duration::from_secs(60),
+                ..PoolConfig::default()
+            })
+            .expect("pool");
+            let generation = pool.warm(vec![inv.function.clone()]).expect("warm");
+            for _ in 0..iterations {
+                black_box(runtime.block_on(pool.invoke_in(&generation, inv.clone(), budget)));
+            }
+        }
+        other => {
+            eprintln!(
+                "instructions: unknown phase {other} (marshal_in, call, marshal_out, pool_round_trip)"
+            );
+            std::process::exit(2);
+        }
+    }
+}

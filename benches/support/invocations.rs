@@ -1,0 +1,63 @@
+//! The functions and invocations the per-invocation benches measure (criterion's `functions`
+//! and the instruction counts of `instructions`), so both measure the same thing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use verge_config::{FunctionDef, Hook, Pos, Runtime};
+use verge_functions::{Invocation, RequestSnapshot, ResponseSnapshot};
+
+/// Returns the request unchanged.
+pub const NOOP: &str = "function handler(event) { return event.request; }";
+/// The AWS security-headers sample (viewer-response).
+pub const SECURITY_HEADERS: &str = "function handler(event) {
+    var h = event.response.headers;
+    h['strict-transport-security'] = { value: 'max-age=63072000; includeSubdomains; preload' };
+    h['x-content-type-options'] = { value: 'nosniff' };
+    h['x-frame-options'] = { value: 'DENY' };
+    h['referrer-policy'] = { value: 'same-origin' };
+    return event.response;
+}";
+
+/// A realistic invocation of `code` at `hook`.
+pub fn invocation(code: &str, hook: Hook) -> Invocation {
+    let header = |n: &str, v: &str| (n.to_owned(), v.as_bytes().to_vec());
+    Invocation {
+        function: Arc::new(FunctionDef {
+            name: "bench".into(),
+            runtime: Runtime::CloudfrontJs2,
+            code_path: "bench.js".into(),
+            code: Arc::from(code),
+            kvs: None,
+            budget: Duration::from_millis(1),
+            enforce_size_limit: true,
+            fail_open: false,
+            pos: Pos::START,
+        }),
+        hook,
+        request_id: "0123456789abcdef0123456789abcdef".into(),
+        request: RequestSnapshot {
+            method: "GET".into(),
+            uri: "/media/index.html".into(),
+            querystring: "id=42&lang=en".into(),
+            has_query: true,
+            headers: vec![
+                header("host", "www.example.com"),
+                header("user-agent", "Mozilla/5.0 (X11; Linux x86_64)"),
+                header("accept", "text/html,application/xhtml+xml"),
+                header("accept-language", "en-US,en;q=0.9"),
+                header("cookie", "session=abc123; ab=b"),
+            ],
+            client_ip: "203.0.113.9".parse().expect("ip"),
+        },
+        response: (hook == Hook::ViewerResponse).then(|| ResponseSnapshot {
+            status: 200,
+            headers: vec![
+                header("content-type", "text/html; charset=utf-8"),
+                header("content-length", "1234"),
+                header("cache-control", "max-age=60"),
+            ],
+        }),
+        kvs: None,
+    }
+}
