@@ -70,24 +70,24 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Decode base64 in either alphabet, with or without padding; `None` on anything else.
-pub fn base64_decode_lenient(text: &str) -> Option<Vec<u8>> {
-    let trimmed = text.trim_end_matches('=');
-    if text.len() - trimmed.len() > 2 || trimmed.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
+/// The value of a base64 character in either alphabet.
+fn sextet_any(c: u8) -> Option<u8> {
+    Some(match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' | b'-' => 62,
+        b'/' | b'_' => 63,
+        _ => return None,
+    })
+}
+
+/// Pack 6-bit values into bytes (a trailing partial byte is dropped).
+fn pack(sextets: impl Iterator<Item = u8>, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
     let mut acc = 0u32;
     let mut bits = 0;
-    for c in trimmed.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
+    for v in sextets {
         acc = (acc << 6) | u32::from(v);
         bits += 6;
         if bits >= 8 {
@@ -96,7 +96,22 @@ pub fn base64_decode_lenient(text: &str) -> Option<Vec<u8>> {
             acc &= (1 << bits) - 1;
         }
     }
-    Some(out)
+    out
+}
+
+/// Decode base64 in either alphabet, with or without padding; `None` on anything else.
+pub fn base64_decode_lenient(text: &str) -> Option<Vec<u8>> {
+    let trimmed = text.trim_end_matches('=');
+    if text.len() - trimmed.len() > 2 || trimmed.len() % 4 == 1 {
+        return None;
+    }
+    if trimmed.bytes().any(|c| sextet_any(c).is_none()) {
+        return None;
+    }
+    Some(pack(
+        trimmed.bytes().filter_map(sextet_any),
+        trimmed.len() * 3 / 4,
+    ))
 }
 
 /// Hex as Node's `Buffer.from(text, 'hex')` reads it: pairs of digits up to the first pair
@@ -112,28 +127,12 @@ pub fn hex_decode_prefix(text: &str) -> Vec<u8> {
 /// Base64 as Node's `Buffer.from(text, 'base64')` reads it: either alphabet, characters outside
 /// it skipped, decoding stops at the first `=`.
 pub fn base64_decode_forgiving(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'=' => break,
-            _ => continue,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
+    pack(
+        text.bytes()
+            .take_while(|&c| c != b'=')
+            .filter_map(sextet_any),
+        text.len() * 3 / 4,
+    )
 }
 
 #[cfg(test)]

@@ -34,16 +34,10 @@ impl OriginTarget {
             Some(pem) => Some(Arc::from(parse_ca(pem)?)),
             None => None,
         };
-        let host_header = HeaderValue::from_str(&origin.authority())
-            .map_err(|e| format!("the origin host cannot be a Host header: {e}"))?;
+        let (host_header, literal) = addressing(&origin)?;
         let duration = metrics
             .origin_duration
             .with_label_values(&[origin.name.as_str()]);
-        let literal = origin
-            .host
-            .parse::<std::net::IpAddr>()
-            .ok()
-            .map(|ip| SocketAddr::new(ip, origin.port));
         Ok(OriginTarget {
             origin,
             ca,
@@ -57,13 +51,7 @@ impl OriginTarget {
     /// A variant of this origin for one request (a function changed its settings): the same
     /// trust anchors and latency histogram, everything else from `origin`.
     pub fn variant(&self, origin: Origin) -> Result<Self, String> {
-        let host_header = HeaderValue::from_str(&origin.authority())
-            .map_err(|e| format!("the origin host cannot be a Host header: {e}"))?;
-        let literal = origin
-            .host
-            .parse::<std::net::IpAddr>()
-            .ok()
-            .map(|ip| SocketAddr::new(ip, origin.port));
+        let (host_header, literal) = addressing(&origin)?;
         Ok(OriginTarget {
             origin: Arc::new(origin),
             ca: self.ca.clone(),
@@ -95,6 +83,18 @@ impl OriginTarget {
         }
         peer
     }
+}
+
+/// The `Host` value of an origin, and its address when the host is an IP literal (no lookup).
+fn addressing(origin: &Origin) -> Result<(HeaderValue, Option<SocketAddr>), String> {
+    let host_header = HeaderValue::from_str(&origin.authority())
+        .map_err(|e| format!("the origin host cannot be a Host header: {e}"))?;
+    let literal = origin
+        .host
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, origin.port));
+    Ok((host_header, literal))
 }
 
 /// Parse PEM trust anchors, refusing files without any or with an unparsable one (pingora's
