@@ -222,17 +222,18 @@ const PRELUDE: &str = r#"
     Object.defineProperty(globalThis, 'TextEncoder', { value: TextEncoder, writable: true, configurable: true });
     Object.defineProperty(globalThis, 'TextDecoder', { value: TextDecoder, writable: true, configurable: true });
     }
+    function stringify(obj, sep, eq, options) {
+        return obj !== null && typeof obj === 'object'
+            ? __verge_qs_stringify(obj, sep, eq, options, Object.keys(obj)) : '';
+    }
     var querystring = Object.freeze({
         parse: __verge_qs_parse,
         decode: __verge_qs_parse,
-        stringify: function (obj, sep, eq, options) {
-            return obj !== null && typeof obj === 'object'
-                ? __verge_qs_stringify(obj, sep, eq, options, Object.keys(obj)) : '';
-        },
+        stringify: stringify,
+        encode: stringify,
         escape: __verge_qs_escape,
         unescape: __verge_qs_unescape
     });
-    querystring = Object.freeze(Object.assign({}, querystring, { encode: querystring.stringify }));
     var modules = V1 ? { crypto: crypto, querystring: querystring }
         : { crypto: crypto, querystring: querystring, buffer: Object.freeze({ Buffer: Buffer }), cloudfront: cloudfront };
     if (V1) {
@@ -254,14 +255,14 @@ const PRELUDE: &str = r#"
             }
             return __verge_buf_to_string(new Uint8Array(value), 'latin1');
         });
-        define(String.prototype, 'fromBytes', function (start, end) {
+        // In this engine a byte string and the Unicode string of the same units are one value:
+        // both conversions only check that every unit fits a byte.
+        function bytesOnly(start, end) {
             var s = String(this).slice(start, end);
             return NOT_BYTES.test(s) ? null : s;
-        });
-        define(String.prototype, 'toBytes', function (start, end) {
-            var s = String(this).slice(start, end);
-            return NOT_BYTES.test(s) ? null : s;
-        });
+        }
+        define(String.prototype, 'fromBytes', bytesOnly);
+        define(String.prototype, 'toBytes', bytesOnly);
         define(String.prototype, 'fromUTF8', function (start, end) {
             var s = String(this).slice(start, end);
             if (NOT_BYTES.test(s)) { return null; }
