@@ -84,14 +84,17 @@ async fn forwarding_and_response_headers_are_added() {
 async fn origin_connections_are_kept_alive_and_reused() {
     let o = origin().name("o").run().await;
     let p = proxy(&crate::support::single_origin(&o.url(), "")).await;
-    // Sequential requests, each on a new viewer connection: one pooled origin connection serves
-    // them all.
+    // Sequential requests, each on a new viewer connection, reuse pooled origin connections.
+    // pingora hands a connection back to the pool only after the viewer has its whole answer,
+    // so on a busy machine the next request can race ahead of the release and open another
+    // one; without pooling every request would open its own, so "fewer than half" is the
+    // claim that cannot pass by luck.
     for _ in 0..20 {
         assert_eq!(p.get("/echo").await.status, 200);
     }
     assert_eq!(o.hits(), 20);
     assert!(
-        o.connections() <= 2,
+        o.connections() < 10,
         "{} origin connections for 20 requests",
         o.connections()
     );
