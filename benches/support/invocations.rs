@@ -32,6 +32,8 @@ pub fn invocation(code: &str, hook: Hook) -> Invocation {
             budget: Duration::from_millis(1),
             enforce_size_limit: true,
             fail_open: false,
+            timeout: None,
+            instances: 1,
             pos: Pos::START,
         }),
         hook,
@@ -59,5 +61,7 @@ pub fn invocation(code: &str, hook: Hook) -> Invocation {
             ],
         }),
         kvs: None,
+        origin: None,
+        body: None,
     }
 }

@@ -296,8 +296,24 @@ pub struct FunctionDef {
     /// When the function is over budget, throttled or has no capacity: forward the request or
     /// response unmodified instead of answering 503 (off by default: fail closed).
     pub fail_open: bool,
+    /// Wall-clock limit per invocation (edge tier); `None` takes the hook's default.
+    pub timeout: Option<Duration>,
+    /// Instances (edge tier): each runs one invocation at a time on its own thread, so this
+    /// is the function's concurrency limit.
+    pub instances: usize,
     /// Where `code` was written, for errors the JS loader finds.
     pub pos: Pos,
+}
+
+impl FunctionDef {
+    /// The edge tier's wall-clock limit at `hook`: the configured one, else Lambda@Edge's
+    /// classic defaults (5 s at the viewer hooks, 30 s at the origin hooks).
+    pub fn timeout_at(&self, hook: Hook) -> Duration {
+        self.timeout.unwrap_or(match hook {
+            Hook::ViewerRequest | Hook::ViewerResponse => Duration::from_secs(5),
+            Hook::OriginRequest | Hook::OriginResponse => Duration::from_secs(30),
+        })
+    }
 }
 
 /// A named key-value store.

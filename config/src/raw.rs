@@ -115,6 +115,8 @@ pub struct RawFunction {
     pub budget: Option<Spanned<String>>,
     pub enforce_size_limit: Option<bool>,
     pub fail_open: Option<bool>,
+    pub timeout: Option<Spanned<String>>,
+    pub instances: Option<Spanned<u32>>,
 }
 
 /// `[kvs.NAME]`

@@ -48,6 +48,10 @@ pub mod defaults {
     pub const FUNCTION_BUDGET: Duration = Duration::from_micros(900);
     /// The largest `functions.*.budget` (CloudFront's ~1 ms)
     pub const MAX_FUNCTION_BUDGET: Duration = Duration::from_millis(1);
+    /// `functions.*.instances` (edge tier)
+    pub const EDGE_INSTANCES: u32 = 4;
+    /// The longest `functions.*.timeout` (Lambda@Edge's 30 s)
+    pub const MAX_EDGE_TIMEOUT: Duration = Duration::from_secs(30);
     /// `origin_groups.*.failover_status`
     pub const FAILOVER_STATUS: [u16; 4] = [500, 502, 503, 504];
 }
@@ -492,6 +496,38 @@ fn function(
     {
         c.error(b, format!("{path}.budget"), "may be at most 1ms");
     }
+    let edge = runtime == Runtime::LambdaEdge;
+    // Settings of the other tier are mistakes, not silently ignored.
+    if let (true, Some(b)) = (edge, &raw.budget) {
+        c.error(
+            b,
+            format!("{path}.budget"),
+            "lambda-edge functions have a wall-clock `timeout`, not a CPU `budget`",
+        );
+    }
+    const EDGE_ONLY: &str =
+        "applies only to runtime lambda-edge (CloudFront Functions have a CPU `budget`)";
+    if let (false, Some(t)) = (edge, &raw.timeout) {
+        c.error(t, format!("{path}.timeout"), EDGE_ONLY);
+    }
+    if let (false, Some(i)) = (edge, &raw.instances) {
+        c.error(i, format!("{path}.instances"), EDGE_ONLY);
+    }
+    let timeout = raw.timeout.as_ref().map(|t| {
+        let d = c.duration(Some(t), format!("{path}.timeout"), defaults::MAX_EDGE_TIMEOUT);
+        if d > defaults::MAX_EDGE_TIMEOUT {
+            c.error(t, format!("{path}.timeout"), "may be at most 30s (Lambda@Edge's limit)");
+        }
+        d
+    });
+    let instances = match &raw.instances {
+        Some(i) if !(1..=1024).contains(i.get_ref()) => {
+            c.error(i, format!("{path}.instances"), "must be between 1 and 1024");
+            defaults::EDGE_INSTANCES
+        }
+        Some(i) => *i.get_ref(),
+        None => defaults::EDGE_INSTANCES,
+    };
     let (code_path, bytes) = c.read(&raw.code, format!("{path}.code"))?;
     let code = match String::from_utf8(bytes) {
         Ok(code) => code,
@@ -513,6 +549,8 @@ fn function(
         budget,
         enforce_size_limit: raw.enforce_size_limit.unwrap_or(true),
         fail_open: raw.fail_open.unwrap_or(false),
+        timeout,
+        instances: instances as usize,
         pos: c.pos(&raw.code),
     })
 }

@@ -191,7 +191,8 @@ pub fn viewer_response_event(inv: &Invocation) -> Value {
     })
 }
 
-fn http_reason(status: u16) -> &'static str {
+/// The reason phrase CloudFront shows for common statuses (empty for others).
+pub fn http_reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         201 => "Created",

@@ -14,8 +14,7 @@
 //!
 //! After any abort the context holds stale frames, so the caller discards it.
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::cell::Cell;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll, Waker};
@@ -25,7 +24,7 @@ use boa_engine::builtins::promise::PromiseState;
 use boa_engine::context::time::JsInstant;
 use boa_engine::context::{Clock, HostHooks};
 use boa_engine::error::{EngineError, RuntimeLimitError};
-use boa_engine::job::{Job, JobExecutor};
+use boa_engine::job::JobExecutor;
 use boa_engine::object::builtins::JsPromise;
 use boa_engine::realm::Realm;
 use boa_engine::script::Script;
@@ -36,6 +35,7 @@ use boa_engine::{
 use serde_json::Value;
 
 use crate::budget::Budget;
+use crate::job_queue::{Jobs, run_job};
 use crate::host::{self, HostModules};
 use crate::outcome::{FunctionError, FunctionErrorKind};
 use verge_config::Runtime;
@@ -140,56 +140,6 @@ impl Clock for FrozenClock {
 
     fn system_time_millis(&self) -> i64 {
         self.frozen_millis.get()
-    }
-}
-
-/// The job queue of one context: promise jobs only (the fast tier has no timers and no
-/// asynchronous host calls), run one at a time by [`LoadedFunction::invoke`].
-#[derive(Default)]
-struct Jobs {
-    queue: RefCell<VecDeque<Job>>,
-}
-
-impl Jobs {
-    fn pop(&self) -> Option<Job> {
-        self.queue.borrow_mut().pop_front()
-    }
-}
-
-fn run_job(job: Job, context: &mut Context) -> JsResult<()> {
-    match job {
-        Job::PromiseJob(job) => job.call(context).map(drop),
-        Job::GenericJob(job) => job.call(context).map(drop),
-        // Module loading: the host loader's futures are ready at once, so polling in place
-        // completes them; one that is not ready is an error, never a hang.
-        Job::AsyncJob(job) => {
-            let cell = RefCell::new(context);
-            let mut future = pin!(job.call(&cell));
-            let mut task = TaskContext::from_waker(Waker::noop());
-            for _ in 0..1_000 {
-                if let Poll::Ready(result) = future.as_mut().poll(&mut task) {
-                    return result.map(drop);
-                }
-            }
-            Err(JsNativeError::error()
-                .with_message("an asynchronous host operation did not complete")
-                .into())
-        }
-        // Timers do not exist in the fast tier; nothing enqueues them.
-        _ => Ok(()),
-    }
-}
-
-impl JobExecutor for Jobs {
-    fn enqueue_job(self: Rc<Self>, job: Job, _context: &mut Context) {
-        self.queue.borrow_mut().push_back(job);
-    }
-
-    fn run_jobs(self: Rc<Self>, context: &mut Context) -> JsResult<()> {
-        while let Some(job) = self.pop() {
-            run_job(job, context)?;
-        }
-        Ok(())
     }
 }
 
@@ -420,7 +370,7 @@ impl LoadedFunction {
         if result.is_ok() && meter.over_memory() {
             result = Err(over_memory(&meter));
         }
-        self.jobs.queue.borrow_mut().clear();
+        self.jobs.clear();
         Invoked {
             result,
             utilization: meter.utilization_of(used),

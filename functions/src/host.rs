@@ -27,7 +27,8 @@ use verge_config::Runtime;
 pub fn modules_of(runtime: Runtime) -> &'static [&'static str] {
     match runtime {
         Runtime::CloudfrontJs1 => &["crypto", "querystring"],
-        _ => &["crypto", "querystring", "buffer", "cloudfront"],
+        Runtime::CloudfrontJs2 => &["crypto", "querystring", "buffer", "cloudfront"],
+        Runtime::LambdaEdge => &["crypto", "querystring", "buffer", "url", "util"],
     }
 }
 
@@ -91,7 +92,9 @@ impl ModuleLoader for HostModules {
         _context: &RefCell<&mut Context>,
     ) -> JsResult<Module> {
         let name = request.specifier().to_std_string_escaped();
-        self.modules.borrow().get(&name).cloned().ok_or_else(|| {
+        // Node's `node:` scheme names the same built-in modules.
+        let name = name.strip_prefix("node:").unwrap_or(&name);
+        self.modules.borrow().get(name).cloned().ok_or_else(|| {
             JsNativeError::typ()
                 .with_message(format!("Cannot find module '{name}'"))
                 .into()
@@ -275,6 +278,7 @@ const PRELUDE: &str = r#"
     Object.defineProperty(globalThis, '__verge_modules', { value: modules });
     Object.defineProperty(globalThis, 'require', {
         value: function (name) {
+            name = String(name).replace(/^node:/, '');
             if (Object.prototype.hasOwnProperty.call(modules, name)) { return modules[name]; }
             throw new Error("Cannot find module '" + name + "'");
         }
@@ -587,6 +591,9 @@ pub fn install(ctx: &mut Context, loader: &HostModules, runtime: Runtime) -> JsR
         ctx.eval(Source::from_bytes(crate::buffer::PRELUDE))?;
     }
     ctx.eval(Source::from_bytes(PRELUDE))?;
+    if runtime == Runtime::LambdaEdge {
+        crate::edge_host::install(ctx)?;
+    }
     let modules = ctx
         .global_object()
         .get(js_string!("__verge_modules"), ctx)?;
@@ -595,12 +602,47 @@ pub fn install(ctx: &mut Context, loader: &HostModules, runtime: Runtime) -> JsR
         .ok_or_else(|| type_error("host modules missing"))?;
     for name in modules_of(runtime) {
         let value = modules.get(JsString::from(*name), ctx)?;
-        loader.modules.borrow_mut().insert(
-            (*name).to_owned(),
-            Module::from_value_as_default(value, ctx),
-        );
+        let module = module_of(value, ctx)?;
+        loader.modules.borrow_mut().insert((*name).to_owned(), module);
     }
     Ok(())
+}
+
+/// A host module as an ES module: the object is the `default` export and each of its own
+/// properties a named export, so both `import crypto from 'crypto'` and
+/// `import { createHash } from 'crypto'` work.
+fn module_of(value: JsValue, ctx: &mut Context) -> JsResult<Module> {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| type_error("a host module is not an object"))?;
+    let mut names = vec![js_string!("default")];
+    for key in obj.own_property_keys(ctx)? {
+        if let boa_engine::property::PropertyKey::String(name) = key
+            && name != js_string!("default")
+        {
+            names.push(name);
+        }
+    }
+    Ok(Module::synthetic(
+        &names,
+        boa_engine::module::SyntheticModuleInitializer::from_copy_closure_with_captures(
+            |m, (obj, names), ctx| {
+                for name in names {
+                    let value = if *name == js_string!("default") {
+                        obj.clone().into()
+                    } else {
+                        obj.get(name.clone(), ctx)?
+                    };
+                    m.set_export(name, value)?;
+                }
+                Ok(())
+            },
+            (obj.clone(), names.clone()),
+        ),
+        None,
+        None,
+        ctx,
+    ))
 }
 
 /// The prototype given to `event.request`: `rawQueryString()` lives there, not on the object,

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use verge_config::{FunctionDef, Hook};
 
@@ -50,4 +51,37 @@ pub struct Invocation {
     pub response: Option<ResponseSnapshot>,
     /// The function's KeyValueStore, as of the request's configuration snapshot.
     pub kvs: Option<Arc<crate::kvs::KvStore>>,
+    /// The origin this attempt goes to (`request.origin.custom`, edge tier at the origin
+    /// hooks).
+    pub origin: Option<EdgeOrigin>,
+    /// The request body (edge tier, include-body associations).
+    pub body: Option<RequestBody>,
+}
+
+/// A custom origin as Lambda@Edge describes it in `request.origin.custom`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeOrigin {
+    /// `domainName`.
+    pub domain_name: String,
+    /// `port`.
+    pub port: u16,
+    /// `protocol == "https"`.
+    pub https: bool,
+    /// `path` (empty for none).
+    pub path: String,
+    /// `readTimeout`.
+    pub read_timeout: Duration,
+    /// `keepaliveTimeout`.
+    pub keepalive_timeout: Duration,
+    /// `customHeaders`, names lower-case.
+    pub custom_headers: Vec<(String, String)>,
+}
+
+/// The viewer's request body as an include-body handler gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestBody {
+    /// The bytes, at most the hook's cap.
+    pub data: Vec<u8>,
+    /// Whether the body was longer than the cap (`inputTruncated`).
+    pub truncated: bool,
 }

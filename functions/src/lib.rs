@@ -18,7 +18,14 @@
 //!   checks (regex literals, the 1.0 language rules);
 //! - [`test_function`]: `verge test-function`.
 //!
-//! The edge tier (Lambda@Edge) is not built yet.
+//! The edge tier (Lambda@Edge):
+//! - [`edge_pool`]: per function, instances that each own an OS thread, a current-thread tokio
+//!   runtime and one boa context; the concurrency limit, timeouts, cold starts;
+//! - [`edge_runtime`]: loading CommonJS or ES-module handlers, the `(event, context)` and
+//!   callback forms, the event loop (promise jobs, timers) under the invocation's deadline;
+//! - [`edge_event`]: the `Records[0].cf` event and the validation of what handlers return.
+//!
+//! Shared: [`job_queue`] (promise jobs run one at a time).
 
 pub mod alloc_meter;
 pub mod budget;
@@ -27,14 +34,22 @@ pub mod calendar;
 pub mod cff_event;
 pub mod cff_runtime;
 pub mod encoding;
+pub mod edge_event;
+#[cfg(test)]
+mod edge_fixtures;
+pub mod edge_host;
+pub mod edge_pool;
+pub mod edge_runtime;
 pub mod fast_pool;
 pub mod host;
 mod invocation;
+pub mod job_queue;
 pub mod kvs;
 pub mod origin_choice;
 mod outcome;
 pub mod querystring;
 pub mod regex_guard;
+pub mod signature;
 pub mod source_scan;
 pub mod test_function;
 
@@ -44,7 +59,10 @@ pub mod test_function;
 static ALLOCATOR: alloc_meter::CountingAllocator = alloc_meter::CountingAllocator;
 
 pub use fast_pool::{FastPool, Generation, PoolConfig, Reply};
-pub use invocation::{HeaderList, Invocation, RequestSnapshot, ResponseSnapshot};
+pub use edge_pool::EdgePool;
+pub use invocation::{
+    EdgeOrigin, HeaderList, Invocation, RequestBody, RequestSnapshot, ResponseSnapshot,
+};
 pub use origin_choice::{OriginChoice, OriginOverrides, OriginUpdate};
 pub use outcome::{
     Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome, ResultType,

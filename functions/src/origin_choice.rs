@@ -128,7 +128,7 @@ fn string(
 
 /// A host name as CloudFront takes it for `domainName`, `hostHeader` and `sni`: at most 253
 /// characters, no `:`, not an IP address.
-fn host_name(name: &str, what: &str) -> Result<(), String> {
+pub fn check_host_name(name: &str, what: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME {
         return Err(format!("{what} must be 1 to {MAX_NAME} characters"));
     }
@@ -149,14 +149,30 @@ fn host_name(name: &str, what: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An origin path as CloudFront takes it: empty, or starting with `/`, not ending with `/`,
+/// URL-encoded, at most 255 characters.
+pub fn check_origin_path(path: &str, what: &str) -> Result<(), String> {
+    let valid = path.is_empty()
+        || (path.starts_with('/')
+            && !path.ends_with('/')
+            && path.len() <= MAX_ORIGIN_PATH
+            && path.bytes().all(|b| b.is_ascii_graphic()));
+    if !valid {
+        return Err(format!(
+            "{what} `{path}` must start with `/`, not end with `/`, be URL-encoded and at most {MAX_ORIGIN_PATH} characters"
+        ));
+    }
+    Ok(())
+}
+
 fn overrides(map: &serde_json::Map<String, Value>, what: &str) -> Result<OriginOverrides, String> {
     let host_header = string(map, "hostHeader", what)?;
     let sni = string(map, "sni", what)?;
     if let Some(h) = &host_header {
-        host_name(h, &format!("{what}.hostHeader"))?;
+        check_host_name(h, &format!("{what}.hostHeader"))?;
     }
     if let Some(s) = &sni {
-        host_name(s, &format!("{what}.sni"))?;
+        check_host_name(s, &format!("{what}.sni"))?;
     }
     if let Some(names) = map.get("allowedCertificateNames") {
         let names = names
@@ -240,20 +256,11 @@ pub fn update(params: &Value) -> Result<OriginChoice, String> {
         ..OriginUpdate::default()
     };
     if let Some(domain) = string(map, "domainName", what)? {
-        host_name(&domain, "domainName")?;
+        check_host_name(&domain, "domainName")?;
         update.domain_name = Some(domain);
     }
     if let Some(path) = string(map, "originPath", what)? {
-        let valid = path.is_empty()
-            || (path.starts_with('/')
-                && !path.ends_with('/')
-                && path.len() <= MAX_ORIGIN_PATH
-                && path.bytes().all(|b| b.is_ascii_graphic()));
-        if !valid {
-            return Err(format!(
-                "originPath `{path}` must start with `/`, not end with `/`, be URL-encoded and at most {MAX_ORIGIN_PATH} characters"
-            ));
-        }
+        check_origin_path(&path, "originPath")?;
         update.origin_path = Some(path);
     }
     if let Some(headers) = map.get("customHeaders") {

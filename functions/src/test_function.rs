@@ -197,6 +197,8 @@ pub fn test_function(
             budget,
             enforce_size_limit: true,
             fail_open: false,
+            timeout: None,
+            instances: 1,
             pos: Pos::START,
         }),
         hook,
@@ -207,6 +209,8 @@ pub fn test_function(
         request,
         response,
         kvs: None,
+        origin: None,
+        body: None,
     };
     let mut function = LoadedFunction::load(source, runtime).map_err(|e| e.0)?;
     crate::host::begin(

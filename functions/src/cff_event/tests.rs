@@ -17,6 +17,8 @@ fn inv(query: &str, headers: &[(&str, &str)]) -> Invocation {
             budget: std::time::Duration::from_millis(1),
             enforce_size_limit: true,
             fail_open: false,
+            timeout: None,
+            instances: 1,
             pos: Pos::START,
         }),
         hook: Hook::ViewerRequest,
@@ -34,6 +36,8 @@ fn inv(query: &str, headers: &[(&str, &str)]) -> Invocation {
         },
         response: None,
         kvs: None,
+        origin: None,
+        body: None,
     }
 }
 

@@ -16,6 +16,8 @@ fn def(name: &str, code: &str) -> Arc<FunctionDef> {
         budget: Duration::from_millis(1),
         enforce_size_limit: true,
         fail_open: false,
+        timeout: None,
+        instances: 1,
         pos: Pos::START,
     })
 }
@@ -35,6 +37,8 @@ fn inv(function: &Arc<FunctionDef>) -> Invocation {
         },
         response: None,
         kvs: None,
+        origin: None,
+        body: None,
     }
 }
 

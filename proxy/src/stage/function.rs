@@ -190,6 +190,8 @@ pub async fn viewer_request(
         request: request_snapshot(session),
         response: None,
         kvs: function_kvs(ctx, &f),
+        origin: None,
+        body: None,
     };
     let reply = invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {
@@ -284,6 +286,8 @@ pub async fn viewer_response(
                 .collect(),
         }),
         kvs: function_kvs(ctx, &f),
+        origin: None,
+        body: None,
     };
     let reply = invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {

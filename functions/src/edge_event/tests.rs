@@ -1,0 +1,226 @@
+use std::time::Duration;
+
+use serde_json::json;
+use verge_config::Hook;
+
+use super::*;
+use crate::edge_fixtures::{def, invocation};
+
+fn at(hook: Hook) -> (Invocation, Value) {
+    let f = def("exports.handler = async () => {};", 1, Duration::from_secs(1));
+    let inv = invocation(&f, hook);
+    let ev = event(&inv);
+    (inv, ev)
+}
+
+/// The event's request (or response) with `change` applied, as a handler would return it.
+fn returned(ev: &Value, part: &str, change: impl FnOnce(&mut Value)) -> Option<Value> {
+    let mut v = ev["Records"][0]["cf"][part].clone();
+    change(&mut v);
+    Some(v)
+}
+
+fn kind(r: Result<Outcome, FunctionError>) -> FunctionErrorKind {
+    r.err().map(|e| e.kind).expect("a failure")
+}
+
+#[test]
+fn the_event_has_lambda_edges_shape_at_every_hook() {
+    let (_, ev) = at(Hook::OriginRequest);
+    let cf = &ev["Records"][0]["cf"];
+    assert_eq!(cf["config"]["eventType"], "origin-request");
+    assert_eq!(cf["config"]["requestId"], "req-1");
+    let req = &cf["request"];
+    assert_eq!(req["clientIp"], "203.0.113.7");
+    assert_eq!(req["querystring"], "a=1");
+    assert_eq!(req["uri"], "/path");
+    assert_eq!(
+        req["headers"]["user-agent"],
+        json!([{ "key": "User-Agent", "value": "test" }])
+    );
+    // `cookie` is an ordinary header in Lambda@Edge.
+    assert_eq!(req["headers"]["cookie"][0]["value"], "ab=b");
+    assert_eq!(req["origin"]["custom"]["domainName"], "example.org");
+    assert_eq!(req["origin"]["custom"]["protocol"], "https");
+    assert_eq!(req["origin"]["custom"]["port"], 443);
+    assert!(cf.get("response").is_none());
+
+    let (_, ev) = at(Hook::OriginResponse);
+    let resp = &ev["Records"][0]["cf"]["response"];
+    assert_eq!(resp["status"], "200");
+    assert_eq!(resp["statusDescription"], "OK");
+    assert_eq!(resp["headers"]["content-type"][0]["key"], "Content-Type");
+
+    let (_, ev) = at(Hook::ViewerRequest);
+    assert!(ev["Records"][0]["cf"]["request"].get("origin").is_none());
+    assert_eq!(title_case("x-amz-meta-a"), "X-Amz-Meta-A");
+}
+
+#[test]
+fn request_edits_are_read_back_with_keys_filled_in_or_checked() {
+    let (inv, ev) = at(Hook::OriginRequest);
+    let r = returned(&ev, "request", |r| {
+        r["uri"] = json!("/new");
+        r["querystring"] = json!("b=2");
+        r["headers"]["x-new"] = json!([{ "value": "1" }, { "key": "X-NEW", "value": "2" }]);
+    });
+    let Ok(Outcome::Continue(edits)) = outcome(&inv, &ev, r) else {
+        panic!("not continued")
+    };
+    assert_eq!(edits.uri.as_deref(), Some("/new"));
+    assert_eq!(edits.querystring.as_deref(), Some("b=2"));
+    let headers = edits.headers.unwrap();
+    let new: Vec<_> = headers.iter().filter(|(n, _)| n == "x-new").collect();
+    assert_eq!(new.len(), 2);
+
+    // A key naming another header, a value that is not a string, an upper-case name.
+    for bad in [
+        json!([{ "key": "X-Other", "value": "1" }]),
+        json!([{ "value": 1 }]),
+        json!({ "value": "1" }),
+    ] {
+        let r = returned(&ev, "request", |r| r["headers"]["x-new"] = bad.clone());
+        assert_eq!(kind(outcome(&inv, &ev, r)), FunctionErrorKind::Validation, "{bad}");
+    }
+    let r = returned(&ev, "request", |r| {
+        r["headers"]["X-Upper"] = json!([{ "value": "1" }])
+    });
+    assert_eq!(kind(outcome(&inv, &ev, r)), FunctionErrorKind::Validation);
+}
+
+#[test]
+fn read_only_and_disallowed_headers_are_refused_per_hook() {
+    let (inv, ev) = at(Hook::OriginRequest);
+    for (name, value) in [
+        ("via", "1.1 other"),
+        ("content-length", "3"),
+        ("accept-encoding", "gzip"),
+        ("x-forwarded-proto", "https"),
+        ("connection", "close"),
+    ] {
+        let r = returned(&ev, "request", |r| {
+            r["headers"][name] = json!([{ "value": value }])
+        });
+        assert_eq!(kind(outcome(&inv, &ev, r)), FunctionErrorKind::Validation, "{name}");
+    }
+    // Host is read-only only at viewer-request.
+    let r = returned(&ev, "request", |r| {
+        r["headers"]["host"] = json!([{ "value": "other.example" }])
+    });
+    assert!(outcome(&inv, &ev, r).is_ok());
+    let (vinv, vev) = at(Hook::ViewerRequest);
+    let r = returned(&vev, "request", |r| {
+        r["headers"]["host"] = json!([{ "value": "other.example" }])
+    });
+    assert_eq!(kind(outcome(&vinv, &vev, r)), FunctionErrorKind::Validation);
+    let r = returned(&vev, "request", |r| {
+        r["headers"]["cloudfront-viewer-country"] = json!([{ "value": "US" }])
+    });
+    assert_eq!(kind(outcome(&vinv, &vev, r)), FunctionErrorKind::Validation);
+    let r = returned(&vev, "request", |r| r["method"] = json!("POST"));
+    assert_eq!(kind(outcome(&vinv, &vev, r)), FunctionErrorKind::Validation);
+}
+
+#[test]
+fn generated_responses_are_checked_against_cloudfronts_rules() {
+    let (inv, ev) = at(Hook::ViewerRequest);
+    let ok = json!({ "status": "302", "statusDescription": "Found",
+        "headers": { "location": [{ "key": "Location", "value": "/login" }] } });
+    let Ok(Outcome::Respond(r)) = outcome(&inv, &ev, Some(ok)) else {
+        panic!("not generated")
+    };
+    assert_eq!(r.status, 302);
+    assert_eq!(r.headers, vec![("location".to_owned(), b"/login".to_vec())]);
+    let b64 = json!({ "status": 200, "body": "aGk=", "bodyEncoding": "base64" });
+    let Ok(Outcome::Respond(r)) = outcome(&inv, &ev, Some(b64)) else {
+        panic!("not generated")
+    };
+    assert_eq!(r.body, b"hi");
+    let big = "x".repeat(MAX_VIEWER_RESPONSE + 1);
+    for bad in [
+        json!({ "status": "199" }),
+        json!({ "status": "600" }),
+        json!({ "status": "abc" }),
+        json!({ "status": "204", "body": "not allowed" }),
+        json!({ "status": "200", "body": "%%%", "bodyEncoding": "base64" }),
+        json!({ "status": "200", "body": big }),
+        json!({ "status": "200", "unknown": 1 }),
+    ] {
+        assert_eq!(
+            kind(outcome(&inv, &ev, Some(bad.clone()))),
+            FunctionErrorKind::Validation,
+            "{bad}"
+        );
+    }
+    // The origin-request cap is 1 MB.
+    let (oinv, oev) = at(Hook::OriginRequest);
+    let r = json!({ "status": "200", "body": "x".repeat(MAX_VIEWER_RESPONSE + 1) });
+    assert!(outcome(&oinv, &oev, Some(r)).is_ok());
+    // Not an object, or nothing at all.
+    assert_eq!(kind(outcome(&inv, &ev, Some(json!("text")))), FunctionErrorKind::Validation);
+    assert_eq!(kind(outcome(&inv, &ev, None)), FunctionErrorKind::Validation);
+}
+
+#[test]
+fn response_edits_follow_the_hook_rules() {
+    let (inv, ev) = at(Hook::OriginResponse);
+    let r = returned(&ev, "response", |r| {
+        r["status"] = json!("302");
+        r["headers"]["location"] = json!([{ "value": "/fallback" }]);
+        r["body"] = json!("moved");
+    });
+    let Ok(Outcome::Continue(edits)) = outcome(&inv, &ev, r) else {
+        panic!("not continued")
+    };
+    assert_eq!(edits.status, Some(302));
+    assert_eq!(edits.body.as_deref(), Some(&b"moved"[..]));
+    let (vinv, vev) = at(Hook::ViewerResponse);
+    let r = returned(&vev, "response", |r| r["status"] = json!("404"));
+    assert_eq!(kind(outcome(&vinv, &vev, r)), FunctionErrorKind::Validation);
+    let r = returned(&vev, "response", |r| {
+        r["headers"]["content-encoding"] = json!([{ "value": "gzip" }])
+    });
+    assert_eq!(kind(outcome(&vinv, &vev, r)), FunctionErrorKind::Validation);
+    let r = returned(&vev, "response", |r| {
+        r["headers"]["strict-transport-security"] = json!([{ "value": "max-age=63072000" }])
+    });
+    assert!(outcome(&vinv, &vev, r).is_ok());
+}
+
+#[test]
+fn changing_request_origin_custom_routes_the_request() {
+    let (inv, ev) = at(Hook::OriginRequest);
+    let r = returned(&ev, "request", |r| {
+        r["origin"]["custom"]["domainName"] = json!("b.example");
+        r["origin"]["custom"]["port"] = json!(8080);
+        r["origin"]["custom"]["protocol"] = json!("http");
+        r["origin"]["custom"]["path"] = json!("/v2");
+        r["origin"]["custom"]["customHeaders"] = json!({ "x-key": [{ "key": "X-Key", "value": "k" }] });
+    });
+    let Ok(Outcome::Continue(edits)) = outcome(&inv, &ev, r) else {
+        panic!("not continued")
+    };
+    let Some(OriginChoice::Update(u)) = edits.origin else {
+        panic!("no origin change")
+    };
+    assert_eq!(u.domain_name.as_deref(), Some("b.example"));
+    assert_eq!((u.port, u.https), (Some(8080), Some(false)));
+    assert_eq!(u.origin_path.as_deref(), Some("/v2"));
+    assert_eq!(u.custom_headers, Some(vec![("x-key".into(), "k".into())]));
+    for bad in [
+        json!({ "custom": { "domainName": "10.0.0.1" } }),
+        json!({ "custom": { "domainName": "a.example", "port": 81 } }),
+        json!({ "custom": { "domainName": "a.example", "protocol": "ftp" } }),
+        json!({ "custom": { "domainName": "a.example", "path": "/trailing/" } }),
+        json!({ "s3": { "domainName": "bucket.s3.amazonaws.com" } }),
+    ] {
+        let r = returned(&ev, "request", |r| r["origin"] = bad.clone());
+        assert_eq!(kind(outcome(&inv, &ev, r)), FunctionErrorKind::Validation, "{bad}");
+    }
+    // Unchanged origin: no route change.
+    let r = returned(&ev, "request", |_| {});
+    let Ok(Outcome::Continue(edits)) = outcome(&inv, &ev, r) else {
+        panic!("not continued")
+    };
+    assert_eq!(edits, Edits::default());
+}

@@ -1,0 +1,471 @@
+//! Host additions of the edge tier (Lambda@Edge runs on Node.js): `setTimeout`/`clearTimeout`
+//! (`setImmediate`), `console.log/info/warn/error` with Node-style formatting, the Node-style
+//! `crypto` extras (`randomBytes`, `randomUUID`, `timingSafeEqual`), the `url` module (`URL`,
+//! `URLSearchParams`, `parse`, `format`) and the `util` module (`format`, `inspect`,
+//! `promisify`, `TextEncoder`/`TextDecoder`), the `require`/`import` names with a `node:` prefix,
+//! and the helpers the runtime calls an invocation through.
+//!
+//! Timers are plain data on the Rust side (deadline and id, in this thread's loop state); their
+//! callbacks stay in a JS map. No boa value is ever held outside the context, so nothing of
+//! the engine outlives it in thread-local storage.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use boa_engine::object::builtins::JsUint8Array;
+use boa_engine::{Context, JsNativeError, JsResult, JsString, JsValue, NativeFunction, Source};
+
+/// The timers of the invocation running on this thread.
+#[derive(Default)]
+struct Timers {
+    next_id: u32,
+    due: BTreeSet<(Instant, u32)>,
+}
+
+thread_local! {
+    static TIMERS: RefCell<Timers> = RefCell::new(Timers::default());
+}
+
+/// The earliest timer, if any.
+pub fn next_timer() -> Option<Instant> {
+    TIMERS.with(|t| t.borrow().due.first().map(|(at, _)| *at))
+}
+
+/// Take the ids of the timers due at `now`, earliest first.
+pub fn take_due(now: Instant) -> Vec<u32> {
+    TIMERS.with(|t| {
+        let mut t = t.borrow_mut();
+        let mut fired = Vec::new();
+        while let Some(&(at, id)) = t.due.first() {
+            if at > now {
+                break;
+            }
+            t.due.pop_first();
+            fired.push(id);
+        }
+        fired
+    })
+}
+
+/// Forget every timer (between invocations: a timer left running does not fire later).
+pub fn clear_timers() {
+    TIMERS.with(|t| t.borrow_mut().due.clear());
+}
+
+/// The longest timer delay Node accepts (larger ones fire after 1 ms, as in Node).
+const MAX_DELAY_MS: f64 = 2_147_483_647.0;
+
+fn timer_add(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let ms = args.first().map_or(Ok(0.0), |v| v.to_number(ctx))?;
+    let ms = if ms.is_finite() && (1.0..=MAX_DELAY_MS).contains(&ms) {
+        ms
+    } else {
+        1.0
+    };
+    let at = Instant::now() + Duration::from_micros((ms * 1000.0) as u64);
+    let id = TIMERS.with(|t| {
+        let mut t = t.borrow_mut();
+        t.next_id = t.next_id.wrapping_add(1).max(1);
+        let id = t.next_id;
+        t.due.insert((at, id));
+        id
+    });
+    Ok(JsValue::from(id))
+}
+
+fn timer_cancel(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let id = args.first().map_or(Ok(0), |v| v.to_u32(ctx))?;
+    TIMERS.with(|t| t.borrow_mut().due.retain(|(_, i)| *i != id));
+    Ok(JsValue::undefined())
+}
+
+/// The most random bytes one call may ask for (Node's limit is larger; this is a memory bound).
+const MAX_RANDOM_BYTES: usize = 1 << 20;
+
+fn random_bytes(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let n = args.first().map_or(Ok(0.0), |v| v.to_number(ctx))?;
+    if !(0.0..=MAX_RANDOM_BYTES as f64).contains(&n) || n.fract() != 0.0 {
+        return Err(JsNativeError::range()
+            .with_message(format!(
+                "randomBytes: the size must be a whole number from 0 to {MAX_RANDOM_BYTES}"
+            ))
+            .into());
+    }
+    let mut bytes = vec![0u8; n as usize];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| {
+            JsNativeError::error().with_message(format!("randomBytes: no randomness source: {e}"))
+        })?;
+    Ok(JsUint8Array::from_iter(bytes, ctx)?.into())
+}
+
+/// `timingSafeEqual(a, b)`: compares every byte whatever the first difference.
+fn timing_safe_equal(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let arg = |i: usize, ctx: &mut Context| -> JsResult<Vec<u8>> {
+        let v = args.get(i).cloned().unwrap_or_default();
+        crate::buffer::bytes_of(&v, ctx)?.ok_or_else(|| {
+            JsNativeError::typ()
+                .with_message("timingSafeEqual: both arguments must be Buffers or typed arrays")
+                .into()
+        })
+    };
+    let (a, b) = (arg(0, ctx)?, arg(1, ctx)?);
+    if a.len() != b.len() {
+        return Err(JsNativeError::range()
+            .with_message("Input buffers must have the same byte length")
+            .into());
+    }
+    let diff = a.iter().zip(&b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    Ok(JsValue::from(diff == 0))
+}
+
+/// A native function as boa calls it.
+type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
+
+const NATIVES: [(&str, usize, Native); 5] = [
+    ("__verge_timer_add", 1, timer_add),
+    ("__verge_timer_cancel", 1, timer_cancel),
+    ("__verge_random_bytes", 1, random_bytes),
+    ("__verge_timing_safe_equal", 2, timing_safe_equal),
+    ("__verge_verify", 5, crate::signature::verify_native),
+];
+
+/// Register the edge natives and run the edge prelude; `__verge_modules` (from the common
+/// prelude) gains `url` and `util`, `crypto` its Node extras, and loses `cloudfront`.
+pub fn install(ctx: &mut Context) -> JsResult<()> {
+    for (name, length, f) in NATIVES {
+        ctx.register_global_callable(JsString::from(name), length, NativeFunction::from_fn_ptr(f))?;
+    }
+    ctx.eval(Source::from_bytes(PRELUDE))?;
+    Ok(())
+}
+
+const PRELUDE: &str = r#"
+(function () {
+    var modules = __verge_modules;
+    var hidden = function (name, value) {
+        Object.defineProperty(globalThis, name, { value: value });
+    };
+    var global = function (name, value) {
+        Object.defineProperty(globalThis, name, { value: value, writable: true, configurable: true });
+    };
+
+    // util.inspect / util.format, enough for log lines.
+    function inspect(value) {
+        if (typeof value === 'string') { return "'" + value + "'"; }
+        if (value instanceof Error) { return value.stack ? String(value.stack) : String(value); }
+        if (typeof value === 'function') { return '[Function: ' + (value.name || 'anonymous') + ']'; }
+        if (value === undefined || typeof value !== 'object' || value === null) { return String(value); }
+        try { return JSON.stringify(value); } catch (e) { return '[object]'; }
+    }
+    function format(first) {
+        var args = Array.prototype.slice.call(arguments);
+        var out = '';
+        var i = 1;
+        if (typeof first === 'string') {
+            out = first.replace(/%[sdifjoO%]/g, function (m) {
+                if (m === '%%') { return '%'; }
+                if (i >= args.length) { return m; }
+                var a = args[i++];
+                switch (m) {
+                    case '%s': return typeof a === 'string' ? a : inspect(a);
+                    case '%d': case '%i': return String(m === '%i' ? parseInt(a, 10) : Number(a));
+                    case '%f': return String(parseFloat(a));
+                    case '%j': try { return JSON.stringify(a); } catch (e) { return '[Circular]'; }
+                    default: return inspect(a);
+                }
+            });
+        } else {
+            i = 0;
+        }
+        for (; i < args.length; i++) {
+            var a = args[i];
+            out += (out.length ? ' ' : '') + (typeof a === 'string' ? a : inspect(a));
+        }
+        return out;
+    }
+    function promisify(f) {
+        return function () {
+            var self = this, args = Array.prototype.slice.call(arguments);
+            return new Promise(function (resolve, reject) {
+                args.push(function (err, value) { if (err) { reject(err); } else { resolve(value); } });
+                f.apply(self, args);
+            });
+        };
+    }
+
+    // console: one captured line per call, with Lambda's level column.
+    function logger(level) {
+        return function () { __verge_log(level + '\t' + format.apply(undefined, arguments)); };
+    }
+    global('console', Object.freeze({
+        log: logger('INFO'), info: logger('INFO'), debug: logger('DEBUG'), trace: logger('TRACE'),
+        warn: logger('WARN'), error: logger('ERROR')
+    }));
+
+    // Timers: the callback stays here, the deadline goes to the host's event loop.
+    var timers = new Map();
+    function setTimeout(callback, ms) {
+        if (typeof callback !== 'function') { throw new TypeError('The "callback" argument must be of type function'); }
+        var args = Array.prototype.slice.call(arguments, 2);
+        var id = __verge_timer_add(ms);
+        timers.set(id, function () { callback.apply(undefined, args); });
+        return id;
+    }
+    function clearTimeout(id) {
+        if (timers.delete(id)) { __verge_timer_cancel(id); }
+    }
+    global('setTimeout', setTimeout);
+    global('clearTimeout', clearTimeout);
+    global('setImmediate', function (callback) {
+        var args = Array.prototype.slice.call(arguments, 1);
+        return setTimeout.apply(undefined, [callback, 0].concat(args));
+    });
+    global('clearImmediate', clearTimeout);
+    hidden('__verge_fire', function (id) {
+        var f = timers.get(id);
+        if (f) { timers.delete(id); f(); }
+    });
+    hidden('__verge_reset', function () { timers.clear(); });
+
+    // crypto: the common module plus Node's extras.
+    function toBuffer(bytes) { return __verge_adopt_buffer(bytes); }
+    function Verify(alg) { this._alg = String(alg); this._parts = []; }
+    Verify.prototype.update = function (data, encoding) {
+        this._parts.push(typeof data === 'string' ? Buffer.from(data, encoding || 'utf8') : data);
+        return this;
+    };
+    Verify.prototype.verify = function (key, signature, encoding) {
+        var sig = typeof signature === 'string' ? Buffer.from(signature, encoding || 'utf8') : signature;
+        return __verge_verify(this._alg, keyOf(key), Buffer.concat(this._parts), sig, dsaEncoding(key));
+    };
+    function keyOf(key) {
+        if (key !== null && typeof key === 'object' && !ArrayBuffer.isView(key) && key.key !== undefined) { key = key.key; }
+        return typeof key === 'string' ? key : Buffer.from(key).toString('utf8');
+    }
+    function dsaEncoding(key) {
+        return key !== null && typeof key === 'object' && key.dsaEncoding === 'ieee-p1363' ? 'ieee-p1363' : 'der';
+    }
+    var common = modules.crypto;
+    modules.crypto = Object.freeze({
+        createHash: common.createHash,
+        createHmac: common.createHmac,
+        randomBytes: function (n, callback) {
+            var bytes = toBuffer(__verge_random_bytes(n));
+            if (typeof callback === 'function') { setTimeout(callback, 0, null, bytes); return undefined; }
+            return bytes;
+        },
+        randomUUID: function () {
+            var b = __verge_random_bytes(16);
+            b[6] = (b[6] & 0x0f) | 0x40;
+            b[8] = (b[8] & 0x3f) | 0x80;
+            var h = toBuffer(b).toString('hex');
+            return h.slice(0, 8) + '-' + h.slice(8, 12) + '-' + h.slice(12, 16) + '-' + h.slice(16, 20) + '-' + h.slice(20);
+        },
+        timingSafeEqual: __verge_timing_safe_equal,
+        createVerify: function (alg) { return new Verify(alg); },
+        verify: function (alg, data, key, signature) {
+            return new Verify(alg === null || alg === undefined ? 'sha256' : alg).update(data).verify(key, signature);
+        }
+    });
+
+    // url: WHATWG URL and URLSearchParams (the parts handlers use), and the legacy parse/format.
+    function encode(s) { return encodeURIComponent(s).replace(/%20/g, '+'); }
+    function decode(s) { return decodeURIComponent(String(s).replace(/\+/g, ' ')); }
+    function URLSearchParams(init) {
+        this._list = [];
+        if (init === undefined || init === null) { return; }
+        if (typeof init === 'object') {
+            var self = this;
+            if (init instanceof URLSearchParams) { init = init._list; }
+            if (Array.isArray(init)) {
+                init.forEach(function (pair) { self._list.push([String(pair[0]), String(pair[1])]); });
+            } else {
+                Object.keys(init).forEach(function (k) { self._list.push([k, String(init[k])]); });
+            }
+            return;
+        }
+        var text = String(init);
+        if (text.charAt(0) === '?') { text = text.slice(1); }
+        var list = this._list;
+        text.split('&').forEach(function (part) {
+            if (!part) { return; }
+            var eq = part.indexOf('=');
+            list.push(eq < 0 ? [decode(part), ''] : [decode(part.slice(0, eq)), decode(part.slice(eq + 1))]);
+        });
+    }
+    URLSearchParams.prototype.get = function (name) {
+        for (var i = 0; i < this._list.length; i++) { if (this._list[i][0] === name) { return this._list[i][1]; } }
+        return null;
+    };
+    URLSearchParams.prototype.getAll = function (name) {
+        return this._list.filter(function (p) { return p[0] === name; }).map(function (p) { return p[1]; });
+    };
+    URLSearchParams.prototype.has = function (name) { return this.get(name) !== null; };
+    URLSearchParams.prototype.append = function (name, value) { this._list.push([String(name), String(value)]); this._changed(); };
+    URLSearchParams.prototype.delete = function (name) {
+        this._list = this._list.filter(function (p) { return p[0] !== name; }); this._changed();
+    };
+    URLSearchParams.prototype.set = function (name, value) {
+        var found = false;
+        this._list = this._list.filter(function (p) {
+            if (p[0] !== name) { return true; }
+            if (found) { return false; }
+            found = true; p[1] = String(value); return true;
+        });
+        if (!found) { this._list.push([String(name), String(value)]); }
+        this._changed();
+    };
+    URLSearchParams.prototype.sort = function () {
+        this._list.sort(function (a, b) { return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0; }); this._changed();
+    };
+    URLSearchParams.prototype.forEach = function (f, thisArg) {
+        var self = this;
+        this._list.forEach(function (p) { f.call(thisArg, p[1], p[0], self); });
+    };
+    URLSearchParams.prototype.entries = function () { return this._list.map(function (p) { return [p[0], p[1]]; })[Symbol.iterator](); };
+    URLSearchParams.prototype.keys = function () { return this._list.map(function (p) { return p[0]; })[Symbol.iterator](); };
+    URLSearchParams.prototype.values = function () { return this._list.map(function (p) { return p[1]; })[Symbol.iterator](); };
+    URLSearchParams.prototype[Symbol.iterator] = URLSearchParams.prototype.entries;
+    URLSearchParams.prototype.toString = function () {
+        return this._list.map(function (p) { return encode(p[0]) + '=' + encode(p[1]); }).join('&');
+    };
+    URLSearchParams.prototype._changed = function () {
+        if (this._url) { var s = this.toString(); this._url._search = s ? '?' + s : ''; }
+    };
+    var URL_PATTERN = /^([a-zA-Z][a-zA-Z0-9+.-]*:)(?:\/\/(?:([^:@\/?#]*)(?::([^@\/?#]*))?@)?(\[[^\]]*\]|[^:\/?#]*)(?::(\d*))?)?([^?#]*)(\?[^#]*)?(#.*)?$/;
+    var DEFAULT_PORTS = { 'http:': '80', 'https:': '443', 'ws:': '80', 'wss:': '443', 'ftp:': '21' };
+    function URL(input, base) {
+        var text = String(input).trim();
+        var m = URL_PATTERN.exec(text);
+        if (!m && base !== undefined) {
+            var b = base instanceof URL ? base : new URL(base);
+            if (text.charAt(0) === '/' && text.charAt(1) === '/') {
+                m = URL_PATTERN.exec(b.protocol + text);
+            } else if (text.charAt(0) === '/') {
+                m = URL_PATTERN.exec(b.origin + text);
+            } else if (text.charAt(0) === '?') {
+                m = URL_PATTERN.exec(b.origin + b.pathname + text);
+            } else if (text.charAt(0) === '#') {
+                m = URL_PATTERN.exec(b.origin + b.pathname + b.search + text);
+            } else {
+                var dir = b.pathname.slice(0, b.pathname.lastIndexOf('/') + 1);
+                m = URL_PATTERN.exec(b.origin + dir + text);
+            }
+        }
+        if (!m) { var e = new TypeError('Invalid URL'); e.code = 'ERR_INVALID_URL'; e.input = text; throw e; }
+        this._protocol = m[1].toLowerCase();
+        this.username = m[2] || '';
+        this.password = m[3] || '';
+        this._hostname = (m[4] || '').toLowerCase();
+        var port = m[5] || '';
+        this._port = DEFAULT_PORTS[this._protocol] === port ? '' : port;
+        var special = DEFAULT_PORTS[this._protocol] !== undefined;
+        this._pathname = m[6] || (special ? '/' : '');
+        this._search = m[7] && m[7].length > 1 ? m[7] : '';
+        this.hash = m[8] && m[8].length > 1 ? m[8] : '';
+        this._params = null;
+    }
+    function accessor(name, get, set) {
+        Object.defineProperty(URL.prototype, name, { get: get, set: set, configurable: true });
+    }
+    accessor('protocol', function () { return this._protocol; }, function (v) { v = String(v); this._protocol = v.slice(-1) === ':' ? v : v + ':'; });
+    accessor('hostname', function () { return this._hostname; }, function (v) { this._hostname = String(v).toLowerCase(); });
+    accessor('port', function () { return this._port; }, function (v) { v = String(v); this._port = DEFAULT_PORTS[this._protocol] === v ? '' : v; });
+    accessor('host', function () { return this._hostname + (this._port ? ':' + this._port : ''); }, function (v) {
+        var parts = String(v).split(':'); this._hostname = parts[0].toLowerCase(); this.port = parts[1] || '';
+    });
+    accessor('origin', function () { return this._protocol + '//' + this.host; });
+    accessor('pathname', function () { return this._pathname; }, function (v) { v = String(v); this._pathname = v.charAt(0) === '/' ? v : '/' + v; });
+    accessor('search', function () { return this._search; }, function (v) {
+        v = String(v); this._search = v === '' || v === '?' ? '' : (v.charAt(0) === '?' ? v : '?' + v);
+        if (this._params) { this._params._list = new URLSearchParams(this._search)._list; }
+    });
+    accessor('searchParams', function () {
+        if (!this._params) { this._params = new URLSearchParams(this._search); this._params._url = this; }
+        return this._params;
+    });
+    accessor('href', function () {
+        var auth = this.username ? this.username + (this.password ? ':' + this.password : '') + '@' : '';
+        return this._protocol + '//' + auth + this.host + this._pathname + this._search + this.hash;
+    }, function (v) { var u = new URL(v); for (var k in u) { if (Object.prototype.hasOwnProperty.call(u, k)) { this[k] = u[k]; } } });
+    URL.prototype.toString = function () { return this.href; };
+    URL.prototype.toJSON = function () { return this.href; };
+    function legacyParse(text, parseQuery) {
+        var u;
+        try { u = new URL(text); } catch (e) { u = new URL(text, 'http://localhost'); u._relative = true; }
+        var search = u.search;
+        var query = search ? search.slice(1) : (parseQuery ? {} : null);
+        if (parseQuery && search) { query = modules.querystring.parse(search.slice(1)); }
+        var relative = u._relative === true;
+        return {
+            protocol: relative ? null : u.protocol, slashes: !relative,
+            auth: u.username ? u.username + (u.password ? ':' + u.password : '') : null,
+            host: relative ? null : u.host, port: relative || !u.port ? null : u.port,
+            hostname: relative ? null : u.hostname, hash: u.hash || null,
+            search: search || (parseQuery ? '' : null), query: query,
+            pathname: u.pathname, path: u.pathname + search,
+            href: relative ? u.pathname + search + u.hash : u.href
+        };
+    }
+    function legacyFormat(obj) {
+        if (obj instanceof URL) { return obj.href; }
+        var protocol = obj.protocol ? (obj.protocol.slice(-1) === ':' ? obj.protocol : obj.protocol + ':') : '';
+        var host = obj.host || (obj.hostname ? obj.hostname + (obj.port ? ':' + obj.port : '') : '');
+        var search = obj.search || (obj.query && typeof obj.query === 'object'
+            ? '?' + modules.querystring.stringify(obj.query) : '');
+        if (search === '?') { search = ''; }
+        return protocol + (host ? '//' + host : '') + (obj.pathname || '') + search + (obj.hash || '');
+    }
+    global('URL', URL);
+    global('URLSearchParams', URLSearchParams);
+    modules.url = Object.freeze({ URL: URL, URLSearchParams: URLSearchParams, parse: legacyParse, format: legacyFormat });
+    modules.util = Object.freeze({
+        format: format, inspect: inspect, promisify: promisify,
+        TextEncoder: globalThis.TextEncoder, TextDecoder: globalThis.TextDecoder,
+        types: Object.freeze({ isPromise: function (p) { return p instanceof Promise; } })
+    });
+    delete modules.cloudfront;
+
+    // Calls a handler in any of its forms; the promise settles with what it answered.
+    hidden('__verge_invoke', function (handler, event, context) {
+        return new Promise(function (resolve, reject) {
+            var settled = false;
+            function callback(err, result) {
+                if (settled) { return; }
+                settled = true;
+                if (err !== null && err !== undefined) { reject(err); } else { resolve(result); }
+            }
+            context.done = callback;
+            context.succeed = function (result) { callback(null, result); };
+            context.fail = function (err) { callback(err === undefined || err === null ? new Error('failed') : err); };
+            var returned = handler(event, context, callback);
+            if (returned !== null && (typeof returned === 'object' || typeof returned === 'function')
+                && typeof returned.then === 'function') {
+                returned.then(function (value) { callback(null, value); }, function (err) {
+                    callback(err === undefined || err === null ? new Error('the handler rejected') : err);
+                });
+            } else if (returned !== undefined && handler.length < 3 && !settled) {
+                settled = true;
+                reject({ __verge_invalid: 'The Lambda function returned invalid json: The json output is not parsable. (A handler that is not async returns its result through the callback.)' });
+            }
+        });
+    });
+    hidden('__verge_context', function (name, requestId, deadline) {
+        return {
+            functionName: name,
+            functionVersion: '1',
+            invokedFunctionArn: 'arn:aws:lambda:us-east-1:000000000000:function:' + name + ':1',
+            memoryLimitInMB: '128',
+            awsRequestId: requestId,
+            logGroupName: '/aws/lambda/us-east-1.' + name,
+            logStreamName: 'verge',
+            callbackWaitsForEmptyEventLoop: true,
+            getRemainingTimeInMillis: function () { return Math.max(0, deadline - Date.now()); }
+        };
+    });
+})();
+"#;

@@ -1,0 +1,89 @@
+use std::time::{Duration, Instant};
+
+use verge_config::Hook;
+
+use super::*;
+use crate::edge_fixtures::{def, invocation};
+use crate::outcome::Outcome;
+
+const WAIT_THEN_ANSWER: &str = "exports.handler = async (event) => {
+    const ms = Number(event.Records[0].cf.request.querystring.split('=')[1]);
+    await new Promise((r) => setTimeout(r, ms));
+    return event.Records[0].cf.request;
+};";
+
+fn inv_waiting(f: &Arc<FunctionDef>, ms: u64) -> Invocation {
+    let mut inv = invocation(f, Hook::ViewerRequest);
+    inv.request.querystring = format!("ms={ms}");
+    inv
+}
+
+fn is_limit(reply: &Reply) -> bool {
+    matches!(&reply.result, Err(e) if e.kind == FunctionErrorKind::Throttled && e.edge)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_serve_concurrently_up_to_the_limit_and_the_excess_is_refused() {
+    let f = def(WAIT_THEN_ANSWER, 2, Duration::from_secs(5));
+    let pool = Arc::new(EdgePool::new([f.clone()]));
+    let started = Instant::now();
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let (pool, inv) = (pool.clone(), inv_waiting(&f, 500));
+            tokio::spawn(async move { pool.invoke(inv).await })
+        })
+        .collect();
+    // Both instances are busy for 500 ms: a third call waits briefly, then is refused.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let refused = pool.invoke(inv_waiting(&f, 0)).await;
+    assert!(is_limit(&refused), "{:?}", refused.result);
+    for call in calls {
+        let reply = call.await.unwrap();
+        assert!(matches!(reply.result, Ok(Outcome::Continue(_))), "{:?}", reply.result);
+    }
+    // The two ran side by side, not one after the other.
+    assert!(started.elapsed() < Duration::from_millis(950), "{:?}", started.elapsed());
+    let (_, stats) = pool.stats().next().unwrap();
+    assert_eq!(stats.cold_starts.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.concurrency_refusals.load(Ordering::Relaxed), 1);
+    // Warm now: the next call reuses an instance.
+    assert!(pool.invoke(inv_waiting(&f, 0)).await.result.is_ok());
+    assert_eq!(stats.cold_starts.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spinning_instance_is_answered_at_its_timeout_while_others_keep_working() {
+    // One instance spins on CPU after an await; the other waits on a timer meanwhile.
+    let code = "exports.handler = async (event) => {
+        const q = event.Records[0].cf.request.querystring;
+        await null;
+        if (q === 'spin') { for (;;) {} }
+        await new Promise((r) => setTimeout(r, 100));
+        return event.Records[0].cf.request;
+    };";
+    let timeout = Duration::from_millis(800);
+    let f = def(code, 2, timeout);
+    let pool = Arc::new(EdgePool::new([f.clone()]));
+    let mut spin = invocation(&f, Hook::OriginRequest);
+    spin.request.querystring = "spin".into();
+    let spinning = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            (pool.invoke(spin).await, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let calm = pool.invoke(invocation(&f, Hook::OriginRequest)).await;
+    let calm_took = started.elapsed();
+    assert!(calm.result.is_ok(), "{:?}", calm.result);
+    assert!(calm_took < Duration::from_millis(700), "{calm_took:?}");
+    let (reply, took) = spinning.await.unwrap();
+    assert!(is_limit(&reply), "{:?}", reply.result);
+    assert!(took >= timeout, "{took:?}");
+    assert!(took < timeout + Duration::from_secs(3), "{took:?}");
+    // Its slot is free again: a new instance (a cold start) answers.
+    let again = pool.invoke(invocation(&f, Hook::OriginRequest)).await;
+    assert!(again.result.is_ok(), "{:?}", again.result);
+}

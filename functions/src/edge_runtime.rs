@@ -1,0 +1,473 @@
+//! One Lambda@Edge handler loaded into its own boa `Context`, and its invocation under a
+//! wall-clock deadline.
+//!
+//! Everything here is `!Send` and lives on one edge instance's thread. Loading follows Node:
+//! a CommonJS file runs inside the module wrapper (`exports`, `require`, `module`), an ES module
+//! (`import`/`export`) is linked against the host modules and its `handler` (or `default`)
+//! export is taken. An invocation calls the handler through a helper that accepts the
+//! `async (event, context)` and `(event, context, callback)` forms, then runs an event loop —
+//! promise jobs one at a time, timers when due — until the answer settles or the deadline
+//! passes. Code before the first `await` runs in boa's budgeted loop, so the deadline is checked
+//! there too; code after an `await` is bounded by the loop-iteration backstop (and, whatever
+//! it does, the pool answers the viewer at the deadline and retires the instance).
+
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use boa_engine::builtins::promise::PromiseState;
+use boa_engine::error::{EngineError, RuntimeLimitError};
+use boa_engine::object::builtins::JsPromise;
+use boa_engine::script::Script;
+use boa_engine::{Context, JsError, JsObject, JsResult, JsString, JsValue, Module, Source, js_string};
+use serde_json::Value;
+
+use crate::cff_runtime::LoadError;
+use crate::host::{self, HostModules};
+use crate::invocation::Invocation;
+use crate::job_queue::{Jobs, run_job};
+use crate::outcome::{FunctionError, FunctionErrorKind, Outcome};
+use verge_config::Runtime;
+
+/// VM cost units between deadline checks while the handler runs before its first `await`.
+const YIELD_EVERY: u32 = 1024;
+/// Loop iterations per frame per millisecond of timeout, after an `await`.
+const EDGE_LOOPS_PER_MS: u64 = 400_000;
+/// Loop iterations per frame for top-level code at load.
+const LOAD_LOOP_LIMIT: u64 = 10_000_000;
+
+fn execution(message: impl Into<String>) -> FunctionError {
+    FunctionError {
+        kind: FunctionErrorKind::Execution,
+        message: message.into(),
+        edge: true,
+    }
+}
+
+fn limit(message: impl Into<String>) -> FunctionError {
+    FunctionError {
+        kind: FunctionErrorKind::Throttled,
+        message: message.into(),
+        edge: true,
+    }
+}
+
+fn validation(message: impl Into<String>) -> FunctionError {
+    FunctionError {
+        kind: FunctionErrorKind::Validation,
+        message: message.into(),
+        edge: true,
+    }
+}
+
+/// The message a timed-out invocation reports (Lambda's words).
+pub fn timed_out(timeout: Duration) -> FunctionError {
+    limit(format!(
+        "Task timed out after {:.2} seconds",
+        timeout.as_secs_f64()
+    ))
+}
+
+/// Whether `source` is an ES module: a line that starts with `import` or `export`.
+pub fn is_module(source: &str) -> bool {
+    source.lines().map(str::trim_start).any(|l| {
+        (l.starts_with("import ") || l.starts_with("import{") || l.starts_with("export "))
+            && !l.starts_with("import(")
+    })
+}
+
+/// What one invocation produced.
+#[derive(Debug)]
+pub struct EdgeInvoked {
+    /// Continue, respond, or the failure.
+    pub result: Result<Outcome, FunctionError>,
+    /// `console.*` lines.
+    pub logs: Vec<String>,
+    /// The context was aborted mid-run (or timed out) and must be rebuilt.
+    pub poisoned: bool,
+}
+
+/// A handler ready to run on this thread.
+pub struct EdgeFunction {
+    context: Context,
+    jobs: Rc<Jobs>,
+    invoker: Script,
+    name: String,
+}
+
+/// Turn an engine error into a readable string, with the error's own message for JS errors.
+fn describe(e: &JsError, context: &mut Context) -> String {
+    match e.try_native(context) {
+        Ok(native) => native.to_string(),
+        Err(_) => e.to_string(),
+    }
+}
+
+/// Settle the load-time promise (module evaluation) by running jobs.
+fn settle_load(promise: &JsPromise, context: &mut Context, jobs: &Rc<Jobs>) -> Result<(), LoadError> {
+    while let Some(job) = jobs.pop() {
+        run_job(job, context).map_err(|e| LoadError(format!("the top-level code failed: {e}")))?;
+    }
+    match promise.state() {
+        PromiseState::Fulfilled(_) => Ok(()),
+        PromiseState::Rejected(reason) => Err(LoadError(format!(
+            "the module failed to load: {}",
+            reason
+                .to_string(context)
+                .map_or_else(|_| "unknown error".into(), |s| s.to_std_string_escaped())
+        ))),
+        PromiseState::Pending => Err(LoadError(
+            "the module did not finish loading (a top-level await on something that never settles?)"
+                .into(),
+        )),
+    }
+}
+
+/// Load an ES module and return its handler: the `handler` export, else a `default` export
+/// that is a function or has a `handler`.
+fn load_esm(source: &str, context: &mut Context, jobs: &Rc<Jobs>) -> Result<JsValue, LoadError> {
+    let module = Module::parse(Source::from_bytes(source), None, context)
+        .map_err(|e| LoadError(format!("syntax error: {e}")))?;
+    let promise = module.load_link_evaluate(context);
+    settle_load(&promise, context, jobs)?;
+    let handler = module
+        .get_value(js_string!("handler"), context)
+        .map_err(|e| LoadError(e.to_string()))?;
+    if handler.is_callable() {
+        return Ok(handler);
+    }
+    let default = module
+        .get_value(js_string!("default"), context)
+        .unwrap_or_default();
+    if default.is_callable() {
+        return Ok(default);
+    }
+    match default.as_object() {
+        Some(obj) => obj
+            .get(js_string!("handler"), context)
+            .map_err(|e| LoadError(e.to_string())),
+        None => Ok(JsValue::undefined()),
+    }
+}
+
+/// Run a CommonJS file in Node's module wrapper and return `module.exports.handler`. The
+/// wrapper opens on the file's first line, so line numbers in errors are the file's own.
+fn load_commonjs(source: &str, context: &mut Context, jobs: &Rc<Jobs>) -> Result<JsValue, LoadError> {
+    let wrapped = format!(
+        "(function (exports, require, module, __filename, __dirname) {{{source}\n}})"
+    );
+    let script = Script::parse(Source::from_bytes(&wrapped), None, context)
+        .map_err(|e| LoadError(format!("syntax error: {e}")))?;
+    let wrapper = script
+        .evaluate(context)
+        .map_err(|e| LoadError(format!("syntax error: {e}")))?;
+    let wrapper = wrapper
+        .as_callable()
+        .ok_or_else(|| LoadError("the module wrapper is not a function".into()))?;
+    let exports = JsObject::with_object_proto(context.intrinsics());
+    let module = JsObject::with_object_proto(context.intrinsics());
+    module
+        .set(js_string!("exports"), exports.clone(), false, context)
+        .map_err(|e| LoadError(e.to_string()))?;
+    let require = context
+        .global_object()
+        .get(js_string!("require"), context)
+        .map_err(|e| LoadError(e.to_string()))?;
+    wrapper
+        .call(
+            &JsValue::undefined(),
+            &[
+                exports.into(),
+                require,
+                module.clone().into(),
+                JsString::from("/var/task/index.js").into(),
+                JsString::from("/var/task").into(),
+            ],
+            context,
+        )
+        .map_err(|e| LoadError(format!("the top-level code failed: {}", describe(&e, context))))?;
+    while let Some(job) = jobs.pop() {
+        run_job(job, context).map_err(|e| LoadError(format!("the top-level code failed: {e}")))?;
+    }
+    let exports = module
+        .get(js_string!("exports"), context)
+        .map_err(|e| LoadError(e.to_string()))?;
+    match exports.as_object() {
+        Some(obj) if !exports.is_callable() => obj
+            .get(js_string!("handler"), context)
+            .map_err(|e| LoadError(e.to_string())),
+        // `module.exports = async (event) => …`
+        _ => Ok(exports),
+    }
+}
+
+impl EdgeFunction {
+    /// Compile and run a handler's top-level code in a fresh context.
+    pub fn load(name: &str, source: &str) -> Result<Self, LoadError> {
+        let jobs = Rc::new(Jobs::default());
+        let modules = Rc::new(HostModules::default());
+        let mut context = Context::builder()
+            .job_executor(jobs.clone())
+            .module_loader(modules.clone())
+            .build()
+            .map_err(|e| LoadError(format!("cannot create a JavaScript context: {e}")))?;
+        host::install(&mut context, &modules, Runtime::LambdaEdge)
+            .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;
+        context
+            .runtime_limits_mut()
+            .set_loop_iteration_limit(LOAD_LOOP_LIMIT);
+        let handler = if is_module(source) {
+            load_esm(source, &mut context, &jobs)?
+        } else {
+            load_commonjs(source, &mut context, &jobs)?
+        };
+        if !handler.is_callable() {
+            return Err(LoadError(
+                "no handler is exported (exports.handler, module.exports.handler, export const handler or export default)"
+                    .into(),
+            ));
+        }
+        context
+            .global_object()
+            .set(js_string!("__verge_handler"), handler, false, &mut context)
+            .map_err(|e| LoadError(e.to_string()))?;
+        let invoker = Script::parse(
+            Source::from_bytes("__verge_invoke(__verge_handler, __verge_event, __verge_ctx)"),
+            None,
+            &mut context,
+        )
+        .map_err(|e| LoadError(e.to_string()))?;
+        Ok(EdgeFunction {
+            context,
+            jobs,
+            invoker,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Run the handler on `inv` until it answers or `deadline` passes.
+    pub async fn invoke(&mut self, inv: &Invocation, timeout: Duration) -> EdgeInvoked {
+        let deadline = Instant::now() + timeout;
+        // The backstop for loops after an `await`, where no deadline check reaches: sized from
+        // an iteration cost below anything boa achieves (2.5 ns), so it only ever stops a run
+        // that has already failed its deadline — which the pool has answered by then. Not the
+        // fast tier's calibration: that one is measured once, maybe on a busy machine.
+        let loops = EDGE_LOOPS_PER_MS.saturating_mul(timeout.as_millis().max(1) as u64);
+        self.context
+            .runtime_limits_mut()
+            .set_loop_iteration_limit(loops);
+        host::begin(false, None);
+        let event = crate::edge_event::event(inv);
+        let result = self.run(inv, &event, deadline, timeout).await;
+        let decisions = host::take();
+        // Nothing of this invocation runs later: its timers and queued jobs go.
+        crate::edge_host::clear_timers();
+        self.jobs.clear();
+        let reset = self
+            .context
+            .global_object()
+            .get(js_string!("__verge_reset"), &mut self.context)
+            .ok()
+            .and_then(|f| f.as_callable())
+            .map(|f| f.call(&JsValue::undefined(), &[], &mut self.context));
+        let poisoned = matches!(&result, Err((_, true))) || !matches!(reset, Some(Ok(_)));
+        EdgeInvoked {
+            result: result
+                .map_err(|(e, _)| e)
+                .and_then(|returned| crate::edge_event::outcome(inv, &event, returned)),
+            logs: decisions.logs,
+            poisoned,
+        }
+    }
+
+    /// The handler's answer as JSON (`None` for `undefined`/`null`), or the failure and whether
+    /// the context was aborted.
+    async fn run(
+        &mut self,
+        inv: &Invocation,
+        event: &Value,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Option<Value>, (FunctionError, bool)> {
+        let context = &mut self.context;
+        let deadline_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+            + timeout.as_secs_f64() * 1000.0;
+        let setup = (|| -> JsResult<()> {
+            let ev = JsValue::from_json(event, context)?;
+            let make = context
+                .global_object()
+                .get(js_string!("__verge_context"), context)?;
+            let ctx_obj = match make.as_callable() {
+                Some(f) => f.call(
+                    &JsValue::undefined(),
+                    &[
+                        JsString::from(self.name.as_str()).into(),
+                        JsString::from(inv.request_id.as_str()).into(),
+                        JsValue::from(deadline_ms),
+                    ],
+                    context,
+                )?,
+                None => JsValue::undefined(),
+            };
+            let global = context.global_object();
+            global.set(js_string!("__verge_event"), ev, false, context)?;
+            global.set(js_string!("__verge_ctx"), ctx_obj, false, context)?;
+            Ok(())
+        })();
+        if let Err(e) = setup {
+            return Err((execution(format!("cannot build the event: {e}")), false));
+        }
+        // Up to the first `await`: boa's budgeted loop, the deadline checked at every yield.
+        let value = {
+            let mut future = pin!(self.invoker.evaluate_async_with_budget(context, YIELD_EVERY));
+            let mut task = TaskContext::from_waker(Waker::noop());
+            loop {
+                match future.as_mut().poll(&mut task) {
+                    Poll::Ready(result) => break result,
+                    Poll::Pending if Instant::now() >= deadline => {
+                        return Err((timed_out(timeout), true));
+                    }
+                    Poll::Pending => {}
+                }
+            }
+        };
+        let value = value.map_err(|e| failure(&e, context))?;
+        let Some(promise) = value.as_promise() else {
+            return Err((execution("the handler helper did not return a promise"), true));
+        };
+        self.event_loop(&promise, deadline, timeout).await?;
+        let context = &mut self.context;
+        match promise.state() {
+            PromiseState::Fulfilled(v) if v.is_undefined() || v.is_null() => Ok(None),
+            PromiseState::Fulfilled(v) => v.to_json(context).map_err(|e| {
+                (
+                    validation(format!(
+                        "The Lambda function returned invalid json: The json output is not parsable ({e})"
+                    )),
+                    false,
+                )
+            }),
+            PromiseState::Rejected(reason) => Err((rejection(&reason, context), false)),
+            PromiseState::Pending => Err((execution("the handler did not settle"), true)),
+        }
+    }
+
+    /// Run promise jobs and timers until `promise` settles; a deadline, an abort inside a job,
+    /// or nothing left that could settle it ends the loop with a failure.
+    async fn event_loop(
+        &mut self,
+        promise: &JsPromise,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<(), (FunctionError, bool)> {
+        loop {
+            while let Some(job) = self.jobs.pop() {
+                if let Err(e) = run_job(job, &mut self.context) {
+                    return Err(failure(&e, &mut self.context));
+                }
+                if Instant::now() >= deadline {
+                    return Err((timed_out(timeout), true));
+                }
+            }
+            if !matches!(promise.state(), PromiseState::Pending) {
+                return Ok(());
+            }
+            // Nothing left that could settle it. (A runaway after an `await` that the loop
+            // backstop stopped looks the same to boa, but the backstop is sized to about twice
+            // the timeout, so such a run has already failed the deadline check above.)
+            let Some(next) = crate::edge_host::next_timer() else {
+                if Instant::now() >= deadline {
+                    return Err((timed_out(timeout), true));
+                }
+                return Err((
+                    validation(
+                        "The Lambda function returned invalid json: the handler finished without answering (no callback called, no value returned)",
+                    ),
+                    false,
+                ));
+            };
+            if next >= deadline {
+                tokio::time::sleep_until(deadline.into()).await;
+                return Err((timed_out(timeout), true));
+            }
+            tokio::time::sleep_until(next.into()).await;
+            for id in crate::edge_host::take_due(Instant::now()) {
+                let fire = self
+                    .context
+                    .global_object()
+                    .get(js_string!("__verge_fire"), &mut self.context)
+                    .map_err(|e| (execution(e.to_string()), true))?;
+                if let Some(fire) = fire.as_callable()
+                    && let Err(e) = fire.call(&JsValue::undefined(), &[JsValue::from(id)], &mut self.context)
+                {
+                    // An exception thrown by a timer callback is uncaught: the invocation fails.
+                    return Err(failure(&e, &mut self.context));
+                }
+            }
+        }
+    }
+}
+
+/// A thrown error: runtime limits are the instance running away; anything else is the
+/// handler's own exception.
+fn failure(e: &JsError, context: &mut Context) -> (FunctionError, bool) {
+    match e.as_engine() {
+        Some(EngineError::RuntimeLimit(RuntimeLimitError::LoopIteration)) => (
+            limit("the handler exceeded its loop-iteration limit"),
+            true,
+        ),
+        Some(EngineError::RuntimeLimit(_)) => (limit("the handler exceeded a runtime limit"), true),
+        Some(other) => (limit(format!("the handler was stopped: {other}")), true),
+        None => (execution(describe(e, context)), false),
+    }
+}
+
+/// A rejection reason: the helper's marker for a non-async handler that returned a value is a
+/// validation error; anything else is the handler's error.
+fn rejection(reason: &JsValue, context: &mut Context) -> FunctionError {
+    if let Some(obj) = reason.as_object()
+        && let Ok(marker) = obj.get(js_string!("__verge_invalid"), context)
+        && let Some(text) = marker.as_string()
+    {
+        return validation(text.to_std_string_escaped());
+    }
+    // `Error: message`, then boa's frames when it has them.
+    let text = reason
+        .to_string(context)
+        .map_or_else(|_| "the handler failed".into(), |s| s.to_std_string_escaped());
+    let stack = reason
+        .as_object()
+        .and_then(|o| o.get(js_string!("stack"), context).ok())
+        .and_then(|s| s.as_string().map(|s| s.to_std_string_escaped()))
+        .filter(|s| !s.trim().is_empty());
+    let text = match stack {
+        Some(stack) if !stack.contains(&text) => format!("{text}\n{}", stack.trim_end()),
+        _ => text,
+    };
+    execution(text)
+}
+
+/// Load a handler on a throwaway thread within `deadline`: syntax, top-level code and an
+/// exported handler are checked without risking a serving thread.
+pub fn check_loads(name: &str, source: &str, deadline: Duration) -> Result<(), String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (name, source) = (name.to_owned(), source.to_owned());
+    std::thread::Builder::new()
+        .name("verge-edge-check".into())
+        .spawn(move || {
+            let _ = tx.send(EdgeFunction::load(&name, &source).map(drop).map_err(|e| e.0));
+        })
+        .map_err(|e| format!("cannot start a thread to check the function: {e}"))?;
+    match rx.recv_timeout(deadline) {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "loading took longer than {deadline:?} (a runaway at the top level?)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,247 @@
+use std::time::{Duration, Instant};
+
+use verge_config::Hook;
+
+use super::*;
+use crate::edge_fixtures::{def, invocation};
+use crate::outcome::Edits;
+
+/// Load `code` and invoke it once at `hook` within `timeout`, on a current-thread runtime as
+/// an edge instance does.
+fn run_at(code: &str, hook: Hook, timeout: Duration) -> EdgeInvoked {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let f = def(code, 1, timeout);
+    let mut loaded = EdgeFunction::load("edge", code).unwrap();
+    tokio::task::LocalSet::new()
+        .block_on(&runtime, loaded.invoke(&invocation(&f, hook), timeout))
+}
+
+fn run(code: &str) -> EdgeInvoked {
+    run_at(code, Hook::ViewerRequest, Duration::from_secs(5))
+}
+
+fn edits(invoked: EdgeInvoked) -> Edits {
+    match invoked.result {
+        Ok(Outcome::Continue(edits)) => edits,
+        other => panic!("expected edits, got {other:?}"),
+    }
+}
+
+fn failure_kind(invoked: &EdgeInvoked) -> FunctionErrorKind {
+    match &invoked.result {
+        Err(e) => e.kind,
+        Ok(o) => panic!("expected a failure, got {o:?}"),
+    }
+}
+
+fn header<'a>(edits: &'a Edits, name: &str) -> Option<&'a str> {
+    edits
+        .headers
+        .as_ref()?
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+const ADD_HEADER_BODY: &str = "const request = event.Records[0].cf.request; \
+    request.headers['x-ab'] = [{ key: 'X-AB', value: request.querystring + ':' + request.clientIp }];";
+
+#[test]
+fn commonjs_esm_async_and_callback_forms_give_the_same_answer() {
+    let forms = [
+        format!("exports.handler = async (event, context) => {{ {ADD_HEADER_BODY} return request; }};"),
+        format!("module.exports.handler = async function (event) {{ {ADD_HEADER_BODY} return request; }};"),
+        format!("module.exports = {{ handler: (event, context, callback) => {{ {ADD_HEADER_BODY} callback(null, request); }} }};"),
+        format!("'use strict';\nexports.handler = (event, context, callback) => {{ {ADD_HEADER_BODY} setTimeout(() => callback(null, request), 5); }};"),
+        format!("import crypto from 'crypto';\nexport const handler = async (event) => {{ {ADD_HEADER_BODY} return request; }};"),
+        format!("export default async function (event) {{ {ADD_HEADER_BODY} return request; }}"),
+        format!("export const handler = (event, context, callback) => {{ {ADD_HEADER_BODY} context.succeed(request); }};"),
+    ];
+    for code in &forms {
+        let e = edits(run(code));
+        assert_eq!(header(&e, "x-ab"), Some("a=1:203.0.113.7"), "{code}");
+        assert_eq!(e.uri, None, "{code}");
+    }
+}
+
+#[test]
+fn a_non_async_handler_that_returns_instead_of_calling_back_fails_validation() {
+    let invoked =
+        run("exports.handler = (event, context) => { return event.Records[0].cf.request; };");
+    assert_eq!(failure_kind(&invoked), FunctionErrorKind::Validation);
+    let message = invoked.result.unwrap_err().message;
+    assert!(message.contains("invalid json"), "{message}");
+    // Never answering at all is the same kind of failure.
+    let silent = run("exports.handler = (event, context, callback) => {};");
+    assert_eq!(failure_kind(&silent), FunctionErrorKind::Validation);
+}
+
+#[test]
+fn throws_rejections_and_callback_errors_are_execution_errors() {
+    for code in [
+        "exports.handler = async () => { throw new Error('boom'); };",
+        "exports.handler = () => Promise.reject(new Error('boom'));",
+        "exports.handler = (e, c, callback) => { callback(new Error('boom')); };",
+        "exports.handler = (e, c, callback) => { setTimeout(() => { throw new Error('boom'); }, 1); };",
+        "exports.handler = (e, c, callback) => { throw new Error('boom'); };",
+    ] {
+        let invoked = run(code);
+        assert_eq!(failure_kind(&invoked), FunctionErrorKind::Execution, "{code}");
+        let message = invoked.result.unwrap_err().message;
+        assert!(message.contains("boom"), "{code}: {message}");
+    }
+}
+
+#[test]
+fn timers_fire_in_order_and_the_context_has_lambdas_fields() {
+    let code = "exports.handler = async (event, context) => {
+        const order = [];
+        await new Promise((resolve) => {
+            setTimeout(() => order.push('b'), 20);
+            setTimeout(() => order.push('a'), 5);
+            const never = setTimeout(() => order.push('cancelled'), 10);
+            clearTimeout(never);
+            setTimeout(resolve, 40);
+        });
+        const r = event.Records[0].cf.request;
+        const left = context.getRemainingTimeInMillis();
+        r.headers['x-order'] = [{ value: order.join('') }];
+        r.headers['x-context'] = [{ value: [context.functionName, context.functionVersion,
+            context.awsRequestId, context.memoryLimitInMB, context.invokedFunctionArn,
+            left > 0 && left <= 5000].join(',') }];
+        return r;
+    };";
+    let started = Instant::now();
+    let e = edits(run(code));
+    assert!(started.elapsed() >= Duration::from_millis(40));
+    assert_eq!(header(&e, "x-order"), Some("ab"));
+    assert_eq!(
+        header(&e, "x-context"),
+        Some("edge,1,req-1,128,arn:aws:lambda:us-east-1:000000000000:function:edge:1,true")
+    );
+}
+
+#[test]
+fn an_invocation_past_its_timeout_is_stopped_and_the_context_recycled() {
+    let timeout = Duration::from_millis(200);
+    // Waiting on a timer past the deadline; spinning before any await; spinning after one.
+    for code in [
+        "exports.handler = async () => { await new Promise((r) => setTimeout(r, 60000)); };",
+        "exports.handler = async () => { while (true) {} };",
+        "exports.handler = async () => { await null; for (;;) {} };",
+    ] {
+        let started = Instant::now();
+        let invoked = run_at(code, Hook::OriginRequest, timeout);
+        let took = started.elapsed();
+        assert_eq!(failure_kind(&invoked), FunctionErrorKind::Throttled, "{code}");
+        assert!(invoked.poisoned, "{code}");
+        assert!(took >= timeout, "{code}: {took:?}");
+        assert!(took < Duration::from_secs(20), "{code}: {took:?}");
+        let message = invoked.result.unwrap_err().message;
+        assert!(
+            message.contains("timed out") || message.contains("loop-iteration"),
+            "{code}: {message}"
+        );
+    }
+}
+
+#[test]
+fn node_modules_are_there_through_require_and_import() {
+    let code = "const crypto = require('crypto');
+        const { URL, URLSearchParams } = require('url');
+        const util = require('node:util');
+        const qs = require('querystring');
+        exports.handler = async (event) => {
+            const r = event.Records[0].cf.request;
+            const u = new URL('https://Example.org:443/a/b?x=1&y=two#h');
+            u.searchParams.set('x', '2');
+            const random = crypto.randomBytes(16);
+            const same = crypto.timingSafeEqual(Buffer.from('abc'), Buffer.from('abc'));
+            const differ = crypto.timingSafeEqual(Buffer.from('abc'), Buffer.from('abd'));
+            let refused = false;
+            try { crypto.timingSafeEqual(Buffer.from('a'), Buffer.from('ab')); } catch (e) { refused = e instanceof RangeError; }
+            const parts = [
+                crypto.createHash('sha256').update('abc').digest('hex').slice(0, 8),
+                crypto.createHmac('sha256', 'k').update('m').digest('base64').length,
+                random.length, Buffer.isBuffer(random), same, differ, refused,
+                crypto.randomUUID().length,
+                u.href, u.host, u.pathname, new URLSearchParams('a=1&b=%20c').get('b'),
+                require('url').parse('/p?q=1', true).query.q,
+                util.format('%s=%d', 'n', 42), util.format('a', { b: 1 }),
+                qs.stringify({ k: 'v w' }),
+                new util.TextDecoder().decode(new TextEncoder().encode('é')),
+            ];
+            r.headers['x-out'] = [{ value: parts.join('|') }];
+            return r;
+        };";
+    let e = edits(run(code));
+    assert_eq!(
+        header(&e, "x-out"),
+        Some(
+            "ba7816bf|44|16|true|true|false|true|36|https://example.org/a/b?x=2&y=two#h|example.org|/a/b| c|1|n=42|a {\"b\":1}|k=v%20w|é"
+        )
+    );
+    let esm = "import { createHash } from 'crypto';\nimport qs from 'node:querystring';\n\
+        export async function handler(event) { const r = event.Records[0].cf.request; \
+        r.headers['x-h'] = [{ value: createHash('md5').update(qs.stringify({ a: 1 })).digest('hex') }]; return r; }";
+    let e = edits(run(esm));
+    let h = header(&e, "x-h").unwrap_or_default();
+    assert!(
+        h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{h}"
+    );
+}
+
+#[test]
+fn globals_persist_between_invocations_of_one_instance() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let code = "let count = 0; exports.handler = async (event) => { count += 1; \
+        const r = event.Records[0].cf.request; r.headers['x-count'] = [{ value: String(count) }]; return r; };";
+    let f = def(code, 1, Duration::from_secs(1));
+    let mut loaded = EdgeFunction::load("edge", code).unwrap();
+    let local = tokio::task::LocalSet::new();
+    for expected in ["1", "2", "3"] {
+        let invoked = local.block_on(
+            &runtime,
+            loaded.invoke(&invocation(&f, Hook::ViewerRequest), Duration::from_secs(1)),
+        );
+        assert_eq!(header(&edits(invoked), "x-count"), Some(expected));
+    }
+}
+
+#[test]
+fn console_lines_are_captured_with_their_level() {
+    let invoked = run(
+        "exports.handler = async (event) => { console.log('hello %s', 'world', 3); \
+         console.error(new Error('bad').message); return event.Records[0].cf.request; };",
+    );
+    assert_eq!(
+        invoked.logs,
+        vec!["INFO\thello world 3".to_owned(), "ERROR\tbad".to_owned()]
+    );
+}
+
+#[test]
+fn load_errors_name_the_problem() {
+    let cases = [
+        ("exports.other = 1;", "no handler is exported"),
+        ("exports.handler = async (event => {", "syntax error"),
+        ("throw new Error('at load');", "at load"),
+        ("import x from 'fs';\nexport const handler = async () => {};", "fs"),
+    ];
+    for (code, expected) in cases {
+        let Err(e) = EdgeFunction::load("edge", code) else {
+            panic!("{code} loaded");
+        };
+        assert!(e.0.contains(expected), "{code}: {}", e.0);
+    }
+    assert!(check_loads("edge", "while (true) {}", Duration::from_secs(2)).is_err());
+    assert!(check_loads("edge", "exports.handler = async () => {};", Duration::from_secs(5)).is_ok());
+}
+
