@@ -514,9 +514,17 @@ fn function(
         c.error(i, format!("{path}.instances"), EDGE_ONLY);
     }
     let timeout = raw.timeout.as_ref().map(|t| {
-        let d = c.duration(Some(t), format!("{path}.timeout"), defaults::MAX_EDGE_TIMEOUT);
+        let d = c.duration(
+            Some(t),
+            format!("{path}.timeout"),
+            defaults::MAX_EDGE_TIMEOUT,
+        );
         if d > defaults::MAX_EDGE_TIMEOUT {
-            c.error(t, format!("{path}.timeout"), "may be at most 30s (Lambda@Edge's limit)");
+            c.error(
+                t,
+                format!("{path}.timeout"),
+                "may be at most 30s (Lambda@Edge's limit)",
+            );
         }
         d
     });

@@ -35,8 +35,8 @@ use boa_engine::{
 use serde_json::Value;
 
 use crate::budget::Budget;
-use crate::job_queue::{Jobs, run_job};
 use crate::host::{self, HostModules};
+use crate::job_queue::{Jobs, run_job};
 use crate::outcome::{FunctionError, FunctionErrorKind};
 use verge_config::Runtime;
 

@@ -21,7 +21,13 @@ pub const MAX_ORIGIN_RESPONSE: usize = 1024 * 1024;
 /// Headers a handler may read but not add, change or delete, per hook (§1.9, §2.7).
 fn read_only(hook: Hook) -> &'static [&'static str] {
     match hook {
-        Hook::ViewerRequest => &["cdn-loop", "content-length", "host", "transfer-encoding", "via"],
+        Hook::ViewerRequest => &[
+            "cdn-loop",
+            "content-length",
+            "host",
+            "transfer-encoding",
+            "via",
+        ],
         Hook::OriginRequest => &[
             "accept-encoding",
             "cdn-loop",
@@ -159,7 +165,9 @@ fn headers_from(field: &str, value: &Value) -> Result<HeaderList, FunctionError>
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !valid {
-            return Err(validation(format!("{field}: `{name}` is not a header name")));
+            return Err(validation(format!(
+                "{field}: `{name}` is not a header name"
+            )));
         }
         if name.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(validation(format!(
@@ -229,9 +237,9 @@ fn checked_headers(
         )));
     }
     if hook == Hook::ViewerRequest
-        && let Some((name, _)) = headers.iter().find(|(n, _)| {
-            n.starts_with("cloudfront-") && !original.iter().any(|(o, _)| o == n)
-        })
+        && let Some((name, _)) = headers
+            .iter()
+            .find(|(n, _)| n.starts_with("cloudfront-") && !original.iter().any(|(o, _)| o == n))
     {
         return Err(validation(format!(
             "a viewer-request function may not add CloudFront's own header {name}"
@@ -274,7 +282,11 @@ fn body_from(obj: &Map<String, Value>) -> Result<Option<Vec<u8>>, FunctionError>
     }
 }
 
-fn only_fields(obj: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<(), FunctionError> {
+fn only_fields(
+    obj: &Map<String, Value>,
+    allowed: &[&str],
+    what: &str,
+) -> Result<(), FunctionError> {
     match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(k) => Err(validation(format!("{what} has an unexpected field `{k}`"))),
         None => Ok(()),
@@ -370,19 +382,23 @@ fn origin_from(returned: &Value, original: &Value) -> Result<Option<OriginChoice
             ))),
         }
     };
-    let number = |key: &str, range: std::ops::RangeInclusive<u64>| -> Result<Option<u64>, FunctionError> {
-        match custom.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => match v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) {
-                Some(n) if range.contains(&n) => Ok(Some(n)),
-                _ => Err(validation(format!(
-                    "request.origin.custom.{key} must be a number in {}–{}",
-                    range.start(),
-                    range.end()
-                ))),
-            },
-        }
-    };
+    let number =
+        |key: &str, range: std::ops::RangeInclusive<u64>| -> Result<Option<u64>, FunctionError> {
+            match custom.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => match v
+                    .as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                {
+                    Some(n) if range.contains(&n) => Ok(Some(n)),
+                    _ => Err(validation(format!(
+                        "request.origin.custom.{key} must be a number in {}–{}",
+                        range.start(),
+                        range.end()
+                    ))),
+                },
+            }
+        };
     let domain = text("domainName")?
         .ok_or_else(|| validation("request.origin.custom.domainName is required"))?;
     crate::origin_choice::check_host_name(&domain, "request.origin.custom.domainName")
@@ -465,7 +481,9 @@ fn request_edits(
                 return Err(validation(format!("request.uri `{uri}` must start with /")));
             }
             if uri.bytes().any(|b| b <= b' ' || b == b'#' || b == 0x7f) {
-                return Err(validation("request.uri contains a space, a control character or #"));
+                return Err(validation(
+                    "request.uri contains a space, a control character or #",
+                ));
             }
             edits.uri = Some(uri.clone());
         }
@@ -500,7 +518,9 @@ fn request_edits(
     if let Some(origin) = obj.get("origin") {
         if inv.hook != Hook::OriginRequest {
             if Some(origin) != original.get("origin") {
-                return Err(validation("request.origin can be changed only at origin-request"));
+                return Err(validation(
+                    "request.origin can be changed only at origin-request",
+                ));
             }
         } else {
             edits.origin = origin_from(origin, original.get("origin").unwrap_or(&Value::Null))?;
@@ -609,8 +629,9 @@ pub fn outcome(
     })?;
     let obj = returned.as_object().ok_or_else(|| FunctionError {
         kind: FunctionErrorKind::Validation,
-        message: "The Lambda function returned invalid JSON: The JSON output must be an object type."
-            .into(),
+        message:
+            "The Lambda function returned invalid JSON: The JSON output must be an object type."
+                .into(),
         edge: true,
     })?;
     let cf = &event["Records"][0]["cf"];

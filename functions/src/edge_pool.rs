@@ -134,7 +134,8 @@ impl EdgePool {
                 invocation.function.name
             ));
         };
-        let Ok(Ok(slot)) = tokio::time::timeout(INSTANCE_WAIT, f.free.clone().acquire_owned()).await
+        let Ok(Ok(slot)) =
+            tokio::time::timeout(INSTANCE_WAIT, f.free.clone().acquire_owned()).await
         else {
             f.stats.concurrency_refusals.fetch_add(1, Ordering::Relaxed);
             return limit_exceeded(format!(

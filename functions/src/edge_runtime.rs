@@ -20,7 +20,9 @@ use boa_engine::builtins::promise::PromiseState;
 use boa_engine::error::{EngineError, RuntimeLimitError};
 use boa_engine::object::builtins::JsPromise;
 use boa_engine::script::Script;
-use boa_engine::{Context, JsError, JsObject, JsResult, JsString, JsValue, Module, Source, js_string};
+use boa_engine::{
+    Context, JsError, JsObject, JsResult, JsString, JsValue, Module, Source, js_string,
+};
 use serde_json::Value;
 
 use crate::cff_runtime::LoadError;
@@ -105,7 +107,11 @@ fn describe(e: &JsError, context: &mut Context) -> String {
 }
 
 /// Settle the load-time promise (module evaluation) by running jobs.
-fn settle_load(promise: &JsPromise, context: &mut Context, jobs: &Rc<Jobs>) -> Result<(), LoadError> {
+fn settle_load(
+    promise: &JsPromise,
+    context: &mut Context,
+    jobs: &Rc<Jobs>,
+) -> Result<(), LoadError> {
     while let Some(job) = jobs.pop() {
         run_job(job, context).map_err(|e| LoadError(format!("the top-level code failed: {e}")))?;
     }
@@ -153,10 +159,13 @@ fn load_esm(source: &str, context: &mut Context, jobs: &Rc<Jobs>) -> Result<JsVa
 
 /// Run a CommonJS file in Node's module wrapper and return `module.exports.handler`. The
 /// wrapper opens on the file's first line, so line numbers in errors are the file's own.
-fn load_commonjs(source: &str, context: &mut Context, jobs: &Rc<Jobs>) -> Result<JsValue, LoadError> {
-    let wrapped = format!(
-        "(function (exports, require, module, __filename, __dirname) {{{source}\n}})"
-    );
+fn load_commonjs(
+    source: &str,
+    context: &mut Context,
+    jobs: &Rc<Jobs>,
+) -> Result<JsValue, LoadError> {
+    let wrapped =
+        format!("(function (exports, require, module, __filename, __dirname) {{{source}\n}})");
     let script = Script::parse(Source::from_bytes(&wrapped), None, context)
         .map_err(|e| LoadError(format!("syntax error: {e}")))?;
     let wrapper = script
@@ -186,7 +195,12 @@ fn load_commonjs(source: &str, context: &mut Context, jobs: &Rc<Jobs>) -> Result
             ],
             context,
         )
-        .map_err(|e| LoadError(format!("the top-level code failed: {}", describe(&e, context))))?;
+        .map_err(|e| {
+            LoadError(format!(
+                "the top-level code failed: {}",
+                describe(&e, context)
+            ))
+        })?;
     while let Some(job) = jobs.pop() {
         run_job(job, context).map_err(|e| LoadError(format!("the top-level code failed: {e}")))?;
     }
@@ -322,7 +336,10 @@ impl EdgeFunction {
         }
         // Up to the first `await`: boa's budgeted loop, the deadline checked at every yield.
         let value = {
-            let mut future = pin!(self.invoker.evaluate_async_with_budget(context, YIELD_EVERY));
+            let mut future = pin!(
+                self.invoker
+                    .evaluate_async_with_budget(context, YIELD_EVERY)
+            );
             let mut task = TaskContext::from_waker(Waker::noop());
             loop {
                 match future.as_mut().poll(&mut task) {
@@ -336,7 +353,10 @@ impl EdgeFunction {
         };
         let value = value.map_err(|e| failure(&e, context))?;
         let Some(promise) = value.as_promise() else {
-            return Err((execution("the handler helper did not return a promise"), true));
+            return Err((
+                execution("the handler helper did not return a promise"),
+                true,
+            ));
         };
         self.event_loop(&promise, deadline, timeout).await?;
         let context = &mut self.context;
@@ -401,7 +421,11 @@ impl EdgeFunction {
                     .get(js_string!("__verge_fire"), &mut self.context)
                     .map_err(|e| (execution(e.to_string()), true))?;
                 if let Some(fire) = fire.as_callable()
-                    && let Err(e) = fire.call(&JsValue::undefined(), &[JsValue::from(id)], &mut self.context)
+                    && let Err(e) = fire.call(
+                        &JsValue::undefined(),
+                        &[JsValue::from(id)],
+                        &mut self.context,
+                    )
                 {
                     // An exception thrown by a timer callback is uncaught: the invocation fails.
                     return Err(failure(&e, &mut self.context));
@@ -415,10 +439,9 @@ impl EdgeFunction {
 /// handler's own exception.
 fn failure(e: &JsError, context: &mut Context) -> (FunctionError, bool) {
     match e.as_engine() {
-        Some(EngineError::RuntimeLimit(RuntimeLimitError::LoopIteration)) => (
-            limit("the handler exceeded its loop-iteration limit"),
-            true,
-        ),
+        Some(EngineError::RuntimeLimit(RuntimeLimitError::LoopIteration)) => {
+            (limit("the handler exceeded its loop-iteration limit"), true)
+        }
         Some(EngineError::RuntimeLimit(_)) => (limit("the handler exceeded a runtime limit"), true),
         Some(other) => (limit(format!("the handler was stopped: {other}")), true),
         None => (execution(describe(e, context)), false),
@@ -435,9 +458,10 @@ fn rejection(reason: &JsValue, context: &mut Context) -> FunctionError {
         return validation(text.to_std_string_escaped());
     }
     // `Error: message`, then boa's frames when it has them.
-    let text = reason
-        .to_string(context)
-        .map_or_else(|_| "the handler failed".into(), |s| s.to_std_string_escaped());
+    let text = reason.to_string(context).map_or_else(
+        |_| "the handler failed".into(),
+        |s| s.to_std_string_escaped(),
+    );
     let stack = reason
         .as_object()
         .and_then(|o| o.get(js_string!("stack"), context).ok())
@@ -458,7 +482,11 @@ pub fn check_loads(name: &str, source: &str, deadline: Duration) -> Result<(), S
     std::thread::Builder::new()
         .name("verge-edge-check".into())
         .spawn(move || {
-            let _ = tx.send(EdgeFunction::load(&name, &source).map(drop).map_err(|e| e.0));
+            let _ = tx.send(
+                EdgeFunction::load(&name, &source)
+                    .map(drop)
+                    .map_err(|e| e.0),
+            );
         })
         .map_err(|e| format!("cannot start a thread to check the function: {e}"))?;
     match rx.recv_timeout(deadline) {

@@ -603,7 +603,10 @@ pub fn install(ctx: &mut Context, loader: &HostModules, runtime: Runtime) -> JsR
     for name in modules_of(runtime) {
         let value = modules.get(JsString::from(*name), ctx)?;
         let module = module_of(value, ctx)?;
-        loader.modules.borrow_mut().insert((*name).to_owned(), module);
+        loader
+            .modules
+            .borrow_mut()
+            .insert((*name).to_owned(), module);
     }
     Ok(())
 }

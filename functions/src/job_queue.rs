@@ -67,4 +67,3 @@ impl JobExecutor for Jobs {
         Ok(())
     }
 }
-

@@ -33,13 +33,13 @@ pub mod buffer;
 pub mod calendar;
 pub mod cff_event;
 pub mod cff_runtime;
-pub mod encoding;
 pub mod edge_event;
 #[cfg(test)]
 mod edge_fixtures;
 pub mod edge_host;
 pub mod edge_pool;
 pub mod edge_runtime;
+pub mod encoding;
 pub mod fast_pool;
 pub mod host;
 mod invocation;
@@ -58,8 +58,8 @@ pub mod test_function;
 #[global_allocator]
 static ALLOCATOR: alloc_meter::CountingAllocator = alloc_meter::CountingAllocator;
 
-pub use fast_pool::{FastPool, Generation, PoolConfig, Reply};
 pub use edge_pool::EdgePool;
+pub use fast_pool::{FastPool, Generation, PoolConfig, Reply};
 pub use invocation::{
     EdgeOrigin, HeaderList, Invocation, RequestBody, RequestSnapshot, ResponseSnapshot,
 };

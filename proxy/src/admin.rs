@@ -47,6 +47,20 @@ impl AdminApp {
                         .with_label_values(&[when])
                         .set(gauge(n));
                 }
+                for (function, stats) in self.state.snapshot().edge.stats() {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    for (what, n) in [
+                        ("cold_starts", &stats.cold_starts),
+                        ("cold_start_microseconds", &stats.cold_start_micros),
+                        ("timeouts", &stats.timeouts),
+                        ("concurrency_refusals", &stats.concurrency_refusals),
+                    ] {
+                        metrics
+                            .edge
+                            .with_label_values(&[function, what])
+                            .set(gauge(n.load(Relaxed)));
+                    }
+                }
                 (
                     StatusCode::OK,
                     "text/plain; version=0.0.4",

@@ -48,6 +48,9 @@ pub struct RequestCtx {
     /// A whole response to write instead of the origin's (a viewer-response function replaced
     /// the body, or failed); written by `fail_to_proxy`.
     pub replacement: Option<Replacement>,
+    /// What the origin-request function of the current attempt changed in the request
+    /// (applied in `upstream_request_filter`).
+    pub origin_edits: Option<verge_functions::Edits>,
 }
 
 /// A complete response verge writes itself in place of the origin's.
@@ -80,6 +83,7 @@ impl RequestCtx {
             function_log_data: None,
             route_override: None,
             replacement: None,
+            origin_edits: None,
         }
     }
 

@@ -90,7 +90,7 @@ fn with_overrides(
 }
 
 /// The request's origin with `cf.updateRequestOrigin`'s fields applied.
-fn updated(base: &OriginTarget, update: &OriginUpdate) -> Result<OriginTarget, String> {
+pub fn updated(base: &OriginTarget, update: &OriginUpdate) -> Result<OriginTarget, String> {
     let mut origin: Origin = (*base.origin).clone();
     if let Some(https) = update.https {
         origin.scheme = if https { Scheme::Https } else { Scheme::Http };

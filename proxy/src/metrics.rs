@@ -33,6 +33,10 @@ pub struct Metrics {
     pub context_loads: prometheus::IntGaugeVec,
     /// The fast-tier worker generation serving new invocations.
     pub worker_generation: IntGauge,
+    /// Edge-tier counters of the running configuration, by function and what
+    /// (`cold_starts`, `cold_start_microseconds`, `timeouts`, `concurrency_refusals`); read from
+    /// the edge pool at scrape time.
+    pub edge: prometheus::IntGaugeVec,
 }
 
 fn counter_vec(
@@ -96,7 +100,18 @@ impl Metrics {
             "The fast-tier worker generation serving new invocations (one per reload).",
         )?;
         registry.register(Box::new(worker_generation.clone()))?;
+        let edge = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "verge_functions_edge",
+                "Edge-tier (Lambda@Edge) instance counters since the running configuration was \
+                 loaded: cold_starts, cold_start_microseconds (time spent loading at those \
+                 starts), timeouts, concurrency_refusals.",
+            ),
+            &["function", "what"],
+        )?;
+        registry.register(Box::new(edge.clone()))?;
         Ok(Metrics {
+            edge,
             context_loads,
             worker_generation,
             function_invocations: counter_vec(

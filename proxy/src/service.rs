@@ -100,7 +100,7 @@ impl ProxyHttp for VergeProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        stage::origin_response::on_header(session, upstream_response, ctx)
+        stage::origin_response::on_header(&self.state, session, upstream_response, ctx).await
     }
 
     async fn response_filter(

@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use verge_config::{
-    Behavior, Config, ConfigError, ConfigErrors, Hook, OriginGroup, Runtime, Target,
-};
+use verge_config::{Behavior, Config, ConfigError, ConfigErrors, OriginGroup, Runtime, Target};
 
+use verge_functions::EdgePool;
 use verge_functions::kvs::KvStore;
 
 use crate::metrics::{Metrics, RequestCounters};
@@ -70,30 +69,21 @@ const MAX_CODE_BYTES: usize = 10 * 1024;
 /// How long loading one function may take when a configuration is checked.
 const LOAD_CHECK_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Load every fast-tier function on a throwaway thread (syntax, top-level code, a `handler`),
-/// so a broken function is a configuration error and never reaches a worker.
+/// Load every function on a throwaway thread (syntax, top-level code, a handler), so a broken
+/// function is a configuration error and never reaches a worker or an instance.
 fn check_functions(config: &Config, errors: &mut Vec<ConfigError>) {
     for (name, f) in &config.functions {
-        if f.runtime == Runtime::LambdaEdge {
-            continue;
-        }
-        if f.enforce_size_limit && f.code.len() > MAX_CODE_BYTES {
-            errors.push(ConfigError::new(
-                &config.file,
-                f.pos,
-                format!("functions.{name}.code"),
-                format!(
-                    "{} is {} bytes; CloudFront Functions allow {MAX_CODE_BYTES} \
-                     (set enforce_size_limit = false to lift the limit)",
-                    f.code_path.display(),
-                    f.code.len()
-                ),
-            ));
-            continue;
-        }
-        if let Err(message) =
+        let checked = if f.runtime == Runtime::LambdaEdge {
+            verge_functions::edge_runtime::check_loads(name, &f.code, LOAD_CHECK_DEADLINE)
+        } else if f.enforce_size_limit && f.code.len() > MAX_CODE_BYTES {
+            Err(format!(
+                "{} bytes; CloudFront Functions allow {MAX_CODE_BYTES} (set enforce_size_limit = false to lift the limit)",
+                f.code.len()
+            ))
+        } else {
             verge_functions::fast_pool::check_loads(&f.code, f.runtime, LOAD_CHECK_DEADLINE)
-        {
+        };
+        if let Err(message) = checked {
             errors.push(ConfigError::new(
                 &config.file,
                 f.pos,
@@ -117,6 +107,8 @@ pub struct Snapshot {
     /// The fast-tier workers warmed with this snapshot's functions (set by the state before it
     /// publishes the snapshot; `None` in a snapshot built only to check a configuration).
     pub workers: Option<Arc<verge_functions::Generation>>,
+    /// The edge-tier instances of this snapshot's Lambda@Edge functions (started on first use).
+    pub edge: EdgePool,
 }
 
 impl Snapshot {
@@ -159,22 +151,6 @@ impl Snapshot {
         }
         let mut behaviors = Vec::new();
         for b in &config.behaviors {
-            for hook in Hook::ALL {
-                let viewer = matches!(hook, Hook::ViewerRequest | Hook::ViewerResponse);
-                if let Some(f) = b.function(hook)
-                    && !(viewer && f.runtime != Runtime::LambdaEdge)
-                {
-                    errors.push(ConfigError::new(
-                        &config.file,
-                        f.pos,
-                        format!("behaviors[{}].{}", b.index, hook.key()),
-                        format!(
-                            "function `{}` is valid, but this build of verge runs only CloudFront Functions, at viewer_request and viewer_response, so far",
-                            f.name
-                        ),
-                    ));
-                }
-            }
             let route = match &b.target {
                 Target::Origin(o) => targets.get(o.name.as_str()).cloned().map(Route::Single),
                 Target::Group(g) => match (
@@ -206,6 +182,13 @@ impl Snapshot {
             .into_iter()
             .map(|(name, target)| (name.to_owned(), target))
             .collect();
+        let edge = EdgePool::new(
+            config
+                .functions
+                .values()
+                .filter(|f| f.runtime == Runtime::LambdaEdge)
+                .cloned(),
+        );
         Ok(Snapshot {
             config,
             generation,
@@ -213,6 +196,7 @@ impl Snapshot {
             origins,
             kvs,
             workers: None,
+            edge,
         })
     }
 

@@ -8,6 +8,8 @@ mod bodies;
 #[cfg(test)]
 mod cli;
 #[cfg(test)]
+mod edge;
+#[cfg(test)]
 mod errors;
 #[cfg(test)]
 mod failover;

@@ -7,7 +7,11 @@ use super::*;
 use crate::edge_fixtures::{def, invocation};
 
 fn at(hook: Hook) -> (Invocation, Value) {
-    let f = def("exports.handler = async () => {};", 1, Duration::from_secs(1));
+    let f = def(
+        "exports.handler = async () => {};",
+        1,
+        Duration::from_secs(1),
+    );
     let inv = invocation(&f, hook);
     let ev = event(&inv);
     (inv, ev)
@@ -80,7 +84,11 @@ fn request_edits_are_read_back_with_keys_filled_in_or_checked() {
         json!({ "value": "1" }),
     ] {
         let r = returned(&ev, "request", |r| r["headers"]["x-new"] = bad.clone());
-        assert_eq!(kind(outcome(&inv, &ev, r)), FunctionErrorKind::Validation, "{bad}");
+        assert_eq!(
+            kind(outcome(&inv, &ev, r)),
+            FunctionErrorKind::Validation,
+            "{bad}"
+        );
     }
     let r = returned(&ev, "request", |r| {
         r["headers"]["X-Upper"] = json!([{ "value": "1" }])
@@ -101,7 +109,11 @@ fn read_only_and_disallowed_headers_are_refused_per_hook() {
         let r = returned(&ev, "request", |r| {
             r["headers"][name] = json!([{ "value": value }])
         });
-        assert_eq!(kind(outcome(&inv, &ev, r)), FunctionErrorKind::Validation, "{name}");
+        assert_eq!(
+            kind(outcome(&inv, &ev, r)),
+            FunctionErrorKind::Validation,
+            "{name}"
+        );
     }
     // Host is read-only only at viewer-request.
     let r = returned(&ev, "request", |r| {
@@ -157,8 +169,14 @@ fn generated_responses_are_checked_against_cloudfronts_rules() {
     let r = json!({ "status": "200", "body": "x".repeat(MAX_VIEWER_RESPONSE + 1) });
     assert!(outcome(&oinv, &oev, Some(r)).is_ok());
     // Not an object, or nothing at all.
-    assert_eq!(kind(outcome(&inv, &ev, Some(json!("text")))), FunctionErrorKind::Validation);
-    assert_eq!(kind(outcome(&inv, &ev, None)), FunctionErrorKind::Validation);
+    assert_eq!(
+        kind(outcome(&inv, &ev, Some(json!("text")))),
+        FunctionErrorKind::Validation
+    );
+    assert_eq!(
+        kind(outcome(&inv, &ev, None)),
+        FunctionErrorKind::Validation
+    );
 }
 
 #[test]
@@ -195,7 +213,8 @@ fn changing_request_origin_custom_routes_the_request() {
         r["origin"]["custom"]["port"] = json!(8080);
         r["origin"]["custom"]["protocol"] = json!("http");
         r["origin"]["custom"]["path"] = json!("/v2");
-        r["origin"]["custom"]["customHeaders"] = json!({ "x-key": [{ "key": "X-Key", "value": "k" }] });
+        r["origin"]["custom"]["customHeaders"] =
+            json!({ "x-key": [{ "key": "X-Key", "value": "k" }] });
     });
     let Ok(Outcome::Continue(edits)) = outcome(&inv, &ev, r) else {
         panic!("not continued")
@@ -215,7 +234,11 @@ fn changing_request_origin_custom_routes_the_request() {
         json!({ "s3": { "domainName": "bucket.s3.amazonaws.com" } }),
     ] {
         let r = returned(&ev, "request", |r| r["origin"] = bad.clone());
-        assert_eq!(kind(outcome(&inv, &ev, r)), FunctionErrorKind::Validation, "{bad}");
+        assert_eq!(
+            kind(outcome(&inv, &ev, r)),
+            FunctionErrorKind::Validation,
+            "{bad}"
+        );
     }
     // Unchanged origin: no route change.
     let r = returned(&ev, "request", |_| {});

@@ -39,10 +39,18 @@ async fn instances_serve_concurrently_up_to_the_limit_and_the_excess_is_refused(
     assert!(is_limit(&refused), "{:?}", refused.result);
     for call in calls {
         let reply = call.await.unwrap();
-        assert!(matches!(reply.result, Ok(Outcome::Continue(_))), "{:?}", reply.result);
+        assert!(
+            matches!(reply.result, Ok(Outcome::Continue(_))),
+            "{:?}",
+            reply.result
+        );
     }
     // The two ran side by side, not one after the other.
-    assert!(started.elapsed() < Duration::from_millis(950), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
     let (_, stats) = pool.stats().next().unwrap();
     assert_eq!(stats.cold_starts.load(Ordering::Relaxed), 2);
     assert_eq!(stats.concurrency_refusals.load(Ordering::Relaxed), 1);

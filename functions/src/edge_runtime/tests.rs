@@ -15,8 +15,7 @@ fn run_at(code: &str, hook: Hook, timeout: Duration) -> EdgeInvoked {
         .unwrap();
     let f = def(code, 1, timeout);
     let mut loaded = EdgeFunction::load("edge", code).unwrap();
-    tokio::task::LocalSet::new()
-        .block_on(&runtime, loaded.invoke(&invocation(&f, hook), timeout))
+    tokio::task::LocalSet::new().block_on(&runtime, loaded.invoke(&invocation(&f, hook), timeout))
 }
 
 fn run(code: &str) -> EdgeInvoked {
@@ -52,13 +51,25 @@ const ADD_HEADER_BODY: &str = "const request = event.Records[0].cf.request; \
 #[test]
 fn commonjs_esm_async_and_callback_forms_give_the_same_answer() {
     let forms = [
-        format!("exports.handler = async (event, context) => {{ {ADD_HEADER_BODY} return request; }};"),
-        format!("module.exports.handler = async function (event) {{ {ADD_HEADER_BODY} return request; }};"),
-        format!("module.exports = {{ handler: (event, context, callback) => {{ {ADD_HEADER_BODY} callback(null, request); }} }};"),
-        format!("'use strict';\nexports.handler = (event, context, callback) => {{ {ADD_HEADER_BODY} setTimeout(() => callback(null, request), 5); }};"),
-        format!("import crypto from 'crypto';\nexport const handler = async (event) => {{ {ADD_HEADER_BODY} return request; }};"),
+        format!(
+            "exports.handler = async (event, context) => {{ {ADD_HEADER_BODY} return request; }};"
+        ),
+        format!(
+            "module.exports.handler = async function (event) {{ {ADD_HEADER_BODY} return request; }};"
+        ),
+        format!(
+            "module.exports = {{ handler: (event, context, callback) => {{ {ADD_HEADER_BODY} callback(null, request); }} }};"
+        ),
+        format!(
+            "'use strict';\nexports.handler = (event, context, callback) => {{ {ADD_HEADER_BODY} setTimeout(() => callback(null, request), 5); }};"
+        ),
+        format!(
+            "import crypto from 'crypto';\nexport const handler = async (event) => {{ {ADD_HEADER_BODY} return request; }};"
+        ),
         format!("export default async function (event) {{ {ADD_HEADER_BODY} return request; }}"),
-        format!("export const handler = (event, context, callback) => {{ {ADD_HEADER_BODY} context.succeed(request); }};"),
+        format!(
+            "export const handler = (event, context, callback) => {{ {ADD_HEADER_BODY} context.succeed(request); }};"
+        ),
     ];
     for code in &forms {
         let e = edits(run(code));
@@ -89,7 +100,11 @@ fn throws_rejections_and_callback_errors_are_execution_errors() {
         "exports.handler = (e, c, callback) => { throw new Error('boom'); };",
     ] {
         let invoked = run(code);
-        assert_eq!(failure_kind(&invoked), FunctionErrorKind::Execution, "{code}");
+        assert_eq!(
+            failure_kind(&invoked),
+            FunctionErrorKind::Execution,
+            "{code}"
+        );
         let message = invoked.result.unwrap_err().message;
         assert!(message.contains("boom"), "{code}: {message}");
     }
@@ -136,7 +151,11 @@ fn an_invocation_past_its_timeout_is_stopped_and_the_context_recycled() {
         let started = Instant::now();
         let invoked = run_at(code, Hook::OriginRequest, timeout);
         let took = started.elapsed();
-        assert_eq!(failure_kind(&invoked), FunctionErrorKind::Throttled, "{code}");
+        assert_eq!(
+            failure_kind(&invoked),
+            FunctionErrorKind::Throttled,
+            "{code}"
+        );
         assert!(invoked.poisoned, "{code}");
         assert!(took >= timeout, "{code}: {took:?}");
         assert!(took < Duration::from_secs(20), "{code}: {took:?}");
@@ -233,7 +252,10 @@ fn load_errors_name_the_problem() {
         ("exports.other = 1;", "no handler is exported"),
         ("exports.handler = async (event => {", "syntax error"),
         ("throw new Error('at load');", "at load"),
-        ("import x from 'fs';\nexport const handler = async () => {};", "fs"),
+        (
+            "import x from 'fs';\nexport const handler = async () => {};",
+            "fs",
+        ),
     ];
     for (code, expected) in cases {
         let Err(e) = EdgeFunction::load("edge", code) else {
@@ -242,6 +264,12 @@ fn load_errors_name_the_problem() {
         assert!(e.0.contains(expected), "{code}: {}", e.0);
     }
     assert!(check_loads("edge", "while (true) {}", Duration::from_secs(2)).is_err());
-    assert!(check_loads("edge", "exports.handler = async () => {};", Duration::from_secs(5)).is_ok());
+    assert!(
+        check_loads(
+            "edge",
+            "exports.handler = async () => {};",
+            Duration::from_secs(5)
+        )
+        .is_ok()
+    );
 }
-

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use pingora::Error;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
+use verge_config::Runtime;
 use verge_functions::{
     Edits, FunctionDef, FunctionError, FunctionErrorKind, Hook, Invocation, OriginChoice, Outcome,
     RequestSnapshot, ResponseSnapshot, ResultType,
@@ -20,7 +21,7 @@ use crate::stage::respond::{send_error, send_generated, wants_json};
 use crate::state::ProxyState;
 
 /// The viewer's request as an owned snapshot.
-fn request_snapshot(session: &Session) -> RequestSnapshot {
+pub fn request_snapshot(session: &Session) -> RequestSnapshot {
     let req = session.req_header();
     RequestSnapshot {
         method: req.method.as_str().to_owned(),
@@ -78,13 +79,15 @@ fn apply_request_edits(req: &mut RequestHeader, edits: Edits) -> Result<(), Stri
 
 /// Run an invocation on the fast pool and record what every hook records: compute
 /// utilization, the function's log lines, its custom log data.
-async fn invoke(
+pub async fn invoke(
     state: &ProxyState,
     ctx: &mut RequestCtx,
     f: &FunctionDef,
     invocation: Invocation,
 ) -> verge_functions::Reply {
+    let edge = f.runtime == Runtime::LambdaEdge;
     let reply = match &ctx.snapshot.workers {
+        _ if edge => ctx.snapshot.edge.invoke(invocation).await,
         Some(workers) => {
             state
                 .functions
@@ -93,7 +96,9 @@ async fn invoke(
         }
         None => state.functions.invoke(invocation, f.budget).await,
     };
-    ctx.compute_utilization = Some(reply.utilization);
+    if !edge {
+        ctx.compute_utilization = Some(reply.utilization);
+    }
     emit_logs(f, &ctx.request_id, &reply.logs);
     if reply.log_data.is_some() {
         ctx.function_log_data = reply.log_data.clone();
@@ -117,12 +122,17 @@ fn emit_logs(f: &FunctionDef, request_id: &str, lines: &[String]) {
     }
 }
 
-fn count(state: &ProxyState, f: &FunctionDef, result: &str, utilization: u32) {
+/// Count an invocation by result and, for the fast tier, record its compute utilization.
+pub fn count(state: &ProxyState, f: &FunctionDef, result: &str, utilization: u32) {
     state
         .metrics
         .function_invocations
         .with_label_values(&[f.name.as_str(), result])
         .inc();
+    if f.runtime == Runtime::LambdaEdge {
+        // Lambda@Edge has a timeout, not a CPU budget: no compute utilization.
+        return;
+    }
     state
         .metrics
         .function_utilization
@@ -176,6 +186,15 @@ async fn fail(
     Ok(())
 }
 
+/// The result type of a response a function generated.
+fn generated_result(f: &FunctionDef) -> ResultType {
+    if f.runtime == Runtime::LambdaEdge {
+        ResultType::LambdaGeneratedResponse
+    } else {
+        ResultType::FunctionGeneratedResponse
+    }
+}
+
 /// Run the viewer-request function. `Ok(true)` when verge answered the viewer itself.
 pub async fn viewer_request(
     state: &ProxyState,
@@ -207,12 +226,12 @@ pub async fn viewer_request(
                 Err(message) => FunctionError {
                     kind: FunctionErrorKind::Validation,
                     message,
-                    edge: false,
+                    edge: f.runtime == Runtime::LambdaEdge,
                 },
             }
         }
         Ok(Outcome::Respond(response)) => {
-            let result = ResultType::FunctionGeneratedResponse;
+            let result = generated_result(&f);
             count(state, &f, result.as_str(), reply.utilization);
             send_generated(session, ctx, response, result).await?;
             return Ok(true);
@@ -245,7 +264,7 @@ fn replace_response_headers(
 }
 
 /// Apply a viewer-response function's edits. `Ok(Some(body))` when the body is replaced.
-fn apply_response_edits(
+pub fn apply_response_edits(
     response: &mut ResponseHeader,
     edits: Edits,
 ) -> Result<Option<Vec<u8>>, String> {
@@ -310,13 +329,13 @@ pub async fn viewer_response(
             Err(message) => FunctionError {
                 kind: FunctionErrorKind::Validation,
                 message,
-                edge: false,
+                edge: f.runtime == Runtime::LambdaEdge,
             },
         },
         Ok(Outcome::Respond(_)) => FunctionError {
             kind: FunctionErrorKind::Validation,
             message: "a viewer-response function must return the response".into(),
-            edge: false,
+            edge: f.runtime == Runtime::LambdaEdge,
         },
         Err(e) => e,
     };

@@ -1,5 +1,5 @@
 //! origin-request: the request as it goes upstream — origin path prefix, `Host` and the
-//! origin's custom headers.
+//! origin's custom headers, or what the origin-request function decided.
 
 use std::time::Instant;
 
@@ -13,6 +13,35 @@ pub fn prepare(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> pingora::R
         return Ok(());
     };
     let o = &target.origin;
+    if let Some(edits) = ctx.origin_edits.clone() {
+        // The origin-request function decided the request: its path and query (under the
+        // origin's path) and its headers, Host included; then the origin's custom headers.
+        let path = edits.uri.unwrap_or_else(|| upstream.uri.path().to_owned());
+        let query = edits
+            .querystring
+            .or_else(|| upstream.uri.query().map(str::to_owned))
+            .unwrap_or_default();
+        let mut target_path = format!("{}{path}", o.path);
+        if !query.is_empty() {
+            target_path.push('?');
+            target_path.push_str(&query);
+        }
+        upstream.set_raw_path(target_path.as_bytes())?;
+        if let Some(headers) = edits.headers {
+            let names: Vec<http::HeaderName> = upstream.headers.keys().cloned().collect();
+            for name in &names {
+                upstream.remove_header(name);
+            }
+            for (name, value) in headers {
+                upstream.append_header(name, value)?;
+            }
+        }
+        for (name, value) in &target.custom_headers {
+            upstream.insert_header(name.clone(), value.clone())?;
+        }
+        ctx.origin_sent = Some(Instant::now());
+        return Ok(());
+    }
     if !o.path.is_empty() {
         let mut path = Vec::with_capacity(o.path.len() + upstream.raw_path().len());
         path.extend_from_slice(o.path.as_bytes());

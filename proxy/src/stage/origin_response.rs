@@ -1,17 +1,22 @@
-//! origin-response: time the origin, and turn a failover status into a retryable error while
-//! the secondary can still be tried.
+//! origin-response: time the origin, turn a failover status into a retryable error while
+//! the secondary can still be tried, then run the behavior's origin-response function.
 
 use pingora::Error;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+use verge_functions::Hook;
+
 use crate::ctx::RequestCtx;
+use crate::stage::origin_function;
 use crate::stage::origin_select::{FAILOVER_STATUS, can_fail_over};
+use crate::state::ProxyState;
 
 /// `upstream_response_filter`.
-pub fn on_header(
+pub async fn on_header(
+    state: &ProxyState,
     session: &Session,
-    response: &ResponseHeader,
+    response: &mut ResponseHeader,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<()> {
     let status = response.status.as_u16();
@@ -34,6 +39,12 @@ pub fn on_header(
             format!("origin {} answered {status}", ctx.origin_name()),
         )
         .into_up());
+    }
+    let function = ctx
+        .behavior()
+        .and_then(|b| b.behavior.function(Hook::OriginResponse).cloned());
+    if let Some(f) = function {
+        origin_function::origin_response(state, session, response, ctx, f).await?;
     }
     Ok(())
 }

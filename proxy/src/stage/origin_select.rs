@@ -1,13 +1,18 @@
 //! Origin selection and failover. `upstream_peer` runs once per attempt: the first attempt
 //! goes to the behavior's origin (or its group's primary), a failover attempt to the
-//! secondary. Failover follows CloudFront: only GET, HEAD and OPTIONS, only before any response
+//! secondary; the behavior's origin-request function runs for each attempt. Failover follows
+//! CloudFront: only GET, HEAD and OPTIONS, only before any response
 //! reached the viewer, on connection failure, timeout, or a configured status.
 
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
+use verge_functions::Hook;
+
 use crate::ctx::RequestCtx;
+use crate::origin::OriginTarget;
+use crate::stage::origin_function;
 use crate::state::ProxyState;
 
 /// The error raised from `upstream_response_filter` to fail over on a status code.
@@ -76,21 +81,31 @@ pub async fn peer(
                 "no behavior matched before origin selection",
             ));
         };
-        let o = &target.origin;
-        let resolved = match target.literal {
-            Some(addr) => Ok(addr),
-            None => {
-                state
-                    .dns
-                    .resolve(&o.host, o.port, o.dns_ttl, o.connect_timeout)
-                    .await
-            }
-        };
-        match resolved {
+        match resolve(state, &target).await {
             Ok(addr) => {
-                let peer = target.peer(addr);
-                ctx.origin = Some(target);
-                return Ok(Box::new(peer));
+                ctx.origin = Some(target.clone());
+                ctx.origin_edits = None;
+                let function = ctx
+                    .behavior()
+                    .and_then(|b| b.behavior.function(Hook::OriginRequest).cloned());
+                let Some(f) = function else {
+                    return Ok(Box::new(target.peer(addr)));
+                };
+                // CloudFront resolves the origin before origin-request runs, and again when
+                // the function moved the request elsewhere.
+                let moved =
+                    origin_function::origin_request(state, session, ctx, f, &target).await?;
+                let Some(moved) = moved else {
+                    return Ok(Box::new(target.peer(addr)));
+                };
+                ctx.origin = Some(moved.clone());
+                return match resolve(state, &moved).await {
+                    Ok(addr) => Ok(Box::new(moved.peer(addr))),
+                    Err(message) => {
+                        count_origin_error(state, ctx, "dns");
+                        Err(Error::explain(ErrorType::ConnectError, message).into_up())
+                    }
+                };
             }
             Err(message) => {
                 ctx.origin = Some(target.clone());
@@ -101,6 +116,23 @@ pub async fn peer(
                 }
                 return Err(Error::explain(ErrorType::ConnectError, message).into_up());
             }
+        }
+    }
+}
+
+/// The address of an origin: its literal, or its name resolved (cached, asynchronous).
+async fn resolve(
+    state: &ProxyState,
+    target: &OriginTarget,
+) -> Result<std::net::SocketAddr, String> {
+    let o = &target.origin;
+    match target.literal {
+        Some(addr) => Ok(addr),
+        None => {
+            state
+                .dns
+                .resolve(&o.host, o.port, o.dns_ttl, o.connect_timeout)
+                .await
         }
     }
 }

@@ -43,6 +43,22 @@ pub async fn send_error(
     Ok(())
 }
 
+/// The header of a response a function generated: its status and headers, without the length
+/// headers (verge sets `content-length` from the body it writes).
+pub fn response_header(
+    status: u16,
+    headers: verge_functions::HeaderList,
+) -> pingora::Result<ResponseHeader> {
+    let mut header = ResponseHeader::build(status, Some(headers.len() + 3))?;
+    for (name, value) in headers {
+        if name == "content-length" || name == "transfer-encoding" {
+            continue;
+        }
+        header.append_header(name, value)?;
+    }
+    Ok(header)
+}
+
 /// Write a response a function generated, marked with its result type.
 pub async fn send_generated(
     session: &mut Session,
@@ -51,13 +67,7 @@ pub async fn send_generated(
     result: ResultType,
 ) -> pingora::Result<()> {
     ctx.result = result;
-    let mut header = ResponseHeader::build(response.status, Some(response.headers.len() + 3))?;
-    for (name, value) in response.headers {
-        if name == "content-length" || name == "transfer-encoding" {
-            continue;
-        }
-        header.append_header(name, value)?;
-    }
+    let mut header = response_header(response.status, response.headers)?;
     header.insert_header(http::header::CONTENT_LENGTH, response.body.len())?;
     headers::stamp_response(&mut header, result, &ctx.request_id)?;
     let head_only = session.req_header().method == http::Method::HEAD || response.body.is_empty();

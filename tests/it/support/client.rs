@@ -46,7 +46,7 @@ impl Reply {
     }
 }
 
-type Body = BoxBody<Bytes, Infallible>;
+pub type Body = BoxBody<Bytes, Infallible>;
 
 /// No test request may hang: every request has this deadline.
 pub const DEADLINE: Duration = Duration::from_secs(30);

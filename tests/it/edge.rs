@@ -1,0 +1,468 @@
+//! Lambda@Edge handlers through the proxy, at all four hooks, with real loopback origins: the
+//! examples in `examples/functions/` (A/B origin switching, 404 → 302, security headers, JWT
+//! RS256), generated responses, CloudFront's failure results, timeouts, the concurrency limit,
+//! and isolation from the fast tier and plain proxying.
+
+use std::time::{Duration, Instant};
+
+use crate::support::client::get;
+use crate::support::proxy::{Proxy, metric, proxy_in};
+use crate::support::{Origin, origin};
+
+/// An edge function: `(name, code, extra function settings)`.
+type EdgeFn<'a> = (&'a str, &'a str, &'a str);
+
+/// A proxy in front of `a` (and `b`, if given, as origin `b`) with one behavior
+/// `pattern` → origin `a` and `hooks` (`hook = "name"` lines), the functions, then the
+/// default behavior.
+async fn edge_proxy(
+    a: &Origin,
+    b: Option<&Origin>,
+    behaviors: &[(&str, &str)],
+    functions: &[EdgeFn<'_>],
+) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = format!("[origins.a]\nurl = \"{}\"\n", a.url());
+    if let Some(b) = b {
+        config.push_str(&format!("[origins.b]\nurl = \"{}\"\n", b.url()));
+    }
+    for (pattern, hooks) in behaviors {
+        config.push_str(&format!(
+            "[[behaviors]]\npath_pattern = \"{pattern}\"\norigin = \"a\"\n{hooks}\n"
+        ));
+    }
+    config.push_str("[[behaviors]]\npath_pattern = \"*\"\norigin = \"a\"\n");
+    for (name, code, extra) in functions {
+        std::fs::write(dir.path().join(format!("{name}.js")), code).unwrap();
+        config.push_str(&format!(
+            "[functions.{name}]\nruntime = \"lambda-edge\"\ncode = \"{name}.js\"\n{extra}\n"
+        ));
+    }
+    proxy_in(dir, &config).await
+}
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/functions")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn get_with(path: &str, headers: &[(&str, &str)]) -> http::Request<crate::support::client::Body> {
+    let mut req = http::Request::get(path);
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    req.body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+        bytes::Bytes::new(),
+    )))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn origin_request_switches_origins_by_cookie() {
+    let a = origin().name("a").run().await;
+    let b = origin().name("b").run().await;
+    let code = example("origin-request-ab-origin.js")
+        .replace("port: 8082", &format!("port: {}", b.addr.port()));
+    let p = edge_proxy(
+        &a,
+        Some(&b),
+        &[("/echo*", "origin_request = \"ab\"")],
+        &[("ab", &code, "")],
+    )
+    .await;
+    let r = crate::support::request(p.addr, get_with("/echo?x=1", &[("cookie", "ab=b")])).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-origin"), "b");
+    let echo = r.json();
+    assert_eq!(echo["headers"]["x-ab-bucket"], "b");
+    assert_eq!(echo["headers"]["host"], "localhost");
+    assert_eq!(echo["query"], "x=1");
+    // Added before origin-request, so the function saw (and kept) them.
+    assert_eq!(echo["headers"]["via"], "1.1 verge");
+    assert_eq!(echo["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(r.header("x-cache"), "Miss from verge");
+
+    let r = crate::support::request(p.addr, get_with("/echo", &[("cookie", "ab=a")])).await;
+    assert_eq!(r.header("x-origin"), "a");
+    assert_eq!(r.json()["headers"]["x-ab-bucket"], "a");
+    assert_eq!(r.json()["headers"]["host"], a.addr.to_string());
+    let m = p.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "verge_functions_invocations_total{function=\"ab\",result=\"Continue\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "verge_functions_edge{function=\"ab\",what=\"cold_starts\"}"
+        ),
+        1.0,
+        "one instance, warm for the second request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn origin_request_runs_again_for_the_secondary_on_failover() {
+    let b = origin().name("b").run().await;
+    let dead = crate::support::binary::free_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let code = "exports.handler = async (event) => {
+        const r = event.Records[0].cf.request;
+        const seen = (r.headers['x-attempts'] || []).map((h) => h.value).join(',');
+        r.headers['x-attempts'] = [{ value: seen + r.origin.custom.port + ';' }];
+        return r;
+    };";
+    std::fs::write(dir.path().join("mark.js"), code).unwrap();
+    let config = format!(
+        "[origins.dead]\nurl = \"http://{dead}\"\nconnect_timeout = \"1s\"\n\
+         [origins.b]\nurl = \"{}\"\n\
+         [origin_groups.g]\nprimary = \"dead\"\nsecondary = \"b\"\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"g\"\norigin_request = \"mark\"\n\
+         [functions.mark]\nruntime = \"lambda-edge\"\ncode = \"mark.js\"\n",
+        b.url()
+    );
+    let p = proxy_in(dir, &config).await;
+    let r = get(p.addr, "/echo").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The secondary's attempt ran the function on the original request, with its own origin.
+    assert_eq!(
+        r.json()["headers"]["x-attempts"],
+        format!("{};", b.addr.port())
+    );
+    let m = p.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "verge_functions_invocations_total{function=\"mark\",result=\"Continue\"}"
+        ),
+        2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn origin_response_turns_a_404_into_a_redirect_and_viewer_response_adds_headers() {
+    let a = origin().name("a").run().await;
+    let p = edge_proxy(
+        &a,
+        None,
+        &[(
+            "/*",
+            "origin_response = \"fallback\"\nviewer_response = \"security\"",
+        )],
+        &[
+            ("fallback", &example("origin-response-404-fallback.js"), ""),
+            (
+                "security",
+                &example("viewer-response-security-headers-edge.js"),
+                "",
+            ),
+        ],
+    )
+    .await;
+    let r = get(p.addr, "/missing").await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert_eq!(r.header("location"), "/fallback.html?from=%2Fmissing");
+    assert_eq!(r.header("cache-control"), "max-age=60");
+    assert_eq!(r.header("x-cache"), "Miss from verge");
+    // viewer-response runs on the (now < 400) answer.
+    assert_eq!(r.header("x-frame-options"), "DENY");
+    let ok = get(p.addr, "/echo").await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        ok.header("strict-transport-security"),
+        "max-age=63072000; includeSubDomains; preload"
+    );
+    assert_eq!(ok.header("x-content-type-options"), "nosniff");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn origin_response_replaces_bodies_even_on_bodiless_answers() {
+    let a = origin().name("a").run().await;
+    let code = "exports.handler = async (event) => {
+        const response = event.Records[0].cf.response;
+        response.status = '200';
+        response.headers['content-type'] = [{ value: 'text/plain' }];
+        response.body = 'replaced ' + event.Records[0].cf.request.uri;
+        return response;
+    };";
+    let p = edge_proxy(
+        &a,
+        None,
+        &[("/status/*", "origin_response = \"replace\"")],
+        &[("replace", code, "")],
+    )
+    .await;
+    for path in ["/status/404", "/status/204", "/status/304"] {
+        let r = get(p.addr, path).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.text(), format!("replaced {path}"), "{path}");
+        assert_eq!(r.header("content-length"), r.text().len().to_string());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn viewer_request_checks_an_rs256_jwt_with_the_bundled_key() {
+    let a = origin().name("a").run().await;
+    let p = edge_proxy(
+        &a,
+        None,
+        &[("/echo*", "viewer_request = \"jwt\"")],
+        &[("jwt", &example("viewer-request-jwt-rs256.js"), "")],
+    )
+    .await;
+    let tokens: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/jwt-rs256-tokens.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let bearer = |t: &str| format!("Bearer {}", tokens[t].as_str().unwrap());
+    let r = crate::support::request(
+        p.addr,
+        get_with("/echo", &[("authorization", &bearer("valid"))]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["headers"]["x-user"], "user-1");
+    for (case, why) in [("expired", "expired"), ("tampered", "bad signature")] {
+        let r = crate::support::request(
+            p.addr,
+            get_with("/echo", &[("authorization", &bearer(case))]),
+        )
+        .await;
+        assert_eq!(r.status, 401, "{case}");
+        assert_eq!(r.text(), why, "{case}");
+        assert_eq!(r.header("x-cache"), "LambdaGeneratedResponse from verge");
+    }
+    let r = get(p.addr, "/echo").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(a.hits(), 1, "refused requests never reach the origin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn callback_and_async_forms_answer_identically_through_the_proxy() {
+    let a = origin().name("a").run().await;
+    let body = "const r = event.Records[0].cf.request; r.headers['x-form'] = [{ value: 'same' }];";
+    let asynchronous = format!("exports.handler = async (event) => {{ {body} return r; }};");
+    let callback =
+        format!("exports.handler = (event, context, callback) => {{ {body} callback(null, r); }};");
+    let p = edge_proxy(
+        &a,
+        None,
+        &[
+            ("/echo/async", "viewer_request = \"asynchronous\""),
+            ("/echo/callback", "viewer_request = \"callback\""),
+        ],
+        &[
+            ("asynchronous", &asynchronous, ""),
+            ("callback", &callback, ""),
+        ],
+    )
+    .await;
+    let x = get(p.addr, "/echo/async").await.json();
+    let y = get(p.addr, "/echo/callback").await.json();
+    assert_eq!(x["headers"]["x-form"], "same");
+    assert_eq!(x["headers"], y["headers"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn origin_request_can_generate_a_response_without_contacting_the_origin() {
+    let a = origin().name("a").run().await;
+    let code = "exports.handler = async (event) => ({
+        status: '200',
+        headers: { 'content-type': [{ key: 'Content-Type', value: 'application/json' }] },
+        body: Buffer.from(JSON.stringify({ generated: event.Records[0].cf.request.uri })).toString('base64'),
+        bodyEncoding: 'base64',
+    });";
+    let p = edge_proxy(
+        &a,
+        None,
+        &[("/gen/*", "origin_request = \"gen\"")],
+        &[("gen", code, "")],
+    )
+    .await;
+    let r = get(p.addr, "/gen/x").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["generated"], "/gen/x");
+    assert_eq!(r.header("x-cache"), "LambdaGeneratedResponse from verge");
+    assert_eq!(a.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_get_cloudfronts_status_and_result_type() {
+    let a = origin().name("a").run().await;
+    let p = edge_proxy(
+        &a,
+        None,
+        &[
+            ("/throw", "viewer_request = \"throws\""),
+            ("/invalid", "origin_request = \"invalid\""),
+            ("/slow", "origin_response = \"slow\""),
+            ("/echo/bad-header", "viewer_response = \"badheader\""),
+        ],
+        &[
+            ("throws", "exports.handler = async () => { throw new Error('boom'); };", ""),
+            (
+                "invalid",
+                "exports.handler = async (event) => { const r = event.Records[0].cf.request; \
+                 r.headers['x-n'] = [{ key: 'X-Other', value: 'v' }]; return r; };",
+                "",
+            ),
+            (
+                "slow",
+                "exports.handler = async (event) => { await new Promise((r) => setTimeout(r, 60000)); };",
+                "timeout = \"300ms\"",
+            ),
+            (
+                "badheader",
+                "exports.handler = async (event) => { const r = event.Records[0].cf.response; \
+                 r.headers['x-n'] = [{ value: 42 }]; return r; };",
+                "",
+            ),
+        ],
+    )
+    .await;
+    for (path, status, result) in [
+        ("/throw", 503, "LambdaExecutionError"),
+        ("/invalid", 502, "LambdaValidationError"),
+        ("/slow", 503, "LambdaLimitExceeded"),
+        ("/echo/bad-header", 502, "LambdaValidationError"),
+    ] {
+        let started = Instant::now();
+        let r = get(p.addr, path).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert_eq!(
+            r.header("x-cache"),
+            format!("{result} from verge"),
+            "{path}"
+        );
+        assert_eq!(r.header("x-verge-request-id").len(), 32);
+        assert!(started.elapsed() < Duration::from_secs(10), "{path}");
+    }
+    let m = p.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "verge_functions_invocations_total{function=\"slow\",result=\"LambdaLimitExceeded\"}"
+        ),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_concurrency_limit_refuses_the_excess() {
+    let a = origin().name("a").run().await;
+    let code = "exports.handler = async (event) => { await new Promise((r) => setTimeout(r, 1500)); \
+                return event.Records[0].cf.request; };";
+    let p = edge_proxy(
+        &a,
+        None,
+        &[("/echo", "viewer_request = \"one\"")],
+        &[("one", code, "instances = 1")],
+    )
+    .await;
+    // Three at once against one instance: one is served, the others wait briefly for the
+    // instance and are refused with CloudFront's throttling result.
+    let addr = p.addr;
+    let calls: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(async move { get(addr, "/echo").await }))
+        .collect();
+    let mut served = 0;
+    let mut refused = 0;
+    for call in calls {
+        let r = call.await.unwrap();
+        match r.status {
+            200 => served += 1,
+            503 => {
+                assert_eq!(r.header("x-cache"), "LambdaLimitExceeded from verge");
+                refused += 1;
+            }
+            other => panic!("unexpected status {other}: {}", r.text()),
+        }
+    }
+    assert_eq!((served, refused), (1, 2));
+    let m = p.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "verge_functions_edge{function=\"one\",what=\"concurrency_refusals\"}"
+        ),
+        2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_edge_invocations_do_not_slow_the_fast_tier_or_plain_proxying() {
+    let a = origin().name("a").run().await;
+    let wait = "exports.handler = async (event) => { await new Promise((r) => setTimeout(r, 2000)); \
+                return event.Records[0].cf.request; };";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wait.js"), wait).unwrap();
+    std::fs::write(
+        dir.path().join("fast.js"),
+        "function handler(event) { event.request.headers['x-fast'] = { value: '1' }; return event.request; }",
+    )
+    .unwrap();
+    let config = format!(
+        "[origins.a]\nurl = \"{}\"\n\
+         [[behaviors]]\npath_pattern = \"/slow*\"\norigin = \"a\"\nviewer_request = \"wait\"\n\
+         [[behaviors]]\npath_pattern = \"/fast*\"\norigin = \"a\"\nviewer_request = \"fast\"\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"a\"\n\
+         [functions.wait]\nruntime = \"lambda-edge\"\ncode = \"wait.js\"\ninstances = 32\n\
+         [functions.fast]\ncode = \"fast.js\"\n",
+        a.url()
+    );
+    let p = proxy_in(dir, &config).await;
+    let addr = p.addr;
+    let started = Instant::now();
+    let waiting: Vec<_> = (0..32)
+        .map(|i| tokio::spawn(async move { get(addr, &format!("/slow/echo?{i}")).await }))
+        .collect();
+    // While they wait, the fast tier and plain proxying answer quickly (generous margin).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for path in ["/fast/echo", "/echo", "/fast/echo", "/echo"] {
+        let t = Instant::now();
+        let r = get(p.addr, path).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{path}: {:?}",
+            t.elapsed()
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "checked while they waited"
+    );
+    for w in waiting {
+        assert_eq!(w.await.unwrap().status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_edge_function_is_a_configuration_error() {
+    let a = origin().name("a").run().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.js"), "exports.other = 1;").unwrap();
+    let config = format!(
+        "[origins.a]\nurl = \"{}\"\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"a\"\nviewer_request = \"broken\"\n\
+         [functions.broken]\nruntime = \"lambda-edge\"\ncode = \"broken.js\"\n",
+        a.url()
+    );
+    let path = dir.path().join("verge.toml");
+    std::fs::write(&path, config).unwrap();
+    let (code, out) = crate::support::binary::validate(&path);
+    assert_ne!(code, 0);
+    assert!(out.contains("functions.broken.code"), "{out}");
+    assert!(out.contains("no handler is exported"), "{out}");
+}
