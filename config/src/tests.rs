@@ -167,6 +167,69 @@ fn cloudfront_functions_are_refused_at_origin_hooks() {
 }
 
 #[test]
+fn edge_settings_have_lambda_edge_defaults_and_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.js"), "exports.handler = async (e) => e;").unwrap();
+    let config = |settings: &str| {
+        format!(
+            "{}
+origin_request = \"f\"\n[functions.f]\nruntime = \"lambda-edge\"\ncode = \"f.js\"\n{settings}\n",
+            MINIMAL.trim_end()
+        )
+    };
+    let c = parse(&config(""), &dir.path().join("v.toml")).unwrap();
+    let f = c.behaviors[0].function(Hook::OriginRequest).unwrap();
+    assert_eq!(f.instances, 4);
+    assert_eq!(f.timeout_at(Hook::ViewerRequest), Duration::from_secs(5));
+    assert_eq!(f.timeout_at(Hook::OriginRequest), Duration::from_secs(30));
+    let c = parse(
+        &config("timeout = \"2s\"\ninstances = 16"),
+        &dir.path().join("v.toml"),
+    )
+    .unwrap();
+    let f = c.behaviors[0].function(Hook::OriginRequest).unwrap();
+    assert_eq!(
+        (f.instances, f.timeout_at(Hook::ViewerRequest)),
+        (16, Duration::from_secs(2))
+    );
+    for (settings, expected) in [
+        (
+            "timeout = \"31s\"",
+            "functions.f.timeout: may be at most 30s",
+        ),
+        (
+            "instances = 0",
+            "functions.f.instances: must be between 1 and 1024",
+        ),
+        (
+            "budget = \"500us\"",
+            "functions.f.budget: lambda-edge functions have a wall-clock",
+        ),
+    ] {
+        let e = parse(&config(settings), &dir.path().join("v.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(expected), "{settings}: {e}");
+    }
+    // Edge settings on a CloudFront Function are mistakes, reported.
+    let text = format!(
+        "{}\nviewer_request = \"g\"\n[functions.g]\ncode = \"f.js\"\ntimeout = \"1s\"\ninstances = 2\n",
+        MINIMAL.trim_end()
+    );
+    let e = parse(&text, &dir.path().join("v.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("functions.g.timeout: applies only to runtime lambda-edge"),
+        "{e}"
+    );
+    assert!(
+        e.contains("functions.g.instances: applies only to runtime lambda-edge"),
+        "{e}"
+    );
+}
+
+#[test]
 fn functions_load_relative_to_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("fns")).unwrap();

@@ -419,12 +419,19 @@ fn only_fields(
     allowed: &[&str],
     what: &str,
 ) -> Result<(), FunctionError> {
-    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+    match unexpected_field(obj, allowed) {
         Some(key) => Err(validation(format!(
             "the {what} object has an unexpected field `{key}`"
         ))),
         None => Ok(()),
     }
+}
+
+/// The first field of `obj` not in `allowed`.
+pub fn unexpected_field<'a>(obj: &'a Map<String, Value>, allowed: &[&str]) -> Option<&'a str> {
+    obj.keys()
+        .find(|k| !allowed.contains(&k.as_str()))
+        .map(String::as_str)
 }
 
 /// Whether the returned object's `key` differs from the event's.

@@ -166,22 +166,7 @@ fn load_module(source: &str, context: &mut Context, jobs: &Rc<Jobs>) -> Result<(
     let module = Module::parse(Source::from_bytes(&text), None, context)
         .map_err(|e| LoadError(format!("syntax error: {e}")))?;
     let promise = module.load_link_evaluate(context);
-    jobs.clone()
-        .run_jobs(context)
-        .map_err(|e| LoadError(format!("the top-level code failed: {e}")))?;
-    match promise.state() {
-        PromiseState::Fulfilled(_) => Ok(()),
-        PromiseState::Rejected(reason) => Err(LoadError(format!(
-            "the module failed to load: {}",
-            reason
-                .to_string(context)
-                .map_or_else(|_| "unknown error".into(), |s| s.to_std_string_escaped())
-        ))),
-        PromiseState::Pending => Err(LoadError(
-            "the module did not finish loading (top-level await on something that never settles?)"
-                .into(),
-        )),
-    }
+    crate::load_check::settle_module(&promise, context, jobs).map_err(LoadError)
 }
 
 /// What one invocation produced.

@@ -287,7 +287,7 @@ fn only_fields(
     allowed: &[&str],
     what: &str,
 ) -> Result<(), FunctionError> {
-    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+    match crate::cff_event::unexpected_field(obj, allowed) {
         Some(k) => Err(validation(format!("{what} has an unexpected field `{k}`"))),
         None => Ok(()),
     }

@@ -106,37 +106,13 @@ fn describe(e: &JsError, context: &mut Context) -> String {
     }
 }
 
-/// Settle the load-time promise (module evaluation) by running jobs.
-fn settle_load(
-    promise: &JsPromise,
-    context: &mut Context,
-    jobs: &Rc<Jobs>,
-) -> Result<(), LoadError> {
-    while let Some(job) = jobs.pop() {
-        run_job(job, context).map_err(|e| LoadError(format!("the top-level code failed: {e}")))?;
-    }
-    match promise.state() {
-        PromiseState::Fulfilled(_) => Ok(()),
-        PromiseState::Rejected(reason) => Err(LoadError(format!(
-            "the module failed to load: {}",
-            reason
-                .to_string(context)
-                .map_or_else(|_| "unknown error".into(), |s| s.to_std_string_escaped())
-        ))),
-        PromiseState::Pending => Err(LoadError(
-            "the module did not finish loading (a top-level await on something that never settles?)"
-                .into(),
-        )),
-    }
-}
-
 /// Load an ES module and return its handler: the `handler` export, else a `default` export
 /// that is a function or has a `handler`.
 fn load_esm(source: &str, context: &mut Context, jobs: &Rc<Jobs>) -> Result<JsValue, LoadError> {
     let module = Module::parse(Source::from_bytes(source), None, context)
         .map_err(|e| LoadError(format!("syntax error: {e}")))?;
     let promise = module.load_link_evaluate(context);
-    settle_load(&promise, context, jobs)?;
+    crate::load_check::settle_module(&promise, context, jobs).map_err(LoadError)?;
     let handler = module
         .get_value(js_string!("handler"), context)
         .map_err(|e| LoadError(e.to_string()))?;
@@ -477,24 +453,12 @@ fn rejection(reason: &JsValue, context: &mut Context) -> FunctionError {
 /// Load a handler on a throwaway thread within `deadline`: syntax, top-level code and an
 /// exported handler are checked without risking a serving thread.
 pub fn check_loads(name: &str, source: &str, deadline: Duration) -> Result<(), String> {
-    let (tx, rx) = std::sync::mpsc::channel();
     let (name, source) = (name.to_owned(), source.to_owned());
-    std::thread::Builder::new()
-        .name("verge-edge-check".into())
-        .spawn(move || {
-            let _ = tx.send(
-                EdgeFunction::load(&name, &source)
-                    .map(drop)
-                    .map_err(|e| e.0),
-            );
-        })
-        .map_err(|e| format!("cannot start a thread to check the function: {e}"))?;
-    match rx.recv_timeout(deadline) {
-        Ok(result) => result,
-        Err(_) => Err(format!(
-            "loading took longer than {deadline:?} (a runaway at the top level?)"
-        )),
-    }
+    crate::load_check::within_deadline("verge-edge-check", deadline, move || {
+        EdgeFunction::load(&name, &source)
+            .map(drop)
+            .map_err(|e| e.0)
+    })
 }
 
 #[cfg(test)]

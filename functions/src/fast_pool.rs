@@ -724,23 +724,12 @@ fn run_inner(
 /// Check that a function loads (syntax, top level, a `handler`), on a throwaway thread with a
 /// deadline, so a top-level runaway is a load error and never a hung worker.
 pub fn check_loads(source: &Arc<str>, runtime: Runtime, deadline: Duration) -> Result<(), String> {
-    let (tx, rx) = std::sync::mpsc::channel();
     let source = source.clone();
-    std::thread::Builder::new()
-        .name("verge-load-check".into())
-        .spawn(move || {
-            let result = LoadedFunction::load(&source, runtime)
-                .map(drop)
-                .map_err(|e| e.0);
-            let _ = tx.send(result);
-        })
-        .map_err(|e| format!("cannot start the load check: {e}"))?;
-    match rx.recv_timeout(deadline) {
-        Ok(result) => result,
-        Err(_) => Err(format!(
-            "loading did not finish within {deadline:?} (a runaway at the top level?)"
-        )),
-    }
+    crate::load_check::within_deadline("verge-load-check", deadline, move || {
+        LoadedFunction::load(&source, runtime)
+            .map(drop)
+            .map_err(|e| e.0)
+    })
 }
 
 #[cfg(test)]

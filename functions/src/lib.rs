@@ -45,6 +45,7 @@ pub mod host;
 mod invocation;
 pub mod job_queue;
 pub mod kvs;
+pub mod load_check;
 pub mod origin_choice;
 mod outcome;
 pub mod querystring;

@@ -167,3 +167,80 @@ pub fn verify_native(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> Js
         .map(JsValue::from)
         .map_err(|e| JsNativeError::error().with_message(e).into())
 }
+
+#[cfg(test)]
+mod tests {
+    use ring::rand::SystemRandom;
+    use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    fn b64url(text: &str) -> Vec<u8> {
+        crate::encoding::base64_decode_forgiving(&text.replace('-', "+").replace('_', "/"))
+    }
+
+    #[test]
+    fn rs256_tokens_verify_with_the_public_key_and_tampering_is_caught() {
+        let pem = fixture("jwt-rs256-public.pem");
+        let tokens: serde_json::Value =
+            serde_json::from_str(&fixture("jwt-rs256-tokens.json")).unwrap();
+        let check = |name: &str| {
+            let token = tokens[name].as_str().unwrap();
+            let (signed, sig) = token.rsplit_once('.').unwrap();
+            verify("RSA-SHA256", &pem, signed.as_bytes(), &b64url(sig), false).unwrap()
+        };
+        assert!(check("valid"));
+        assert!(check("expired"), "expired is still correctly signed");
+        assert!(!check("tampered"));
+        assert!(matches!(parse_public_key(&pem), Ok(PublicKey::Rsa(_))));
+    }
+
+    #[test]
+    fn es256_signatures_verify_in_der_and_p1363_forms() {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        // SubjectPublicKeyInfo for a P-256 point: a fixed prefix, then the 65-byte point.
+        let mut spki = vec![
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        spki.extend_from_slice(pair.public_key().as_ref());
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            crate::encoding::base64(&spki, true, false)
+        );
+        let der_sig = pair.sign(&rng, b"payload").unwrap();
+        assert!(verify("sha256", &pem, b"payload", der_sig.as_ref(), false).unwrap());
+        assert!(!verify("sha256", &pem, b"other", der_sig.as_ref(), false).unwrap());
+        let fixed = EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            pkcs8.as_ref(),
+            &rng,
+        )
+        .unwrap();
+        let raw = fixed.sign(&rng, b"payload").unwrap();
+        assert_eq!(raw.as_ref().len(), 64);
+        assert!(verify("sha256", &pem, b"payload", raw.as_ref(), true).unwrap());
+        // An RSA digest name with an EC key, a private key, garbage: errors, not panics.
+        assert!(verify("sha512", &pem, b"p", raw.as_ref(), true).is_err());
+        assert!(
+            parse_public_key("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----")
+                .is_err()
+        );
+        assert!(parse_public_key("not pem").is_err());
+        assert!(
+            parse_public_key("-----BEGIN PUBLIC KEY-----\n////\n-----END PUBLIC KEY-----").is_err()
+        );
+    }
+}

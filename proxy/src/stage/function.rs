@@ -40,6 +40,18 @@ pub fn request_snapshot(session: &Session) -> RequestSnapshot {
     }
 }
 
+/// A response as an owned snapshot.
+pub fn response_snapshot(response: &ResponseHeader) -> ResponseSnapshot {
+    ResponseSnapshot {
+        status: response.status.as_u16(),
+        headers: response
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+    }
+}
+
 /// Take the route a function chose for this request; an unknown origin is a validation error.
 fn choose_origin(ctx: &mut RequestCtx, choice: Option<OriginChoice>) -> Result<(), String> {
     if let Some(choice) = choice {
@@ -296,14 +308,7 @@ pub async fn viewer_response(
         hook: Hook::ViewerResponse,
         request_id: ctx.request_id.clone(),
         request: request_snapshot(session),
-        response: Some(ResponseSnapshot {
-            status: response.status.as_u16(),
-            headers: response
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
-                .collect(),
-        }),
+        response: Some(response_snapshot(response)),
         kvs: function_kvs(ctx, &f),
         origin: None,
         body: None,

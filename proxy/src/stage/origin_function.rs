@@ -21,7 +21,7 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use verge_functions::{
     EdgeOrigin, FunctionDef, FunctionError, FunctionErrorKind, Hook, Invocation, OriginChoice,
-    Outcome, ResponseSnapshot,
+    Outcome,
 };
 
 use crate::ctx::{Replacement, RequestCtx};
@@ -179,14 +179,7 @@ pub async fn origin_response(
         hook: Hook::OriginResponse,
         request_id: ctx.request_id.clone(),
         request: request_snapshot(session),
-        response: Some(ResponseSnapshot {
-            status: response.status.as_u16(),
-            headers: response
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
-                .collect(),
-        }),
+        response: Some(function::response_snapshot(response)),
         kvs: None,
         origin: ctx.origin.as_deref().map(edge_origin),
         body: None,
