@@ -86,6 +86,8 @@ pub struct EdgeInvoked {
     pub result: Result<Outcome, FunctionError>,
     /// `console.*` lines.
     pub logs: Vec<String>,
+    /// What the handler answered, as JSON (for `verge test-function`), when it answered.
+    pub output: Option<Value>,
     /// The context was aborted mid-run (or timed out) and must be rebuilt.
     pub poisoned: bool,
 }
@@ -262,11 +264,13 @@ impl EdgeFunction {
             .and_then(|f| f.as_callable())
             .map(|f| f.call(&JsValue::undefined(), &[], &mut self.context));
         let poisoned = matches!(&result, Err((_, true))) || !matches!(reset, Some(Ok(_)));
+        let output = result.as_ref().ok().cloned().flatten();
         EdgeInvoked {
             result: result
                 .map_err(|(e, _)| e)
                 .and_then(|returned| crate::edge_event::outcome(inv, &event, returned)),
             logs: decisions.logs,
+            output,
             poisoned,
         }
     }

@@ -1,4 +1,4 @@
-//! `verge test-function`: run a CloudFront Function on an event file, offline, and report what
+//! `verge test-function`: run a CloudFront Function (or a Lambda@Edge handler) on an event file, offline, and report what
 //! AWS's `TestFunction` reports (`ComputeUtilization`, `FunctionExecutionLogs`,
 //! `FunctionErrorMessage`, `FunctionOutput`) — plus `ValidationErrors`: what production would
 //! reject (a read-only header changed, a disallowed header set, …), which AWS's own test misses.
@@ -177,7 +177,7 @@ pub fn test_function(
     budget: Duration,
 ) -> Result<TestResult, String> {
     if runtime == Runtime::LambdaEdge {
-        return Err("lambda-edge events are not supported by this build yet".into());
+        return test_edge_function(source, event);
     }
     let mut event: Value =
         serde_json::from_str(event).map_err(|e| format!("the event is not JSON: {e}"))?;
@@ -189,17 +189,8 @@ pub fn test_function(
     complete(&mut event, hook);
     let invocation = Invocation {
         function: Arc::new(FunctionDef {
-            name: "test".into(),
             runtime,
-            code_path: "function.js".into(),
-            code: Arc::from(source),
-            kvs: None,
-            budget,
-            enforce_size_limit: true,
-            fail_open: false,
-            timeout: None,
-            instances: 1,
-            pos: Pos::START,
+            ..test_def(source, budget)
         }),
         hook,
         request_id: event["context"]["requestId"]
@@ -271,6 +262,146 @@ pub fn test_function(
         Err(e) => result.validation_errors.push(e.message),
     }
     Ok(result)
+}
+
+/// `[{key, value}]` header arrays back to a header list (names lower-cased).
+fn edge_headers(map: Option<&Value>) -> HeaderList {
+    let mut out = Vec::new();
+    if let Some(Value::Object(map)) = map {
+        for (name, items) in map {
+            for item in items.as_array().into_iter().flatten() {
+                if let Some(v) = item.get("value").and_then(Value::as_str) {
+                    out.push((name.to_ascii_lowercase(), v.as_bytes().to_vec()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The invocation a Lambda@Edge event (`Records[0].cf`) describes.
+fn edge_invocation(source: &str, cf: &Value) -> Result<Invocation, String> {
+    let hook = match cf["config"]["eventType"].as_str() {
+        Some("viewer-request") | None => Hook::ViewerRequest,
+        Some("origin-request") => Hook::OriginRequest,
+        Some("origin-response") => Hook::OriginResponse,
+        Some("viewer-response") => Hook::ViewerResponse,
+        Some(other) => return Err(format!("unknown eventType `{other}`")),
+    };
+    let request = &cf["request"];
+    let custom = &request["origin"]["custom"];
+    let origin = custom.is_object().then(|| crate::invocation::EdgeOrigin {
+        domain_name: custom["domainName"]
+            .as_str()
+            .unwrap_or("origin.invalid")
+            .to_owned(),
+        port: custom["port"].as_u64().map_or(443, |p| p as u16),
+        https: custom["protocol"].as_str() != Some("http"),
+        path: custom["path"].as_str().unwrap_or("").to_owned(),
+        read_timeout: Duration::from_secs(custom["readTimeout"].as_u64().unwrap_or(30)),
+        keepalive_timeout: Duration::from_secs(custom["keepaliveTimeout"].as_u64().unwrap_or(5)),
+        custom_headers: edge_headers(custom.get("customHeaders"))
+            .into_iter()
+            .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+            .collect(),
+    });
+    let querystring = request["querystring"].as_str().unwrap_or("").to_owned();
+    let response = cf
+        .get("response")
+        .filter(|r| r.is_object())
+        .map(|r| ResponseSnapshot {
+            status: match &r["status"] {
+                Value::String(s) => s.parse().unwrap_or(200),
+                other => other.as_u64().map_or(200, |s| s as u16),
+            },
+            headers: edge_headers(r.get("headers")),
+        });
+    let function = FunctionDef {
+        runtime: Runtime::LambdaEdge,
+        ..test_def(source, Duration::from_millis(1))
+    };
+    Ok(Invocation {
+        function: Arc::new(function),
+        hook,
+        request_id: cf["config"]["requestId"]
+            .as_str()
+            .unwrap_or("verge-test-function")
+            .to_owned(),
+        request: RequestSnapshot {
+            method: request["method"].as_str().unwrap_or("GET").to_owned(),
+            uri: request["uri"].as_str().unwrap_or("/").to_owned(),
+            has_query: !querystring.is_empty(),
+            querystring,
+            headers: edge_headers(request.get("headers")),
+            client_ip: request["clientIp"]
+                .as_str()
+                .and_then(|ip| ip.parse::<IpAddr>().ok())
+                .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        },
+        response,
+        kvs: None,
+        origin,
+        body: None,
+    })
+}
+
+/// Run a Lambda@Edge handler on an event (`{Records:[{cf:…}]}`), within its hook's default
+/// timeout. `ComputeUtilization` is the percent of that timeout the invocation took (Lambda@Edge
+/// has no CPU budget); `FunctionOutput` is the returned object; `ValidationErrors` is what
+/// CloudFront would refuse in it.
+pub fn test_edge_function(source: &str, event: &str) -> Result<TestResult, String> {
+    let event: Value =
+        serde_json::from_str(event).map_err(|e| format!("the event is not JSON: {e}"))?;
+    let cf = &event["Records"][0]["cf"];
+    if !cf["request"].is_object() {
+        return Err("the event needs Records[0].cf.request (Lambda@Edge event shape)".into());
+    }
+    let invocation = edge_invocation(source, cf)?;
+    let timeout = invocation.function.timeout_at(invocation.hook);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start an event loop: {e}"))?;
+    let mut function = crate::edge_runtime::EdgeFunction::load("test", source).map_err(|e| e.0)?;
+    let started = std::time::Instant::now();
+    let invoked =
+        tokio::task::LocalSet::new().block_on(&runtime, function.invoke(&invocation, timeout));
+    let used = (started.elapsed().as_secs_f64() / timeout.as_secs_f64() * 100.0).ceil();
+    let mut result = TestResult {
+        compute_utilization: (used.min(100.0) as u32).to_string(),
+        function_execution_logs: invoked.logs,
+        function_error_message: String::new(),
+        function_output: invoked
+            .output
+            .as_ref()
+            .map_or_else(String::new, Value::to_string),
+        validation_errors: Vec::new(),
+    };
+    match invoked.result {
+        Ok(_) => {}
+        Err(e) if e.kind == crate::outcome::FunctionErrorKind::Validation => {
+            result.validation_errors.push(e.message)
+        }
+        Err(e) => result.function_error_message = e.message,
+    }
+    Ok(result)
+}
+
+/// The function definition `verge test-function` runs with.
+fn test_def(source: &str, budget: Duration) -> FunctionDef {
+    FunctionDef {
+        name: "test".into(),
+        runtime: Runtime::CloudfrontJs2,
+        code_path: "function.js".into(),
+        code: Arc::from(source),
+        kvs: None,
+        budget,
+        enforce_size_limit: true,
+        fail_open: false,
+        timeout: None,
+        instances: 1,
+        pos: Pos::START,
+    }
 }
 
 #[cfg(test)]
@@ -397,5 +528,42 @@ mod tests {
             .unwrap_err()
             .contains("handler")
         );
+    }
+
+    #[test]
+    fn lambda_edge_events_run_with_the_same_fields() {
+        let event = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/events/lae-origin-response.json"),
+        )
+        .unwrap();
+        let r = test_edge_function(
+            "exports.handler = (event, context, callback) => { const r = event.Records[0].cf.response; \
+             console.log(r.status); r.status = '302'; r.headers.location = [{ value: '/x' }]; callback(null, r); };",
+            &event,
+        )
+        .unwrap();
+        assert_eq!(r.function_error_message, "");
+        assert_eq!(r.function_execution_logs, vec!["INFO\t404"]);
+        let output: Value = serde_json::from_str(&r.function_output).unwrap();
+        assert_eq!(output["status"], "302");
+        assert_eq!(output["headers"]["location"][0]["value"], "/x");
+        assert!(r.validation_errors.is_empty(), "{:?}", r.validation_errors);
+        // What CloudFront would refuse, and what a throw reports.
+        let bad = test_edge_function(
+            "exports.handler = async (event) => { const r = event.Records[0].cf.response; \
+             r.headers.via = [{ value: 'x' }]; return r; };",
+            &event,
+        )
+        .unwrap();
+        assert_eq!(bad.validation_errors.len(), 1, "{bad:?}");
+        assert!(bad.validation_errors[0].contains("read-only header (via)"));
+        let thrown = test_edge_function(
+            "exports.handler = async () => { throw new Error('no'); };",
+            &event,
+        )
+        .unwrap();
+        assert!(thrown.function_error_message.contains("no"));
+        assert!(test_edge_function("exports.handler = async () => {};", "{}").is_err());
     }
 }

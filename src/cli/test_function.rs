@@ -40,9 +40,13 @@ pub fn run(args: &TestFunctionArgs) -> ExitCode {
     };
     // A top-level runaway must not hang the command: check the load on a throwaway thread.
     let code = std::sync::Arc::from(source.as_str());
-    if let Err(e) =
-        verge_functions::fast_pool::check_loads(&code, runtime, std::time::Duration::from_secs(2))
-    {
+    let deadline = std::time::Duration::from_secs(2);
+    let loads = if runtime == Runtime::LambdaEdge {
+        verge_functions::edge_runtime::check_loads("test", &source, deadline)
+    } else {
+        verge_functions::fast_pool::check_loads(&code, runtime, deadline)
+    };
+    if let Err(e) = loads {
         return fail(&format!("{}: {e}", args.function.display()));
     }
     match verge_functions::test_function::test_function(&source, runtime, &event, budget) {

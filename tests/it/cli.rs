@@ -212,6 +212,42 @@ async fn the_binary_serves_tls_with_http2_and_reloads_certificates() {
 }
 
 #[test]
+fn test_function_runs_lambda_edge_events() {
+    // The bundled origin-request example on the Lambda@Edge sample event, with a cookie that
+    // sends it to origin B.
+    let dir = tempfile::tempdir().unwrap();
+    let mut event: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("tests/fixtures/events/lae-origin-request.json").unwrap(),
+    )
+    .unwrap();
+    event["Records"][0]["cf"]["request"]["headers"]["cookie"] =
+        serde_json::json!([{ "key": "Cookie", "value": "ab=b" }]);
+    let event_file = dir.path().join("event.json");
+    std::fs::write(&event_file, event.to_string()).unwrap();
+    let out = std::process::Command::new(crate::support::binary::exe())
+        .args(["test-function", "--runtime", "lambda-edge", "--function"])
+        .arg("examples/functions/origin-request-ab-origin.js")
+        .arg("--event")
+        .arg(&event_file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["FunctionErrorMessage"], "");
+    assert_eq!(v["ValidationErrors"], serde_json::json!([]));
+    let output: serde_json::Value =
+        serde_json::from_str(v["FunctionOutput"].as_str().unwrap()).unwrap();
+    assert_eq!(output["origin"]["custom"]["domainName"], "localhost");
+    assert_eq!(output["headers"]["x-ab-bucket"][0]["value"], "b");
+    assert_eq!(output["headers"]["host"][0]["value"], "localhost");
+}
+
+#[test]
 fn test_function_prints_aws_fields_and_validation_errors() {
     let dir = tempfile::tempdir().unwrap();
     let run = |code: &str| {
