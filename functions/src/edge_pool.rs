@@ -20,8 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use verge_config::FunctionDef;
 
 use crate::edge_runtime::{EdgeFunction, timed_out};
@@ -60,7 +59,7 @@ struct Task {
 
 /// The caller's handle on one instance thread.
 struct Instance {
-    tasks: Sender<Task>,
+    tasks: mpsc::UnboundedSender<Task>,
 }
 
 /// One function's instances.
@@ -185,7 +184,7 @@ impl EdgePool {
 impl Instance {
     /// Start an instance thread; it loads the function on its first task.
     fn start(def: Arc<FunctionDef>, stats: Arc<EdgeStats>) -> std::io::Result<Instance> {
-        let (tasks, queue) = unbounded();
+        let (tasks, queue) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name(format!("verge-edge-{}", def.name))
             .stack_size(INSTANCE_STACK)
@@ -194,10 +193,8 @@ impl Instance {
     }
 }
 
-/// An instance thread: its own event loop, one context, one invocation at a time. Between
-/// invocations it blocks on the task channel (a futex wake when work arrives, cheaper than
-/// waking a parked event loop); each invocation runs to its end on the thread's runtime.
-fn run_instance(def: &FunctionDef, stats: &EdgeStats, queue: Receiver<Task>) {
+/// An instance thread: its own event loop, one context, one invocation at a time.
+fn run_instance(def: &FunctionDef, stats: &EdgeStats, mut queue: mpsc::UnboundedReceiver<Task>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -209,43 +206,45 @@ fn run_instance(def: &FunctionDef, stats: &EdgeStats, queue: Receiver<Task>) {
         }
     };
     let local = tokio::task::LocalSet::new();
-    let mut loaded: Option<EdgeFunction> = None;
-    while let Ok(task) = queue.recv() {
-        let function = match loaded.as_mut() {
-            Some(f) => f,
-            None => {
-                let started = Instant::now();
-                let result = EdgeFunction::load(&def.name, &def.code);
-                stats.cold_starts.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .cold_start_micros
-                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                match result {
-                    Ok(f) => loaded.insert(f),
-                    Err(e) => {
-                        let _ = task.reply.send(reply_of(Err(FunctionError {
-                            kind: FunctionErrorKind::Execution,
-                            message: format!("the function failed to load: {e}"),
-                            edge: true,
-                        })));
-                        continue;
+    local.block_on(&runtime, async {
+        let mut loaded: Option<EdgeFunction> = None;
+        while let Some(task) = queue.recv().await {
+            let function = match loaded.as_mut() {
+                Some(f) => f,
+                None => {
+                    let started = Instant::now();
+                    let result = EdgeFunction::load(&def.name, &def.code);
+                    stats.cold_starts.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .cold_start_micros
+                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    match result {
+                        Ok(f) => loaded.insert(f),
+                        Err(e) => {
+                            let _ = task.reply.send(reply_of(Err(FunctionError {
+                                kind: FunctionErrorKind::Execution,
+                                message: format!("the function failed to load: {e}"),
+                                edge: true,
+                            })));
+                            continue;
+                        }
                     }
                 }
+            };
+            let invoked = function.invoke(&task.invocation, task.timeout).await;
+            if invoked.poisoned {
+                // Aborted frames stay on the VM stack: the next invocation gets a fresh
+                // context (a cold start), as Lambda replaces a timed-out environment.
+                loaded = None;
             }
-        };
-        let invoked = local.block_on(&runtime, function.invoke(&task.invocation, task.timeout));
-        if invoked.poisoned {
-            // Aborted frames stay on the VM stack: the next invocation gets a fresh context
-            // (a cold start), as Lambda replaces a timed-out environment.
-            loaded = None;
+            let _ = task.reply.send(Reply {
+                result: invoked.result,
+                utilization: 0,
+                logs: invoked.logs,
+                log_data: None,
+            });
         }
-        let _ = task.reply.send(Reply {
-            result: invoked.result,
-            utilization: 0,
-            logs: invoked.logs,
-            log_data: None,
-        });
-    }
+    });
 }
 
 #[cfg(test)]
