@@ -1,7 +1,9 @@
 //! Per-invocation cost of CloudFront Functions, split the way the time is spent: building the
 //! event (marshal in, Rust side), the JS call itself (event into the context, handler, result
 //! out of it), reading the result back (marshal out, Rust side), and the whole round trip
-//! through the fast pool (hand-off included). For a no-op and the security-headers function.
+//! through the fast pool (hand-off included). For a no-op and the security-headers function;
+//! and the edge tier's no-op Lambda@Edge handler: the call on a loaded instance, and the round
+//! trip through the edge pool (instance thread, event built and read back, hand-off).
 //!
 //! Run: `cargo bench --bench functions`
 #![expect(
@@ -24,7 +26,7 @@ use verge_functions::{FastPool, PoolConfig};
 
 #[path = "support/invocations.rs"]
 mod invocations;
-use invocations::{NOOP, SECURITY_HEADERS, invocation};
+use invocations::{EDGE_NOOP, NOOP, SECURITY_HEADERS, edge_invocation, invocation};
 
 /// Allocations are counted per thread, as the fast tier's memory limit needs.
 #[global_allocator]
@@ -75,5 +77,28 @@ fn per_invocation(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, per_invocation);
+fn edge_per_invocation(c: &mut Criterion) {
+    let inv = edge_invocation(EDGE_NOOP);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    let mut loaded =
+        verge_functions::edge_runtime::EdgeFunction::load("bench", EDGE_NOOP).expect("loads");
+    c.bench_function("edge_noop/call", |b| {
+        b.iter(|| {
+            local.block_on(
+                &runtime,
+                loaded.invoke(black_box(&inv), Duration::from_secs(5)),
+            )
+        })
+    });
+    let pool = verge_functions::EdgePool::new([inv.function.clone()]);
+    c.bench_function("edge_noop/pool_round_trip", |b| {
+        b.iter(|| runtime.block_on(pool.invoke(inv.clone())))
+    });
+}
+
+criterion_group!(benches, per_invocation, edge_per_invocation);
 criterion_main!(benches);

@@ -24,6 +24,23 @@ type BoxError = Box<dyn std::error::Error>;
 
 const BODY: &[u8] = b"hello from the benchmark origin\n";
 
+/// The edge row's origin-request routing function (Lambda@Edge): every request is sent to
+/// the origin by another name (`localhost`, resolved and cached), with its Host, as an A/B
+/// router sends bucket "b".
+const EDGE_ROUTE_JS: &str = "exports.handler = async (event) => {
+    const request = event.Records[0].cf.request;
+    const cookie = (request.headers.cookie || []).map((h) => h.value).join(';');
+    const bucket = cookie.indexOf('ab=a') >= 0 ? 'a' : 'b';
+    if (bucket === 'b') {
+        request.origin.custom.domainName = 'localhost';
+        request.origin.custom.port = PORT;
+        request.origin.custom.protocol = 'http';
+        request.headers.host = [{ key: 'Host', value: 'localhost' }];
+    }
+    return request;
+};
+";
+
 /// The rewrite every function row runs: two request headers from a cookie-based A/B bucket.
 const REWRITE_JS: &str = "function handler(event) {
     var request = event.request;
@@ -311,7 +328,18 @@ fn orchestrate() -> Result<(), BoxError> {
         origin,
         "viewer_request = \"rewrite\"\n[functions.rewrite]\ncode = \"rewrite.js\"\n",
     )?;
-    for addr in [origin, bare, verge_none, verge_rewrite] {
+    std::fs::write(
+        target.join("edge-route.js"),
+        EDGE_ROUTE_JS.replace("PORT", &origin.port().to_string()),
+    )?;
+    let verge_edge = start_verge(
+        &mut procs,
+        &target,
+        "verge-edge-route",
+        origin,
+        "origin_request = \"route\"\n[functions.route]\nruntime = \"lambda-edge\"\ncode = \"edge-route.js\"\n",
+    )?;
+    for addr in [origin, bare, verge_none, verge_rewrite, verge_edge] {
         wait_listening(addr)?;
     }
 
@@ -320,6 +348,7 @@ fn orchestrate() -> Result<(), BoxError> {
         ("pingora-bare", format!("http://{bare}/")),
         ("verge-none", format!("http://{verge_none}/")),
         ("verge-rewrite", format!("http://{verge_rewrite}/")),
+        ("verge-edge-route", format!("http://{verge_edge}/")),
     ];
     // Warm up connections and pools.
     for (_, url) in &systems {
@@ -398,17 +427,20 @@ fn orchestrate() -> Result<(), BoxError> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    let none = results[2].iter().map(|w| w.rps);
-    let rewrite_ratio = median(
-        results[3]
-            .iter()
-            .map(|w| w.rps)
-            .zip(none)
-            .map(|(r, n)| r / n)
-            .collect(),
-    );
+    let over_none = |row: usize| {
+        median(
+            results[row]
+                .iter()
+                .zip(&results[2])
+                .map(|(r, n)| r.rps / n.rps)
+                .collect(),
+        )
+    };
     table.push_str(&format!(
-        "\nverge-rewrite / verge-none (median of per-round ratios): **{rewrite_ratio:.3}**\n"
+        "\nverge-rewrite / verge-none (median of per-round ratios): **{:.3}**; \
+         verge-edge-route / verge-none: **{:.3}**\n",
+        over_none(3),
+        over_none(4)
     ));
     let section = format!(
         "\n## Load: verge vs the pingora floor — {date}\n\n\

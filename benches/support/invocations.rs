@@ -19,6 +19,36 @@ pub const SECURITY_HEADERS: &str = "function handler(event) {
     return event.response;
 }";
 
+/// A Lambda@Edge handler that returns the request unchanged.
+#[allow(
+    dead_code,
+    reason = "used by the criterion bench, not by the instruction counts"
+)]
+pub const EDGE_NOOP: &str = "exports.handler = async (event) => event.Records[0].cf.request;";
+
+/// A realistic invocation of the Lambda@Edge handler `code` at origin-request.
+#[allow(
+    dead_code,
+    reason = "used by the criterion bench, not by the instruction counts"
+)]
+pub fn edge_invocation(code: &str) -> Invocation {
+    let mut inv = invocation(code, Hook::OriginRequest);
+    let mut def = (*inv.function).clone();
+    def.runtime = Runtime::LambdaEdge;
+    def.timeout = Some(Duration::from_secs(5));
+    inv.function = Arc::new(def);
+    inv.origin = Some(verge_functions::EdgeOrigin {
+        domain_name: "origin.example.com".into(),
+        port: 443,
+        https: true,
+        path: String::new(),
+        read_timeout: Duration::from_secs(30),
+        keepalive_timeout: Duration::from_secs(5),
+        custom_headers: Vec::new(),
+    });
+    inv
+}
+
 /// A realistic invocation of `code` at `hook`.
 pub fn invocation(code: &str, hook: Hook) -> Invocation {
     let header = |n: &str, v: &str| (n.to_owned(), v.as_bytes().to_vec());
