@@ -195,16 +195,33 @@ async fn origin_response_replaces_bodies_even_on_bodiless_answers() {
     let p = edge_proxy(
         &a,
         None,
-        &[("/status/*", "origin_response = \"replace\"")],
+        &[
+            ("/status/*", "origin_response = \"replace\""),
+            ("/stream/*", "origin_response = \"replace\""),
+        ],
         &[("replace", code, "")],
     )
     .await;
-    for path in ["/status/404", "/status/204", "/status/304"] {
+    // A 404, a 204, a 304 and a `content-length: 0` answer all get the replaced body.
+    for path in ["/status/404", "/status/204", "/status/304", "/stream/0"] {
         let r = get(p.addr, path).await;
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(r.text(), format!("replaced {path}"), "{path}");
         assert_eq!(r.header("content-length"), r.text().len().to_string());
     }
+    // HEAD: the replaced answer's headers (its length included), no body.
+    let head = http::Request::head("/status/404")
+        .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+            bytes::Bytes::new(),
+        )))
+        .unwrap();
+    let r = crate::support::request(p.addr, head).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length"),
+        "replaced /status/404".len().to_string()
+    );
+    assert_eq!(r.text(), "");
 }
 
 #[tokio::test(flavor = "multi_thread")]
