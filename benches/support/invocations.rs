@@ -92,6 +92,5 @@ pub fn invocation(code: &str, hook: Hook) -> Invocation {
         }),
         kvs: None,
         origin: None,
-        body: None,
     }
 }

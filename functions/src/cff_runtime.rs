@@ -148,14 +148,6 @@ impl Clock for FrozenClock {
 #[error("{0}")]
 pub struct LoadError(pub String);
 
-/// Whether the source is an ES module (a 2.0 file that starts with `import … from '…'`).
-fn is_module(source: &str) -> bool {
-    source.lines().map(str::trim_start).any(|l| {
-        (l.starts_with("import ") && (l.contains(" from ") || l.contains('\'') || l.contains('"')))
-            || l.starts_with("export ")
-    })
-}
-
 /// Load a module: its imports resolve to the host modules, and `handler` — declared at module
 /// scope, exported or not, as CloudFront loads it — is made reachable for the invoker by a
 /// statement appended after the last line, so line numbers in errors stay the file's own.
@@ -237,7 +229,7 @@ impl LoadedFunction {
             if let Some(why) = crate::source_scan::runtime1_refusal(source) {
                 return Err(LoadError(why));
             }
-            if is_module(source) {
+            if crate::source_scan::is_module(source) {
                 return Err(LoadError(
                     "the cloudfront-js-1.0 runtime has no `import`/`export`; use require('crypto') \
                      or runtime cloudfront-js-2.0"
@@ -272,7 +264,7 @@ impl LoadedFunction {
         // Always strict, as on CloudFront (a parser setting, so positions in errors are the
         // file's own).
         context.strict(true);
-        if is_module(source) {
+        if crate::source_scan::is_module(source) {
             load_module(source, &mut context, &jobs)?;
         } else {
             let script = Script::parse(Source::from_bytes(source), None, &mut context)

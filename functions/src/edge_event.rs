@@ -118,17 +118,6 @@ pub fn event(inv: &Invocation) -> Value {
     if let (Some(o), Some(map)) = (&inv.origin, request.as_object_mut()) {
         map.insert("origin".into(), custom_origin(o));
     }
-    if let (Some(body), Some(map)) = (&inv.body, request.as_object_mut()) {
-        map.insert(
-            "body".into(),
-            json!({
-                "inputTruncated": body.truncated,
-                "action": "read-only",
-                "encoding": "base64",
-                "data": crate::encoding::base64(&body.data, true, false),
-            }),
-        );
-    }
     let mut cf = json!({
         "config": {
             "distributionDomainName": "verge.local",
@@ -526,59 +515,17 @@ fn request_edits(
             edits.origin = origin_from(origin, original.get("origin").unwrap_or(&Value::Null))?;
         }
     }
+    // include-body is not built yet: the event has no body, and a handler that adds one would
+    // otherwise be silently ignored.
     if let Some(body) = obj.get("body")
         && Some(body) != original.get("body")
+        && !body.is_null()
     {
-        edits.request_body = request_body_from(inv.hook, body)?;
+        return Err(validation(
+            "request.body: include-body is not available in this build of verge",
+        ));
     }
     Ok(edits)
-}
-
-/// A returned `request.body`: only `action: "replace"` changes what goes upstream.
-fn request_body_from(hook: Hook, body: &Value) -> Result<Option<Vec<u8>>, FunctionError> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| validation("request.body must be an object"))?;
-    only_fields(
-        obj,
-        &["inputTruncated", "action", "encoding", "data"],
-        "request.body",
-    )?;
-    match obj.get("action").and_then(Value::as_str) {
-        None | Some("read-only") => return Ok(None),
-        Some("replace") => {}
-        Some(other) => {
-            return Err(validation(format!(
-                "request.body.action `{other}` is not read-only or replace"
-            )));
-        }
-    }
-    let data = obj
-        .get("data")
-        .and_then(Value::as_str)
-        .ok_or_else(|| validation("request.body.data must be a string"))?;
-    let bytes = match obj.get("encoding").and_then(Value::as_str) {
-        None | Some("base64") => crate::encoding::base64_decode(data)
-            .ok_or_else(|| validation("request.body.data is not valid base64"))?,
-        Some("text") => data.as_bytes().to_vec(),
-        Some(other) => {
-            return Err(validation(format!(
-                "request.body.encoding `{other}` is not base64 or text"
-            )));
-        }
-    };
-    let cap = if hook == Hook::ViewerRequest {
-        MAX_VIEWER_RESPONSE
-    } else {
-        MAX_ORIGIN_RESPONSE
-    };
-    if bytes.len() > cap {
-        return Err(validation(format!(
-            "the replaced body is {} bytes; at most {cap} are allowed",
-            bytes.len()
-        )));
-    }
-    Ok(Some(bytes))
 }
 
 /// The returned response at origin-response or viewer-response, against the event's.

@@ -11,7 +11,6 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use boa_engine::object::builtins::JsUint8Array;
@@ -94,11 +93,9 @@ fn random_bytes(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResul
             .into());
     }
     let mut bytes = vec![0u8; n as usize];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| {
-            JsNativeError::error().with_message(format!("randomBytes: no randomness source: {e}"))
-        })?;
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).map_err(|_| {
+        JsNativeError::error().with_message("randomBytes: the system randomness source failed")
+    })?;
     Ok(JsUint8Array::from_iter(bytes, ctx)?.into())
 }
 

@@ -71,14 +71,6 @@ pub fn timed_out(timeout: Duration) -> FunctionError {
     ))
 }
 
-/// Whether `source` is an ES module: a line that starts with `import` or `export`.
-pub fn is_module(source: &str) -> bool {
-    source.lines().map(str::trim_start).any(|l| {
-        (l.starts_with("import ") || l.starts_with("import{") || l.starts_with("export "))
-            && !l.starts_with("import(")
-    })
-}
-
 /// What one invocation produced.
 #[derive(Debug)]
 pub struct EdgeInvoked {
@@ -209,7 +201,7 @@ impl EdgeFunction {
         context
             .runtime_limits_mut()
             .set_loop_iteration_limit(LOAD_LOOP_LIMIT);
-        let handler = if is_module(source) {
+        let handler = if crate::source_scan::is_module(source) {
             load_esm(source, &mut context, &jobs)?
         } else {
             load_commonjs(source, &mut context, &jobs)?

@@ -54,8 +54,6 @@ pub struct Invocation {
     /// The origin this attempt goes to (`request.origin.custom`, edge tier at the origin
     /// hooks).
     pub origin: Option<EdgeOrigin>,
-    /// The request body (edge tier, include-body associations).
-    pub body: Option<RequestBody>,
 }
 
 /// A custom origin as Lambda@Edge describes it in `request.origin.custom`.
@@ -75,13 +73,4 @@ pub struct EdgeOrigin {
     pub keepalive_timeout: Duration,
     /// `customHeaders`, names lower-case.
     pub custom_headers: Vec<(String, String)>,
-}
-
-/// The viewer's request body as an include-body handler gets it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestBody {
-    /// The bytes, at most the hook's cap.
-    pub data: Vec<u8>,
-    /// Whether the body was longer than the cap (`inputTruncated`).
-    pub truncated: bool,
 }

@@ -28,9 +28,6 @@ pub struct Edits {
     /// Where to send this request instead of the behavior's origin (the `cloudfront` module's
     /// origin helpers, viewer-request only).
     pub origin: Option<crate::origin_choice::OriginChoice>,
-    /// A request body to send upstream instead of the viewer's (Lambda@Edge include-body
-    /// with `action: "replace"`).
-    pub request_body: Option<Vec<u8>>,
 }
 
 /// A response a function generated.

@@ -181,6 +181,18 @@ pub fn runtime1_refusal(source: &str) -> Option<String> {
     None
 }
 
+/// Whether a source is an ES module: a line that starts with an `import` declaration
+/// (`import x from '…'`, `import { x } from '…'`, `import '…'`) or with `export`. Both tiers load
+/// such a file as a module.
+pub fn is_module(source: &str) -> bool {
+    source.lines().map(str::trim_start).any(|l| {
+        l.starts_with("import{")
+            || (l.starts_with("import ")
+                && (l.contains(" from ") || l.contains('\'') || l.contains('"')))
+            || l.starts_with("export ")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

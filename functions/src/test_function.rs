@@ -201,7 +201,6 @@ pub fn test_function(
         response,
         kvs: None,
         origin: None,
-        body: None,
     };
     let mut function = LoadedFunction::load(source, runtime).map_err(|e| e.0)?;
     crate::host::begin(
@@ -341,7 +340,6 @@ fn edge_invocation(source: &str, cf: &Value) -> Result<Invocation, String> {
         response,
         kvs: None,
         origin,
-        body: None,
     })
 }
 

@@ -37,7 +37,6 @@ fn inv(query: &str, headers: &[(&str, &str)]) -> Invocation {
         response: None,
         kvs: None,
         origin: None,
-        body: None,
     }
 }
 

@@ -131,6 +131,12 @@ fn read_only_and_disallowed_headers_are_refused_per_hook() {
     assert_eq!(kind(outcome(&vinv, &vev, r)), FunctionErrorKind::Validation);
     let r = returned(&vev, "request", |r| r["method"] = json!("POST"));
     assert_eq!(kind(outcome(&vinv, &vev, r)), FunctionErrorKind::Validation);
+    // include-body is not built: a body added by the handler is refused, never ignored.
+    let r = returned(&vev, "request", |r| {
+        r["body"] = json!({ "action": "replace", "encoding": "text", "data": "x" })
+    });
+    let e = outcome(&vinv, &vev, r).unwrap_err();
+    assert!(e.message.contains("include-body"), "{}", e.message);
 }
 
 #[test]

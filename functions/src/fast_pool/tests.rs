@@ -38,7 +38,6 @@ fn inv(function: &Arc<FunctionDef>) -> Invocation {
         response: None,
         kvs: None,
         origin: None,
-        body: None,
     }
 }
 

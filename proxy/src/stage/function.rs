@@ -207,6 +207,43 @@ fn generated_result(f: &FunctionDef) -> ResultType {
     }
 }
 
+/// A validation failure of `f` (with the result type of its tier).
+pub fn invalid(f: &FunctionDef, message: String) -> FunctionError {
+    FunctionError {
+        kind: FunctionErrorKind::Validation,
+        message,
+        edge: f.runtime == Runtime::LambdaEdge,
+    }
+}
+
+/// Make CloudFront's error for `failure` the response `fail_to_proxy` writes (the response
+/// hooks, and origin-request, cannot write it themselves), and log why.
+pub fn replace_with_failure(
+    session: &Session,
+    ctx: &mut RequestCtx,
+    f: &FunctionDef,
+    failure: &FunctionError,
+) -> pingora::Result<()> {
+    tracing::warn!(
+        request_id = %ctx.request_id,
+        function = %f.name,
+        result = failure.result_type().as_str(),
+        error = %failure.message,
+        "function failed"
+    );
+    let (header, body) = error_page::render(
+        failure.status(),
+        failure.result_type(),
+        &ctx.request_id,
+        "The function associated with this request could not run or returned an invalid value.",
+        wants_json(session),
+    )?;
+    ctx.result = failure.result_type();
+    ctx.error = Some(format!("function {}: {}", f.name, failure.message));
+    ctx.replacement = Some(Replacement { header, body });
+    Ok(())
+}
+
 /// Run the viewer-request function. `Ok(true)` when verge answered the viewer itself.
 pub async fn viewer_request(
     state: &ProxyState,
@@ -222,7 +259,6 @@ pub async fn viewer_request(
         response: None,
         kvs: function_kvs(ctx, &f),
         origin: None,
-        body: None,
     };
     let reply = invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {
@@ -235,11 +271,7 @@ pub async fn viewer_request(
                     count(state, &f, "Continue", reply.utilization);
                     return Ok(false);
                 }
-                Err(message) => FunctionError {
-                    kind: FunctionErrorKind::Validation,
-                    message,
-                    edge: f.runtime == Runtime::LambdaEdge,
-                },
+                Err(message) => invalid(&f, message),
             }
         }
         Ok(Outcome::Respond(response)) => {
@@ -311,7 +343,6 @@ pub async fn viewer_response(
         response: Some(response_snapshot(response)),
         kvs: function_kvs(ctx, &f),
         origin: None,
-        body: None,
     };
     let reply = invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {
@@ -331,41 +362,19 @@ pub async fn viewer_response(
                     "body replaced at viewer-response",
                 ));
             }
-            Err(message) => FunctionError {
-                kind: FunctionErrorKind::Validation,
-                message,
-                edge: f.runtime == Runtime::LambdaEdge,
-            },
+            Err(message) => invalid(&f, message),
         },
-        Ok(Outcome::Respond(_)) => FunctionError {
-            kind: FunctionErrorKind::Validation,
-            message: "a viewer-response function must return the response".into(),
-            edge: f.runtime == Runtime::LambdaEdge,
-        },
+        Ok(Outcome::Respond(_)) => invalid(
+            &f,
+            "a viewer-response function must return the response".into(),
+        ),
         Err(e) => e,
     };
     count(state, &f, failure.result_type().as_str(), reply.utilization);
     if fails_open(&f, &failure, ctx) {
         return Ok(());
     }
-    tracing::warn!(
-        request_id = %ctx.request_id,
-        function = %f.name,
-        result = failure.result_type().as_str(),
-        error = %failure.message,
-        "function failed"
-    );
-    let json = wants_json(session);
-    let (header, body) = error_page::render(
-        failure.status(),
-        failure.result_type(),
-        &ctx.request_id,
-        "The function associated with this response could not run or returned an invalid value.",
-        json,
-    )?;
-    ctx.result = failure.result_type();
-    ctx.error = Some(format!("function {}: {}", f.name, failure.message));
-    ctx.replacement = Some(Replacement { header, body });
+    replace_with_failure(session, ctx, &f, &failure)?;
     Err(Error::explain(
         REPLACE_RESPONSE,
         "viewer-response function failed",

@@ -19,17 +19,12 @@ use std::sync::Arc;
 use pingora::Error;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use verge_functions::{
-    EdgeOrigin, FunctionDef, FunctionError, FunctionErrorKind, Hook, Invocation, OriginChoice,
-    Outcome,
-};
+use verge_functions::{EdgeOrigin, FunctionDef, Hook, Invocation, OriginChoice, Outcome};
 
 use crate::ctx::{Replacement, RequestCtx};
-use crate::error_page;
 use crate::origin::OriginTarget;
 use crate::stage::function::{self, request_snapshot};
 use crate::stage::origin_select::REPLACE_RESPONSE;
-use crate::stage::respond::wants_json;
 use crate::state::ProxyState;
 
 /// `request.origin.custom` for a configured (or function-made) origin.
@@ -60,41 +55,6 @@ fn answered(why: &'static str) -> Box<Error> {
     Error::explain(REPLACE_RESPONSE, why)
 }
 
-/// Make `failure` the response: CloudFront's status and result type, an error page.
-fn fail_with(
-    session: &Session,
-    ctx: &mut RequestCtx,
-    f: &FunctionDef,
-    failure: &FunctionError,
-) -> pingora::Result<()> {
-    tracing::warn!(
-        request_id = %ctx.request_id,
-        function = %f.name,
-        result = failure.result_type().as_str(),
-        error = %failure.message,
-        "function failed"
-    );
-    let (header, body) = error_page::render(
-        failure.status(),
-        failure.result_type(),
-        &ctx.request_id,
-        "The Lambda function associated with this request could not run or returned an invalid value.",
-        wants_json(session),
-    )?;
-    ctx.result = failure.result_type();
-    ctx.error = Some(format!("function {}: {}", f.name, failure.message));
-    ctx.replacement = Some(Replacement { header, body });
-    Ok(())
-}
-
-fn validation(message: String) -> FunctionError {
-    FunctionError {
-        kind: FunctionErrorKind::Validation,
-        message,
-        edge: true,
-    }
-}
-
 /// Run the origin-request function for this attempt's `target`. `Ok(Some(t))` when the
 /// function moved the request to another origin; `Err` when verge answers instead (a
 /// generated response or a failure, in `ctx.replacement`).
@@ -122,7 +82,6 @@ pub async fn origin_request(
         response: None,
         kvs: None,
         origin: Some(edge_origin(target)),
-        body: None,
     };
     let reply = function::invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {
@@ -156,13 +115,13 @@ pub async fn origin_request(
                     ctx.origin_edits = Some(edits);
                     return Ok(moved);
                 }
-                Err(message) => validation(message),
+                Err(message) => function::invalid(&f, message),
             }
         }
         Err(e) => e,
     };
     function::count(state, &f, failure.result_type().as_str(), 0);
-    fail_with(session, ctx, &f, &failure)?;
+    function::replace_with_failure(session, ctx, &f, &failure)?;
     Err(answered("origin-request function failed"))
 }
 
@@ -182,7 +141,6 @@ pub async fn origin_response(
         response: Some(function::response_snapshot(response)),
         kvs: None,
         origin: ctx.origin.as_deref().map(edge_origin),
-        body: None,
     };
     let reply = function::invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {
@@ -198,15 +156,16 @@ pub async fn origin_response(
                     });
                     return Err(answered("body replaced at origin-response"));
                 }
-                Err(message) => validation(message),
+                Err(message) => function::invalid(&f, message),
             }
         }
-        Ok(Outcome::Respond(_)) => {
-            validation("an origin-response function must return the response".into())
-        }
+        Ok(Outcome::Respond(_)) => function::invalid(
+            &f,
+            "an origin-response function must return the response".into(),
+        ),
         Err(e) => e,
     };
     function::count(state, &f, failure.result_type().as_str(), 0);
-    fail_with(session, ctx, &f, &failure)?;
+    function::replace_with_failure(session, ctx, &f, &failure)?;
     Err(answered("origin-response function failed"))
 }

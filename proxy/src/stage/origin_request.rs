@@ -13,7 +13,8 @@ pub fn prepare(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> pingora::R
         return Ok(());
     };
     let o = &target.origin;
-    if let Some(edits) = ctx.origin_edits.clone() {
+    // Taken: `upstream_peer` (and so the function) runs again before any other attempt.
+    if let Some(edits) = ctx.origin_edits.take() {
         // The origin-request function decided the request: its path and query (under the
         // origin's path) and its headers, Host included; then the origin's custom headers.
         let path = edits.uri.unwrap_or_else(|| upstream.uri.path().to_owned());
