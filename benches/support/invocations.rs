@@ -92,5 +92,6 @@ pub fn invocation(code: &str, hook: Hook) -> Invocation {
         }),
         kvs: None,
         origin: None,
+        body: None,
     }
 }

@@ -225,12 +225,20 @@ pub struct Behavior {
     pub hooks: [Option<Arc<FunctionDef>>; 4],
     /// Run the viewer-response function on origin answers ≥ 400 too (CloudFront does not).
     pub viewer_response_on_error: bool,
+    /// Hooks whose function gets the request body (`include_body`; viewer-request and
+    /// origin-request only), indexed by `Hook as usize`.
+    pub include_body: [bool; 4],
 }
 
 impl Behavior {
     /// The function attached at a hook.
     pub fn function(&self, hook: Hook) -> Option<&Arc<FunctionDef>> {
         self.hooks[hook as usize].as_ref()
+    }
+
+    /// Whether the function at `hook` gets the request body.
+    pub fn includes_body(&self, hook: Hook) -> bool {
+        self.include_body[hook as usize]
     }
 }
 

@@ -98,11 +98,55 @@ pub struct RawOriginGroup {
 pub struct RawBehavior {
     pub path_pattern: Spanned<String>,
     pub origin: Spanned<String>,
-    pub viewer_request: Option<Spanned<String>>,
-    pub origin_request: Option<Spanned<String>>,
-    pub origin_response: Option<Spanned<String>>,
-    pub viewer_response: Option<Spanned<String>>,
+    pub viewer_request: Option<Spanned<RawHook>>,
+    pub origin_request: Option<Spanned<RawHook>>,
+    pub origin_response: Option<Spanned<RawHook>>,
+    pub viewer_response: Option<Spanned<RawHook>>,
     pub viewer_response_on_error: Option<bool>,
+}
+
+/// A behavior's hook slot: a function name, or `{ function = "NAME", include_body = true }`.
+#[derive(Debug)]
+pub struct RawHook {
+    pub function: String,
+    pub include_body: Option<bool>,
+}
+
+/// The table form of [`RawHook`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHookTable {
+    function: String,
+    include_body: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for RawHook {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HookVisitor;
+        impl<'de> serde::de::Visitor<'de> for HookVisitor {
+            type Value = RawHook;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a function name or a table { function = \"NAME\", include_body = true }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<RawHook, E> {
+                Ok(RawHook {
+                    function: name.to_owned(),
+                    include_body: None,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawHook, A::Error> {
+                let table =
+                    RawHookTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawHook {
+                    function: table.function,
+                    include_body: table.include_body,
+                })
+            }
+        }
+        deserializer.deserialize_any(HookVisitor)
+    }
 }
 
 /// `[functions.NAME]`

@@ -230,6 +230,60 @@ origin_request = \"f\"\n[functions.f]\nruntime = \"lambda-edge\"\ncode = \"f.js\
 }
 
 #[test]
+fn include_body_is_set_per_request_hook_for_lambda_edge_only() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("e.js"), "exports.handler = async (e) => e;").unwrap();
+    std::fs::write(
+        dir.path().join("c.js"),
+        "function handler(e){return e.request}",
+    )
+    .unwrap();
+    let config = |hooks: &str| {
+        format!(
+            "{}\n{hooks}\n[functions.e]\nruntime = \"lambda-edge\"\ncode = \"e.js\"\n\
+             [functions.c]\ncode = \"c.js\"\n",
+            MINIMAL.trim_end()
+        )
+    };
+    let c = parse(
+        &config(
+            "viewer_request = { function = \"e\", include_body = true }\n\
+             origin_request = { function = \"e\" }\norigin_response = \"e\"",
+        ),
+        &dir.path().join("v.toml"),
+    )
+    .unwrap();
+    let b = &c.behaviors[0];
+    assert!(b.includes_body(Hook::ViewerRequest));
+    assert!(!b.includes_body(Hook::OriginRequest));
+    assert!(b.function(Hook::OriginRequest).is_some());
+    assert!(b.function(Hook::OriginResponse).is_some());
+    for (hooks, expected) in [
+        (
+            "origin_response = { function = \"e\", include_body = true }",
+            "v.toml:8:19: behaviors[0].origin_response.include_body: include_body applies to viewer_request and origin_request only",
+        ),
+        (
+            "viewer_request = { function = \"c\", include_body = true }",
+            "behaviors[0].viewer_request.include_body: `c` is a CloudFront Function, which cannot read the request body",
+        ),
+        (
+            "origin_request = { function = \"e\", include_bodies = true }",
+            "unknown field `include_bodies`",
+        ),
+        (
+            "origin_request = { function = \"nope\" }",
+            "behaviors[0].origin_request: no function is named `nope`",
+        ),
+    ] {
+        let e = parse(&config(hooks), &dir.path().join("v.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(expected), "{hooks}: {e}");
+    }
+}
+
+#[test]
 fn functions_load_relative_to_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("fns")).unwrap();

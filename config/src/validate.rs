@@ -603,26 +603,45 @@ fn behaviors(
             (Hook::OriginResponse, &b.origin_response),
             (Hook::ViewerResponse, &b.viewer_response),
         ];
+        let mut include_body = [false; 4];
         for (hook, slot) in slots {
-            let Some(fname) = slot else { continue };
+            let Some(slot) = slot else { continue };
+            let fname = &slot.get_ref().function;
             let field = format!("{path}.{}", hook.key());
-            match functions.get(fname.get_ref()) {
+            match functions.get(fname) {
                 Some(f) if !f.runtime.allowed_at(hook) => c.error(
-                    fname,
-                    field,
+                    slot,
+                    field.clone(),
                     format!(
-                        "`{}` is a {} function; CloudFront Functions run only at viewer_request and viewer_response",
-                        fname.get_ref(),
+                        "`{fname}` is a {} function; CloudFront Functions run only at viewer_request and viewer_response",
                         f.runtime.name()
                     ),
                 ),
                 Some(f) => hooks[hook as usize] = Some(f.clone()),
-                None if raw.functions.contains_key(fname.get_ref()) => {}
-                None => c.error(
-                    fname,
+                None if raw.functions.contains_key(fname) => {}
+                None => c.error(slot, field.clone(), format!("no function is named `{fname}`")),
+            }
+            if slot.get_ref().include_body != Some(true) {
+                continue;
+            }
+            let field = format!("{field}.include_body");
+            if !matches!(hook, Hook::ViewerRequest | Hook::OriginRequest) {
+                c.error(
+                    slot,
                     field,
-                    format!("no function is named `{}`", fname.get_ref()),
-                ),
+                    "include_body applies to viewer_request and origin_request only (as on CloudFront)",
+                );
+            } else if functions
+                .get(fname)
+                .is_some_and(|f| f.runtime != Runtime::LambdaEdge)
+            {
+                c.error(
+                    slot,
+                    field,
+                    format!("`{fname}` is a CloudFront Function, which cannot read the request body; include_body needs a lambda-edge function"),
+                );
+            } else {
+                include_body[hook as usize] = true;
             }
         }
         if let (Some(path_pattern), Some(target)) = (pattern, target) {
@@ -632,6 +651,7 @@ fn behaviors(
                 target,
                 hooks,
                 viewer_response_on_error: b.viewer_response_on_error.unwrap_or(false),
+                include_body,
             });
         }
     }

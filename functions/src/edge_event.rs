@@ -18,6 +18,15 @@ pub const MAX_VIEWER_RESPONSE: usize = 40 * 1024;
 /// … and at origin-request.
 pub const MAX_ORIGIN_RESPONSE: usize = 1024 * 1024;
 
+/// An include-body function sees at most this much of the request body, and may replace it
+/// with at most this much, per hook (§2.6: 40 KB viewer-request, 1 MB origin-request).
+pub fn body_cap(hook: Hook) -> usize {
+    match hook {
+        Hook::OriginRequest => 1024 * 1024,
+        _ => 40 * 1024,
+    }
+}
+
 /// Headers a handler may read but not add, change or delete, per hook (§1.9, §2.7).
 fn read_only(hook: Hook) -> &'static [&'static str] {
     match hook {
@@ -117,6 +126,17 @@ pub fn event(inv: &Invocation) -> Value {
     });
     if let (Some(o), Some(map)) = (&inv.origin, request.as_object_mut()) {
         map.insert("origin".into(), custom_origin(o));
+    }
+    if let (Some(body), Some(map)) = (&inv.body, request.as_object_mut()) {
+        map.insert(
+            "body".into(),
+            json!({
+                "action": "read-only",
+                "data": crate::encoding::base64(&body.data, true, false),
+                "encoding": "base64",
+                "inputTruncated": body.truncated,
+            }),
+        );
     }
     let mut cf = json!({
         "config": {
@@ -515,17 +535,67 @@ fn request_edits(
             edits.origin = origin_from(origin, original.get("origin").unwrap_or(&Value::Null))?;
         }
     }
-    // include-body is not built yet: the event has no body, and a handler that adds one would
-    // otherwise be silently ignored.
     if let Some(body) = obj.get("body")
         && Some(body) != original.get("body")
-        && !body.is_null()
     {
-        return Err(validation(
-            "request.body: include-body is not available in this build of verge",
-        ));
+        edits.body = body_replacement(inv, body)?;
     }
     Ok(edits)
+}
+
+/// A changed `request.body`: the new body when `action` is `replace` (within the hook's cap),
+/// nothing when it stays `read-only`. Without include-body there is no body to change.
+fn body_replacement(inv: &Invocation, body: &Value) -> Result<Option<Vec<u8>>, FunctionError> {
+    if inv.body.is_none() {
+        if body.is_null() {
+            return Ok(None);
+        }
+        return Err(validation(
+            "request.body can be set only when the behavior includes the body at this hook \
+             (include_body = true)",
+        ));
+    }
+    let obj = body
+        .as_object()
+        .ok_or_else(|| validation("request.body must be an object"))?;
+    only_fields(
+        obj,
+        &["action", "data", "encoding", "inputTruncated"],
+        "request.body",
+    )?;
+    match obj.get("action").and_then(Value::as_str) {
+        None | Some("read-only") => return Ok(None),
+        Some("replace") => {}
+        Some(other) => {
+            return Err(validation(format!(
+                "request.body.action `{other}` is not read-only or replace"
+            )));
+        }
+    }
+    let data = match obj.get("data") {
+        Some(Value::String(data)) => data,
+        None | Some(Value::Null) => "",
+        Some(_) => return Err(validation("request.body.data must be a string")),
+    };
+    let bytes = match obj.get("encoding").and_then(Value::as_str) {
+        Some("text") => data.as_bytes().to_vec(),
+        None | Some("base64") => crate::encoding::base64_decode(data)
+            .ok_or_else(|| validation("request.body.data is not valid base64"))?,
+        Some(other) => {
+            return Err(validation(format!(
+                "request.body.encoding `{other}` is not base64 or text"
+            )));
+        }
+    };
+    let cap = body_cap(inv.hook);
+    if bytes.len() > cap {
+        return Err(validation(format!(
+            "the replaced request body is {} bytes; at most {cap} are allowed at {}",
+            bytes.len(),
+            inv.hook.key().replace('_', "-")
+        )));
+    }
+    Ok(Some(bytes))
 }
 
 /// The returned response at origin-response or viewer-response, against the event's.

@@ -63,5 +63,6 @@ pub fn invocation(function: &Arc<FunctionDef>, hook: Hook) -> Invocation {
         }),
         kvs: None,
         origin: origin_hook.then(origin),
+        body: None,
     }
 }

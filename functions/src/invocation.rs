@@ -54,6 +54,17 @@ pub struct Invocation {
     /// The origin this attempt goes to (`request.origin.custom`, edge tier at the origin
     /// hooks).
     pub origin: Option<EdgeOrigin>,
+    /// The request body, when the behavior includes it at this hook (`include_body`).
+    pub body: Option<RequestBody>,
+}
+
+/// The request body as an include-body function sees it: at most the hook's cap.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestBody {
+    /// The body's first bytes (all of it unless `truncated`).
+    pub data: bytes::Bytes,
+    /// Whether the body was longer than the hook's cap (`inputTruncated`).
+    pub truncated: bool,
 }
 
 /// A custom origin as Lambda@Edge describes it in `request.origin.custom`.

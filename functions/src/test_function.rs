@@ -201,6 +201,7 @@ pub fn test_function(
         response,
         kvs: None,
         origin: None,
+        body: None,
     };
     let mut function = LoadedFunction::load(source, runtime).map_err(|e| e.0)?;
     crate::host::begin(
@@ -340,7 +341,26 @@ fn edge_invocation(source: &str, cf: &Value) -> Result<Invocation, String> {
         response,
         kvs: None,
         origin,
+        body: event_body(request.get("body"))?,
     })
+}
+
+/// `request.body` of an include-body event: `data` in its `encoding` (base64 unless `text`).
+fn event_body(body: Option<&Value>) -> Result<Option<crate::invocation::RequestBody>, String> {
+    let Some(body) = body.filter(|b| b.is_object()) else {
+        return Ok(None);
+    };
+    let data = body["data"].as_str().unwrap_or("");
+    let data = if body["encoding"].as_str() == Some("text") {
+        data.as_bytes().to_vec()
+    } else {
+        crate::encoding::base64_decode(data)
+            .ok_or("request.body.data is not valid base64 (say \"encoding\": \"text\" for text)")?
+    };
+    Ok(Some(crate::invocation::RequestBody {
+        data: data.into(),
+        truncated: body["inputTruncated"].as_bool().unwrap_or(false),
+    }))
 }
 
 /// Run a Lambda@Edge handler on an event (`{Records:[{cf:…}]}`), within its hook's default

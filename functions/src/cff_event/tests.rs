@@ -37,6 +37,7 @@ fn inv(query: &str, headers: &[(&str, &str)]) -> Invocation {
         response: None,
         kvs: None,
         origin: None,
+        body: None,
     }
 }
 

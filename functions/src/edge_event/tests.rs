@@ -131,12 +131,12 @@ fn read_only_and_disallowed_headers_are_refused_per_hook() {
     assert_eq!(kind(outcome(&vinv, &vev, r)), FunctionErrorKind::Validation);
     let r = returned(&vev, "request", |r| r["method"] = json!("POST"));
     assert_eq!(kind(outcome(&vinv, &vev, r)), FunctionErrorKind::Validation);
-    // include-body is not built: a body added by the handler is refused, never ignored.
+    // Without include-body, a body added by the handler is refused, never ignored.
     let r = returned(&vev, "request", |r| {
         r["body"] = json!({ "action": "replace", "encoding": "text", "data": "x" })
     });
     let e = outcome(&vinv, &vev, r).unwrap_err();
-    assert!(e.message.contains("include-body"), "{}", e.message);
+    assert!(e.message.contains("include_body"), "{}", e.message);
 }
 
 #[test]
@@ -252,4 +252,89 @@ fn changing_request_origin_custom_routes_the_request() {
         panic!("not continued")
     };
     assert_eq!(edits, Edits::default());
+}
+
+#[test]
+fn include_body_puts_the_body_in_base64_and_reads_back_replacements() {
+    // Without include-body there is no body field, and adding one is refused.
+    let (inv, ev) = at(Hook::OriginRequest);
+    assert!(ev["Records"][0]["cf"]["request"].get("body").is_none());
+    let added = returned(&ev, "request", |r| {
+        r["body"] = json!({"action": "replace", "encoding": "text", "data": "x"});
+    });
+    assert_eq!(
+        kind(outcome(&inv, &ev, added)),
+        FunctionErrorKind::Validation
+    );
+
+    for hook in [Hook::ViewerRequest, Hook::OriginRequest] {
+        let (mut inv, _) = at(hook);
+        inv.body = Some(crate::invocation::RequestBody {
+            data: bytes::Bytes::from_static(b"a=1&b=%C3%A9"),
+            truncated: true,
+        });
+        let ev = event(&inv);
+        let body = &ev["Records"][0]["cf"]["request"]["body"];
+        assert_eq!(
+            body,
+            &json!({"action": "read-only", "data": "YT0xJmI9JUMzJUE5",
+                    "encoding": "base64", "inputTruncated": true})
+        );
+        let edits = |change: Value| match outcome(
+            &inv,
+            &ev,
+            returned(&ev, "request", |r| r["body"] = change),
+        ) {
+            Ok(Outcome::Continue(e)) => Ok(e.body),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.message),
+        };
+        // Changes to data without `replace` are ignored, as on CloudFront.
+        assert_eq!(
+            edits(json!({"action": "read-only", "data": "eA=="})),
+            Ok(None)
+        );
+        assert_eq!(
+            edits(json!({"action": "replace", "encoding": "text", "data": "new"})),
+            Ok(Some(b"new".to_vec()))
+        );
+        assert_eq!(
+            edits(json!({"action": "replace", "encoding": "base64", "data": "bmV3"})),
+            Ok(Some(b"new".to_vec()))
+        );
+        let cap = body_cap(hook);
+        assert_eq!(
+            edits(json!({"action": "replace", "encoding": "text", "data": "z".repeat(cap)}))
+                .map(|b| b.map(|b| b.len())),
+            Ok(Some(cap))
+        );
+        for (bad, why) in [
+            (
+                json!({"action": "replace", "encoding": "text", "data": "z".repeat(cap + 1)}),
+                "at most",
+            ),
+            (
+                json!({"action": "replace", "encoding": "base64", "data": "%%%"}),
+                "not valid base64",
+            ),
+            (
+                json!({"action": "replace", "encoding": "hex", "data": ""}),
+                "hex",
+            ),
+            (json!({"action": "rewrite", "data": ""}), "rewrite"),
+            (json!({"action": "replace", "data": 5}), "must be a string"),
+            (
+                json!({"action": "replace", "size": 5}),
+                "unexpected field `size`",
+            ),
+            (json!("text"), "must be an object"),
+        ] {
+            let message = edits(bad.clone()).expect_err(&bad.to_string());
+            assert!(message.contains(why), "{bad}: {message}");
+        }
+    }
+    assert_eq!(
+        (body_cap(Hook::ViewerRequest), body_cap(Hook::OriginRequest)),
+        (40 * 1024, 1024 * 1024)
+    );
 }

@@ -38,6 +38,7 @@ fn inv(function: &Arc<FunctionDef>) -> Invocation {
         response: None,
         kvs: None,
         origin: None,
+        body: None,
     }
 }
 

@@ -259,6 +259,7 @@ pub async fn viewer_request(
         response: None,
         kvs: function_kvs(ctx, &f),
         origin: None,
+        body: None,
     };
     let reply = invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {
@@ -343,6 +344,7 @@ pub async fn viewer_response(
         response: Some(response_snapshot(response)),
         kvs: function_kvs(ctx, &f),
         origin: None,
+        body: None,
     };
     let reply = invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {

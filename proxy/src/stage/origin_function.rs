@@ -82,6 +82,7 @@ pub async fn origin_request(
         response: None,
         kvs: None,
         origin: Some(edge_origin(target)),
+        body: None,
     };
     let reply = function::invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {
@@ -141,6 +142,7 @@ pub async fn origin_response(
         response: Some(function::response_snapshot(response)),
         kvs: None,
         origin: ctx.origin.as_deref().map(edge_origin),
+        body: None,
     };
     let reply = function::invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {
