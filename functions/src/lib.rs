@@ -61,7 +61,9 @@ static ALLOCATOR: alloc_meter::CountingAllocator = alloc_meter::CountingAllocato
 
 pub use edge_pool::EdgePool;
 pub use fast_pool::{FastPool, Generation, PoolConfig, Reply};
-pub use invocation::{EdgeOrigin, HeaderList, Invocation, RequestSnapshot, ResponseSnapshot};
+pub use invocation::{
+    EdgeOrigin, HeaderList, Invocation, RequestBody, RequestSnapshot, ResponseSnapshot,
+};
 pub use origin_choice::{OriginChoice, OriginOverrides, OriginUpdate};
 pub use outcome::{
     Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome, ResultType,

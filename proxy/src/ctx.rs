@@ -51,6 +51,8 @@ pub struct RequestCtx {
     /// What the origin-request function of the current attempt changed in the request
     /// (applied in `upstream_request_filter`).
     pub origin_edits: Option<verge_functions::Edits>,
+    /// The request body as far as include-body functions read it (and their replacement).
+    pub body: Option<crate::request_body::HeldBody>,
 }
 
 /// A complete response verge writes itself in place of the origin's.
@@ -84,6 +86,7 @@ impl RequestCtx {
             route_override: None,
             replacement: None,
             origin_edits: None,
+            body: None,
         }
     }
 
@@ -97,6 +100,32 @@ impl RequestCtx {
         self.route_override
             .as_ref()
             .or_else(|| self.behavior().map(|b| &b.route))
+    }
+
+    /// The request body for the function at `hook` when its behavior includes the body there
+    /// (read from the viewer up to the hook's cap first).
+    pub async fn body_for(
+        &mut self,
+        session: &mut pingora::proxy::Session,
+        hook: verge_functions::Hook,
+    ) -> pingora::Result<Option<verge_functions::RequestBody>> {
+        if !self
+            .behavior()
+            .is_some_and(|b| b.behavior.includes_body(hook))
+        {
+            return Ok(None);
+        }
+        let cap = verge_functions::edge_event::body_cap(hook);
+        let held = self.body.get_or_insert_default();
+        held.fill(session, cap).await?;
+        Ok(Some(held.view(cap)))
+    }
+
+    /// Send a function's replacement body upstream instead of the viewer's.
+    pub fn replace_body(&mut self, body: Option<Vec<u8>>) {
+        if let Some(body) = body {
+            self.body.get_or_insert_default().replace(body.into());
+        }
     }
 
     /// The current origin's name, or `-`.

@@ -12,7 +12,8 @@
 //!
 //! Map: [`service`] is the one `ProxyHttp` impl, each phase delegating to [`stage`];
 //! [`state`] holds the published [`snapshot`] and reloads it; [`origin`] and [`dns`] make
-//! pingora peers, [`function_route`] turns a function's origin choice into a route; [`error_page`] renders what verge answers itself; [`metrics`] and [`admin`]
+//! pingora peers, [`function_route`] turns a function's origin choice into a route; [`request_body`] holds
+//! the body include-body functions read; [`error_page`] renders what verge answers itself; [`metrics`] and [`admin`]
 //! are observability; [`server`] assembles pingora's server, [`embed`] serves the same apps
 //! from an accept loop of your own (tests).
 
@@ -26,6 +27,7 @@ pub mod function_route;
 pub mod headers;
 pub mod metrics;
 pub mod origin;
+pub mod request_body;
 pub mod request_id;
 pub mod server;
 pub mod service;

@@ -3,7 +3,7 @@
 //!
 //! Request order: `new_ctx` (takes the snapshot) → `early_request_filter` →
 //! `request_filter` (viewer-request) → `upstream_peer` (origin selection, per attempt) →
-//! `upstream_request_filter` (origin-request) → `upstream_response_filter` (origin-response) →
+//! `upstream_request_filter` (origin-request) → `request_body_filter` (include-body) → `upstream_response_filter` (origin-response) →
 //! `response_filter` (viewer-response) → `logging`. Failures go through `fail_to_connect` /
 //! `error_while_proxy` (failover) and end in `fail_to_proxy` (the error page).
 
@@ -92,6 +92,19 @@ impl ProxyHttp for VergeProxy {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         stage::origin_request::prepare(upstream_request, ctx)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let Some(held) = ctx.body.as_mut() {
+            held.filter(body);
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(

@@ -16,6 +16,8 @@ mod failover;
 #[cfg(test)]
 mod functions;
 #[cfg(test)]
+mod include_body;
+#[cfg(test)]
 mod observability;
 #[cfg(test)]
 mod reload;

@@ -251,6 +251,8 @@ pub async fn viewer_request(
     ctx: &mut RequestCtx,
     f: Arc<FunctionDef>,
 ) -> pingora::Result<bool> {
+    // The body first: reading it may answer `Expect: 100-continue` and drop that header.
+    let body = ctx.body_for(session, Hook::ViewerRequest).await?;
     let invocation = Invocation {
         function: f.clone(),
         hook: Hook::ViewerRequest,
@@ -259,12 +261,13 @@ pub async fn viewer_request(
         response: None,
         kvs: function_kvs(ctx, &f),
         origin: None,
-        body: None,
+        body,
     };
     let reply = invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {
         Ok(Outcome::Continue(mut edits)) => {
             let origin = edits.origin.take();
+            ctx.replace_body(edits.body.take());
             match choose_origin(ctx, origin)
                 .and_then(|()| apply_request_edits(session.req_header_mut(), edits))
             {

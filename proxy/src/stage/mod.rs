@@ -9,6 +9,7 @@
 //! | `fail_to_connect`          | [`origin_select::on_connect_error`] |
 //! | `error_while_proxy`        | [`origin_select::on_proxy_error`] |
 //! | `upstream_request_filter`  | [`origin_request::prepare`] |
+//! | `request_body_filter`      | [`crate::request_body::HeldBody::filter`] (include-body only) |
 //! | `upstream_response_filter` | [`origin_response::on_header`] → [`origin_function::origin_response`] |
 //! | `response_filter`          | [`viewer_response::on_header`] |
 //! | `fail_to_proxy`            | [`respond::fail`]          |

@@ -60,11 +60,13 @@ fn answered(why: &'static str) -> Box<Error> {
 /// generated response or a failure, in `ctx.replacement`).
 pub async fn origin_request(
     state: &ProxyState,
-    session: &Session,
+    session: &mut Session,
     ctx: &mut RequestCtx,
     f: Arc<FunctionDef>,
     target: &Arc<OriginTarget>,
 ) -> pingora::Result<Option<Arc<OriginTarget>>> {
+    // The body first: reading it may answer `Expect: 100-continue` and drop that header.
+    let body = ctx.body_for(session, Hook::OriginRequest).await?;
     let mut request = request_snapshot(session);
     // The request as the origin will get it: its own Host unless the viewer's is kept.
     if !target.origin.preserve_host || !request.headers.iter().any(|(n, _)| n == "host") {
@@ -82,7 +84,7 @@ pub async fn origin_request(
         response: None,
         kvs: None,
         origin: Some(edge_origin(target)),
-        body: None,
+        body,
     };
     let reply = function::invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {
@@ -98,6 +100,7 @@ pub async fn origin_request(
             return Err(answered("origin-request function generated the response"));
         }
         Ok(Outcome::Continue(mut edits)) => {
+            ctx.replace_body(edits.body.take());
             let moved = match edits.origin.take() {
                 None => Ok(None),
                 Some(OriginChoice::Update(update)) => {

@@ -7,8 +7,19 @@ use pingora::http::RequestHeader;
 
 use crate::ctx::RequestCtx;
 
-/// `upstream_request_filter`: rewrite the upstream request for the chosen origin.
+/// `upstream_request_filter`: rewrite the upstream request for the chosen origin; then, when
+/// an include-body function replaced the body, give the request the replacement's length
+/// (last, so no header edit undoes it).
 pub fn prepare(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> pingora::Result<()> {
+    rewrite(upstream, ctx)?;
+    match ctx.body.as_mut() {
+        Some(held) => held.prepare_attempt(upstream),
+        None => Ok(()),
+    }
+}
+
+/// The path, `Host` and headers the chosen origin gets.
+fn rewrite(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> pingora::Result<()> {
     let Some(target) = ctx.origin.clone() else {
         return Ok(());
     };

@@ -128,6 +128,10 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> Fai
     let detail = match status {
         504 => format!("The origin {} did not answer in time.", ctx.origin_name()),
         502 => format!("The origin {} could not be reached.", ctx.origin_name()),
+        crate::request_body::LENGTH_REQUIRED => "A request body over 64 KiB sent without a \
+             Content-Length cannot be read by this behavior's include-body function and still be \
+             forwarded; send it with a Content-Length."
+            .to_owned(),
         _ => "The request could not be processed.".to_owned(),
     };
     let written = if ctx.response_started {

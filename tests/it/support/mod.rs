@@ -43,14 +43,24 @@ pub fn pattern_chunks(
 ) -> impl futures::Stream<Item = Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>
 + Send
 + 'static {
+    pattern_chunks_of(len, 64 * 1024)
+}
+
+/// The pattern body of `len` bytes as a stream of `chunk`-byte frames.
+pub fn pattern_chunks_of(
+    len: u64,
+    chunk: u64,
+) -> impl futures::Stream<Item = Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>
++ Send
++ 'static {
     futures::stream::unfold(0u64, move |off| async move {
         if off >= len {
             return None;
         }
-        let n = (len - off).min(64 * 1024);
-        let chunk: Vec<u8> = (off..off + n).map(pattern_byte).collect();
+        let n = (len - off).min(chunk);
+        let bytes: Vec<u8> = (off..off + n).map(pattern_byte).collect();
         Some((
-            Ok(hyper::body::Frame::data(bytes::Bytes::from(chunk))),
+            Ok(hyper::body::Frame::data(bytes::Bytes::from(bytes))),
             off + n,
         ))
     })
