@@ -183,6 +183,53 @@ async fn origin_response_turns_a_404_into_a_redirect_and_viewer_response_adds_he
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn origin_request_form_handler_answers_an_include_body_post_itself() {
+    let a = origin().name("a").run().await;
+    let p = edge_proxy(
+        &a,
+        None,
+        &[(
+            "/contact/*",
+            "origin_request = { function = \"form\", include_body = true }",
+        )],
+        &[("form", &example("origin-request-form-handler.js"), "")],
+    )
+    .await;
+    let post = |form: &str| {
+        http::Request::post("/contact/echo")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+                bytes::Bytes::from(form.to_owned()),
+            )))
+            .unwrap()
+    };
+    let hits = a.hits();
+    let r = crate::support::request(
+        p.addr,
+        post("name=Ada%20L&email=ada%40example.org&message=hello+there"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-cache"), "LambdaGeneratedResponse from verge");
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"received": {"name": "Ada L", "email": "ada@example.org", "length": 11}})
+    );
+    let r = crate::support::request(p.addr, post("name=Ada&email=nope&message=x")).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "the email address is not valid");
+    let r = crate::support::request(p.addr, post("name=Ada")).await;
+    assert_eq!(r.json()["missing"], serde_json::json!(["email", "message"]));
+    let big = format!("name=a&email=a@b&message={}", "x".repeat(1024 * 1024));
+    let r = crate::support::request(p.addr, post(&big)).await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(a.hits(), hits, "the origin saw a form");
+    // Not a POST: on to the origin.
+    let r = get(p.addr, "/contact/echo").await;
+    assert_eq!((r.status, r.header("x-origin")), (200, "a"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn origin_response_replaces_bodies_even_on_bodiless_answers() {
     let a = origin().name("a").run().await;
     let code = "exports.handler = async (event) => {
