@@ -584,4 +584,43 @@ mod tests {
         assert!(thrown.function_error_message.contains("no"));
         assert!(test_edge_function("exports.handler = async () => {};", "{}").is_err());
     }
+
+    #[test]
+    fn an_include_body_event_gives_the_handler_its_body_and_checks_the_replacement() {
+        let event = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/events/lae-origin-request-body.json"),
+        )
+        .unwrap();
+        let r = test_edge_function(
+            "exports.handler = async (event) => { const r = event.Records[0].cf.request; \
+             const text = Buffer.from(r.body.data, 'base64').toString(); \
+             r.body.action = 'replace'; r.body.encoding = 'text'; \
+             r.body.data = text.toUpperCase() + ':' + r.body.inputTruncated; return r; };",
+            &event,
+        )
+        .unwrap();
+        assert_eq!(r.function_error_message, "");
+        assert!(r.validation_errors.is_empty(), "{:?}", r.validation_errors);
+        let output: Value = serde_json::from_str(&r.function_output).unwrap();
+        assert_eq!(
+            output["body"]["data"],
+            "NAME=ADA&EMAIL=ADA%40EXAMPLE.ORG:false"
+        );
+        let too_big = test_edge_function(
+            "exports.handler = async (event) => { const r = event.Records[0].cf.request; \
+             r.body.action = 'replace'; r.body.encoding = 'text'; \
+             r.body.data = 'x'.repeat(1024 * 1024) + 'y'; return r; };",
+            &event,
+        )
+        .unwrap();
+        assert!(
+            too_big
+                .validation_errors
+                .iter()
+                .any(|e| e.contains("at most 1048576")),
+            "{:?}",
+            too_big
+        );
+    }
 }
