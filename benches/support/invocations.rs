@@ -64,6 +64,7 @@ pub fn invocation(code: &str, hook: Hook) -> Invocation {
             fail_open: false,
             timeout: None,
             instances: 1,
+            fetch: Default::default(),
             pos: Pos::START,
         }),
         hook,

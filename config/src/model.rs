@@ -309,8 +309,37 @@ pub struct FunctionDef {
     /// Instances (edge tier): each runs one invocation at a time on its own thread, so this
     /// is the function's concurrency limit.
     pub instances: usize,
+    /// What the function may `fetch` (edge tier).
+    pub fetch: FetchPolicy,
     /// Where `code` was written, for errors the JS loader finds.
     pub pos: Pos,
+}
+
+/// What an edge function may `fetch`: only the listed origins (a URL's scheme, host and port
+/// must be one of theirs), each call within `timeout` (and the invocation's own), at most
+/// `max_calls` calls per invocation and `max_bytes` per response body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchPolicy {
+    /// The allow-list (`fetch = ["origin", …]`); empty: `fetch` refuses every URL.
+    pub origins: Vec<Arc<Origin>>,
+    /// `fetch_timeout`.
+    pub timeout: Duration,
+    /// `fetch_max_calls`.
+    pub max_calls: u32,
+    /// `fetch_max_bytes`.
+    pub max_bytes: usize,
+}
+
+impl Default for FetchPolicy {
+    fn default() -> Self {
+        use crate::validate::defaults;
+        FetchPolicy {
+            origins: Vec::new(),
+            timeout: defaults::FETCH_TIMEOUT,
+            max_calls: defaults::FETCH_MAX_CALLS,
+            max_bytes: defaults::FETCH_MAX_BYTES as usize,
+        }
+    }
 }
 
 impl FunctionDef {

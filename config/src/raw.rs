@@ -161,6 +161,10 @@ pub struct RawFunction {
     pub fail_open: Option<bool>,
     pub timeout: Option<Spanned<String>>,
     pub instances: Option<Spanned<u32>>,
+    pub fetch: Option<Spanned<Vec<Spanned<String>>>>,
+    pub fetch_timeout: Option<Spanned<String>>,
+    pub fetch_max_calls: Option<Spanned<u32>>,
+    pub fetch_max_bytes: Option<Spanned<u64>>,
 }
 
 /// `[kvs.NAME]`

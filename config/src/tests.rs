@@ -284,6 +284,71 @@ fn include_body_is_set_per_request_hook_for_lambda_edge_only() {
 }
 
 #[test]
+fn fetch_lists_origins_by_name_with_bounded_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.js"), "exports.handler = async (e) => e;").unwrap();
+    let config = |runtime: &str, settings: &str| {
+        format!(
+            "{}\norigin_response = \"f\"\n[functions.f]\nruntime = \"{runtime}\"\ncode = \"f.js\"\n{settings}\n",
+            MINIMAL.trim_end()
+        )
+    };
+    let c = parse(&config("lambda-edge", ""), &dir.path().join("v.toml")).unwrap();
+    let fetch = &c.functions["f"].fetch;
+    assert!(fetch.origins.is_empty());
+    assert_eq!(
+        (fetch.timeout, fetch.max_calls, fetch.max_bytes),
+        (Duration::from_secs(5), 10, 1024 * 1024)
+    );
+    let c = parse(
+        &config(
+            "lambda-edge",
+            "fetch = [\"app\"]\nfetch_timeout = \"2s\"\nfetch_max_calls = 3\nfetch_max_bytes = 100",
+        ),
+        &dir.path().join("v.toml"),
+    )
+    .unwrap();
+    let fetch = &c.functions["f"].fetch;
+    assert_eq!(fetch.origins[0].name, "app");
+    assert_eq!(
+        (fetch.timeout, fetch.max_calls, fetch.max_bytes),
+        (Duration::from_secs(2), 3, 100)
+    );
+    for (runtime, settings, expected) in [
+        (
+            "lambda-edge",
+            "fetch = [\"nope\"]",
+            "functions.f.fetch: no origin is named `nope`",
+        ),
+        (
+            "lambda-edge",
+            "fetch_timeout = \"31s\"",
+            "functions.f.fetch_timeout: must be more than 0",
+        ),
+        (
+            "lambda-edge",
+            "fetch_max_calls = 0",
+            "functions.f.fetch_max_calls: must be between 1 and 1000",
+        ),
+        (
+            "lambda-edge",
+            "fetch_max_bytes = 0",
+            "functions.f.fetch_max_bytes: must be between 1",
+        ),
+        (
+            "cloudfront-js-2.0",
+            "fetch = [\"app\"]",
+            "functions.f.fetch: applies only to runtime lambda-edge",
+        ),
+    ] {
+        let e = parse(&config(runtime, settings), &dir.path().join("v.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(expected), "{settings}: {e}");
+    }
+}
+
+#[test]
 fn functions_load_relative_to_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("fns")).unwrap();

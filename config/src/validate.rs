@@ -52,6 +52,12 @@ pub mod defaults {
     pub const EDGE_INSTANCES: u32 = 4;
     /// The longest `functions.*.timeout` (Lambda@Edge's 30 s)
     pub const MAX_EDGE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `functions.*.fetch_timeout` (each `fetch`, within the invocation's own timeout)
+    pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+    /// `functions.*.fetch_max_calls` (per invocation)
+    pub const FETCH_MAX_CALLS: u32 = 10;
+    /// `functions.*.fetch_max_bytes` (per response body)
+    pub const FETCH_MAX_BYTES: u64 = 1024 * 1024;
     /// `origin_groups.*.failover_status`
     pub const FAILOVER_STATUS: [u16; 4] = [500, 502, 503, 504];
 }
@@ -239,7 +245,13 @@ pub fn validate(raw: RawConfig, file: &Path, map: &SourceMap) -> Result<Config, 
 
     let mut functions = BTreeMap::new();
     for (name, f) in &raw.functions {
-        if let Some(function) = function(&mut c, name, f.get_ref(), &kvs, &raw.kvs) {
+        let known = Known {
+            kvs: &kvs,
+            raw_kvs: &raw.kvs,
+            origins: &origins,
+            raw_origins: &raw.origins,
+        };
+        if let Some(function) = function(&mut c, name, f.get_ref(), &known) {
             functions.insert(name.clone(), Arc::new(function));
         }
     }
@@ -448,13 +460,80 @@ fn origin(c: &mut Checker, name: &str, spanned: &Spanned<RawOrigin>) -> Option<O
     })
 }
 
-fn function(
-    c: &mut Checker,
-    name: &str,
-    raw: &RawFunction,
-    kvs: &BTreeMap<String, Arc<KvsDef>>,
-    raw_kvs: &BTreeMap<String, Spanned<RawKvs>>,
-) -> Option<FunctionDef> {
+/// What a function may refer to: the stores and origins built so far, and their raw tables
+/// (a name whose table has errors is not reported again as unknown).
+struct Known<'a> {
+    kvs: &'a BTreeMap<String, Arc<KvsDef>>,
+    raw_kvs: &'a BTreeMap<String, Spanned<RawKvs>>,
+    origins: &'a BTreeMap<String, Arc<Origin>>,
+    raw_origins: &'a BTreeMap<String, Spanned<RawOrigin>>,
+}
+
+/// `fetch`, `fetch_timeout`, `fetch_max_calls`, `fetch_max_bytes` of an edge function.
+fn fetch_policy(c: &mut Checker, path: &str, raw: &RawFunction, known: &Known) -> FetchPolicy {
+    let mut origins = Vec::new();
+    for name in raw.fetch.iter().flat_map(|list| list.get_ref()) {
+        match known.origins.get(name.get_ref()) {
+            Some(o) => origins.push(o.clone()),
+            None if known.raw_origins.contains_key(name.get_ref()) => {}
+            None => c.error(
+                name,
+                format!("{path}.fetch"),
+                format!(
+                    "no origin is named `{}`; fetch lists origins by name",
+                    name.get_ref()
+                ),
+            ),
+        }
+    }
+    let timeout = c.duration(
+        raw.fetch_timeout.as_ref(),
+        format!("{path}.fetch_timeout"),
+        defaults::FETCH_TIMEOUT,
+    );
+    if let Some(t) = &raw.fetch_timeout
+        && (timeout.is_zero() || timeout > defaults::MAX_EDGE_TIMEOUT)
+    {
+        c.error(
+            t,
+            format!("{path}.fetch_timeout"),
+            "must be more than 0 and at most 30s",
+        );
+    }
+    let max_calls = match &raw.fetch_max_calls {
+        Some(n) if !(1..=1000).contains(n.get_ref()) => {
+            c.error(
+                n,
+                format!("{path}.fetch_max_calls"),
+                "must be between 1 and 1000",
+            );
+            defaults::FETCH_MAX_CALLS
+        }
+        Some(n) => *n.get_ref(),
+        None => defaults::FETCH_MAX_CALLS,
+    };
+    let max_bytes = match &raw.fetch_max_bytes {
+        Some(n) if !(1..=64 * 1024 * 1024).contains(n.get_ref()) => {
+            c.error(
+                n,
+                format!("{path}.fetch_max_bytes"),
+                "must be between 1 and 67108864 (64 MiB)",
+            );
+            defaults::FETCH_MAX_BYTES
+        }
+        Some(n) => *n.get_ref(),
+        None => defaults::FETCH_MAX_BYTES,
+    };
+    FetchPolicy {
+        origins,
+        timeout,
+        max_calls,
+        max_bytes: max_bytes as usize,
+    }
+}
+
+fn function(c: &mut Checker, name: &str, raw: &RawFunction, known: &Known) -> Option<FunctionDef> {
+    let (kvs, raw_kvs) = (known.kvs, known.raw_kvs);
     let path = format!("functions.{name}");
     let runtime = match &raw.runtime {
         Some(v) => match Runtime::parse(v.get_ref()) {
@@ -513,6 +592,10 @@ fn function(
     if let (false, Some(i)) = (edge, &raw.instances) {
         c.error(i, format!("{path}.instances"), EDGE_ONLY);
     }
+    if let (false, Some(f)) = (edge, &raw.fetch) {
+        c.error(f, format!("{path}.fetch"), EDGE_ONLY);
+    }
+    let fetch = fetch_policy(c, &path, raw, known);
     let timeout = raw.timeout.as_ref().map(|t| {
         let d = c.duration(
             Some(t),
@@ -559,6 +642,7 @@ fn function(
         fail_open: raw.fail_open.unwrap_or(false),
         timeout,
         instances: instances as usize,
+        fetch,
         pos: c.pos(&raw.code),
     })
 }

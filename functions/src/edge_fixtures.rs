@@ -20,6 +20,7 @@ pub fn def(code: &str, instances: usize, timeout: Duration) -> Arc<FunctionDef> 
         fail_open: false,
         timeout: Some(timeout),
         instances,
+        fetch: Default::default(),
         pos: Pos::START,
     })
 }

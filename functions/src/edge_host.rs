@@ -122,7 +122,8 @@ fn timing_safe_equal(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> Js
 /// A native function as boa calls it.
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
-const NATIVES: [(&str, usize, Native); 5] = [
+const NATIVES: [(&str, usize, Native); 6] = [
+    ("__verge_fetch_start", 4, crate::edge_fetch::start),
     ("__verge_timer_add", 1, timer_add),
     ("__verge_timer_cancel", 1, timer_cancel),
     ("__verge_random_bytes", 1, random_bytes),
@@ -226,7 +227,106 @@ const PRELUDE: &str = r#"
         var f = timers.get(id);
         if (f) { timers.delete(id); f(); }
     });
-    hidden('__verge_reset', function () { timers.clear(); });
+    // fetch: the request goes to the host (allow-list, caps, timeouts); the answer comes back
+    // through __verge_fetch_done, called by the event loop.
+    var fetches = new Map();
+    function Headers(init) {
+        this._map = new Map();
+        if (init === undefined || init === null) { return; }
+        var self = this;
+        if (init instanceof Headers) {
+            init.forEach(function (v, k) { self.append(k, v); });
+        } else if (Array.isArray(init)) {
+            init.forEach(function (pair) { self.append(pair[0], pair[1]); });
+        } else {
+            Object.keys(init).forEach(function (k) { self.append(k, init[k]); });
+        }
+    }
+    Headers.prototype.append = function (name, value) {
+        var k = String(name).toLowerCase(), list = this._map.get(k);
+        if (list) { list.push(String(value)); } else { this._map.set(k, [String(value)]); }
+    };
+    Headers.prototype.set = function (name, value) { this._map.set(String(name).toLowerCase(), [String(value)]); };
+    Headers.prototype.get = function (name) {
+        var list = this._map.get(String(name).toLowerCase());
+        return list ? list.join(', ') : null;
+    };
+    Headers.prototype.has = function (name) { return this._map.has(String(name).toLowerCase()); };
+    Headers.prototype['delete'] = function (name) { this._map['delete'](String(name).toLowerCase()); };
+    Headers.prototype.forEach = function (callback, thisArg) {
+        var self = this;
+        Array.from(this._map.keys()).sort().forEach(function (k) { callback.call(thisArg, self.get(k), k, self); });
+    };
+    Headers.prototype.entries = function () {
+        var out = [];
+        this.forEach(function (v, k) { out.push([k, v]); });
+        return out[Symbol.iterator]();
+    };
+    Headers.prototype.keys = function () { return Array.from(this.entries(), function (e) { return e[0]; })[Symbol.iterator](); };
+    Headers.prototype.values = function () { return Array.from(this.entries(), function (e) { return e[1]; })[Symbol.iterator](); };
+    Headers.prototype[Symbol.iterator] = Headers.prototype.entries;
+    function Response(body, init) {
+        init = init || {};
+        this.status = init.status === undefined ? 200 : init.status;
+        this.statusText = init.statusText === undefined ? '' : String(init.statusText);
+        this.ok = this.status >= 200 && this.status < 300;
+        this.headers = new Headers(init.headers);
+        this.url = init.url || '';
+        this.redirected = false;
+        this.type = 'basic';
+        this._body = body === undefined || body === null ? Buffer.alloc(0)
+            : (typeof body === 'string' ? Buffer.from(body, 'utf8') : Buffer.from(body));
+        this.bodyUsed = false;
+    }
+    Response.prototype._take = function () {
+        if (this.bodyUsed) { return Promise.reject(new TypeError('Body is unusable: Body has already been read')); }
+        this.bodyUsed = true;
+        return Promise.resolve(this._body);
+    };
+    Response.prototype.text = function () { return this._take().then(function (b) { return b.toString('utf8'); }); };
+    Response.prototype.json = function () { return this.text().then(function (t) { return JSON.parse(t); }); };
+    Response.prototype.arrayBuffer = function () {
+        return this._take().then(function (b) { return b.buffer.slice(b.byteOffset, b.byteOffset + b.length); });
+    };
+    function fetch(input, init) {
+        return new Promise(function (resolve, reject) {
+            init = init || {};
+            var url = typeof input === 'string' ? input
+                : (input && typeof input.href === 'string') ? input.href
+                : (input && typeof input.url === 'string') ? input.url : String(input);
+            var headers = new Headers(init.headers);
+            var body = init.body;
+            if (body === undefined || body === null) {
+                body = undefined;
+            } else if (body instanceof URLSearchParams) {
+                if (!headers.has('content-type')) { headers.set('content-type', 'application/x-www-form-urlencoded;charset=UTF-8'); }
+                body = Buffer.from(body.toString(), 'utf8');
+            } else if (typeof body === 'string') {
+                if (!headers.has('content-type')) { headers.set('content-type', 'text/plain;charset=UTF-8'); }
+                body = Buffer.from(body, 'utf8');
+            } else if (!(body instanceof Uint8Array)) {
+                body = Buffer.from(String(body), 'utf8');
+            }
+            var pairs = [];
+            headers.forEach(function (v, k) { pairs.push([k, v]); });
+            var id = __verge_fetch_start(url, String(init.method || 'GET').toUpperCase(), pairs, body);
+            fetches.set(id, { resolve: resolve, reject: reject, url: url });
+        });
+    }
+    global('fetch', fetch);
+    global('Headers', Headers);
+    global('Response', Response);
+    hidden('__verge_fetch_done', function (id, error, status, statusText, headers, body) {
+        var call = fetches.get(id);
+        if (!call) { return; }
+        fetches['delete'](id);
+        if (error !== null) {
+            call.reject(new TypeError('fetch failed: ' + error));
+            return;
+        }
+        call.resolve(new Response(body, { status: status, statusText: statusText, headers: headers, url: call.url }));
+    });
+    hidden('__verge_reset', function () { timers.clear(); fetches.clear(); });
 
     // crypto: the common module plus Node's extras.
     function toBuffer(bytes) { return __verge_adopt_buffer(bytes); }

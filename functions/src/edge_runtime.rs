@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use boa_engine::builtins::promise::PromiseState;
 use boa_engine::error::{EngineError, RuntimeLimitError};
-use boa_engine::object::builtins::JsPromise;
+use boa_engine::object::builtins::{JsArray, JsPromise, JsUint8Array};
 use boa_engine::script::Script;
 use boa_engine::{
     Context, JsError, JsObject, JsResult, JsString, JsValue, Module, Source, js_string,
@@ -242,11 +242,13 @@ impl EdgeFunction {
             .runtime_limits_mut()
             .set_loop_iteration_limit(loops);
         host::begin(false, None);
+        crate::edge_fetch::begin(&inv.function.name, &inv.function.fetch, deadline);
         let event = crate::edge_event::event(inv);
         let result = self.run(inv, &event, deadline, timeout).await;
         let decisions = host::take();
         // Nothing of this invocation runs later: its timers and queued jobs go.
         crate::edge_host::clear_timers();
+        crate::edge_fetch::clear();
         self.jobs.clear();
         let reset = self
             .context
@@ -370,7 +372,9 @@ impl EdgeFunction {
             // Nothing left that could settle it. (A runaway after an `await` that the loop
             // backstop stopped looks the same to boa, but the backstop is sized to about twice
             // the timeout, so such a run has already failed the deadline check above.)
-            let Some(next) = crate::edge_host::next_timer() else {
+            let next = crate::edge_host::next_timer();
+            let fetching = crate::edge_fetch::pending();
+            if next.is_none() && !fetching {
                 if Instant::now() >= deadline {
                     return Err((timed_out(timeout), true));
                 }
@@ -380,30 +384,99 @@ impl EdgeFunction {
                     ),
                     false,
                 ));
-            };
-            if next >= deadline {
-                tokio::time::sleep_until(deadline.into()).await;
-                return Err((timed_out(timeout), true));
             }
-            tokio::time::sleep_until(next.into()).await;
-            for id in crate::edge_host::take_due(Instant::now()) {
-                let fire = self
-                    .context
-                    .global_object()
-                    .get(js_string!("__verge_fire"), &mut self.context)
-                    .map_err(|e| (execution(e.to_string()), true))?;
-                if let Some(fire) = fire.as_callable()
-                    && let Err(e) = fire.call(
-                        &JsValue::undefined(),
-                        &[JsValue::from(id)],
-                        &mut self.context,
-                    )
-                {
-                    // An exception thrown by a timer callback is uncaught: the invocation fails.
-                    return Err(failure(&e, &mut self.context));
+            let wake = next.map_or(deadline, |n| n.min(deadline));
+            tokio::select! {
+                biased;
+                done = crate::edge_fetch::next_done(), if fetching => {
+                    if let Some((id, answer)) = done {
+                        self.deliver_fetch(id, answer)?;
+                    }
+                }
+                () = tokio::time::sleep_until(wake.into()) => {
+                    if Instant::now() >= deadline {
+                        return Err((timed_out(timeout), true));
+                    }
+                    self.fire_due_timers()?;
                 }
             }
         }
+    }
+
+    /// Run the callbacks of the timers that are due.
+    fn fire_due_timers(&mut self) -> Result<(), (FunctionError, bool)> {
+        for id in crate::edge_host::take_due(Instant::now()) {
+            let fire = self
+                .context
+                .global_object()
+                .get(js_string!("__verge_fire"), &mut self.context)
+                .map_err(|e| (execution(e.to_string()), true))?;
+            if let Some(fire) = fire.as_callable()
+                && let Err(e) = fire.call(
+                    &JsValue::undefined(),
+                    &[JsValue::from(id)],
+                    &mut self.context,
+                )
+            {
+                // An exception thrown by a timer callback is uncaught: the invocation fails.
+                return Err(failure(&e, &mut self.context));
+            }
+        }
+        Ok(())
+    }
+
+    /// Settle the promise of fetch `id` with its answer (or its failure).
+    fn deliver_fetch(
+        &mut self,
+        id: u32,
+        answer: Result<crate::edge_fetch::FetchReply, String>,
+    ) -> Result<(), (FunctionError, bool)> {
+        let context = &mut self.context;
+        let args = (|| -> JsResult<Vec<JsValue>> {
+            let mut args = vec![JsValue::from(id)];
+            match answer {
+                Err(message) => {
+                    args.push(JsString::from(message.as_str()).into());
+                }
+                Ok(reply) => {
+                    let headers = JsArray::new(context)?;
+                    for (name, value) in &reply.headers {
+                        let pair = JsArray::from_iter(
+                            [
+                                JsString::from(name.as_str()).into(),
+                                JsString::from(value.as_str()).into(),
+                            ],
+                            context,
+                        );
+                        headers.push(pair, context)?;
+                    }
+                    args.extend([
+                        JsValue::null(),
+                        JsValue::from(reply.status),
+                        JsString::from(reply.status_text.as_str()).into(),
+                        headers.into(),
+                        JsUint8Array::from_iter(reply.body, context)?.into(),
+                    ]);
+                }
+            }
+            Ok(args)
+        })()
+        .map_err(|e| {
+            (
+                execution(format!("cannot deliver a fetch answer: {e}")),
+                false,
+            )
+        })?;
+        let done = context
+            .global_object()
+            .get(js_string!("__verge_fetch_done"), context)
+            .map_err(|e| (execution(e.to_string()), true))?;
+        if let Some(done) = done.as_callable()
+            && let Err(e) = done.call(&JsValue::undefined(), &args, context)
+        {
+            return Err(failure(&e, context));
+        }
+        Ok(())
     }
 }
 

@@ -22,8 +22,11 @@
 //! - [`edge_pool`]: per function, instances that each own an OS thread, a current-thread tokio
 //!   runtime and one boa context; the concurrency limit, timeouts, cold starts;
 //! - [`edge_runtime`]: loading CommonJS or ES-module handlers, the `(event, context)` and
-//!   callback forms, the event loop (promise jobs, timers) under the invocation's deadline;
-//! - [`edge_event`]: the `Records[0].cf` event and the validation of what handlers return.
+//!   callback forms, the event loop (promise jobs, timers, fetches) under the invocation's
+//!   deadline;
+//! - [`edge_event`]: the `Records[0].cf` event and the validation of what handlers return;
+//! - [`edge_host`]: Node-style globals and modules; [`edge_fetch`] and [`edge_tls`]: `fetch` to
+//!   allowed origins.
 //!
 //! Shared: [`job_queue`] (promise jobs run one at a time).
 
@@ -34,11 +37,13 @@ pub mod calendar;
 pub mod cff_event;
 pub mod cff_runtime;
 pub mod edge_event;
+pub mod edge_fetch;
 #[cfg(test)]
 mod edge_fixtures;
 pub mod edge_host;
 pub mod edge_pool;
 pub mod edge_runtime;
+pub mod edge_tls;
 pub mod encoding;
 pub mod fast_pool;
 pub mod host;

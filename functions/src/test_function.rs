@@ -418,6 +418,7 @@ fn test_def(source: &str, budget: Duration) -> FunctionDef {
         fail_open: false,
         timeout: None,
         instances: 1,
+        fetch: Default::default(),
         pos: Pos::START,
     }
 }

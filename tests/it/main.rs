@@ -14,6 +14,8 @@ mod errors;
 #[cfg(test)]
 mod failover;
 #[cfg(test)]
+mod fetch;
+#[cfg(test)]
 mod functions;
 #[cfg(test)]
 mod include_body;

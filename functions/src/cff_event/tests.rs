@@ -19,6 +19,7 @@ fn inv(query: &str, headers: &[(&str, &str)]) -> Invocation {
             fail_open: false,
             timeout: None,
             instances: 1,
+            fetch: Default::default(),
             pos: Pos::START,
         }),
         hook: Hook::ViewerRequest,

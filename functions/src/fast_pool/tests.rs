@@ -18,6 +18,7 @@ fn def(name: &str, code: &str) -> Arc<FunctionDef> {
         fail_open: false,
         timeout: None,
         instances: 1,
+        fetch: Default::default(),
         pos: Pos::START,
     })
 }
