@@ -5,7 +5,7 @@
 //! in), the query string raw, `response.status` as a string, `request.origin.custom` at the
 //! origin hooks.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::cff_event::is_disallowed;
 use crate::invocation::{EdgeOrigin, HeaderList, Invocation};
@@ -81,11 +81,28 @@ pub fn title_case(name: &str) -> String {
     out
 }
 
+/// A JSON object from `(key, value)` pairs, moved in (the `json!` macro would clone every
+/// nested `Value` through serde's serializer, a large part of building an event).
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
+}
+
 /// Headers in the event's array format, one element per occurrence, disallowed ones hidden.
 fn header_arrays(headers: &HeaderList) -> Value {
     let mut map = Map::new();
     for (name, value) in headers.iter().filter(|(n, _)| !is_disallowed(n)) {
-        let item = json!({ "key": title_case(name), "value": String::from_utf8_lossy(value) });
+        let item = object([
+            ("key", Value::String(title_case(name))),
+            (
+                "value",
+                Value::String(String::from_utf8_lossy(value).into_owned()),
+            ),
+        ]);
         match map.get_mut(name.as_str()) {
             Some(Value::Array(items)) => items.push(item),
             _ => {
@@ -102,62 +119,67 @@ fn custom_origin(o: &EdgeOrigin) -> Value {
         .iter()
         .map(|(n, v)| (n.clone(), v.clone().into_bytes()))
         .collect();
-    json!({ "custom": {
-        "customHeaders": header_arrays(&custom_headers),
-        "domainName": o.domain_name,
-        "keepaliveTimeout": o.keepalive_timeout.as_secs(),
-        "path": o.path,
-        "port": o.port,
-        "protocol": if o.https { "https" } else { "http" },
-        "readTimeout": o.read_timeout.as_secs(),
-        "sslProtocols": ["TLSv1.2"],
-    }})
+    let custom = object([
+        ("customHeaders", header_arrays(&custom_headers)),
+        ("domainName", Value::String(o.domain_name.clone())),
+        ("keepaliveTimeout", Value::from(o.keepalive_timeout.as_secs())),
+        ("path", Value::String(o.path.clone())),
+        ("port", Value::from(o.port)),
+        ("protocol", Value::from(if o.https { "https" } else { "http" })),
+        ("readTimeout", Value::from(o.read_timeout.as_secs())),
+        ("sslProtocols", Value::Array(vec![Value::from("TLSv1.2")])),
+    ]);
+    object([("custom", custom)])
 }
 
 /// Build the event of `inv` for its hook.
 pub fn event(inv: &Invocation) -> Value {
     let req = &inv.request;
-    let mut request = json!({
-        "clientIp": req.client_ip.to_string(),
-        "headers": header_arrays(&req.headers),
-        "method": req.method,
-        "querystring": req.querystring,
-        "uri": req.uri,
-    });
+    let mut request = object([
+        ("clientIp", Value::String(req.client_ip.to_string())),
+        ("headers", header_arrays(&req.headers)),
+        ("method", Value::String(req.method.clone())),
+        ("querystring", Value::String(req.querystring.clone())),
+        ("uri", Value::String(req.uri.clone())),
+    ]);
     if let (Some(o), Some(map)) = (&inv.origin, request.as_object_mut()) {
         map.insert("origin".into(), custom_origin(o));
     }
     if let (Some(body), Some(map)) = (&inv.body, request.as_object_mut()) {
         map.insert(
             "body".into(),
-            json!({
-                "action": "read-only",
-                "data": crate::encoding::base64(&body.data, true, false),
-                "encoding": "base64",
-                "inputTruncated": body.truncated,
-            }),
+            object([
+                ("action", Value::from("read-only")),
+                (
+                    "data",
+                    Value::String(crate::encoding::base64(&body.data, true, false)),
+                ),
+                ("encoding", Value::from("base64")),
+                ("inputTruncated", Value::Bool(body.truncated)),
+            ]),
         );
     }
-    let mut cf = json!({
-        "config": {
-            "distributionDomainName": "verge.local",
-            "distributionId": "VERGE",
-            "eventType": inv.hook.key().replace('_', "-"),
-            "requestId": inv.request_id,
-        },
-        "request": request,
-    });
+    let config = object([
+        ("distributionDomainName", Value::from("verge.local")),
+        ("distributionId", Value::from("VERGE")),
+        ("eventType", Value::String(inv.hook.key().replace('_', "-"))),
+        ("requestId", Value::String(inv.request_id.clone())),
+    ]);
+    let mut cf = object([("config", config), ("request", request)]);
     if let (Some(resp), Some(map)) = (&inv.response, cf.as_object_mut()) {
         map.insert(
             "response".into(),
-            json!({
-                "headers": header_arrays(&resp.headers),
-                "status": resp.status.to_string(),
-                "statusDescription": crate::cff_event::http_reason(resp.status),
-            }),
+            object([
+                ("headers", header_arrays(&resp.headers)),
+                ("status", Value::String(resp.status.to_string())),
+                (
+                    "statusDescription",
+                    Value::from(crate::cff_event::http_reason(resp.status)),
+                ),
+            ]),
         );
     }
-    json!({ "Records": [ { "cf": cf } ] })
+    object([("Records", Value::Array(vec![object([("cf", cf)])]))])
 }
 
 /// A header object in the array format, back to a header list: names lower-case and valid,
