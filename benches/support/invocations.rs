@@ -62,6 +62,7 @@ pub fn invocation(code: &str, hook: Hook) -> Invocation {
             budget: Duration::from_millis(1),
             enforce_size_limit: true,
             fail_open: false,
+            throttle: true,
             timeout: None,
             instances: 1,
             fetch: Default::default(),

@@ -304,6 +304,9 @@ pub struct FunctionDef {
     /// When the function is over budget, throttled or has no capacity: forward the request or
     /// response unmodified instead of answering 503 (off by default: fail closed).
     pub fail_open: bool,
+    /// Throttle a function that keeps overrunning its budget (fast tier; on by default). Off,
+    /// every invocation runs and is stopped at its budget.
+    pub throttle: bool,
     /// Wall-clock limit per invocation (edge tier); `None` takes the hook's default.
     pub timeout: Option<Duration>,
     /// Instances (edge tier): each runs one invocation at a time on its own thread, so this

@@ -159,6 +159,7 @@ pub struct RawFunction {
     pub budget: Option<Spanned<String>>,
     pub enforce_size_limit: Option<bool>,
     pub fail_open: Option<bool>,
+    pub throttle: Option<Spanned<bool>>,
     pub timeout: Option<Spanned<String>>,
     pub instances: Option<Spanned<u32>>,
     pub fetch: Option<Spanned<Vec<Spanned<String>>>>,

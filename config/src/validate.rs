@@ -592,6 +592,13 @@ fn function(c: &mut Checker, name: &str, raw: &RawFunction, known: &Known) -> Op
     if let (false, Some(i)) = (edge, &raw.instances) {
         c.error(i, format!("{path}.instances"), EDGE_ONLY);
     }
+    if let (true, Some(t)) = (edge, &raw.throttle) {
+        c.error(
+            t,
+            format!("{path}.throttle"),
+            "applies only to CloudFront Functions (lambda-edge has a timeout and instances)",
+        );
+    }
     if let (false, Some(f)) = (edge, &raw.fetch) {
         c.error(f, format!("{path}.fetch"), EDGE_ONLY);
     }
@@ -640,6 +647,7 @@ fn function(c: &mut Checker, name: &str, raw: &RawFunction, known: &Known) -> Op
         budget,
         enforce_size_limit: raw.enforce_size_limit.unwrap_or(true),
         fail_open: raw.fail_open.unwrap_or(false),
+        throttle: raw.throttle.as_ref().is_none_or(|t| *t.get_ref()),
         timeout,
         instances: instances as usize,
         fetch,

@@ -84,12 +84,7 @@ pub fn title_case(name: &str) -> String {
 /// A JSON object from `(key, value)` pairs, moved in (the `json!` macro would clone every
 /// nested `Value` through serde's serializer, a large part of building an event).
 fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    Value::Object(
-        fields
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
 /// Headers in the event's array format, one element per occurrence, disallowed ones hidden.
@@ -122,10 +117,16 @@ fn custom_origin(o: &EdgeOrigin) -> Value {
     let custom = object([
         ("customHeaders", header_arrays(&custom_headers)),
         ("domainName", Value::String(o.domain_name.clone())),
-        ("keepaliveTimeout", Value::from(o.keepalive_timeout.as_secs())),
+        (
+            "keepaliveTimeout",
+            Value::from(o.keepalive_timeout.as_secs()),
+        ),
         ("path", Value::String(o.path.clone())),
         ("port", Value::from(o.port)),
-        ("protocol", Value::from(if o.https { "https" } else { "http" })),
+        (
+            "protocol",
+            Value::from(if o.https { "https" } else { "http" }),
+        ),
         ("readTimeout", Value::from(o.read_timeout.as_secs())),
         ("sslProtocols", Value::Array(vec![Value::from("TLSv1.2")])),
     ]);

@@ -18,6 +18,7 @@ pub fn def(code: &str, instances: usize, timeout: Duration) -> Arc<FunctionDef> 
         budget: Duration::from_millis(1),
         enforce_size_limit: false,
         fail_open: false,
+        throttle: true,
         timeout: Some(timeout),
         instances,
         fetch: Default::default(),

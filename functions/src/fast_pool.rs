@@ -312,7 +312,11 @@ impl FastPool {
         budget: Duration,
     ) -> Reply {
         let def = invocation.function.clone();
-        if let Some(left) = self.shared.throttle.remaining(&def) {
+        if let Some(left) = def
+            .throttle
+            .then(|| self.shared.throttle.remaining(&def))
+            .flatten()
+        {
             return Reply {
                 result: Err(throttled(format!(
                     "throttled for {}s more after repeated budget overruns",
@@ -327,6 +331,7 @@ impl FastPool {
         if let Err(e) = &reply.result
             && e.kind == FunctionErrorKind::Throttled
             && blame != Blame::Capacity
+            && def.throttle
         {
             self.shared.throttle.overrun(&def, blame == Blame::Deadline);
         }

@@ -416,6 +416,7 @@ fn test_def(source: &str, budget: Duration) -> FunctionDef {
         budget,
         enforce_size_limit: true,
         fail_open: false,
+        throttle: true,
         timeout: None,
         instances: 1,
         fetch: Default::default(),

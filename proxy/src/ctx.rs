@@ -40,6 +40,9 @@ pub struct RequestCtx {
     pub error: Option<String>,
     /// Compute utilization of the function that ran, if one did.
     pub compute_utilization: Option<u32>,
+    /// Time from handing the last function its invocation to having its reply (all functions
+    /// of the request, summed).
+    pub function_time: std::time::Duration,
     /// `cf.logCustomData` of the functions that ran (the last call wins).
     pub function_log_data: Option<String>,
     /// Where a viewer-request function sent the request (the `cloudfront` module's origin
@@ -82,6 +85,7 @@ impl RequestCtx {
             result: ResultType::Miss,
             error: None,
             compute_utilization: None,
+            function_time: Duration::ZERO,
             function_log_data: None,
             route_override: None,
             replacement: None,

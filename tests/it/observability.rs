@@ -139,6 +139,7 @@ origin = "ha"
     assert!(line["bytes"].as_u64().unwrap() > 0);
     assert!(line["duration_ms"].as_f64().is_some());
     assert!(line["origin_ms"].as_f64().is_some());
+    assert_eq!(line["function_ms"].as_f64(), Some(0.0), "no function ran");
 
     let failed = eventually(100, Duration::from_millis(20), || async {
         verge

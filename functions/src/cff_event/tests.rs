@@ -17,6 +17,7 @@ fn inv(query: &str, headers: &[(&str, &str)]) -> Invocation {
             budget: std::time::Duration::from_millis(1),
             enforce_size_limit: true,
             fail_open: false,
+            throttle: true,
             timeout: None,
             instances: 1,
             fetch: Default::default(),

@@ -16,6 +16,7 @@ fn def(name: &str, code: &str) -> Arc<FunctionDef> {
         budget: Duration::from_millis(1),
         enforce_size_limit: true,
         fail_open: false,
+        throttle: true,
         timeout: None,
         instances: 1,
         fetch: Default::default(),
@@ -188,6 +189,20 @@ async fn repeated_overruns_throttle_the_function_and_a_new_version_starts_clean(
     // A fixed version (a new definition, as a reload makes) runs at once.
     let fixed = def("spin", REWRITE);
     assert!(added_header(p.invoke(inv(&fixed), BUDGET).await));
+    // With `throttle = false` every invocation runs and is stopped at its budget.
+    let unthrottled = Arc::new(FunctionDef {
+        throttle: false,
+        ..(*def("spin-on", "function handler(e) { while (true) {} }")).clone()
+    });
+    for _ in 0..THROTTLE_AFTER * 2 {
+        let e = p
+            .invoke(inv(&unthrottled), BUDGET)
+            .await
+            .result
+            .unwrap_err();
+        assert_eq!(e.kind, FunctionErrorKind::Throttled);
+        assert!(!e.message.contains("throttled for"), "{}", e.message);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

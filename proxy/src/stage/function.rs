@@ -98,6 +98,7 @@ pub async fn invoke(
     invocation: Invocation,
 ) -> verge_functions::Reply {
     let edge = f.runtime == Runtime::LambdaEdge;
+    let dispatched = std::time::Instant::now();
     let reply = match &ctx.snapshot.workers {
         _ if edge => ctx.snapshot.edge.invoke(invocation).await,
         Some(workers) => {
@@ -108,6 +109,7 @@ pub async fn invoke(
         }
         None => state.functions.invoke(invocation, f.budget).await,
     };
+    ctx.function_time += dispatched.elapsed();
     if !edge {
         ctx.compute_utilization = Some(reply.utilization);
     }

@@ -47,6 +47,7 @@ pub fn finish(state: &ProxyState, session: &Session, e: Option<&Error>, ctx: &Re
         .uint("bytes", session.body_bytes_sent() as u64)
         .millis("duration_ms", micros(ctx.started.elapsed()))
         .millis("origin_ms", ctx.origin_duration.map_or(0, micros))
+        .millis("function_ms", micros(ctx.function_time))
         .str("result", ctx.result.as_str())
         .str("failover", ctx.failover.unwrap_or(""))
         .uint("generation", ctx.snapshot.generation)
