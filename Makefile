@@ -14,9 +14,11 @@ test: setup
 	cargo test --release --test runaway -- --test-threads=1
 	cargo bench --workspace --no-run
 
-# The load benchmark (installs wrk): ratios appended to BENCHMARKS.md.
-bench:
-	scripts/setup.sh wrk
+# The load benchmark (installs wrk, nginx and its njs module): verge vs the pingora floor and
+# nginx + njs, plus the runaway stress test; a table appended to BENCHMARKS.md and
+# target/bench/results.json. Quick smoke run: make bench BENCH_ROUNDS=1 BENCH_SECONDS=2
+bench: setup
+	scripts/setup.sh wrk nginx libnginx-mod-http-js
 	cargo bench --bench load
 
 # Instructions per invocation by phase (callgrind; repeatable on a noisy machine).

@@ -9,7 +9,11 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 for tool in "$@"; do
-  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+  case "$tool" in
+    # A package that is a module, not a command: look for its file.
+    libnginx-mod-http-js) [ -e /usr/lib/nginx/modules/ngx_http_js_module.so ] || need+=("$tool") ;;
+    *) command -v "$tool" >/dev/null 2>&1 || need+=("$tool") ;;
+  esac
 done
 
 if ((${#need[@]})); then

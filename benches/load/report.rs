@@ -1,0 +1,253 @@
+//! The report: per system the median req/s, the median of per-round ratios to the pingora floor
+//! (and to nginx bare for the nginx rows), what its functions add in µs per request over its own
+//! proxy, open-loop p50/p99, compute utilization for verge rows; the targets of issue #5; the
+//! runaway stress test. Appended to `BENCHMARKS.md`, and written to
+//! `target/bench/results.json`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::BoxError;
+use crate::measure::{Sample, access_log_field, median, quantile};
+use crate::runaway::{BUDGET_MS, Stress};
+use crate::systems::System;
+
+/// Everything a run produced.
+pub struct Run<'a> {
+    pub dir: &'a Path,
+    pub systems: &'a [System],
+    pub samples: &'a [Vec<Sample>],
+    pub stress: &'a [Stress],
+    pub command: String,
+    pub elapsed: Duration,
+}
+
+struct Row {
+    name: &'static str,
+    rps: f64,
+    ratio_to_floor: f64,
+    ratio_to_nginx_bare: Option<f64>,
+    overhead_us: Option<f64>,
+    p50_ms: f64,
+    p99_ms: f64,
+    cu: Option<(f64, f64)>,
+    unexpected: u64,
+}
+
+fn index_of(run: &Run, name: &str) -> Option<usize> {
+    run.systems.iter().position(|s| s.name == name)
+}
+
+/// Median over rounds of `row`'s req/s over `floor`'s.
+fn ratio(run: &Run, row: usize, floor: &str) -> f64 {
+    let Some(f) = index_of(run, floor) else {
+        return f64::NAN;
+    };
+    median(
+        run.samples[row]
+            .iter()
+            .zip(&run.samples[f])
+            .map(|(a, b)| a.rps / b.rps)
+            .collect(),
+    )
+}
+
+fn rows(run: &Run) -> Vec<Row> {
+    let rps = |i: usize| median(run.samples[i].iter().map(|s| s.rps).collect());
+    run.systems
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let with_functions =
+                s.floor != s.name && s.name != "origin" && s.name != "pingora-bare";
+            Row {
+                name: s.name,
+                rps: rps(i),
+                ratio_to_floor: ratio(run, i, "pingora-bare"),
+                ratio_to_nginx_bare: s
+                    .name
+                    .starts_with("nginx")
+                    .then(|| ratio(run, i, "nginx-bare")),
+                overhead_us: with_functions
+                    .then(|| index_of(run, s.floor))
+                    .flatten()
+                    .map(|f| 1e6 / rps(i) - 1e6 / rps(f)),
+                p50_ms: median(run.samples[i].iter().map(|s| s.p50_ms).collect()),
+                p99_ms: median(run.samples[i].iter().map(|s| s.p99_ms).collect()),
+                cu: s.verge_log.as_ref().filter(|_| with_functions).map(|log| {
+                    let cu = access_log_field(log, "compute_utilization", "/");
+                    (quantile(cu.clone(), 0.5), quantile(cu, 0.99))
+                }),
+                unexpected: run.samples[i].iter().map(|s| s.unexpected).sum(),
+            }
+        })
+        .collect()
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "—".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+fn shell(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Write the report; returns the Markdown section appended to `BENCHMARKS.md`.
+pub fn write(run: &Run) -> Result<String, BoxError> {
+    let rows = rows(run);
+    let by_name = |n: &str| rows.iter().find(|r| r.name == n);
+    let overhead = |n: &str| by_name(n).and_then(|r| r.overhead_us);
+
+    let mut table = String::from(
+        "| system | req/s | ratio to pingora-bare | ratio to nginx-bare | added µs/req over its proxy | p50 ms | p99 ms | compute util. p50/p99 % | unexpected |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in &rows {
+        table.push_str(&format!(
+            "| {}{} | {:.0} | {:.3} | {} | {} | {:.2} | {:.2} | {} | {} |\n",
+            r.name,
+            if r.unexpected > 0 { " **FAILED**" } else { "" },
+            r.rps,
+            r.ratio_to_floor,
+            fmt_opt(r.ratio_to_nginx_bare, 3),
+            fmt_opt(r.overhead_us, 1),
+            r.p50_ms,
+            r.p99_ms,
+            r.cu.map_or_else(|| "—".to_owned(), |(a, b)| format!("{a:.0} / {b:.0}")),
+            r.unexpected
+        ));
+    }
+
+    let none_ratio = by_name("verge-none").map_or(f64::NAN, |r| r.ratio_to_floor);
+    let rewrite_ratio = by_name("verge-rewrite").map_or(f64::NAN, |r| r.ratio_to_floor);
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    let compare = |verge: &str, njs: &str| {
+        let (v, n) = (overhead(verge), overhead(njs));
+        let ok = matches!((v, n), (Some(v), Some(n)) if v <= n);
+        (v, n, ok)
+    };
+    let (rw_v, rw_n, rw_ok) = compare("verge-rewrite", "nginx-njs-rewrite");
+    let (jwt_v, jwt_n, jwt_ok) = compare("verge-jwt", "nginx-njs-jwt");
+    let origin_rps = by_name("origin").map_or(f64::NAN, |r| r.rps);
+    let fastest_proxy = rows
+        .iter()
+        .filter(|r| r.name != "origin")
+        .map(|r| r.rps)
+        .fold(0.0, f64::max);
+    let mut targets = format!(
+        "- the origin is not the bottleneck: {origin_rps:.0} req/s direct vs {fastest_proxy:.0} \
+         for the fastest proxy (≥ 1.5× needed): {}\n",
+        verdict(origin_rps >= 1.5 * fastest_proxy)
+    );
+    targets += &format!(
+        "- verge-none ≥ 0.95× pingora-bare: **{none_ratio:.3}** — {}\n\
+         - rewrite overhead, verge ≤ njs: {} µs vs {} µs — {}\n\
+         - JWT overhead, verge ≤ njs: {} µs vs {} µs — {}\n\
+         - stretch, verge-rewrite ≥ 0.85× pingora-bare: **{rewrite_ratio:.3}** — {}\n",
+        verdict(none_ratio >= 0.95),
+        fmt_opt(rw_v, 1),
+        fmt_opt(rw_n, 1),
+        verdict(rw_ok),
+        fmt_opt(jwt_v, 1),
+        fmt_opt(jwt_n, 1),
+        verdict(jwt_ok),
+        verdict(rewrite_ratio >= 0.85),
+    );
+    for s in run.stress {
+        let within = s.runaway_max_ms <= BUDGET_MS + 1.0;
+        targets.push_str(&format!(
+            "- runaway stress, throttling {}: p99 of the 99% {:.2} ms vs {:.2} ms without runaways = \
+             **{:.2}×** (≤ 1.5×: {}); {} runaways, slowest answered {:.2} ms after dispatch \
+             (budget {BUDGET_MS} ms + 1 ms: {}){}\n",
+            if s.throttle { "on" } else { "off" },
+            s.p99_ms,
+            s.baseline_p99_ms,
+            s.p99_ratio(),
+            verdict(s.p99_ratio() <= 1.5),
+            s.runaways,
+            s.runaway_max_ms,
+            verdict(within && s.runaways > 0),
+            if s.unexpected > 0 {
+                format!("; **{} unexpected answers**", s.unexpected)
+            } else {
+                String::new()
+            }
+        ));
+    }
+
+    let json_rows: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "system": r.name,
+                "rps": r.rps,
+                "ratio_to_floor": r.ratio_to_floor,
+                "ratio_to_nginx_bare": r.ratio_to_nginx_bare,
+                "overhead_us": r.overhead_us,
+                "p50_ms": r.p50_ms,
+                "p99_ms": r.p99_ms,
+                "compute_utilization_p50": r.cu.map(|c| c.0),
+                "compute_utilization_p99": r.cu.map(|c| c.1),
+                "unexpected": r.unexpected,
+                "failed": r.unexpected > 0,
+            })
+        })
+        .collect();
+    let json_stress: Vec<Value> = run
+        .stress
+        .iter()
+        .map(|s| {
+            json!({
+                "throttle": s.throttle,
+                "baseline_p99_ms": s.baseline_p99_ms,
+                "p99_ms": s.p99_ms,
+                "p99_ratio": s.p99_ratio(),
+                "runaways": s.runaways,
+                "runaway_max_ms": s.runaway_max_ms,
+                "budget_ms": BUDGET_MS,
+                "unexpected": s.unexpected,
+            })
+        })
+        .collect();
+    std::fs::write(
+        run.dir.join("results.json"),
+        serde_json::to_string_pretty(&json!({ "rows": json_rows, "runaway": json_stress }))?,
+    )?;
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let section = format!(
+        "\n## Load: verge vs pingora and nginx + njs — {}\n\n\
+         commit `{}`, {cores} cores ({cpu}); `{}` ({:.0} s). One worker per proxy on core 0 (verge's \
+         function threads share it); the nginx origin, wrk and the open-loop generator on core 1. \
+         Access logs on everywhere (buffered). p50/p99 are open-loop at a fixed rate. \
+         \"added µs/req\" = 1e6/req/s − 1e6/req/s of its own proxy (verge-none, nginx-bare).\n\n\
+         {table}\nTargets (issue #5):\n\n{targets}",
+        shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        shell("git", &["rev-parse", "--short", "HEAD"]),
+        run.command,
+        run.elapsed.as_secs_f64()
+    );
+    let mut md = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md"))?;
+    md.write_all(section.as_bytes())?;
+    Ok(section)
+}

@@ -1,0 +1,76 @@
+//! The runaway stress test: at a fixed rate, 1% of requests hit a `while(true){}` viewer-request
+//! function while 99% hit the rewrite; once with throttling off (every runaway runs to its
+//! budget), once with it on. Reported: the p99 of the well-behaved 99% against the same verge
+//! without runaways, and — measured inside verge, from handing the function its invocation to
+//! its reply (`function_ms` in the access log) — the slowest runaway against its budget.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::BoxError;
+use crate::measure::{access_log_field, open_loop, unexpected_in};
+use crate::procs::{Procs, wait_listening};
+use crate::systems::start_verge;
+
+/// The runaway's budget (verge's default, CloudFront's sub-millisecond).
+pub const BUDGET_MS: f64 = 0.9;
+
+/// One runaway run.
+pub struct Stress {
+    pub throttle: bool,
+    pub baseline_p99_ms: f64,
+    pub p99_ms: f64,
+    pub runaways: usize,
+    pub runaway_max_ms: f64,
+    /// Unexpected answers: non-200 among the 99%, non-503 among the runaways.
+    pub unexpected: u64,
+}
+
+impl Stress {
+    /// p99 with runaways over p99 without.
+    pub fn p99_ratio(&self) -> f64 {
+        self.p99_ms / self.baseline_p99_ms
+    }
+}
+
+/// Run the stress test on a fresh verge (`throttle` as given).
+pub fn run(
+    procs: &mut Procs,
+    dir: &Path,
+    origin: SocketAddr,
+    throttle: bool,
+    rate: u64,
+    seconds: u64,
+) -> Result<Stress, BoxError> {
+    let name = if throttle {
+        "verge-runaway-throttled"
+    } else {
+        "verge-runaway"
+    };
+    let behaviors = format!(
+        "[[behaviors]]\npath_pattern = \"/runaway*\"\norigin = \"o\"\nviewer_request = \"spin\"\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\nviewer_request = \"rewrite\"\n\
+         viewer_response = \"response_header\"\n\
+         [functions.spin]\ncode = \"spin.js\"\nthrottle = {throttle}\n\
+         [functions.rewrite]\ncode = \"rewrite.js\"\n\
+         [functions.response_header]\ncode = \"response-header.js\"\n"
+    );
+    let (addr, log) = start_verge(procs, dir, name, origin, &behaviors)?;
+    wait_listening(addr)?;
+    procs.check_alive()?;
+    let (baseline, _) = open_loop(addr, rate, seconds, "/", None)?;
+    let (main, alt) = open_loop(addr, rate, seconds, "/", Some(("/runaway", 100)))?;
+    // The access log is flushed every 10 ms; the open loop has waited for its last answers.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let function_ms = access_log_field(&log, "function_ms", "/runaway");
+    Ok(Stress {
+        throttle,
+        baseline_p99_ms: baseline["p99_ms"].as_f64().unwrap_or(f64::NAN),
+        p99_ms: main["p99_ms"].as_f64().unwrap_or(f64::NAN),
+        runaways: function_ms.len(),
+        runaway_max_ms: function_ms.iter().copied().fold(0.0, f64::max),
+        unexpected: unexpected_in(&baseline, "200")
+            + unexpected_in(&main, "200")
+            + unexpected_in(&alt, "503"),
+    })
+}
