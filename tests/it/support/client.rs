@@ -213,6 +213,16 @@ pub async fn tls_get(
     config: Arc<rustls::ClientConfig>,
     path: &str,
 ) -> (Reply, Vec<u8>) {
+    tls_send(addr, config, get_req(path)).await
+}
+
+/// Send `req` over TLS (server name `localhost`); HTTP/2 when the config offers only h2. Also
+/// returns the DER of the certificate the server presented.
+pub async fn tls_send(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    req: http::Request<Body>,
+) -> (Reply, Vec<u8>) {
     let h2 = config.alpn_protocols == vec![b"h2".to_vec()];
     let fut = async move {
         let tcp = TcpStream::connect(addr).await.unwrap();
@@ -228,14 +238,21 @@ pub async fn tls_get(
                     .await
                     .unwrap();
             tokio::spawn(conn);
-            let req = http::Request::get(format!("https://localhost{path}"))
-                .body(Full::new(Bytes::new()).boxed())
+            let (mut parts, body) = req.into_parts();
+            parts.uri = format!("https://localhost{}", parts.uri.path_and_query().unwrap())
+                .parse()
                 .unwrap();
-            collect(sender.send_request(req).await.unwrap())
-                .await
-                .unwrap()
+            parts.headers.remove("host");
+            collect(
+                sender
+                    .send_request(http::Request::from_parts(parts, body))
+                    .await
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
         } else {
-            send_h1(tls, get_req(path)).await.unwrap()
+            send_h1(tls, req).await.unwrap()
         };
         (reply, cert)
     };
