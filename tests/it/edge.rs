@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::client::get;
 use crate::support::proxy::{Proxy, metric, proxy_in};
-use crate::support::{Origin, origin};
+use crate::support::{Origin, example, origin};
 
 /// An edge function: `(name, code, extra function settings)`.
 type EdgeFn<'a> = (&'a str, &'a str, &'a str);
@@ -39,15 +39,6 @@ async fn edge_proxy(
         ));
     }
     proxy_in(dir, &config).await
-}
-
-fn example(name: &str) -> String {
-    std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("examples/functions")
-            .join(name),
-    )
-    .unwrap()
 }
 
 fn get_with(path: &str, headers: &[(&str, &str)]) -> http::Request<crate::support::client::Body> {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::support::certs::Ca;
 use crate::support::client::get;
 use crate::support::proxy::{Proxy, proxy_in};
-use crate::support::{Origin, origin};
+use crate::support::{Origin, example, origin};
 
 /// A proxy whose `/page*` behavior (origin `a`) runs `code` at origin-request with
 /// `settings`; origin `b` is at `b_url`, trusting `b_ca` (a PEM) when given.
@@ -34,15 +34,6 @@ async fn fetch_proxy(
         a.url(),
     );
     proxy_in(dir, &config).await
-}
-
-fn example(name: &str) -> String {
-    std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("examples/functions")
-            .join(name),
-    )
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -232,27 +232,22 @@ async fn a_viewer_that_expects_100_continue_is_told_to_send_its_body() {
     );
     tcp.write_all(head.as_bytes()).await.unwrap();
     // The body is sent only after the interim answer, as curl and browsers do.
+    let within = std::time::Duration::from_secs(10);
     let mut interim = [0u8; 25];
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        tcp.read_exact(&mut interim),
-    )
-    .await
-    .expect("no 100 Continue")
-    .unwrap();
+    tokio::time::timeout(within, tcp.read_exact(&mut interim))
+        .await
+        .expect("no 100 Continue")
+        .unwrap();
     assert!(
         interim.starts_with(b"HTTP/1.1 100 Continue\r\n"),
         "{interim:?}"
     );
     tcp.write_all(&body).await.unwrap();
     let mut rest = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        tcp.read_to_end(&mut rest),
-    )
-    .await
-    .expect("no final answer")
-    .unwrap();
+    tokio::time::timeout(within, tcp.read_to_end(&mut rest))
+        .await
+        .expect("no final answer")
+        .unwrap();
     let text = String::from_utf8_lossy(&rest);
     assert!(text.contains("HTTP/1.1 200"), "{text}");
     assert!(

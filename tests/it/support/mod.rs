@@ -91,6 +91,16 @@ pub fn pattern_sha256(len: u64) -> String {
     hex(&h.finalize())
 }
 
+/// The source of `examples/functions/NAME`.
+pub fn example(name: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/functions")
+            .join(name),
+    )
+    .unwrap_or_else(|e| panic!("examples/functions/{name}: {e}"))
+}
+
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
