@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub max_url_bytes: usize,
     /// Largest request line plus headers accepted; larger gets 431.
     pub max_header_bytes: usize,
+    /// Fast-tier workers stuck in a native call past the hard ceiling (retired, still running)
+    /// that make verge drain and exit non-zero for its supervisor to restart it.
+    pub max_stuck_workers: usize,
 }
 
 /// One `[[server.tls]]` listener.

@@ -41,6 +41,7 @@ pub struct RawServer {
     pub keepalive_timeout: Option<Spanned<String>>,
     pub max_url_bytes: Option<Spanned<usize>>,
     pub max_header_bytes: Option<Spanned<usize>>,
+    pub max_stuck_workers: Option<Spanned<usize>>,
 }
 
 /// `[[server.tls]]`

@@ -37,6 +37,12 @@ fn minimal_config_gets_documented_defaults() {
         ("127.0.0.1", 3000, "")
     );
     assert!(c.behaviors[0].path_pattern.is_default());
+    assert_eq!(c.server.max_stuck_workers, 8);
+    let e = errors(&format!("[server]\nmax_stuck_workers = 0\n{MINIMAL}"));
+    assert!(
+        e[0].contains("server.max_stuck_workers: must be between 1 and 1024"),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -32,6 +32,8 @@ pub mod defaults {
     pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
     /// `server.max_url_bytes` (CloudFront's URL limit)
     pub const MAX_URL_BYTES: usize = 8_192;
+    /// `server.max_stuck_workers`
+    pub const MAX_STUCK_WORKERS: usize = 8;
     /// `server.max_header_bytes` (CloudFront's request line + headers limit)
     pub const MAX_HEADER_BYTES: usize = 20_480;
     /// `origins.*.connect_timeout` (CloudFront's default connection timeout)
@@ -353,6 +355,14 @@ fn server(c: &mut Checker, raw: &RawServer) -> ServerConfig {
             "server.max_header_bytes",
             defaults::MAX_HEADER_BYTES,
         ),
+        max_stuck_workers: match &raw.max_stuck_workers {
+            Some(v) if !(1..=1024).contains(v.get_ref()) => {
+                c.error(v, "server.max_stuck_workers", "must be between 1 and 1024");
+                defaults::MAX_STUCK_WORKERS
+            }
+            Some(v) => *v.get_ref(),
+            None => defaults::MAX_STUCK_WORKERS,
+        },
     }
 }
 

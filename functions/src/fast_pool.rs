@@ -159,6 +159,8 @@ struct Shared {
     epoch: Instant,
     workers: Mutex<Vec<Arc<WorkerState>>>,
     retired: AtomicU64,
+    /// Retired workers, until their threads return.
+    stuck: Mutex<Vec<Arc<WorkerState>>>,
     config: PoolConfig,
     stop: AtomicBool,
     loads: LoadCounts,
@@ -237,6 +239,7 @@ impl FastPool {
             epoch: Instant::now(),
             workers: Mutex::new(Vec::new()),
             retired: AtomicU64::new(0),
+            stuck: Mutex::new(Vec::new()),
             config,
             stop: AtomicBool::new(false),
             loads: LoadCounts::default(),
@@ -279,6 +282,20 @@ impl FastPool {
     /// Workers retired so far for exceeding the hard ceiling.
     pub fn retired_workers(&self) -> u64 {
         self.shared.retired.load(Ordering::Relaxed)
+    }
+
+    /// Retired workers whose threads are still running (stuck in a native call): each holds a
+    /// thread and possibly memory until its call returns, so a process collecting them is not
+    /// healthy (DESIGN §3.2: past a limit verge drains and exits for its supervisor to restart
+    /// it).
+    pub fn stuck_workers(&self) -> usize {
+        match self.shared.stuck.lock() {
+            Ok(mut stuck) => {
+                stuck.retain(|w| !w.exited.load(Ordering::Relaxed));
+                stuck.len()
+            }
+            Err(_) => 0,
+        }
     }
 
     /// Context loads so far.
@@ -501,6 +518,9 @@ fn supervise(shared: &Arc<Shared>) {
             );
             if let Err(e) = spawn_worker(shared, worker.rx.clone(), worker.warm.clone(), None) {
                 tracing::error!(error = %e, "cannot start a replacement fast-tier worker");
+            }
+            if let Ok(mut stuck) = shared.stuck.lock() {
+                stuck.push(worker);
             }
         }
     }

@@ -13,6 +13,9 @@ use clap::{Args, Parser, Subcommand};
 /// Exit status for a configuration that cannot be used.
 pub const EXIT_BAD_CONFIG: u8 = 64;
 
+/// Exit status after draining because too many fast-tier workers were stuck (EX_SOFTWARE).
+pub const EXIT_UNHEALTHY: u8 = 70;
+
 /// verge — run CloudFront Functions and Lambda@Edge code unmodified, in front of your origin.
 #[derive(Debug, Parser)]
 #[command(name = "verge", version, about)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use pingora::server::RunArgs;
 use verge_proxy::ProxyState;
 
-use super::{EXIT_BAD_CONFIG, ServeArgs, demo};
+use super::{EXIT_BAD_CONFIG, EXIT_UNHEALTHY, ServeArgs, demo};
 
 /// The example served when no configuration is given, with the files it names. They are
 /// written to a folder of their own at start, so relative paths resolve wherever verge runs and
@@ -101,6 +101,18 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     }
 
+    let unhealthy = Arc::new(AtomicBool::new(false));
+    {
+        let (state, stop, unhealthy) = (state.clone(), stop.clone(), unhealthy.clone());
+        let spawned = std::thread::Builder::new()
+            .name("verge-health".into())
+            .spawn(move || watch_health(&state, &stop, &unhealthy));
+        if let Err(e) = spawned {
+            eprintln!("verge: cannot start the health watcher: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+
     let mut server = match verge_proxy::server::build(&state, args.upgrade) {
         Ok(server) => server,
         Err(e) => {
@@ -125,5 +137,33 @@ pub fn run(args: ServeArgs) -> ExitCode {
         writer.finish();
     }
     tracing::info!("verge stopped");
+    if unhealthy.load(Ordering::Relaxed) {
+        return ExitCode::from(EXIT_UNHEALTHY);
+    }
     ExitCode::SUCCESS
+}
+
+/// DESIGN §3.2: a retired fast-tier worker stuck in a native call keeps its thread (and maybe
+/// memory) until the call returns; past `server.max_stuck_workers` of them the process is not
+/// healthy. Then verge drains as on SIGTERM (requests in flight finish) and exits with
+/// [`EXIT_UNHEALTHY`], for its supervisor to restart it.
+fn watch_health(state: &ProxyState, stop: &AtomicBool, unhealthy: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        let limit = state.snapshot().config.server.max_stuck_workers;
+        let stuck = state.functions.stuck_workers();
+        if stuck >= limit {
+            tracing::error!(
+                stuck,
+                limit,
+                "fast-tier workers are stuck in native calls; draining and exiting for a restart"
+            );
+            unhealthy.store(true, Ordering::Relaxed);
+            if let Err(e) = signal_hook::low_level::raise(signal_hook::consts::SIGTERM) {
+                tracing::error!(error = %e, "cannot signal the shutdown; exiting now");
+                std::process::exit(i32::from(EXIT_UNHEALTHY));
+            }
+            return;
+        }
+    }
 }

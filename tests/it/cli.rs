@@ -175,6 +175,50 @@ async fn sigterm_drains_and_exits_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn too_many_stuck_workers_drain_and_exit_for_a_restart() {
+    let a = origin().name("a").run().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A JS comparator under a native sort: only the hard ceiling stops it; its worker is
+    // retired and stays busy (stuck) until the sort returns, about a second later.
+    std::fs::write(
+        dir.path().join("sort.js"),
+        "function handler(e) { \
+           var a = Array.from({length: 5000}, function (_, i) { return (i * 7919) % 5000; }); \
+           a.sort(function (x, y) { for (var k = 0; k < 500; k++) {} return y - x; }); \
+           return e.request; }",
+    )
+    .unwrap();
+    let mut verge = start(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = [\"{{listen}}\"]\nshutdown_grace = \"1s\"\nmax_stuck_workers = 1\n\
+             [admin]\nlisten = \"{{admin}}\"\n[origins.o]\nurl = \"{}\"\n\
+             [[behaviors]]\npath_pattern = \"/sort*\"\norigin = \"o\"\nviewer_request = \"sort\"\n\
+             [[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n\
+             [functions.sort]\ncode = \"sort.js\"\n",
+            a.url()
+        ),
+    )
+    .await;
+    assert_eq!(get(verge.addr, "/echo").await.status, 200);
+    assert_eq!(get(verge.addr, "/sort").await.status, 503);
+    let status = verge
+        .wait_exit(Duration::from_secs(20))
+        .expect("verge kept serving with a stuck worker past max_stuck_workers");
+    assert_eq!(status.code(), Some(70), "{status:?}");
+    let logged = eventually(50, Duration::from_millis(20), || async {
+        verge.json_lines().into_iter().find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .or(l["message"].as_str())
+                .is_some_and(|m| m.contains("stuck in native calls"))
+        })
+    })
+    .await;
+    assert!(logged.is_some(), "no log line saying why");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_binary_serves_tls_with_http2_and_reloads_certificates() {
     let a = origin().name("a").run().await;
     let ca = Ca::new("binary test CA");

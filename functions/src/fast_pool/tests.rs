@@ -108,6 +108,15 @@ async fn a_native_runaway_is_answered_at_the_deadline_and_its_worker_replaced() 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(p.retired_workers(), 1);
+    // Stuck until its native call returns, then no longer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen_stuck = false;
+    while p.stuck_workers() > 0 && Instant::now() < deadline {
+        seen_stuck = true;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(seen_stuck, "the retired worker was never counted as stuck");
+    assert_eq!(p.stuck_workers(), 0, "the sort never returned");
 }
 
 #[tokio::test(flavor = "multi_thread")]
