@@ -1,6 +1,7 @@
 //! Host modules of the fast tier, native where the work is: `crypto` hashing and HMAC (md5, sha1,
 //! sha256, sha512; digests as hex, base64, base64url or raw bytes), `querystring`, `buffer`,
-//! `cloudfront` (`kvs()`, the three origin helpers, `edgeLocation`, `logCustomData`),
+//! `cloudfront` (`kvs()`, the three origin helpers, `edgeLocation`, `logCustomData`,
+//! `distributionTenant` as on a standard distribution),
 //! `atob`/`btoa`, `TextEncoder`/`TextDecoder`, `console.log`, the 1.0 byte-string methods,
 //! `require`, and a module loader so a 2.0 file may begin with `import cf from 'cloudfront'`.
 //!
@@ -147,6 +148,13 @@ const PRELUDE: &str = r#"
     var cloudfront = Object.freeze({
         kvs: kvs,
         edgeLocation: Object.freeze({ name: 'VRG', serverIp: '127.0.0.1', region: 'local' }),
+        // verge serves standard distributions, never multi-tenant ones: AWS's answer there.
+        distributionTenant: Object.freeze({
+            get id() { throw new TypeError('distributionTenant module is not available'); },
+            parameters: Object.freeze({
+                get: function () { throw new TypeError('distributionTenant module is not available'); }
+            })
+        }),
         selectRequestOriginById: function (id, options) {
             __verge_origin('select', String(id), options === undefined ? null : options);
         },

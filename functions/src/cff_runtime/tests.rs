@@ -27,6 +27,29 @@ fn sync_and_async_handlers_return_their_value() {
 }
 
 #[test]
+fn distribution_tenant_is_not_available_on_a_standard_distribution() {
+    let i = run("import cf from 'cloudfront';\n\
+         function handler(event) { \
+           try { return cf.distributionTenant.id; } catch (e) { return e.name + ': ' + e.message; } }");
+    assert_eq!(
+        i.result.unwrap(),
+        Some(json!(
+            "TypeError: distributionTenant module is not available"
+        ))
+    );
+    let i = run("import cf from 'cloudfront';\n\
+         function handler(event) { \
+           try { return cf.distributionTenant.parameters.get('plan'); } \
+           catch (e) { return e.name + ': ' + e.message; } }");
+    assert_eq!(
+        i.result.unwrap(),
+        Some(json!(
+            "TypeError: distributionTenant module is not available"
+        ))
+    );
+}
+
+#[test]
 fn load_errors_say_what_is_wrong() {
     let e = |src: &str| {
         LoadedFunction::load(src, Runtime::CloudfrontJs2)
