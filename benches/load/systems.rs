@@ -366,7 +366,7 @@ pub fn start_verge_rows(
     dir: &Path,
     origin: SocketAddr,
 ) -> Result<Vec<System>, BoxError> {
-    let rows: [(&'static str, Work, &str); 5] = [
+    let rows: [(&'static str, Work, &str); 6] = [
         ("verge-none", Work::None, ""),
         ("verge-noop", Work::None, "viewer_request = \"noop\""),
         (
@@ -375,6 +375,8 @@ pub fn start_verge_rows(
             "viewer_request = \"rewrite\"\nviewer_response = \"response_header\"",
         ),
         ("verge-jwt", Work::Jwt, "viewer_request = \"jwt\""),
+        // Issue #4's row: an origin-request routing function (Lambda@Edge) alone.
+        ("verge-edge-route", Work::None, "origin_request = \"route\""),
         (
             "verge-4hooks",
             Work::FourHooks,
