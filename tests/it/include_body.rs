@@ -98,6 +98,18 @@ fn seen(len: u64, cap: u64) -> String {
     format!("{n}:{}:{}", len > cap, pattern_sha256(n))
 }
 
+/// The origin's echo of a 200 answer whose `hook` function saw a `len`-byte body within `cap`.
+fn echo_after(r: &Reply, hook: &str, len: u64, cap: u64, what: &str) -> serde_json::Value {
+    assert_eq!(r.status, 200, "{what}: {}", r.text());
+    let echo = r.json();
+    assert_eq!(
+        echo["headers"][format!("x-seen-{hook}")],
+        seen(len, cap),
+        "{what}"
+    );
+    echo
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_reach_the_origin_byte_exact_read_only_and_replaced_at_both_hooks() {
     let o = origin().run().await;
@@ -109,13 +121,7 @@ async fn bodies_reach_the_origin_byte_exact_read_only_and_replaced_at_both_hooks
         ] {
             let what = format!("{len} bytes at {hook}");
             let r = post(&p, path, len, 64 * KIB, true, "").await;
-            assert_eq!(r.status, 200, "{what}: {}", r.text());
-            let echo = r.json();
-            assert_eq!(
-                echo["headers"][format!("x-seen-{hook}")],
-                seen(len, cap),
-                "{what}"
-            );
+            let echo = echo_after(&r, hook, len, cap, &what);
             assert_eq!(echo["body_len"], len, "{what}: read-only body length");
             assert_eq!(
                 echo["body_sha256"],
@@ -154,9 +160,7 @@ async fn odd_frames_chunked_bodies_empty_bodies_and_no_include_body() {
         ("/or/echo", "origin-request", ORIGIN_CAP, 10 * 1024 * KIB),
     ] {
         let r = post(&p, path, len, 16 * KIB, false, "").await;
-        assert_eq!(r.status, 200, "chunked {len} at {hook}: {}", r.text());
-        let echo = r.json();
-        assert_eq!(echo["headers"][format!("x-seen-{hook}")], seen(len, cap));
+        let echo = echo_after(&r, hook, len, cap, &format!("chunked {len} at {hook}"));
         assert_eq!(
             echo["body_sha256"],
             pattern_sha256(len),
@@ -295,13 +299,7 @@ async fn http2_viewers_bodies_arrive_byte_exact_read_only_and_replaced() {
                     assert_eq!(r.status, 411, "{what}: {}", r.text());
                     continue;
                 }
-                assert_eq!(r.status, 200, "{what}: {}", r.text());
-                let echo = r.json();
-                assert_eq!(
-                    echo["headers"][format!("x-seen-{hook}")],
-                    seen(len, cap),
-                    "{what}"
-                );
+                let echo = echo_after(&r, hook, len, cap, &what);
                 let want = if replace.is_empty() {
                     pattern_sha256(len)
                 } else {
