@@ -78,10 +78,15 @@ fn rows(run: &Run) -> Vec<Row> {
                     .map(|f| 1e6 / rps(i) - 1e6 / rps(f)),
                 p50_ms: median(run.samples[i].iter().map(|s| s.p50_ms).collect()),
                 p99_ms: median(run.samples[i].iter().map(|s| s.p99_ms).collect()),
-                cu: s.verge_log.as_ref().filter(|_| with_functions).map(|log| {
-                    let cu = access_log_field(log, "compute_utilization", "/");
-                    (quantile(cu.clone(), 0.5), quantile(cu, 0.99))
-                }),
+                // Lambda@Edge has a timeout, not a CPU budget: a row of edge functions only
+                // logs 0, shown as "—".
+                cu: s
+                    .verge_log
+                    .as_ref()
+                    .filter(|_| with_functions)
+                    .map(|log| access_log_field(log, "compute_utilization", "/"))
+                    .filter(|cu| cu.iter().any(|&v| v > 0.0))
+                    .map(|cu| (quantile(cu.clone(), 0.5), quantile(cu, 0.99))),
                 unexpected: run.samples[i].iter().map(|s| s.unexpected).sum(),
             }
         })
