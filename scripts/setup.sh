@@ -12,6 +12,8 @@ for tool in "$@"; do
   case "$tool" in
     # A package that is a module, not a command: look for its file.
     libnginx-mod-http-js) [ -e /usr/lib/nginx/modules/ngx_http_js_module.so ] || need+=("$tool") ;;
+    # Debian installs nginx in /usr/sbin, which is not on every user's PATH.
+    nginx) command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=("$tool") ;;
     *) command -v "$tool" >/dev/null 2>&1 || need+=("$tool") ;;
   esac
 done

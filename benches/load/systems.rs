@@ -157,9 +157,18 @@ pub fn write_functions(dir: &Path, origin: SocketAddr) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// The nginx binary: on the PATH, or where Debian puts it (`/usr/sbin` is not on every PATH).
+fn nginx_binary() -> &'static str {
+    let on_path = std::process::Command::new("nginx")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if on_path { "nginx" } else { "/usr/sbin/nginx" }
+}
+
 /// The nginx the benchmark installs (`make bench`), or the reason it cannot run.
 pub fn nginx_available() -> Result<(), String> {
-    let ok = std::process::Command::new("nginx")
+    let ok = std::process::Command::new(nginx_binary())
         .arg("-v")
         .output()
         .is_ok_and(|o| o.status.success());
@@ -200,7 +209,7 @@ fn start_nginx(
     std::fs::write(&conf, config)?;
     procs.spawn(
         name,
-        pinned(cpu, "nginx")
+        pinned(cpu, nginx_binary())
             .arg("-p")
             .arg(&prefix)
             .arg("-c")
