@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use verge_config::{FunctionDef, Hook, Pos, Runtime};
+use verge_config::{FunctionDef, Hook, Runtime};
 use verge_functions::{Invocation, RequestSnapshot, ResponseSnapshot};
 
 /// Returns the request unchanged.
@@ -53,21 +53,7 @@ pub fn edge_invocation(code: &str) -> Invocation {
 pub fn invocation(code: &str, hook: Hook) -> Invocation {
     let header = |n: &str, v: &str| (n.to_owned(), v.as_bytes().to_vec());
     Invocation {
-        function: Arc::new(FunctionDef {
-            name: "bench".into(),
-            runtime: Runtime::CloudfrontJs2,
-            code_path: "bench.js".into(),
-            code: Arc::from(code),
-            kvs: None,
-            budget: Duration::from_millis(1),
-            enforce_size_limit: true,
-            fail_open: false,
-            throttle: true,
-            timeout: None,
-            instances: 1,
-            fetch: Default::default(),
-            pos: Pos::START,
-        }),
+        function: Arc::new(FunctionDef::inline("bench", Runtime::CloudfrontJs2, code)),
         hook,
         request_id: "0123456789abcdef0123456789abcdef".into(),
         request: RequestSnapshot {

@@ -349,6 +349,28 @@ impl Default for FetchPolicy {
 }
 
 impl FunctionDef {
+    /// A function from source text rather than a configuration file (`verge test-function`,
+    /// tests and benches), with every setting at its configuration default: a 1 ms budget
+    /// (the largest a configuration allows), the size limit on, fail closed, throttled, the
+    /// hook's default timeout, one instance, no `fetch`.
+    pub fn inline(name: &str, runtime: Runtime, code: &str) -> Self {
+        FunctionDef {
+            name: name.to_owned(),
+            runtime,
+            code_path: format!("{name}.js").into(),
+            code: Arc::from(code),
+            kvs: None,
+            budget: crate::validate::defaults::MAX_FUNCTION_BUDGET,
+            enforce_size_limit: true,
+            fail_open: false,
+            throttle: true,
+            timeout: None,
+            instances: 1,
+            fetch: FetchPolicy::default(),
+            pos: Pos::START,
+        }
+    }
+
     /// The edge tier's wall-clock limit at `hook`: the configured one, else Lambda@Edge's
     /// classic defaults (5 s at the viewer hooks, 30 s at the origin hooks).
     pub fn timeout_at(&self, hook: Hook) -> Duration {

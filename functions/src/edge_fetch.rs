@@ -24,7 +24,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use verge_config::{FetchPolicy, Origin, Scheme};
+use verge_config::{FetchPolicy, FunctionDef, Origin, Scheme};
 
 /// What an origin answered.
 #[derive(Debug)]
@@ -44,8 +44,8 @@ type Pending = Pin<Box<dyn Future<Output = (u32, Result<FetchReply, String>)>>>;
 /// This thread's fetch state for the invocation it runs.
 #[derive(Default)]
 struct State {
-    policy: Option<FetchPolicy>,
-    function: String,
+    /// The function of the running invocation (its `fetch` policy and name).
+    function: Option<Arc<FunctionDef>>,
     deadline: Option<Instant>,
     calls: u32,
     next_id: u32,
@@ -56,24 +56,25 @@ thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
 }
 
-/// Start an invocation of `function` with its `policy`, ending at `deadline`.
-pub fn begin(function: &str, policy: &FetchPolicy, deadline: Instant) {
+/// Start an invocation of `function`, ending at `deadline`.
+pub fn begin(function: &Arc<FunctionDef>, deadline: Instant) {
     STATE.with(|s| {
         let mut s = s.borrow_mut();
-        s.policy = Some(policy.clone());
-        function.clone_into(&mut s.function);
+        s.function = Some(function.clone());
         s.deadline = Some(deadline);
         s.calls = 0;
-        s.pending = FuturesUnordered::new();
     });
 }
 
-/// End the invocation: unfinished requests are dropped (their connections close).
+/// End the invocation: unfinished requests are dropped (their connections close). Nothing is
+/// allocated when none was made, the common case.
 pub fn clear() {
     STATE.with(|s| {
         let mut s = s.borrow_mut();
-        s.policy = None;
-        s.pending = FuturesUnordered::new();
+        s.function = None;
+        if !s.pending.is_empty() {
+            s.pending = FuturesUnordered::new();
+        }
     });
 }
 
@@ -137,19 +138,20 @@ pub fn start(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<J
         .map_err(|_| type_error(format!("fetch: `{method}` is not a valid method")))?;
     let (id, future) = STATE.with(|s| -> JsResult<(u32, Pending)> {
         let mut s = s.borrow_mut();
-        let Some(policy) = s.policy.clone() else {
+        let Some(function) = s.function.clone() else {
             return Err(type_error("fetch: not available outside an invocation".into()));
         };
-        let Some(target) = allowed(&policy, &uri) else {
+        let policy = &function.fetch;
+        let Some(target) = allowed(policy, &uri) else {
             return Err(type_error(format!(
                 "fetch: {url} is not an origin this function may call (functions.{}.fetch lists them by origin name)",
-                s.function
+                function.name
             )));
         };
         if s.calls >= policy.max_calls {
             return Err(type_error(format!(
                 "fetch: more than {} calls in one invocation (functions.{}.fetch_max_calls)",
-                policy.max_calls, s.function
+                policy.max_calls, function.name
             )));
         }
         s.calls += 1;

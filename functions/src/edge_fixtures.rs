@@ -3,26 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use verge_config::{FunctionDef, Hook, Pos, Runtime};
+use verge_config::{FunctionDef, Hook, Runtime};
 
 use crate::invocation::{EdgeOrigin, Invocation, RequestSnapshot, ResponseSnapshot};
 
 /// A `lambda-edge` function with `instances` instances and a `timeout`.
 pub fn def(code: &str, instances: usize, timeout: Duration) -> Arc<FunctionDef> {
     Arc::new(FunctionDef {
-        name: "edge".into(),
-        runtime: Runtime::LambdaEdge,
-        code_path: "edge.js".into(),
-        code: Arc::from(code),
-        kvs: None,
-        budget: Duration::from_millis(1),
         enforce_size_limit: false,
-        fail_open: false,
-        throttle: true,
         timeout: Some(timeout),
         instances,
-        fetch: Default::default(),
-        pos: Pos::START,
+        ..FunctionDef::inline("edge", Runtime::LambdaEdge, code)
     })
 }
 

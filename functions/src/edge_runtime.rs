@@ -242,7 +242,7 @@ impl EdgeFunction {
             .runtime_limits_mut()
             .set_loop_iteration_limit(loops);
         host::begin(false, None);
-        crate::edge_fetch::begin(&inv.function.name, &inv.function.fetch, deadline);
+        crate::edge_fetch::begin(&inv.function, deadline);
         let event = crate::edge_event::event(inv);
         let result = self.run(inv, &event, deadline, timeout).await;
         let decisions = host::take();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use verge_config::{FunctionDef, Hook, Pos, Runtime};
+use verge_config::{FunctionDef, Hook, Runtime};
 
 use crate::cff_event;
 use crate::cff_runtime::LoadedFunction;
@@ -408,19 +408,9 @@ pub fn test_edge_function(source: &str, event: &str) -> Result<TestResult, Strin
 /// The function definition `verge test-function` runs with.
 fn test_def(source: &str, budget: Duration) -> FunctionDef {
     FunctionDef {
-        name: "test".into(),
-        runtime: Runtime::CloudfrontJs2,
-        code_path: "function.js".into(),
-        code: Arc::from(source),
-        kvs: None,
         budget,
-        enforce_size_limit: true,
-        fail_open: false,
-        throttle: true,
-        timeout: None,
-        instances: 1,
-        fetch: Default::default(),
-        pos: Pos::START,
+        code_path: "function.js".into(),
+        ..FunctionDef::inline("test", Runtime::CloudfrontJs2, source)
     }
 }
 

@@ -1,28 +1,14 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use verge_config::{FunctionDef, Hook, Pos, Runtime};
+use verge_config::{FunctionDef, Hook, Runtime};
 
 use super::*;
 use crate::invocation::RequestSnapshot;
 
 fn inv(query: &str, headers: &[(&str, &str)]) -> Invocation {
     Invocation {
-        function: Arc::new(FunctionDef {
-            name: "f".into(),
-            runtime: Runtime::CloudfrontJs2,
-            code_path: "f.js".into(),
-            code: Arc::from(""),
-            kvs: None,
-            budget: std::time::Duration::from_millis(1),
-            enforce_size_limit: true,
-            fail_open: false,
-            throttle: true,
-            timeout: None,
-            instances: 1,
-            fetch: Default::default(),
-            pos: Pos::START,
-        }),
+        function: Arc::new(FunctionDef::inline("f", Runtime::CloudfrontJs2, "")),
         hook: Hook::ViewerRequest,
         request_id: "rid".into(),
         request: RequestSnapshot {

@@ -1,27 +1,13 @@
 use std::time::{Duration, Instant};
 
-use verge_config::{Pos, Runtime};
+use verge_config::Runtime;
 
 use super::*;
 use crate::invocation::RequestSnapshot;
 use crate::outcome::Edits;
 
 fn def(name: &str, code: &str) -> Arc<FunctionDef> {
-    Arc::new(FunctionDef {
-        name: name.into(),
-        runtime: Runtime::CloudfrontJs2,
-        code_path: format!("{name}.js").into(),
-        code: Arc::from(code),
-        kvs: None,
-        budget: Duration::from_millis(1),
-        enforce_size_limit: true,
-        fail_open: false,
-        throttle: true,
-        timeout: None,
-        instances: 1,
-        fetch: Default::default(),
-        pos: Pos::START,
-    })
+    Arc::new(FunctionDef::inline(name, Runtime::CloudfrontJs2, code))
 }
 
 fn inv(function: &Arc<FunctionDef>) -> Invocation {
