@@ -130,11 +130,17 @@ pub async fn start_with(dir: &Path, template: &str, watch_ms: u64, rust_log: &st
             tls,
             lines,
         };
+        // Healthy admin and an accepting proxy listener: pingora starts its services on their
+        // own threads, so the admin app can answer before the proxy listener is bound.
         let up = super::eventually(100, Duration::from_millis(50), || async {
-            super::client::try_request(admin, super::client::get_req("/healthz"))
+            let healthy = super::client::try_request(admin, super::client::get_req("/healthz"))
                 .await
-                .ok()
-                .filter(|r| r.status == 200)
+                .is_ok_and(|r| r.status == 200);
+            let mut accepting = tokio::net::TcpStream::connect(addr).await.is_ok();
+            if template.contains("{tls}") {
+                accepting &= tokio::net::TcpStream::connect(tls).await.is_ok();
+            }
+            (healthy && accepting).then_some(())
         })
         .await;
         if up.is_some() {
