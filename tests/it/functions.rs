@@ -256,9 +256,24 @@ async fn reloads_that_change_function_code_lose_no_request() {
         let (stop, failed) = (stop.clone(), failed.clone());
         tokio::spawn(async move {
             let mut conn = Persistent::connect(addr).await.unwrap();
+            let mut over_budget = 0;
             while !stop.load(Ordering::Relaxed) {
+                let sent = std::time::Instant::now();
                 match conn.get("/echo/x").await {
                     Ok(r) if r.status == 200 => {}
+                    // Not a reload failure: on a busy shared VM a trivial function can, rarely,
+                    // pass its 0.9 ms CPU budget (steal and first-touch time count in the thread
+                    // CPU clock; BENCHMARKS.md saw 1 in ~30k). One such fast answer is
+                    // tolerated; a request stalled by a generation switch (answered as throttled
+                    // only after the 2 s start deadline) or a second one is not.
+                    Ok(r)
+                        if r.header("x-cache") == "FunctionThrottledError from verge"
+                            && r.text().contains("could not run")
+                            && sent.elapsed() < Duration::from_secs(1)
+                            && over_budget == 0 =>
+                    {
+                        over_budget += 1;
+                    }
                     Ok(r) => failed.lock().unwrap().push(format!(
                         "{} {}: {}",
                         r.status,
