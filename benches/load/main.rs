@@ -33,6 +33,11 @@ use procs::{Procs, wait_listening};
 
 type BoxError = Box<dyn std::error::Error>;
 
+/// The allocator verge runs on, so the bare pingora floor (this binary's `bare` mode) differs
+/// from verge by verge's own work, not by its allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args()
         .skip(1)

@@ -3,9 +3,10 @@
 //!
 //! viewer-request and viewer-response.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::invocation::{HeaderList, Invocation};
+use crate::js_json::object;
 use crate::outcome::{Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome};
 
 /// Headers a function never sees and may not add (§1.9).
@@ -78,7 +79,12 @@ fn multi_map<'a>(pairs: impl Iterator<Item = (&'a str, String)>) -> Value {
         if values.len() > 1 {
             entry.insert(
                 "multiValue".into(),
-                Value::Array(values.into_iter().map(|v| json!({ "value": v })).collect()),
+                Value::Array(
+                    values
+                        .into_iter()
+                        .map(|v| object([("value", Value::String(v))]))
+                        .collect(),
+                ),
             );
         }
         map.insert(name.to_owned(), Value::Object(entry));
@@ -123,7 +129,10 @@ fn set_cookie_map(headers: &HeaderList) -> Value {
             None => (line.as_ref(), ""),
         };
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let item = json!({ "value": value.trim(), "attributes": attributes });
+        let item = object([
+            ("value", Value::String(value.trim().to_owned())),
+            ("attributes", Value::String(attributes.to_owned())),
+        ]);
         match grouped.iter_mut().find(|(n, _)| n == name.trim()) {
             Some((_, items)) => items.push(item),
             None => grouped.push((name.trim().to_owned(), vec![item])),
@@ -150,13 +159,13 @@ fn request_value(inv: &Invocation) -> Value {
             .filter(|(n, _)| n != "cookie" && !is_disallowed(n))
             .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v).into_owned())),
     );
-    json!({
-        "method": req.method,
-        "uri": req.uri,
-        "querystring": multi_map(query_pairs(&req.querystring)),
-        "headers": headers,
-        "cookies": multi_map(cookie_pairs(&req.headers).into_iter()),
-    })
+    object([
+        ("method", Value::String(req.method.clone())),
+        ("uri", Value::String(req.uri.clone())),
+        ("querystring", multi_map(query_pairs(&req.querystring))),
+        ("headers", headers),
+        ("cookies", multi_map(cookie_pairs(&req.headers).into_iter())),
+    ])
 }
 
 /// Build the viewer-response event (request and response; the original body is not readable).
@@ -172,23 +181,20 @@ pub fn viewer_response_event(inv: &Invocation) -> Value {
             .filter(|(n, _)| n != "set-cookie" && !is_disallowed(n))
             .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v).into_owned())),
     );
-    json!({
-        "version": "1.0",
-        "context": {
-            "distributionDomainName": "verge.local",
-            "distributionId": "VERGE",
-            "eventType": "viewer-response",
-            "requestId": inv.request_id,
-        },
-        "viewer": { "ip": inv.request.client_ip.to_string() },
-        "request": request_value(inv),
-        "response": {
-            "statusCode": status,
-            "statusDescription": http_reason(status),
-            "headers": response_headers,
-            "cookies": set_cookie_map(headers),
-        }
-    })
+    let response = object([
+        ("statusCode", Value::from(status)),
+        (
+            "statusDescription",
+            Value::String(http_reason(status).into()),
+        ),
+        ("headers", response_headers),
+        ("cookies", set_cookie_map(headers)),
+    ]);
+    let mut event = event_frame(inv, "viewer-response");
+    if let Value::Object(fields) = &mut event {
+        fields.insert("response".into(), response);
+    }
+    event
 }
 
 /// The reason phrase CloudFront shows for common statuses (empty for others).
@@ -214,17 +220,31 @@ pub fn http_reason(status: u16) -> &'static str {
 
 /// Build the viewer-request event.
 pub fn viewer_request_event(inv: &Invocation) -> Value {
-    json!({
-        "version": "1.0",
-        "context": {
-            "distributionDomainName": "verge.local",
-            "distributionId": "VERGE",
-            "eventType": "viewer-request",
-            "requestId": inv.request_id,
-        },
-        "viewer": { "ip": inv.request.client_ip.to_string() },
-        "request": request_value(inv),
-    })
+    event_frame(inv, "viewer-request")
+}
+
+/// `version`, `context`, `viewer` and `request`: what both events share.
+fn event_frame(inv: &Invocation, event_type: &str) -> Value {
+    object([
+        ("version", Value::String("1.0".into())),
+        (
+            "context",
+            object([
+                (
+                    "distributionDomainName",
+                    Value::String("verge.local".into()),
+                ),
+                ("distributionId", Value::String("VERGE".into())),
+                ("eventType", Value::String(event_type.into())),
+                ("requestId", Value::String(inv.request_id.clone())),
+            ]),
+        ),
+        (
+            "viewer",
+            object([("ip", Value::String(inv.request.client_ip.to_string()))]),
+        ),
+        ("request", request_value(inv)),
+    ])
 }
 
 /// The values of one `{value, multiValue?}` entry: a modified `multiValue` wins, otherwise

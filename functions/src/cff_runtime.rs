@@ -37,6 +37,7 @@ use serde_json::Value;
 use crate::budget::Budget;
 use crate::host::{self, HostModules};
 use crate::job_queue::{Jobs, run_job};
+use crate::js_json;
 use crate::outcome::{FunctionError, FunctionErrorKind};
 use verge_config::Runtime;
 
@@ -180,6 +181,8 @@ pub struct LoadedFunction {
     jobs: Rc<Jobs>,
     /// Gives `event.request` its `rawQueryString()` method.
     request_prototype: JsObject,
+    /// Event keys already made in this context.
+    keys: js_json::KeyCache,
 }
 
 fn execution(message: impl Into<String>) -> FunctionError {
@@ -308,6 +311,7 @@ impl LoadedFunction {
             clock,
             jobs,
             request_prototype,
+            keys: js_json::KeyCache::default(),
         })
     }
 
@@ -316,7 +320,8 @@ impl LoadedFunction {
         self.clock.freeze_now();
         let context = &mut self.context;
         let request_prototype = self.request_prototype.clone();
-        let set = JsValue::from_json(event, context).and_then(|ev| {
+        let ev = js_json::to_js(event, &mut self.keys, context);
+        let set = (|| {
             if let Some(request) = ev
                 .as_object()
                 .map(|e| e.get(js_string!("request"), context))
@@ -328,7 +333,7 @@ impl LoadedFunction {
             context
                 .global_object()
                 .set(js_string!("__verge_event"), ev, false, context)
-        });
+        })();
         if let Err(e) = set {
             return Invoked {
                 result: Err(execution(format!("cannot build the event: {e}"))),
@@ -395,7 +400,7 @@ fn run_budgeted(
             }
         },
     };
-    match value.to_json(context) {
+    match js_json::to_json(&value, context) {
         Ok(json) => (Ok(json), false),
         Err(e) => (
             Err(FunctionError {

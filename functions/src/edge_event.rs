@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::cff_event::is_disallowed;
 use crate::invocation::{EdgeOrigin, HeaderList, Invocation};
+use crate::js_json::object;
 use crate::origin_choice::{OriginChoice, OriginUpdate};
 use crate::outcome::{Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome};
 use verge_config::Hook;
@@ -79,12 +80,6 @@ pub fn title_case(name: &str) -> String {
         upper = c == '-';
     }
     out
-}
-
-/// A JSON object from `(key, value)` pairs, moved in (the `json!` macro would clone every
-/// nested `Value` through serde's serializer, a large part of building an event).
-fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
 /// Headers in the event's array format, one element per occurrence, disallowed ones hidden.

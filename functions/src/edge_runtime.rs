@@ -90,6 +90,8 @@ pub struct EdgeFunction {
     jobs: Rc<Jobs>,
     invoker: Script,
     name: String,
+    /// Event keys already made in this context.
+    keys: crate::js_json::KeyCache,
 }
 
 /// Turn an engine error into a readable string, with the error's own message for JS errors.
@@ -227,6 +229,7 @@ impl EdgeFunction {
             jobs,
             invoker,
             name: name.to_owned(),
+            keys: crate::js_json::KeyCache::default(),
         })
     }
 
@@ -284,7 +287,7 @@ impl EdgeFunction {
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
             + timeout.as_secs_f64() * 1000.0;
         let setup = (|| -> JsResult<()> {
-            let ev = JsValue::from_json(event, context)?;
+            let ev = crate::js_json::to_js(event, &mut self.keys, context);
             let make = context
                 .global_object()
                 .get(js_string!("__verge_context"), context)?;
@@ -336,7 +339,7 @@ impl EdgeFunction {
         let context = &mut self.context;
         match promise.state() {
             PromiseState::Fulfilled(v) if v.is_undefined() || v.is_null() => Ok(None),
-            PromiseState::Fulfilled(v) => v.to_json(context).map_err(|e| {
+            PromiseState::Fulfilled(v) => crate::js_json::to_json(&v, context).map_err(|e| {
                 (
                     validation(format!(
                         "The Lambda function returned invalid json: The json output is not parsable ({e})"

@@ -28,7 +28,8 @@
 //! - [`edge_host`]: Node-style globals and modules; [`edge_fetch`] and [`edge_tls`]: `fetch` to
 //!   allowed origins.
 //!
-//! Shared: [`job_queue`] (promise jobs run one at a time).
+//! Shared: [`job_queue`] (promise jobs run one at a time); [`js_json`] (events into the JS heap
+//! and results out of it).
 
 pub mod alloc_meter;
 pub mod budget;
@@ -49,6 +50,7 @@ pub mod fast_pool;
 pub mod host;
 mod invocation;
 pub mod job_queue;
+pub mod js_json;
 pub mod kvs;
 pub mod load_check;
 pub mod origin_choice;
