@@ -235,7 +235,8 @@ fn console_log_is_captured_per_invocation_and_capped() {
     )
     .unwrap();
     crate::host::begin(true, None);
-    g.invoke(&json!({}), BUDGET);
+    let invoked = g.invoke(&json!({}), BUDGET);
+    assert!(invoked.result.is_ok(), "{:?}", invoked.result);
     let total: usize = crate::host::take().logs.iter().map(String::len).sum();
     assert_eq!(total, 10240);
 }
