@@ -562,7 +562,7 @@ impl Loaded {
                     .map_err(|e| execution(format!("cannot load {}: {e}", def.name)))?;
                 // Loading leaves garbage behind; collect now, outside the timed window, so the
                 // first invocation is not charged a collector pause.
-                boa_engine::gc::force_collect();
+                force_collect();
                 count.fetch_add(1, Ordering::Relaxed);
                 self.functions.push((def.clone(), loaded));
                 self.functions.len() - 1
@@ -578,7 +578,7 @@ impl Loaded {
     fn discard(&mut self, def: &Arc<FunctionDef>) {
         self.functions.retain(|(d, _)| !Arc::ptr_eq(d, def));
         // The dropped context's heap goes now, not during someone's next invocation.
-        boa_engine::gc::force_collect();
+        force_collect();
     }
 }
 
@@ -586,8 +586,110 @@ impl Loaded {
 /// below boa's own 1 MiB trigger, so its collector (250–400 µs on a warm context) does not start
 /// inside an invocation and get charged to a function's sub-millisecond budget (seen in the load
 /// benchmark: a trivial rewrite overrunning its budget, then throttled). Counted by the counting
-/// allocator, which sees every allocation, so this fires before boa's count of its own would.
+/// allocator, which sees every allocation, not only the engine's. Lowered per worker whenever
+/// the engine is seen to have collected by itself anyway ([`CollectorWatch`]).
 const GC_AFTER_BYTES: u64 = 768 * 1024;
+/// ... and at the latest after this many invocations.
+const GC_AFTER_INVOCATIONS: u32 = 100;
+
+thread_local! {
+    /// Collections this worker thread started itself.
+    static FORCED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Run the collector now, between invocations.
+fn force_collect() {
+    boa_engine::gc::force_collect();
+    FORCED.with(|f| f.set(f.get() + 1));
+}
+
+/// Whether boa's collector ran since this watch was armed: a garbage object of our own is gone.
+/// boa offers no way to read its allocation count, so this is how a worker learns that its
+/// between-invocation collections came too late (the engine's trigger counts its live heap too,
+/// which a worker cannot see).
+struct CollectorWatch {
+    sentinel: boa_engine::gc::WeakGc<u8>,
+    forced_at: u64,
+}
+
+impl CollectorWatch {
+    fn arm() -> Self {
+        let sentinel = boa_engine::gc::Gc::new(0u8);
+        CollectorWatch {
+            sentinel: boa_engine::gc::WeakGc::new(&sentinel),
+            forced_at: FORCED.with(std::cell::Cell::get),
+        }
+    }
+
+    /// The worker collected (loading or discarding a context) since the watch was armed.
+    fn forced_since(&self) -> bool {
+        FORCED.with(std::cell::Cell::get) != self.forced_at
+    }
+
+    /// Something collected since the watch was armed.
+    fn collected(&self) -> bool {
+        self.sentinel.upgrade().is_none()
+    }
+}
+
+/// When a worker collects between invocations, adapted to what the engine does by itself.
+struct CollectionPolicy {
+    after_bytes: u64,
+    after_invocations: u32,
+    invocations: u32,
+    allocated_at_gc: u64,
+    watch: CollectorWatch,
+}
+
+impl CollectionPolicy {
+    fn new() -> Self {
+        CollectionPolicy {
+            after_bytes: GC_AFTER_BYTES,
+            after_invocations: GC_AFTER_INVOCATIONS,
+            invocations: 0,
+            allocated_at_gc: crate::alloc_meter::allocated(),
+            watch: CollectorWatch::arm(),
+        }
+    }
+
+    fn collect(&mut self) {
+        force_collect();
+        self.restart();
+    }
+
+    /// Count from now, after a collection.
+    fn restart(&mut self) {
+        self.invocations = 0;
+        self.allocated_at_gc = crate::alloc_meter::allocated();
+        self.watch = CollectorWatch::arm();
+    }
+
+    /// After an invocation: collect if it is time. If the engine collected by itself since the
+    /// last time, its pause may have landed inside an invocation, so collect sooner from now on.
+    fn after_invocation(&mut self, function: &str) {
+        self.invocations += 1;
+        if self.watch.forced_since() {
+            self.restart();
+            return;
+        }
+        if self.watch.collected() {
+            self.after_bytes = (self.after_bytes / 2).max(64 * 1024);
+            self.after_invocations = (self.after_invocations / 2).max(8);
+            tracing::debug!(
+                function,
+                after_bytes = self.after_bytes,
+                after_invocations = self.after_invocations,
+                "the engine collected by itself between forced collections; collecting sooner"
+            );
+            self.collect();
+            return;
+        }
+        let allocated = crate::alloc_meter::allocated().saturating_sub(self.allocated_at_gc);
+        if self.invocations >= self.after_invocations || allocated > self.after_bytes {
+            self.collect();
+        }
+    }
+}
 
 fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
     let mut loaded = Loaded::default();
@@ -598,8 +700,7 @@ fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
     if let Some(ready) = ready {
         let _ = ready.send(());
     }
-    let mut since_gc = 0u32;
-    let mut allocated_at_gc = crate::alloc_meter::allocated();
+    let mut gc = CollectionPolicy::new();
     loop {
         if me.retired.load(Ordering::Relaxed) {
             return;
@@ -607,9 +708,8 @@ fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
         let task = match me.rx.recv_timeout(Duration::from_millis(100)) {
             Ok(task) => task,
             Err(RecvTimeoutError::Timeout) => {
-                if since_gc > 0 {
-                    boa_engine::gc::force_collect();
-                    since_gc = 0;
+                if gc.invocations > 0 {
+                    gc.collect();
                 }
                 if shared.stop.load(Ordering::Relaxed) {
                     return;
@@ -639,13 +739,7 @@ fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
             let _ = loaded.get(&task.invocation.function, &shared.loads.spare);
         }
         // Collect outside the timed window, so a GC pause is never charged to a function.
-        since_gc += 1;
-        let allocated = crate::alloc_meter::allocated().saturating_sub(allocated_at_gc);
-        if since_gc >= 100 || allocated > GC_AFTER_BYTES {
-            boa_engine::gc::force_collect();
-            since_gc = 0;
-            allocated_at_gc = crate::alloc_meter::allocated();
-        }
+        gc.after_invocation(&task.invocation.function.name);
     }
 }
 
