@@ -654,15 +654,16 @@ fn response_edits(
 }
 
 /// Read what the handler returned (`None` for `undefined`/`null`) against the event it got.
-pub fn outcome(
+/// (Borrowed or owned: the runtime keeps what was returned for `verge test-function`.)
+pub fn outcome<V: std::borrow::Borrow<Value>>(
     inv: &Invocation,
     event: &Value,
-    returned: Option<Value>,
+    returned: Option<V>,
 ) -> Result<Outcome, FunctionError> {
     let returned = returned.ok_or_else(|| {
         validation("the function returned nothing (or called back without a result)")
     })?;
-    let obj = returned.as_object().ok_or_else(|| FunctionError {
+    let obj = returned.borrow().as_object().ok_or_else(|| FunctionError {
         kind: FunctionErrorKind::Validation,
         message:
             "The Lambda function returned invalid JSON: The JSON output must be an object type."

@@ -261,11 +261,15 @@ impl EdgeFunction {
             .and_then(|f| f.as_callable())
             .map(|f| f.call(&JsValue::undefined(), &[], &mut self.context));
         let poisoned = matches!(&result, Err((_, true))) || !matches!(reset, Some(Ok(_)));
-        let output = result.as_ref().ok().cloned().flatten();
+        let (result, output) = match result {
+            Ok(returned) => (
+                crate::edge_event::outcome(inv, &event, returned.as_ref()),
+                returned,
+            ),
+            Err((e, _)) => (Err(e), None),
+        };
         EdgeInvoked {
-            result: result
-                .map_err(|(e, _)| e)
-                .and_then(|returned| crate::edge_event::outcome(inv, &event, returned)),
+            result,
             logs: decisions.logs,
             output,
             poisoned,
