@@ -165,6 +165,37 @@ fn finishing_past_the_budget_inside_a_native_call_is_still_over_budget() {
 }
 
 #[test]
+fn an_overrun_a_strict_rerun_does_not_repeat_is_not_the_functions() {
+    // The first run spends its budget inside one native call (as time stolen from the VM
+    // would), the second does not: the re-run's answer and logs stand.
+    let mut f = LoadedFunction::load(
+        "var first = true;\n\
+         function handler(e) { console.log(first ? 'first run' : 'run again');\n\
+           if (first) { first = false;\n\
+             var a = Array.from({length: 3000}, function (_, i) { return (i * 7919) % 3000; });\n\
+             a.sort(function (x, y) { for (var k = 0; k < 100; k++) {} return y - x; }); }\n\
+           return 1; }",
+        Runtime::CloudfrontJs2,
+    )
+    .unwrap();
+    crate::host::begin(true, None);
+    let i = f.invoke(&json!({}), BUDGET);
+    assert_eq!(i.result.unwrap(), Some(json!(1)));
+    assert!(!i.poisoned);
+    assert!(i.utilization < 100, "the re-run's use is reported");
+    assert_eq!(crate::host::take().logs, vec!["run again".to_owned()]);
+    // A loop in the VM spends its budget over many checks: stopped, never re-run.
+    let mut g = LoadedFunction::load(
+        "var runs = 0; function handler(e) { runs++; if (runs > 1) { return 'ran twice'; } while (true) {} }",
+        Runtime::CloudfrontJs2,
+    )
+    .unwrap();
+    let i = g.invoke(&json!({}), BUDGET);
+    assert_eq!(kind(&i), FunctionErrorKind::Throttled, "{:?}", i.result);
+    assert!(i.poisoned);
+}
+
+#[test]
 fn crypto_is_importable_and_requirable_and_native() {
     // A 2.0 file: imports first, `handler` declared but not exported (as CloudFront loads it).
     let i = run("import crypto from 'crypto';\n\

@@ -180,7 +180,7 @@ fn generated_responses_are_checked_against_cloudfronts_rules() {
         FunctionErrorKind::Validation
     );
     assert_eq!(
-        kind(outcome(&inv, &ev, None)),
+        kind(outcome(&inv, &ev, None::<Value>)),
         FunctionErrorKind::Validation
     );
 }
