@@ -100,13 +100,23 @@ pub fn to_js_object(
     object
 }
 
-/// A JS value as JSON (`None` for `undefined`), as boa's `to_json` reads it.
+/// Objects nested deeper than this are not read back: no event needs more, and reading
+/// recursively deeper could overflow the worker's stack (a handler can build a million-deep
+/// chain cheaply).
+pub const MAX_DEPTH: usize = 64;
+
+/// Arrays longer than this are not read back (`a.length = 4e9` is one statement).
+pub const MAX_ARRAY_LENGTH: u64 = 1 << 16;
+
+/// A JS value as JSON (`None` for `undefined`), as boa's `to_json` reads it — except that
+/// nesting past [`MAX_DEPTH`] and arrays past [`MAX_ARRAY_LENGTH`] are errors, where boa's would
+/// overflow the stack or run out of memory.
 pub fn to_json(value: &JsValue, context: &mut Context) -> JsResult<Option<Value>> {
     let mut path = Vec::new();
     read(value, &mut path, context)
 }
 
-/// `path` holds the objects being read, outermost first, to detect cycles.
+/// `path` holds the objects being read, outermost first, to detect cycles and bound depth.
 fn read(
     value: &JsValue,
     path: &mut Vec<JsObject>,
@@ -130,6 +140,11 @@ fn read(
     if path.iter().any(|seen| JsObject::equals(seen, &object)) {
         return Err(JsNativeError::typ()
             .with_message("cyclic object value")
+            .into());
+    }
+    if path.len() >= MAX_DEPTH {
+        return Err(JsNativeError::typ()
+            .with_message(format!("objects nested more than {MAX_DEPTH} deep"))
             .into());
     }
     path.push(object.clone());
@@ -156,7 +171,14 @@ fn read_array(
     context: &mut Context,
 ) -> JsResult<Value> {
     let length = JsArray::from_object(object.clone())?.length(context)?;
-    let mut items = Vec::with_capacity(length.min(1 << 16) as usize);
+    if length > MAX_ARRAY_LENGTH {
+        return Err(JsNativeError::range()
+            .with_message(format!(
+                "an array of {length} elements (at most {MAX_ARRAY_LENGTH})"
+            ))
+            .into());
+    }
+    let mut items = Vec::with_capacity(length as usize);
     for index in 0..length {
         let item = match own_value(object, &PropertyKey::from(index as u32)) {
             Some(v) => read(&v, path, context)?.unwrap_or(Value::Null),
@@ -291,6 +313,27 @@ mod tests {
             to_json(&value, &mut context).unwrap(),
             Some(json!({"a": {"v": 1}, "b": {"v": 1}}))
         );
+    }
+
+    #[test]
+    fn deep_nesting_and_huge_arrays_are_errors_not_crashes() {
+        let mut context = Context::default();
+        for source in [
+            "(() => { let o = {}; for (let i = 0; i < 200000; i++) { o = {o}; } return o; })()",
+            "(() => { let a = []; for (let i = 0; i < 200000; i++) { a = [a]; } return a; })()",
+            "(() => { const a = []; a.length = 4294967295; return {a}; })()",
+        ] {
+            let value = eval(source, &mut context);
+            assert!(to_json(&value, &mut context).is_err(), "{source}");
+        }
+        // Up to the limits, values read back.
+        let value = eval(
+            "(() => { let o = {}; for (let i = 0; i < 60; i++) { o = {o}; } \
+              const a = []; a.length = 65536; return {o, a}; })()",
+            &mut context,
+        );
+        let json = to_json(&value, &mut context).unwrap().unwrap();
+        assert_eq!(json["a"].as_array().unwrap().len(), 65536);
     }
 
     #[test]
