@@ -163,4 +163,38 @@ mod tests {
         assert!(spent);
         assert_eq!(b.utilization(), 100);
     }
+
+    /// Burn this thread's CPU time (not wall time) for `d`.
+    fn burn(d: Duration) {
+        let until = thread_cpu_time() + d;
+        while thread_cpu_time() < until {
+            std::hint::spin_loop();
+        }
+    }
+
+    #[test]
+    fn a_budget_spent_within_a_few_checks_is_extended_once_and_a_strict_one_never() {
+        let limit = Duration::from_millis(2);
+        let mut b = Budget::start(limit);
+        burn(limit + limit / 2);
+        assert!(
+            !b.exhausted(),
+            "spent at the first check: extended by one budget"
+        );
+        assert!(b.spent_early());
+        burn(limit);
+        assert!(b.exhausted(), "the extension is one budget, once");
+        let mut strict = Budget::strict(limit);
+        burn(limit + limit / 2);
+        assert!(strict.exhausted());
+        assert!(!strict.spent_early());
+        // Many checks before the budget runs out: the function's own work, no extension.
+        let mut busy = Budget::start(limit);
+        for _ in 0..=FEW_CHECKS {
+            assert!(!busy.exhausted());
+        }
+        burn(limit + limit / 2);
+        assert!(busy.exhausted());
+        assert!(!busy.spent_early());
+    }
 }
