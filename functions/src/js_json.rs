@@ -17,12 +17,13 @@
 //! What is read back matches boa's `to_json` for everything a handler can return: own
 //! properties, enumerable or not, array indices first; `undefined` members left out of
 //! objects and `null` in arrays; accessor properties read as `null` (no getter runs); a cycle
-//! is an error. Objects that are neither ordinary nor arrays (typed arrays, proxies, maps…) are
-//! handed to boa's own `to_json`, which reads them without running any JavaScript.
+//! is an error; nesting and array length are bounded. Proxies are handed to boa's own
+//! `to_json`, which reads their (empty) property map without running their traps.
 
 use std::collections::HashMap;
 
 use boa_engine::builtins::object::OrdinaryObject;
+use boa_engine::builtins::proxy::Proxy;
 use boa_engine::object::builtins::JsArray;
 use boa_engine::property::{PropertyDescriptor, PropertyKey};
 use boa_engine::{Context, JsNativeError, JsObject, JsResult, JsString, JsValue, JsVariant};
@@ -132,11 +133,12 @@ fn read(
         JsVariant::Object(object) => object,
         JsVariant::BigInt(_) | JsVariant::Symbol(_) => return value.to_json(context),
     };
-    let ordinary = object.is_ordinary();
-    let array = !ordinary && object.is_array();
-    if !ordinary && !array {
+    // A proxy's own keys come from its `ownKeys` trap, JavaScript that would run here outside
+    // any budget; boa's reader looks only at the proxy's own (empty) property map.
+    if object.is::<Proxy>() {
         return value.to_json(context);
     }
+    let array = object.is_array();
     if path.iter().any(|seen| JsObject::equals(seen, &object)) {
         return Err(JsNativeError::typ()
             .with_message("cyclic object value")
@@ -194,7 +196,10 @@ fn read_object(
     path: &mut Vec<JsObject>,
     context: &mut Context,
 ) -> JsResult<Value> {
-    // An ordinary object's keys come from its property map; no JavaScript runs.
+    // Keys come from the object's property map (no JavaScript runs: proxies are not read
+    // here). Exotic objects also list keys that have no entry in it (typed-array elements,
+    // a String object's characters): boa's reader leaves those out, and so does this one.
+    let exotic = !object.is_ordinary();
     let keys = object.own_property_keys(context)?;
     let mut map = Map::with_capacity(keys.len());
     for key in keys {
@@ -209,6 +214,7 @@ fn read_object(
         };
         let value = match own_value(object, &key) {
             Some(v) => read(&v, path, context)?,
+            None if exotic && !object.borrow().properties().contains_key(&key) => continue,
             None => Some(Value::Null),
         };
         if let Some(value) = value {
@@ -322,6 +328,8 @@ mod tests {
             "(() => { let o = {}; for (let i = 0; i < 200000; i++) { o = {o}; } return o; })()",
             "(() => { let a = []; for (let i = 0; i < 200000; i++) { a = [a]; } return a; })()",
             "(() => { const a = []; a.length = 4294967295; return {a}; })()",
+            "(() => { let o = {}; for (let i = 0; i < 200000; i++) { o = {o}; } \
+              return Object.assign(new Error('x'), {deep: o}); })()",
         ] {
             let value = eval(source, &mut context);
             assert!(to_json(&value, &mut context).is_err(), "{source}");
@@ -334,6 +342,16 @@ mod tests {
         );
         let json = to_json(&value, &mut context).unwrap().unwrap();
         assert_eq!(json["a"].as_array().unwrap().len(), 65536);
+    }
+
+    #[test]
+    fn a_proxy_is_read_without_running_its_traps() {
+        let mut context = Context::default();
+        let value = eval(
+            "new Proxy({a: 1}, {ownKeys() { while (true) {} }, get() { while (true) {} }})",
+            &mut context,
+        );
+        assert_eq!(to_json(&value, &mut context).unwrap(), Some(json!({})));
     }
 
     #[test]
