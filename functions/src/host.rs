@@ -474,11 +474,7 @@ fn kvs_meta(_this: &JsValue, _args: &[JsValue], ctx: &mut Context) -> JsResult<J
 fn choose_origin(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let kind = string_arg(args, 0, ctx)?.unwrap_or_default();
     let id = string_arg(args, 1, ctx)?.unwrap_or_default();
-    let params = args
-        .get(2)
-        .cloned()
-        .unwrap_or_default()
-        .to_json(ctx)?
+    let params = crate::js_json::to_json(&args.get(2).cloned().unwrap_or_default(), ctx)?
         .unwrap_or(serde_json::Value::Null);
     let allowed = DECISIONS.with(|d| d.borrow().origin_allowed);
     if !allowed {
