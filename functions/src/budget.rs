@@ -32,8 +32,9 @@ pub fn thread_cpu_time() -> Duration {
 /// trusted as the function's own doing. A function that really runs its budget down in the VM
 /// reaches hundreds of yields first (one per 256 cost units); a trivial one makes a handful. When
 /// a budget is spent within this few, the CPU went elsewhere: a native built-in doing big work,
-/// or the host — on a VM, time stolen by the hypervisor while the thread ran counts in its CPU
-/// clock (seen: a trivial function "using" 5 ms, once in ~500,000 invocations under load).
+/// or the host — on a VM, time stolen by the hypervisor while the thread ran can count in its
+/// CPU clock (seen: a trivial function "using" 5 ms, once in ~500,000 invocations under load;
+/// the cause was not pinned down).
 const FEW_CHECKS: u32 = 16;
 
 /// One invocation's budget.
