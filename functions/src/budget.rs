@@ -90,14 +90,6 @@ impl Budget {
         thread_cpu_time().saturating_sub(self.cpu_start)
     }
 
-    /// The same budget, charged from now (building the event is not the function's time).
-    pub fn restarted(self) -> Self {
-        Budget {
-            may_extend: self.may_extend,
-            ..Budget::start(self.limit)
-        }
-    }
-
     /// Start charging `limit` with no extension: for confirming an overrun by running again.
     pub fn strict(limit: Duration) -> Self {
         Budget {

@@ -325,7 +325,14 @@ impl LoadedFunction {
     /// again gives the viewer what one run would have.
     pub fn invoke(&mut self, event: &Value, budget: Duration) -> Invoked {
         self.clock.freeze_now();
-        let (mut result, mut poisoned, mut meter) = self.attempt(event, Budget::start(budget));
+        let Attempt {
+            mut result,
+            mut poisoned,
+            mut meter,
+        } = match self.attempt(event, Budget::start, budget) {
+            Ok(attempt) => attempt,
+            Err(failure) => return failure,
+        };
         let mut used = meter.used();
         if result.is_ok() && used > budget && meter.spent_early() && !poisoned {
             tracing::debug!(
@@ -334,7 +341,12 @@ impl LoadedFunction {
             );
             host::restart();
             self.jobs.clear();
-            (result, poisoned, meter) = self.attempt(event, Budget::strict(budget));
+            match self.attempt(event, Budget::strict, budget) {
+                Ok(again) => {
+                    (result, poisoned, meter) = (again.result, again.poisoned, again.meter)
+                }
+                Err(failure) => return failure,
+            }
             used = meter.used();
         }
         if result.is_ok() && used > budget {
@@ -351,12 +363,15 @@ impl LoadedFunction {
         }
     }
 
-    /// Put `event` into the context and run the handler, charging `meter` from the call on.
+    /// Put `event` into the context and run the handler under a budget made by `start` when
+    /// the handler is called (building the event is not the function's time). `Err` is the
+    /// whole answer when the event cannot be built.
     fn attempt(
         &mut self,
         event: &Value,
-        meter: Budget,
-    ) -> (Result<Option<Value>, FunctionError>, bool, Budget) {
+        start: fn(Duration) -> Budget,
+        budget: Duration,
+    ) -> Result<Attempt, Invoked> {
         let context = &mut self.context;
         let request_prototype = self.request_prototype.clone();
         let ev = js_json::to_js(event, &mut self.keys, context);
@@ -374,13 +389,27 @@ impl LoadedFunction {
                 .set(js_string!("__verge_event"), ev, false, context)
         })();
         if let Err(e) = set {
-            let failure = execution(format!("cannot build the event: {e}"));
-            return (Err(failure), false, meter);
+            return Err(Invoked {
+                result: Err(execution(format!("cannot build the event: {e}"))),
+                utilization: 0,
+                poisoned: false,
+            });
         }
-        let mut meter = meter.restarted();
+        let mut meter = start(budget);
         let (result, poisoned) = run_budgeted(&self.invoker, context, &self.jobs, &mut meter);
-        (result, poisoned, meter)
+        Ok(Attempt {
+            result,
+            poisoned,
+            meter,
+        })
     }
+}
+
+/// One run of the handler: its result, whether the context was aborted, what it used.
+struct Attempt {
+    result: Result<Option<Value>, FunctionError>,
+    poisoned: bool,
+    meter: Budget,
 }
 
 /// Poll the invoker with a no-op waker, checking the budget at every yield, then settle a

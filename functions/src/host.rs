@@ -77,14 +77,11 @@ pub fn begin(origin_allowed: bool, raw_query: Option<String>) {
 /// Forget what this invocation decided so far, keeping what it was started with: for running
 /// the same invocation again.
 pub fn restart() {
-    DECISIONS.with(|d| {
+    let (origin_allowed, raw_query) = DECISIONS.with(|d| {
         let mut d = d.borrow_mut();
-        *d = Decisions {
-            origin_allowed: d.origin_allowed,
-            raw_query: d.raw_query.take(),
-            ..Decisions::default()
-        }
+        (d.origin_allowed, d.raw_query.take())
     });
+    begin(origin_allowed, raw_query);
 }
 
 /// The decisions of the invocation that just ended.
