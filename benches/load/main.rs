@@ -11,7 +11,8 @@
 //! - [`runaway`]: 1% runaways among rewrites, throttling off and on;
 //! - [`report`]: the table appended to `BENCHMARKS.md` and `target/bench/results.json`.
 //!
-//! Knobs: `BENCH_ROUNDS` (5), `BENCH_SECONDS` (5), `BENCH_CONNECTIONS` (32, wrk),
+//! Knobs: `BENCH_ROUNDS` (5), `BENCH_SECONDS` (5), `BENCH_WARMUP` (3 s of load discarded
+//! before each timed interval), `BENCH_CONNECTIONS` (32, wrk),
 //! `BENCH_RATE` (500 req/s, open loop: below every row's capacity, or its
 //! latency is only its queue), `BENCH_OPEN_CONNECTIONS` (64).
 //! Every process it starts is stopped by its own pid when it ends (and by the kernel if it dies).
@@ -98,6 +99,7 @@ fn orchestrate() -> Result<(), BoxError> {
     systems::nginx_available()?;
     let rounds = env_u64("BENCH_ROUNDS", 5);
     let seconds = env_u64("BENCH_SECONDS", 5);
+    let warmup = env_u64("BENCH_WARMUP", 3);
     let connections = env_u64("BENCH_CONNECTIONS", 32) as u32;
     let rate = env_u64("BENCH_RATE", 500);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
@@ -133,14 +135,15 @@ fn orchestrate() -> Result<(), BoxError> {
     let mut samples: Vec<Vec<Sample>> = all.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for i in shuffled(all.len(), round) {
-            let s = measure::sample(all[i].addr, seconds, connections, rate)?;
+            let s = measure::sample(all[i].addr, warmup, seconds, connections, rate)?;
             eprintln!(
-                "round {}/{rounds}: {:<18} {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms{}",
+                "round {}/{rounds}: {:<18} {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  steal {:.1}%{}",
                 round + 1,
                 all[i].name,
                 s.rps,
                 s.p50_ms,
                 s.p99_ms,
+                s.steal_pct,
                 if s.unexpected > 0 {
                     format!("  {} UNEXPECTED", s.unexpected)
                 } else {
@@ -163,8 +166,8 @@ fn orchestrate() -> Result<(), BoxError> {
         samples: &samples,
         stress: &stress,
         command: format!(
-            "BENCH_ROUNDS={rounds} BENCH_SECONDS={seconds} BENCH_CONNECTIONS={connections} \
-             BENCH_RATE={rate} make bench"
+            "BENCH_ROUNDS={rounds} BENCH_SECONDS={seconds} BENCH_WARMUP={warmup} \
+             BENCH_CONNECTIONS={connections} BENCH_RATE={rate} make bench"
         ),
         elapsed: started.elapsed(),
     })?;

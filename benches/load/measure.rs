@@ -16,6 +16,27 @@ pub struct Sample {
     /// Answers that were not 200 (wrk's non-2xx count, the open loop's statuses) and transport
     /// failures.
     pub unexpected: u64,
+    /// Share of core 0 (the proxies' core) the hypervisor took during the timed `wrk`, in %
+    /// (`/proc/stat` steal), so a round slowed by the host shows as such.
+    pub steal_pct: f64,
+}
+
+/// Core 0's `(steal, total)` jiffies from `/proc/stat` (zeros where it cannot be read).
+fn core0_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu0 ")) else {
+        return (0, 0);
+    };
+    // user nice system idle iowait irq softirq steal ...
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    (
+        fields.get(7).copied().unwrap_or(0),
+        fields.iter().take(8).sum(),
+    )
 }
 
 /// `wrk` for `seconds` with `connections`: (req/s, unexpected answers).
@@ -98,20 +119,33 @@ pub fn unexpected_in(group: &serde_json::Value, expected: &str) -> u64 {
     others + group["failures"].as_u64().unwrap_or(0)
 }
 
-/// One round for one system.
+/// One round for one system: `warmup` seconds of load discarded (idle pooled connections,
+/// caches and lazily started threads settle first, as the protocol asks), then timed.
 pub fn sample(
     addr: SocketAddr,
+    warmup: u64,
     seconds: u64,
     connections: u32,
     rate: u64,
 ) -> Result<Sample, BoxError> {
+    if warmup > 0 {
+        wrk(addr, warmup, connections)?;
+    }
+    let (steal0, total0) = core0_jiffies();
     let (rps, wrk_unexpected) = wrk(addr, seconds, connections)?;
+    let (steal1, total1) = core0_jiffies();
+    let steal_pct = if total1 > total0 {
+        100.0 * (steal1 - steal0) as f64 / (total1 - total0) as f64
+    } else {
+        0.0
+    };
     let (main, _) = open_loop(addr, rate, seconds, "/", None)?;
     Ok(Sample {
         rps,
         p50_ms: main["p50_ms"].as_f64().unwrap_or(f64::NAN),
         p99_ms: main["p99_ms"].as_f64().unwrap_or(f64::NAN),
         unexpected: wrk_unexpected + unexpected_in(&main, "200"),
+        steal_pct,
     })
 }
 

@@ -105,6 +105,28 @@ fn shell(program: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// Core 0's steal time over the timed intervals: the median and the worst, with where it was.
+fn steal_summary(run: &Run) -> String {
+    let mut worst: Option<(f64, &str, usize)> = None;
+    let mut all = Vec::new();
+    for (system, samples) in run.systems.iter().zip(run.samples) {
+        for (round, s) in samples.iter().enumerate() {
+            all.push(s.steal_pct);
+            if worst.is_none_or(|(w, _, _)| s.steal_pct > w) {
+                worst = Some((s.steal_pct, system.name, round + 1));
+            }
+        }
+    }
+    match worst {
+        Some((w, name, round)) => format!(
+            "Host steal on core 0 during timed intervals: median {:.1}%, worst {w:.1}% \
+             ({name}, round {round}).",
+            median(all)
+        ),
+        None => String::new(),
+    }
+}
+
 /// Write the report; returns the Markdown section appended to `BENCHMARKS.md`.
 pub fn write(run: &Run) -> Result<String, BoxError> {
     let rows = rows(run);
@@ -241,12 +263,14 @@ pub fn write(run: &Run) -> Result<String, BoxError> {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let steal = steal_summary(run);
     let section = format!(
         "\n## Load: verge vs pingora and nginx + njs — {}\n\n\
          commit `{}`, {cores} cores ({cpu}); `{}` ({:.0} s). One worker per proxy on core 0 (verge's \
          function threads share it); the nginx origin, wrk and the open-loop generator on core 1. \
          Access logs on everywhere (buffered). p50/p99 are open-loop at a fixed rate. \
-         \"added µs/req\" = 1e6/req/s − 1e6/req/s of its own proxy (verge-none, nginx-bare).\n\n\
+         \"added µs/req\" = 1e6/req/s − 1e6/req/s of its own proxy (verge-none, nginx-bare). \
+         {steal}\n\n\
          {table}\nTargets (issue #5):\n\n{targets}",
         shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         shell("git", &["rev-parse", "--short", "HEAD"]),

@@ -242,7 +242,7 @@ pub fn replace_with_failure(
     )?;
     ctx.result = failure.result_type();
     ctx.error = Some(format!("function {}: {}", f.name, failure.message));
-    ctx.replacement = Some(Replacement { header, body });
+    ctx.replacement = Some(Box::new(Replacement { header, body }));
     Ok(())
 }
 
@@ -360,10 +360,10 @@ pub async fn viewer_response(
             }
             Ok(Some(body)) => {
                 count(state, &f, "Continue", reply.utilization);
-                ctx.replacement = Some(Replacement {
+                ctx.replacement = Some(Box::new(Replacement {
                     header: response.clone(),
                     body: body.into(),
-                });
+                }));
                 return Err(Error::explain(
                     REPLACE_RESPONSE,
                     "body replaced at viewer-response",

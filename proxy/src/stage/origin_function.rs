@@ -93,10 +93,10 @@ pub async fn origin_request(
             let result = verge_functions::ResultType::LambdaGeneratedResponse;
             ctx.result = result;
             let header = crate::stage::respond::response_header(response.status, response.headers)?;
-            ctx.replacement = Some(Replacement {
+            ctx.replacement = Some(Box::new(Replacement {
                 header,
                 body: response.body.into(),
-            });
+            }));
             return Err(answered("origin-request function generated the response"));
         }
         Ok(Outcome::Continue(mut edits)) => {
@@ -116,7 +116,7 @@ pub async fn origin_request(
                     if edits.headers.is_none() {
                         edits.headers = Some(sent_headers);
                     }
-                    ctx.origin_edits = Some(edits);
+                    ctx.origin_edits = Some(Box::new(edits));
                     return Ok(moved);
                 }
                 Err(message) => function::invalid(&f, message),
@@ -155,10 +155,10 @@ pub async fn origin_response(
                 Ok(_) => {
                     function::count(state, &f, "Continue", 0);
                     let Some(body) = body else { return Ok(()) };
-                    ctx.replacement = Some(Replacement {
+                    ctx.replacement = Some(Box::new(Replacement {
                         header: response.clone(),
                         body: body.into(),
-                    });
+                    }));
                     return Err(answered("body replaced at origin-response"));
                 }
                 Err(message) => function::invalid(&f, message),

@@ -25,7 +25,7 @@ fn rewrite(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> pingora::Resul
     };
     let o = &target.origin;
     // Taken: `upstream_peer` (and so the function) runs again before any other attempt.
-    if let Some(edits) = ctx.origin_edits.take() {
+    if let Some(edits) = ctx.origin_edits.take().map(|edits| *edits) {
         // The origin-request function decided the request: its path and query (under the
         // origin's path) and its headers, Host included; then the origin's custom headers.
         let path = edits.uri.unwrap_or_else(|| upstream.uri.path().to_owned());

@@ -110,7 +110,7 @@ async fn send_replacement(
 pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
     if let Some(replacement) = ctx.replacement.take() {
         let status = replacement.header.status.as_u16();
-        if let Err(write_error) = send_replacement(session, ctx, replacement).await {
+        if let Err(write_error) = send_replacement(session, ctx, *replacement).await {
             tracing::debug!(request_id = %ctx.request_id, error = %write_error, "replaced response not delivered");
         }
         return FailToProxy {
