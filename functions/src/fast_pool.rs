@@ -721,7 +721,7 @@ fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
         if task.reply.is_closed() {
             continue;
         }
-        let reply = run(
+        let Ran { reply, discard } = run(
             &mut loaded,
             &task.invocation,
             task.budget,
@@ -734,6 +734,11 @@ fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
             deprioritize_self();
         }
         let _ = task.reply.send(reply);
+        // An aborted context is dropped and its heap collected only now, after the reply: on a
+        // warm context that takes milliseconds, which the viewer of a runaway need not wait for.
+        if discard {
+            loaded.discard(&task.invocation.function);
+        }
         // A context discarded after an abort is replaced now, between invocations.
         if !loaded.has(&task.invocation.function) && !me.retired.load(Ordering::Relaxed) {
             let _ = loaded.get(&task.invocation.function, &shared.loads.spare);
@@ -743,6 +748,13 @@ fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
     }
 }
 
+/// One invocation's reply, and whether the function's context must be discarded (an aborted
+/// run or an engine panic left it unusable) — done by the caller once the reply is sent.
+struct Ran {
+    reply: Reply,
+    discard: bool,
+}
+
 fn run(
     loaded: &mut Loaded,
     inv: &Invocation,
@@ -750,7 +762,7 @@ fn run(
     started: Arc<AtomicU64>,
     me: &WorkerState,
     shared: &Shared,
-) -> Reply {
+) -> Ran {
     // Loading a new version happens before the clocks start: neither the hard ceiling nor the
     // caller's reply deadline is charged for it.
     let attempt = catch_unwind(AssertUnwindSafe(|| {
@@ -761,16 +773,16 @@ fn run(
         })
     }));
     match attempt {
-        Ok(reply) => reply,
-        Err(_) => {
-            loaded.discard(&inv.function);
-            Reply {
+        Ok(ran) => ran,
+        Err(_) => Ran {
+            reply: Reply {
                 result: Err(execution("the JavaScript engine failed on this function")),
                 utilization: 0,
                 logs: Vec::new(),
                 log_data: None,
-            }
-        }
+            },
+            discard: true,
+        },
     }
 }
 
@@ -780,30 +792,36 @@ fn run_inner(
     budget: Duration,
     loads: &AtomicU64,
     start_clocks: impl FnOnce(),
-) -> Reply {
+) -> Ran {
     let event: Value = match inv.hook {
         Hook::ViewerRequest => cff_event::viewer_request_event(inv),
         Hook::ViewerResponse => cff_event::viewer_response_event(inv),
         other => {
-            return Reply {
-                result: Err(execution(format!(
-                    "{} functions are not run by this build yet",
-                    other.key()
-                ))),
-                utilization: 0,
-                logs: Vec::new(),
-                log_data: None,
+            return Ran {
+                reply: Reply {
+                    result: Err(execution(format!(
+                        "{} functions are not run by this build yet",
+                        other.key()
+                    ))),
+                    utilization: 0,
+                    logs: Vec::new(),
+                    log_data: None,
+                },
+                discard: false,
             };
         }
     };
     let function = match loaded.get(&inv.function, loads) {
         Ok(f) => f,
         Err(e) => {
-            return Reply {
-                result: Err(e),
-                utilization: 0,
-                logs: Vec::new(),
-                log_data: None,
+            return Ran {
+                reply: Reply {
+                    result: Err(e),
+                    utilization: 0,
+                    logs: Vec::new(),
+                    log_data: None,
+                },
+                discard: false,
             };
         }
     };
@@ -818,9 +836,6 @@ fn run_inner(
     let invoked = function.invoke(&event, budget);
     let decisions = crate::host::take();
     crate::kvs::set_current(None);
-    if invoked.poisoned {
-        loaded.discard(&inv.function);
-    }
     let over_memory = decisions
         .memory
         .clone()
@@ -842,11 +857,14 @@ fn run_inner(
             }
             respond => respond,
         });
-    Reply {
-        result,
-        utilization: invoked.utilization,
-        logs: decisions.logs,
-        log_data: decisions.log_data,
+    Ran {
+        reply: Reply {
+            result,
+            utilization: invoked.utilization,
+            logs: decisions.logs,
+            log_data: decisions.log_data,
+        },
+        discard: invoked.poisoned,
     }
 }
 

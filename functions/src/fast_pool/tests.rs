@@ -323,6 +323,29 @@ async fn an_aborted_context_is_replaced_between_invocations() {
 }
 
 #[test]
+fn an_aborted_context_is_discarded_by_the_worker_only_after_the_reply() {
+    // Dropping a warm context and collecting its heap takes milliseconds: `run_inner` hands
+    // back the reply with the context still loaded and the discard left to the worker loop,
+    // which sends the reply first.
+    let spin = def("spin", "function handler(e) { while (true) {} }");
+    let fine = def("fine", REWRITE);
+    let mut loaded = Loaded::default();
+    let loads = AtomicU64::new(0);
+    let ran = run_inner(&mut loaded, &inv(&spin), BUDGET, &loads, || {});
+    assert_eq!(
+        ran.reply.result.unwrap_err().kind,
+        FunctionErrorKind::Throttled
+    );
+    assert!(ran.discard, "an aborted run asks for its context to go");
+    assert!(loaded.has(&spin), "still loaded when the reply is ready");
+    loaded.discard(&spin);
+    assert!(!loaded.has(&spin));
+    let ran = run_inner(&mut loaded, &inv(&fine), BUDGET, &loads, || {});
+    assert!(!ran.discard, "a run that finished keeps its warm context");
+    assert!(added_header(ran.reply));
+}
+
+#[test]
 fn a_collection_the_engine_started_by_itself_makes_the_worker_collect_sooner() {
     use crate::cff_runtime::LoadedFunction;
     let garbage = "function handler(e) { var a = []; \
