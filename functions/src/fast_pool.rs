@@ -737,6 +737,9 @@ fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
         // An aborted context is dropped and its heap collected only now, after the reply: on a
         // warm context that takes milliseconds, which the viewer of a runaway need not wait for.
         if discard {
+            // The proxy thread waiting for that reply may share this core: let it run before
+            // the milliseconds of clean-up below, rather than after the scheduler's slice.
+            std::thread::yield_now();
             loaded.discard(&task.invocation.function);
         }
         // A context discarded after an abort is replaced now, between invocations.
