@@ -16,7 +16,7 @@ test: setup
 
 # The load benchmark (installs wrk, nginx and its njs module): verge vs the pingora floor and
 # nginx + njs, plus the runaway stress test; a table appended to BENCHMARKS.md and
-# target/bench/results.json. Quick smoke run: make bench BENCH_ROUNDS=1 BENCH_SECONDS=2
+# target/bench/results.json. Quick smoke run: make bench BENCH_ROUNDS=1 BENCH_SECONDS=2 BENCH_WARMUP=1
 bench: setup
 	scripts/setup.sh wrk nginx libnginx-mod-http-js
 	cargo bench --bench load
