@@ -42,22 +42,42 @@ fn index_of(run: &Run, name: &str) -> Option<usize> {
     run.systems.iter().position(|s| s.name == name)
 }
 
-/// Median over rounds of `row`'s req/s over `floor`'s.
+/// A timed interval in which the hypervisor took more than this share of core 0 measured the
+/// host, not the proxy: protocol §4.4 drops such rounds.
+const STEAL_LIMIT_PCT: f64 = 5.0;
+
+fn clean(s: &Sample) -> bool {
+    s.steal_pct <= STEAL_LIMIT_PCT
+}
+
+/// `values` of the clean samples (or of all, when none is clean).
+fn of_clean<'a>(
+    pairs: impl Iterator<Item = (bool, f64)> + Clone + 'a,
+) -> impl Iterator<Item = f64> + 'a {
+    let any_clean = pairs.clone().any(|(ok, _)| ok);
+    pairs.filter_map(move |(ok, v)| (ok || !any_clean).then_some(v))
+}
+
+/// Median over rounds of `row`'s req/s over `floor`'s, leaving out rounds where either
+/// interval had high steal.
 fn ratio(run: &Run, row: usize, floor: &str) -> f64 {
     let Some(f) = index_of(run, floor) else {
         return f64::NAN;
     };
-    median(
-        run.samples[row]
-            .iter()
-            .zip(&run.samples[f])
-            .map(|(a, b)| a.rps / b.rps)
-            .collect(),
-    )
+    let pairs = run.samples[row]
+        .iter()
+        .zip(&run.samples[f])
+        .map(|(a, b)| (clean(a) && clean(b), a.rps / b.rps));
+    median(of_clean(pairs).collect())
+}
+
+/// Median req/s of a system over its clean rounds.
+fn median_rps(run: &Run, i: usize) -> f64 {
+    median(of_clean(run.samples[i].iter().map(|s| (clean(s), s.rps))).collect())
 }
 
 fn rows(run: &Run) -> Vec<Row> {
-    let rps = |i: usize| median(run.samples[i].iter().map(|s| s.rps).collect());
+    let rps = |i: usize| median_rps(run, i);
     run.systems
         .iter()
         .enumerate()
@@ -105,7 +125,8 @@ fn shell(program: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-/// Core 0's steal time over the timed intervals: the median and the worst, with where it was.
+/// Core 0's steal time over the timed intervals: the median, the worst with where it was, and
+/// how many intervals were left out of the medians for it.
 fn steal_summary(run: &Run) -> String {
     let mut worst: Option<(f64, &str, usize)> = None;
     let mut all = Vec::new();
@@ -117,11 +138,14 @@ fn steal_summary(run: &Run) -> String {
             }
         }
     }
+    let dropped = all.iter().filter(|&&p| p > STEAL_LIMIT_PCT).count();
     match worst {
         Some((w, name, round)) => format!(
             "Host steal on core 0 during timed intervals: median {:.1}%, worst {w:.1}% \
-             ({name}, round {round}).",
-            median(all)
+             ({name}, round {round}); {dropped} of {} intervals over {STEAL_LIMIT_PCT}% are left \
+             out of the req/s medians and of the ratios (with their round's floor).",
+            median(all.clone()),
+            all.len()
         ),
         None => String::new(),
     }
