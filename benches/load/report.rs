@@ -139,13 +139,13 @@ fn steal_summary(run: &Run) -> String {
         }
     }
     let dropped = all.iter().filter(|&&p| p > STEAL_LIMIT_PCT).count();
+    let intervals = all.len();
     match worst {
         Some((w, name, round)) => format!(
             "Host steal on core 0 during timed intervals: median {:.1}%, worst {w:.1}% \
-             ({name}, round {round}); {dropped} of {} intervals over {STEAL_LIMIT_PCT}% are left \
-             out of the req/s medians and of the ratios (with their round's floor).",
-            median(all.clone()),
-            all.len()
+             ({name}, round {round}); {dropped} of {intervals} intervals over {STEAL_LIMIT_PCT}% \
+             are left out of the req/s medians and of the ratios (with their round's floor).",
+            median(all)
         ),
         None => String::new(),
     }

@@ -85,20 +85,11 @@ impl std::fmt::Debug for EdgePool {
 }
 
 fn limit_exceeded(message: impl Into<String>) -> Reply {
-    reply_of(Err(FunctionError {
+    Reply::failed(FunctionError {
         kind: FunctionErrorKind::Throttled,
         message: message.into(),
         edge: true,
-    }))
-}
-
-fn reply_of(result: Result<crate::outcome::Outcome, FunctionError>) -> Reply {
-    Reply {
-        result,
-        utilization: 0,
-        logs: Vec::new(),
-        log_data: None,
-    }
+    })
 }
 
 impl EdgePool {
@@ -175,7 +166,7 @@ impl EdgePool {
                 // Dropping its sender ends its thread when the thread next gets control.
                 f.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                 drop(instance);
-                reply_of(Err(timed_out(timeout)))
+                Reply::failed(timed_out(timeout))
             }
         }
     }
@@ -221,11 +212,11 @@ fn run_instance(def: &FunctionDef, stats: &EdgeStats, mut queue: mpsc::Unbounded
                     match result {
                         Ok(f) => loaded.insert(f),
                         Err(e) => {
-                            let _ = task.reply.send(reply_of(Err(FunctionError {
+                            let _ = task.reply.send(Reply::failed(FunctionError {
                                 kind: FunctionErrorKind::Execution,
                                 message: format!("the function failed to load: {e}"),
                                 edge: true,
-                            })));
+                            }));
                             continue;
                         }
                     }

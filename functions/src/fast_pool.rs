@@ -131,6 +131,18 @@ pub struct Reply {
     pub log_data: Option<String>,
 }
 
+impl Reply {
+    /// A failure with nothing measured or logged.
+    pub(crate) fn failed(error: FunctionError) -> Self {
+        Reply {
+            result: Err(error),
+            utilization: 0,
+            logs: Vec::new(),
+            log_data: None,
+        }
+    }
+}
+
 struct Task {
     invocation: Invocation,
     budget: Duration,
@@ -334,15 +346,10 @@ impl FastPool {
             .then(|| self.shared.throttle.remaining(&def))
             .flatten()
         {
-            return Reply {
-                result: Err(throttled(format!(
-                    "throttled for {}s more after repeated budget overruns",
-                    left.as_secs() + 1
-                ))),
-                utilization: 0,
-                logs: Vec::new(),
-                log_data: None,
-            };
+            return Reply::failed(throttled(format!(
+                "throttled for {}s more after repeated budget overruns",
+                left.as_secs() + 1
+            )));
         }
         let (reply, blame) = self.dispatch(generation, invocation, budget).await;
         if let Err(e) = &reply.result
@@ -362,10 +369,8 @@ impl FastPool {
         budget: Duration,
     ) -> (Reply, Blame) {
         let failed = |error: FunctionError, utilization: u32| Reply {
-            result: Err(error),
             utilization,
-            logs: Vec::new(),
-            log_data: None,
+            ..Reply::failed(error)
         };
         let (reply, mut answer) = oneshot::channel();
         let started = Arc::new(AtomicU64::new(0));
@@ -575,10 +580,10 @@ impl Loaded {
         self.functions.iter().any(|(d, _)| Arc::ptr_eq(d, def))
     }
 
+    /// Drop a function's context. Its heap is left for the caller's next collection (the
+    /// reload that follows runs one), so a discard and a reload cost one collection, not two.
     fn discard(&mut self, def: &Arc<FunctionDef>) {
         self.functions.retain(|(d, _)| !Arc::ptr_eq(d, def));
-        // The dropped context's heap goes now, not during someone's next invocation.
-        force_collect();
     }
 }
 
@@ -742,9 +747,16 @@ fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
             std::thread::yield_now();
             loaded.discard(&task.invocation.function);
         }
-        // A context discarded after an abort is replaced now, between invocations.
-        if !loaded.has(&task.invocation.function) && !me.retired.load(Ordering::Relaxed) {
-            let _ = loaded.get(&task.invocation.function, &shared.loads.spare);
+        // A context discarded after an abort is replaced now, between invocations; loading
+        // collects, which also takes the discarded heap. Otherwise that heap goes now, not
+        // during someone's next invocation.
+        let reloaded = !loaded.has(&task.invocation.function)
+            && !me.retired.load(Ordering::Relaxed)
+            && loaded
+                .get(&task.invocation.function, &shared.loads.spare)
+                .is_ok();
+        if discard && !reloaded {
+            force_collect();
         }
         // Collect outside the timed window, so a GC pause is never charged to a function.
         gc.after_invocation(&task.invocation.function.name);
@@ -778,12 +790,7 @@ fn run(
     match attempt {
         Ok(ran) => ran,
         Err(_) => Ran {
-            reply: Reply {
-                result: Err(execution("the JavaScript engine failed on this function")),
-                utilization: 0,
-                logs: Vec::new(),
-                log_data: None,
-            },
+            reply: Reply::failed(execution("the JavaScript engine failed on this function")),
             discard: true,
         },
     }
@@ -801,15 +808,10 @@ fn run_inner(
         Hook::ViewerResponse => cff_event::viewer_response_event(inv),
         other => {
             return Ran {
-                reply: Reply {
-                    result: Err(execution(format!(
-                        "{} functions are not run by this build yet",
-                        other.key()
-                    ))),
-                    utilization: 0,
-                    logs: Vec::new(),
-                    log_data: None,
-                },
+                reply: Reply::failed(execution(format!(
+                    "{} functions are not run by this build yet",
+                    other.key()
+                ))),
                 discard: false,
             };
         }
@@ -818,12 +820,7 @@ fn run_inner(
         Ok(f) => f,
         Err(e) => {
             return Ran {
-                reply: Reply {
-                    result: Err(e),
-                    utilization: 0,
-                    logs: Vec::new(),
-                    log_data: None,
-                },
+                reply: Reply::failed(e),
                 discard: false,
             };
         }
