@@ -21,9 +21,13 @@ pub fn answers_identically(system: &System) -> Result<(), BoxError> {
         )));
     }
     let rewrite = matches!(system.work, Work::Rewrite | Work::FourHooks);
+    let request_rewrite = rewrite || system.work == Work::RequestRewrite;
     let expect = [
-        ("x-origin-saw-bucket", rewrite.then_some("b")),
-        ("x-origin-saw-variant", rewrite.then_some("variant-b")),
+        ("x-origin-saw-bucket", request_rewrite.then_some("b")),
+        (
+            "x-origin-saw-variant",
+            request_rewrite.then_some("variant-b"),
+        ),
         ("x-ab-bucket", rewrite.then_some("b")),
         (
             "x-origin-saw-sub",

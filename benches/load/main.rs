@@ -117,7 +117,12 @@ fn orchestrate() -> Result<(), BoxError> {
         verge_log: None,
     }];
     all.push(systems::start_bare(&mut procs, &dir, origin)?);
-    all.extend(systems::start_verge_rows(&mut procs, &dir, origin)?);
+    all.extend(systems::start_verge_rows(
+        &mut procs,
+        &dir,
+        origin,
+        connections.clamp(1, 1024),
+    )?);
     all.extend(systems::start_nginx_rows(&mut procs, &dir, origin)?);
     for s in &all {
         wait_listening(s.addr)?;

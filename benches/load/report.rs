@@ -185,8 +185,9 @@ pub fn write(run: &Run) -> Result<String, BoxError> {
         let ok = matches!((v, n), (Some(v), Some(n)) if v <= n);
         (v, n, ok)
     };
-    let edge_route =
-        index_of(run, "verge-edge-route").map_or(f64::NAN, |i| ratio(run, i, "verge-none"));
+    let of_none = |row: &str| index_of(run, row).map_or(f64::NAN, |i| ratio(run, i, "verge-none"));
+    let vr_rewrite = of_none("verge-vr-rewrite");
+    let edge_route = of_none("verge-edge-route");
     let (rw_v, rw_n, rw_ok) = compare("verge-rewrite", "nginx-njs-rewrite");
     let (jwt_v, jwt_n, jwt_ok) = compare("verge-jwt", "nginx-njs-jwt");
     let origin_rps = by_name("origin").map_or(f64::NAN, |r| r.rps);
@@ -205,6 +206,7 @@ pub fn write(run: &Run) -> Result<String, BoxError> {
          - rewrite overhead, verge ≤ njs: {} µs vs {} µs — {}\n\
          - JWT overhead, verge ≤ njs: {} µs vs {} µs — {}\n\
          - stretch, verge-rewrite ≥ 0.85× pingora-bare: **{rewrite_ratio:.3}** — {}\n\
+         - issue #3, verge-vr-rewrite ≥ 0.65× verge-none: **{vr_rewrite:.3}** — {}\n\
          - issue #4, verge-edge-route ≥ 0.6× verge-none: **{edge_route:.3}** — {}\n",
         verdict(none_ratio >= 0.95),
         fmt_opt(rw_v, 1),
@@ -214,6 +216,7 @@ pub fn write(run: &Run) -> Result<String, BoxError> {
         fmt_opt(jwt_n, 1),
         verdict(jwt_ok),
         verdict(rewrite_ratio >= 0.85),
+        verdict(vr_rewrite >= 0.65),
         verdict(edge_route >= 0.6),
     );
     for s in run.stress {

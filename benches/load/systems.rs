@@ -25,6 +25,8 @@ pub enum Work {
     None,
     /// The A/B rewrite (request headers seen by the origin, one response header).
     Rewrite,
+    /// The A/B rewrite's viewer-request half alone (request headers seen by the origin).
+    RequestRewrite,
     /// The JWT check (the subject forwarded; 401 without a valid token).
     Jwt,
     /// The rewrite plus the edge origin-request and origin-response functions.
@@ -361,27 +363,44 @@ pub fn start_verge(
     Ok((listen, log))
 }
 
-/// The function definitions every verge row may use.
-const FUNCTIONS: &str = "[functions.rewrite]\ncode = \"rewrite.js\"\n\
-    [functions.response_header]\ncode = \"response-header.js\"\n\
-    [functions.noop]\ncode = \"noop.js\"\n\
-    [functions.jwt]\ncode = \"jwt.js\"\n\
-    [functions.route]\nruntime = \"lambda-edge\"\ncode = \"edge-route.js\"\n\
-    [functions.origin_response]\nruntime = \"lambda-edge\"\ncode = \"edge-origin-response.js\"\n";
+/// The function definitions every verge row may use. The edge functions get one instance per
+/// load connection: the rows measure throughput, not the concurrency limit (with the default 4
+/// instances and 32 connections, a stall of the shared core let a few requests wait past the
+/// bounded wait for an instance and answer 503 `LambdaLimitExceeded`, which fails the row).
+fn functions(edge_instances: u32) -> String {
+    format!(
+        "[functions.rewrite]\ncode = \"rewrite.js\"\n\
+         [functions.response_header]\ncode = \"response-header.js\"\n\
+         [functions.noop]\ncode = \"noop.js\"\n\
+         [functions.jwt]\ncode = \"jwt.js\"\n\
+         [functions.route]\nruntime = \"lambda-edge\"\ncode = \"edge-route.js\"\n\
+         instances = {edge_instances}\n\
+         [functions.origin_response]\nruntime = \"lambda-edge\"\n\
+         code = \"edge-origin-response.js\"\ninstances = {edge_instances}\n"
+    )
+}
 
-/// The verge rows.
+/// The verge rows; edge functions get `edge_instances` instances each.
 pub fn start_verge_rows(
     procs: &mut Procs,
     dir: &Path,
     origin: SocketAddr,
+    edge_instances: u32,
 ) -> Result<Vec<System>, BoxError> {
-    let rows: [(&'static str, Work, &str); 6] = [
+    let functions = functions(edge_instances);
+    let rows: [(&'static str, Work, &str); 7] = [
         ("verge-none", Work::None, ""),
         ("verge-noop", Work::None, "viewer_request = \"noop\""),
         (
             "verge-rewrite",
             Work::Rewrite,
             "viewer_request = \"rewrite\"\nviewer_response = \"response_header\"",
+        ),
+        // Issue #3's row: a viewer-request header rewrite alone (one call per request).
+        (
+            "verge-vr-rewrite",
+            Work::RequestRewrite,
+            "viewer_request = \"rewrite\"",
         ),
         ("verge-jwt", Work::Jwt, "viewer_request = \"jwt\""),
         // Issue #4's row: an origin-request routing function (Lambda@Edge) alone.
@@ -396,7 +415,7 @@ pub fn start_verge_rows(
     let mut out = Vec::new();
     for (name, work, hooks) in rows {
         let behaviors =
-            format!("[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n{hooks}\n{FUNCTIONS}");
+            format!("[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n{hooks}\n{functions}");
         let (addr, log) = start_verge(procs, dir, name, origin, &behaviors)?;
         out.push(System {
             name,

@@ -77,14 +77,7 @@ fn apply_request_edits(req: &mut RequestHeader, edits: Edits) -> Result<(), Stri
             .map_err(|e| format!("the new URI is not valid: {e}"))?;
     }
     if let Some(headers) = edits.headers {
-        let names: Vec<http::HeaderName> = req.headers.keys().cloned().collect();
-        for name in &names {
-            req.remove_header(name);
-        }
-        for (name, value) in headers {
-            req.append_header(name.clone(), value)
-                .map_err(|e| format!("header `{name}` cannot be sent: {e}"))?;
-        }
+        crate::header_list::replace(req, &headers)?;
     }
     Ok(())
 }
@@ -296,23 +289,6 @@ pub async fn viewer_request(
     Ok(true)
 }
 
-/// Replace every header of a response with `headers`.
-fn replace_response_headers(
-    response: &mut ResponseHeader,
-    headers: Vec<(String, Vec<u8>)>,
-) -> Result<(), String> {
-    let names: Vec<http::HeaderName> = response.headers.keys().cloned().collect();
-    for name in &names {
-        response.remove_header(name);
-    }
-    for (name, value) in headers {
-        response
-            .append_header(name.clone(), value)
-            .map_err(|e| format!("header `{name}` cannot be sent: {e}"))?;
-    }
-    Ok(())
-}
-
 /// Apply a viewer-response function's edits. `Ok(Some(body))` when the body is replaced.
 pub fn apply_response_edits(
     response: &mut ResponseHeader,
@@ -324,7 +300,7 @@ pub fn apply_response_edits(
             .map_err(|e| format!("status {status} cannot be sent: {e}"))?;
     }
     if let Some(headers) = edits.headers {
-        replace_response_headers(response, headers)?;
+        crate::header_list::replace(response, &headers)?;
     }
     Ok(edits.body)
 }

@@ -40,13 +40,8 @@ fn rewrite(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> pingora::Resul
         }
         upstream.set_raw_path(target_path.as_bytes())?;
         if let Some(headers) = edits.headers {
-            let names: Vec<http::HeaderName> = upstream.headers.keys().cloned().collect();
-            for name in &names {
-                upstream.remove_header(name);
-            }
-            for (name, value) in headers {
-                upstream.append_header(name, value)?;
-            }
+            crate::header_list::replace(upstream, &headers)
+                .map_err(|e| pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, e))?;
         }
         for (name, value) in &target.custom_headers {
             upstream.insert_header(name.clone(), value.clone())?;
