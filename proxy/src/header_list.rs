@@ -23,29 +23,24 @@ pub trait HeaderTarget {
     fn append(&mut self, name: HeaderName, value: &[u8]) -> pingora::Result<()>;
 }
 
-impl HeaderTarget for RequestHeader {
-    fn map(&self) -> &http::HeaderMap {
-        &self.headers
-    }
-    fn remove(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-    fn append(&mut self, name: HeaderName, value: &[u8]) -> pingora::Result<()> {
-        self.append_header(name, value).map(drop)
-    }
+/// Request and response headers have the same editing methods, under different types.
+macro_rules! header_target {
+    ($($header:ty),*) => {$(
+        impl HeaderTarget for $header {
+            fn map(&self) -> &http::HeaderMap {
+                &self.headers
+            }
+            fn remove(&mut self, name: &HeaderName) {
+                self.remove_header(name);
+            }
+            fn append(&mut self, name: HeaderName, value: &[u8]) -> pingora::Result<()> {
+                self.append_header(name, value).map(drop)
+            }
+        }
+    )*};
 }
 
-impl HeaderTarget for ResponseHeader {
-    fn map(&self) -> &http::HeaderMap {
-        &self.headers
-    }
-    fn remove(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-    fn append(&mut self, name: HeaderName, value: &[u8]) -> pingora::Result<()> {
-        self.append_header(name, value).map(drop)
-    }
-}
+header_target!(RequestHeader, ResponseHeader);
 
 /// Make `target` carry exactly the headers of `list` (lower-case names, the values of one name
 /// in order). An invalid name or value is an error naming the header; `target` may then be
