@@ -50,16 +50,8 @@ fn clean(s: &Sample) -> bool {
     s.steal_pct <= STEAL_LIMIT_PCT
 }
 
-/// `values` of the clean samples (or of all, when none is clean).
-fn of_clean<'a>(
-    pairs: impl Iterator<Item = (bool, f64)> + Clone + 'a,
-) -> impl Iterator<Item = f64> + 'a {
-    let any_clean = pairs.clone().any(|(ok, _)| ok);
-    pairs.filter_map(move |(ok, v)| (ok || !any_clean).then_some(v))
-}
-
 /// Median over rounds of `row`'s req/s over `floor`'s, leaving out rounds where either
-/// interval had high steal.
+/// interval had high steal (NaN, shown as such and failing its target, when none is left).
 fn ratio(run: &Run, row: usize, floor: &str) -> f64 {
     let Some(f) = index_of(run, floor) else {
         return f64::NAN;
@@ -67,13 +59,20 @@ fn ratio(run: &Run, row: usize, floor: &str) -> f64 {
     let pairs = run.samples[row]
         .iter()
         .zip(&run.samples[f])
-        .map(|(a, b)| (clean(a) && clean(b), a.rps / b.rps));
-    median(of_clean(pairs).collect())
+        .filter(|(a, b)| clean(a) && clean(b))
+        .map(|(a, b)| a.rps / b.rps);
+    median(pairs.collect())
 }
 
-/// Median req/s of a system over its clean rounds.
+/// Median req/s of a system over its clean rounds (NaN when none is).
 fn median_rps(run: &Run, i: usize) -> f64 {
-    median(of_clean(run.samples[i].iter().map(|s| (clean(s), s.rps))).collect())
+    median(
+        run.samples[i]
+            .iter()
+            .filter(|s| clean(s))
+            .map(|s| s.rps)
+            .collect(),
+    )
 }
 
 fn rows(run: &Run) -> Vec<Row> {

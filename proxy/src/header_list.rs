@@ -10,30 +10,30 @@
 //! is the same set of headers as a full replacement, except that untouched names keep their
 //! place and their original case.
 
-use http::HeaderName;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 
 /// A pingora header (request or response) whose header map can be edited.
 pub trait HeaderTarget {
     /// The `http` map, for reading.
-    fn map(&self) -> &http::HeaderMap;
+    fn map(&self) -> &HeaderMap;
     /// Remove every value of `name`.
     fn remove(&mut self, name: &HeaderName);
     /// Append one value of `name`.
-    fn append(&mut self, name: HeaderName, value: &[u8]) -> pingora::Result<()>;
+    fn append(&mut self, name: HeaderName, value: HeaderValue) -> pingora::Result<()>;
 }
 
 /// Request and response headers have the same editing methods, under different types.
 macro_rules! header_target {
     ($($header:ty),*) => {$(
         impl HeaderTarget for $header {
-            fn map(&self) -> &http::HeaderMap {
+            fn map(&self) -> &HeaderMap {
                 &self.headers
             }
             fn remove(&mut self, name: &HeaderName) {
                 self.remove_header(name);
             }
-            fn append(&mut self, name: HeaderName, value: &[u8]) -> pingora::Result<()> {
+            fn append(&mut self, name: HeaderName, value: HeaderValue) -> pingora::Result<()> {
                 self.append_header(name, value).map(drop)
             }
         }
@@ -43,40 +43,38 @@ macro_rules! header_target {
 header_target!(RequestHeader, ResponseHeader);
 
 /// Make `target` carry exactly the headers of `list` (lower-case names, the values of one name
-/// in order). An invalid name or value is an error naming the header; `target` may then be
-/// partly edited, and the caller answers with an error instead of sending it.
+/// in order). The whole list is checked first: an invalid name or value is an error naming the
+/// header, and `target` is left untouched. Linear in the number of headers (the list is grouped
+/// by name in an `http::HeaderMap`), however many a viewer sent.
 pub fn replace<T: HeaderTarget>(target: &mut T, list: &[(String, Vec<u8>)]) -> Result<(), String> {
-    let mut wanted: Vec<(HeaderName, Vec<&[u8]>)> = Vec::new();
+    // Sized for what requests carry; past that it grows, up to `http`'s limit, which is an
+    // error here rather than a panic.
+    let mut wanted = HeaderMap::with_capacity(list.len().min(128));
     for (name, value) in list {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| format!("header `{name}` cannot be sent: {e}"))?;
-        match wanted.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, values)) => values.push(value),
-            None => wanted.push((name, vec![value])),
-        }
+        let cannot = |e: &dyn std::fmt::Display| format!("header `{name}` cannot be sent: {e}");
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|e| cannot(&e))?;
+        let value = HeaderValue::from_bytes(value).map_err(|e| cannot(&e))?;
+        wanted
+            .try_append(header, value)
+            .map_err(|_| format!("{} headers are too many to send", list.len()))?;
     }
     let gone: Vec<HeaderName> = target
         .map()
         .keys()
-        .filter(|name| !wanted.iter().any(|(n, _)| n == *name))
+        .filter(|name| !wanted.contains_key(*name))
         .cloned()
         .collect();
     for name in &gone {
         target.remove(name);
     }
-    for (name, values) in wanted {
-        let current = target.map().get_all(&name);
-        if current
-            .iter()
-            .map(http::HeaderValue::as_bytes)
-            .eq(values.iter().copied())
-        {
+    for name in wanted.keys() {
+        if target.map().get_all(name).iter().eq(wanted.get_all(name)) {
             continue;
         }
-        target.remove(&name);
-        for value in values {
+        target.remove(name);
+        for value in wanted.get_all(name) {
             target
-                .append(name.clone(), value)
+                .append(name.clone(), value.clone())
                 .map_err(|e| format!("header `{name}` cannot be sent: {e}"))?;
         }
     }
@@ -133,42 +131,76 @@ mod tests {
             ]),
         )
         .unwrap();
-        let want: Vec<(String, String)> = [
-            ("host", "a"),
-            ("x-added", "3"),
-            ("x-change", "new"),
-            ("x-keep", "1"),
-            ("x-multi", "m2"),
-            ("x-multi", "m1"),
-        ]
-        .iter()
-        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-        .collect();
-        let mut got = pairs(&req.headers);
-        // Sorting puts m1 before m2; the order within a name is checked separately below.
-        let mut want_sorted = want.clone();
-        want_sorted.sort();
-        got.sort();
-        assert_eq!(got, want_sorted);
-        let multi: Vec<&[u8]> = req
-            .headers
-            .get_all("x-multi")
-            .iter()
-            .map(http::HeaderValue::as_bytes)
-            .collect();
-        assert_eq!(multi, vec![b"m2".as_slice(), b"m1".as_slice()]);
+        // Compared per name, values in order (a HeaderMap has no order across names).
+        let values = |name: &str| -> Vec<&str> {
+            req.headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect()
+        };
+        assert_eq!(req.headers.keys_len(), 5, "{:?}", pairs(&req.headers));
+        assert_eq!(values("host"), ["a"]);
+        assert_eq!(values("x-keep"), ["1"]);
+        assert_eq!(values("x-multi"), ["m2", "m1"]);
+        assert_eq!(values("x-change"), ["new"]);
+        assert_eq!(values("x-added"), ["3"]);
+        assert!(values("x-gone").is_empty());
     }
 
     #[test]
-    fn an_empty_list_removes_everything_and_a_bad_value_is_an_error() {
+    fn an_empty_list_removes_everything() {
         let mut resp = ResponseHeader::build(200, None).unwrap();
         resp.append_header("x-a", "1").unwrap();
         replace(&mut resp, &[]).unwrap();
         assert!(resp.headers.is_empty());
-        let err = replace(&mut resp, &list(&[("x-bad", "a\nb")])).unwrap_err();
-        assert!(err.contains("x-bad"), "{err}");
-        let err = replace(&mut resp, &list(&[("bad name", "v")])).unwrap_err();
-        assert!(err.contains("bad name"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_name_or_value_is_an_error_naming_it_and_changes_nothing() {
+        let before = [("x-a", "1"), ("x-b", "2")];
+        for (bad, wanted) in [
+            ("x-bad", list(&[("x-a", "changed"), ("x-bad", "a\nb")])),
+            ("bad name", list(&[("x-a", "changed"), ("bad name", "v")])),
+        ] {
+            let mut req = request(&before);
+            let err = replace(&mut req, &wanted).unwrap_err();
+            assert!(err.contains(bad), "{err}");
+            assert_eq!(pairs(&req.headers), pairs(&request(&before).headers));
+        }
+    }
+
+    #[test]
+    fn more_headers_than_http_can_hold_is_an_error_not_a_panic() {
+        let wanted: Vec<(String, Vec<u8>)> = (0..40_000)
+            .map(|i| (format!("x-{i}"), b"v".to_vec()))
+            .collect();
+        let mut req = request(&[("x-a", "1")]);
+        let err = replace(&mut req, &wanted).unwrap_err();
+        assert!(err.contains("too many"), "{err}");
+        assert_eq!(req.headers.len(), 1, "left untouched");
+    }
+
+    #[test]
+    fn thousands_of_headers_are_applied_in_linear_time() {
+        // A viewer may send thousands of tiny headers, and a function may return more; grouping
+        // them by searching a list would be quadratic on the proxy thread. (`http` caps a map
+        // near 24,000 entries; past that `replace` answers an error, not a panic.)
+        let names: Vec<String> = (0..20_000).map(|i| format!("x-{i}")).collect();
+        let mut req = request(&[]);
+        let wanted: Vec<(String, Vec<u8>)> =
+            names.iter().map(|n| (n.clone(), b"v".to_vec())).collect();
+        let started = std::time::Instant::now();
+        replace(&mut req, &wanted).unwrap();
+        replace(&mut req, &wanted).unwrap();
+        assert_eq!(req.headers.len(), 20_000);
+        // Grouping by searching a list (the first version) needs ~4e8 name comparisons for
+        // this, about a second; linear grouping took ~25 ms here. 20× margin.
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
