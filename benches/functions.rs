@@ -1,6 +1,7 @@
-//! Per-invocation cost of CloudFront Functions, split the way the time is spent: building the
-//! event (marshal in, Rust side), the JS call itself (event into the context, handler, result
-//! out of it), reading the result back (marshal out, Rust side), and the whole round trip
+//! Per-invocation cost of CloudFront Functions, split the way the time is spent: grouping the
+//! event's fields (marshal in, Rust side), the JS call itself (event objects written into the
+//! context, handler, result read off it), checking the result against the event and turning it
+//! into edits (marshal out, Rust side), and the whole round trip
 //! through the fast pool (hand-off included). For a no-op and the security-headers function;
 //! and the edge tier's no-op Lambda@Edge handler: the call on a loaded instance, and the round
 //! trip through the edge pool (instance thread, event built and read back, hand-off).
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use verge_config::Hook;
-use verge_functions::cff_event;
+use verge_functions::cff_event::{self, CffEvent};
 use verge_functions::cff_runtime::LoadedFunction;
 use verge_functions::{FastPool, PoolConfig};
 
@@ -40,13 +41,13 @@ fn per_invocation(c: &mut Criterion) {
     ] {
         let inv = invocation(code, hook);
         let event = match hook {
-            Hook::ViewerResponse => cff_event::viewer_response_event(&inv),
-            _ => cff_event::viewer_request_event(&inv),
+            Hook::ViewerResponse => CffEvent::viewer_response(&inv),
+            _ => CffEvent::viewer_request(&inv),
         };
         c.bench_function(&format!("{name}/marshal_in"), |b| {
             b.iter(|| match hook {
-                Hook::ViewerResponse => cff_event::viewer_response_event(black_box(&inv)),
-                _ => cff_event::viewer_request_event(black_box(&inv)),
+                Hook::ViewerResponse => CffEvent::viewer_response(black_box(&inv)),
+                _ => CffEvent::viewer_request(black_box(&inv)),
             })
         });
         let mut loaded =
@@ -61,9 +62,9 @@ fn per_invocation(c: &mut Criterion) {
         c.bench_function(&format!("{name}/marshal_out"), |b| {
             b.iter(|| match hook {
                 Hook::ViewerResponse => {
-                    cff_event::viewer_response_outcome(&inv, &event, black_box(returned.clone()))
+                    cff_event::viewer_response_outcome(&event, black_box(returned.clone()))
                 }
-                _ => cff_event::viewer_request_outcome(&inv, &event, black_box(returned.clone())),
+                _ => cff_event::viewer_request_outcome(&event, black_box(returned.clone())),
             })
         });
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -3,7 +3,8 @@
 //!
 //! `VERGE_PHASE=noop/call VERGE_ITERATIONS=1000 valgrind --tool=callgrind target/release/deps/instructions-…`
 //!
-//! Phases: `{noop,security_headers}/{marshal_in,call,marshal_out,pool_round_trip}`.
+//! Phases: `{noop,security_headers}/{marshal_in,call,marshal_out,pool_round_trip}`, split as in
+//! `benches/functions.rs` (the event's JS objects are written inside `call`).
 //! `scripts/instructions.sh` runs each phase at two iteration counts and reports the difference
 //! per iteration, so set-up (loading the function, starting the pool) cancels out.
 #![expect(
@@ -15,7 +16,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use verge_config::Hook;
-use verge_functions::cff_event;
+use verge_functions::cff_event::{self, CffEvent};
 use verge_functions::cff_runtime::LoadedFunction;
 use verge_functions::{FastPool, PoolConfig};
 
@@ -49,8 +50,8 @@ fn main() {
     };
     let inv = invocation(code, hook);
     let event = match hook {
-        Hook::ViewerResponse => cff_event::viewer_response_event(&inv),
-        _ => cff_event::viewer_request_event(&inv),
+        Hook::ViewerResponse => CffEvent::viewer_response(&inv),
+        _ => CffEvent::viewer_request(&inv),
     };
     // Under valgrind everything runs tens of times slower: budgets and deadlines are lifted so
     // only instructions are measured, never a timeout.
@@ -62,8 +63,8 @@ fn main() {
         "marshal_in" => {
             for _ in 0..iterations {
                 black_box(match hook {
-                    Hook::ViewerResponse => cff_event::viewer_response_event(black_box(&inv)),
-                    _ => cff_event::viewer_request_event(black_box(&inv)),
+                    Hook::ViewerResponse => CffEvent::viewer_response(black_box(&inv)),
+                    _ => CffEvent::viewer_request(black_box(&inv)),
                 });
             }
         }
@@ -76,9 +77,9 @@ fn main() {
             for _ in 0..iterations {
                 black_box(match hook {
                     Hook::ViewerResponse => {
-                        cff_event::viewer_response_outcome(&inv, &event, returned.clone())
+                        cff_event::viewer_response_outcome(&event, returned.clone())
                     }
-                    _ => cff_event::viewer_request_outcome(&inv, &event, returned.clone()),
+                    _ => cff_event::viewer_request_outcome(&event, returned.clone()),
                 })
                 .ok();
             }

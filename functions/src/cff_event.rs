@@ -1,13 +1,19 @@
-//! The CloudFront Functions event (contract §1.2) built from a request snapshot, and the
-//! handler's return value read back and validated (§1.3, §1.9) into an [`Outcome`].
+//! The CloudFront Functions event (contract §1.2) built from a request snapshot straight onto
+//! the JS heap, and the handler's return value read back and validated (§1.3, §1.9) into an
+//! [`Outcome`]: viewer-request and viewer-response.
 //!
-//! viewer-request and viewer-response.
+//! The event stays on the Rust side as a [`CffEvent`] borrowing the invocation, grouped by name
+//! once; the returned value is compared with it field by field (an unchanged part is no edit),
+//! with no JSON value built on either side.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use boa_engine::{JsObject, JsValue};
 
 use crate::invocation::{HeaderList, Invocation};
-use crate::js_json::object;
+use crate::js_json::{JsBuilder, string};
 use crate::outcome::{Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome};
+use crate::returned::{Fields, Returned};
 
 /// Headers a function never sees and may not add (§1.9).
 const DISALLOWED: &[&str] = &[
@@ -63,49 +69,104 @@ fn validation(message: impl Into<String>) -> FunctionError {
     }
 }
 
-/// `{value, multiValue?}` maps: `multiValue` only for repeated names, first value duplicated.
-fn multi_map<'a>(pairs: impl Iterator<Item = (&'a str, String)>) -> Value {
-    let mut grouped: Vec<(&str, Vec<String>)> = Vec::new();
-    for (name, value) in pairs {
-        match grouped.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, values)) => values.push(value),
-            None => grouped.push((name, vec![value])),
+/// Names with their values in first-seen order, looked up by name without rescanning: past a
+/// few names an index is kept (a request can carry hundreds of headers, and grouping or
+/// validating them must stay linear).
+#[derive(Debug)]
+struct Grouped<'a, T> {
+    entries: Vec<(Cow<'a, str>, Vec<T>)>,
+    index: Option<foldhash::HashMap<Cow<'a, str>, usize>>,
+}
+
+impl<'a, T> Grouped<'a, T> {
+    /// Entries searched linearly before an index is built.
+    const LINEAR: usize = 8;
+
+    fn empty() -> Self {
+        Grouped {
+            entries: Vec::new(),
+            index: None,
         }
     }
-    let mut map = Map::new();
-    for (name, values) in grouped {
-        let mut entry = Map::new();
-        entry.insert("value".into(), Value::String(values[0].clone()));
-        if values.len() > 1 {
-            entry.insert(
-                "multiValue".into(),
-                Value::Array(
-                    values
-                        .into_iter()
-                        .map(|v| object([("value", Value::String(v))]))
-                        .collect(),
-                ),
-            );
+
+    fn group(pairs: impl IntoIterator<Item = (Cow<'a, str>, T)>) -> Self {
+        let mut grouped = Self::empty();
+        for (name, value) in pairs {
+            match grouped.position(&name) {
+                Some(i) => grouped.entries[i].1.push(value),
+                None => {
+                    if let Some(index) = &mut grouped.index {
+                        index.insert(name.clone(), grouped.entries.len());
+                    } else if grouped.entries.len() == Self::LINEAR {
+                        grouped.index = Some(
+                            grouped
+                                .entries
+                                .iter()
+                                .enumerate()
+                                .map(|(i, (n, _))| (n.clone(), i))
+                                .chain([(name.clone(), grouped.entries.len())])
+                                .collect(),
+                        );
+                    }
+                    grouped.entries.push((name, vec![value]));
+                }
+            }
         }
-        map.insert(name.to_owned(), Value::Object(entry));
+        grouped
     }
-    Value::Object(map)
+
+    fn position(&self, name: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(name).copied(),
+            None => self.entries.iter().position(|(n, _)| n == name),
+        }
+    }
+
+    /// The values of `name`.
+    fn get(&self, name: &str) -> Option<&[T]> {
+        self.position(name).map(|i| self.entries[i].1.as_slice())
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// Query parameters, headers or cookies: `name → values`.
+type MultiMap<'a> = Grouped<'a, Cow<'a, str>>;
+
+/// One `Set-Cookie` line's value and attributes.
+type SetCookie<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+/// A header value as text (invalid UTF-8 replaced, as the event shows it).
+fn text(value: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(value)
+}
+
+/// Header fields a function sees, grouped by name.
+fn visible_headers<'a>(headers: &'a HeaderList, split_out: &str) -> MultiMap<'a> {
+    Grouped::group(
+        headers
+            .iter()
+            .filter(|(n, _)| n != split_out && !is_disallowed(n))
+            .map(|(n, v)| (Cow::Borrowed(n.as_str()), text(v))),
+    )
 }
 
 /// Split `a=1&b&c=3` into name/value pairs (a name without `=` has value `""`), names and values
 /// passed through as sent (CloudFront does not decode them).
-fn query_pairs(query: &str) -> impl Iterator<Item = (&str, String)> {
+fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
-            Some((n, v)) => (n, v.to_owned()),
-            None => (p, String::new()),
+            Some((n, v)) => (Cow::Borrowed(n), Cow::Borrowed(v)),
+            None => (Cow::Borrowed(p), Cow::Borrowed("")),
         })
 }
 
 /// `Cookie: a=1; b=2` pairs, in order, from every `cookie` header.
-fn cookie_pairs(headers: &HeaderList) -> Vec<(&str, String)> {
+fn cookie_pairs(headers: &HeaderList) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     headers
         .iter()
         .filter(|(n, _)| n == "cookie")
@@ -114,87 +175,148 @@ fn cookie_pairs(headers: &HeaderList) -> Vec<(&str, String)> {
         .filter_map(|c| {
             let c = c.trim();
             let (n, v) = c.split_once('=').unwrap_or((c, ""));
-            (!n.is_empty()).then(|| (n, v.to_owned()))
+            (!n.is_empty()).then_some((Cow::Borrowed(n), Cow::Borrowed(v)))
         })
-        .collect()
 }
 
-/// `Set-Cookie` lines as `{value, attributes, multiValue?: [{value, attributes}]}` (§1.2).
-fn set_cookie_map(headers: &HeaderList) -> Value {
-    let mut grouped: Vec<(String, Vec<Value>)> = Vec::new();
-    for (_, line) in headers.iter().filter(|(n, _)| n == "set-cookie") {
-        let line = String::from_utf8_lossy(line);
-        let (pair, attributes) = match line.split_once(';') {
-            Some((p, a)) => (p, a.trim()),
-            None => (line.as_ref(), ""),
-        };
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let item = object([
-            ("value", Value::String(value.trim().to_owned())),
-            ("attributes", Value::String(attributes.to_owned())),
-        ]);
-        match grouped.iter_mut().find(|(n, _)| n == name.trim()) {
-            Some((_, items)) => items.push(item),
-            None => grouped.push((name.trim().to_owned(), vec![item])),
-        }
-    }
-    let mut map = Map::new();
-    for (name, items) in grouped {
-        let mut entry = items[0].clone();
-        if items.len() > 1
-            && let Some(obj) = entry.as_object_mut()
-        {
-            obj.insert("multiValue".into(), Value::Array(items));
-        }
-        map.insert(name, entry);
-    }
-    Value::Object(map)
-}
-
-fn request_value(inv: &Invocation) -> Value {
-    let req = &inv.request;
-    let headers = multi_map(
-        req.headers
-            .iter()
-            .filter(|(n, _)| n != "cookie" && !is_disallowed(n))
-            .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v).into_owned())),
-    );
-    object([
-        ("method", Value::String(req.method.clone())),
-        ("uri", Value::String(req.uri.clone())),
-        ("querystring", multi_map(query_pairs(&req.querystring))),
-        ("headers", headers),
-        ("cookies", multi_map(cookie_pairs(&req.headers).into_iter())),
-    ])
-}
-
-/// Build the viewer-response event (request and response; the original body is not readable).
-pub fn viewer_response_event(inv: &Invocation) -> Value {
-    let empty = Vec::new();
-    let (status, headers) = match &inv.response {
-        Some(r) => (r.status, &r.headers),
-        None => (200, &empty),
+/// A `Set-Cookie` line as name, value and attributes.
+fn set_cookie_parts(line: &str) -> (&str, &str, &str) {
+    let (pair, attributes) = match line.split_once(';') {
+        Some((p, a)) => (p, a.trim()),
+        None => (line, ""),
     };
-    let response_headers = multi_map(
-        headers
-            .iter()
-            .filter(|(n, _)| n != "set-cookie" && !is_disallowed(n))
-            .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v).into_owned())),
-    );
-    let response = object([
-        ("statusCode", Value::from(status)),
-        (
-            "statusDescription",
-            Value::String(http_reason(status).into()),
+    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    (name.trim(), value.trim(), attributes)
+}
+
+/// `Set-Cookie` lines grouped by cookie name.
+fn set_cookies(headers: &HeaderList) -> Grouped<'_, SetCookie<'_>> {
+    Grouped::group(
+        headers.iter().filter(|(n, _)| n == "set-cookie").map(
+            |(_, line)| match std::str::from_utf8(line) {
+                Ok(line) => {
+                    let (name, value, attributes) = set_cookie_parts(line);
+                    (name.into(), (value.into(), attributes.into()))
+                }
+                Err(_) => {
+                    let line = String::from_utf8_lossy(line);
+                    let (name, value, attributes) = set_cookie_parts(&line);
+                    (
+                        Cow::Owned(name.to_owned()),
+                        (
+                            Cow::Owned(value.to_owned()),
+                            Cow::Owned(attributes.to_owned()),
+                        ),
+                    )
+                }
+            },
         ),
-        ("headers", response_headers),
-        ("cookies", set_cookie_map(headers)),
-    ]);
-    let mut event = event_frame(inv, "viewer-response");
-    if let Value::Object(fields) = &mut event {
-        fields.insert("response".into(), response);
+    )
+}
+
+/// The response part of a viewer-response event.
+#[derive(Debug)]
+struct ResponseView<'a> {
+    status: u16,
+    /// All the origin's response headers.
+    list: &'a [(String, Vec<u8>)],
+    headers: MultiMap<'a>,
+    cookies: Grouped<'a, SetCookie<'a>>,
+}
+
+/// A viewer-request or viewer-response event, kept on the Rust side as the original the
+/// handler's result is checked against, and written onto the JS heap when the handler is
+/// called (no JSON in between: building a `serde_json::Value` first cost more than the JS
+/// objects themselves).
+#[derive(Debug)]
+pub struct CffEvent<'a> {
+    inv: &'a Invocation,
+    event_type: &'static str,
+    query: MultiMap<'a>,
+    headers: MultiMap<'a>,
+    cookies: MultiMap<'a>,
+    response: Option<ResponseView<'a>>,
+}
+
+impl<'a> CffEvent<'a> {
+    /// The viewer-request event.
+    pub fn viewer_request(inv: &'a Invocation) -> Self {
+        let req = &inv.request;
+        CffEvent {
+            inv,
+            event_type: "viewer-request",
+            query: Grouped::group(query_pairs(&req.querystring)),
+            headers: visible_headers(&req.headers, "cookie"),
+            cookies: Grouped::group(cookie_pairs(&req.headers)),
+            response: None,
+        }
     }
-    event
+
+    /// The viewer-response event: the request and the response (the original body is not
+    /// readable).
+    pub fn viewer_response(inv: &'a Invocation) -> Self {
+        let response = match &inv.response {
+            Some(r) => ResponseView {
+                status: r.status,
+                list: &r.headers,
+                headers: visible_headers(&r.headers, "set-cookie"),
+                cookies: set_cookies(&r.headers),
+            },
+            None => ResponseView {
+                status: 200,
+                list: &[],
+                headers: Grouped::empty(),
+                cookies: Grouped::empty(),
+            },
+        };
+        CffEvent {
+            response: Some(response),
+            event_type: "viewer-response",
+            ..Self::viewer_request(inv)
+        }
+    }
+
+    /// The event on the JS heap; `event.request` gets `request_prototype` (which gives it
+    /// `rawQueryString()`).
+    pub fn write(&self, js: &mut JsBuilder<'_>, request_prototype: &JsObject) -> JsValue {
+        let inv = self.inv;
+        let event = js.object();
+        js.set(&event, "version", string("1.0"));
+        let context = js.object();
+        js.set(&context, "distributionDomainName", string("verge.local"));
+        js.set(&context, "distributionId", string("VERGE"));
+        js.set(&context, "eventType", string(self.event_type));
+        js.set(&context, "requestId", string(&inv.request_id));
+        js.set(&event, "context", context);
+        let viewer = js.object();
+        js.set(&viewer, "ip", string(&inv.request.client_ip.to_string()));
+        js.set(&event, "viewer", viewer);
+        let request = js.object_with(request_prototype.clone());
+        js.set(&request, "method", string(&inv.request.method));
+        js.set(&request, "uri", string(&inv.request.uri));
+        let query = write_multi(&self.query, js);
+        js.set(&request, "querystring", query);
+        let headers = write_multi(&self.headers, js);
+        js.set(&request, "headers", headers);
+        let cookies = write_multi(&self.cookies, js);
+        js.set(&request, "cookies", cookies);
+        js.set(&event, "request", request);
+        if let Some(r) = &self.response {
+            let response = js.object();
+            js.set(&response, "statusCode", JsValue::new(i32::from(r.status)));
+            js.set(
+                &response,
+                "statusDescription",
+                string(http_reason(r.status)),
+            );
+            let headers = write_multi(&r.headers, js);
+            js.set(&response, "headers", headers);
+            let cookies = write_set_cookies(&r.cookies, js);
+            js.set(&response, "cookies", cookies);
+            js.set(&event, "response", response);
+        }
+        event.into()
+    }
 }
 
 /// The reason phrase CloudFront shows for common statuses (empty for others).
@@ -218,33 +340,117 @@ pub fn http_reason(status: u16) -> &'static str {
     }
 }
 
-/// Build the viewer-request event.
-pub fn viewer_request_event(inv: &Invocation) -> Value {
-    event_frame(inv, "viewer-request")
+/// `{value, multiValue?}` objects: `multiValue` only for repeated names, the first value also
+/// in `value` (§1.2).
+fn write_multi(map: &MultiMap<'_>, js: &mut JsBuilder<'_>) -> JsObject {
+    let object = js.object();
+    for (name, values) in &map.entries {
+        let values: Vec<JsValue> = values.iter().map(|v| string(v)).collect();
+        let entry = js.object();
+        js.set(&entry, "value", values[0].clone());
+        if values.len() > 1 {
+            let items: Vec<JsValue> = values
+                .into_iter()
+                .map(|v| {
+                    let item = js.object();
+                    js.set(&item, "value", v);
+                    item.into()
+                })
+                .collect();
+            let items = js.array(items);
+            js.set(&entry, "multiValue", items);
+        }
+        js.set(&object, name, entry);
+    }
+    object
 }
 
-/// `version`, `context`, `viewer` and `request`: what both events share.
-fn event_frame(inv: &Invocation, event_type: &str) -> Value {
-    object([
-        ("version", Value::String("1.0".into())),
-        (
-            "context",
-            object([
-                (
-                    "distributionDomainName",
-                    Value::String("verge.local".into()),
-                ),
-                ("distributionId", Value::String("VERGE".into())),
-                ("eventType", Value::String(event_type.into())),
-                ("requestId", Value::String(inv.request_id.clone())),
-            ]),
-        ),
-        (
-            "viewer",
-            object([("ip", Value::String(inv.request.client_ip.to_string()))]),
-        ),
-        ("request", request_value(inv)),
-    ])
+/// `Set-Cookie` lines as `{value, attributes, multiValue?: [{value, attributes}]}` (§1.2).
+fn write_set_cookies(map: &Grouped<'_, SetCookie<'_>>, js: &mut JsBuilder<'_>) -> JsObject {
+    let object = js.object();
+    for (name, lines) in &map.entries {
+        let mut line_object = |(value, attributes): &SetCookie<'_>| {
+            let item = js.object();
+            js.set(&item, "value", string(value));
+            js.set(&item, "attributes", string(attributes));
+            item
+        };
+        let entry = line_object(&lines[0]);
+        if lines.len() > 1 {
+            let items: Vec<JsValue> = lines.iter().map(|l| line_object(l).into()).collect();
+            let items = js.array(items);
+            js.set(&entry, "multiValue", items);
+        }
+        js.set(&object, name, entry);
+    }
+    object
+}
+
+/// Whether a returned `{value, multiValue?}` map is exactly the original's (as built by
+/// [`write_multi`]; key order aside, as JSON equality has it).
+fn same_multi(returned: &Returned, original: &MultiMap<'_>) -> bool {
+    returned.as_object().is_some_and(|fields| {
+        fields.len() == original.len()
+            && fields.iter().all(|(name, entry)| {
+                original
+                    .get(name)
+                    .is_some_and(|values| same_entry(entry, values))
+            })
+    })
+}
+
+fn same_entry(entry: &Returned, values: &[Cow<'_, str>]) -> bool {
+    let Some(fields) = entry.as_object() else {
+        return false;
+    };
+    let repeated = values.len() > 1;
+    fields.len() == 1 + usize::from(repeated)
+        && fields.get("value").and_then(Returned::as_str) == values.first().map(|v| &**v)
+        && (!repeated
+            || fields
+                .get("multiValue")
+                .is_some_and(|m| same_multi_value(m, values)))
+}
+
+/// Whether a returned `multiValue` is `[{value}, …]` with exactly these values.
+fn same_multi_value(multi: &Returned, values: &[Cow<'_, str>]) -> bool {
+    multi.as_array().is_some_and(|items| {
+        items.len() == values.len()
+            && items.iter().zip(values).all(|(item, value)| {
+                item.as_object().is_some_and(|o| {
+                    o.len() == 1 && o.get("value").and_then(Returned::as_str) == Some(&**value)
+                })
+            })
+    })
+}
+
+/// Whether a returned response `cookies` map is exactly the original's (as built by
+/// [`write_set_cookies`]).
+fn same_set_cookies(returned: &Returned, original: &Grouped<'_, SetCookie<'_>>) -> bool {
+    let line = |item: &Returned, (value, attributes): &SetCookie<'_>, extra: usize| {
+        item.as_object().is_some_and(|o| {
+            o.len() == 2 + extra
+                && o.get("value").and_then(Returned::as_str) == Some(&**value)
+                && o.get("attributes").and_then(Returned::as_str) == Some(&**attributes)
+        })
+    };
+    returned.as_object().is_some_and(|fields| {
+        fields.len() == original.len()
+            && fields.iter().all(|(name, entry)| {
+                original.get(name).is_some_and(|lines| {
+                    let repeated = lines.len() > 1;
+                    line(entry, &lines[0], usize::from(repeated))
+                        && (!repeated
+                            || entry
+                                .get("multiValue")
+                                .and_then(Returned::as_array)
+                                .is_some_and(|items| {
+                                    items.len() == lines.len()
+                                        && items.iter().zip(lines).all(|(i, l)| line(i, l, 0))
+                                }))
+                })
+            })
+    })
 }
 
 /// The values of one `{value, multiValue?}` entry: a modified `multiValue` wins, otherwise
@@ -252,41 +458,37 @@ fn event_frame(inv: &Invocation, event_type: &str) -> Value {
 fn entry_values(
     field: &str,
     name: &str,
-    entry: &Value,
-    original: Option<&Value>,
+    entry: &Returned,
+    original: Option<&[Cow<'_, str>]>,
 ) -> Result<Vec<String>, FunctionError> {
     let obj = entry
         .as_object()
         .ok_or_else(|| validation(format!("{field}.{name} must be an object with a value")))?;
-    for key in obj.keys() {
-        if key != "value" && key != "multiValue" && key != "multivalue" {
-            return Err(validation(format!(
-                "{field}.{name} has an unexpected field `{key}`"
-            )));
-        }
+    if let Some(key) = obj.unexpected(&["value", "multiValue", "multivalue"]) {
+        return Err(validation(format!(
+            "{field}.{name} has an unexpected field `{key}`"
+        )));
     }
-    let value = |v: &Value| -> Result<String, FunctionError> {
+    let value = |v: &Returned| -> Result<String, FunctionError> {
         match v.get("value") {
-            Some(Value::String(s)) => Ok(s.clone()),
+            Some(Returned::String(s)) => Ok(s.clone()),
             _ => Err(validation(format!("{field}.{name}.value must be a string"))),
         }
     };
     let multi = obj.get("multiValue").or_else(|| obj.get("multivalue"));
-    let original_multi = original.and_then(|o| o.get("multiValue"));
+    // The original shows `multiValue` only for a repeated name.
+    let original_multi = original.filter(|values| values.len() > 1);
     if let Some(multi) = multi
-        && Some(multi) != original_multi
+        && !original_multi.is_some_and(|values| same_multi_value(multi, values))
     {
         let items = multi
             .as_array()
             .ok_or_else(|| validation(format!("{field}.{name}.multiValue must be an array")))?;
         return items.iter().map(value).collect();
     }
-    let first = value(entry)?;
-    let mut values = vec![first];
-    if let Some(Value::Array(rest)) = original_multi {
-        for item in rest.iter().skip(1) {
-            values.push(value(item)?);
-        }
+    let mut values = vec![value(entry)?];
+    if let Some(rest) = original_multi {
+        values.extend(rest.iter().skip(1).map(|v| v.clone().into_owned()));
     }
     Ok(values)
 }
@@ -316,17 +518,16 @@ fn check_name(field: &str, name: &str) -> Result<(), FunctionError> {
 /// Rebuild a header list from a returned `headers` object, enforcing the read-only and
 /// disallowed rules against the original.
 fn headers_from(
-    returned: &Value,
-    original_event: &Value,
-    original: &HeaderList,
+    returned: &Returned,
+    original_headers: &MultiMap<'_>,
+    original: &[(String, Vec<u8>)],
     read_only: &[&str],
 ) -> Result<HeaderList, FunctionError> {
     let map = returned
         .as_object()
         .ok_or_else(|| validation("headers must be an object"))?;
-    let original_headers = &original_event["headers"];
-    let mut out: HeaderList = Vec::new();
-    for (name, entry) in map {
+    let mut out: HeaderList = Vec::with_capacity(map.len());
+    for (name, entry) in map.iter() {
         check_name("headers", name)?;
         if is_disallowed(name) {
             return Err(validation(format!(
@@ -337,20 +538,16 @@ fn headers_from(
         for v in &values {
             check_value("headers", name, v)?;
         }
-        out.extend(values.into_iter().map(|v| (name.clone(), v.into_bytes())));
+        out.extend(
+            values
+                .into_iter()
+                .map(|v| (name.to_owned(), v.into_bytes())),
+        );
     }
     for name in read_only {
-        let before: Vec<&Vec<u8>> = original
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .collect();
-        let after: Vec<&Vec<u8>> = out
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .collect();
-        if before != after {
+        let before = original.iter().filter(|(n, _)| n == name).map(|(_, v)| v);
+        let after = out.iter().filter(|(n, _)| n == name).map(|(_, v)| v);
+        if !before.eq(after) {
             return Err(validation(format!("headers: `{name}` is read-only here")));
         }
     }
@@ -365,16 +562,16 @@ fn headers_from(
 
 /// Rebuild the query string from a returned `querystring` (object, or a raw string as the AWS
 /// normalize-query-string sample returns).
-fn querystring_from(returned: &Value, original_event: &Value) -> Result<String, FunctionError> {
+fn querystring_from(returned: &Returned, original: &MultiMap<'_>) -> Result<String, FunctionError> {
     let query = match returned {
-        Value::String(raw) => raw.trim_start_matches('?').to_owned(),
-        Value::Object(map) => {
+        Returned::String(raw) => raw.trim_start_matches('?').to_owned(),
+        Returned::Object(map) => {
             let mut parts = Vec::new();
-            for (name, entry) in map {
-                let values = entry_values("querystring", name, entry, original_event.get(name))?;
+            for (name, entry) in map.iter() {
+                let values = entry_values("querystring", name, entry, original.get(name))?;
                 for v in values {
                     if v.is_empty() {
-                        parts.push(name.clone());
+                        parts.push(name.to_owned());
                     } else {
                         parts.push(format!("{name}={v}"));
                     }
@@ -397,16 +594,16 @@ fn querystring_from(returned: &Value, original_event: &Value) -> Result<String, 
 
 /// Rebuild the `Cookie` header from a returned `cookies` object.
 fn cookie_header_from(
-    returned: &Value,
-    original_event: &Value,
+    returned: &Returned,
+    original: &MultiMap<'_>,
 ) -> Result<Option<Vec<u8>>, FunctionError> {
     let map = returned
         .as_object()
         .ok_or_else(|| validation("cookies must be an object"))?;
     let mut parts = Vec::new();
-    for (name, entry) in map {
+    for (name, entry) in map.iter() {
         check_name("cookies", name)?;
-        for v in entry_values("cookies", name, entry, original_event.get(name))? {
+        for v in entry_values("cookies", name, entry, original.get(name))? {
             check_value("cookies", name, &v)?;
             parts.push(format!("{name}={v}"));
         }
@@ -424,7 +621,7 @@ const RESPONSE_FIELDS: &[&str] = &[
 ];
 
 /// A returned `statusCode`: an integer from 100 to 599.
-fn status_code(value: &Value) -> Result<u16, FunctionError> {
+fn status_code(value: &Returned) -> Result<u16, FunctionError> {
     value
         .as_u64()
         .filter(|s| (100..=599).contains(s))
@@ -434,12 +631,8 @@ fn status_code(value: &Value) -> Result<u16, FunctionError> {
 
 /// Refuse fields a returned object may not have (CloudFront: "the request object has an
 /// unexpected field").
-fn only_fields(
-    obj: &Map<String, Value>,
-    allowed: &[&str],
-    what: &str,
-) -> Result<(), FunctionError> {
-    match unexpected_field(obj, allowed) {
+fn only_fields(obj: &Fields, allowed: &[&str], what: &str) -> Result<(), FunctionError> {
+    match obj.unexpected(allowed) {
         Some(key) => Err(validation(format!(
             "the {what} object has an unexpected field `{key}`"
         ))),
@@ -447,24 +640,22 @@ fn only_fields(
     }
 }
 
-/// The first field of `obj` not in `allowed`.
-pub fn unexpected_field<'a>(obj: &'a Map<String, Value>, allowed: &[&str]) -> Option<&'a str> {
+/// The first field of `obj` not in `allowed` (for the edge tier's `serde_json` results).
+pub fn unexpected_field<'a>(
+    obj: &'a serde_json::Map<String, serde_json::Value>,
+    allowed: &[&str],
+) -> Option<&'a str> {
     obj.keys()
         .find(|k| !allowed.contains(&k.as_str()))
         .map(String::as_str)
 }
 
-/// Whether the returned object's `key` differs from the event's.
-fn changed(returned: &Map<String, Value>, original: &Value, key: &str) -> bool {
-    returned.get(key).is_some_and(|v| v != &original[key])
-}
-
 /// Read a viewer-request handler's return value.
 pub fn viewer_request_outcome(
-    inv: &Invocation,
-    event: &Value,
-    returned: Option<Value>,
+    event: &CffEvent<'_>,
+    returned: Option<Returned>,
 ) -> Result<Outcome, FunctionError> {
+    let inv = event.inv;
     let returned = returned.ok_or_else(|| {
         validation("the function returned undefined; return the request or a response")
     })?;
@@ -474,14 +665,13 @@ pub fn viewer_request_outcome(
     if obj.contains_key("statusCode") {
         return generated_response(obj).map(Outcome::Respond);
     }
-    let original = &event["request"];
     only_fields(
         obj,
         &["method", "uri", "querystring", "headers", "cookies"],
         "request",
     )?;
     if let Some(method) = obj.get("method")
-        && method != &original["method"]
+        && method.as_str() != Some(inv.request.method.as_str())
     {
         return Err(validation("request.method is read-only"));
     }
@@ -499,28 +689,35 @@ pub fn viewer_request_outcome(
                 "request.uri `{uri}` is not a valid path"
             )));
         }
-        if uri != original["uri"] {
+        if uri != inv.request.uri {
             edits.uri = Some(uri.to_owned());
         }
     }
     if let Some(q) = obj.get("querystring")
-        && q != &original["querystring"]
+        && !same_multi(q, &event.query)
     {
-        edits.querystring = Some(querystring_from(q, &original["querystring"])?);
+        edits.querystring = Some(querystring_from(q, &event.query)?);
     }
-    let headers_changed = changed(obj, original, "headers");
-    let cookies_changed = changed(obj, original, "cookies");
-    if headers_changed || cookies_changed {
-        let mut headers = match obj.get("headers") {
-            Some(h) if headers_changed => {
-                headers_from(h, original, &inv.request.headers, READ_ONLY_VIEWER_REQUEST)?
-            }
-            _ => inv.request.headers.clone(),
+    let headers = obj
+        .get("headers")
+        .filter(|h| !same_multi(h, &event.headers));
+    let cookies = obj
+        .get("cookies")
+        .filter(|c| !same_multi(c, &event.cookies));
+    if headers.is_some() || cookies.is_some() {
+        let mut list = match headers {
+            Some(h) => headers_from(
+                h,
+                &event.headers,
+                &inv.request.headers,
+                READ_ONLY_VIEWER_REQUEST,
+            )?,
+            None => inv.request.headers.clone(),
         };
-        headers.retain(|(n, _)| n != "cookie");
-        let cookie = match obj.get("cookies") {
-            Some(c) if cookies_changed => cookie_header_from(c, &original["cookies"])?,
-            _ => inv
+        list.retain(|(n, _)| n != "cookie");
+        let cookie = match cookies {
+            Some(c) => cookie_header_from(c, &event.cookies)?,
+            None => inv
                 .request
                 .headers
                 .iter()
@@ -533,18 +730,17 @@ pub fn viewer_request_outcome(
                 }),
         };
         if let Some(cookie) = cookie {
-            headers.push(("cookie".into(), cookie));
+            list.push(("cookie".into(), cookie));
         }
-        edits.headers = Some(headers);
+        edits.headers = Some(list);
     }
     Ok(Outcome::Continue(edits))
 }
 
 /// Read a viewer-response handler's return value: status, headers, cookies and body edits.
 pub fn viewer_response_outcome(
-    inv: &Invocation,
-    event: &Value,
-    returned: Option<Value>,
+    event: &CffEvent<'_>,
+    returned: Option<Returned>,
 ) -> Result<Outcome, FunctionError> {
     let returned = returned
         .ok_or_else(|| validation("the function returned undefined; return the response"))?;
@@ -552,40 +748,44 @@ pub fn viewer_response_outcome(
         .as_object()
         .ok_or_else(|| validation("the function must return the response object"))?;
     only_fields(obj, RESPONSE_FIELDS, "response")?;
-    let original = &event["response"];
-    let original_headers = inv
-        .response
-        .as_ref()
-        .map_or(Vec::new(), |r| r.headers.clone());
+    let Some(original) = &event.response else {
+        return Err(validation("a response was read back from a request event"));
+    };
     let mut edits = Edits::default();
     if let Some(status) = obj.get("statusCode")
-        && status != &original["statusCode"]
+        && status.as_u64() != Some(u64::from(original.status))
     {
         edits.status = Some(status_code(status)?);
     }
-    let headers_changed = changed(obj, original, "headers");
-    let cookies_changed = changed(obj, original, "cookies");
-    if headers_changed || cookies_changed {
-        let mut headers = match obj.get("headers") {
-            Some(h) if headers_changed => {
-                headers_from(h, original, &original_headers, READ_ONLY_VIEWER_RESPONSE)?
-            }
-            _ => original_headers.clone(),
+    let headers = obj
+        .get("headers")
+        .filter(|h| !same_multi(h, &original.headers));
+    let cookies = obj
+        .get("cookies")
+        .filter(|c| !same_set_cookies(c, &original.cookies));
+    if headers.is_some() || cookies.is_some() {
+        let mut list = match headers {
+            Some(h) => headers_from(
+                h,
+                &original.headers,
+                original.list,
+                READ_ONLY_VIEWER_RESPONSE,
+            )?,
+            None => original.list.to_vec(),
         };
-        if cookies_changed && let Some(c) = obj.get("cookies") {
-            headers.retain(|(n, _)| n != "set-cookie");
-            headers.extend(set_cookie_lines(c)?);
-        } else if headers_changed {
+        list.retain(|(n, _)| n != "set-cookie");
+        match cookies {
+            Some(c) => list.extend(set_cookie_lines(c)?),
             // `Set-Cookie` was never in `headers`: keep the origin's.
-            headers.retain(|(n, _)| n != "set-cookie");
-            headers.extend(
-                original_headers
+            None => list.extend(
+                original
+                    .list
                     .iter()
                     .filter(|(n, _)| n == "set-cookie")
                     .cloned(),
-            );
+            ),
         }
-        edits.headers = Some(headers);
+        edits.headers = Some(list);
     }
     if let Some(body) = obj.get("body") {
         edits.body = Some(body_bytes(body)?);
@@ -594,25 +794,25 @@ pub fn viewer_response_outcome(
 }
 
 /// `Set-Cookie` lines from a returned `cookies` object.
-fn set_cookie_lines(cookies: &Value) -> Result<HeaderList, FunctionError> {
+fn set_cookie_lines(cookies: &Returned) -> Result<HeaderList, FunctionError> {
     let map = cookies
         .as_object()
         .ok_or_else(|| validation("response.cookies must be an object"))?;
     let mut lines = Vec::new();
-    for (name, entry) in map {
+    for (name, entry) in map.iter() {
         check_name("cookies", name)?;
-        let items: Vec<&Value> = match entry.get("multiValue") {
-            Some(Value::Array(items)) => items.iter().collect(),
+        let items: Vec<&Returned> = match entry.get("multiValue") {
+            Some(Returned::Array(items)) => items.iter().collect(),
             _ => vec![entry],
         };
         for item in items {
             let value = item
                 .get("value")
-                .and_then(Value::as_str)
+                .and_then(Returned::as_str)
                 .ok_or_else(|| validation(format!("cookies.{name}.value must be a string")))?;
             let attributes = match item.get("attributes") {
                 None => "",
-                Some(Value::String(a)) => a.as_str(),
+                Some(Returned::String(a)) => a.as_str(),
                 Some(_) => {
                     return Err(validation(format!(
                         "cookies.{name}.attributes must be a string"
@@ -632,15 +832,19 @@ fn set_cookie_lines(cookies: &Value) -> Result<HeaderList, FunctionError> {
 }
 
 /// A returned `body`: a plain string (text) or `{encoding: "text" | "base64", data}`.
-fn body_bytes(body: &Value) -> Result<Vec<u8>, FunctionError> {
+fn body_bytes(body: &Returned) -> Result<Vec<u8>, FunctionError> {
     match body {
-        Value::String(text) => Ok(text.clone().into_bytes()),
-        Value::Object(b) => {
+        Returned::String(text) => Ok(text.clone().into_bytes()),
+        Returned::Object(b) => {
             let data = b
                 .get("data")
-                .and_then(Value::as_str)
+                .and_then(Returned::as_str)
                 .ok_or_else(|| validation("response.body.data must be a string"))?;
-            match b.get("encoding").and_then(Value::as_str).unwrap_or("text") {
+            match b
+                .get("encoding")
+                .and_then(Returned::as_str)
+                .unwrap_or("text")
+            {
                 "text" => Ok(data.as_bytes().to_vec()),
                 "base64" => crate::encoding::base64_decode(data)
                     .ok_or_else(|| validation("response.body.data is not valid base64")),
@@ -654,12 +858,15 @@ fn body_bytes(body: &Value) -> Result<Vec<u8>, FunctionError> {
 }
 
 /// A response generated at viewer-request.
-fn generated_response(obj: &Map<String, Value>) -> Result<GeneratedResponse, FunctionError> {
+fn generated_response(obj: &Fields) -> Result<GeneratedResponse, FunctionError> {
     only_fields(obj, RESPONSE_FIELDS, "response")?;
-    let status = status_code(&obj["statusCode"])?;
+    let status = obj.get("statusCode").map_or_else(
+        || Err(validation("response.statusCode is missing")),
+        status_code,
+    )?;
     // A generated response has no original: nothing is read-only, nothing hidden to keep.
     let mut headers = match obj.get("headers") {
-        Some(h) => headers_from(h, &Value::Null, &Vec::new(), &[])?,
+        Some(h) => headers_from(h, &Grouped::empty(), &[], &[])?,
         None => Vec::new(),
     };
     if let Some(c) = obj.get("cookies") {

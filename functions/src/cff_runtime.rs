@@ -35,10 +35,12 @@ use boa_engine::{
 use serde_json::Value;
 
 use crate::budget::Budget;
+use crate::cff_event::CffEvent;
 use crate::host::{self, HostModules};
 use crate::job_queue::{Jobs, run_job};
-use crate::js_json;
+use crate::js_json::{self, JsBuilder};
 use crate::outcome::{FunctionError, FunctionErrorKind};
+use crate::returned::{self, Returned};
 use verge_config::Runtime;
 
 /// The calibrated loop limit stays within these bounds whatever the probe measured.
@@ -166,11 +168,41 @@ fn load_module(source: &str, context: &mut Context, jobs: &Rc<Jobs>) -> Result<(
 #[derive(Debug)]
 pub struct Invoked {
     /// The handler's return value as JSON (`None` for `undefined`), or the failure.
-    pub result: Result<Option<Value>, FunctionError>,
+    pub result: Result<Option<Returned>, FunctionError>,
     /// CPU used, percent of the budget.
     pub utilization: u32,
     /// The context was aborted mid-run and must not be used again.
     pub poisoned: bool,
+}
+
+/// An event a handler can be given, written onto the JS heap when the handler is called.
+pub trait Event {
+    /// The event in `js`'s context; `event.request` gets `request_prototype` (which gives it
+    /// `rawQueryString()`).
+    fn write(&self, js: &mut JsBuilder<'_>, request_prototype: &JsObject) -> JsResult<JsValue>;
+}
+
+/// The proxy's events, built from the invocation.
+impl Event for CffEvent<'_> {
+    fn write(&self, js: &mut JsBuilder<'_>, request_prototype: &JsObject) -> JsResult<JsValue> {
+        Ok(CffEvent::write(self, js, request_prototype))
+    }
+}
+
+/// An event given as JSON (`verge test-function` passes the user's event file as written).
+impl Event for Value {
+    fn write(&self, js: &mut JsBuilder<'_>, request_prototype: &JsObject) -> JsResult<JsValue> {
+        let event = js_json::to_js(self, js.keys, js.context);
+        if let Some(request) = event
+            .as_object()
+            .map(|e| e.get(js_string!("request"), js.context))
+            .transpose()?
+            .and_then(|r| r.as_object())
+        {
+            request.set_prototype(Some(request_prototype.clone()));
+        }
+        Ok(event)
+    }
 }
 
 /// A function ready to run on this thread.
@@ -323,7 +355,7 @@ impl LoadedFunction {
     /// passes: then the CPU went to the host, not the function, and the re-run's answer stands.
     /// A fast-tier function has no network or timers and `Date` stays frozen, so running it
     /// again gives the viewer what one run would have.
-    pub fn invoke(&mut self, event: &Value, budget: Duration) -> Invoked {
+    pub fn invoke(&mut self, event: &dyn Event, budget: Duration) -> Invoked {
         self.clock.freeze_now();
         let Attempt {
             mut result,
@@ -368,26 +400,21 @@ impl LoadedFunction {
     /// whole answer when the event cannot be built.
     fn attempt(
         &mut self,
-        event: &Value,
+        event: &dyn Event,
         start: fn(Duration) -> Budget,
         budget: Duration,
     ) -> Result<Attempt, Invoked> {
+        let mut js = JsBuilder {
+            keys: &mut self.keys,
+            context: &mut self.context,
+        };
+        let event = event.write(&mut js, &self.request_prototype);
         let context = &mut self.context;
-        let request_prototype = self.request_prototype.clone();
-        let ev = js_json::to_js(event, &mut self.keys, context);
-        let set = (|| {
-            if let Some(request) = ev
-                .as_object()
-                .map(|e| e.get(js_string!("request"), context))
-                .transpose()?
-                .and_then(|r| r.as_object())
-            {
-                request.set_prototype(Some(request_prototype));
-            }
+        let set = event.and_then(|ev| {
             context
                 .global_object()
                 .set(js_string!("__verge_event"), ev, false, context)
-        })();
+        });
         if let Err(e) = set {
             return Err(Invoked {
                 result: Err(execution(format!("cannot build the event: {e}"))),
@@ -407,7 +434,7 @@ impl LoadedFunction {
 
 /// One run of the handler: its result, whether the context was aborted, what it used.
 struct Attempt {
-    result: Result<Option<Value>, FunctionError>,
+    result: Result<Option<Returned>, FunctionError>,
     poisoned: bool,
     meter: Budget,
 }
@@ -419,7 +446,7 @@ fn run_budgeted(
     context: &mut Context,
     jobs: &Jobs,
     meter: &mut Budget,
-) -> (Result<Option<Value>, FunctionError>, bool) {
+) -> (Result<Option<Returned>, FunctionError>, bool) {
     let over = || throttled("the function exceeded its CPU budget");
     let value = {
         let mut future = pin!(invoker.evaluate_async_with_budget(context, YIELD_EVERY));
@@ -451,7 +478,7 @@ fn run_budgeted(
             }
         },
     };
-    match js_json::to_json(&value, context) {
+    match returned::read(&value, context) {
         Ok(json) => (Ok(json), false),
         Err(e) => (
             Err(FunctionError {

@@ -20,11 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
-use serde_json::Value;
 use tokio::sync::oneshot;
 use verge_config::{FunctionDef, Hook, Runtime};
 
-use crate::cff_event;
+use crate::cff_event::{self, CffEvent};
 use crate::cff_runtime::LoadedFunction;
 use crate::invocation::Invocation;
 use crate::outcome::{FunctionError, FunctionErrorKind, Outcome};
@@ -806,9 +805,9 @@ fn run_inner(
     loads: &AtomicU64,
     start_clocks: impl FnOnce(),
 ) -> Ran {
-    let event: Value = match inv.hook {
-        Hook::ViewerRequest => cff_event::viewer_request_event(inv),
-        Hook::ViewerResponse => cff_event::viewer_response_event(inv),
+    let event = match inv.hook {
+        Hook::ViewerRequest => CffEvent::viewer_request(inv),
+        Hook::ViewerResponse => CffEvent::viewer_response(inv),
         other => {
             return Ran {
                 reply: Reply::failed(execution(format!(
@@ -850,8 +849,8 @@ fn run_inner(
             None => Ok(json),
         })
         .and_then(|json| match inv.hook {
-            Hook::ViewerResponse => cff_event::viewer_response_outcome(inv, &event, json),
-            _ => cff_event::viewer_request_outcome(inv, &event, json),
+            Hook::ViewerResponse => cff_event::viewer_response_outcome(&event, json),
+            _ => cff_event::viewer_request_outcome(&event, json),
         })
         .map(|outcome| match outcome {
             Outcome::Continue(mut edits) => {

@@ -1,31 +1,23 @@
-//! Moving events between `serde_json` values and the JS heap, cheaper than boa's own
-//! `JsValue::from_json` / `to_json`.
+//! Moving values onto the JS heap, cheaper than boa's own `JsValue::from_json`, and JSON read
+//! back off it.
 //!
-//! Events are built as JSON on the Rust side (the original stays there for validating what the
-//! handler returns) and converted into the handler's context on every invocation, and the
-//! handler's result comes back the same way. Measured with callgrind on a 5-header
-//! viewer-request event, boa's conversions were most of an invocation's instructions:
-//! - `from_json` gives every object a *unique* shape (its own property hash table, grown key
-//!   by key) and allocates a fresh `JsString` for every key. Here objects start from the
-//!   context's root *shared* shape, so the same keys in the same order reuse one cached chain
-//!   of shape transitions, and key strings come from a per-context cache.
-//! - `to_json` turns every string (keys included) into a Rust `String` through an escaping
-//!   `Display` implementation, one formatted `char` at a time. Here ASCII strings are copied
-//!   as bytes; only strings with lone surrogates take the escaping path, so the result is the
-//!   same as boa's.
+//! Measured with callgrind on a 5-header viewer-request event, boa's conversions were most of
+//! an invocation's instructions. `from_json` gives every object a *unique* shape (its own
+//! property hash table, grown key by key) and allocates a fresh `JsString` for every key. Here
+//! objects start from the context's root *shared* shape, so the same keys in the same order
+//! reuse one cached chain of shape transitions, and key strings come from a per-context cache
+//! ([`KeyCache`]). [`JsBuilder`] is what event builders write with; [`to_js`] converts a whole
+//! `serde_json` value (events given as JSON: the edge tier, `verge test-function`).
 //!
-//! What is read back matches boa's `to_json` for everything a handler can return: own
-//! properties, enumerable or not, array indices first; `undefined` members left out of
-//! objects and `null` in arrays; accessor properties read as `null` (no getter runs); a cycle
-//! is an error; nesting and array length are bounded. Proxies are handed to boa's own
-//! `to_json`, which reads their (empty) property map without running their traps.
+//! Reading back is [`crate::returned`]'s; [`to_json`] gives its result as `serde_json`.
 
 use boa_engine::builtins::object::OrdinaryObject;
-use boa_engine::builtins::proxy::Proxy;
 use boa_engine::object::builtins::JsArray;
 use boa_engine::property::{PropertyDescriptor, PropertyKey};
-use boa_engine::{Context, JsNativeError, JsObject, JsResult, JsString, JsValue, JsVariant};
+use boa_engine::{Context, JsObject, JsResult, JsString, JsValue};
 use serde_json::{Map, Value};
+
+use crate::returned::Returned;
 
 /// A JSON object from `(key, value)` pairs, moved in (the `json!` macro would clone every
 /// nested `Value` through serde's serializer, a large part of building an event).
@@ -59,8 +51,61 @@ impl KeyCache {
     }
 }
 
+/// Writes JS values into one context, with its cached key strings.
+pub struct JsBuilder<'a> {
+    /// The context's cached key strings.
+    pub keys: &'a mut KeyCache,
+    /// The context written into.
+    pub context: &'a mut Context,
+}
+
+impl JsBuilder<'_> {
+    /// An empty ordinary object with `Object.prototype`.
+    pub fn object(&mut self) -> JsObject {
+        let prototype = self
+            .context
+            .intrinsics()
+            .constructors()
+            .object()
+            .prototype();
+        self.object_with(prototype)
+    }
+
+    /// An empty ordinary object with the given prototype, on the root shared shape (so every
+    /// object built with the same keys in the same order shares one shape chain).
+    pub fn object_with(&mut self, prototype: JsObject) -> JsObject {
+        JsObject::new(self.context.root_shape(), prototype, OrdinaryObject).upcast()
+    }
+
+    /// Add a data property (writable, enumerable, configurable, as an object literal's).
+    pub fn set(&mut self, object: &JsObject, name: &str, value: impl Into<JsValue>) {
+        object.insert_property(
+            self.keys.key(name),
+            PropertyDescriptor::builder()
+                .value(value)
+                .writable(true)
+                .enumerable(true)
+                .configurable(true),
+        );
+    }
+
+    /// An array of the given values.
+    pub fn array(&mut self, items: impl IntoIterator<Item = JsValue>) -> JsValue {
+        JsArray::from_iter(items, self.context).into()
+    }
+}
+
+/// A JS string value.
+pub fn string(s: &str) -> JsValue {
+    JsString::from(s).into()
+}
+
 /// A JSON value as a JS value in `context`.
 pub fn to_js(value: &Value, keys: &mut KeyCache, context: &mut Context) -> JsValue {
+    write(value, &mut JsBuilder { keys, context })
+}
+
+fn write(value: &Value, js: &mut JsBuilder<'_>) -> JsValue {
     match value {
         Value::Null => JsValue::null(),
         Value::Bool(b) => JsValue::new(*b),
@@ -68,15 +113,23 @@ pub fn to_js(value: &Value, keys: &mut KeyCache, context: &mut Context) -> JsVal
             Some(i) => JsValue::new(i),
             None => JsValue::new(n.as_f64().unwrap_or(f64::NAN)),
         },
-        Value::String(s) => JsString::from(s.as_str()).into(),
+        Value::String(s) => string(s),
         Value::Array(items) => {
-            let items: Vec<JsValue> = items.iter().map(|v| to_js(v, keys, context)).collect();
-            JsArray::from_iter(items, context).into()
+            let items: Vec<JsValue> = items.iter().map(|v| write(v, js)).collect();
+            js.array(items)
         }
         Value::Object(map) => {
-            let prototype = context.intrinsics().constructors().object().prototype();
-            to_js_object(map, prototype, keys, context).into()
+            let object = js.object();
+            write_fields(map, &object, js);
+            object.into()
         }
+    }
+}
+
+fn write_fields(map: &Map<String, Value>, object: &JsObject, js: &mut JsBuilder<'_>) {
+    for (name, value) in map {
+        let value = write(value, js);
+        js.set(object, name, value);
     }
 }
 
@@ -87,153 +140,15 @@ pub fn to_js_object(
     keys: &mut KeyCache,
     context: &mut Context,
 ) -> JsObject {
-    let object = JsObject::new(context.root_shape(), prototype, OrdinaryObject).upcast();
-    for (name, value) in map {
-        let value = to_js(value, keys, context);
-        object.insert_property(
-            keys.key(name),
-            PropertyDescriptor::builder()
-                .value(value)
-                .writable(true)
-                .enumerable(true)
-                .configurable(true),
-        );
-    }
+    let mut js = JsBuilder { keys, context };
+    let object = js.object_with(prototype);
+    write_fields(map, &object, &mut js);
     object
 }
 
-/// Objects nested deeper than this are not read back: no event needs more, and reading
-/// recursively deeper could overflow the worker's stack (a handler can build a million-deep
-/// chain cheaply).
-pub const MAX_DEPTH: usize = 64;
-
-/// Arrays longer than this are not read back (`a.length = 4e9` is one statement).
-pub const MAX_ARRAY_LENGTH: u64 = 1 << 16;
-
-/// A JS value as JSON (`None` for `undefined`), as boa's `to_json` reads it — except that
-/// nesting past [`MAX_DEPTH`] and arrays past [`MAX_ARRAY_LENGTH`] are errors, where boa's would
-/// overflow the stack or run out of memory.
+/// A JS value as JSON (`None` for `undefined`), read as [`crate::returned::read`] reads it.
 pub fn to_json(value: &JsValue, context: &mut Context) -> JsResult<Option<Value>> {
-    let mut path = Vec::new();
-    read(value, &mut path, context)
-}
-
-/// `path` holds the objects being read, outermost first, to detect cycles and bound depth.
-fn read(
-    value: &JsValue,
-    path: &mut Vec<JsObject>,
-    context: &mut Context,
-) -> JsResult<Option<Value>> {
-    let object = match value.variant() {
-        JsVariant::Null => return Ok(Some(Value::Null)),
-        JsVariant::Undefined => return Ok(None),
-        JsVariant::Boolean(b) => return Ok(Some(Value::Bool(b))),
-        JsVariant::Integer32(i) => return Ok(Some(Value::from(i))),
-        JsVariant::Float64(f) => return Ok(Some(Value::from(f))),
-        JsVariant::String(s) => return Ok(Some(Value::String(std_string(&s)))),
-        JsVariant::Object(object) => object,
-        JsVariant::BigInt(_) | JsVariant::Symbol(_) => return value.to_json(context),
-    };
-    // A proxy's own keys come from its `ownKeys` trap, JavaScript that would run here outside
-    // any budget; boa's reader looks only at the proxy's own (empty) property map.
-    if object.is::<Proxy>() {
-        return value.to_json(context);
-    }
-    let array = object.is_array();
-    if path.iter().any(|seen| JsObject::equals(seen, &object)) {
-        return Err(JsNativeError::typ()
-            .with_message("cyclic object value")
-            .into());
-    }
-    if path.len() >= MAX_DEPTH {
-        return Err(JsNativeError::typ()
-            .with_message(format!("objects nested more than {MAX_DEPTH} deep"))
-            .into());
-    }
-    path.push(object.clone());
-    let result = if array {
-        read_array(&object, path, context)
-    } else {
-        read_object(&object, path, context)
-    };
-    path.pop();
-    result.map(Some)
-}
-
-fn own_value(object: &JsObject, key: &PropertyKey) -> Option<JsValue> {
-    object
-        .borrow()
-        .properties()
-        .get(key)
-        .and_then(|p| p.value().cloned())
-}
-
-fn read_array(
-    object: &JsObject,
-    path: &mut Vec<JsObject>,
-    context: &mut Context,
-) -> JsResult<Value> {
-    let length = JsArray::from_object(object.clone())?.length(context)?;
-    if length > MAX_ARRAY_LENGTH {
-        return Err(JsNativeError::range()
-            .with_message(format!(
-                "an array of {length} elements (at most {MAX_ARRAY_LENGTH})"
-            ))
-            .into());
-    }
-    let mut items = Vec::with_capacity(length as usize);
-    for index in 0..length {
-        let item = match own_value(object, &PropertyKey::from(index as u32)) {
-            Some(v) => read(&v, path, context)?.unwrap_or(Value::Null),
-            None => Value::Null,
-        };
-        items.push(item);
-    }
-    Ok(Value::Array(items))
-}
-
-fn read_object(
-    object: &JsObject,
-    path: &mut Vec<JsObject>,
-    context: &mut Context,
-) -> JsResult<Value> {
-    // Keys come from the object's property map (no JavaScript runs: proxies are not read
-    // here). Exotic objects also list keys that have no entry in it (typed-array elements,
-    // a String object's characters): boa's reader leaves those out, and so does this one.
-    let exotic = !object.is_ordinary();
-    let keys = object.own_property_keys(context)?;
-    let mut map = Map::with_capacity(keys.len());
-    for key in keys {
-        let name = match &key {
-            PropertyKey::String(s) => std_string(s),
-            PropertyKey::Index(i) => i.get().to_string(),
-            PropertyKey::Symbol(_) => {
-                return Err(JsNativeError::typ()
-                    .with_message("cannot convert Symbol to JSON")
-                    .into());
-            }
-        };
-        let value = match own_value(object, &key) {
-            Some(v) => read(&v, path, context)?,
-            None if exotic && !object.borrow().properties().contains_key(&key) => continue,
-            None => Some(Value::Null),
-        };
-        if let Some(value) = value {
-            map.insert(name, value);
-        }
-    }
-    Ok(Value::Object(map))
-}
-
-/// A JS string as a Rust string: ASCII copied as bytes, other Latin-1 and valid UTF-16
-/// decoded, lone surrogates escaped as boa escapes them.
-fn std_string(s: &JsString) -> String {
-    if let Some(ascii) = s.as_str().as_latin1().filter(|b| b.is_ascii()) {
-        // Every byte is ASCII, so this cannot fail; the fallback keeps it panic-free.
-        return String::from_utf8(ascii.to_vec()).unwrap_or_default();
-    }
-    s.to_std_string()
-        .unwrap_or_else(|_| s.to_std_string_escaped())
+    Ok(crate::returned::read(value, context)?.map(Returned::into_json))
 }
 
 #[cfg(test)]

@@ -57,6 +57,7 @@ pub mod origin_choice;
 mod outcome;
 pub mod querystring;
 pub mod regex_guard;
+pub mod returned;
 pub mod signature;
 pub mod source_scan;
 pub mod test_function;

@@ -14,10 +14,11 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use verge_config::{FunctionDef, Hook, Runtime};
 
-use crate::cff_event;
+use crate::cff_event::{self, CffEvent};
 use crate::cff_runtime::LoadedFunction;
 use crate::invocation::{HeaderList, Invocation, RequestSnapshot, ResponseSnapshot};
 use crate::outcome::Outcome;
+use crate::returned::Returned;
 
 /// What `verge test-function` prints, with AWS's field names.
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -241,21 +242,17 @@ pub fn test_function(
             .as_ref()
             .is_some_and(|r| r.get("statusCode").is_some());
     let key = if is_response { "response" } else { "request" };
-    let mut output = returned.clone().unwrap_or(Value::Null);
+    let mut output = returned.clone().map_or(Value::Null, Returned::into_json);
     if let Value::Object(o) = &mut output {
         o.entry("cookies").or_insert(json!({}));
     }
     result.function_output = json!({ key: output }).to_string();
     // The production rules, checked against the event as the proxy would have built it.
-    let canonical = match hook {
-        Hook::ViewerResponse => cff_event::viewer_response_event(&invocation),
-        _ => cff_event::viewer_request_event(&invocation),
-    };
     let checked = match hook {
         Hook::ViewerResponse => {
-            cff_event::viewer_response_outcome(&invocation, &canonical, returned)
+            cff_event::viewer_response_outcome(&CffEvent::viewer_response(&invocation), returned)
         }
-        _ => cff_event::viewer_request_outcome(&invocation, &canonical, returned),
+        _ => cff_event::viewer_request_outcome(&CffEvent::viewer_request(&invocation), returned),
     };
     match checked {
         Ok(Outcome::Continue(_) | Outcome::Respond(_)) => {}

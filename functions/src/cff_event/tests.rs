@@ -1,10 +1,50 @@
 use std::sync::Arc;
 
-use serde_json::json;
+use boa_engine::Context;
+use serde_json::{Value, json};
 use verge_config::{FunctionDef, Hook, Runtime};
 
 use super::*;
 use crate::invocation::RequestSnapshot;
+use crate::js_json::KeyCache;
+
+/// The event as a handler sees it: written onto a JS heap, read back as JSON.
+fn event_json(event: &CffEvent<'_>) -> Value {
+    let mut context = Context::default();
+    let mut keys = KeyCache::default();
+    let prototype = context.intrinsics().constructors().object().prototype();
+    let js = event.write(
+        &mut JsBuilder {
+            keys: &mut keys,
+            context: &mut context,
+        },
+        &prototype,
+    );
+    crate::js_json::to_json(&js, &mut context).unwrap().unwrap()
+}
+
+fn viewer_request_event(i: &Invocation) -> Value {
+    event_json(&CffEvent::viewer_request(i))
+}
+
+fn viewer_response_event(i: &Invocation) -> Value {
+    event_json(&CffEvent::viewer_response(i))
+}
+
+/// Read a returned request as the worker does: against the event built from the invocation.
+fn request_outcome(i: &Invocation, returned: Option<Value>) -> Result<Outcome, FunctionError> {
+    viewer_request_outcome(
+        &CffEvent::viewer_request(i),
+        returned.as_ref().map(Returned::from),
+    )
+}
+
+fn response_outcome(i: &Invocation, returned: Option<Value>) -> Result<Outcome, FunctionError> {
+    viewer_response_outcome(
+        &CffEvent::viewer_response(i),
+        returned.as_ref().map(Returned::from),
+    )
+}
 
 fn inv(query: &str, headers: &[(&str, &str)]) -> Invocation {
     Invocation {
@@ -85,7 +125,7 @@ fn empty_query_is_an_empty_object() {
 fn unchanged_request_has_no_edits() {
     let i = inv("a=1", &[("host", "h")]);
     let e = viewer_request_event(&i);
-    let out = edits(viewer_request_outcome(&i, &e, Some(e["request"].clone())).unwrap());
+    let out = edits(request_outcome(&i, Some(e["request"].clone())).unwrap());
     assert_eq!(out, Edits::default());
 }
 
@@ -106,7 +146,7 @@ fn uri_header_query_and_cookie_edits_are_applied() {
     r["headers"]["x-added"] = json!({"value": "v"});
     r["cookies"]["s"] = json!({"value": "2"});
     r["cookies"]["u"] = json!({"value": "3"});
-    let out = edits(viewer_request_outcome(&i, &e, Some(r)).unwrap());
+    let out = edits(request_outcome(&i, Some(r)).unwrap());
     assert_eq!(out.uri.as_deref(), Some("/new/index.html"));
     assert_eq!(out.querystring.as_deref(), Some("a=1&z"));
     let h = out.headers.unwrap();
@@ -131,7 +171,7 @@ fn multivalue_write_back_rules() {
     // Changing `value` replaces the first value and keeps the rest.
     let mut r = e["request"].clone();
     r["headers"]["accept"]["value"] = json!("X");
-    let h = edits(viewer_request_outcome(&i, &e, Some(r)).unwrap())
+    let h = edits(request_outcome(&i, Some(r)).unwrap())
         .headers
         .unwrap();
     let accept: Vec<_> = h
@@ -144,7 +184,7 @@ fn multivalue_write_back_rules() {
     let mut r = e["request"].clone();
     r["headers"]["accept"] =
         json!({"value": "ignored", "multiValue": [{"value": "p"}, {"value": "q"}, {"value": "r"}]});
-    let h = edits(viewer_request_outcome(&i, &e, Some(r)).unwrap())
+    let h = edits(request_outcome(&i, Some(r)).unwrap())
         .headers
         .unwrap();
     assert_eq!(h.iter().filter(|(n, _)| n == "accept").count(), 3);
@@ -156,7 +196,7 @@ fn a_raw_string_querystring_is_accepted() {
     let e = viewer_request_event(&i);
     let mut r = e["request"].clone();
     r["querystring"] = json!("a=1&b=2");
-    let out = edits(viewer_request_outcome(&i, &e, Some(r)).unwrap());
+    let out = edits(request_outcome(&i, Some(r)).unwrap());
     assert_eq!(out.querystring.as_deref(), Some("a=1&b=2"));
 }
 
@@ -164,7 +204,7 @@ fn rejected(i: &Invocation, change: impl FnOnce(&mut serde_json::Value)) -> Stri
     let e = viewer_request_event(i);
     let mut r = e["request"].clone();
     change(&mut r);
-    let err = viewer_request_outcome(i, &e, Some(r)).unwrap_err();
+    let err = request_outcome(i, Some(r)).unwrap_err();
     assert_eq!(err.kind, FunctionErrorKind::Validation);
     assert_eq!(err.status(), 502);
     err.message
@@ -197,9 +237,8 @@ fn invalid_returns_are_validation_errors() {
     );
     assert!(rejected(&i, |r| r["uri"] = json!("no-slash")).contains("not a valid path"));
     assert!(rejected(&i, |r| r["querystring"] = json!("a b")).contains("space"));
-    let e = viewer_request_event(&i);
     assert!(
-        viewer_request_outcome(&i, &e, None)
+        request_outcome(&i, None)
             .unwrap_err()
             .message
             .contains("undefined")
@@ -209,9 +248,8 @@ fn invalid_returns_are_validation_errors() {
 #[test]
 fn generated_responses_are_read_with_their_rules() {
     let i = inv("", &[]);
-    let e = viewer_request_event(&i);
     // Only a status is enough.
-    match viewer_request_outcome(&i, &e, Some(json!({"statusCode": 204}))).unwrap() {
+    match request_outcome(&i, Some(json!({"statusCode": 204}))).unwrap() {
         Outcome::Respond(r) => assert_eq!((r.status, r.body.len()), (204, 0)),
         other => panic!("{other:?}"),
     }
@@ -222,7 +260,7 @@ fn generated_responses_are_read_with_their_rules() {
         "cookies": {"s": {"value": "1", "attributes": "Path=/; Secure"}},
         "body": {"encoding": "base64", "data": "aGk="},
     });
-    match viewer_request_outcome(&i, &e, Some(full)).unwrap() {
+    match request_outcome(&i, Some(full)).unwrap() {
         Outcome::Respond(r) => {
             assert_eq!(r.status, 302);
             assert!(
@@ -239,13 +277,13 @@ fn generated_responses_are_read_with_their_rules() {
     }
     let bad = json!({"statusCode": 200, "body": {"encoding": "base64", "data": "!!"}});
     assert!(
-        viewer_request_outcome(&i, &e, Some(bad))
+        request_outcome(&i, Some(bad))
             .unwrap_err()
             .message
             .contains("base64")
     );
     let bad = json!({"statusCode": 99});
-    assert!(viewer_request_outcome(&i, &e, Some(bad)).is_err());
+    assert!(request_outcome(&i, Some(bad)).is_err());
 }
 
 fn response_inv(status: u16, headers: &[(&str, &str)]) -> Invocation {
@@ -298,7 +336,7 @@ fn viewer_response_edits_status_headers_cookies_and_body() {
     r["headers"]["strict-transport-security"] = json!({"value": "max-age=63072000"});
     r["cookies"]["s"] = json!({"value": "x", "attributes": "HttpOnly"});
     r["body"] = json!({"encoding": "text", "data": "<p>hi</p>"});
-    let out = edits(viewer_response_outcome(&i, &e, Some(r)).unwrap());
+    let out = edits(response_outcome(&i, Some(r)).unwrap());
     assert_eq!(out.status, Some(418));
     let h = out.headers.unwrap();
     assert!(h.contains(&(
@@ -311,12 +349,12 @@ fn viewer_response_edits_status_headers_cookies_and_body() {
     // Only headers changed: Set-Cookie from the origin is kept.
     let mut r = e["response"].clone();
     r["headers"]["x-frame-options"] = json!({"value": "DENY"});
-    let h = edits(viewer_response_outcome(&i, &e, Some(r)).unwrap())
+    let h = edits(response_outcome(&i, Some(r)).unwrap())
         .headers
         .unwrap();
     assert!(h.contains(&("set-cookie".into(), b"a=1".to_vec())));
     // Unchanged: no edits at all.
-    let unchanged = edits(viewer_response_outcome(&i, &e, Some(e["response"].clone())).unwrap());
+    let unchanged = edits(response_outcome(&i, Some(e["response"].clone())).unwrap());
     assert_eq!(unchanged, Edits::default());
 }
 
@@ -327,13 +365,86 @@ fn viewer_response_rules_are_enforced() {
     let bad = |change: &dyn Fn(&mut serde_json::Value)| {
         let mut r = e["response"].clone();
         change(&mut r);
-        viewer_response_outcome(&i, &e, Some(r))
-            .unwrap_err()
-            .message
+        response_outcome(&i, Some(r)).unwrap_err().message
     };
     assert!(bad(&|r| r["headers"]["via"] = json!({"value": "x"})).contains("read-only"));
     assert!(bad(&|r| r["uri"] = json!("/x")).contains("unexpected field"));
     assert!(bad(&|r| r["statusCode"] = json!(99)).contains("statusCode"));
     assert!(bad(&|r| r["body"] = json!({"encoding": "base64", "data": "%%"})).contains("base64"));
     assert!(bad(&|r| r["headers"]["x-cache"] = json!({"value": "Hit"})).contains("may not be set"));
+}
+
+#[test]
+fn many_header_names_group_and_compare_through_the_index() {
+    // Past `Grouped::LINEAR` names the grouping switches to a hash index: repeats of early and
+    // late names must still land in one entry, and an unchanged return must still be no edit.
+    let names: Vec<String> = (0..40).map(|n| format!("x-h{n}")).collect();
+    let mut headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "a")).collect();
+    headers.push(("x-h3", "b"));
+    headers.push(("x-h30", "c"));
+    let i = inv("", &headers);
+    let e = viewer_request_event(&i);
+    assert_eq!(e["request"]["headers"].as_object().unwrap().len(), 40);
+    assert_eq!(
+        e["request"]["headers"]["x-h3"]["multiValue"][1]["value"],
+        "b"
+    );
+    assert_eq!(
+        e["request"]["headers"]["x-h30"]["multiValue"][1]["value"],
+        "c"
+    );
+    let out = edits(request_outcome(&i, Some(e["request"].clone())).unwrap());
+    assert_eq!(out, Edits::default());
+    let mut r = e["request"].clone();
+    r["headers"]["x-h30"]["value"] = json!("C");
+    let h = edits(request_outcome(&i, Some(r)).unwrap())
+        .headers
+        .unwrap();
+    let x30: Vec<_> = h
+        .iter()
+        .filter(|(n, _)| n == "x-h30")
+        .map(|(_, v)| v.as_slice())
+        .collect();
+    assert_eq!(
+        x30,
+        [b"C".as_slice(), b"c".as_slice()],
+        "value replaced, the rest kept"
+    );
+}
+
+#[test]
+fn an_unchanged_map_in_another_key_order_is_no_edit() {
+    let i = inv("a=1&b=2", &[("host", "h"), ("accept", "x")]);
+    let e = viewer_request_event(&i);
+    let mut r = e["request"].clone();
+    let reversed = |v: &Value| {
+        Value::Object(
+            v.as_object()
+                .unwrap()
+                .iter()
+                .rev()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    };
+    r["headers"] = reversed(&r["headers"]);
+    r["querystring"] = reversed(&r["querystring"]);
+    assert_eq!(
+        edits(request_outcome(&i, Some(r)).unwrap()),
+        Edits::default()
+    );
+}
+
+#[test]
+fn an_integral_float_status_is_a_status() {
+    // JS has one number type: `Math.floor(x)` may be held as a float, and is still 302.
+    let i = inv("", &[]);
+    match request_outcome(&i, Some(json!({"statusCode": 302.0}))).unwrap() {
+        Outcome::Respond(r) => assert_eq!(r.status, 302),
+        other => panic!("{other:?}"),
+    }
+    assert!(request_outcome(&i, Some(json!({"statusCode": 302.5}))).is_err());
+    let i = response_inv(200, &[]);
+    let unchanged = edits(response_outcome(&i, Some(json!({"statusCode": 200.0}))).unwrap());
+    assert_eq!(unchanged.status, None);
 }

@@ -18,11 +18,17 @@ fn kind(i: &Invoked) -> FunctionErrorKind {
 #[test]
 fn sync_and_async_handlers_return_their_value() {
     let i = run("function handler(event) { event.request.uri = '/b'; return event.request; }");
-    assert_eq!(i.result.unwrap(), Some(json!({"uri": "/b"})));
+    assert_eq!(
+        i.result.unwrap().map(Returned::into_json),
+        Some(json!({"uri": "/b"}))
+    );
     let i = run(
         "async function handler(event) { await Promise.resolve(1); return {statusCode: 204}; }",
     );
-    assert_eq!(i.result.unwrap(), Some(json!({"statusCode": 204})));
+    assert_eq!(
+        i.result.unwrap().map(Returned::into_json),
+        Some(json!({"statusCode": 204}))
+    );
     assert!(!i.poisoned);
 }
 
@@ -32,7 +38,7 @@ fn distribution_tenant_is_not_available_on_a_standard_distribution() {
          function handler(event) { \
            try { return cf.distributionTenant.id; } catch (e) { return e.name + ': ' + e.message; } }");
     assert_eq!(
-        i.result.unwrap(),
+        i.result.unwrap().map(Returned::into_json),
         Some(json!(
             "TypeError: distributionTenant module is not available"
         ))
@@ -42,7 +48,7 @@ fn distribution_tenant_is_not_available_on_a_standard_distribution() {
            try { return cf.distributionTenant.parameters.get('plan'); } \
            catch (e) { return e.name + ': ' + e.message; } }");
     assert_eq!(
-        i.result.unwrap(),
+        i.result.unwrap().map(Returned::into_json),
         Some(json!(
             "TypeError: distributionTenant module is not available"
         ))
@@ -106,7 +112,10 @@ fn date_is_frozen_for_the_invocation() {
         "function handler(e) { var a = Date.now(); var x = 0; for (var k = 0; k < 5000; k++) { x += k; } \
          return { same: a === Date.now() && a === new Date().getTime() }; }",
     );
-    assert_eq!(i.result.unwrap(), Some(json!({"same": true})));
+    assert_eq!(
+        i.result.unwrap().map(Returned::into_json),
+        Some(json!({"same": true}))
+    );
 }
 
 #[test]
@@ -150,8 +159,17 @@ fn globals_persist_across_invocations_of_a_context() {
     )
     .unwrap();
     let ev = json!({});
-    f.invoke(&ev, BUDGET).result.unwrap();
-    assert_eq!(f.invoke(&ev, BUDGET).result.unwrap(), Some(json!(2)));
+    f.invoke(&ev, BUDGET)
+        .result
+        .unwrap()
+        .map(Returned::into_json);
+    assert_eq!(
+        f.invoke(&ev, BUDGET)
+            .result
+            .unwrap()
+            .map(Returned::into_json),
+        Some(json!(2))
+    );
 }
 
 #[test]
@@ -180,7 +198,7 @@ fn an_overrun_a_strict_rerun_does_not_repeat_is_not_the_functions() {
     .unwrap();
     crate::host::begin(true, None);
     let i = f.invoke(&json!({}), BUDGET);
-    assert_eq!(i.result.unwrap(), Some(json!(1)));
+    assert_eq!(i.result.unwrap().map(Returned::into_json), Some(json!(1)));
     assert!(!i.poisoned);
     assert!(i.utilization < 100, "the re-run's use is reported");
     assert_eq!(crate::host::take().logs, vec!["run again".to_owned()]);
@@ -208,7 +226,7 @@ fn crypto_is_importable_and_requirable_and_native() {
            };\n\
          }");
     assert_eq!(
-        i.result.unwrap(),
+        i.result.unwrap().map(Returned::into_json),
         Some(json!({
             "sha": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
             "hmac": "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM",
@@ -219,7 +237,7 @@ fn crypto_is_importable_and_requirable_and_native() {
     let i = run("var crypto = require('crypto');\n\
          function handler(e) { return crypto.createHash('sha1').update('abc').digest('hex'); }");
     assert_eq!(
-        i.result.unwrap(),
+        i.result.unwrap().map(Returned::into_json),
         Some(json!("a9993e364706816aba3e25717850c26c9cd0d89d"))
     );
     let i = run("export function handler(e) { return require('crypto').createHash('nope'); }");
@@ -233,7 +251,7 @@ fn atob_and_btoa_work_on_binary_strings() {
          .charCodeAt(0), atob('eyJhbGciOiJIUzI1NiJ9')]; }",
     );
     assert_eq!(
-        i.result.unwrap(),
+        i.result.unwrap().map(Returned::into_json),
         Some(json!(["aGVsbG8=", "hello", 255, "{\"alg\":\"HS256\"}"]))
     );
     let i = run("function handler(e) { return btoa('\\u0100'); }");
@@ -290,7 +308,10 @@ fn catastrophic_regexes_are_refused_at_load_and_in_new_regexp() {
     let i = run(
         "function handler(e) { var r = new RegExp('^/api/(v[0-9]+)/'); return [r instanceof RegExp, r.test('/api/v2/x'), /x+/.test('xx')]; }",
     );
-    assert_eq!(i.result.unwrap(), Some(json!([true, true, true])));
+    assert_eq!(
+        i.result.unwrap().map(Returned::into_json),
+        Some(json!([true, true, true]))
+    );
 }
 
 #[test]
@@ -302,7 +323,7 @@ fn text_encoder_and_decoder_speak_utf8() {
                  new TextDecoder('utf-8', {fatal: false}).decode(new Uint8Array([0xff]))]; }",
     );
     assert_eq!(
-        i.result.unwrap(),
+        i.result.unwrap().map(Returned::into_json),
         Some(json!([6, 0xc3, "h\u{e9}\u{20ac}", "a", "\u{fffd}"]))
     );
     let i = run(
@@ -316,7 +337,11 @@ fn value_of(runtime: Runtime, body: &str) -> Value {
     let source = format!("function handler(e) {{ return (function () {{ {body} }})(); }}");
     let mut f = LoadedFunction::load(&source, runtime).unwrap();
     let invoked = f.invoke(&json!({"request": {"uri": "/a"}}), Duration::from_secs(1));
-    invoked.result.unwrap().unwrap_or(Value::Null)
+    invoked
+        .result
+        .unwrap()
+        .map(Returned::into_json)
+        .unwrap_or(Value::Null)
 }
 
 fn v2(body: &str) -> Value {
@@ -500,6 +525,7 @@ fn raw_query_string_is_a_method_of_the_request_and_never_returned() {
             .invoke(&json!({"request": {"uri": "/", "headers": {}}}), BUDGET)
             .result
             .unwrap()
+            .map(Returned::into_json)
             .unwrap();
         crate::host::take();
         assert_eq!(out["headers"]["x-raw"]["value"], expected);
@@ -597,7 +623,10 @@ fn allocating_past_the_memory_limit_is_stopped_even_with_cpu_to_spare() {
     let (invoked, _) = run(
         "var a = []; for (var i = 0; i < 1000; i++) { a.push({ i: i, s: 'v' + i }); } return a.length;",
     );
-    assert_eq!(invoked.result.unwrap(), Some(json!(1000)));
+    assert_eq!(
+        invoked.result.unwrap().map(Returned::into_json),
+        Some(json!(1000))
+    );
 }
 
 #[test]
@@ -616,7 +645,10 @@ fn the_loop_backstop_is_calibrated_to_the_largest_budget() {
             .result
     };
     // After an `await` only the backstop applies: under it the loop finishes, past it it stops.
-    assert_eq!(looping(limit / 2).unwrap(), Some(json!(limit / 2)));
+    assert_eq!(
+        looping(limit / 2).unwrap().map(Returned::into_json),
+        Some(json!(limit / 2))
+    );
     let e = looping(limit * 4).unwrap_err();
     assert_eq!(e.kind, FunctionErrorKind::Throttled, "{}", e.message);
 }

@@ -1,0 +1,305 @@
+//! What a handler returned, read off the JS heap into plain Rust data.
+//!
+//! Reading into a `serde_json::Value` cost every object an `IndexMap` (a hash table hashed with
+//! SipHash) and every key a hash on insert and again on each lookup while validating; callgrind
+//! put reading and comparing that way at about a third of a no-op invocation. A [`Returned`]
+//! object is a `Vec` of fields in JS key order: building it hashes nothing, and the validators
+//! look up only a handful of fixed names in it (or compare field by field against the original
+//! event, which keeps its own index).
+//!
+//! What is read matches boa's `to_json` for everything a handler can return: own properties,
+//! enumerable or not, array indices first; `undefined` members left out of objects and `null`
+//! in arrays; accessor properties read as `null` (no getter runs); a cycle is an error; nesting
+//! and array length are bounded. Proxies are handed to boa's own `to_json`, which reads their
+//! (empty) property map without running their traps.
+
+use boa_engine::builtins::proxy::Proxy;
+use boa_engine::object::builtins::JsArray;
+use boa_engine::property::PropertyKey;
+use boa_engine::{Context, JsNativeError, JsObject, JsResult, JsString, JsValue, JsVariant};
+use serde_json::Value;
+
+/// A value as the handler returned it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Returned {
+    /// `null`, and numbers JSON cannot hold (`NaN`, infinities).
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A number JS holds as a 32-bit integer (what integer literals and status codes are).
+    Int(i32),
+    /// Any other (finite) number.
+    Float(f64),
+    /// A string (lone surrogates escaped as boa escapes them).
+    String(String),
+    /// An array (holes and `undefined` read as `null`).
+    Array(Vec<Returned>),
+    /// An object's own fields.
+    Object(Fields),
+}
+
+/// An object's own fields, in JS key order (no duplicates: they come from one object).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Fields(pub Vec<(String, Returned)>);
+
+impl Fields {
+    /// The field named `key` (a linear search: callers look up a few fixed names).
+    pub fn get(&self, key: &str) -> Option<&Returned> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Whether the object has a field named `key`.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Names and values, in JS key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Returned)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Names, in JS key order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_str())
+    }
+
+    /// How many fields.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The first key not in `allowed`.
+    pub fn unexpected(&self, allowed: &[&str]) -> Option<&str> {
+        self.keys().find(|k| !allowed.contains(k))
+    }
+}
+
+impl Returned {
+    /// The fields of an object.
+    pub fn as_object(&self) -> Option<&Fields> {
+        match self {
+            Returned::Object(fields) => Some(fields),
+            _ => None,
+        }
+    }
+
+    /// The text of a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Returned::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The items of an array.
+    pub fn as_array(&self) -> Option<&[Returned]> {
+        match self {
+            Returned::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// A field of an object (`None` for a missing field or a value that is not an object).
+    pub fn get(&self, key: &str) -> Option<&Returned> {
+        self.as_object().and_then(|o| o.get(key))
+    }
+
+    /// A non-negative integer. JS has one number type, so an integral float counts
+    /// (`Math.floor(x)` can be held as one).
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Returned::Int(i) => u64::try_from(i).ok(),
+            Returned::Float(f) if f.fract() == 0.0 && (0.0..=9.0e15).contains(&f) => Some(f as u64),
+            _ => None,
+        }
+    }
+
+    /// As JSON, for showing what a function returned (`verge test-function`) and for the edge
+    /// tier, which validates with `serde_json`.
+    pub fn into_json(self) -> Value {
+        match self {
+            Returned::Null => Value::Null,
+            Returned::Bool(b) => Value::Bool(b),
+            Returned::Int(i) => Value::from(i),
+            Returned::Float(f) => Value::from(f),
+            Returned::String(s) => Value::String(s),
+            Returned::Array(items) => {
+                Value::Array(items.into_iter().map(Returned::into_json).collect())
+            }
+            Returned::Object(fields) => Value::Object(
+                fields
+                    .0
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// A JSON value as if a handler had returned it (boa's own reader's results, and tests).
+impl From<&Value> for Returned {
+    fn from(value: &Value) -> Self {
+        match value {
+            Value::Null => Returned::Null,
+            Value::Bool(b) => Returned::Bool(*b),
+            Value::Number(n) => match n.as_i64().and_then(|i| i32::try_from(i).ok()) {
+                Some(i) => Returned::Int(i),
+                None => Returned::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => Returned::String(s.clone()),
+            Value::Array(items) => Returned::Array(items.iter().map(Returned::from).collect()),
+            Value::Object(map) => Returned::Object(Fields(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), Returned::from(v)))
+                    .collect(),
+            )),
+        }
+    }
+}
+
+/// Objects nested deeper than this are not read back: no event needs more, and reading
+/// recursively deeper could overflow the worker's stack (a handler can build a million-deep
+/// chain cheaply).
+pub const MAX_DEPTH: usize = 64;
+
+/// Arrays longer than this are not read back (`a.length = 4e9` is one statement).
+pub const MAX_ARRAY_LENGTH: u64 = 1 << 16;
+
+/// A JS value as the handler returned it (`None` for `undefined`), as boa's `to_json` reads it
+/// — except that nesting past [`MAX_DEPTH`] and arrays past [`MAX_ARRAY_LENGTH`] are errors,
+/// where boa's would overflow the stack or run out of memory.
+pub fn read(value: &JsValue, context: &mut Context) -> JsResult<Option<Returned>> {
+    let mut path = Vec::new();
+    read_value(value, &mut path, context)
+}
+
+/// boa's own reader, for what this one hands over to it.
+fn boa_read(value: &JsValue, context: &mut Context) -> JsResult<Option<Returned>> {
+    Ok(value.to_json(context)?.as_ref().map(Returned::from))
+}
+
+/// `path` holds the objects being read, outermost first, to detect cycles and bound depth.
+fn read_value(
+    value: &JsValue,
+    path: &mut Vec<JsObject>,
+    context: &mut Context,
+) -> JsResult<Option<Returned>> {
+    let object = match value.variant() {
+        JsVariant::Null => return Ok(Some(Returned::Null)),
+        JsVariant::Undefined => return Ok(None),
+        JsVariant::Boolean(b) => return Ok(Some(Returned::Bool(b))),
+        JsVariant::Integer32(i) => return Ok(Some(Returned::Int(i))),
+        // As `serde_json` (and so boa's reader) stores a float: non-finite ones are `null`.
+        JsVariant::Float64(f) if f.is_finite() => return Ok(Some(Returned::Float(f))),
+        JsVariant::Float64(_) => return Ok(Some(Returned::Null)),
+        JsVariant::String(s) => return Ok(Some(Returned::String(std_string(&s)))),
+        JsVariant::Object(object) => object,
+        JsVariant::BigInt(_) | JsVariant::Symbol(_) => return boa_read(value, context),
+    };
+    // A proxy's own keys come from its `ownKeys` trap, JavaScript that would run here outside
+    // any budget; boa's reader looks only at the proxy's own (empty) property map.
+    if object.is::<Proxy>() {
+        return boa_read(value, context);
+    }
+    let array = object.is_array();
+    if path.iter().any(|seen| JsObject::equals(seen, &object)) {
+        return Err(JsNativeError::typ()
+            .with_message("cyclic object value")
+            .into());
+    }
+    if path.len() >= MAX_DEPTH {
+        return Err(JsNativeError::typ()
+            .with_message(format!("objects nested more than {MAX_DEPTH} deep"))
+            .into());
+    }
+    path.push(object.clone());
+    let result = if array {
+        read_array(&object, path, context)
+    } else {
+        read_object(&object, path, context)
+    };
+    path.pop();
+    result.map(Some)
+}
+
+fn own_value(object: &JsObject, key: &PropertyKey) -> Option<JsValue> {
+    object
+        .borrow()
+        .properties()
+        .get(key)
+        .and_then(|p| p.value().cloned())
+}
+
+fn read_array(
+    object: &JsObject,
+    path: &mut Vec<JsObject>,
+    context: &mut Context,
+) -> JsResult<Returned> {
+    let length = JsArray::from_object(object.clone())?.length(context)?;
+    if length > MAX_ARRAY_LENGTH {
+        return Err(JsNativeError::range()
+            .with_message(format!(
+                "an array of {length} elements (at most {MAX_ARRAY_LENGTH})"
+            ))
+            .into());
+    }
+    let mut items = Vec::with_capacity(length as usize);
+    for index in 0..length {
+        let item = match own_value(object, &PropertyKey::from(index as u32)) {
+            Some(v) => read_value(&v, path, context)?.unwrap_or(Returned::Null),
+            None => Returned::Null,
+        };
+        items.push(item);
+    }
+    Ok(Returned::Array(items))
+}
+
+fn read_object(
+    object: &JsObject,
+    path: &mut Vec<JsObject>,
+    context: &mut Context,
+) -> JsResult<Returned> {
+    // Keys come from the object's property map (no JavaScript runs: proxies are not read
+    // here). Exotic objects also list keys that have no entry in it (typed-array elements,
+    // a String object's characters): boa's reader leaves those out, and so does this one.
+    let exotic = !object.is_ordinary();
+    let keys = object.own_property_keys(context)?;
+    let mut fields = Vec::with_capacity(keys.len());
+    for key in keys {
+        let name = match &key {
+            PropertyKey::String(s) => std_string(s),
+            PropertyKey::Index(i) => i.get().to_string(),
+            PropertyKey::Symbol(_) => {
+                return Err(JsNativeError::typ()
+                    .with_message("cannot convert Symbol to JSON")
+                    .into());
+            }
+        };
+        let value = match own_value(object, &key) {
+            Some(v) => read_value(&v, path, context)?,
+            None if exotic && !object.borrow().properties().contains_key(&key) => continue,
+            None => Some(Returned::Null),
+        };
+        if let Some(value) = value {
+            fields.push((name, value));
+        }
+    }
+    Ok(Returned::Object(Fields(fields)))
+}
+
+/// A JS string as a Rust string: ASCII copied as bytes, other Latin-1 and valid UTF-16
+/// decoded, lone surrogates escaped as boa escapes them.
+fn std_string(s: &JsString) -> String {
+    if let Some(ascii) = s.as_str().as_latin1().filter(|b| b.is_ascii()) {
+        // Every byte is ASCII, so this cannot fail; the fallback keeps it panic-free.
+        return String::from_utf8(ascii.to_vec()).unwrap_or_default();
+    }
+    s.to_std_string()
+        .unwrap_or_else(|_| s.to_std_string_escaped())
+}
