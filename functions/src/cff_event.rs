@@ -192,25 +192,21 @@ fn set_cookie_parts(line: &str) -> (&str, &str, &str) {
 /// `Set-Cookie` lines grouped by cookie name.
 fn set_cookies(headers: &HeaderList) -> Grouped<'_, SetCookie<'_>> {
     Grouped::group(
-        headers.iter().filter(|(n, _)| n == "set-cookie").map(
-            |(_, line)| match std::str::from_utf8(line) {
-                Ok(line) => {
+        headers
+            .iter()
+            .filter(|(n, _)| n == "set-cookie")
+            .map(|(_, line)| match text(line) {
+                Cow::Borrowed(line) => {
                     let (name, value, attributes) = set_cookie_parts(line);
                     (name.into(), (value.into(), attributes.into()))
                 }
-                Err(_) => {
-                    let line = String::from_utf8_lossy(line);
+                // Invalid UTF-8 was replaced: the parts are copied out of the repaired line.
+                Cow::Owned(line) => {
                     let (name, value, attributes) = set_cookie_parts(&line);
-                    (
-                        Cow::Owned(name.to_owned()),
-                        (
-                            Cow::Owned(value.to_owned()),
-                            Cow::Owned(attributes.to_owned()),
-                        ),
-                    )
+                    let own = |part: &str| Cow::Owned(part.to_owned());
+                    (own(name), (own(value), own(attributes)))
                 }
-            },
-        ),
+            }),
     )
 }
 
@@ -345,12 +341,16 @@ pub fn http_reason(status: u16) -> &'static str {
 fn write_multi(map: &MultiMap<'_>, js: &mut JsBuilder<'_>) -> JsObject {
     let object = js.object();
     for (name, values) in &map.entries {
-        let values: Vec<JsValue> = values.iter().map(|v| string(v)).collect();
+        // Grouping never makes an empty entry; `split_first` keeps that panic-free.
+        let Some((first, rest)) = values.split_first() else {
+            continue;
+        };
+        let first = string(first);
         let entry = js.object();
-        js.set(&entry, "value", values[0].clone());
-        if values.len() > 1 {
-            let items: Vec<JsValue> = values
-                .into_iter()
+        js.set(&entry, "value", first.clone());
+        if !rest.is_empty() {
+            let items: Vec<JsValue> = std::iter::once(first)
+                .chain(rest.iter().map(|v| string(v)))
                 .map(|v| {
                     let item = js.object();
                     js.set(&item, "value", v);
@@ -375,7 +375,10 @@ fn write_set_cookies(map: &Grouped<'_, SetCookie<'_>>, js: &mut JsBuilder<'_>) -
             js.set(&item, "attributes", string(attributes));
             item
         };
-        let entry = line_object(&lines[0]);
+        let Some(first) = lines.first() else {
+            continue;
+        };
+        let entry = line_object(first);
         if lines.len() > 1 {
             let items: Vec<JsValue> = lines.iter().map(|l| line_object(l).into()).collect();
             let items = js.array(items);
@@ -439,7 +442,9 @@ fn same_set_cookies(returned: &Returned, original: &Grouped<'_, SetCookie<'_>>) 
             && fields.iter().all(|(name, entry)| {
                 original.get(name).is_some_and(|lines| {
                     let repeated = lines.len() > 1;
-                    line(entry, &lines[0], usize::from(repeated))
+                    lines
+                        .first()
+                        .is_some_and(|first| line(entry, first, usize::from(repeated)))
                         && (!repeated
                             || entry
                                 .get("multiValue")

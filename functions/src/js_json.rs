@@ -15,7 +15,7 @@ use boa_engine::builtins::object::OrdinaryObject;
 use boa_engine::object::builtins::JsArray;
 use boa_engine::property::{PropertyDescriptor, PropertyKey};
 use boa_engine::{Context, JsObject, JsResult, JsString, JsValue};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::returned::Returned;
 
@@ -120,30 +120,13 @@ fn write(value: &Value, js: &mut JsBuilder<'_>) -> JsValue {
         }
         Value::Object(map) => {
             let object = js.object();
-            write_fields(map, &object, js);
+            for (name, value) in map {
+                let value = write(value, js);
+                js.set(&object, name, value);
+            }
             object.into()
         }
     }
-}
-
-fn write_fields(map: &Map<String, Value>, object: &JsObject, js: &mut JsBuilder<'_>) {
-    for (name, value) in map {
-        let value = write(value, js);
-        js.set(object, name, value);
-    }
-}
-
-/// A JSON object as a JS object with the given prototype.
-pub fn to_js_object(
-    map: &Map<String, Value>,
-    prototype: JsObject,
-    keys: &mut KeyCache,
-    context: &mut Context,
-) -> JsObject {
-    let mut js = JsBuilder { keys, context };
-    let object = js.object_with(prototype);
-    write_fields(map, &object, &mut js);
-    object
 }
 
 /// A JS value as JSON (`None` for `undefined`), read as [`crate::returned::read`] reads it.
@@ -276,8 +259,12 @@ mod tests {
         let mut keys = KeyCache::default();
         let prototype = eval("({hello() { return 'hi ' + this.name; }})", &mut context);
         let prototype = prototype.as_object().unwrap().clone();
-        let map = json!({"name": "verge"});
-        let object = to_js_object(map.as_object().unwrap(), prototype, &mut keys, &mut context);
+        let mut js = JsBuilder {
+            keys: &mut keys,
+            context: &mut context,
+        };
+        let object = js.object_with(prototype);
+        js.set(&object, "name", string("verge"));
         context
             .global_object()
             .set(boa_engine::js_string!("o"), object, false, &mut context)
