@@ -4,7 +4,8 @@
 //! `VERGE_PHASE=noop/call VERGE_ITERATIONS=1000 valgrind --tool=callgrind target/release/deps/instructions-…`
 //!
 //! Phases: `{noop,security_headers}/{marshal_in,call,marshal_out,pool_round_trip}`, split as in
-//! `benches/functions.rs` (the event's JS objects are written inside `call`).
+//! `benches/functions.rs` (the event's JS objects are written inside `call`), and the edge
+//! tier's `edge_noop/{call,pool_round_trip}`.
 //! `scripts/instructions.sh` runs each phase at two iteration counts and reports the difference
 //! per iteration, so set-up (loading the function, starting the pool) cancels out.
 #![expect(
@@ -22,7 +23,7 @@ use verge_functions::{FastPool, PoolConfig};
 
 #[path = "support/invocations.rs"]
 mod invocations;
-use invocations::{NOOP, SECURITY_HEADERS, invocation};
+use invocations::{EDGE_NOOP, NOOP, SECURITY_HEADERS, edge_invocation, invocation};
 
 /// Allocations are counted per thread, as the fast tier's memory limit needs.
 #[global_allocator]
@@ -40,6 +41,10 @@ fn main() {
         eprintln!("instructions: set VERGE_PHASE (see scripts/instructions.sh)");
         return;
     };
+    if function == "edge_noop" {
+        edge(step, iterations);
+        return;
+    }
     let (code, hook) = match function {
         "noop" => (NOOP, Hook::ViewerRequest),
         "security_headers" => (SECURITY_HEADERS, Hook::ViewerResponse),
@@ -105,6 +110,36 @@ fn main() {
             eprintln!(
                 "instructions: unknown phase {other} (marshal_in, call, marshal_out, pool_round_trip)"
             );
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The edge tier's no-op: a call on a loaded instance, or the round trip through the edge pool.
+fn edge(step: &str, iterations: u32) {
+    let inv = edge_invocation(EDGE_NOOP);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let timeout = Duration::from_secs(10);
+    match step {
+        "call" => {
+            let local = tokio::task::LocalSet::new();
+            let mut loaded = verge_functions::edge_runtime::EdgeFunction::load("bench", EDGE_NOOP)
+                .expect("loads");
+            for _ in 0..iterations {
+                black_box(local.block_on(&runtime, loaded.invoke(black_box(&inv), timeout)));
+            }
+        }
+        "pool_round_trip" => {
+            let pool = verge_functions::EdgePool::new([inv.function.clone()]);
+            for _ in 0..iterations {
+                black_box(runtime.block_on(pool.invoke(inv.clone())));
+            }
+        }
+        other => {
+            eprintln!("instructions: unknown edge phase {other} (call, pool_round_trip)");
             std::process::exit(2);
         }
     }

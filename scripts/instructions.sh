@@ -25,3 +25,8 @@ for f in noop security_headers; do
         printf '%-34s %14d\n' "$f/$p" $(( (b - a) / (high - low) ))
     done
 done
+for p in call pool_round_trip; do
+    a=$(count "edge_noop/$p" "$low")
+    b=$(count "edge_noop/$p" "$high")
+    printf '%-34s %14d\n' "edge_noop/$p" $(( (b - a) / (high - low) ))
+done

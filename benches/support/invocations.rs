@@ -20,17 +20,9 @@ pub const SECURITY_HEADERS: &str = "function handler(event) {
 }";
 
 /// A Lambda@Edge handler that returns the request unchanged.
-#[allow(
-    dead_code,
-    reason = "used by the criterion bench, not by the instruction counts"
-)]
 pub const EDGE_NOOP: &str = "exports.handler = async (event) => event.Records[0].cf.request;";
 
 /// A realistic invocation of the Lambda@Edge handler `code` at origin-request.
-#[allow(
-    dead_code,
-    reason = "used by the criterion bench, not by the instruction counts"
-)]
 pub fn edge_invocation(code: &str) -> Invocation {
     let mut inv = invocation(code, Hook::OriginRequest);
     let mut def = (*inv.function).clone();

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use boa_engine::{JsObject, JsValue};
 
+use crate::grouped::Grouped;
 use crate::invocation::{HeaderList, Invocation};
 use crate::js_json::{JsBuilder, string};
 use crate::outcome::{Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome};
@@ -66,69 +67,6 @@ fn validation(message: impl Into<String>) -> FunctionError {
         kind: FunctionErrorKind::Validation,
         message: message.into(),
         edge: false,
-    }
-}
-
-/// Names with their values in first-seen order, looked up by name without rescanning: past a
-/// few names an index is kept (a request can carry hundreds of headers, and grouping or
-/// validating them must stay linear).
-#[derive(Debug)]
-struct Grouped<'a, T> {
-    entries: Vec<(Cow<'a, str>, Vec<T>)>,
-    index: Option<foldhash::HashMap<Cow<'a, str>, usize>>,
-}
-
-impl<'a, T> Grouped<'a, T> {
-    /// Entries searched linearly before an index is built.
-    const LINEAR: usize = 8;
-
-    fn empty() -> Self {
-        Grouped {
-            entries: Vec::new(),
-            index: None,
-        }
-    }
-
-    fn group(pairs: impl IntoIterator<Item = (Cow<'a, str>, T)>) -> Self {
-        let mut grouped = Self::empty();
-        for (name, value) in pairs {
-            match grouped.position(&name) {
-                Some(i) => grouped.entries[i].1.push(value),
-                None => {
-                    if let Some(index) = &mut grouped.index {
-                        index.insert(name.clone(), grouped.entries.len());
-                    } else if grouped.entries.len() == Self::LINEAR {
-                        grouped.index = Some(
-                            grouped
-                                .entries
-                                .iter()
-                                .enumerate()
-                                .map(|(i, (n, _))| (n.clone(), i))
-                                .chain([(name.clone(), grouped.entries.len())])
-                                .collect(),
-                        );
-                    }
-                    grouped.entries.push((name, vec![value]));
-                }
-            }
-        }
-        grouped
-    }
-
-    fn position(&self, name: &str) -> Option<usize> {
-        match &self.index {
-            Some(index) => index.get(name).copied(),
-            None => self.entries.iter().position(|(n, _)| n == name),
-        }
-    }
-
-    /// The values of `name`.
-    fn get(&self, name: &str) -> Option<&[T]> {
-        self.position(name).map(|i| self.entries[i].1.as_slice())
-    }
-
-    fn len(&self) -> usize {
-        self.entries.len()
     }
 }
 
@@ -340,7 +278,7 @@ pub fn http_reason(status: u16) -> &'static str {
 /// in `value` (§1.2).
 fn write_multi(map: &MultiMap<'_>, js: &mut JsBuilder<'_>) -> JsObject {
     let object = js.object();
-    for (name, values) in &map.entries {
+    for (name, values) in map.iter() {
         // Grouping never makes an empty entry; `split_first` keeps that panic-free.
         let Some((first, rest)) = values.split_first() else {
             continue;
@@ -368,7 +306,7 @@ fn write_multi(map: &MultiMap<'_>, js: &mut JsBuilder<'_>) -> JsObject {
 /// `Set-Cookie` lines as `{value, attributes, multiValue?: [{value, attributes}]}` (§1.2).
 fn write_set_cookies(map: &Grouped<'_, SetCookie<'_>>, js: &mut JsBuilder<'_>) -> JsObject {
     let object = js.object();
-    for (name, lines) in &map.entries {
+    for (name, lines) in map.iter() {
         let mut line_object = |(value, attributes): &SetCookie<'_>| {
             let item = js.object();
             js.set(&item, "value", string(value));
@@ -643,16 +581,6 @@ fn only_fields(obj: &Fields, allowed: &[&str], what: &str) -> Result<(), Functio
         ))),
         None => Ok(()),
     }
-}
-
-/// The first field of `obj` not in `allowed` (for the edge tier's `serde_json` results).
-pub fn unexpected_field<'a>(
-    obj: &'a serde_json::Map<String, serde_json::Value>,
-    allowed: &[&str],
-) -> Option<&'a str> {
-    obj.keys()
-        .find(|k| !allowed.contains(&k.as_str()))
-        .map(String::as_str)
 }
 
 /// Read a viewer-request handler's return value.

@@ -1,17 +1,24 @@
-//! The Lambda@Edge event (contract §2.2) built from an invocation, and what a handler returns
-//! read back and validated (§2.3–2.5, §2.7) into an [`Outcome`].
+//! The Lambda@Edge event (contract §2.2) built from an invocation straight onto the JS heap,
+//! and what a handler returns read back and validated (§2.3–2.5, §2.7) into an [`Outcome`].
 //!
 //! All four event types. Headers travel as `name → [{key, value}]` (a missing `key` is filled
 //! in), the query string raw, `response.status` as a string, `request.origin.custom` at the
-//! origin hooks.
+//! origin hooks. As in the fast tier (`cff_event`), the event stays on the Rust side as an
+//! [`EdgeEvent`] borrowing the invocation, its headers grouped by name once; the returned value
+//! ([`Returned`]) is compared with it part by part — an unchanged part is no edit — with no
+//! JSON value built on either side.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 
-use crate::cff_event::is_disallowed;
+use boa_engine::{JsObject, JsValue};
+
+use crate::cff_event::{http_reason, is_disallowed};
+use crate::grouped::Grouped;
 use crate::invocation::{EdgeOrigin, HeaderList, Invocation};
-use crate::js_json::object;
+use crate::js_json::{JsBuilder, string};
 use crate::origin_choice::{OriginChoice, OriginUpdate};
 use crate::outcome::{Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome};
+use crate::returned::{Fields, Returned};
 use verge_config::Hook;
 
 /// A generated response at viewer-request may be at most this big, headers and body (§2.6).
@@ -73,120 +80,254 @@ fn validation(message: impl Into<String>) -> FunctionError {
 
 /// `content-type` → `Content-Type`: the key CloudFront fills in when a handler leaves it out.
 pub fn title_case(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut upper = true;
-    for c in name.chars() {
-        out.push(if upper { c.to_ascii_uppercase() } else { c });
-        upper = c == '-';
-    }
-    out
+    title_chars(name).collect()
 }
 
-/// Headers in the event's array format, one element per occurrence, disallowed ones hidden.
-fn header_arrays(headers: &HeaderList) -> Value {
-    let mut map = Map::new();
-    for (name, value) in headers.iter().filter(|(n, _)| !is_disallowed(n)) {
-        let item = object([
-            ("key", Value::String(title_case(name))),
-            (
-                "value",
-                Value::String(String::from_utf8_lossy(value).into_owned()),
-            ),
-        ]);
-        match map.get_mut(name.as_str()) {
-            Some(Value::Array(items)) => items.push(item),
-            _ => {
-                map.insert(name.clone(), Value::Array(vec![item]));
-            }
+fn title_chars(name: &str) -> impl Iterator<Item = char> + '_ {
+    let mut upper = true;
+    name.chars().map(move |c| {
+        let out = if upper { c.to_ascii_uppercase() } else { c };
+        upper = c == '-';
+        out
+    })
+}
+
+/// Headers by name, values as the event shows them (invalid UTF-8 replaced).
+type Headers<'a> = Grouped<'a, Cow<'a, str>>;
+
+/// The headers a handler sees: disallowed ones hidden.
+fn visible<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Headers<'a> {
+    Grouped::group(
+        headers
+            .into_iter()
+            .filter(|(n, _)| !is_disallowed(n))
+            .map(|(n, v)| (Cow::Borrowed(n), String::from_utf8_lossy(v))),
+    )
+}
+
+fn header_list(headers: &HeaderList) -> Headers<'_> {
+    visible(headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
+}
+
+fn custom_headers(origin: &EdgeOrigin) -> Headers<'_> {
+    visible(
+        origin
+            .custom_headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+    )
+}
+
+/// `origin-request`, … as `config.eventType` names the hook.
+fn event_type(hook: Hook) -> &'static str {
+    match hook {
+        Hook::ViewerRequest => "viewer-request",
+        Hook::OriginRequest => "origin-request",
+        Hook::OriginResponse => "origin-response",
+        Hook::ViewerResponse => "viewer-response",
+    }
+}
+
+/// A timeout in whole seconds, as `readTimeout` and `keepaliveTimeout` give it.
+fn seconds(d: std::time::Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// The event of one invocation, kept to write it and to compare the handler's answer with it.
+pub struct EdgeEvent<'a> {
+    inv: &'a Invocation,
+    client_ip: String,
+    request_headers: Headers<'a>,
+    /// At the response hooks.
+    response_headers: Option<Headers<'a>>,
+    /// `request.body.data` (base64) when the behavior includes the body.
+    body_data: Option<String>,
+}
+
+impl<'a> EdgeEvent<'a> {
+    /// The event of `inv` for its hook.
+    pub fn new(inv: &'a Invocation) -> Self {
+        EdgeEvent {
+            inv,
+            client_ip: inv.request.client_ip.to_string(),
+            request_headers: header_list(&inv.request.headers),
+            response_headers: inv.response.as_ref().map(|r| header_list(&r.headers)),
+            body_data: inv
+                .body
+                .as_ref()
+                .map(|b| crate::encoding::base64(&b.data, true, false)),
         }
     }
-    Value::Object(map)
+
+    /// Write the event (`{Records: [{cf: {config, request, response?}}]}`) into the context.
+    pub fn write(&self, js: &mut JsBuilder<'_>) -> JsValue {
+        let inv = self.inv;
+        let req = &inv.request;
+        let request = js.object();
+        js.set(&request, "clientIp", string(&self.client_ip));
+        let headers = write_headers(&self.request_headers, js);
+        js.set(&request, "headers", headers);
+        js.set(&request, "method", string(&req.method));
+        js.set(&request, "querystring", string(&req.querystring));
+        js.set(&request, "uri", string(&req.uri));
+        if let Some(origin) = &inv.origin {
+            let origin = write_origin(origin, js);
+            js.set(&request, "origin", origin);
+        }
+        if let (Some(body), Some(data)) = (&inv.body, &self.body_data) {
+            let object = js.object();
+            js.set(&object, "action", string("read-only"));
+            js.set(&object, "data", string(data));
+            js.set(&object, "encoding", string("base64"));
+            js.set(&object, "inputTruncated", body.truncated);
+            js.set(&request, "body", object);
+        }
+        let config = js.object();
+        js.set(&config, "distributionDomainName", string("verge.local"));
+        js.set(&config, "distributionId", string("VERGE"));
+        js.set(&config, "eventType", string(event_type(inv.hook)));
+        js.set(&config, "requestId", string(&inv.request_id));
+        let cf = js.object();
+        js.set(&cf, "config", config);
+        js.set(&cf, "request", request);
+        if let (Some(resp), Some(headers)) = (&inv.response, &self.response_headers) {
+            let response = js.object();
+            let headers = write_headers(headers, js);
+            js.set(&response, "headers", headers);
+            js.set(&response, "status", string(&resp.status.to_string()));
+            js.set(
+                &response,
+                "statusDescription",
+                string(http_reason(resp.status)),
+            );
+            js.set(&cf, "response", response);
+        }
+        let record = js.object();
+        js.set(&record, "cf", cf);
+        let records = js.array([record.into()]);
+        let event = js.object();
+        js.set(&event, "Records", records);
+        event.into()
+    }
+
+    /// Whether a returned `request.body` is the event's, unchanged.
+    fn same_body(&self, returned: &Returned) -> bool {
+        let (Some(body), Some(data), Some(fields)) =
+            (&self.inv.body, &self.body_data, returned.as_object())
+        else {
+            return false;
+        };
+        let text = |key: &str| fields.get(key).and_then(Returned::as_str);
+        fields.len() == 4
+            && text("action") == Some("read-only")
+            && text("data") == Some(data.as_str())
+            && text("encoding") == Some("base64")
+            && fields.get("inputTruncated") == Some(&Returned::Bool(body.truncated))
+    }
 }
 
-fn custom_origin(o: &EdgeOrigin) -> Value {
-    let custom_headers: HeaderList = o
-        .custom_headers
-        .iter()
-        .map(|(n, v)| (n.clone(), v.clone().into_bytes()))
-        .collect();
-    let custom = object([
-        ("customHeaders", header_arrays(&custom_headers)),
-        ("domainName", Value::String(o.domain_name.clone())),
-        (
-            "keepaliveTimeout",
-            Value::from(o.keepalive_timeout.as_secs()),
-        ),
-        ("path", Value::String(o.path.clone())),
-        ("port", Value::from(o.port)),
-        (
-            "protocol",
-            Value::from(if o.https { "https" } else { "http" }),
-        ),
-        ("readTimeout", Value::from(o.read_timeout.as_secs())),
-        ("sslProtocols", Value::Array(vec![Value::from("TLSv1.2")])),
-    ]);
-    object([("custom", custom)])
+/// Headers in the event's array format: one `{key, value}` per occurrence.
+fn write_headers(headers: &Headers<'_>, js: &mut JsBuilder<'_>) -> JsObject {
+    let object = js.object();
+    for (name, values) in headers.iter() {
+        let key = string(&title_case(name));
+        let items: Vec<JsValue> = values
+            .iter()
+            .map(|value| {
+                let item = js.object();
+                js.set(&item, "key", key.clone());
+                js.set(&item, "value", string(value));
+                item.into()
+            })
+            .collect();
+        let items = js.array(items);
+        js.set(&object, name, items);
+    }
+    object
 }
 
-/// Build the event of `inv` for its hook.
-pub fn event(inv: &Invocation) -> Value {
-    let req = &inv.request;
-    let mut request = object([
-        ("clientIp", Value::String(req.client_ip.to_string())),
-        ("headers", header_arrays(&req.headers)),
-        ("method", Value::String(req.method.clone())),
-        ("querystring", Value::String(req.querystring.clone())),
-        ("uri", Value::String(req.uri.clone())),
-    ]);
-    if let (Some(o), Some(map)) = (&inv.origin, request.as_object_mut()) {
-        map.insert("origin".into(), custom_origin(o));
-    }
-    if let (Some(body), Some(map)) = (&inv.body, request.as_object_mut()) {
-        map.insert(
-            "body".into(),
-            object([
-                ("action", Value::from("read-only")),
-                (
-                    "data",
-                    Value::String(crate::encoding::base64(&body.data, true, false)),
-                ),
-                ("encoding", Value::from("base64")),
-                ("inputTruncated", Value::Bool(body.truncated)),
-            ]),
-        );
-    }
-    let config = object([
-        ("distributionDomainName", Value::from("verge.local")),
-        ("distributionId", Value::from("VERGE")),
-        ("eventType", Value::String(inv.hook.key().replace('_', "-"))),
-        ("requestId", Value::String(inv.request_id.clone())),
-    ]);
-    let mut cf = object([("config", config), ("request", request)]);
-    if let (Some(resp), Some(map)) = (&inv.response, cf.as_object_mut()) {
-        map.insert(
-            "response".into(),
-            object([
-                ("headers", header_arrays(&resp.headers)),
-                ("status", Value::String(resp.status.to_string())),
-                (
-                    "statusDescription",
-                    Value::from(crate::cff_event::http_reason(resp.status)),
-                ),
-            ]),
-        );
-    }
-    object([("Records", Value::Array(vec![object([("cf", cf)])]))])
+/// `request.origin` at the origin hooks: `{custom: {…}}` from the behavior's origin.
+fn write_origin(o: &EdgeOrigin, js: &mut JsBuilder<'_>) -> JsObject {
+    let custom = js.object();
+    let headers = write_headers(&custom_headers(o), js);
+    js.set(&custom, "customHeaders", headers);
+    js.set(&custom, "domainName", string(&o.domain_name));
+    js.set(&custom, "keepaliveTimeout", seconds(o.keepalive_timeout));
+    js.set(&custom, "path", string(&o.path));
+    js.set(&custom, "port", o.port);
+    js.set(
+        &custom,
+        "protocol",
+        string(if o.https { "https" } else { "http" }),
+    );
+    js.set(&custom, "readTimeout", seconds(o.read_timeout));
+    let protocols = js.array([string("TLSv1.2")]);
+    js.set(&custom, "sslProtocols", protocols);
+    let origin = js.object();
+    js.set(&origin, "custom", custom);
+    origin
+}
+
+/// Whether a returned header object is the event's, unchanged (its names in any order).
+fn same_headers(returned: &Returned, original: &Headers<'_>) -> bool {
+    let Some(fields) = returned.as_object() else {
+        return false;
+    };
+    fields.len() == original.len()
+        && fields.iter().all(|(name, items)| {
+            let (Some(values), Some(items)) = (original.get(name), items.as_array()) else {
+                return false;
+            };
+            items.len() == values.len()
+                && items.iter().zip(values).all(|(item, value)| {
+                    item.as_object().is_some_and(|f| {
+                        f.len() == 2
+                            && f.get("key")
+                                .and_then(Returned::as_str)
+                                .is_some_and(|k| k.chars().eq(title_chars(name)))
+                            && f.get("value").and_then(Returned::as_str) == Some(value.as_ref())
+                    })
+                })
+        })
+}
+
+/// Whether a returned `request.origin` is the event's, unchanged.
+fn same_origin(returned: &Returned, o: &EdgeOrigin) -> bool {
+    let Some(custom) = returned
+        .as_object()
+        .filter(|f| f.len() == 1)
+        .and_then(|f| f.get("custom"))
+        .and_then(Returned::as_object)
+    else {
+        return false;
+    };
+    let text = |key: &str, want: &str| custom.get(key).and_then(Returned::as_str) == Some(want);
+    let number = |key: &str, want: u64| custom.get(key).and_then(Returned::as_u64) == Some(want);
+    custom.len() == 8
+        && text("domainName", &o.domain_name)
+        && text("path", &o.path)
+        && text("protocol", if o.https { "https" } else { "http" })
+        && number("port", o.port.into())
+        && number("keepaliveTimeout", seconds(o.keepalive_timeout).into())
+        && number("readTimeout", seconds(o.read_timeout).into())
+        && custom
+            .get("sslProtocols")
+            .and_then(Returned::as_array)
+            .is_some_and(|p| p.len() == 1 && p[0].as_str() == Some("TLSv1.2"))
+        && custom
+            .get("customHeaders")
+            .is_some_and(|h| same_headers(h, &custom_headers(o)))
 }
 
 /// A header object in the array format, back to a header list: names lower-case and valid,
 /// each element an object with a string `value` and, if present, a `key` naming the same
 /// header (ignoring case).
-fn headers_from(field: &str, value: &Value) -> Result<HeaderList, FunctionError> {
+fn headers_from(field: &str, value: &Returned) -> Result<HeaderList, FunctionError> {
     let map = value
         .as_object()
         .ok_or_else(|| validation(format!("{field} must be an object")))?;
     let mut out = Vec::new();
-    for (name, items) in map {
+    for (name, items) in map.iter() {
         let valid = !name.is_empty()
             && name
                 .bytes()
@@ -208,7 +349,7 @@ fn headers_from(field: &str, value: &Value) -> Result<HeaderList, FunctionError>
         })?;
         for item in items {
             let value = match item.get("value") {
-                Some(Value::String(s)) => s,
+                Some(Returned::String(s)) => s,
                 _ => {
                     return Err(validation(format!(
                         "{field}.{name}: the value of each header value must be of string type"
@@ -216,8 +357,8 @@ fn headers_from(field: &str, value: &Value) -> Result<HeaderList, FunctionError>
                 }
             };
             match item.get("key") {
-                None | Some(Value::Null) => {}
-                Some(Value::String(key)) if key.eq_ignore_ascii_case(name) => {}
+                None | Some(Returned::Null) => {}
+                Some(Returned::String(key)) if key.eq_ignore_ascii_case(name) => {}
                 Some(_) => {
                     return Err(validation(format!(
                         "{field}.{name}: the key of a header must be the header's name"
@@ -227,19 +368,20 @@ fn headers_from(field: &str, value: &Value) -> Result<HeaderList, FunctionError>
             if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
                 return Err(validation(format!("{field}.{name} contains CR, LF or NUL")));
             }
-            out.push((name.clone(), value.clone().into_bytes()));
+            out.push((name.to_owned(), value.clone().into_bytes()));
         }
     }
     Ok(out)
 }
 
-/// The values of one header, in order.
-fn values_of<'a>(headers: &'a HeaderList, name: &str) -> Vec<&'a [u8]> {
-    headers
-        .iter()
-        .filter(|(n, _)| n == name)
-        .map(|(_, v)| v.as_slice())
-        .collect()
+/// Whether `a` and `b` hold the same values of header `name`, in the same order.
+fn same_values(a: &HeaderList, b: &HeaderList, name: &str) -> bool {
+    fn values<'h>(h: &'h HeaderList, name: &str) -> impl Iterator<Item = &'h [u8]> {
+        h.iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+    values(a, name).eq(values(b, name))
 }
 
 /// Returned headers checked against the original: read-only ones unchanged, disallowed ones not
@@ -247,12 +389,12 @@ fn values_of<'a>(headers: &'a HeaderList, name: &str) -> Vec<&'a [u8]> {
 fn checked_headers(
     hook: Hook,
     field: &str,
-    returned: &Value,
+    returned: &Returned,
     original: &HeaderList,
 ) -> Result<HeaderList, FunctionError> {
     let mut headers = headers_from(field, returned)?;
     for name in read_only(hook) {
-        if values_of(&headers, name) != values_of(original, name) {
+        if !same_values(&headers, original, name) {
             return Err(validation(format!(
                 "the function tried to add, delete, or change a read-only header ({name})"
             )));
@@ -277,28 +419,28 @@ fn checked_headers(
 }
 
 /// A status as a handler may give it: a string or a number, 200–599.
-fn status_from(value: &Value) -> Result<u16, FunctionError> {
+fn status_from(value: &Returned) -> Result<u16, FunctionError> {
     let status = match value {
-        Value::String(s) => s.trim().parse::<u16>().ok(),
-        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
-        _ => None,
+        Returned::String(s) => s.trim().parse::<u16>().ok(),
+        other => other.as_u64().and_then(|n| u16::try_from(n).ok()),
     };
     match status {
         Some(s) if (200..=599).contains(&s) => Ok(s),
         _ => Err(validation(format!(
-            "status {value} is not an HTTP status between 200 and 599"
+            "status {} is not an HTTP status between 200 and 599",
+            value.clone().into_json()
         ))),
     }
 }
 
 /// A returned `body` with its `bodyEncoding` (`text` unless `base64`).
-fn body_from(obj: &Map<String, Value>) -> Result<Option<Vec<u8>>, FunctionError> {
+fn body_from(obj: &Fields) -> Result<Option<Vec<u8>>, FunctionError> {
     let body = match obj.get("body") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => s,
+        None | Some(Returned::Null) => return Ok(None),
+        Some(Returned::String(s)) => s,
         Some(_) => return Err(validation("body must be a string")),
     };
-    match obj.get("bodyEncoding").and_then(Value::as_str) {
+    match obj.get("bodyEncoding").and_then(Returned::as_str) {
         None | Some("text") => Ok(Some(body.clone().into_bytes())),
         Some("base64") => crate::encoding::base64_decode(body)
             .map(Some)
@@ -309,12 +451,8 @@ fn body_from(obj: &Map<String, Value>) -> Result<Option<Vec<u8>>, FunctionError>
     }
 }
 
-fn only_fields(
-    obj: &Map<String, Value>,
-    allowed: &[&str],
-    what: &str,
-) -> Result<(), FunctionError> {
-    match crate::cff_event::unexpected_field(obj, allowed) {
+fn only_fields(obj: &Fields, allowed: &[&str], what: &str) -> Result<(), FunctionError> {
+    match obj.unexpected(allowed) {
         Some(k) => Err(validation(format!("{what} has an unexpected field `{k}`"))),
         None => Ok(()),
     }
@@ -329,11 +467,11 @@ const RESPONSE_FIELDS: &[&str] = &[
 ];
 
 /// A response generated at viewer-request or origin-request.
-fn generated(hook: Hook, obj: &Map<String, Value>) -> Result<GeneratedResponse, FunctionError> {
+fn generated(hook: Hook, obj: &Fields) -> Result<GeneratedResponse, FunctionError> {
     only_fields(obj, RESPONSE_FIELDS, "the response")?;
-    let status = status_from(&obj["status"])?;
+    let status = status_from(obj.get("status").unwrap_or(&Returned::Null))?;
     let headers = match obj.get("headers") {
-        None | Some(Value::Null) => Vec::new(),
+        None | Some(Returned::Null) => Vec::new(),
         Some(h) => headers_from("headers", h)?,
     };
     if let Some((name, _)) = headers.iter().find(|(n, _)| is_disallowed(n)) {
@@ -370,8 +508,11 @@ fn generated(hook: Hook, obj: &Map<String, Value>) -> Result<GeneratedResponse, 
 
 /// A returned `request.origin`, against the event's: unchanged → `None`; a changed custom
 /// origin → the update to route by.
-fn origin_from(returned: &Value, original: &Value) -> Result<Option<OriginChoice>, FunctionError> {
-    if returned == original {
+fn origin_from(
+    returned: &Returned,
+    original: Option<&EdgeOrigin>,
+) -> Result<Option<OriginChoice>, FunctionError> {
+    if original.is_some_and(|o| same_origin(returned, o)) {
         return Ok(None);
     }
     let obj = returned
@@ -384,7 +525,7 @@ fn origin_from(returned: &Value, original: &Value) -> Result<Option<OriginChoice
     }
     let custom = obj
         .get("custom")
-        .and_then(Value::as_object)
+        .and_then(Returned::as_object)
         .ok_or_else(|| validation("request.origin must have exactly one of custom or s3"))?;
     only_fields(
         custom,
@@ -402,8 +543,8 @@ fn origin_from(returned: &Value, original: &Value) -> Result<Option<OriginChoice
     )?;
     let text = |key: &str| -> Result<Option<String>, FunctionError> {
         match custom.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+            None | Some(Returned::Null) => Ok(None),
+            Some(Returned::String(s)) => Ok(Some(s.clone())),
             Some(_) => Err(validation(format!(
                 "request.origin.custom.{key} must be a string"
             ))),
@@ -412,7 +553,7 @@ fn origin_from(returned: &Value, original: &Value) -> Result<Option<OriginChoice
     let number =
         |key: &str, range: std::ops::RangeInclusive<u64>| -> Result<Option<u64>, FunctionError> {
             match custom.get(key) {
-                None | Some(Value::Null) => Ok(None),
+                None | Some(Returned::Null) => Ok(None),
                 Some(v) => match v
                     .as_u64()
                     .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
@@ -453,7 +594,7 @@ fn origin_from(returned: &Value, original: &Value) -> Result<Option<OriginChoice
     let read_timeout = number("readTimeout", 1..=60)?;
     let keepalive = number("keepaliveTimeout", 1..=60)?;
     let custom_headers = match custom.get("customHeaders") {
-        None | Some(Value::Null) => Vec::new(),
+        None | Some(Returned::Null) => Vec::new(),
         Some(h) => headers_from("request.origin.custom.customHeaders", h)?
             .into_iter()
             .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
@@ -478,11 +619,8 @@ fn origin_from(returned: &Value, original: &Value) -> Result<Option<OriginChoice
 }
 
 /// The returned request at viewer-request or origin-request, against the event's.
-fn request_edits(
-    inv: &Invocation,
-    obj: &Map<String, Value>,
-    original: &Value,
-) -> Result<Edits, FunctionError> {
+fn request_edits(event: &EdgeEvent<'_>, obj: &Fields) -> Result<Edits, FunctionError> {
+    let inv = event.inv;
     only_fields(
         obj,
         &[
@@ -496,14 +634,17 @@ fn request_edits(
         ],
         "the request",
     )?;
-    for key in ["clientIp", "method"] {
-        if obj.get(key) != original.get(key) {
+    for (key, was) in [
+        ("clientIp", event.client_ip.as_str()),
+        ("method", inv.request.method.as_str()),
+    ] {
+        if obj.get(key).and_then(Returned::as_str) != Some(was) {
             return Err(validation(format!("request.{key} is read-only")));
         }
     }
     let mut edits = Edits::default();
     match obj.get("uri") {
-        Some(Value::String(uri)) if uri != &inv.request.uri => {
+        Some(Returned::String(uri)) if uri != &inv.request.uri => {
             if !uri.starts_with('/') {
                 return Err(validation(format!("request.uri `{uri}` must start with /")));
             }
@@ -514,12 +655,12 @@ fn request_edits(
             }
             edits.uri = Some(uri.clone());
         }
-        Some(Value::String(_)) => {}
+        Some(Returned::String(_)) => {}
         _ => return Err(validation("request.uri must be a string")),
     }
     match obj.get("querystring") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(q)) if q != &inv.request.querystring => {
+        None | Some(Returned::Null) => {}
+        Some(Returned::String(q)) if q != &inv.request.querystring => {
             if q.bytes().any(|b| b <= b' ' || b == b'#' || b == 0x7f) {
                 return Err(validation(
                     "request.querystring contains a space, a control character or #",
@@ -527,14 +668,14 @@ fn request_edits(
             }
             edits.querystring = Some(q.clone());
         }
-        Some(Value::String(_)) => {}
+        Some(Returned::String(_)) => {}
         Some(_) => return Err(validation("request.querystring must be a string")),
     }
     let headers = match obj.get("headers") {
         Some(h) => h,
         None => return Err(validation("request.headers is required")),
     };
-    if Some(headers) != original.get("headers") {
+    if !same_headers(headers, &event.request_headers) {
         edits.headers = Some(checked_headers(
             inv.hook,
             "request.headers",
@@ -544,17 +685,17 @@ fn request_edits(
     }
     if let Some(origin) = obj.get("origin") {
         if inv.hook != Hook::OriginRequest {
-            if Some(origin) != original.get("origin") {
+            if !inv.origin.as_ref().is_some_and(|o| same_origin(origin, o)) {
                 return Err(validation(
                     "request.origin can be changed only at origin-request",
                 ));
             }
         } else {
-            edits.origin = origin_from(origin, original.get("origin").unwrap_or(&Value::Null))?;
+            edits.origin = origin_from(origin, inv.origin.as_ref())?;
         }
     }
     if let Some(body) = obj.get("body")
-        && Some(body) != original.get("body")
+        && !event.same_body(body)
     {
         edits.body = body_replacement(inv, body)?;
     }
@@ -563,9 +704,9 @@ fn request_edits(
 
 /// A changed `request.body`: the new body when `action` is `replace` (within the hook's cap),
 /// nothing when it stays `read-only`. Without include-body there is no body to change.
-fn body_replacement(inv: &Invocation, body: &Value) -> Result<Option<Vec<u8>>, FunctionError> {
+fn body_replacement(inv: &Invocation, body: &Returned) -> Result<Option<Vec<u8>>, FunctionError> {
     if inv.body.is_none() {
-        if body.is_null() {
+        if *body == Returned::Null {
             return Ok(None);
         }
         return Err(validation(
@@ -581,7 +722,7 @@ fn body_replacement(inv: &Invocation, body: &Value) -> Result<Option<Vec<u8>>, F
         &["action", "data", "encoding", "inputTruncated"],
         "request.body",
     )?;
-    match obj.get("action").and_then(Value::as_str) {
+    match obj.get("action").and_then(Returned::as_str) {
         None | Some("read-only") => return Ok(None),
         Some("replace") => {}
         Some(other) => {
@@ -591,11 +732,11 @@ fn body_replacement(inv: &Invocation, body: &Value) -> Result<Option<Vec<u8>>, F
         }
     }
     let data = match obj.get("data") {
-        Some(Value::String(data)) => data,
-        None | Some(Value::Null) => "",
+        Some(Returned::String(data)) => data,
+        None | Some(Returned::Null) => "",
         Some(_) => return Err(validation("request.body.data must be a string")),
     };
-    let bytes = match obj.get("encoding").and_then(Value::as_str) {
+    let bytes = match obj.get("encoding").and_then(Returned::as_str) {
         Some("text") => data.as_bytes().to_vec(),
         None | Some("base64") => crate::encoding::base64_decode(data)
             .ok_or_else(|| validation("request.body.data is not valid base64"))?,
@@ -617,11 +758,8 @@ fn body_replacement(inv: &Invocation, body: &Value) -> Result<Option<Vec<u8>>, F
 }
 
 /// The returned response at origin-response or viewer-response, against the event's.
-fn response_edits(
-    inv: &Invocation,
-    obj: &Map<String, Value>,
-    original: &Value,
-) -> Result<Edits, FunctionError> {
+fn response_edits(event: &EdgeEvent<'_>, obj: &Fields) -> Result<Edits, FunctionError> {
+    let inv = event.inv;
     only_fields(obj, RESPONSE_FIELDS, "the response")?;
     let mut edits = Edits::default();
     let status = match obj.get("status") {
@@ -638,7 +776,10 @@ fn response_edits(
         edits.status = Some(status);
     }
     if let Some(headers) = obj.get("headers")
-        && Some(headers) != original.get("headers")
+        && !event
+            .response_headers
+            .as_ref()
+            .is_some_and(|original| same_headers(headers, original))
     {
         let empty = Vec::new();
         let before = inv.response.as_ref().map_or(&empty, |r| &r.headers);
@@ -653,33 +794,29 @@ fn response_edits(
     Ok(edits)
 }
 
-/// Read what the handler returned (`None` for `undefined`/`null`) against the event it got.
-/// (Borrowed or owned: the runtime keeps what was returned for `verge test-function`.)
-pub fn outcome<V: std::borrow::Borrow<Value>>(
-    inv: &Invocation,
-    event: &Value,
-    returned: Option<V>,
-) -> Result<Outcome, FunctionError> {
-    let returned = returned.ok_or_else(|| {
-        validation("the function returned nothing (or called back without a result)")
-    })?;
-    let obj = returned.borrow().as_object().ok_or_else(|| FunctionError {
-        kind: FunctionErrorKind::Validation,
-        message:
-            "The Lambda function returned invalid JSON: The JSON output must be an object type."
-                .into(),
-        edge: true,
-    })?;
-    let cf = &event["Records"][0]["cf"];
-    match inv.hook {
-        Hook::ViewerRequest | Hook::OriginRequest => {
-            if obj.contains_key("status") {
-                return generated(inv.hook, obj).map(Outcome::Respond);
+impl EdgeEvent<'_> {
+    /// Read what the handler returned (`None` for `undefined`/`null`) against this event.
+    pub fn outcome(&self, returned: Option<&Returned>) -> Result<Outcome, FunctionError> {
+        let returned = returned.ok_or_else(|| {
+            validation("the function returned nothing (or called back without a result)")
+        })?;
+        let obj = returned.as_object().ok_or_else(|| FunctionError {
+            kind: FunctionErrorKind::Validation,
+            message:
+                "The Lambda function returned invalid JSON: The JSON output must be an object type."
+                    .into(),
+            edge: true,
+        })?;
+        match self.inv.hook {
+            Hook::ViewerRequest | Hook::OriginRequest => {
+                if obj.contains_key("status") {
+                    return generated(self.inv.hook, obj).map(Outcome::Respond);
+                }
+                request_edits(self, obj).map(Outcome::Continue)
             }
-            request_edits(inv, obj, &cf["request"]).map(Outcome::Continue)
-        }
-        Hook::OriginResponse | Hook::ViewerResponse => {
-            response_edits(inv, obj, &cf["response"]).map(Outcome::Continue)
+            Hook::OriginResponse | Hook::ViewerResponse => {
+                response_edits(self, obj).map(Outcome::Continue)
+            }
         }
     }
 }

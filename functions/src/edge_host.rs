@@ -526,43 +526,5 @@ const PRELUDE: &str = r#"
         types: Object.freeze({ isPromise: function (p) { return p instanceof Promise; } })
     });
     delete modules.cloudfront;
-
-    // Calls a handler in any of its forms; the promise settles with what it answered.
-    hidden('__verge_invoke', function (handler, event, context) {
-        return new Promise(function (resolve, reject) {
-            var settled = false;
-            function callback(err, result) {
-                if (settled) { return; }
-                settled = true;
-                if (err !== null && err !== undefined) { reject(err); } else { resolve(result); }
-            }
-            context.done = callback;
-            context.succeed = function (result) { callback(null, result); };
-            context.fail = function (err) { callback(err === undefined || err === null ? new Error('failed') : err); };
-            var returned = handler(event, context, callback);
-            if (returned !== null && (typeof returned === 'object' || typeof returned === 'function')
-                && typeof returned.then === 'function') {
-                returned.then(function (value) { callback(null, value); }, function (err) {
-                    callback(err === undefined || err === null ? new Error('the handler rejected') : err);
-                });
-            } else if (returned !== undefined && handler.length < 3 && !settled) {
-                settled = true;
-                reject({ __verge_invalid: 'The Lambda function returned invalid json: The json output is not parsable. (A handler that is not async returns its result through the callback.)' });
-            }
-        });
-    });
-    hidden('__verge_context', function (name, requestId, deadline) {
-        return {
-            functionName: name,
-            functionVersion: '1',
-            invokedFunctionArn: 'arn:aws:lambda:us-east-1:000000000000:function:' + name + ':1',
-            memoryLimitInMB: '128',
-            awsRequestId: requestId,
-            logGroupName: '/aws/lambda/us-east-1.' + name,
-            logStreamName: 'verge',
-            callbackWaitsForEmptyEventLoop: true,
-            getRemainingTimeInMillis: function () { return Math.max(0, deadline - Date.now()); }
-        };
-    });
 })();
 "#;

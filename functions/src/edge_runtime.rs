@@ -4,9 +4,10 @@
 //! Everything here is `!Send` and lives on one edge instance's thread. Loading follows Node:
 //! a CommonJS file runs inside the module wrapper (`exports`, `require`, `module`), an ES module
 //! (`import`/`export`) is linked against the host modules and its `handler` (or `default`)
-//! export is taken. An invocation calls the handler through a helper that accepts the
-//! `async (event, context)` and `(event, context, callback)` forms, then runs an event loop —
-//! promise jobs one at a time, timers when due — until the answer settles or the deadline
+//! export is taken. An invocation calls the handler with the event, a native `context` and a
+//! native `callback` ([`crate::edge_context`]), which accepts the `async (event, context)` and
+//! `(event, context, callback)` forms, then runs an event loop — promise jobs one at a time,
+//! timers when due — until the returned promise or the callback answers, or the deadline
 //! passes. Code before the first `await` runs in boa's budgeted loop, so the deadline is checked
 //! there too; code after an `await` is bounded by the loop-iteration backstop (and, whatever
 //! it does, the pool answers the viewer at the deadline and retires the instance).
@@ -14,8 +15,16 @@
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll, Waker};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use crate::cff_runtime::LoadError;
+use crate::edge_context::{self, ContextTemplate, Settled};
+use crate::edge_event::EdgeEvent;
+use crate::host::{self, HostModules};
+use crate::invocation::Invocation;
+use crate::job_queue::{Jobs, run_job};
+use crate::outcome::{FunctionError, FunctionErrorKind, Outcome};
+use crate::returned::Returned;
 use boa_engine::builtins::promise::PromiseState;
 use boa_engine::error::{EngineError, RuntimeLimitError};
 use boa_engine::object::builtins::{JsArray, JsPromise, JsUint8Array};
@@ -23,13 +32,6 @@ use boa_engine::script::Script;
 use boa_engine::{
     Context, JsError, JsObject, JsResult, JsString, JsValue, Module, Source, js_string,
 };
-use serde_json::Value;
-
-use crate::cff_runtime::LoadError;
-use crate::host::{self, HostModules};
-use crate::invocation::Invocation;
-use crate::job_queue::{Jobs, run_job};
-use crate::outcome::{FunctionError, FunctionErrorKind, Outcome};
 use verge_config::Runtime;
 
 /// VM cost units between deadline checks while the handler runs before its first `await`.
@@ -78,8 +80,8 @@ pub struct EdgeInvoked {
     pub result: Result<Outcome, FunctionError>,
     /// `console.*` lines.
     pub logs: Vec<String>,
-    /// What the handler answered, as JSON (for `verge test-function`), when it answered.
-    pub output: Option<Value>,
+    /// What the handler answered (for `verge test-function`), when it answered.
+    pub output: Option<Returned>,
     /// The context was aborted mid-run (or timed out) and must be rebuilt.
     pub poisoned: bool,
 }
@@ -89,7 +91,12 @@ pub struct EdgeFunction {
     context: Context,
     jobs: Rc<Jobs>,
     invoker: Script,
-    name: String,
+    /// The handler's declared parameter count (`handler.length`).
+    handler_length: usize,
+    /// The parts of Lambda's `context` that are the same on every invocation.
+    template: ContextTemplate,
+    /// Invocations started on this instance (each one's callback answers only it).
+    invocations: u64,
     /// Event keys already made in this context.
     keys: crate::js_json::KeyCache,
 }
@@ -214,21 +221,29 @@ impl EdgeFunction {
                     .into(),
             ));
         }
+        let handler_length = handler
+            .as_object()
+            .and_then(|h| h.get(js_string!("length"), &mut context).ok())
+            .and_then(|l| l.as_number())
+            .map_or(0, |l| l as usize);
         context
             .global_object()
             .set(js_string!("__verge_handler"), handler, false, &mut context)
             .map_err(|e| LoadError(e.to_string()))?;
         let invoker = Script::parse(
-            Source::from_bytes("__verge_invoke(__verge_handler, __verge_event, __verge_ctx)"),
+            Source::from_bytes("__verge_handler(__verge_event, __verge_ctx, __verge_callback)"),
             None,
             &mut context,
         )
         .map_err(|e| LoadError(e.to_string()))?;
+        let template = ContextTemplate::new(name, &mut context);
         Ok(EdgeFunction {
             context,
             jobs,
             invoker,
-            name: name.to_owned(),
+            handler_length,
+            template,
+            invocations: 0,
             keys: crate::js_json::KeyCache::default(),
         })
     }
@@ -246,7 +261,7 @@ impl EdgeFunction {
             .set_loop_iteration_limit(loops);
         host::begin(false, None);
         crate::edge_fetch::begin(&inv.function, deadline);
-        let event = crate::edge_event::event(inv);
+        let event = EdgeEvent::new(inv);
         let result = self.run(inv, &event, deadline, timeout).await;
         let decisions = host::take();
         // Nothing of this invocation runs later: its timers and queued jobs go.
@@ -262,10 +277,7 @@ impl EdgeFunction {
             .map(|f| f.call(&JsValue::undefined(), &[], &mut self.context));
         let poisoned = matches!(&result, Err((_, true))) || !matches!(reset, Some(Ok(_)));
         let (result, output) = match result {
-            Ok(returned) => (
-                crate::edge_event::outcome(inv, &event, returned.as_ref()),
-                returned,
-            ),
+            Ok(returned) => (event.outcome(returned.as_ref()), returned),
             Err((e, _)) => (Err(e), None),
         };
         EdgeInvoked {
@@ -276,40 +288,31 @@ impl EdgeFunction {
         }
     }
 
-    /// The handler's answer as JSON (`None` for `undefined`/`null`), or the failure and whether
-    /// the context was aborted.
+    /// The handler's answer (`None` for `undefined`/`null`), or the failure and whether the
+    /// context was aborted.
     async fn run(
         &mut self,
         inv: &Invocation,
-        event: &Value,
+        event: &EdgeEvent<'_>,
         deadline: Instant,
         timeout: Duration,
-    ) -> Result<Option<Value>, (FunctionError, bool)> {
+    ) -> Result<Option<Returned>, (FunctionError, bool)> {
         let context = &mut self.context;
-        let deadline_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-            + timeout.as_secs_f64() * 1000.0;
+        self.invocations += 1;
+        edge_context::begin(self.invocations, deadline);
         let setup = (|| -> JsResult<()> {
-            let ev = crate::js_json::to_js(event, &mut self.keys, context);
-            let make = context
-                .global_object()
-                .get(js_string!("__verge_context"), context)?;
-            let ctx_obj = match make.as_callable() {
-                Some(f) => f.call(
-                    &JsValue::undefined(),
-                    &[
-                        JsString::from(self.name.as_str()).into(),
-                        JsString::from(inv.request_id.as_str()).into(),
-                        JsValue::from(deadline_ms),
-                    ],
-                    context,
-                )?,
-                None => JsValue::undefined(),
+            let mut js = crate::js_json::JsBuilder {
+                keys: &mut self.keys,
+                context,
             };
+            let ev = event.write(&mut js);
+            let (ctx_obj, callback) =
+                self.template
+                    .make(self.invocations, &inv.request_id, &mut js);
             let global = context.global_object();
             global.set(js_string!("__verge_event"), ev, false, context)?;
             global.set(js_string!("__verge_ctx"), ctx_obj, false, context)?;
+            global.set(js_string!("__verge_callback"), callback, false, context)?;
             Ok(())
         })();
         if let Err(e) = setup {
@@ -333,17 +336,33 @@ impl EdgeFunction {
             }
         };
         let value = value.map_err(|e| failure(&e, context))?;
-        let Some(promise) = value.as_promise() else {
-            return Err((
-                execution("the handler helper did not return a promise"),
-                true,
-            ));
+        let promise = if let Some(promise) = value.as_promise() {
+            Some(promise)
+        } else if is_thenable(&value, context) {
+            // A thenable that is not a native promise: adopt it as `await` would.
+            Some(JsPromise::resolve(value, context).map_err(|e| failure(&e, context))?)
+        } else {
+            if !value.is_undefined() && self.handler_length < 3 && !edge_context::called_back() {
+                return Err((
+                    validation(
+                        "The Lambda function returned invalid json: The json output is not parsable. (A handler that is not async returns its result through the callback.)",
+                    ),
+                    false,
+                ));
+            }
+            None
         };
-        self.event_loop(&promise, deadline, timeout).await?;
+        self.event_loop(promise.as_ref(), deadline, timeout).await?;
         let context = &mut self.context;
-        match promise.state() {
-            PromiseState::Fulfilled(v) if v.is_undefined() || v.is_null() => Ok(None),
-            PromiseState::Fulfilled(v) => crate::js_json::to_json(&v, context).map_err(|e| {
+        // The callback first: it wins a tie with the promise, as the earlier of the two.
+        let answer = edge_context::take().or_else(|| match promise.map(|p| p.state()) {
+            Some(PromiseState::Fulfilled(v)) => Some(Settled::Answered(v)),
+            Some(PromiseState::Rejected(reason)) => Some(Settled::Failed(reason)),
+            _ => None,
+        });
+        match answer {
+            Some(Settled::Answered(v)) if v.is_undefined() || v.is_null() => Ok(None),
+            Some(Settled::Answered(v)) => crate::returned::read(&v, context).map_err(|e| {
                 (
                     validation(format!(
                         "The Lambda function returned invalid json: The json output is not parsable ({e})"
@@ -351,16 +370,23 @@ impl EdgeFunction {
                     false,
                 )
             }),
-            PromiseState::Rejected(reason) => Err((rejection(&reason, context), false)),
-            PromiseState::Pending => Err((execution("the handler did not settle"), true)),
+            Some(Settled::Failed(reason)) => {
+                let reason = if reason.is_null_or_undefined() {
+                    edge_context::error("the handler rejected", context)
+                } else {
+                    reason
+                };
+                Err((rejection(&reason, context), false))
+            }
+            None => Err((execution("the handler did not settle"), true)),
         }
     }
 
-    /// Run promise jobs and timers until `promise` settles; a deadline, an abort inside a job,
-    /// or nothing left that could settle it ends the loop with a failure.
+    /// Run promise jobs and timers until the callback answers or `promise` settles; a deadline,
+    /// an abort inside a job, or nothing left that could answer ends the loop with a failure.
     async fn event_loop(
         &mut self,
-        promise: &JsPromise,
+        promise: Option<&JsPromise>,
         deadline: Instant,
         timeout: Duration,
     ) -> Result<(), (FunctionError, bool)> {
@@ -373,7 +399,9 @@ impl EdgeFunction {
                     return Err((timed_out(timeout), true));
                 }
             }
-            if !matches!(promise.state(), PromiseState::Pending) {
+            if edge_context::called_back()
+                || promise.is_some_and(|p| !matches!(p.state(), PromiseState::Pending))
+            {
                 return Ok(());
             }
             // Nothing left that could settle it. (A runaway after an `await` that the loop
@@ -487,6 +515,14 @@ impl EdgeFunction {
     }
 }
 
+/// Whether `value` is an object with a callable `then` (what `await` adopts).
+fn is_thenable(value: &JsValue, context: &mut Context) -> bool {
+    value.as_object().is_some_and(|o| {
+        o.get(js_string!("then"), context)
+            .is_ok_and(|then| then.is_callable())
+    })
+}
+
 /// A thrown error: runtime limits are the instance running away; anything else is the
 /// handler's own exception.
 fn failure(e: &JsError, context: &mut Context) -> (FunctionError, bool) {
@@ -500,15 +536,8 @@ fn failure(e: &JsError, context: &mut Context) -> (FunctionError, bool) {
     }
 }
 
-/// A rejection reason: the helper's marker for a non-async handler that returned a value is a
-/// validation error; anything else is the handler's error.
+/// A rejection reason (or the error given to the callback): the handler's error.
 fn rejection(reason: &JsValue, context: &mut Context) -> FunctionError {
-    if let Some(obj) = reason.as_object()
-        && let Ok(marker) = obj.get(js_string!("__verge_invalid"), context)
-        && let Some(text) = marker.as_string()
-    {
-        return validation(text.to_std_string_escaped());
-    }
     // `Error: message`, then boa's frames when it has them.
     let text = reason.to_string(context).map_or_else(
         |_| "the handler failed".into(),

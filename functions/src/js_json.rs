@@ -7,7 +7,7 @@
 //! objects start from the context's root *shared* shape, so the same keys in the same order
 //! reuse one cached chain of shape transitions, and key strings come from a per-context cache
 //! ([`KeyCache`]). [`JsBuilder`] is what event builders write with; [`to_js`] converts a whole
-//! `serde_json` value (events given as JSON: the edge tier, `verge test-function`).
+//! `serde_json` value (an event given as JSON: `verge test-function`).
 //!
 //! Reading back is [`crate::returned`]'s; [`to_json`] gives its result as `serde_json`.
 
@@ -18,12 +18,6 @@ use boa_engine::{Context, JsObject, JsResult, JsString, JsValue};
 use serde_json::Value;
 
 use crate::returned::Returned;
-
-/// A JSON object from `(key, value)` pairs, moved in (the `json!` macro would clone every
-/// nested `Value` through serde's serializer, a large part of building an event).
-pub fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-}
 
 /// Key strings already made in this context's thread: event keys repeat on every invocation
 /// (`value`, `headers`, header names…). Bounded, so hostile key names cannot grow it forever.

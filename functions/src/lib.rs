@@ -37,6 +37,7 @@ pub mod buffer;
 pub mod calendar;
 pub mod cff_event;
 pub mod cff_runtime;
+pub mod edge_context;
 pub mod edge_event;
 pub mod edge_fetch;
 #[cfg(test)]
@@ -47,6 +48,7 @@ pub mod edge_runtime;
 pub mod edge_tls;
 pub mod encoding;
 pub mod fast_pool;
+mod grouped;
 pub mod host;
 mod invocation;
 pub mod job_queue;

@@ -119,8 +119,8 @@ impl Returned {
         }
     }
 
-    /// As JSON, for showing what a function returned (`verge test-function`) and for the edge
-    /// tier, which validates with `serde_json`.
+    /// As JSON: for showing what a function returned (`verge test-function`), for host
+    /// functions that take plain data, and for error messages.
     pub fn into_json(self) -> Value {
         match self {
             Returned::Null => Value::Null,

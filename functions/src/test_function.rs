@@ -388,8 +388,7 @@ pub fn test_edge_function(source: &str, event: &str) -> Result<TestResult, Strin
         function_error_message: String::new(),
         function_output: invoked
             .output
-            .as_ref()
-            .map_or_else(String::new, Value::to_string),
+            .map_or_else(String::new, |r| r.into_json().to_string()),
         validation_errors: Vec::new(),
     };
     match invoked.result {

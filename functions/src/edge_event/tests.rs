@@ -1,10 +1,46 @@
 use std::time::Duration;
 
-use serde_json::json;
+use boa_engine::Context;
+use serde_json::{Value, json};
 use verge_config::Hook;
 
 use super::*;
 use crate::edge_fixtures::{def, invocation};
+use crate::js_json::KeyCache;
+
+/// The event of `inv` as a handler sees it: written into a boa context and read back as JSON.
+fn event(inv: &Invocation) -> Value {
+    let mut context = Context::default();
+    let mut keys = KeyCache::default();
+    let js = EdgeEvent::new(inv).write(&mut JsBuilder {
+        keys: &mut keys,
+        context: &mut context,
+    });
+    crate::js_json::to_json(&js, &mut context).unwrap().unwrap()
+}
+
+/// Read a returned value as the instance does: against the event built from the invocation.
+fn outcome(
+    inv: &Invocation,
+    _event: &Value,
+    returned: Option<Value>,
+) -> Result<Outcome, FunctionError> {
+    EdgeEvent::new(inv).outcome(returned.as_ref().map(Returned::from).as_ref())
+}
+
+/// `value` with every object's keys in reverse order (an unchanged part must still be no edit).
+fn reversed(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .rev()
+                .map(|(k, v)| (k.clone(), reversed(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(reversed).collect()),
+        other => other.clone(),
+    }
+}
 
 fn at(hook: Hook) -> (Invocation, Value) {
     let f = def(
@@ -337,4 +373,68 @@ fn include_body_puts_the_body_in_base64_and_reads_back_replacements() {
         (body_cap(Hook::ViewerRequest), body_cap(Hook::OriginRequest)),
         (40 * 1024, 1024 * 1024)
     );
+}
+
+#[test]
+fn an_unchanged_event_part_is_no_edit_at_every_hook_in_any_key_order() {
+    for hook in [
+        Hook::ViewerRequest,
+        Hook::OriginRequest,
+        Hook::OriginResponse,
+        Hook::ViewerResponse,
+    ] {
+        let f = def("", 1, Duration::from_secs(1));
+        let mut inv = invocation(&f, hook);
+        // Every part the comparison covers: repeated and non-UTF-8 headers, a hidden
+        // (disallowed) header, origin custom headers, an included body.
+        let extra = [
+            ("x-multi".to_owned(), b"1".to_vec()),
+            ("x-multi".to_owned(), b"2".to_vec()),
+            ("x-bytes".to_owned(), vec![0x61, 0xff]),
+            ("connection".to_owned(), b"keep-alive".to_vec()),
+        ];
+        inv.request.headers.extend(extra.clone());
+        if let Some(r) = &mut inv.response {
+            r.headers.extend(extra);
+        }
+        if let Some(o) = &mut inv.origin {
+            o.custom_headers = vec![("x-origin-key".into(), "k".into())];
+        }
+        if matches!(hook, Hook::ViewerRequest | Hook::OriginRequest) {
+            inv.body = Some(crate::invocation::RequestBody {
+                data: bytes::Bytes::from_static(b"abc"),
+                truncated: false,
+            });
+        }
+        let ev = event(&inv);
+        let part = if inv.response.is_some() {
+            "response"
+        } else {
+            "request"
+        };
+        let as_sent = ev["Records"][0]["cf"][part].clone();
+        for returned in [as_sent.clone(), reversed(&as_sent)] {
+            match outcome(&inv, &ev, Some(returned)) {
+                Ok(Outcome::Continue(edits)) => assert_eq!(edits, Edits::default(), "{hook:?}"),
+                other => panic!("{hook:?}: {other:?}"),
+            }
+        }
+        // The hidden header is not in the event, and a header changed is an edit that keeps it.
+        assert!(as_sent["headers"].get("connection").is_none());
+        let changed = returned(&ev, part, |r| {
+            r["headers"]["x-multi"][1]["value"] = json!("3");
+        });
+        let Ok(Outcome::Continue(edits)) = outcome(&inv, &ev, changed) else {
+            panic!("{hook:?}: not continued")
+        };
+        let headers = edits.headers.expect("a header edit");
+        assert!(
+            headers.contains(&("x-multi".to_owned(), b"3".to_vec())),
+            "{hook:?}"
+        );
+        assert!(
+            headers.contains(&("connection".to_owned(), b"keep-alive".to_vec())),
+            "{hook:?}"
+        );
+    }
 }

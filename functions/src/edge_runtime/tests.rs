@@ -273,3 +273,45 @@ fn load_errors_name_the_problem() {
         .is_ok()
     );
 }
+
+#[test]
+fn the_first_answer_wins_and_a_kept_callback_answers_no_later_invocation() {
+    // The callback before the returned promise settles: the callback's answer.
+    let first = run("exports.handler = async (event, context, callback) => { \
+        const r = event.Records[0].cf.request; \
+        r.headers['x-by'] = [{ value: 'callback' }]; callback(null, r); \
+        await null; return { status: '500' }; };");
+    assert_eq!(header(&edits(first), "x-by"), Some("callback"));
+    // `context.fail()` without an error is still an execution error.
+    let failed = run("exports.handler = (event, context) => { context.fail(); };");
+    assert_eq!(failure_kind(&failed), FunctionErrorKind::Execution);
+    // A thenable that is not a native promise is adopted, as `await` would.
+    let thenable = run("exports.handler = (event) => ({ then(resolve) { \
+        const r = event.Records[0].cf.request; r.headers['x-by'] = [{ value: 'thenable' }]; \
+        resolve(r); } });");
+    assert_eq!(header(&edits(thenable), "x-by"), Some("thenable"));
+
+    // A callback kept in a global from the first invocation, called during the second: the
+    // second invocation is answered by its own promise, not by the stale callback.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let code = "let kept = null; exports.handler = async (event, context, callback) => { \
+        const r = event.Records[0].cf.request; \
+        if (kept === null) { kept = callback; return r; } \
+        kept(null, { status: '418' }); \
+        await null; r.headers['x-by'] = [{ value: 'own promise' }]; return r; };";
+    let f = def(code, 1, Duration::from_secs(1));
+    let mut loaded = EdgeFunction::load("edge", code).unwrap();
+    let local = tokio::task::LocalSet::new();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let invoked = local.block_on(
+            &runtime,
+            loaded.invoke(&invocation(&f, Hook::ViewerRequest), Duration::from_secs(1)),
+        );
+        answers.push(header(&edits(invoked), "x-by").map(str::to_owned));
+    }
+    assert_eq!(answers, [None, Some("own promise".to_owned())]);
+}
