@@ -24,12 +24,13 @@
 //! - [`edge_runtime`]: loading CommonJS or ES-module handlers, the `(event, context)` and
 //!   callback forms, the event loop (promise jobs, timers, fetches) under the invocation's
 //!   deadline;
-//! - [`edge_event`]: the `Records[0].cf` event and the validation of what handlers return;
+//! - [`edge_event`]: the `Records[0].cf` event, written straight onto the JS heap, and the
+//!   validation of what handlers return; [`edge_context`]: Lambda's `context` and `callback`;
 //! - [`edge_host`]: Node-style globals and modules; [`edge_fetch`] and [`edge_tls`]: `fetch` to
 //!   allowed origins.
 //!
-//! Shared: [`job_queue`] (promise jobs run one at a time); [`js_json`] (events into the JS heap
-//! and results out of it).
+//! Shared: [`job_queue`] (promise jobs run one at a time); [`js_json`] (events into the JS heap)
+//! and [`returned`] (results out of it); `grouped` (names with their values, grouped once).
 
 pub mod alloc_meter;
 pub mod budget;
