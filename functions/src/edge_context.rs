@@ -32,12 +32,26 @@ thread_local! {
     static CALLBACK: RefCell<(u64, Option<Settled>)> = const { RefCell::new((0, None)) };
     /// When the running invocation times out (`getRemainingTimeInMillis`).
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Invocations started on this thread (numbers are never reused on a thread).
+    static STARTED: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Start invocation `id` on this thread, answering by `deadline`.
-pub fn begin(id: u64, deadline: Instant) {
+/// Start an invocation on this thread, answering by `deadline`; its number, for [`ContextTemplate::make`].
+pub fn begin(deadline: Instant) -> u64 {
+    let id = STARTED.with(|n| {
+        n.set(n.get() + 1);
+        n.get()
+    });
     CALLBACK.with(|c| *c.borrow_mut() = (id, None));
     DEADLINE.with(|d| d.set(Some(deadline)));
+    id
+}
+
+/// End the running invocation: its callback answers nothing from now on, and an answer that
+/// was not taken is dropped now, while the engine is still there to drop it.
+pub fn end() {
+    CALLBACK.with(|c| *c.borrow_mut() = (0, None));
+    DEADLINE.with(|d| d.set(None));
 }
 
 /// Whether the callback has answered the running invocation.

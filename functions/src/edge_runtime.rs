@@ -95,8 +95,6 @@ pub struct EdgeFunction {
     handler_length: usize,
     /// The parts of Lambda's `context` that are the same on every invocation.
     template: ContextTemplate,
-    /// Invocations started on this instance (each one's callback answers only it).
-    invocations: u64,
     /// Event keys already made in this context.
     keys: crate::js_json::KeyCache,
 }
@@ -243,7 +241,6 @@ impl EdgeFunction {
             invoker,
             handler_length,
             template,
-            invocations: 0,
             keys: crate::js_json::KeyCache::default(),
         })
     }
@@ -264,7 +261,10 @@ impl EdgeFunction {
         let event = EdgeEvent::new(inv);
         let result = self.run(inv, &event, deadline, timeout).await;
         let decisions = host::take();
-        // Nothing of this invocation runs later: its timers and queued jobs go.
+        // Nothing of this invocation runs later: its timers and queued jobs go, and so does a
+        // callback answer left unread on a failure path (no JS value outlives the invocation in
+        // a thread-local).
+        edge_context::end();
         crate::edge_host::clear_timers();
         crate::edge_fetch::clear();
         self.jobs.clear();
@@ -298,17 +298,14 @@ impl EdgeFunction {
         timeout: Duration,
     ) -> Result<Option<Returned>, (FunctionError, bool)> {
         let context = &mut self.context;
-        self.invocations += 1;
-        edge_context::begin(self.invocations, deadline);
+        let id = edge_context::begin(deadline);
         let setup = (|| -> JsResult<()> {
             let mut js = crate::js_json::JsBuilder {
                 keys: &mut self.keys,
                 context,
             };
             let ev = event.write(&mut js);
-            let (ctx_obj, callback) =
-                self.template
-                    .make(self.invocations, &inv.request_id, &mut js);
+            let (ctx_obj, callback) = self.template.make(id, &inv.request_id, &mut js);
             let global = context.global_object();
             global.set(js_string!("__verge_event"), ev, false, context)?;
             global.set(js_string!("__verge_ctx"), ctx_obj, false, context)?;
