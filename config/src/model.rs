@@ -204,7 +204,17 @@ impl Hook {
         Hook::ViewerResponse,
     ];
 
-    /// The configuration key (and CloudFront's `eventType` with a dash).
+    /// CloudFront's `eventType`: the configuration key with a dash.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Hook::ViewerRequest => "viewer-request",
+            Hook::OriginRequest => "origin-request",
+            Hook::OriginResponse => "origin-response",
+            Hook::ViewerResponse => "viewer-response",
+        }
+    }
+
+    /// The configuration key.
     pub fn key(self) -> &'static str {
         match self {
             Hook::ViewerRequest => "viewer_request",

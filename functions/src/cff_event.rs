@@ -15,6 +15,7 @@ use crate::invocation::{HeaderList, Invocation};
 use crate::js_json::{JsBuilder, string};
 use crate::outcome::{Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome};
 use crate::returned::{Fields, Returned};
+use verge_config::Hook;
 
 /// Headers a function never sees and may not add (§1.9).
 const DISALLOWED: &[&str] = &[
@@ -178,7 +179,7 @@ impl<'a> CffEvent<'a> {
         let req = &inv.request;
         CffEvent {
             inv,
-            event_type: "viewer-request",
+            event_type: Hook::ViewerRequest.event_type(),
             query: Grouped::group(query_pairs(&req.querystring)),
             headers: visible_headers(&req.headers, "cookie"),
             cookies: Grouped::group(cookie_pairs(&req.headers)),
@@ -205,7 +206,7 @@ impl<'a> CffEvent<'a> {
         };
         CffEvent {
             response: Some(response),
-            event_type: "viewer-response",
+            event_type: Hook::ViewerResponse.event_type(),
             ..Self::viewer_request(inv)
         }
     }

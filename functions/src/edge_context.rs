@@ -82,6 +82,21 @@ pub fn error(message: &str, context: &mut Context) -> JsValue {
         .into()
 }
 
+/// A function object named `name` with `length` parameters.
+fn named(
+    context: &mut Context,
+    name: &'static str,
+    length: usize,
+    native: NativeFunction,
+) -> JsValue {
+    FunctionObjectBuilder::new(context.realm(), native)
+        .name(JsString::from(name))
+        .length(length)
+        .build()
+        .into()
+}
+
+/// A callback of invocation `id`: `call` gets its arguments; it returns `undefined`.
 fn function(
     context: &mut Context,
     name: &'static str,
@@ -96,11 +111,7 @@ fn function(
         },
         id,
     );
-    FunctionObjectBuilder::new(context.realm(), native)
-        .name(JsString::from(name))
-        .length(length)
-        .build()
-        .into()
+    named(context, name, length, native)
 }
 
 fn callback(args: &[JsValue], id: u64, _: &mut Context) {
@@ -144,14 +155,12 @@ pub struct ContextTemplate {
 impl ContextTemplate {
     /// For function `name`, in `context`.
     pub fn new(name: &str, context: &mut Context) -> Self {
-        let remaining_time = FunctionObjectBuilder::new(
-            context.realm(),
+        let remaining_time = named(
+            context,
+            "getRemainingTimeInMillis",
+            0,
             NativeFunction::from_fn_ptr(remaining_time),
-        )
-        .name(JsString::from("getRemainingTimeInMillis"))
-        .length(0)
-        .build()
-        .into();
+        );
         ContextTemplate {
             function_name: string(name),
             arn: string(&format!(

@@ -118,16 +118,6 @@ fn custom_headers(origin: &EdgeOrigin) -> Headers<'_> {
     )
 }
 
-/// `origin-request`, … as `config.eventType` names the hook.
-fn event_type(hook: Hook) -> &'static str {
-    match hook {
-        Hook::ViewerRequest => "viewer-request",
-        Hook::OriginRequest => "origin-request",
-        Hook::OriginResponse => "origin-response",
-        Hook::ViewerResponse => "viewer-response",
-    }
-}
-
 /// A timeout in whole seconds, as `readTimeout` and `keepaliveTimeout` give it.
 fn seconds(d: std::time::Duration) -> u32 {
     u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
@@ -140,6 +130,8 @@ pub struct EdgeEvent<'a> {
     request_headers: Headers<'a>,
     /// At the response hooks.
     response_headers: Option<Headers<'a>>,
+    /// `request.origin.custom.customHeaders`, at the origin hooks.
+    origin_headers: Option<Headers<'a>>,
     /// `request.body.data` (base64) when the behavior includes the body.
     body_data: Option<String>,
 }
@@ -152,6 +144,7 @@ impl<'a> EdgeEvent<'a> {
             client_ip: inv.request.client_ip.to_string(),
             request_headers: header_list(&inv.request.headers),
             response_headers: inv.response.as_ref().map(|r| header_list(&r.headers)),
+            origin_headers: inv.origin.as_ref().map(custom_headers),
             body_data: inv
                 .body
                 .as_ref()
@@ -170,8 +163,8 @@ impl<'a> EdgeEvent<'a> {
         js.set(&request, "method", string(&req.method));
         js.set(&request, "querystring", string(&req.querystring));
         js.set(&request, "uri", string(&req.uri));
-        if let Some(origin) = &inv.origin {
-            let origin = write_origin(origin, js);
+        if let (Some(origin), Some(headers)) = (&inv.origin, &self.origin_headers) {
+            let origin = write_origin(origin, headers, js);
             js.set(&request, "origin", origin);
         }
         if let (Some(body), Some(data)) = (&inv.body, &self.body_data) {
@@ -185,7 +178,7 @@ impl<'a> EdgeEvent<'a> {
         let config = js.object();
         js.set(&config, "distributionDomainName", string("verge.local"));
         js.set(&config, "distributionId", string("VERGE"));
-        js.set(&config, "eventType", string(event_type(inv.hook)));
+        js.set(&config, "eventType", string(inv.hook.event_type()));
         js.set(&config, "requestId", string(&inv.request_id));
         let cf = js.object();
         js.set(&cf, "config", config);
@@ -247,9 +240,9 @@ fn write_headers(headers: &Headers<'_>, js: &mut JsBuilder<'_>) -> JsObject {
 }
 
 /// `request.origin` at the origin hooks: `{custom: {…}}` from the behavior's origin.
-fn write_origin(o: &EdgeOrigin, js: &mut JsBuilder<'_>) -> JsObject {
+fn write_origin(o: &EdgeOrigin, custom_headers: &Headers<'_>, js: &mut JsBuilder<'_>) -> JsObject {
     let custom = js.object();
-    let headers = write_headers(&custom_headers(o), js);
+    let headers = write_headers(custom_headers, js);
     js.set(&custom, "customHeaders", headers);
     js.set(&custom, "domainName", string(&o.domain_name));
     js.set(&custom, "keepaliveTimeout", seconds(o.keepalive_timeout));
@@ -291,8 +284,12 @@ fn same_headers(returned: &Returned, original: &Headers<'_>) -> bool {
         })
 }
 
-/// Whether a returned `request.origin` is the event's, unchanged.
-fn same_origin(returned: &Returned, o: &EdgeOrigin) -> bool {
+/// Whether a returned `request.origin` is the event's, unchanged (`false` where the event has
+/// no origin).
+fn same_origin(returned: &Returned, event: &EdgeEvent<'_>) -> bool {
+    let (Some(o), Some(origin_headers)) = (&event.inv.origin, &event.origin_headers) else {
+        return false;
+    };
     let Some(custom) = returned
         .as_object()
         .filter(|f| f.len() == 1)
@@ -316,7 +313,7 @@ fn same_origin(returned: &Returned, o: &EdgeOrigin) -> bool {
             .is_some_and(|p| p.len() == 1 && p[0].as_str() == Some("TLSv1.2"))
         && custom
             .get("customHeaders")
-            .is_some_and(|h| same_headers(h, &custom_headers(o)))
+            .is_some_and(|h| same_headers(h, origin_headers))
 }
 
 /// A header object in the array format, back to a header list: names lower-case and valid,
@@ -496,7 +493,7 @@ fn generated(hook: Hook, obj: &Fields) -> Result<GeneratedResponse, FunctionErro
     if size > cap {
         return Err(validation(format!(
             "the generated response is {size} bytes; at most {cap} are allowed at {}",
-            hook.key().replace('_', "-")
+            hook.event_type()
         )));
     }
     Ok(GeneratedResponse {
@@ -510,9 +507,9 @@ fn generated(hook: Hook, obj: &Fields) -> Result<GeneratedResponse, FunctionErro
 /// origin → the update to route by.
 fn origin_from(
     returned: &Returned,
-    original: Option<&EdgeOrigin>,
+    event: &EdgeEvent<'_>,
 ) -> Result<Option<OriginChoice>, FunctionError> {
-    if original.is_some_and(|o| same_origin(returned, o)) {
+    if same_origin(returned, event) {
         return Ok(None);
     }
     let obj = returned
@@ -685,13 +682,13 @@ fn request_edits(event: &EdgeEvent<'_>, obj: &Fields) -> Result<Edits, FunctionE
     }
     if let Some(origin) = obj.get("origin") {
         if inv.hook != Hook::OriginRequest {
-            if !inv.origin.as_ref().is_some_and(|o| same_origin(origin, o)) {
+            if !same_origin(origin, event) {
                 return Err(validation(
                     "request.origin can be changed only at origin-request",
                 ));
             }
         } else {
-            edits.origin = origin_from(origin, inv.origin.as_ref())?;
+            edits.origin = origin_from(origin, event)?;
         }
     }
     if let Some(body) = obj.get("body")
@@ -751,7 +748,7 @@ fn body_replacement(inv: &Invocation, body: &Returned) -> Result<Option<Vec<u8>>
         return Err(validation(format!(
             "the replaced request body is {} bytes; at most {cap} are allowed at {}",
             bytes.len(),
-            inv.hook.key().replace('_', "-")
+            inv.hook.event_type()
         )));
     }
     Ok(Some(bytes))

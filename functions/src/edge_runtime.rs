@@ -17,14 +17,6 @@ use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::cff_runtime::LoadError;
-use crate::edge_context::{self, ContextTemplate, Settled};
-use crate::edge_event::EdgeEvent;
-use crate::host::{self, HostModules};
-use crate::invocation::Invocation;
-use crate::job_queue::{Jobs, run_job};
-use crate::outcome::{FunctionError, FunctionErrorKind, Outcome};
-use crate::returned::Returned;
 use boa_engine::builtins::promise::PromiseState;
 use boa_engine::error::{EngineError, RuntimeLimitError};
 use boa_engine::object::builtins::{JsArray, JsPromise, JsUint8Array};
@@ -33,6 +25,15 @@ use boa_engine::{
     Context, JsError, JsObject, JsResult, JsString, JsValue, Module, Source, js_string,
 };
 use verge_config::Runtime;
+
+use crate::cff_runtime::LoadError;
+use crate::edge_context::{self, ContextTemplate, Settled};
+use crate::edge_event::EdgeEvent;
+use crate::host::{self, HostModules};
+use crate::invocation::Invocation;
+use crate::job_queue::{Jobs, run_job};
+use crate::outcome::{FunctionError, FunctionErrorKind, Outcome};
+use crate::returned::Returned;
 
 /// VM cost units between deadline checks while the handler runs before its first `await`.
 const YIELD_EVERY: u32 = 1024;

@@ -158,10 +158,9 @@ fn complete(event: &mut Value, hook: Hook) {
         context
             .entry("requestId")
             .or_insert(json!("verge-test-function"));
-        context.entry("eventType").or_insert(json!(match hook {
-            Hook::ViewerResponse => "viewer-response",
-            _ => "viewer-request",
-        }));
+        context
+            .entry("eventType")
+            .or_insert(json!(hook.event_type()));
     }
     if let Some(Value::Object(request)) = map.get_mut("request") {
         request.entry("querystring").or_insert(json!({}));
@@ -279,11 +278,11 @@ fn edge_headers(map: Option<&Value>) -> HeaderList {
 /// The invocation a Lambda@Edge event (`Records[0].cf`) describes.
 fn edge_invocation(source: &str, cf: &Value) -> Result<Invocation, String> {
     let hook = match cf["config"]["eventType"].as_str() {
-        Some("viewer-request") | None => Hook::ViewerRequest,
-        Some("origin-request") => Hook::OriginRequest,
-        Some("origin-response") => Hook::OriginResponse,
-        Some("viewer-response") => Hook::ViewerResponse,
-        Some(other) => return Err(format!("unknown eventType `{other}`")),
+        None => Hook::ViewerRequest,
+        Some(name) => Hook::ALL
+            .into_iter()
+            .find(|h| h.event_type() == name)
+            .ok_or_else(|| format!("unknown eventType `{name}`"))?,
     };
     let request = &cf["request"];
     let custom = &request["origin"]["custom"];
