@@ -5,28 +5,34 @@
 //! time — so one instance spinning on CPU after an `await` cannot delay the timers or deadlines
 //! of another, and a function's concurrency limit is its instance count. Instances start on
 //! first use (a cold start, counted and timed) and keep their globals between invocations,
-//! like a warm Lambda container.
+//! like a warm Lambda container. A function's invocations wait in one queue ([`queue`]) that
+//! its instances drain, the most recently idle instance woken first; an instance that finishes
+//! takes the next invocation without sleeping.
 //!
-//! The caller's side enforces the limits whatever the instance does: a free instance is waited
-//! for only briefly (then `LambdaLimitExceeded`), and the reply is awaited only until the
-//! invocation's timeout (plus a small grace for the instance's own timeout answer); an
-//! instance that misses it is retired — its thread ends when it next gets control (the loop
-//! backstop stops a spinning handler a few timeouts later) — and a new one takes its place on
-//! the next call. The retired instance keeps its concurrency slot until its thread lets go of
-//! the task, so runaways cannot pile up threads beyond the function's instance count.
+//! The caller's side enforces the limits whatever the instance does: a concurrency slot is
+//! waited for only briefly (then `LambdaLimitExceeded`), and the reply is awaited only until
+//! the invocation's timeout (plus a small grace for the instance's own timeout answer). An
+//! instance that misses it is retired: its thread ends when it next gets control (the loop
+//! backstop stops a spinning handler a few timeouts later), and a new one may take its place.
+//! An invocation keeps its concurrency slot until its instance lets go of it, so runaways
+//! cannot pile up threads beyond the function's instance count.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use verge_config::FunctionDef;
 
 use crate::edge_runtime::{EdgeFunction, timed_out};
 use crate::fast_pool::Reply;
 use crate::invocation::Invocation;
 use crate::outcome::{FunctionError, FunctionErrorKind};
+
+mod queue;
+
+use queue::{Next, Queue, START_DELAY, Waiter};
 
 /// How long an invocation waits for a free instance before it is refused.
 pub const INSTANCE_WAIT: Duration = Duration::from_millis(100);
@@ -49,25 +55,28 @@ pub struct EdgeStats {
 }
 
 struct Task {
+    /// Names the task for its caller, who may take it back from the queue.
+    id: u64,
     invocation: Invocation,
     timeout: Duration,
     reply: oneshot::Sender<Reply>,
     /// The function's concurrency slot, released by the instance when it is done with the
     /// task — so an instance still spinning past its timeout keeps counting against the limit.
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 }
 
-/// The caller's handle on one instance thread.
-struct Instance {
-    tasks: mpsc::UnboundedSender<Task>,
+/// What an instance thread needs: its function, where its counters go, where its work waits.
+#[derive(Clone)]
+struct Shared {
+    def: Arc<FunctionDef>,
+    stats: Arc<EdgeStats>,
+    queue: Arc<Queue<Task>>,
 }
 
 /// One function's instances.
 struct FunctionInstances {
-    def: Arc<FunctionDef>,
+    shared: Shared,
     free: Arc<Semaphore>,
-    idle: Mutex<Vec<Instance>>,
-    stats: Arc<EdgeStats>,
 }
 
 /// The edge tier of one configuration snapshot.
@@ -92,17 +101,23 @@ fn limit_exceeded(message: impl Into<String>) -> Reply {
     })
 }
 
+/// Numbers tasks, so a caller can find its own in a queue.
+static NEXT_TASK: AtomicU64 = AtomicU64::new(0);
+
 impl EdgePool {
     /// A pool for these (edge-tier) functions; no thread starts until a function is invoked.
     pub fn new(functions: impl IntoIterator<Item = Arc<FunctionDef>>) -> Self {
         let functions = functions
             .into_iter()
             .map(|def| {
+                let limit = def.instances.max(1);
                 let instances = FunctionInstances {
-                    free: Arc::new(Semaphore::new(def.instances.max(1))),
-                    idle: Mutex::new(Vec::new()),
-                    stats: Arc::new(EdgeStats::default()),
-                    def: def.clone(),
+                    free: Arc::new(Semaphore::new(limit)),
+                    shared: Shared {
+                        def: def.clone(),
+                        stats: Arc::new(EdgeStats::default()),
+                        queue: Arc::new(Queue::new(limit)),
+                    },
                 };
                 (def.name.clone(), instances)
             })
@@ -114,10 +129,10 @@ impl EdgePool {
     pub fn stats(&self) -> impl Iterator<Item = (&str, &EdgeStats)> {
         self.functions
             .iter()
-            .map(|(name, f)| (name.as_str(), f.stats.as_ref()))
+            .map(|(name, f)| (name.as_str(), f.shared.stats.as_ref()))
     }
 
-    /// Run `invocation` on a free instance of its function.
+    /// Run `invocation` on an instance of its function.
     pub async fn invoke(&self, invocation: Invocation) -> Reply {
         let Some(f) = self.functions.get(&invocation.function.name) else {
             return limit_exceeded(format!(
@@ -128,64 +143,118 @@ impl EdgePool {
         let Ok(Ok(slot)) =
             tokio::time::timeout(INSTANCE_WAIT, f.free.clone().acquire_owned()).await
         else {
-            f.stats.concurrency_refusals.fetch_add(1, Ordering::Relaxed);
+            f.shared
+                .stats
+                .concurrency_refusals
+                .fetch_add(1, Ordering::Relaxed);
             return limit_exceeded(format!(
                 "all {} instances of {} are busy (its concurrency limit)",
-                f.def.instances, f.def.name
+                f.shared.def.instances, f.shared.def.name
             ));
         };
-        let timeout = f.def.timeout_at(invocation.hook);
-        let recycled = f.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
-        let instance = match recycled {
-            Some(i) => i,
-            None => match Instance::start(f.def.clone(), f.stats.clone()) {
-                Ok(i) => i,
-                Err(e) => return limit_exceeded(format!("cannot start an instance: {e}")),
-            },
-        };
+        let timeout = f.shared.def.timeout_at(invocation.hook);
         let (reply, answer) = oneshot::channel();
+        let id = NEXT_TASK.fetch_add(1, Ordering::Relaxed);
         let task = Task {
+            id,
             invocation,
             timeout,
             reply,
-            _slot: slot,
+            slot,
         };
-        if instance.tasks.send(task).is_err() {
-            return limit_exceeded("the instance stopped before it took the invocation");
+        if f.shared.queue.push(task).wake_or_start() && !f.shared.started(id) {
+            return limit_exceeded("cannot start an instance");
         }
-        match tokio::time::timeout(timeout + TIMEOUT_GRACE, answer).await {
-            Ok(Ok(reply)) => {
-                if let Ok(mut idle) = f.idle.lock() {
-                    idle.push(instance);
+        // The answer is awaited until the timeout (plus the grace); a moment in, a task still
+        // queued behind busy instances gets an instance of its own.
+        let mut answer = answer;
+        let now = tokio::time::Instant::now();
+        let deadline = now + timeout + TIMEOUT_GRACE;
+        let mut nudge_at = Some(now + START_DELAY);
+        loop {
+            let until = nudge_at.map_or(deadline, |n| n.min(deadline));
+            match tokio::time::timeout_at(until, &mut answer).await {
+                Ok(Ok(reply)) => return reply,
+                Ok(Err(_)) => return limit_exceeded("the instance stopped during the invocation"),
+                Err(_) if until < deadline => {
+                    nudge_at = None;
+                    let help = f.shared.queue.nudge(|t| t.id == id);
+                    if help.wake_or_start() && !f.shared.started(id) {
+                        return limit_exceeded("cannot start an instance");
+                    }
                 }
-                reply
-            }
-            Ok(Err(_)) => limit_exceeded("the instance stopped during the invocation"),
-            Err(_) => {
-                // The instance is still busy (CPU after an `await`, or native code): retire it.
-                // Dropping its sender ends its thread when the thread next gets control.
-                f.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                drop(instance);
-                Reply::failed(timed_out(timeout))
+                Err(_) => {
+                    // The instance is still busy (CPU after an `await`, or native code): it
+                    // retires itself when it gets control back.
+                    f.shared.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                    return Reply::failed(timed_out(timeout));
+                }
             }
         }
     }
 }
 
-impl Instance {
-    /// Start an instance thread; it loads the function on its first task.
-    fn start(def: Arc<FunctionDef>, stats: Arc<EdgeStats>) -> std::io::Result<Instance> {
-        let (tasks, queue) = mpsc::unbounded_channel();
+impl Drop for EdgePool {
+    fn drop(&mut self) {
+        // The snapshot is gone: idle instances end now, busy ones after their invocation.
+        for f in self.functions.values() {
+            f.shared.queue.close();
+        }
+    }
+}
+
+impl Shared {
+    /// Start an instance thread (the queue has counted it); it loads the function on its
+    /// first task.
+    fn start_instance(&self) -> std::io::Result<()> {
+        let shared = self.clone();
         std::thread::Builder::new()
-            .name(format!("verge-edge-{}", def.name))
+            .name(format!("verge-edge-{}", self.def.name))
             .stack_size(INSTANCE_STACK)
-            .spawn(move || run_instance(&def, &stats, queue))?;
-        Ok(Instance { tasks })
+            .spawn(move || {
+                let _live = Live(&shared);
+                run_instance(&shared);
+            })?;
+        Ok(())
+    }
+
+    /// Start the instance the queue asked for on behalf of the caller of task `id`. False when
+    /// it cannot be started and that task was still queued (taken back: nobody would run it).
+    fn started(&self, id: u64) -> bool {
+        match self.start_instance() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(function = %self.def.name, error = %e, "cannot start an edge instance");
+                self.queue.start_failed();
+                self.queue.withdraw(|t| t.id == id).is_none()
+            }
+        }
+    }
+
+    /// A start the queue asked for, from an instance thread (no caller to tell if it fails).
+    fn start_for_queue(&self) {
+        if let Err(e) = self.start_instance() {
+            self.queue.start_failed();
+            tracing::error!(function = %self.def.name, error = %e, "cannot start an edge instance");
+        }
+    }
+}
+
+/// An instance thread's place in its queue's count, given up however the thread ends (a panic
+/// included), with a replacement started if the queue asks for one.
+struct Live<'a>(&'a Shared);
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        if self.0.queue.ended().wake_or_start() {
+            self.0.start_for_queue();
+        }
     }
 }
 
 /// An instance thread: its own event loop, one context, one invocation at a time.
-fn run_instance(def: &FunctionDef, stats: &EdgeStats, mut queue: mpsc::UnboundedReceiver<Task>) {
+fn run_instance(shared: &Shared) {
+    let Shared { def, stats, queue } = shared;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -196,46 +265,79 @@ fn run_instance(def: &FunctionDef, stats: &EdgeStats, mut queue: mpsc::Unbounded
             return;
         }
     };
+    // Nothing runs on this loop between invocations (timers and fetches end with theirs), so
+    // the thread sleeps outside it while idle.
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async {
-        let mut loaded: Option<EdgeFunction> = None;
-        while let Some(task) = queue.recv().await {
-            let function = match loaded.as_mut() {
-                Some(f) => f,
-                None => {
-                    let started = Instant::now();
-                    let result = EdgeFunction::load(&def.name, &def.code);
-                    stats.cold_starts.fetch_add(1, Ordering::Relaxed);
-                    stats
-                        .cold_start_micros
-                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    match result {
-                        Ok(f) => loaded.insert(f),
-                        Err(e) => {
-                            let _ = task.reply.send(Reply::failed(FunctionError {
-                                kind: FunctionErrorKind::Execution,
-                                message: format!("the function failed to load: {e}"),
-                                edge: true,
-                            }));
-                            continue;
-                        }
+    let me = Waiter::current();
+    let mut loaded: Option<EdgeFunction> = None;
+    let mut starting = true;
+    // The slot of the task just finished, let go when the queue is next asked for work.
+    let mut done: Option<OwnedSemaphorePermit> = None;
+    loop {
+        let task = match queue.next(&me, starting, done.take()) {
+            Next::Task(task, help) => {
+                if help.wake_or_start() {
+                    shared.start_for_queue();
+                }
+                task
+            }
+            Next::Closed => return,
+        };
+        starting = false;
+        let Task {
+            invocation,
+            timeout,
+            reply,
+            slot,
+            ..
+        } = task;
+        done = Some(slot);
+        if reply.is_closed() {
+            // Its caller is gone (the viewer left): nobody waits for this answer.
+            continue;
+        }
+        let function = match loaded.as_mut() {
+            Some(f) => f,
+            None => {
+                let started = Instant::now();
+                let result = EdgeFunction::load(&def.name, &def.code);
+                stats.cold_starts.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .cold_start_micros
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                match result {
+                    Ok(f) => loaded.insert(f),
+                    Err(e) => {
+                        let _ = reply.send(Reply::failed(FunctionError {
+                            kind: FunctionErrorKind::Execution,
+                            message: format!("the function failed to load: {e}"),
+                            edge: true,
+                        }));
+                        continue;
                     }
                 }
-            };
-            let invoked = function.invoke(&task.invocation, task.timeout).await;
-            if invoked.poisoned {
-                // Aborted frames stay on the VM stack: the next invocation gets a fresh
-                // context (a cold start), as Lambda replaces a timed-out environment.
-                loaded = None;
             }
-            let _ = task.reply.send(Reply {
-                result: invoked.result,
-                utilization: 0,
-                logs: invoked.logs,
-                log_data: None,
-            });
+        };
+        let began = Instant::now();
+        let invoked = local.block_on(&runtime, function.invoke(&invocation, timeout));
+        if invoked.poisoned {
+            // Aborted frames stay on the VM stack: the next invocation gets a fresh
+            // context (a cold start), as Lambda replaces a timed-out environment.
+            loaded = None;
         }
-    });
+        let overran = began.elapsed() > timeout + TIMEOUT_GRACE;
+        let _ = reply.send(Reply {
+            result: invoked.result,
+            utilization: 0,
+            logs: invoked.logs,
+            log_data: None,
+        });
+        if overran {
+            // Its caller answered the timeout without it: this instance retires (its slot is
+            // let go as the thread ends).
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

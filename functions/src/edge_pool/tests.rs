@@ -95,3 +95,25 @@ async fn a_spinning_instance_is_answered_at_its_timeout_while_others_keep_workin
     let again = pool.invoke(invocation(&f, Hook::OriginRequest)).await;
     assert!(again.result.is_ok(), "{:?}", again.result);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_warm_instance_serves_calls_in_turn_and_idle_instances_end_with_their_pool() {
+    let f = def(WAIT_THEN_ANSWER, 4, Duration::from_secs(5));
+    let pool = EdgePool::new([f.clone()]);
+    for _ in 0..20 {
+        let reply = pool.invoke(inv_waiting(&f, 0)).await;
+        assert!(reply.result.is_ok(), "{:?}", reply.result);
+    }
+    // One call at a time: the instance that served the first serves them all.
+    let (_, stats) = pool.stats().next().unwrap();
+    assert_eq!(stats.cold_starts.load(Ordering::Relaxed), 1);
+    let queue = pool.functions[&f.name].shared.queue.clone();
+    assert_eq!(queue.live(), 1);
+    // A replaced snapshot drops its pool: the idle instance's thread ends.
+    drop(pool);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while queue.live() > 0 {
+        assert!(Instant::now() < deadline, "the instance thread did not end");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

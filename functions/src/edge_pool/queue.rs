@@ -1,0 +1,344 @@
+//! One function's invocation queue: the invocations waiting for an instance, the instances
+//! waiting for invocations, and the rule for whom to wake.
+//!
+//! An instance that finishes an invocation takes the next queued one without sleeping, so
+//! under load one wake-up serves many invocations — before, every invocation was handed to an
+//! idle instance and woke its thread, which on a busy core cost two context switches per
+//! request. Whom to wake when an invocation is queued:
+//! - if no instance is already on its way to the queue, the most recently idle one (its caches
+//!   are warm); an instance that wakes and takes an invocation does the same for the rest, so
+//!   a burst fans out one wake at a time instead of waking every idle instance at once;
+//! - a new instance is started at once only when the function has none; otherwise only for an
+//!   invocation still queued a moment later ([`START_DELAY`], the caller's [`Queue::nudge`]).
+//!   A busy instance is usually about to finish, and a cold start (loading the code) costs far
+//!   more than that moment; but an instance held up by a slow `await` must not hold up the
+//!   invocations queued behind it, so they get their own after the delay.
+//!
+//! The concurrency limit itself is not kept here: a caller holds one of the function's permits
+//! from before it queues until the instance lets go of its invocation (see the pool), so the
+//! queue never holds more invocations than the function may run at once.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::Thread;
+use std::time::Duration;
+
+/// How long a queued invocation waits for a busy instance to come free before a new instance
+/// is started for it.
+pub const START_DELAY: Duration = Duration::from_millis(1);
+
+/// An idle instance's doorbell.
+#[derive(Debug)]
+pub struct Waiter {
+    thread: Thread,
+    rung: AtomicBool,
+}
+
+impl Waiter {
+    /// The doorbell of the calling thread.
+    pub fn current() -> Arc<Waiter> {
+        Arc::new(Waiter {
+            thread: std::thread::current(),
+            rung: AtomicBool::new(false),
+        })
+    }
+
+    fn ring(&self) {
+        self.rung.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
+
+    /// Sleep until rung (park can return early; the flag says whether it was us).
+    fn wait(&self) {
+        while !self.rung.swap(false, Ordering::Acquire) {
+            std::thread::park();
+        }
+    }
+}
+
+/// What the queue's state asks for after a change, done once its lock is released.
+#[must_use]
+pub enum Help {
+    /// Nothing now: an instance is on its way, or the busy ones take the work when they finish
+    /// (or the caller's nudge starts another).
+    None,
+    /// Ring this idle instance.
+    Wake(Arc<Waiter>),
+    /// Start a new instance (counted as live and on its way already).
+    Start,
+}
+
+impl Help {
+    /// Ring the doorbell now; a start is left to the caller (it knows how).
+    pub fn wake_or_start(self) -> bool {
+        match self {
+            Help::None => false,
+            Help::Wake(w) => {
+                w.ring();
+                false
+            }
+            Help::Start => true,
+        }
+    }
+}
+
+/// A queue's state, under its lock.
+#[derive(Debug)]
+pub struct State<T> {
+    tasks: VecDeque<T>,
+    /// Idle instances; the last one went idle most recently.
+    idle: Vec<Arc<Waiter>>,
+    /// Instance threads started and not yet ended.
+    live: usize,
+    /// Instances rung or started that have not yet looked at the queue.
+    on_the_way: usize,
+    /// The pool is gone: instances end instead of waiting.
+    closed: bool,
+}
+
+/// One function's queue.
+#[derive(Debug)]
+pub struct Queue<T> {
+    state: Mutex<State<T>>,
+    /// The most instances the function may have.
+    limit: usize,
+}
+
+/// What an instance gets when it asks for work.
+pub enum Next<T> {
+    /// An invocation, and the help the queue asks for now that it was taken.
+    Task(T, Help),
+    /// The pool is gone: end the thread.
+    Closed,
+}
+
+impl<T> Queue<T> {
+    /// An empty queue for a function of at most `limit` instances.
+    pub fn new(limit: usize) -> Self {
+        Queue {
+            state: Mutex::new(State {
+                tasks: VecDeque::new(),
+                idle: Vec::new(),
+                live: 0,
+                on_the_way: 0,
+                closed: false,
+            }),
+            limit: limit.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A panic while holding this lock leaves plain counters and a list behind: still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue `task`; returns the help to give.
+    pub fn push(&self, task: T) -> Help {
+        let mut s = self.lock();
+        s.tasks.push_back(task);
+        self.help(&mut s, false)
+    }
+
+    /// Remove the first queued task that `is` picks (a caller taking back its own), if still
+    /// queued.
+    pub fn withdraw(&self, is: impl Fn(&T) -> bool) -> Option<T> {
+        let mut s = self.lock();
+        let at = s.tasks.iter().position(is)?;
+        s.tasks.remove(at)
+    }
+
+    /// Whom to wake for the queued tasks. `nudged`: a task waited [`START_DELAY`] — wake or
+    /// start even if an instance is on its way (it takes only one task).
+    fn help(&self, s: &mut State<T>, nudged: bool) -> Help {
+        if s.tasks.is_empty() || s.closed || (s.on_the_way > 0 && !nudged) {
+            return Help::None;
+        }
+        if let Some(w) = s.idle.pop() {
+            s.on_the_way += 1;
+            return Help::Wake(w);
+        }
+        if s.live < self.limit && (nudged || s.live == 0) {
+            s.live += 1;
+            s.on_the_way += 1;
+            return Help::Start;
+        }
+        Help::None
+    }
+
+    /// The caller's task `is` picks waited [`START_DELAY`]: if it is still queued, wake an idle
+    /// instance for it or start a new one (within the limit).
+    pub fn nudge(&self, is: impl Fn(&T) -> bool) -> Help {
+        let mut s = self.lock();
+        if !s.tasks.iter().any(is) {
+            return Help::None;
+        }
+        self.help(&mut s, true)
+    }
+
+    /// The next task for the calling instance, sleeping as idle until there is one. `me` is the
+    /// calling thread's doorbell; `starting` says this is a new instance's first look (it was
+    /// counted as on its way when its start was asked for). `done` (the concurrency slot of the
+    /// task just finished) is let go only under the lock: a caller it lets in then finds this
+    /// instance idle or already holding the next task, never "busy", so it does not start
+    /// another instance for work this one is about to take.
+    pub fn next<D>(&self, me: &Arc<Waiter>, starting: bool, done: D) -> Next<T> {
+        let mut s = self.lock();
+        drop(done);
+        if starting {
+            s.on_the_way = s.on_the_way.saturating_sub(1);
+        }
+        loop {
+            if s.closed {
+                return Next::Closed;
+            }
+            if let Some(task) = s.tasks.pop_front() {
+                let help = self.help(&mut s, false);
+                return Next::Task(task, help);
+            }
+            s.idle.push(me.clone());
+            drop(s);
+            me.wait();
+            s = self.lock();
+            s.on_the_way = s.on_the_way.saturating_sub(1);
+        }
+    }
+
+    /// An instance thread ends (retired, or its start failed): another may take its place.
+    pub fn ended(&self) -> Help {
+        let mut s = self.lock();
+        s.live = s.live.saturating_sub(1);
+        self.help(&mut s, true)
+    }
+
+    /// A start that was asked for could not be made: undo it.
+    pub fn start_failed(&self) {
+        let mut s = self.lock();
+        s.live = s.live.saturating_sub(1);
+        s.on_the_way = s.on_the_way.saturating_sub(1);
+    }
+
+    /// The pool is gone: every idle instance wakes and ends; busy ones end after their task.
+    pub fn close(&self) {
+        let idle = {
+            let mut s = self.lock();
+            s.closed = true;
+            s.on_the_way += s.idle.len();
+            std::mem::take(&mut s.idle)
+        };
+        for w in idle {
+            w.ring();
+        }
+    }
+
+    /// Instance threads started and not yet ended (for tests).
+    #[cfg(test)]
+    pub fn live(&self) -> usize {
+        self.lock().live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn is_start(h: Help) -> bool {
+        matches!(h, Help::Start)
+    }
+
+    fn is_none(h: Help) -> bool {
+        matches!(h, Help::None)
+    }
+
+    /// Wait (bounded) until `n` instances are idle.
+    fn until_idle<T>(q: &Queue<T>, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while q.lock().idle.len() != n {
+            assert!(Instant::now() < deadline, "never {n} idle");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_new_instance_starts_at_once_only_for_the_first_then_for_work_left_waiting() {
+        let q = Queue::new(2);
+        let me = Waiter::current();
+        // The function has no instance: the first task starts one; later ones wait for it.
+        assert!(is_start(q.push(1)));
+        assert!(is_none(q.push(2)));
+        assert!(is_none(q.push(3)));
+        let Next::Task(1, help) = q.next(&me, true, ()) else {
+            panic!("not the first task")
+        };
+        // A busy instance is likely to finish soon: no start until a task has waited.
+        assert!(is_none(help));
+        assert!(is_start(q.nudge(|t| *t == 2)));
+        let Next::Task(2, help) = q.next(&me, true, ()) else {
+            panic!("not the second task")
+        };
+        assert!(is_none(help));
+        // At the limit, a nudge starts nothing: the third waits for one of the two.
+        assert!(is_none(q.nudge(|t| *t == 3)));
+        assert_eq!(q.live(), 2);
+        assert!(matches!(q.next(&me, false, ()), Next::Task(3, _)));
+        // A task already taken asks for nothing.
+        assert!(is_none(q.nudge(|t| *t == 3)));
+        // An instance that ends makes room for another when work waits.
+        assert!(is_none(q.ended()));
+        assert!(is_none(q.push(4)));
+        assert!(is_start(q.nudge(|t| *t == 4)));
+    }
+
+    #[test]
+    fn the_most_recently_idle_instance_is_woken_first_and_closing_ends_the_idle() {
+        let q = Arc::new(Queue::<u32>::new(2));
+        let me = Waiter::current();
+        assert!(is_start(q.push(0)));
+        assert!(matches!(q.next(&me, true, ()), Next::Task(0, _)));
+        assert!(is_none(q.push(1)));
+        assert!(is_start(q.nudge(|t| *t == 1)));
+        assert!(matches!(q.next(&me, true, ()), Next::Task(1, _)));
+        // Two instances go idle, `a` first.
+        let spawn = |q: &Arc<Queue<u32>>| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let me = Waiter::current();
+                let mut got = Vec::new();
+                while let Next::Task(t, help) = q.next(&me, false, ()) {
+                    assert!(!help.wake_or_start());
+                    got.push(t);
+                }
+                got
+            })
+        };
+        let a = spawn(&q);
+        until_idle(&q, 1);
+        let b = spawn(&q);
+        until_idle(&q, 2);
+        // The task goes to `b`, which went idle last.
+        match q.push(7) {
+            Help::Wake(w) => {
+                assert_eq!(w.thread.id(), b.thread().id());
+                w.ring();
+            }
+            _ => panic!("no instance woken"),
+        }
+        until_idle(&q, 2);
+        q.close();
+        assert_eq!(b.join().unwrap(), vec![7]);
+        assert_eq!(a.join().unwrap(), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn a_caller_takes_back_its_own_task_only_while_it_is_queued() {
+        let q = Queue::new(1);
+        let me = Waiter::current();
+        assert!(is_start(q.push(1)));
+        assert!(is_none(q.push(2)));
+        assert_eq!(q.withdraw(|t| *t == 2), Some(2));
+        assert!(matches!(q.next(&me, true, ()), Next::Task(1, _)));
+        assert_eq!(q.withdraw(|t| *t == 1), None);
+    }
+}
