@@ -16,7 +16,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
@@ -175,6 +175,10 @@ struct Shared {
     config: PoolConfig,
     stop: AtomicBool,
     loads: LoadCounts,
+    /// The supervisor's thread, woken when an invocation starts while it sleeps.
+    supervisor: OnceLock<std::thread::Thread>,
+    /// The supervisor sleeps because no worker was busy (see [`supervise`]).
+    supervisor_asleep: AtomicBool,
 }
 
 /// How contexts came to be loaded, for metrics and tests.
@@ -254,12 +258,15 @@ impl FastPool {
             config,
             stop: AtomicBool::new(false),
             loads: LoadCounts::default(),
+            supervisor: OnceLock::new(),
+            supervisor_asleep: AtomicBool::new(false),
         });
         let (tx, _ready) = start_generation(&shared, &Arc::from([]))?;
         let supervised = shared.clone();
-        std::thread::Builder::new()
+        let supervisor = std::thread::Builder::new()
             .name("verge-fast-supervisor".into())
             .spawn(move || supervise(&supervised))?;
+        let _ = shared.supervisor.set(supervisor.thread().clone());
         Ok(FastPool {
             current: arc_swap::ArcSwap::from_pointee(Generation { tx, number: 1 }),
             shared,
@@ -494,11 +501,56 @@ fn spawn_worker(
     Ok(())
 }
 
-/// Retire workers stuck past the hard ceiling and replace them.
+/// Ticks without a busy worker before the supervisor sleeps until an invocation starts.
+const QUIET_TICKS: u32 = 10;
+/// The longest the sleeping supervisor waits before looking again anyway (long in unit tests,
+/// so that an invocation that failed to wake it shows as a late retirement).
+const SUPERVISOR_NAP: Duration = Duration::from_secs(if cfg!(test) { 10 } else { 1 });
+
+/// Whether any worker of any generation is running an invocation.
+fn any_busy(shared: &Shared) -> bool {
+    shared.workers.lock().is_ok_and(|workers| {
+        workers
+            .iter()
+            .any(|w| w.busy_since.load(Ordering::SeqCst) != 0)
+    })
+}
+
+/// Wake the supervisor if it sleeps: called by a worker that starts an invocation (after it
+/// marked itself busy), so an idle process is not woken every tick for nothing.
+fn wake_supervisor(shared: &Shared) {
+    if shared.supervisor_asleep.load(Ordering::SeqCst)
+        && shared.supervisor_asleep.swap(false, Ordering::SeqCst)
+        && let Some(thread) = shared.supervisor.get()
+    {
+        thread.unpark();
+    }
+}
+
+/// Retire workers stuck past the hard ceiling and replace them. It ticks at a fifth of the
+/// ceiling while workers are busy; after [`QUIET_TICKS`] ticks without one it sleeps until a
+/// worker starts an invocation — an idle verge is then not woken a hundred times a second,
+/// which on a shared core costs the processes that are busy there.
 fn supervise(shared: &Arc<Shared>) {
     let tick = (shared.config.hard_ceiling / 5).max(Duration::from_millis(1));
+    let mut quiet = 0;
     while !shared.stop.load(Ordering::Relaxed) {
+        if quiet >= QUIET_TICKS {
+            // Marked asleep before looking at the workers, and a worker marks itself busy
+            // before looking at this flag: one of the two sees the other (both SeqCst).
+            shared.supervisor_asleep.store(true, Ordering::SeqCst);
+            if !any_busy(shared) {
+                std::thread::park_timeout(SUPERVISOR_NAP);
+            }
+            shared.supervisor_asleep.store(false, Ordering::SeqCst);
+            if !any_busy(shared) {
+                // The nap ran out (or an invocation came and went): nothing to watch yet.
+                continue;
+            }
+            quiet = 0;
+        }
         std::thread::sleep(tick);
+        quiet = if any_busy(shared) { 0 } else { quiet + 1 };
         let now = shared.epoch.elapsed().as_micros() as u64;
         let ceiling = shared.config.hard_ceiling.as_micros() as u64;
         let stuck: Vec<Arc<WorkerState>> = match shared.workers.lock() {
@@ -785,8 +837,9 @@ fn run(
     let attempt = catch_unwind(AssertUnwindSafe(|| {
         run_inner(loaded, inv, budget, &shared.loads.on_demand, move || {
             let now = shared.epoch.elapsed().as_micros().max(1) as u64;
-            me.busy_since.store(now, Ordering::Relaxed);
+            me.busy_since.store(now, Ordering::SeqCst);
             started.store(now, Ordering::Release);
+            wake_supervisor(shared);
         })
     }));
     match attempt {

@@ -106,6 +106,31 @@ async fn a_native_runaway_is_answered_at_the_deadline_and_its_worker_replaced() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_idle_pools_sleeping_supervisor_is_woken_by_the_next_invocation() {
+    let p = pool();
+    // Idle: the supervisor stops ticking.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !p.shared.supervisor_asleep.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the supervisor never slept");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A native runaway started now is retired at the hard ceiling, not after the nap.
+    let started = Instant::now();
+    let reply = p.invoke(inv(&def("sorter", SLOW_SORT)), BUDGET).await;
+    assert_eq!(reply.result.unwrap_err().kind, FunctionErrorKind::Throttled);
+    let deadline = started + Duration::from_secs(3);
+    while p.retired_workers() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        p.retired_workers(),
+        1,
+        "retired only after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_full_queue_sheds_load_with_the_throttled_result() {
     let p = Arc::new(
         FastPool::start(PoolConfig {
