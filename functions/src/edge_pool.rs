@@ -9,20 +9,21 @@
 //! its instances drain, the most recently idle instance woken first; an instance that finishes
 //! takes the next invocation without sleeping.
 //!
-//! The caller's side enforces the limits whatever the instance does: a concurrency slot is
-//! waited for only briefly (then `LambdaLimitExceeded`), and the reply is awaited only until
-//! the invocation's timeout (plus a small grace for the instance's own timeout answer). An
-//! instance that misses it is retired: its thread ends when it next gets control (the loop
-//! backstop stops a spinning handler a few timeouts later), and a new one may take its place.
-//! An invocation keeps its concurrency slot until its instance lets go of it, so runaways
-//! cannot pile up threads beyond the function's instance count.
+//! The caller's side enforces the limits whatever the instance does: an invocation no instance
+//! took within [`INSTANCE_WAIT`] is taken back and refused (`LambdaLimitExceeded`), and the
+//! reply is awaited only until the invocation's timeout (plus a small grace for the instance's
+//! own timeout answer) from when an instance took it. An instance that misses that is retired:
+//! its thread ends when it next gets control (the loop backstop stops a spinning handler a few
+//! timeouts later), and a new one may take its place only then — a retiring instance still
+//! counts against the limit, so runaways cannot pile up threads beyond the instance count.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::oneshot;
 use verge_config::FunctionDef;
 
 use crate::edge_runtime::{EdgeFunction, timed_out};
@@ -34,7 +35,7 @@ mod queue;
 
 use queue::{Next, Queue, START_DELAY, Waiter};
 
-/// How long an invocation waits for a free instance before it is refused.
+/// How long an invocation waits for an instance to take it before it is refused.
 pub const INSTANCE_WAIT: Duration = Duration::from_millis(100);
 /// How long past the timeout the caller waits for the instance's own timeout answer.
 const TIMEOUT_GRACE: Duration = Duration::from_millis(50);
@@ -60,9 +61,10 @@ struct Task {
     invocation: Invocation,
     timeout: Duration,
     reply: oneshot::Sender<Reply>,
-    /// The function's concurrency slot, released by the instance when it is done with the
-    /// task — so an instance still spinning past its timeout keeps counting against the limit.
-    slot: OwnedSemaphorePermit,
+    /// When an instance took the task (microseconds since the function's epoch, plus one; 0
+    /// while queued): the caller's reply deadline runs from then. A stamp the caller reads only
+    /// when its timer fires, so the instance wakes the caller once, with the answer.
+    taken: Arc<AtomicU64>,
 }
 
 /// What an instance thread needs: its function, where its counters go, where its work waits.
@@ -71,12 +73,13 @@ struct Shared {
     def: Arc<FunctionDef>,
     stats: Arc<EdgeStats>,
     queue: Arc<Queue<Task>>,
+    /// What [`Task::taken`] counts from.
+    epoch: Instant,
 }
 
 /// One function's instances.
 struct FunctionInstances {
     shared: Shared,
-    free: Arc<Semaphore>,
 }
 
 /// The edge tier of one configuration snapshot.
@@ -112,11 +115,11 @@ impl EdgePool {
             .map(|def| {
                 let limit = def.instances.max(1);
                 let instances = FunctionInstances {
-                    free: Arc::new(Semaphore::new(limit)),
                     shared: Shared {
                         def: def.clone(),
                         stats: Arc::new(EdgeStats::default()),
                         queue: Arc::new(Queue::new(limit)),
+                        epoch: Instant::now(),
                     },
                 };
                 (def.name.clone(), instances)
@@ -140,55 +143,68 @@ impl EdgePool {
                 invocation.function.name
             ));
         };
-        let Ok(Ok(slot)) =
-            tokio::time::timeout(INSTANCE_WAIT, f.free.clone().acquire_owned()).await
-        else {
-            f.shared
-                .stats
-                .concurrency_refusals
-                .fetch_add(1, Ordering::Relaxed);
-            return limit_exceeded(format!(
-                "all {} instances of {} are busy (its concurrency limit)",
-                f.shared.def.instances, f.shared.def.name
-            ));
-        };
         let timeout = f.shared.def.timeout_at(invocation.hook);
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
         let id = NEXT_TASK.fetch_add(1, Ordering::Relaxed);
+        let taken = Arc::new(AtomicU64::new(0));
         let task = Task {
             id,
             invocation,
             timeout,
             reply,
-            slot,
+            taken: taken.clone(),
         };
+        let queued = tokio::time::Instant::now();
         if f.shared.queue.push(task).wake_or_start() && !f.shared.started(id) {
             return limit_exceeded("cannot start an instance");
         }
-        // The answer is awaited until the timeout (plus the grace); a moment in, a task still
-        // queued behind busy instances gets an instance of its own.
-        let mut answer = answer;
-        let now = tokio::time::Instant::now();
-        let deadline = now + timeout + TIMEOUT_GRACE;
-        let mut nudge_at = Some(now + START_DELAY);
+        // Until an instance takes it: a moment in, a task still queued behind busy instances
+        // gets an instance of its own (within the limit); one not taken within the instance
+        // wait is taken back and refused.
+        let mut nudged = false;
         loop {
-            let until = nudge_at.map_or(deadline, |n| n.min(deadline));
+            let until = queued + if nudged { INSTANCE_WAIT } else { START_DELAY };
             match tokio::time::timeout_at(until, &mut answer).await {
                 Ok(Ok(reply)) => return reply,
                 Ok(Err(_)) => return limit_exceeded("the instance stopped during the invocation"),
-                Err(_) if until < deadline => {
-                    nudge_at = None;
-                    let help = f.shared.queue.nudge(|t| t.id == id);
-                    if help.wake_or_start() && !f.shared.started(id) {
-                        return limit_exceeded("cannot start an instance");
-                    }
+                Err(_) => {}
+            }
+            if !nudged {
+                nudged = true;
+                let help = f.shared.queue.nudge(|t| t.id == id);
+                if help.wake_or_start() && !f.shared.started(id) {
+                    return limit_exceeded("cannot start an instance");
                 }
-                Err(_) => {
-                    // The instance is still busy (CPU after an `await`, or native code): it
-                    // retires itself when it gets control back.
-                    f.shared.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                    return Reply::failed(timed_out(timeout));
-                }
+                continue;
+            }
+            if f.shared.queue.take_back_unserved(|t| t.id == id).is_some() {
+                f.shared
+                    .stats
+                    .concurrency_refusals
+                    .fetch_add(1, Ordering::Relaxed);
+                return limit_exceeded(format!(
+                    "all {} instances of {} are busy (its concurrency limit)",
+                    f.shared.def.instances, f.shared.def.name
+                ));
+            }
+            break;
+        }
+        // Taken, or an instance on its way will take it (a cold start under load can take
+        // longer than the instance wait): the answer is due by the timeout (plus the grace)
+        // from then. A stamp not yet written counts from now.
+        let stamp = taken.load(Ordering::Acquire);
+        let taken_at = match stamp {
+            0 => tokio::time::Instant::now(),
+            _ => tokio::time::Instant::from_std(f.shared.epoch + Duration::from_micros(stamp - 1)),
+        };
+        match tokio::time::timeout_at(taken_at + timeout + TIMEOUT_GRACE, &mut answer).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => limit_exceeded("the instance stopped during the invocation"),
+            Err(_) => {
+                // The instance is still busy (CPU after an `await`, or native code): it retires
+                // itself when it gets control back.
+                f.shared.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                Reply::failed(timed_out(timeout))
             }
         }
     }
@@ -212,8 +228,11 @@ impl Shared {
             .name(format!("verge-edge-{}", self.def.name))
             .stack_size(INSTANCE_STACK)
             .spawn(move || {
-                let _live = Live(&shared);
-                run_instance(&shared);
+                let live = Live {
+                    shared: &shared,
+                    arrived: Cell::new(false),
+                };
+                run_instance(&live);
             })?;
         Ok(())
     }
@@ -242,19 +261,26 @@ impl Shared {
 
 /// An instance thread's place in its queue's count, given up however the thread ends (a panic
 /// included), with a replacement started if the queue asks for one.
-struct Live<'a>(&'a Shared);
+struct Live<'a> {
+    shared: &'a Shared,
+    /// The thread has looked at the queue (it is no longer counted as on its way).
+    arrived: Cell<bool>,
+}
 
 impl Drop for Live<'_> {
     fn drop(&mut self) {
-        if self.0.queue.ended().wake_or_start() {
-            self.0.start_for_queue();
+        if self.shared.queue.ended(self.arrived.get()).wake_or_start() {
+            self.shared.start_for_queue();
         }
     }
 }
 
 /// An instance thread: its own event loop, one context, one invocation at a time.
-fn run_instance(shared: &Shared) {
-    let Shared { def, stats, queue } = shared;
+fn run_instance(live: &Live<'_>) {
+    let shared = live.shared;
+    let Shared {
+        def, stats, queue, ..
+    } = shared;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -271,10 +297,9 @@ fn run_instance(shared: &Shared) {
     let me = Waiter::current();
     let mut loaded: Option<EdgeFunction> = None;
     let mut starting = true;
-    // The slot of the task just finished, let go when the queue is next asked for work.
-    let mut done: Option<OwnedSemaphorePermit> = None;
     loop {
-        let task = match queue.next(&me, starting, done.take()) {
+        live.arrived.set(true);
+        let task = match queue.next(&me, starting) {
             Next::Task(task, help) => {
                 if help.wake_or_start() {
                     shared.start_for_queue();
@@ -288,10 +313,13 @@ fn run_instance(shared: &Shared) {
             invocation,
             timeout,
             reply,
-            slot,
+            taken,
             ..
         } = task;
-        done = Some(slot);
+        taken.store(
+            shared.epoch.elapsed().as_micros() as u64 + 1,
+            Ordering::Release,
+        );
         if reply.is_closed() {
             // Its caller is gone (the viewer left): nobody waits for this answer.
             continue;
@@ -333,8 +361,8 @@ fn run_instance(shared: &Shared) {
             log_data: None,
         });
         if overran {
-            // Its caller answered the timeout without it: this instance retires (its slot is
-            // let go as the thread ends).
+            // Its caller answered the timeout without it: this instance retires (and counts
+            // against the limit until its thread has ended).
             return;
         }
     }

@@ -499,7 +499,8 @@ async fn waiting_edge_invocations_do_not_slow_the_fast_tier_or_plain_proxying() 
         "checked while they waited"
     );
     for w in waiting {
-        assert_eq!(w.await.unwrap().status, 200);
+        let r = w.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
     }
 }
 

@@ -14,9 +14,10 @@
 //!   more than that moment; but an instance held up by a slow `await` must not hold up the
 //!   invocations queued behind it, so they get their own after the delay.
 //!
-//! The concurrency limit itself is not kept here: a caller holds one of the function's permits
-//! from before it queues until the instance lets go of its invocation (see the pool), so the
-//! queue never holds more invocations than the function may run at once.
+//! The concurrency limit is the instance count: never more than `limit` instance threads are
+//! live (one retiring after an overrun counts until its thread ends), each running one
+//! invocation at a time. Invocations beyond that wait here, for at most the caller's bound (the
+//! pool takes back one not started in time and refuses it).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,7 +62,7 @@ impl Waiter {
 #[must_use]
 pub enum Help {
     /// Nothing now: an instance is on its way, or the busy ones take the work when they finish
-    /// (or the caller's nudge starts another).
+    /// (or the caller's nudge starts another, within the limit).
     None,
     /// Ring this idle instance.
     Wake(Arc<Waiter>),
@@ -148,10 +149,29 @@ impl<T> Queue<T> {
         s.tasks.remove(at)
     }
 
-    /// Whom to wake for the queued tasks. `nudged`: a task waited [`START_DELAY`] — wake or
-    /// start even if an instance is on its way (it takes only one task).
+    /// Whom to wake for the queued tasks. Normally only when no instance is on its way; for a
+    /// task that waited [`START_DELAY`] (`nudged`), whenever more tasks wait than instances are
+    /// on their way. Each of those takes one task, oldest first, so a task whose nudge found
+    /// enough of them coming is among the ones they take: none is left waiting for a nudge
+    /// that already happened.
+    /// Take back the task `is` picks if it is still queued and none of the instances on their
+    /// way (started or woken, each taking one task, oldest first) will take it: no instance is
+    /// free for it. `None` when it was taken or is about to be.
+    pub fn take_back_unserved(&self, is: impl Fn(&T) -> bool) -> Option<T> {
+        let mut s = self.lock();
+        let at = s.tasks.iter().position(is)?;
+        if at < s.on_the_way {
+            return None;
+        }
+        s.tasks.remove(at)
+    }
+
     fn help(&self, s: &mut State<T>, nudged: bool) -> Help {
-        if s.tasks.is_empty() || s.closed || (s.on_the_way > 0 && !nudged) {
+        let wanted = match nudged {
+            true => s.tasks.len() > s.on_the_way,
+            false => !s.tasks.is_empty() && s.on_the_way == 0,
+        };
+        if !wanted || s.closed {
             return Help::None;
         }
         if let Some(w) = s.idle.pop() {
@@ -178,13 +198,9 @@ impl<T> Queue<T> {
 
     /// The next task for the calling instance, sleeping as idle until there is one. `me` is the
     /// calling thread's doorbell; `starting` says this is a new instance's first look (it was
-    /// counted as on its way when its start was asked for). `done` (the concurrency slot of the
-    /// task just finished) is let go only under the lock: a caller it lets in then finds this
-    /// instance idle or already holding the next task, never "busy", so it does not start
-    /// another instance for work this one is about to take.
-    pub fn next<D>(&self, me: &Arc<Waiter>, starting: bool, done: D) -> Next<T> {
+    /// counted as on its way when its start was asked for).
+    pub fn next(&self, me: &Arc<Waiter>, starting: bool) -> Next<T> {
         let mut s = self.lock();
-        drop(done);
         if starting {
             s.on_the_way = s.on_the_way.saturating_sub(1);
         }
@@ -204,10 +220,14 @@ impl<T> Queue<T> {
         }
     }
 
-    /// An instance thread ends (retired, or its start failed): another may take its place.
-    pub fn ended(&self) -> Help {
+    /// An instance thread ends (retired, or it could not start its event loop, in which case
+    /// it never `arrived` at the queue): another may take its place.
+    pub fn ended(&self, arrived: bool) -> Help {
         let mut s = self.lock();
         s.live = s.live.saturating_sub(1);
+        if !arrived {
+            s.on_the_way = s.on_the_way.saturating_sub(1);
+        }
         self.help(&mut s, true)
     }
 
@@ -269,24 +289,24 @@ mod tests {
         assert!(is_start(q.push(1)));
         assert!(is_none(q.push(2)));
         assert!(is_none(q.push(3)));
-        let Next::Task(1, help) = q.next(&me, true, ()) else {
+        let Next::Task(1, help) = q.next(&me, true) else {
             panic!("not the first task")
         };
         // A busy instance is likely to finish soon: no start until a task has waited.
         assert!(is_none(help));
         assert!(is_start(q.nudge(|t| *t == 2)));
-        let Next::Task(2, help) = q.next(&me, true, ()) else {
+        let Next::Task(2, help) = q.next(&me, true) else {
             panic!("not the second task")
         };
         assert!(is_none(help));
         // At the limit, a nudge starts nothing: the third waits for one of the two.
         assert!(is_none(q.nudge(|t| *t == 3)));
         assert_eq!(q.live(), 2);
-        assert!(matches!(q.next(&me, false, ()), Next::Task(3, _)));
+        assert!(matches!(q.next(&me, false), Next::Task(3, _)));
         // A task already taken asks for nothing.
         assert!(is_none(q.nudge(|t| *t == 3)));
         // An instance that ends makes room for another when work waits.
-        assert!(is_none(q.ended()));
+        assert!(is_none(q.ended(true)));
         assert!(is_none(q.push(4)));
         assert!(is_start(q.nudge(|t| *t == 4)));
     }
@@ -296,17 +316,17 @@ mod tests {
         let q = Arc::new(Queue::<u32>::new(2));
         let me = Waiter::current();
         assert!(is_start(q.push(0)));
-        assert!(matches!(q.next(&me, true, ()), Next::Task(0, _)));
+        assert!(matches!(q.next(&me, true), Next::Task(0, _)));
         assert!(is_none(q.push(1)));
         assert!(is_start(q.nudge(|t| *t == 1)));
-        assert!(matches!(q.next(&me, true, ()), Next::Task(1, _)));
+        assert!(matches!(q.next(&me, true), Next::Task(1, _)));
         // Two instances go idle, `a` first.
         let spawn = |q: &Arc<Queue<u32>>| {
             let q = q.clone();
             std::thread::spawn(move || {
                 let me = Waiter::current();
                 let mut got = Vec::new();
-                while let Next::Task(t, help) = q.next(&me, false, ()) {
+                while let Next::Task(t, help) = q.next(&me, false) {
                     assert!(!help.wake_or_start());
                     got.push(t);
                 }
@@ -332,13 +352,27 @@ mod tests {
     }
 
     #[test]
+    fn a_task_an_instance_on_its_way_will_take_is_not_taken_back_as_unserved() {
+        let q = Queue::new(2);
+        let me = Waiter::current();
+        // One instance is starting: it will take task 1, the oldest; nobody is coming for 2.
+        assert!(is_start(q.push(1)));
+        assert!(is_none(q.push(2)));
+        assert_eq!(q.take_back_unserved(|t| *t == 1), None);
+        assert_eq!(q.take_back_unserved(|t| *t == 2), Some(2));
+        assert!(matches!(q.next(&me, true), Next::Task(1, _)));
+        // Taken: nothing to take back.
+        assert_eq!(q.take_back_unserved(|t| *t == 1), None);
+    }
+
+    #[test]
     fn a_caller_takes_back_its_own_task_only_while_it_is_queued() {
         let q = Queue::new(1);
         let me = Waiter::current();
         assert!(is_start(q.push(1)));
         assert!(is_none(q.push(2)));
         assert_eq!(q.withdraw(|t| *t == 2), Some(2));
-        assert!(matches!(q.next(&me, true, ()), Next::Task(1, _)));
+        assert!(matches!(q.next(&me, true), Next::Task(1, _)));
         assert_eq!(q.withdraw(|t| *t == 1), None);
     }
 }

@@ -97,23 +97,67 @@ async fn a_spinning_instance_is_answered_at_its_timeout_while_others_keep_workin
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn one_warm_instance_serves_calls_in_turn_and_idle_instances_end_with_their_pool() {
+async fn idle_instances_end_with_their_pool() {
     let f = def(WAIT_THEN_ANSWER, 4, Duration::from_secs(5));
     let pool = EdgePool::new([f.clone()]);
     for _ in 0..20 {
         let reply = pool.invoke(inv_waiting(&f, 0)).await;
         assert!(reply.result.is_ok(), "{:?}", reply.result);
     }
-    // One call at a time: the instance that served the first serves them all.
-    let (_, stats) = pool.stats().next().unwrap();
-    assert_eq!(stats.cold_starts.load(Ordering::Relaxed), 1);
     let queue = pool.functions[&f.name].shared.queue.clone();
-    assert_eq!(queue.live(), 1);
-    // A replaced snapshot drops its pool: the idle instance's thread ends.
+    assert!(queue.live() >= 1);
+    // A replaced snapshot drops its pool: the idle instances' threads end.
     drop(pool);
     let deadline = Instant::now() + Duration::from_secs(10);
     while queue.live() > 0 {
-        assert!(Instant::now() < deadline, "the instance thread did not end");
+        assert!(Instant::now() < deadline, "an instance thread did not end");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invocations_beyond_the_instances_wait_their_turn_within_the_instance_wait() {
+    let f = def(WAIT_THEN_ANSWER, 1, Duration::from_secs(5));
+    let pool = Arc::new(EdgePool::new([f.clone()]));
+    // Warm, so the turns below are not charged a cold start.
+    assert!(pool.invoke(inv_waiting(&f, 0)).await.result.is_ok());
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let (pool, inv) = (pool.clone(), inv_waiting(&f, 20));
+            tokio::spawn(async move { pool.invoke(inv).await })
+        })
+        .collect();
+    // One instance, three calls of 20 ms: the last starts about 40 ms in, within the 100 ms wait.
+    for call in calls {
+        let reply = call.await.unwrap();
+        assert!(reply.result.is_ok(), "{:?}", reply.result);
+    }
+    let (_, stats) = pool.stats().next().unwrap();
+    assert_eq!(stats.cold_starts.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.concurrency_refusals.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_slow_invocations_gets_an_instance_each_up_to_the_limit() {
+    let f = def(WAIT_THEN_ANSWER, 32, Duration::from_secs(5));
+    let pool = Arc::new(EdgePool::new([f.clone()]));
+    let started = Instant::now();
+    let calls: Vec<_> = (0..32)
+        .map(|_| {
+            let (pool, inv) = (pool.clone(), inv_waiting(&f, 300));
+            tokio::spawn(async move { pool.invoke(inv).await })
+        })
+        .collect();
+    for call in calls {
+        let reply = call.await.unwrap();
+        assert!(reply.result.is_ok(), "{:?}", reply.result);
+    }
+    // Side by side, not in turns of 300 ms.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let (_, stats) = pool.stats().next().unwrap();
+    assert_eq!(stats.cold_starts.load(Ordering::Relaxed), 32);
 }
