@@ -123,11 +123,11 @@ async fn invocations_beyond_the_instances_wait_their_turn_within_the_instance_wa
     assert!(pool.invoke(inv_waiting(&f, 0)).await.result.is_ok());
     let calls: Vec<_> = (0..3)
         .map(|_| {
-            let (pool, inv) = (pool.clone(), inv_waiting(&f, 20));
+            let (pool, inv) = (pool.clone(), inv_waiting(&f, 10));
             tokio::spawn(async move { pool.invoke(inv).await })
         })
         .collect();
-    // One instance, three calls of 20 ms: the last starts about 40 ms in, within the 100 ms wait.
+    // One instance, three calls of 10 ms: the last starts about 20 ms in, within the 100 ms wait.
     for call in calls {
         let reply = call.await.unwrap();
         assert!(reply.result.is_ok(), "{:?}", reply.result);
@@ -152,12 +152,14 @@ async fn a_burst_of_slow_invocations_gets_an_instance_each_up_to_the_limit() {
         let reply = call.await.unwrap();
         assert!(reply.result.is_ok(), "{:?}", reply.result);
     }
-    // Side by side, not in turns of 300 ms.
+    // Side by side, not in turns of 300 ms (9.6 s), and never more instances than the limit
+    // (under a heavy load an instance that finished may take a late task: fewer is fine).
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
     let (_, stats) = pool.stats().next().unwrap();
-    assert_eq!(stats.cold_starts.load(Ordering::Relaxed), 32);
+    assert!(stats.cold_starts.load(Ordering::Relaxed) <= 32);
+    assert_eq!(stats.concurrency_refusals.load(Ordering::Relaxed), 0);
 }
