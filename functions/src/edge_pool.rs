@@ -67,7 +67,8 @@ struct Task {
     taken: Arc<AtomicU64>,
 }
 
-/// What an instance thread needs: its function, where its counters go, where its work waits.
+/// One function's instances, as callers and instance threads share them: its definition, its
+/// counters, the queue its work waits in.
 #[derive(Clone)]
 struct Shared {
     def: Arc<FunctionDef>,
@@ -77,15 +78,10 @@ struct Shared {
     epoch: Instant,
 }
 
-/// One function's instances.
-struct FunctionInstances {
-    shared: Shared,
-}
-
 /// The edge tier of one configuration snapshot.
 #[derive(Default)]
 pub struct EdgePool {
-    functions: HashMap<String, FunctionInstances>,
+    functions: HashMap<String, Shared>,
 }
 
 impl std::fmt::Debug for EdgePool {
@@ -113,16 +109,13 @@ impl EdgePool {
         let functions = functions
             .into_iter()
             .map(|def| {
-                let limit = def.instances.max(1);
-                let instances = FunctionInstances {
-                    shared: Shared {
-                        def: def.clone(),
-                        stats: Arc::new(EdgeStats::default()),
-                        queue: Arc::new(Queue::new(limit)),
-                        epoch: Instant::now(),
-                    },
+                let shared = Shared {
+                    stats: Arc::new(EdgeStats::default()),
+                    queue: Arc::new(Queue::new(def.instances)),
+                    epoch: Instant::now(),
+                    def: def.clone(),
                 };
-                (def.name.clone(), instances)
+                (def.name.clone(), shared)
             })
             .collect();
         EdgePool { functions }
@@ -132,7 +125,7 @@ impl EdgePool {
     pub fn stats(&self) -> impl Iterator<Item = (&str, &EdgeStats)> {
         self.functions
             .iter()
-            .map(|(name, f)| (name.as_str(), f.shared.stats.as_ref()))
+            .map(|(name, f)| (name.as_str(), f.stats.as_ref()))
     }
 
     /// Run `invocation` on an instance of its function.
@@ -143,7 +136,7 @@ impl EdgePool {
                 invocation.function.name
             ));
         };
-        let timeout = f.shared.def.timeout_at(invocation.hook);
+        let timeout = f.def.timeout_at(invocation.hook);
         let (reply, mut answer) = oneshot::channel();
         let id = NEXT_TASK.fetch_add(1, Ordering::Relaxed);
         let taken = Arc::new(AtomicU64::new(0));
@@ -155,7 +148,7 @@ impl EdgePool {
             taken: taken.clone(),
         };
         let queued = tokio::time::Instant::now();
-        if f.shared.queue.push(task).wake_or_start() && !f.shared.started(id) {
+        if f.queue.push(task).wake_or_start() && !f.started(id) {
             return limit_exceeded("cannot start an instance");
         }
         // Until an instance takes it: a moment in, a task still queued behind busy instances
@@ -171,20 +164,17 @@ impl EdgePool {
             }
             if !nudged {
                 nudged = true;
-                let help = f.shared.queue.nudge(|t| t.id == id);
-                if help.wake_or_start() && !f.shared.started(id) {
+                let help = f.queue.nudge(|t| t.id == id);
+                if help.wake_or_start() && !f.started(id) {
                     return limit_exceeded("cannot start an instance");
                 }
                 continue;
             }
-            if f.shared.queue.take_back_unserved(|t| t.id == id).is_some() {
-                f.shared
-                    .stats
-                    .concurrency_refusals
-                    .fetch_add(1, Ordering::Relaxed);
+            if f.queue.take_back_unserved(|t| t.id == id).is_some() {
+                f.stats.concurrency_refusals.fetch_add(1, Ordering::Relaxed);
                 return limit_exceeded(format!(
                     "all {} instances of {} are busy (its concurrency limit)",
-                    f.shared.def.instances, f.shared.def.name
+                    f.def.instances, f.def.name
                 ));
             }
             break;
@@ -195,7 +185,7 @@ impl EdgePool {
         let stamp = taken.load(Ordering::Acquire);
         let taken_at = match stamp {
             0 => tokio::time::Instant::now(),
-            _ => tokio::time::Instant::from_std(f.shared.epoch + Duration::from_micros(stamp - 1)),
+            _ => tokio::time::Instant::from_std(f.epoch + Duration::from_micros(stamp - 1)),
         };
         match tokio::time::timeout_at(taken_at + timeout + TIMEOUT_GRACE, &mut answer).await {
             Ok(Ok(reply)) => reply,
@@ -203,7 +193,7 @@ impl EdgePool {
             Err(_) => {
                 // The instance is still busy (CPU after an `await`, or native code): it retires
                 // itself when it gets control back.
-                f.shared.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                f.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                 Reply::failed(timed_out(timeout))
             }
         }
@@ -214,7 +204,7 @@ impl Drop for EdgePool {
     fn drop(&mut self) {
         // The snapshot is gone: idle instances end now, busy ones after their invocation.
         for f in self.functions.values() {
-            f.shared.queue.close();
+            f.queue.close();
         }
     }
 }
@@ -237,25 +227,23 @@ impl Shared {
         Ok(())
     }
 
-    /// Start the instance the queue asked for on behalf of the caller of task `id`. False when
-    /// it cannot be started and that task was still queued (taken back: nobody would run it).
-    fn started(&self, id: u64) -> bool {
+    /// Start the instance the queue asked for; false (logged, and uncounted) when the thread
+    /// cannot be made.
+    fn start_for_queue(&self) -> bool {
         match self.start_instance() {
             Ok(()) => true,
             Err(e) => {
-                tracing::error!(function = %self.def.name, error = %e, "cannot start an edge instance");
                 self.queue.start_failed();
-                self.queue.withdraw(|t| t.id == id).is_none()
+                tracing::error!(function = %self.def.name, error = %e, "cannot start an edge instance");
+                false
             }
         }
     }
 
-    /// A start the queue asked for, from an instance thread (no caller to tell if it fails).
-    fn start_for_queue(&self) {
-        if let Err(e) = self.start_instance() {
-            self.queue.start_failed();
-            tracing::error!(function = %self.def.name, error = %e, "cannot start an edge instance");
-        }
+    /// Start the instance the queue asked for on behalf of the caller of task `id`. False when
+    /// it cannot be started and no other instance will take that task (taken back).
+    fn started(&self, id: u64) -> bool {
+        self.start_for_queue() || self.queue.take_back_unserved(|t| t.id == id).is_none()
     }
 }
 
@@ -270,7 +258,7 @@ struct Live<'a> {
 impl Drop for Live<'_> {
     fn drop(&mut self) {
         if self.shared.queue.ended(self.arrived.get()).wake_or_start() {
-            self.shared.start_for_queue();
+            let _ = self.shared.start_for_queue();
         }
     }
 }
@@ -296,19 +284,17 @@ fn run_instance(live: &Live<'_>) {
     let local = tokio::task::LocalSet::new();
     let me = Waiter::current();
     let mut loaded: Option<EdgeFunction> = None;
-    let mut starting = true;
     loop {
-        live.arrived.set(true);
+        let starting = !live.arrived.replace(true);
         let task = match queue.next(&me, starting) {
             Next::Task(task, help) => {
                 if help.wake_or_start() {
-                    shared.start_for_queue();
+                    let _ = shared.start_for_queue();
                 }
                 task
             }
             Next::Closed => return,
         };
-        starting = false;
         let Task {
             invocation,
             timeout,

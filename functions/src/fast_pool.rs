@@ -550,21 +550,23 @@ fn supervise(shared: &Arc<Shared>) {
             quiet = 0;
         }
         std::thread::sleep(tick);
-        quiet = if any_busy(shared) { 0 } else { quiet + 1 };
         let now = shared.epoch.elapsed().as_micros() as u64;
         let ceiling = shared.config.hard_ceiling.as_micros() as u64;
-        let stuck: Vec<Arc<WorkerState>> = match shared.workers.lock() {
+        let (stuck, busy): (Vec<Arc<WorkerState>>, bool) = match shared.workers.lock() {
             Ok(mut workers) => {
                 workers.retain(|w| !w.exited.load(Ordering::Relaxed));
+                let mut busy = false;
                 let (stuck, ok): (Vec<_>, Vec<_>) = workers.drain(..).partition(|w| {
-                    let since = w.busy_since.load(Ordering::Relaxed);
+                    let since = w.busy_since.load(Ordering::SeqCst);
+                    busy |= since != 0;
                     since != 0 && now.saturating_sub(since) > ceiling
                 });
                 *workers = ok;
-                stuck
+                (stuck, busy)
             }
-            Err(_) => Vec::new(),
+            Err(_) => (Vec::new(), true),
         };
+        quiet = if busy { 0 } else { quiet + 1 };
         for worker in stuck {
             worker.retired.store(true, Ordering::Relaxed);
             shared.retired.fetch_add(1, Ordering::Relaxed);

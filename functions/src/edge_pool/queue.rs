@@ -141,19 +141,6 @@ impl<T> Queue<T> {
         self.help(&mut s, false)
     }
 
-    /// Remove the first queued task that `is` picks (a caller taking back its own), if still
-    /// queued.
-    pub fn withdraw(&self, is: impl Fn(&T) -> bool) -> Option<T> {
-        let mut s = self.lock();
-        let at = s.tasks.iter().position(is)?;
-        s.tasks.remove(at)
-    }
-
-    /// Whom to wake for the queued tasks. Normally only when no instance is on its way; for a
-    /// task that waited [`START_DELAY`] (`nudged`), whenever more tasks wait than instances are
-    /// on their way. Each of those takes one task, oldest first, so a task whose nudge found
-    /// enough of them coming is among the ones they take: none is left waiting for a nudge
-    /// that already happened.
     /// Take back the task `is` picks if it is still queued and none of the instances on their
     /// way (started or woken, each taking one task, oldest first) will take it: no instance is
     /// free for it. `None` when it was taken or is about to be.
@@ -363,16 +350,5 @@ mod tests {
         assert!(matches!(q.next(&me, true), Next::Task(1, _)));
         // Taken: nothing to take back.
         assert_eq!(q.take_back_unserved(|t| *t == 1), None);
-    }
-
-    #[test]
-    fn a_caller_takes_back_its_own_task_only_while_it_is_queued() {
-        let q = Queue::new(1);
-        let me = Waiter::current();
-        assert!(is_start(q.push(1)));
-        assert!(is_none(q.push(2)));
-        assert_eq!(q.withdraw(|t| *t == 2), Some(2));
-        assert!(matches!(q.next(&me, true), Next::Task(1, _)));
-        assert_eq!(q.withdraw(|t| *t == 1), None);
     }
 }
