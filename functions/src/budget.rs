@@ -59,6 +59,8 @@ pub struct Budget {
     wall_deadline: Instant,
     /// The thread's allocation count when the invocation started.
     allocated_start: u64,
+    /// [`Budget::exhausted`] said stop.
+    stopped: bool,
 }
 
 impl Budget {
@@ -72,6 +74,7 @@ impl Budget {
             cpu_start: thread_cpu_time(),
             wall_deadline: Instant::now() + limit,
             allocated_start: crate::alloc_meter::allocated(),
+            stopped: false,
         }
     }
 
@@ -108,6 +111,7 @@ impl Budget {
         let used = self.used();
         if used >= self.abort_after {
             if !self.spent_early() || self.abort_after > self.limit {
+                self.stopped = true;
                 return true;
             }
             self.abort_after = self.limit * 2;
@@ -121,6 +125,17 @@ impl Budget {
     /// it again with a strict budget is the fair test.
     pub fn spent_early(&self) -> bool {
         self.may_extend && self.checks <= FEW_CHECKS
+    }
+
+    /// Whether [`Budget::exhausted`] stopped the run (the CPU budget, not another limit).
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Whether this budget may still be doubted and confirmed by a strict re-run (it is not
+    /// itself the strict re-run).
+    pub fn may_extend(&self) -> bool {
+        self.may_extend
     }
 
     /// Compute utilization as CloudFront reports it: used / budget × 100, capped at 100.

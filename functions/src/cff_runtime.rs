@@ -51,6 +51,14 @@ const LOAD_LOOP_LIMIT: u64 = 1_000_000;
 const RECURSION_LIMIT: usize = 64;
 /// VM cost units between yields to the budget check.
 const YIELD_EVERY: u32 = 256;
+/// Invocations in a row within half the budget after which an overrun is doubted: run again
+/// under a strict budget before it fails the viewer's request or counts toward throttling. On a
+/// virtual machine, time the hypervisor takes while a worker runs can be charged to the
+/// worker's CPU clock, and a function that used a few percent of its budget for this many runs
+/// is likelier to have been robbed than to have run away. A function that runs away on every
+/// call never builds such a history, so its runaways are answered at once, within budget; one
+/// that runs away after a calm stretch costs one strict budget more, once per stretch.
+pub const CALM_RUNS: u32 = 16;
 
 /// Loop iterations allowed per call frame during an invocation: a backstop for loops the
 /// budgeted loop cannot interrupt (under native callbacks, after an `await`). Calibrated once
@@ -173,6 +181,11 @@ pub struct Invoked {
     pub utilization: u32,
     /// The context was aborted mid-run and must not be used again.
     pub poisoned: bool,
+    /// The run was stopped at its CPU budget although the function had long been well within
+    /// it (see [`CALM_RUNS`]): the host, not the function, may have taken the time. The caller
+    /// confirms the overrun with [`LoadedFunction::confirm`] in a fresh context before it
+    /// answers or counts it.
+    pub doubtful_overrun: bool,
 }
 
 /// An event a handler can be given, written onto the JS heap when the handler is called.
@@ -215,6 +228,8 @@ pub struct LoadedFunction {
     request_prototype: JsObject,
     /// Event keys already made in this context.
     keys: js_json::KeyCache,
+    /// Invocations in a row that finished within half their budget.
+    calm: u32,
 }
 
 fn execution(message: impl Into<String>) -> FunctionError {
@@ -344,32 +359,53 @@ impl LoadedFunction {
             jobs,
             request_prototype,
             keys: js_json::KeyCache::default(),
+            calm: 0,
         })
     }
 
     /// Run the handler on `event` within `budget` of CPU time.
     ///
     /// Work inside a native built-in is not interrupted; if a run finished past its budget it
-    /// still failed it — unless the budget went within a few checks (see
-    /// [`Budget::spent_early`]) and the same invocation, run again under a strict budget,
-    /// passes: then the CPU went to the host, not the function, and the re-run's answer stands.
-    /// A fast-tier function has no network or timers and `Date` stays frozen, so running it
-    /// again gives the viewer what one run would have.
+    /// still failed it — unless the overrun is doubtful and the same invocation, run again
+    /// under a strict budget, passes: then the CPU went to the host, not the function, and the
+    /// re-run's answer stands. An overrun is doubtful when the budget went within a few checks
+    /// (see [`Budget::spent_early`]) or after [`CALM_RUNS`] calm invocations. A finished run is
+    /// re-run here in the same context; a stopped one left this context unusable, so the
+    /// caller re-runs it in a fresh one ([`Invoked::doubtful_overrun`]). A fast-tier function
+    /// has no network or timers and `Date` stays frozen, so running it again gives the viewer
+    /// what one run would have.
     pub fn invoke(&mut self, event: &dyn Event, budget: Duration) -> Invoked {
+        self.run(event, budget, Budget::start)
+    }
+
+    /// Run the handler once under a strict budget, with no re-run: the test of an overrun
+    /// [`Invoked::doubtful_overrun`] reported from another context.
+    pub fn confirm(&mut self, event: &dyn Event, budget: Duration) -> Invoked {
+        self.run(event, budget, Budget::strict)
+    }
+
+    fn run(
+        &mut self,
+        event: &dyn Event,
+        budget: Duration,
+        start: fn(Duration) -> Budget,
+    ) -> Invoked {
         self.clock.freeze_now();
+        let calm = std::mem::take(&mut self.calm);
         let Attempt {
             mut result,
             mut poisoned,
             mut meter,
-        } = match self.attempt(event, Budget::start, budget) {
+        } = match self.attempt(event, start, budget) {
             Ok(attempt) => attempt,
             Err(failure) => return failure,
         };
         let mut used = meter.used();
-        if result.is_ok() && used > budget && meter.spent_early() && !poisoned {
+        let doubtful = meter.spent_early() || (calm >= CALM_RUNS && meter.may_extend());
+        if result.is_ok() && used > budget && doubtful && !poisoned {
             tracing::debug!(
                 used_us = used.as_micros() as u64,
-                "over budget within a few checks: running the invocation again to confirm"
+                "over budget, doubtfully: running the invocation again to confirm"
             );
             host::restart();
             self.jobs.clear();
@@ -388,9 +424,13 @@ impl LoadedFunction {
             result = Err(over_memory(&meter));
         }
         self.jobs.clear();
+        if result.is_ok() && used <= budget / 2 {
+            self.calm = calm.saturating_add(1);
+        }
         Invoked {
             result,
             utilization: meter.utilization_of(used),
+            doubtful_overrun: poisoned && meter.stopped() && calm >= CALM_RUNS,
             poisoned,
         }
     }
@@ -420,6 +460,7 @@ impl LoadedFunction {
                 result: Err(execution(format!("cannot build the event: {e}"))),
                 utilization: 0,
                 poisoned: false,
+                doubtful_overrun: false,
             });
         }
         let mut meter = start(budget);

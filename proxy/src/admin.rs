@@ -41,6 +41,7 @@ impl AdminApp {
                     ("warm", loads.warm),
                     ("on_demand", loads.on_demand),
                     ("spare", loads.spare),
+                    ("confirm", loads.confirm),
                 ] {
                     metrics
                         .context_loads

@@ -90,7 +90,8 @@ impl Metrics {
             Opts::new(
                 "verge_functions_context_loads",
                 "Fast-tier JavaScript contexts loaded so far: warm (a new generation, before \
-                 serving), on_demand (on a serving worker), spare (after an abort).",
+                 serving), on_demand (on a serving worker), spare (after an abort), confirm (to \
+                 run a calm function's overrun again before it counts).",
             ),
             &["when"],
         )?;

@@ -355,7 +355,7 @@ fn an_aborted_context_is_discarded_by_the_worker_only_after_the_reply() {
     let spin = def("spin", "function handler(e) { while (true) {} }");
     let fine = def("fine", REWRITE);
     let mut loaded = Loaded::default();
-    let loads = AtomicU64::new(0);
+    let loads = LoadCounts::default();
     let ran = run_inner(&mut loaded, &inv(&spin), BUDGET, &loads, || {});
     assert_eq!(
         ran.reply.result.unwrap_err().kind,
@@ -405,4 +405,134 @@ fn a_collection_the_engine_started_by_itself_makes_the_worker_collect_sooner() {
     }
     assert_eq!(policy.after_bytes, 64 * 1024);
     assert_eq!(policy.after_invocations, 8);
+}
+
+fn at(function: &Arc<FunctionDef>, uri: &str) -> Invocation {
+    let mut i = inv(function);
+    i.request.uri = uri.into();
+    i
+}
+
+fn header<'a>(ran: &'a Ran, name: &str) -> Option<&'a [u8]> {
+    match &ran.reply.result {
+        Ok(Outcome::Continue(Edits {
+            headers: Some(h), ..
+        })) => h.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice()),
+        _ => None,
+    }
+}
+
+/// Spends CPU time without meeting the loop-iteration limit first (a bare `while (true) {}`
+/// iterates fast enough to meet it), so the CPU budget is what stops it.
+const BUSY: &str =
+    "function busy() { while (true) { [1, 2, 3, 4].map(function (v) { return v * 2; }); } }";
+
+/// Runs `uri` on this thread as a worker would, with the function's contexts in `loaded`.
+fn run_here(loaded: &mut Loaded, loads: &LoadCounts, f: &Arc<FunctionDef>, uri: &str) -> Ran {
+    run_inner(loaded, &at(f, uri), BUDGET, loads, || {})
+}
+
+#[test]
+fn a_calm_functions_overrun_is_run_again_in_a_fresh_context_and_its_answer_stands() {
+    // Stands in for CPU time the host took: the run stops at its budget, but the same request
+    // run again in a fresh context (its counter back at zero) is quick.
+    let f = def(
+        "calm",
+        &format!(
+            "{BUSY} var calls = 0; function handler(e) {{ calls++; \
+         if (e.request.uri === '/slow' && calls > 1) {{ busy(); }} \
+         e.request.headers['x-calls'] = {{value: String(calls)}}; return e.request; }}"
+        ),
+    );
+    let (mut loaded, loads) = (Loaded::default(), LoadCounts::default());
+    for n in 1..=crate::cff_runtime::CALM_RUNS {
+        let ran = run_here(&mut loaded, &loads, &f, "/");
+        assert_eq!(header(&ran, "x-calls"), Some(n.to_string().as_bytes()));
+    }
+    let ran = run_here(&mut loaded, &loads, &f, "/slow");
+    assert_eq!(
+        header(&ran, "x-calls"),
+        Some(&b"1"[..]),
+        "the fresh context's answer: {:?}",
+        ran.reply.result
+    );
+    assert!(!ran.discard, "the fresh context stays in use");
+    assert_eq!(loads.confirm.load(Ordering::Relaxed), 1);
+    // The calm count starts again in the new context: the next one is confirmed only after
+    // another calm stretch, not at once.
+    let ran = run_here(&mut loaded, &loads, &f, "/slow");
+    assert_eq!(
+        ran.reply.result.unwrap_err().kind,
+        FunctionErrorKind::Throttled
+    );
+    assert_eq!(loads.confirm.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_calm_functions_real_runaway_is_confirmed_and_an_uncalm_one_is_not_run_twice() {
+    let f = def(
+        "sometimes",
+        &format!(
+            "{BUSY} function handler(e) {{ if (e.request.uri === '/spin') {{ busy(); }} \
+             return e.request; }}"
+        ),
+    );
+    let (mut loaded, loads) = (Loaded::default(), LoadCounts::default());
+    // No calm history: stopped at once, no second run.
+    let ran = run_here(&mut loaded, &loads, &f, "/spin");
+    assert_eq!(
+        ran.reply.result.unwrap_err().kind,
+        FunctionErrorKind::Throttled
+    );
+    assert_eq!(loads.confirm.load(Ordering::Relaxed), 0);
+    loaded.discard(&f);
+    for _ in 0..crate::cff_runtime::CALM_RUNS {
+        assert!(run_here(&mut loaded, &loads, &f, "/").reply.result.is_ok());
+    }
+    let started = Instant::now();
+    let ran = run_here(&mut loaded, &loads, &f, "/spin");
+    let e = ran.reply.result.unwrap_err();
+    assert_eq!(e.kind, FunctionErrorKind::Throttled);
+    assert!(e.message.contains("CPU budget"), "{}", e.message);
+    assert!(ran.discard, "the confirming context was stopped too");
+    assert_eq!(loads.confirm.load(Ordering::Relaxed), 1);
+    // Two budgets and a context load; the margin is for a loaded test machine.
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rare_overruns_among_many_good_invocations_do_not_throttle_but_sustained_ones_do() {
+    let p = pool();
+    let f = def(
+        "rare",
+        &format!(
+            "{BUSY} function handler(e) {{ if (e.request.uri === '/spin') {{ busy(); }} \
+             return e.request; }}"
+        ),
+    );
+    let good = THROTTLE_SHARE as usize * 3;
+    for _ in 0..THROTTLE_AFTER {
+        for _ in 0..good {
+            assert!(p.invoke(at(&f, "/"), BUDGET).await.result.is_ok());
+        }
+        let e = p.invoke(at(&f, "/spin"), BUDGET).await.result.unwrap_err();
+        assert!(!e.message.contains("throttled for"), "{}", e.message);
+    }
+    let after = p.invoke(at(&f, "/"), BUDGET).await;
+    assert!(after.result.is_ok(), "not throttled: {:?}", after.result);
+    // Nothing but overruns: the share climbs past 1 in THROTTLE_SHARE and the function is
+    // throttled well within the window.
+    let mut throttled = false;
+    for _ in 0..THROTTLE_AFTER as usize * good / THROTTLE_SHARE as usize * 2 {
+        let e = p.invoke(at(&f, "/spin"), BUDGET).await.result.unwrap_err();
+        if e.message.contains("throttled for") {
+            throttled = true;
+            break;
+        }
+    }
+    assert!(throttled, "sustained overruns throttle");
 }
