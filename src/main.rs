@@ -12,6 +12,7 @@ static ALLOCATOR: verge_functions::alloc_meter::CountingAllocator =
     verge_functions::alloc_meter::CountingAllocator;
 
 fn main() -> ExitCode {
+    verge_functions::alloc_meter::tune_allocator();
     let args = cli::Cli::parse();
     let command = args.command.unwrap_or_default();
     // `validate` and `test-function` print their result on stdout; their logs go to stderr.
