@@ -224,7 +224,7 @@ impl<'a> CffEvent<'a> {
         js.set(&context, "requestId", string(&inv.request_id));
         js.set(&event, "context", context);
         let viewer = js.object();
-        js.set(&viewer, "ip", string(&inv.request.client_ip.to_string()));
+        js.set(&viewer, "ip", string(&inv.request.client_ip_text()));
         js.set(&event, "viewer", viewer);
         let request = js.object_with(request_prototype.clone());
         js.set(&request, "method", string(&inv.request.method));

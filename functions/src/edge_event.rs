@@ -141,7 +141,7 @@ impl<'a> EdgeEvent<'a> {
     pub fn new(inv: &'a Invocation) -> Self {
         EdgeEvent {
             inv,
-            client_ip: inv.request.client_ip.to_string(),
+            client_ip: inv.request.client_ip_text(),
             request_headers: header_list(&inv.request.headers),
             response_headers: inv.response.as_ref().map(|r| header_list(&r.headers)),
             origin_headers: inv.origin.as_ref().map(custom_headers),

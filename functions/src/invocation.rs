@@ -27,6 +27,31 @@ pub struct RequestSnapshot {
     pub client_ip: IpAddr,
 }
 
+impl RequestSnapshot {
+    /// The viewer's address as the event's `ip` / `clientIp` string. An IPv4 address is
+    /// written digit by digit: the formatting machinery took about as long as a dozen of the
+    /// event's properties.
+    pub fn client_ip_text(&self) -> String {
+        let IpAddr::V4(v4) = self.client_ip else {
+            return self.client_ip.to_string();
+        };
+        let mut text = String::with_capacity(15);
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                text.push('.');
+            }
+            if octet >= 100 {
+                text.push(char::from(b'0' + octet / 100));
+            }
+            if octet >= 10 {
+                text.push(char::from(b'0' + octet / 10 % 10));
+            }
+            text.push(char::from(b'0' + octet % 10));
+        }
+        text
+    }
+}
+
 /// The response at origin-response and viewer-response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseSnapshot {
@@ -84,4 +109,32 @@ pub struct EdgeOrigin {
     pub keepalive_timeout: Duration,
     /// `customHeaders`, names lower-case.
     pub custom_headers: Vec<(String, String)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_address_text_is_what_display_gives() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "203.0.113.7",
+            "255.255.255.255",
+            "10.1.20.200",
+            "2001:db8::1",
+            "::ffff:192.0.2.1",
+        ] {
+            let snapshot = RequestSnapshot {
+                method: "GET".into(),
+                uri: "/".into(),
+                querystring: String::new(),
+                has_query: false,
+                headers: Vec::new(),
+                client_ip: ip.parse().unwrap(),
+            };
+            assert_eq!(snapshot.client_ip_text(), ip);
+        }
+    }
 }
