@@ -76,7 +76,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// faulted in again: 0.2–0.6 minor page faults per request with the viewer-request rewrite,
 /// each one a trap and a page cleared (none with a 1 s delay; BENCHMARKS.md). Idle memory is
 /// still returned, a second later.
-pub const PURGE_DELAY_MS: i64 = 1000;
+pub const PURGE_DELAY_MS: std::ffi::c_long = 1000;
 
 /// Set verge's mimalloc options. Called first thing by the binary; options are read when used,
 /// so memory allocated before the call is covered too.
@@ -85,16 +85,17 @@ pub fn tune_allocator() {
     // is a valid v2 option (see above) and the value is in its range.
     #[expect(unsafe_code, reason = "mimalloc's option API is C")]
     unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS as _);
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
     }
 }
 
 /// mimalloc's current value of its purge delay, in milliseconds.
-pub fn purge_delay_ms() -> i64 {
+pub fn purge_delay_ms() -> std::ffi::c_long {
     // SAFETY: as for `tune_allocator`; reading an option has no other effect.
     #[expect(unsafe_code, reason = "mimalloc's option API is C")]
-    let value = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-    i64::from(value)
+    unsafe {
+        libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY)
+    }
 }
 
 #[cfg(test)]
