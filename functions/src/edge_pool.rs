@@ -10,7 +10,8 @@
 //! takes the next invocation without sleeping.
 //!
 //! The caller's side enforces the limits whatever the instance does: an invocation no instance
-//! took within [`INSTANCE_WAIT`] is taken back and refused (`LambdaLimitExceeded`), and the
+//! took within [`INSTANCE_WAIT`] gets an instance of its own if the limit allows, or else is
+//! taken back and refused (`LambdaLimitExceeded`), and the
 //! reply is awaited only until the invocation's timeout (plus a small grace for the instance's
 //! own timeout answer) from when an instance took it. An instance that misses that is retired:
 //! its thread ends when it next gets control (the loop backstop stops a spinning handler a few
@@ -164,13 +165,25 @@ impl EdgePool {
             }
             if !nudged {
                 nudged = true;
-                let help = f.queue.nudge(|t| t.id == id);
-                if help.wake_or_start() && !f.started(id) {
+                if f.queue.nudge().wake_or_start() && !f.started(id) {
                     return limit_exceeded("cannot start an instance");
                 }
                 continue;
             }
-            if f.queue.take_back_unserved(|t| t.id == id).is_some() {
+            // Still queued at the end of the wait: refused only if the limit allows no other
+            // instance for it.
+            let (helps, refused) = f.queue.serve_or_take_back(|t| t.id == id);
+            let mut start_failed = false;
+            for help in helps {
+                start_failed |= help.wake_or_start() && !f.start_for_queue();
+            }
+            if refused.is_none()
+                && start_failed
+                && f.queue.take_back_unserved(|t| t.id == id).is_some()
+            {
+                return limit_exceeded("cannot start an instance");
+            }
+            if refused.is_some() {
                 f.stats.concurrency_refusals.fetch_add(1, Ordering::Relaxed);
                 return limit_exceeded(format!(
                     "all {} instances of {} are busy (its concurrency limit)",

@@ -16,8 +16,9 @@
 //!
 //! The concurrency limit is the instance count: never more than `limit` instance threads are
 //! live (one retiring after an overrun counts until its thread ends), each running one
-//! invocation at a time. Invocations beyond that wait here, for at most the caller's bound (the
-//! pool takes back one not started in time and refuses it).
+//! invocation at a time. Invocations beyond that wait here, for at most the caller's bound: at
+//! its end one still queued gets an instance if the limit allows, and is otherwise taken back
+//! and refused ([`Queue::serve_or_take_back`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,14 +174,37 @@ impl<T> Queue<T> {
         Help::None
     }
 
-    /// The caller's task `is` picks waited [`START_DELAY`]: if it is still queued, wake an idle
-    /// instance for it or start a new one (within the limit).
-    pub fn nudge(&self, is: impl Fn(&T) -> bool) -> Help {
+    /// A caller's task waited [`START_DELAY`] untaken or unanswered: if more tasks are queued
+    /// than instances are on their way, wake an idle instance or start a new one (within the
+    /// limit).
+    ///
+    /// This does not ask whether the caller's own task is still queued: instances take tasks
+    /// oldest first while callers' timers fire in any order, so the instance a later task's
+    /// nudge started may have taken this caller's task — and then this nudge is the one left
+    /// to get that later task its instance (without it, the task waited out the instance wait
+    /// and was refused, seen once in a burst of 32).
+    pub fn nudge(&self) -> Help {
         let mut s = self.lock();
-        if !s.tasks.iter().any(is) {
-            return Help::None;
-        }
         self.help(&mut s, true)
+    }
+
+    /// The caller's task `is` picks was not taken within its wait: wake or start instances for
+    /// it while the limit allows, or take it back when every instance the limit allows is busy.
+    /// Returns the help to give either way (instances woken or started for the tasks ahead of
+    /// it stay useful) and the task if it was taken back.
+    pub fn serve_or_take_back(&self, is: impl Fn(&T) -> bool) -> (Vec<Help>, Option<T>) {
+        let mut s = self.lock();
+        let mut helps = Vec::new();
+        let Some(at) = s.tasks.iter().position(is) else {
+            return (helps, None);
+        };
+        while at >= s.on_the_way {
+            match self.help(&mut s, true) {
+                Help::None => return (helps, s.tasks.remove(at)),
+                help => helps.push(help),
+            }
+        }
+        (helps, None)
     }
 
     /// The next task for the calling instance, sleeping as idle until there is one. `me` is the
@@ -281,21 +305,21 @@ mod tests {
         };
         // A busy instance is likely to finish soon: no start until a task has waited.
         assert!(is_none(help));
-        assert!(is_start(q.nudge(|t| *t == 2)));
+        assert!(is_start(q.nudge()));
         let Next::Task(2, help) = q.next(&me, true) else {
             panic!("not the second task")
         };
         assert!(is_none(help));
         // At the limit, a nudge starts nothing: the third waits for one of the two.
-        assert!(is_none(q.nudge(|t| *t == 3)));
+        assert!(is_none(q.nudge()));
         assert_eq!(q.live(), 2);
         assert!(matches!(q.next(&me, false), Next::Task(3, _)));
-        // A task already taken asks for nothing.
-        assert!(is_none(q.nudge(|t| *t == 3)));
+        // Nothing queued: a nudge asks for nothing.
+        assert!(is_none(q.nudge()));
         // An instance that ends makes room for another when work waits.
         assert!(is_none(q.ended(true)));
         assert!(is_none(q.push(4)));
-        assert!(is_start(q.nudge(|t| *t == 4)));
+        assert!(is_start(q.nudge()));
     }
 
     #[test]
@@ -305,7 +329,7 @@ mod tests {
         assert!(is_start(q.push(0)));
         assert!(matches!(q.next(&me, true), Next::Task(0, _)));
         assert!(is_none(q.push(1)));
-        assert!(is_start(q.nudge(|t| *t == 1)));
+        assert!(is_start(q.nudge()));
         assert!(matches!(q.next(&me, true), Next::Task(1, _)));
         // Two instances go idle, `a` first.
         let spawn = |q: &Arc<Queue<u32>>| {
@@ -350,5 +374,55 @@ mod tests {
         assert!(matches!(q.next(&me, true), Next::Task(1, _)));
         // Taken: nothing to take back.
         assert_eq!(q.take_back_unserved(|t| *t == 1), None);
+    }
+
+    #[test]
+    fn a_nudge_whose_own_task_was_taken_still_gets_an_instance_for_the_one_left_behind() {
+        let q = Queue::new(4);
+        let me = Waiter::current();
+        assert!(is_start(q.push(1)));
+        assert!(is_none(q.push(2)));
+        assert!(is_none(q.push(3)));
+        // Task 3's timer fires first; the instance its nudge starts takes the oldest waiting
+        // task, 2 — not 3.
+        assert!(is_start(q.nudge()));
+        assert!(matches!(q.next(&me, true), Next::Task(1, _)));
+        assert!(matches!(q.next(&me, true), Next::Task(2, _)));
+        // Task 2's caller nudges now: its own task is taken, but 3 has no instance coming.
+        assert!(is_start(q.nudge()));
+        assert!(matches!(q.next(&me, true), Next::Task(3, _)));
+        assert_eq!(q.live(), 3);
+    }
+
+    #[test]
+    fn a_task_left_waiting_is_refused_only_when_the_limit_allows_no_instance_for_it() {
+        let q = Queue::new(2);
+        let me = Waiter::current();
+        assert!(is_start(q.push(1)));
+        assert!(matches!(q.next(&me, true), Next::Task(1, _)));
+        assert!(is_none(q.push(2)));
+        assert!(is_none(q.push(3)));
+        // Nobody nudged for 2 and 3 (a lost timer, say): at the end of the wait, 3 is still
+        // served — one instance started covers the task ahead of it, none is left for it.
+        let (helps, refused) = q.serve_or_take_back(|t| *t == 3);
+        assert_eq!(helps.len(), 1);
+        assert!(helps.into_iter().all(is_start));
+        assert_eq!(refused, Some(3), "the limit of 2 is reached");
+        // With room, the task is served instead of refused.
+        let q = Queue::new(3);
+        assert!(is_start(q.push(1)));
+        assert!(matches!(q.next(&me, true), Next::Task(1, _)));
+        assert!(is_none(q.push(2)));
+        assert!(is_none(q.push(3)));
+        let (helps, refused) = q.serve_or_take_back(|t| *t == 3);
+        assert_eq!(refused, None);
+        assert_eq!(helps.len(), 2, "one instance each for 2 and 3");
+        assert!(helps.into_iter().all(is_start));
+        assert_eq!(q.live(), 3);
+        // Taken already: nothing to do.
+        assert!(matches!(q.next(&me, true), Next::Task(2, _)));
+        assert!(matches!(q.next(&me, true), Next::Task(3, _)));
+        let (helps, refused) = q.serve_or_take_back(|t| *t == 3);
+        assert!(helps.is_empty() && refused.is_none());
     }
 }

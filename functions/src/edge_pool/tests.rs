@@ -148,10 +148,8 @@ async fn a_burst_of_slow_invocations_gets_an_instance_each_up_to_the_limit() {
             tokio::spawn(async move { pool.invoke(inv).await })
         })
         .collect();
-    // Once in a full `make test` run (both cores loaded) one of the 32 was refused at the
-    // 100 ms wait; not reproduced alone or under `yes` load, cause not found. The one-shot
-    // nudge this test was written for refused 17 of 32 every time, so "at most two" still
-    // catches that.
+    // Below the limit nothing is refused: once, under a full `make test`, one of the 32 was,
+    // when callers' timers fired out of queue order (see `Queue::nudge`).
     let mut refused = 0;
     for call in calls {
         let reply = call.await.unwrap();
@@ -161,7 +159,7 @@ async fn a_burst_of_slow_invocations_gets_an_instance_each_up_to_the_limit() {
             Err(e) => panic!("{e:?}"),
         }
     }
-    assert!(refused <= 2, "{refused} of 32 refused");
+    assert_eq!(refused, 0, "{refused} of 32 refused");
     // Side by side, not in turns of 300 ms (9.6 s), and never more instances than the limit
     // (under a heavy load an instance that finished may take a late task: fewer is fine).
     assert!(
@@ -171,5 +169,5 @@ async fn a_burst_of_slow_invocations_gets_an_instance_each_up_to_the_limit() {
     );
     let (_, stats) = pool.stats().next().unwrap();
     assert!(stats.cold_starts.load(Ordering::Relaxed) <= 32);
-    assert_eq!(stats.concurrency_refusals.load(Ordering::Relaxed), refused);
+    assert_eq!(stats.concurrency_refusals.load(Ordering::Relaxed), 0);
 }
