@@ -778,6 +778,11 @@ impl CollectionPolicy {
     }
 }
 
+/// How long a worker waits for work before collecting the garbage of its last invocations.
+const COLLECT_WHEN_IDLE_AFTER: Duration = Duration::from_millis(100);
+/// How long an idle worker with nothing to collect sleeps between looks at the pool's `stop`.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
     let mut loaded = Loaded::default();
     for def in me.warm.iter() {
@@ -792,7 +797,13 @@ fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
         if me.retired.load(Ordering::Relaxed) {
             return;
         }
-        let task = match me.rx.recv_timeout(Duration::from_millis(100)) {
+        // Idle with garbage left: collect after a short pause. Idle and clean: only look at
+        // `stop` now and then (a closed queue wakes the worker at once anyway).
+        let idle_wait = match gc.invocations {
+            0 => IDLE_CHECK,
+            _ => COLLECT_WHEN_IDLE_AFTER,
+        };
+        let task = match me.rx.recv_timeout(idle_wait) {
             Ok(task) => task,
             Err(RecvTimeoutError::Timeout) => {
                 if gc.invocations > 0 {

@@ -222,24 +222,49 @@ fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
         .collect()
 }
 
-/// How often the SIGHUP flag is checked.
-const SIGNAL_TICK: Duration = Duration::from_millis(50);
+/// How long the watcher sleeps when files are not watched, between looks at `stop`.
+const IDLE_TICK: Duration = Duration::from_secs(1);
 
-/// Reload on SIGHUP (the flag a signal handler sets, checked every 50 ms) and, when
-/// `file_interval` is given, whenever the configuration file or a file it names changes (checked
-/// that often). Runs until `stop` is set.
+/// Reload on SIGHUP and, when `file_interval` is given, whenever the configuration file or a
+/// file it names changes (checked that often). `sighup` is the read end of a socket pair the
+/// SIGHUP handler writes a byte to, so the watcher sleeps until a signal or the next file check
+/// instead of polling a flag. Runs until `stop` is set (looked at on each wake).
 pub fn watch(
     state: Arc<ProxyState>,
-    sighup: Arc<AtomicBool>,
+    mut sighup: std::os::unix::net::UnixStream,
     file_interval: Option<Duration>,
     stop: Arc<AtomicBool>,
 ) {
+    use std::io::Read;
+    let tick = file_interval.unwrap_or(IDLE_TICK);
+    if let Err(e) = sighup.set_read_timeout(Some(tick)) {
+        tracing::error!(error = %e, "the reload watcher cannot wait for SIGHUP; reloads need a restart");
+        return;
+    }
     let mut seen = fingerprint(&state.snapshot().config.watched_files());
     let mut last_check = std::time::Instant::now();
+    let mut bytes = [0u8; 64];
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(SIGNAL_TICK);
+        let signalled = match sighup.read(&mut bytes) {
+            Ok(n) => n > 0,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the reload watcher lost its SIGHUP pipe; falling back to file checks");
+                std::thread::sleep(tick);
+                false
+            }
+        };
         let files_due = file_interval.is_some_and(|every| last_check.elapsed() >= every);
-        let trigger = if sighup.swap(false, Ordering::Relaxed) {
+        let trigger = if signalled {
             Some("SIGHUP")
         } else if files_due {
             last_check = std::time::Instant::now();

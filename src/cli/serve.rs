@@ -78,12 +78,18 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
 
-    // Installed before the server starts: SIGHUP's default action would end the process.
-    let sighup = Arc::new(AtomicBool::new(false));
-    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, sighup.clone()) {
-        eprintln!("verge: cannot install the SIGHUP handler: {e}");
-        return ExitCode::FAILURE;
-    }
+    // Installed before the server starts: SIGHUP's default action would end the process. The
+    // handler writes a byte the reload watcher sleeps on.
+    let sighup = match std::os::unix::net::UnixStream::pair().and_then(|(read, write)| {
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, write)?;
+        Ok(read)
+    }) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("verge: cannot install the SIGHUP handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     if bundled {
         tracing::info!(config = %config_path.display(), "serving the bundled example");
@@ -147,9 +153,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
 /// memory) until the call returns; past `server.max_stuck_workers` of them the process is not
 /// healthy. Then verge drains as on SIGTERM (requests in flight finish) and exits with
 /// [`EXIT_UNHEALTHY`], for its supervisor to restart it.
+/// How often the health watcher counts stuck fast-tier workers (a worker is declared stuck
+/// after the hard ceiling, and draining takes seconds: a second more is nothing).
+const HEALTH_TICK: Duration = Duration::from_secs(1);
+
 fn watch_health(state: &ProxyState, stop: &AtomicBool, unhealthy: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(HEALTH_TICK);
         let limit = state.snapshot().config.server.max_stuck_workers;
         let stuck = state.functions.stuck_workers();
         if stuck >= limit {
