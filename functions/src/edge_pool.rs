@@ -7,7 +7,8 @@
 //! first use (a cold start, counted and timed) and keep their globals between invocations,
 //! like a warm Lambda container. A function's invocations wait in one queue ([`queue`]) that
 //! its instances drain, the most recently idle instance woken first; an instance that finishes
-//! takes the next invocation without sleeping.
+//! takes the next invocation without sleeping. Instance threads take `SCHED_BATCH`
+//! ([`crate::sched`]), so waking one does not preempt the proxy thread on a shared core.
 //!
 //! The caller's side enforces the limits whatever the instance does: an invocation no instance
 //! took within [`INSTANCE_WAIT`] gets an instance of its own if the limit allows, or else is
@@ -278,6 +279,7 @@ impl Drop for Live<'_> {
 
 /// An instance thread: its own event loop, one context, one invocation at a time.
 fn run_instance(live: &Live<'_>) {
+    crate::sched::set_own(crate::sched::Policy::Batch);
     let shared = live.shared;
     let Shared {
         def, stats, queue, ..

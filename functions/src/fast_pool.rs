@@ -610,20 +610,6 @@ fn supervise(shared: &Arc<Shared>) {
     }
 }
 
-/// Lower the calling thread to idle priority once it has been retired, so a runaway native call
-/// competes with nothing that matters while it finishes.
-fn deprioritize_self() {
-    // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid, owned parameter.
-    #[expect(
-        unsafe_code,
-        reason = "sched_setscheduler(2) has no safe wrapper in std"
-    )]
-    unsafe {
-        let param = libc::sched_param { sched_priority: 0 };
-        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
-    }
-}
-
 /// Contexts this worker holds, keyed by the function definition they were loaded from.
 #[derive(Default)]
 struct Loaded {
@@ -829,7 +815,9 @@ fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
         );
         me.busy_since.store(0, Ordering::Relaxed);
         if me.retired.load(Ordering::Relaxed) {
-            deprioritize_self();
+            // Lower it to idle priority, so a runaway native call competes with nothing that
+            // matters while it finishes.
+            crate::sched::set_own(crate::sched::Policy::Idle);
         }
         let _ = task.reply.send(reply);
         // An aborted context is dropped and its heap collected only now, after the reply: on a

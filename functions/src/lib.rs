@@ -61,6 +61,7 @@ mod outcome;
 pub mod querystring;
 pub mod regex_guard;
 pub mod returned;
+pub mod sched;
 pub mod signature;
 pub mod source_scan;
 pub mod test_function;

@@ -171,3 +171,39 @@ async fn a_burst_of_slow_invocations_gets_an_instance_each_up_to_the_limit() {
     assert!(stats.cold_starts.load(Ordering::Relaxed) <= 32);
     assert_eq!(stats.concurrency_refusals.load(Ordering::Relaxed), 0);
 }
+
+/// Scheduling policies (`/proc` field 41) of this process's threads named `name`.
+fn policies_of_threads_named(name: &str) -> Vec<i32> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap_or_default();
+        // `pid (comm) state …`: the name may hold spaces, so fields count from the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if head.split_once('(').map(|(_, comm)| comm) != Some(name) {
+            continue;
+        }
+        if let Some(policy) = rest.split_whitespace().nth(41 - 3) {
+            policies.push(policy.parse().unwrap());
+        }
+    }
+    policies
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instance_threads_run_with_the_batch_policy() {
+    let f = Arc::new(FunctionDef {
+        name: "sched-probe".into(),
+        ..(*def(WAIT_THEN_ANSWER, 2, Duration::from_secs(5))).clone()
+    });
+    let pool = EdgePool::new([f.clone()]);
+    assert!(pool.invoke(inv_waiting(&f, 0)).await.result.is_ok());
+    // Thread names are cut to 15 bytes: "verge-edge-sche".
+    let policies = policies_of_threads_named("verge-edge-sche");
+    assert!(!policies.is_empty(), "no instance thread found");
+    assert!(
+        policies.iter().all(|p| *p == libc::SCHED_BATCH),
+        "{policies:?}"
+    );
+}
