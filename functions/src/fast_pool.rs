@@ -883,7 +883,7 @@ fn run_inner(
     inv: &Invocation,
     budget: Duration,
     loads: &LoadCounts,
-    start_clocks: impl FnOnce(),
+    start_clocks: impl Fn(),
 ) -> Ran {
     let event = match inv.hook {
         Hook::ViewerRequest => CffEvent::viewer_request(inv),
@@ -917,7 +917,8 @@ fn run_inner(
     );
     let mut invoked = function.invoke(&event, budget);
     if invoked.doubtful_overrun {
-        invoked = confirm_in_fresh_context(loaded, inv, &event, budget, &loads.confirm);
+        invoked =
+            confirm_in_fresh_context(loaded, inv, &event, budget, &loads.confirm, &start_clocks);
     }
     let decisions = crate::host::take();
     crate::kvs::set_current(None);
@@ -957,12 +958,15 @@ fn run_inner(
 /// its own unusable), so that a calm function robbed of CPU time by the host is answered rather
 /// than failed and counted toward throttling. Discarding here costs the viewer a collection
 /// (milliseconds on a warm context); an overrun that holds costs it one strict budget more.
+/// The clocks (the hard ceiling, the caller's reply deadline) start again once the fresh
+/// context is loaded: loading is never charged to them.
 fn confirm_in_fresh_context(
     loaded: &mut Loaded,
     inv: &Invocation,
     event: &CffEvent<'_>,
     budget: Duration,
     loads: &AtomicU64,
+    restart_clocks: &impl Fn(),
 ) -> crate::cff_runtime::Invoked {
     loaded.discard(&inv.function);
     crate::host::restart();
@@ -977,6 +981,7 @@ fn confirm_in_fresh_context(
             };
         }
     };
+    restart_clocks();
     let invoked = function.confirm(event, budget);
     tracing::info!(
         function = %inv.function.name,
