@@ -89,18 +89,18 @@ pub fn tune_allocator() {
     }
 }
 
-/// mimalloc's current value of its purge delay, in milliseconds.
-pub fn purge_delay_ms() -> std::ffi::c_long {
-    // SAFETY: as for `tune_allocator`; reading an option has no other effect.
-    #[expect(unsafe_code, reason = "mimalloc's option API is C")]
-    unsafe {
-        libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// mimalloc's current value of its purge delay, in milliseconds.
+    fn purge_delay_ms() -> std::ffi::c_long {
+        // SAFETY: as for `tune_allocator`; reading an option has no other effect.
+        #[expect(unsafe_code, reason = "mimalloc's option API is C")]
+        unsafe {
+            libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY)
+        }
+    }
 
     #[test]
     fn the_purge_delay_option_is_the_one_tuned() {

@@ -401,7 +401,9 @@ impl LoadedFunction {
             Err(failure) => return failure,
         };
         let mut used = meter.used();
-        let doubtful = meter.spent_early() || (calm >= CALM_RUNS && meter.may_extend());
+        // A strict run (the confirmation itself) is never doubted.
+        let calm_before = calm >= CALM_RUNS && meter.may_extend();
+        let doubtful = meter.spent_early() || calm_before;
         if result.is_ok() && used > budget && doubtful && !poisoned {
             tracing::debug!(
                 used_us = used.as_micros() as u64,
@@ -430,7 +432,7 @@ impl LoadedFunction {
         Invoked {
             result,
             utilization: meter.utilization_of(used),
-            doubtful_overrun: poisoned && meter.stopped() && calm >= CALM_RUNS,
+            doubtful_overrun: poisoned && meter.stopped() && calm_before,
             poisoned,
         }
     }

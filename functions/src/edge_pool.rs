@@ -174,15 +174,10 @@ impl EdgePool {
             // Still queued at the end of the wait: refused only if the limit allows no other
             // instance for it.
             let (helps, refused) = f.queue.serve_or_take_back(|t| t.id == id);
+            // Every help is given, even after a failed start: each one was counted.
             let mut start_failed = false;
             for help in helps {
                 start_failed |= help.wake_or_start() && !f.start_for_queue();
-            }
-            if refused.is_none()
-                && start_failed
-                && f.queue.take_back_unserved(|t| t.id == id).is_some()
-            {
-                return limit_exceeded("cannot start an instance");
             }
             if refused.is_some() {
                 f.stats.concurrency_refusals.fetch_add(1, Ordering::Relaxed);
@@ -190,6 +185,9 @@ impl EdgePool {
                     "all {} instances of {} are busy (its concurrency limit)",
                     f.def.instances, f.def.name
                 ));
+            }
+            if start_failed && f.queue.take_back_unserved(|t| t.id == id).is_some() {
+                return limit_exceeded("cannot start an instance");
             }
             break;
         }

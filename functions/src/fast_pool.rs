@@ -98,6 +98,7 @@ impl Throttle {
         let share_held = u64::from(entry.overruns) * THROTTLE_SHARE >= entry.invocations.max(1);
         if severe || (entry.overruns >= THROTTLE_AFTER && share_held) {
             entry.throttled_until = Some(now + THROTTLE_FOR);
+            // The next window opens when the throttle ends (`duration_since` is 0 until then).
             (entry.since, entry.overruns, entry.invocations) = (now + THROTTLE_FOR, 0, 0);
             tracing::warn!(
                 function = %def.name,
@@ -917,8 +918,15 @@ fn run_inner(
     );
     let mut invoked = function.invoke(&event, budget);
     if invoked.doubtful_overrun {
-        invoked =
-            confirm_in_fresh_context(loaded, inv, &event, budget, &loads.confirm, &start_clocks);
+        invoked = confirm_in_fresh_context(
+            loaded,
+            inv,
+            &event,
+            budget,
+            &loads.confirm,
+            &start_clocks,
+            invoked,
+        );
     }
     let decisions = crate::host::take();
     crate::kvs::set_current(None);
@@ -959,7 +967,8 @@ fn run_inner(
 /// than failed and counted toward throttling. Discarding here costs the viewer a collection
 /// (milliseconds on a warm context); an overrun that holds costs it one strict budget more.
 /// The clocks (the hard ceiling, the caller's reply deadline) start again once the fresh
-/// context is loaded: loading is never charged to them.
+/// context is loaded: loading is never charged to them. If no fresh context can be loaded, the
+/// `stopped` run's overrun stands.
 fn confirm_in_fresh_context(
     loaded: &mut Loaded,
     inv: &Invocation,
@@ -967,19 +976,16 @@ fn confirm_in_fresh_context(
     budget: Duration,
     loads: &AtomicU64,
     restart_clocks: &impl Fn(),
+    stopped: crate::cff_runtime::Invoked,
 ) -> crate::cff_runtime::Invoked {
     loaded.discard(&inv.function);
     crate::host::restart();
-    let function = match loaded.get(&inv.function, loads) {
-        Ok(f) => f,
-        Err(e) => {
-            return crate::cff_runtime::Invoked {
-                result: Err(e),
-                utilization: 100,
-                poisoned: false,
-                doubtful_overrun: false,
-            };
-        }
+    let Ok(function) = loaded.get(&inv.function, loads) else {
+        // Its context is gone already; the next invocation loads one.
+        return crate::cff_runtime::Invoked {
+            poisoned: false,
+            ..stopped
+        };
     };
     restart_clocks();
     let invoked = function.confirm(event, budget);

@@ -222,43 +222,67 @@ fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
         .collect()
 }
 
+/// Wait on the SIGHUP pipe until its read timeout: whether a signal came. The write end is
+/// never closed while the process runs, so end-of-file is an error here too.
+fn wait_for_sighup(pipe: &mut std::os::unix::net::UnixStream) -> std::io::Result<bool> {
+    use std::io::{ErrorKind, Read};
+    let mut bytes = [0u8; 64];
+    match pipe.read(&mut bytes) {
+        Ok(0) => Err(ErrorKind::UnexpectedEof.into()),
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Log, once, that SIGHUP can no longer be waited for.
+fn lost_sighup(e: &std::io::Error) {
+    tracing::error!(
+        error = %e,
+        "the reload watcher cannot wait for SIGHUP; reloading on file changes only"
+    );
+}
+
 /// How long the watcher sleeps when files are not watched, between looks at `stop`.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// Reload on SIGHUP and, when `file_interval` is given, whenever the configuration file or a
 /// file it names changes (checked that often). `sighup` is the read end of a socket pair the
 /// SIGHUP handler writes a byte to, so the watcher sleeps until a signal or the next file check
-/// instead of polling a flag. Runs until `stop` is set (looked at on each wake).
+/// instead of polling a flag. Runs until `stop` is set (looked at on each wake). If the pipe
+/// fails, the error is logged once and the watcher goes on with file checks alone.
 pub fn watch(
     state: Arc<ProxyState>,
-    mut sighup: std::os::unix::net::UnixStream,
+    sighup: std::os::unix::net::UnixStream,
     file_interval: Option<Duration>,
     stop: Arc<AtomicBool>,
 ) {
-    use std::io::Read;
     let tick = file_interval.unwrap_or(IDLE_TICK);
-    if let Err(e) = sighup.set_read_timeout(Some(tick)) {
-        tracing::error!(error = %e, "the reload watcher cannot wait for SIGHUP; reloads need a restart");
-        return;
-    }
+    let mut sighup = match sighup.set_read_timeout(Some(tick)) {
+        Ok(()) => Some(sighup),
+        Err(e) => {
+            lost_sighup(&e);
+            None
+        }
+    };
     let mut seen = fingerprint(&state.snapshot().config.watched_files());
     let mut last_check = std::time::Instant::now();
-    let mut bytes = [0u8; 64];
     while !stop.load(Ordering::Relaxed) {
-        let signalled = match sighup.read(&mut bytes) {
-            Ok(n) => n > 0,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
+        let signalled = match sighup.as_mut().map(wait_for_sighup) {
+            Some(Ok(signalled)) => signalled,
+            Some(Err(e)) => {
+                lost_sighup(&e);
+                sighup = None;
                 false
             }
-            Err(e) => {
-                tracing::error!(error = %e, "the reload watcher lost its SIGHUP pipe; falling back to file checks");
+            None => {
                 std::thread::sleep(tick);
                 false
             }

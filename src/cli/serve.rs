@@ -149,14 +149,14 @@ pub fn run(args: ServeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// DESIGN §3.2: a retired fast-tier worker stuck in a native call keeps its thread (and maybe
-/// memory) until the call returns; past `server.max_stuck_workers` of them the process is not
-/// healthy. Then verge drains as on SIGTERM (requests in flight finish) and exits with
-/// [`EXIT_UNHEALTHY`], for its supervisor to restart it.
 /// How often the health watcher counts stuck fast-tier workers (a worker is declared stuck
 /// after the hard ceiling, and draining takes seconds: a second more is nothing).
 const HEALTH_TICK: Duration = Duration::from_secs(1);
 
+/// DESIGN §3.2: a retired fast-tier worker stuck in a native call keeps its thread (and maybe
+/// memory) until the call returns; past `server.max_stuck_workers` of them the process is not
+/// healthy. Then verge drains as on SIGTERM (requests in flight finish) and exits with
+/// [`EXIT_UNHEALTHY`], for its supervisor to restart it.
 fn watch_health(state: &ProxyState, stop: &AtomicBool, unhealthy: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(HEALTH_TICK);

@@ -402,8 +402,9 @@ mod tests {
         assert!(matches!(q.next(&me, true), Next::Task(1, _)));
         assert!(is_none(q.push(2)));
         assert!(is_none(q.push(3)));
-        // Nobody nudged for 2 and 3 (a lost timer, say): at the end of the wait, 3 is still
-        // served — one instance started covers the task ahead of it, none is left for it.
+        // Nobody nudged for 2 and 3 (a late timer, say). At the end of 3's wait the one
+        // instance the limit still allows is started; it will take 2, the older, and none is
+        // left for 3.
         let (helps, refused) = q.serve_or_take_back(|t| *t == 3);
         assert_eq!(helps.len(), 1);
         assert!(helps.into_iter().all(is_start));
