@@ -42,6 +42,25 @@ if [ "${rustc_minor:-0}" -lt 91 ]; then
   echo "setup: rustc $(rustc --version) is too old; verge needs 1.91 or newer (boa_engine 0.22)." >&2
   exit 1
 fi
+# Disk: a cold release build of verge and its tests takes about 4 GiB under target/, and the C
+# compiler writes its temporary files under $TMPDIR. Running out half-way fails deep inside a
+# dependency's build script ("No space left on device"), so say it here, before cargo starts.
+free_mib() { df -Pm "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'; }
+target_dir=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target_dir"
+if [ -d "$target_dir/release/deps" ]; then need_mib=1024; else need_mib=5120; fi
+have_mib=$(free_mib "$target_dir")
+if [ -n "$have_mib" ] && [ "$have_mib" -lt "$need_mib" ]; then
+  echo "setup: only ${have_mib} MiB free for $target_dir; building verge needs about ${need_mib} MiB." >&2
+  echo "setup: free some space (or point CARGO_TARGET_DIR at a larger disk), then run the command again." >&2
+  exit 1
+fi
+tmp_mib=$(free_mib "${TMPDIR:-/tmp}")
+if [ -n "$tmp_mib" ] && [ "$tmp_mib" -lt 256 ]; then
+  echo "setup: only ${tmp_mib} MiB free in ${TMPDIR:-/tmp}, where the C compiler writes; it needs 256 MiB." >&2
+  exit 1
+fi
+
 for component in rustfmt clippy; do
   if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
     if command -v rustup >/dev/null 2>&1; then

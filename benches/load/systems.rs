@@ -197,6 +197,12 @@ fn start_nginx(
     http: &str,
 ) -> Result<(), BoxError> {
     let prefix = dir.join(name);
+    // nginx appends to its logs: without a fresh prefix each run's access log is added to the
+    // last one's, gigabytes after a few runs.
+    match std::fs::remove_dir_all(&prefix) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
     std::fs::create_dir_all(&prefix)?;
     let p = prefix.display();
     let config = format!(
