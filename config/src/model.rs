@@ -325,6 +325,9 @@ pub struct FunctionDef {
     /// Instances (edge tier): each runs one invocation at a time on its own thread, so this
     /// is the function's concurrency limit.
     pub instances: usize,
+    /// Memory an invocation may take on top of what its instance held when it began, in MB
+    /// (edge tier; Lambda's `MemorySize`, 128 by default).
+    pub memory_mb: u32,
     /// What the function may `fetch` (edge tier).
     pub fetch: FetchPolicy,
     /// Where `code` was written, for errors the JS loader finds.
@@ -362,7 +365,7 @@ impl FunctionDef {
     /// A function from source text rather than a configuration file (`verge test-function`,
     /// tests and benches), with every setting at its configuration default: a 1 ms budget
     /// (the largest a configuration allows), the size limit on, fail closed, throttled, the
-    /// hook's default timeout, one instance, no `fetch`.
+    /// hook's default timeout, one instance, 128 MB, no `fetch`.
     pub fn inline(name: &str, runtime: Runtime, code: &str) -> Self {
         FunctionDef {
             name: name.to_owned(),
@@ -376,6 +379,7 @@ impl FunctionDef {
             throttle: true,
             timeout: None,
             instances: 1,
+            memory_mb: crate::validate::defaults::EDGE_MEMORY_MB,
             fetch: FetchPolicy::default(),
             pos: Pos::START,
         }

@@ -163,6 +163,7 @@ pub struct RawFunction {
     pub throttle: Option<Spanned<bool>>,
     pub timeout: Option<Spanned<String>>,
     pub instances: Option<Spanned<u32>>,
+    pub memory_mb: Option<Spanned<u32>>,
     pub fetch: Option<Spanned<Vec<Spanned<String>>>>,
     pub fetch_timeout: Option<Spanned<String>>,
     pub fetch_max_calls: Option<Spanned<u32>>,

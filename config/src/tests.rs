@@ -186,17 +186,18 @@ origin_request = \"f\"\n[functions.f]\nruntime = \"lambda-edge\"\ncode = \"f.js\
     let c = parse(&config(""), &dir.path().join("v.toml")).unwrap();
     let f = c.behaviors[0].function(Hook::OriginRequest).unwrap();
     assert_eq!(f.instances, 4);
+    assert_eq!(f.memory_mb, 128);
     assert_eq!(f.timeout_at(Hook::ViewerRequest), Duration::from_secs(5));
     assert_eq!(f.timeout_at(Hook::OriginRequest), Duration::from_secs(30));
     let c = parse(
-        &config("timeout = \"2s\"\ninstances = 16"),
+        &config("timeout = \"2s\"\ninstances = 16\nmemory_mb = 1024"),
         &dir.path().join("v.toml"),
     )
     .unwrap();
     let f = c.behaviors[0].function(Hook::OriginRequest).unwrap();
     assert_eq!(
-        (f.instances, f.timeout_at(Hook::ViewerRequest)),
-        (16, Duration::from_secs(2))
+        (f.instances, f.timeout_at(Hook::ViewerRequest), f.memory_mb),
+        (16, Duration::from_secs(2), 1024)
     );
     for (settings, expected) in [
         (
@@ -206,6 +207,14 @@ origin_request = \"f\"\n[functions.f]\nruntime = \"lambda-edge\"\ncode = \"f.js\
         (
             "instances = 0",
             "functions.f.instances: must be between 1 and 1024",
+        ),
+        (
+            "memory_mb = 64",
+            "functions.f.memory_mb: must be between 128 and 10240",
+        ),
+        (
+            "memory_mb = 10241",
+            "functions.f.memory_mb: must be between 128 and 10240",
         ),
         (
             "budget = \"500us\"",
@@ -219,7 +228,7 @@ origin_request = \"f\"\n[functions.f]\nruntime = \"lambda-edge\"\ncode = \"f.js\
     }
     // Edge settings on a CloudFront Function are mistakes, reported.
     let text = format!(
-        "{}\nviewer_request = \"g\"\n[functions.g]\ncode = \"f.js\"\ntimeout = \"1s\"\ninstances = 2\n",
+        "{}\nviewer_request = \"g\"\n[functions.g]\ncode = \"f.js\"\ntimeout = \"1s\"\ninstances = 2\nmemory_mb = 256\n",
         MINIMAL.trim_end()
     );
     let e = parse(&text, &dir.path().join("v.toml"))
@@ -231,6 +240,10 @@ origin_request = \"f\"\n[functions.f]\nruntime = \"lambda-edge\"\ncode = \"f.js\
     );
     assert!(
         e.contains("functions.g.instances: applies only to runtime lambda-edge"),
+        "{e}"
+    );
+    assert!(
+        e.contains("functions.g.memory_mb: applies only to runtime lambda-edge"),
         "{e}"
     );
 }

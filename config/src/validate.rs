@@ -54,6 +54,11 @@ pub mod defaults {
     pub const EDGE_INSTANCES: u32 = 4;
     /// The longest `functions.*.timeout` (Lambda@Edge's 30 s)
     pub const MAX_EDGE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `functions.*.memory_mb` (edge tier): Lambda's default `MemorySize`, also its smallest
+    pub const EDGE_MEMORY_MB: u32 = 128;
+    /// The largest `functions.*.memory_mb`: Lambda's (origin hooks; 128 at the viewer hooks
+    /// on AWS, which verge does not enforce per hook)
+    pub const MAX_EDGE_MEMORY_MB: u32 = 10_240;
     /// `functions.*.fetch_timeout` (each `fetch`, within the invocation's own timeout)
     pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
     /// `functions.*.fetch_max_calls` (per invocation)
@@ -602,6 +607,9 @@ fn function(c: &mut Checker, name: &str, raw: &RawFunction, known: &Known) -> Op
     if let (false, Some(i)) = (edge, &raw.instances) {
         c.error(i, format!("{path}.instances"), EDGE_ONLY);
     }
+    if let (false, Some(m)) = (edge, &raw.memory_mb) {
+        c.error(m, format!("{path}.memory_mb"), EDGE_ONLY);
+    }
     if let (true, Some(t)) = (edge, &raw.throttle) {
         c.error(
             t,
@@ -636,6 +644,20 @@ fn function(c: &mut Checker, name: &str, raw: &RawFunction, known: &Known) -> Op
         Some(i) => *i.get_ref(),
         None => defaults::EDGE_INSTANCES,
     };
+    let memory_mb = match &raw.memory_mb {
+        Some(m)
+            if !(defaults::EDGE_MEMORY_MB..=defaults::MAX_EDGE_MEMORY_MB).contains(m.get_ref()) =>
+        {
+            c.error(
+                m,
+                format!("{path}.memory_mb"),
+                "must be between 128 and 10240 (Lambda's MemorySize)",
+            );
+            defaults::EDGE_MEMORY_MB
+        }
+        Some(m) => *m.get_ref(),
+        None => defaults::EDGE_MEMORY_MB,
+    };
     let (code_path, bytes) = c.read(&raw.code, format!("{path}.code"))?;
     let code = match String::from_utf8(bytes) {
         Ok(code) => code,
@@ -660,6 +682,7 @@ fn function(c: &mut Checker, name: &str, raw: &RawFunction, known: &Known) -> Op
         throttle: raw.throttle.as_ref().is_none_or(|t| *t.get_ref()),
         timeout,
         instances: instances as usize,
+        memory_mb,
         fetch,
         pos: c.pos(&raw.code),
     })

@@ -1,6 +1,8 @@
 //! Counting the bytes a thread allocates (DESIGN §3.2, layer 8): boa has no heap cap, so a
 //! function's memory is bounded by what its worker thread allocates during the invocation,
-//! checked with the CPU budget at every yield and between promise jobs.
+//! checked with the CPU budget at every yield and between promise jobs. The edge tier's limit
+//! is on what an invocation holds ([`Held`]: allocated minus freed), since a handler may run for
+//! seconds and churn through far more than it ever keeps.
 //!
 //! The count lives in a thread-local the [`CountingAllocator`] bumps on every allocation; the
 //! memory itself comes from mimalloc, not glibc's malloc: an invocation builds and drops many
@@ -17,6 +19,7 @@ use std::cell::Cell;
 
 thread_local! {
     static ALLOCATED: Cell<u64> = const { Cell::new(0) };
+    static FREED: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Bytes allocated by the calling thread so far (growth of reallocations included; frees are
@@ -27,6 +30,44 @@ pub fn allocated() -> u64 {
 
 fn count(bytes: usize) {
     let _ = ALLOCATED.try_with(|a| a.set(a.get().wrapping_add(bytes as u64)));
+}
+
+fn count_freed(bytes: usize) {
+    let _ = FREED.try_with(|f| f.set(f.get().wrapping_add(bytes as u64)));
+}
+
+/// What the calling thread holds: allocated minus freed, as of [`Held::now`]. The edge tier's
+/// memory limit is on how much an invocation adds to it — garbage the collector has not taken
+/// yet included, memory the invocation allocated and freed again not. (Memory freed here but
+/// allocated by another thread, such as the invocation's request copied by the proxy, makes
+/// the figure a little lower.)
+#[derive(Debug, Clone, Copy)]
+pub struct Held {
+    allocated: u64,
+    freed: u64,
+}
+
+impl Held {
+    /// The calling thread's counts now.
+    pub fn now() -> Self {
+        Held {
+            allocated: allocated(),
+            freed: FREED.try_with(Cell::get).unwrap_or(0),
+        }
+    }
+
+    /// The calling thread's allocation count at `self` (see [`allocated`]).
+    pub fn allocated_at(&self) -> u64 {
+        self.allocated
+    }
+
+    /// Bytes the calling thread holds beyond what it held at `self` (0 if it holds less).
+    pub fn grown(&self) -> u64 {
+        let now = Held::now();
+        let allocated = now.allocated.wrapping_sub(self.allocated);
+        let freed = now.freed.wrapping_sub(self.freed);
+        allocated.saturating_sub(freed)
+    }
 }
 
 /// mimalloc, counting bytes per thread.
@@ -54,12 +95,14 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count_freed(layout.size());
         // SAFETY: `ptr` was allocated by `MiMalloc` with `layout` (every allocation goes there).
         unsafe { MiMalloc.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count(new_size.saturating_sub(layout.size()));
+        count_freed(layout.size().saturating_sub(new_size));
         // SAFETY: as for `dealloc`; `new_size` is the caller's.
         unsafe { MiMalloc.realloc(ptr, layout, new_size) }
     }
@@ -125,5 +168,24 @@ mod tests {
             .join()
             .unwrap();
         assert!(allocated() - mine < 1 << 22);
+    }
+
+    #[test]
+    fn held_memory_grows_with_what_is_kept_not_with_what_is_freed() {
+        let start = Held::now();
+        for _ in 0..64 {
+            drop(vec![1u8; 1 << 20]);
+        }
+        // 64 MiB allocated and freed: held no more than a little.
+        assert!(start.grown() < 1 << 20, "{}", start.grown());
+        let kept: Vec<Vec<u8>> = (0..8).map(|_| vec![1u8; 1 << 20]).collect();
+        assert!(start.grown() >= 8 << 20, "{}", start.grown());
+        // A shrinking reallocation gives back the difference.
+        let mut big = vec![1u8; 4 << 20];
+        big.truncate(1);
+        big.shrink_to_fit();
+        assert!(start.grown() < 9 << 20, "{}", start.grown());
+        drop((kept, big));
+        assert!(start.grown() < 1 << 20, "{}", start.grown());
     }
 }

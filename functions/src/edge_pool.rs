@@ -347,11 +347,7 @@ fn run_instance(live: &Live<'_>) {
         };
         let began = Instant::now();
         let invoked = local.block_on(&runtime, function.invoke(&invocation, timeout));
-        if invoked.poisoned {
-            // Aborted frames stay on the VM stack: the next invocation gets a fresh
-            // context (a cold start), as Lambda replaces a timed-out environment.
-            loaded = None;
-        }
+        let poisoned = invoked.poisoned;
         let overran = began.elapsed() > timeout + TIMEOUT_GRACE;
         let _ = reply.send(Reply {
             result: invoked.result,
@@ -359,6 +355,14 @@ fn run_instance(live: &Live<'_>) {
             logs: invoked.logs,
             log_data: None,
         });
+        if poisoned {
+            // Aborted frames stay on the VM stack: the next invocation gets a fresh
+            // context (a cold start), as Lambda replaces a timed-out environment. Dropped after
+            // the reply, and its heap — maybe the memory limit's worth — collected now rather
+            // than inside someone's next invocation.
+            loaded = None;
+            boa_engine::gc::force_collect();
+        }
         if overran {
             // Its caller answered the timeout without it: this instance retires (and counts
             // against the limit until its thread has ended).

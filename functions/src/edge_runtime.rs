@@ -10,7 +10,9 @@
 //! timers when due — until the returned promise or the callback answers, or the deadline
 //! passes. Code before the first `await` runs in boa's budgeted loop, so the deadline is checked
 //! there too; code after an `await` is bounded by the loop-iteration backstop (and, whatever
-//! it does, the pool answers the viewer at the deadline and retires the instance).
+//! it does, the pool answers the viewer at the deadline and retires the instance). The
+//! function's `memory_mb` is checked where the deadline is, against what the invocation holds
+//! ([`crate::alloc_meter::Held`]).
 
 use std::pin::pin;
 use std::rc::Rc;
@@ -72,6 +74,46 @@ pub fn timed_out(timeout: Duration) -> FunctionError {
         "Task timed out after {:.2} seconds",
         timeout.as_secs_f64()
     ))
+}
+
+/// Lambda's answer to a function that runs out of memory is a crashed runtime, which
+/// CloudFront reports as an execution error (503).
+fn over_memory(limit_mb: u32) -> FunctionError {
+    execution(format!(
+        "Runtime exited with error: the invocation held more than the function's {limit_mb} MB (memory_mb)"
+    ))
+}
+
+/// What one invocation held beyond its start, against the function's `memory_mb`.
+#[derive(Debug, Clone, Copy)]
+struct MemoryLimit {
+    start: crate::alloc_meter::Held,
+    bytes: u64,
+    mb: u32,
+}
+
+impl MemoryLimit {
+    fn start(mb: u32) -> Self {
+        MemoryLimit {
+            start: crate::alloc_meter::Held::now(),
+            bytes: u64::from(mb) << 20,
+            mb,
+        }
+    }
+
+    /// The failure (the context aborted) once the invocation holds more than the limit.
+    fn check(&self) -> Result<(), (FunctionError, bool)> {
+        if self.start.grown() > self.bytes {
+            // Garbage counts until it is collected, and boa collects by the size of its own
+            // objects, not of the element vectors and strings they point to: a handler
+            // churning through big arrays can be over on paper while holding little.
+            boa_engine::gc::force_collect();
+            if self.start.grown() > self.bytes {
+                return Err((over_memory(self.mb), true));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What one invocation produced.
@@ -259,8 +301,15 @@ impl EdgeFunction {
             .set_loop_iteration_limit(loops);
         host::begin(false, None);
         crate::edge_fetch::begin(&inv.function, deadline);
+        let memory = MemoryLimit::start(inv.function.memory_mb);
         let event = EdgeEvent::new(inv);
-        let result = self.run(inv, &event, deadline, timeout).await;
+        let mut result = self.run(inv, &event, deadline, timeout, memory).await;
+        // A burst with no check inside it (one native call, say) is caught here.
+        if result.is_ok()
+            && let Err(e) = memory.check()
+        {
+            result = Err(e);
+        }
         let decisions = host::take();
         // Nothing of this invocation runs later: its timers and queued jobs go, and so does a
         // callback answer left unread on a failure path (no JS value outlives the invocation in
@@ -297,6 +346,7 @@ impl EdgeFunction {
         event: &EdgeEvent<'_>,
         deadline: Instant,
         timeout: Duration,
+        memory: MemoryLimit,
     ) -> Result<Option<Returned>, (FunctionError, bool)> {
         let context = &mut self.context;
         let id = edge_context::begin(deadline);
@@ -329,7 +379,7 @@ impl EdgeFunction {
                     Poll::Pending if Instant::now() >= deadline => {
                         return Err((timed_out(timeout), true));
                     }
-                    Poll::Pending => {}
+                    Poll::Pending => memory.check()?,
                 }
             }
         };
@@ -350,7 +400,8 @@ impl EdgeFunction {
             }
             None
         };
-        self.event_loop(promise.as_ref(), deadline, timeout).await?;
+        self.event_loop(promise.as_ref(), deadline, timeout, memory)
+            .await?;
         let context = &mut self.context;
         // The callback first: it wins a tie with the promise, as the earlier of the two.
         let answer = edge_context::take().or_else(|| match promise.map(|p| p.state()) {
@@ -381,12 +432,14 @@ impl EdgeFunction {
     }
 
     /// Run promise jobs and timers until the callback answers or `promise` settles; a deadline,
-    /// an abort inside a job, or nothing left that could answer ends the loop with a failure.
+    /// the memory limit, an abort inside a job, or nothing left that could answer ends the
+    /// loop with a failure.
     async fn event_loop(
         &mut self,
         promise: Option<&JsPromise>,
         deadline: Instant,
         timeout: Duration,
+        memory: MemoryLimit,
     ) -> Result<(), (FunctionError, bool)> {
         loop {
             while let Some(job) = self.jobs.pop() {
@@ -396,6 +449,7 @@ impl EdgeFunction {
                 if Instant::now() >= deadline {
                     return Err((timed_out(timeout), true));
                 }
+                memory.check()?;
             }
             if edge_context::called_back()
                 || promise.is_some_and(|p| !matches!(p.state(), PromiseState::Pending))
@@ -431,6 +485,7 @@ impl EdgeFunction {
                         return Err((timed_out(timeout), true));
                     }
                     self.fire_due_timers()?;
+                    memory.check()?;
                 }
             }
         }

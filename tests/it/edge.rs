@@ -1,7 +1,7 @@
 //! Lambda@Edge handlers through the proxy, at all four hooks, with real loopback origins: the
 //! examples in `examples/functions/` (A/B origin switching, 404 → 302, security headers, JWT
-//! RS256), generated responses, CloudFront's failure results, timeouts, the concurrency limit,
-//! and isolation from the fast tier and plain proxying.
+//! RS256), generated responses, CloudFront's failure results, timeouts, the memory limit, the
+//! concurrency limit, and isolation from the fast tier and plain proxying.
 
 use std::time::{Duration, Instant};
 
@@ -408,6 +408,49 @@ async fn failures_get_cloudfronts_status_and_result_type() {
         metric(
             &m,
             "verge_functions_invocations_total{function=\"slow\",result=\"LambdaLimitExceeded\"}"
+        ),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invocation_over_its_memory_fails_and_the_instance_serves_the_next_one_afresh() {
+    let a = origin().name("a").run().await;
+    // One instance: the request after the leak is served by the same one, with a new context.
+    let p = edge_proxy(
+        &a,
+        None,
+        &[("/echo*", "origin_request = \"hungry\"")],
+        &[(
+            "hungry",
+            "const kept = []; exports.handler = async (event) => { \
+             const r = event.Records[0].cf.request; \
+             if (r.uri === '/echo/leak') { for (let i = 0; ; i++) { await null; kept.push(new Uint8Array(1000000)); } } \
+             kept.push('one'); \
+             r.headers['x-kept'] = [{ key: 'X-Kept', value: String(kept.length) }]; return r; };",
+            "instances = 1\nmemory_mb = 128",
+        )],
+    )
+    .await;
+    let started = Instant::now();
+    let r = get(p.addr, "/echo/leak").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("x-cache"), "LambdaExecutionError from verge");
+    // Stopped by the memory check, not by the 30 s timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let r = get(p.addr, "/echo/ok").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A fresh context: the leaked array went with the old one.
+    assert_eq!(r.json()["headers"]["x-kept"], "1");
+    let m = p.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "verge_functions_invocations_total{function=\"hungry\",result=\"LambdaExecutionError\"}"
         ),
         1.0
     );

@@ -4,6 +4,10 @@ use verge_config::Hook;
 
 use super::*;
 use crate::edge_fixtures::{def, invocation};
+use std::sync::Arc;
+use verge_config::FunctionDef;
+
+use crate::alloc_meter::Held;
 use crate::outcome::Edits;
 
 /// Load `code` and invoke it once at `hook` within `timeout`, on a current-thread runtime as
@@ -165,6 +169,67 @@ fn an_invocation_past_its_timeout_is_stopped_and_the_context_recycled() {
             "{code}: {message}"
         );
     }
+}
+
+/// Load `code` as a function with `memory_mb` and invoke it once at origin-request (30 s).
+fn run_with_memory(code: &str, memory_mb: u32) -> EdgeInvoked {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let timeout = Duration::from_secs(30);
+    let f = Arc::new(FunctionDef {
+        memory_mb,
+        ..(*def(code, 1, timeout)).clone()
+    });
+    let mut loaded = EdgeFunction::load("edge", code).unwrap();
+    let inv = invocation(&f, Hook::OriginRequest);
+    tokio::task::LocalSet::new().block_on(&runtime, loaded.invoke(&inv, timeout))
+}
+
+#[test]
+fn an_invocation_holding_more_than_its_memory_is_stopped_as_an_execution_error() {
+    // Keeping 1 MB buffers: before any await (boa's budgeted loop), one per promise job
+    // after awaits, and one per timer callback.
+    for code in [
+        "exports.handler = async () => { const kept = []; for (let i = 0; ; i++) { kept.push(new Uint8Array(1000000)); } };",
+        "exports.handler = async () => { const kept = []; for (let i = 0; ; i++) { await null; kept.push(new Uint8Array(1000000)); } };",
+        "const kept = []; exports.handler = async () => { for (let i = 0; ; i++) { await new Promise((r) => setTimeout(() => { kept.push(new Uint8Array(1000000)); r(); }, 0)); } };",
+    ] {
+        let started = Instant::now();
+        let invoked = run_with_memory(code, 128);
+        let took = started.elapsed();
+        assert_eq!(
+            failure_kind(&invoked),
+            FunctionErrorKind::Execution,
+            "{code}"
+        );
+        // The context is replaced, as Lambda replaces a crashed runtime.
+        assert!(invoked.poisoned, "{code}");
+        let message = invoked.result.unwrap_err().message;
+        assert!(message.contains("128 MB (memory_mb)"), "{code}: {message}");
+        // Stopped by the memory check, long before the 30 s timeout.
+        assert!(took < Duration::from_secs(20), "{code}: {took:?}");
+        eprintln!("stopped in {took:?}: {code}");
+    }
+}
+
+#[test]
+fn memory_churned_through_is_not_memory_held() {
+    // 300 MB allocated over the invocation, one buffer of it held at a time. Buffers are freed
+    // only by the collector, which boa would not run by itself in time: the check collects
+    // before it judges.
+    let code = "exports.handler = async (event) => { let total = 0; \
+        for (let i = 0; i < 300; i++) { total += new Uint8Array(1000000).length; \
+        if (i % 10 === 0) { await null; } } \
+        const request = event.Records[0].cf.request; \
+        request.headers['x-total'] = [{ key: 'X-Total', value: String(total) }]; return request; };";
+    let started = Held::now();
+    let edits = edits(run_with_memory(code, 128));
+    assert_eq!(header(&edits, "x-total"), Some("300000000"));
+    // The churn was real: a limit on what is allocated, not held, would have stopped it.
+    let churned = crate::alloc_meter::allocated() - started.allocated_at();
+    assert!(churned > 256 << 20, "{churned}");
 }
 
 #[test]
