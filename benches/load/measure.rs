@@ -39,6 +39,19 @@ fn core0_jiffies() -> (u64, u64) {
     )
 }
 
+/// Run `f`, and give the share of core 0's time the host took meanwhile (steal, %).
+pub fn with_steal<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let (steal0, total0) = core0_jiffies();
+    let result = f();
+    let (steal1, total1) = core0_jiffies();
+    let steal_pct = if total1 > total0 {
+        100.0 * (steal1 - steal0) as f64 / (total1 - total0) as f64
+    } else {
+        0.0
+    };
+    (result, steal_pct)
+}
+
 /// `wrk` for `seconds` with `connections`: (req/s, unexpected answers).
 pub fn wrk(addr: SocketAddr, seconds: u64, connections: u32) -> Result<(f64, u64), BoxError> {
     let mut cmd = pinned(1, "wrk");
@@ -131,14 +144,8 @@ pub fn sample(
     if warmup > 0 {
         wrk(addr, warmup, connections)?;
     }
-    let (steal0, total0) = core0_jiffies();
-    let (rps, wrk_unexpected) = wrk(addr, seconds, connections)?;
-    let (steal1, total1) = core0_jiffies();
-    let steal_pct = if total1 > total0 {
-        100.0 * (steal1 - steal0) as f64 / (total1 - total0) as f64
-    } else {
-        0.0
-    };
+    let (wrk_result, steal_pct) = with_steal(|| wrk(addr, seconds, connections));
+    let (rps, wrk_unexpected) = wrk_result?;
     let (main, _) = open_loop(addr, rate, seconds, "/", None)?;
     Ok(Sample {
         rps,

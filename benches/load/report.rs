@@ -223,7 +223,8 @@ pub fn write(run: &Run) -> Result<String, BoxError> {
         targets.push_str(&format!(
             "- runaway stress, throttling {}: p99 of the 99% {:.2} ms vs {:.2} ms without runaways = \
              **{:.2}×** (≤ 1.5×: {}); {} runaways, slowest answered {:.2} ms after dispatch \
-             (budget {BUDGET_MS} ms + 1 ms: {}){}\n",
+             (budget {BUDGET_MS} ms + 1 ms: {}); host steal on core 0 {:.1}% without runaways, \
+             {:.1}% with{}\n",
             if s.throttle { "on" } else { "off" },
             s.p99_ms,
             s.baseline_p99_ms,
@@ -232,6 +233,8 @@ pub fn write(run: &Run) -> Result<String, BoxError> {
             s.runaways,
             s.runaway_max_ms,
             verdict(within && s.runaways > 0),
+            s.steal_pct.0,
+            s.steal_pct.1,
             if s.unexpected > 0 {
                 format!("; **{} unexpected answers**", s.unexpected)
             } else {
@@ -271,6 +274,7 @@ pub fn write(run: &Run) -> Result<String, BoxError> {
                 "runaway_max_ms": s.runaway_max_ms,
                 "budget_ms": BUDGET_MS,
                 "unexpected": s.unexpected,
+                "steal_pct": [s.steal_pct.0, s.steal_pct.1],
             })
         })
         .collect();

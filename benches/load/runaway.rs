@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::BoxError;
-use crate::measure::{access_log_field, open_loop, unexpected_in};
+use crate::measure::{access_log_field, open_loop, unexpected_in, with_steal};
 use crate::procs::{Procs, wait_listening};
 use crate::systems::start_verge;
 
@@ -22,6 +22,9 @@ pub struct Stress {
     pub p99_ms: f64,
     pub runaways: usize,
     pub runaway_max_ms: f64,
+    /// Host steal on core 0 (%) without runaways, then with them: a pass the host slowed
+    /// shows as such.
+    pub steal_pct: (f64, f64),
     /// Unexpected answers: non-200 among the 99%, non-503 among the runaways.
     pub unexpected: u64,
 }
@@ -58,8 +61,11 @@ pub fn run(
     let (addr, log) = start_verge(procs, dir, name, origin, &behaviors)?;
     wait_listening(addr)?;
     procs.check_alive()?;
-    let (baseline, _) = open_loop(addr, rate, seconds, "/", None)?;
-    let (main, alt) = open_loop(addr, rate, seconds, "/", Some(("/runaway", 100)))?;
+    let (baseline, steal_baseline) = with_steal(|| open_loop(addr, rate, seconds, "/", None));
+    let (baseline, _) = baseline?;
+    let (main, steal_main) =
+        with_steal(|| open_loop(addr, rate, seconds, "/", Some(("/runaway", 100))));
+    let (main, alt) = main?;
     // The access log is flushed every 10 ms; the open loop has waited for its last answers.
     std::thread::sleep(std::time::Duration::from_millis(200));
     let function_ms = access_log_field(&log, "function_ms", "/runaway");
@@ -69,6 +75,7 @@ pub fn run(
         p99_ms: main["p99_ms"].as_f64().unwrap_or(f64::NAN),
         runaways: function_ms.len(),
         runaway_max_ms: function_ms.iter().copied().fold(0.0, f64::max),
+        steal_pct: (steal_baseline, steal_main),
         unexpected: unexpected_in(&baseline, "200")
             + unexpected_in(&main, "200")
             + unexpected_in(&alt, "503"),
