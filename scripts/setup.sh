@@ -42,7 +42,7 @@ if [ "${rustc_minor:-0}" -lt 91 ]; then
   echo "setup: rustc $(rustc --version) is too old; verge needs 1.91 or newer (boa_engine 0.22)." >&2
   exit 1
 fi
-# Disk: a cold release build of verge and its tests takes about 4 GiB under target/, and the C
+# Disk: a cold release build of verge and its tests takes about 2.5 GB under target/, and the C
 # compiler writes its temporary files under $TMPDIR. Running out half-way fails deep inside a
 # dependency's build script ("No space left on device"), so say it here, before cargo starts.
 free_mib() { df -Pm "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'; }
