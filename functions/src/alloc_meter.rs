@@ -57,6 +57,7 @@ impl Held {
     }
 
     /// The calling thread's allocation count at `self` (see [`allocated`]).
+    #[cfg(test)]
     pub fn allocated_at(&self) -> u64 {
         self.allocated
     }

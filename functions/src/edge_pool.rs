@@ -355,6 +355,11 @@ fn run_instance(live: &Live<'_>) {
             logs: invoked.logs,
             log_data: None,
         });
+        if overran {
+            // Its caller answered the timeout without it: this instance retires (and counts
+            // against the limit until its thread has ended; its heap goes with the thread).
+            return;
+        }
         if poisoned {
             // Aborted frames stay on the VM stack: the next invocation gets a fresh
             // context (a cold start), as Lambda replaces a timed-out environment. Dropped after
@@ -362,11 +367,6 @@ fn run_instance(live: &Live<'_>) {
             // than inside someone's next invocation.
             loaded = None;
             boa_engine::gc::force_collect();
-        }
-        if overran {
-            // Its caller answered the timeout without it: this instance retires (and counts
-            // against the limit until its thread has ended).
-            return;
         }
     }
 }

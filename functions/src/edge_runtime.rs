@@ -88,7 +88,6 @@ fn over_memory(limit_mb: u32) -> FunctionError {
 #[derive(Debug, Clone, Copy)]
 struct MemoryLimit {
     start: crate::alloc_meter::Held,
-    bytes: u64,
     mb: u32,
 }
 
@@ -96,19 +95,19 @@ impl MemoryLimit {
     fn start(mb: u32) -> Self {
         MemoryLimit {
             start: crate::alloc_meter::Held::now(),
-            bytes: u64::from(mb) << 20,
             mb,
         }
     }
 
     /// The failure (the context aborted) once the invocation holds more than the limit.
     fn check(&self) -> Result<(), (FunctionError, bool)> {
-        if self.start.grown() > self.bytes {
+        let limit = u64::from(self.mb) << 20;
+        if self.start.grown() > limit {
             // Garbage counts until it is collected, and boa collects by the size of its own
             // objects, not of the element vectors and strings they point to: a handler
             // churning through big arrays can be over on paper while holding little.
             boa_engine::gc::force_collect();
-            if self.start.grown() > self.bytes {
+            if self.start.grown() > limit {
                 return Err((over_memory(self.mb), true));
             }
         }

@@ -1,25 +1,28 @@
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use verge_config::Hook;
+use verge_config::{FunctionDef, Hook};
 
 use super::*;
-use crate::edge_fixtures::{def, invocation};
-use std::sync::Arc;
-use verge_config::FunctionDef;
-
 use crate::alloc_meter::Held;
+use crate::edge_fixtures::{def, invocation};
 use crate::outcome::Edits;
 
-/// Load `code` and invoke it once at `hook` within `timeout`, on a current-thread runtime as
-/// an edge instance does.
-fn run_at(code: &str, hook: Hook, timeout: Duration) -> EdgeInvoked {
+/// Load `f` and invoke it once at `hook` within its timeout there, on a current-thread runtime
+/// as an edge instance does.
+fn run_def(f: &Arc<FunctionDef>, hook: Hook) -> EdgeInvoked {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let f = def(code, 1, timeout);
-    let mut loaded = EdgeFunction::load("edge", code).unwrap();
-    tokio::task::LocalSet::new().block_on(&runtime, loaded.invoke(&invocation(&f, hook), timeout))
+    let mut loaded = EdgeFunction::load(&f.name, &f.code).unwrap();
+    let inv = invocation(f, hook);
+    tokio::task::LocalSet::new().block_on(&runtime, loaded.invoke(&inv, f.timeout_at(hook)))
+}
+
+/// Load `code` and invoke it once at `hook` within `timeout`.
+fn run_at(code: &str, hook: Hook, timeout: Duration) -> EdgeInvoked {
+    run_def(&def(code, 1, timeout), hook)
 }
 
 fn run(code: &str) -> EdgeInvoked {
@@ -173,18 +176,11 @@ fn an_invocation_past_its_timeout_is_stopped_and_the_context_recycled() {
 
 /// Load `code` as a function with `memory_mb` and invoke it once at origin-request (30 s).
 fn run_with_memory(code: &str, memory_mb: u32) -> EdgeInvoked {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let timeout = Duration::from_secs(30);
     let f = Arc::new(FunctionDef {
         memory_mb,
-        ..(*def(code, 1, timeout)).clone()
+        ..(*def(code, 1, Duration::from_secs(30))).clone()
     });
-    let mut loaded = EdgeFunction::load("edge", code).unwrap();
-    let inv = invocation(&f, Hook::OriginRequest);
-    tokio::task::LocalSet::new().block_on(&runtime, loaded.invoke(&inv, timeout))
+    run_def(&f, Hook::OriginRequest)
 }
 
 #[test]
