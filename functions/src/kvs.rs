@@ -119,10 +119,9 @@ mod tests {
     use super::*;
 
     fn load(text: &str) -> Result<KvStore, String> {
-        let dir =
-            std::env::temp_dir().join(format!("verge-kvs-{}-{}", std::process::id(), text.len()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("kvs.json");
+        // Removed when it drops, so test runs leave nothing in the temp folder.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kvs.json");
         std::fs::write(&path, text).unwrap();
         KvStore::load(&path)
     }

@@ -173,25 +173,40 @@ impl Line {
     /// An integer field.
     pub fn uint(&mut self, key: &str, value: u64) -> &mut Self {
         self.key(key);
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        let mut v = value;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.buf.extend_from_slice(&digits[i..]);
+        push_uint(&mut self.buf, value);
         self
     }
 
     /// Milliseconds with microsecond precision.
     pub fn millis(&mut self, key: &str, micros: u64) -> &mut Self {
         self.key(key);
-        let _ = write!(self.buf, "{}.{:03}", micros / 1000, micros % 1000);
+        push_uint(&mut self.buf, micros / 1000);
+        self.buf.push(b'.');
+        push_padded(&mut self.buf, micros % 1000, 3);
+        self
+    }
+
+    /// A socket address as a string field (`1.2.3.4:5`, `[::1]:5`), as std formats it.
+    pub fn addr(&mut self, key: &str, addr: &std::net::SocketAddr) -> &mut Self {
+        self.key(key);
+        self.buf.push(b'"');
+        match addr {
+            std::net::SocketAddr::V4(v4) => {
+                for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.buf.push(b'.');
+                    }
+                    push_uint(&mut self.buf, u64::from(octet));
+                }
+                self.buf.push(b':');
+                push_uint(&mut self.buf, u64::from(v4.port()));
+            }
+            // Rarer on the hot path; std's formatting gives the canonical compressed form.
+            std::net::SocketAddr::V6(v6) => {
+                let _ = write!(self.buf, "{v6}");
+            }
+        }
+        self.buf.push(b'"');
         self
     }
 
@@ -201,23 +216,65 @@ impl Line {
     }
 }
 
-/// Append `s` as a JSON string literal.
+/// Append `s` as a JSON string literal. Runs of bytes that need no escaping (nearly every
+/// byte of a path or an id) are copied in one go.
 fn json_string(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
-    for &b in s.as_bytes() {
-        match b {
-            b'"' => buf.extend_from_slice(b"\\\""),
-            b'\\' => buf.extend_from_slice(b"\\\\"),
-            b'\n' => buf.extend_from_slice(b"\\n"),
-            b'\r' => buf.extend_from_slice(b"\\r"),
-            b'\t' => buf.extend_from_slice(b"\\t"),
-            0..=0x1f | 0x7f => {
-                let _ = write!(buf, "\\u{b:04x}");
-            }
-            _ => buf.push(b),
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        buf.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
+        if escaped.is_empty() {
+            let _ = write!(buf, "\\u{b:04x}");
+        } else {
+            buf.extend_from_slice(escaped);
         }
     }
+    buf.extend_from_slice(&bytes[start..]);
     buf.push(b'"');
+}
+
+/// Append `value` in decimal.
+fn push_uint(buf: &mut Vec<u8>, value: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = value;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// Append the last `width` decimal digits of `value`, zero-padded (`width` at most 20).
+fn push_padded(buf: &mut Vec<u8>, value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut v = value;
+    for d in digits[20 - width..].iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    buf.extend_from_slice(&digits[20 - width..]);
+}
+
+thread_local! {
+    /// The second [`rfc3339_now`] last formatted on this thread and its `YYYY-MM-DDTHH:MM:SS.`
+    /// text: lines in the same second reuse it instead of redoing the calendar arithmetic.
+    static SECOND: std::cell::Cell<(u64, [u8; 20])> = const { std::cell::Cell::new((u64::MAX, [0; 20])) };
 }
 
 /// Append the current UTC time as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
@@ -226,16 +283,36 @@ fn rfc3339_now(buf: &mut Vec<u8>) {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs();
+    let (cached, mut text) = SECOND.get();
+    if cached != secs {
+        text = second_text(secs);
+        SECOND.set((secs, text));
+    }
+    buf.extend_from_slice(&text);
+    push_padded(buf, u64::from(now.subsec_micros()), 6);
+    buf.push(b'Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` for a Unix time in seconds.
+fn second_text(secs: u64) -> [u8; 20] {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = verge_functions::calendar::civil_from_days(days as i64);
-    let _ = write!(
-        buf,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        now.subsec_micros()
-    );
+    let mut text = Vec::with_capacity(20);
+    push_padded(&mut text, u64::try_from(y).unwrap_or(0), 4);
+    text.push(b'-');
+    push_padded(&mut text, u64::from(m), 2);
+    text.push(b'-');
+    push_padded(&mut text, u64::from(d), 2);
+    text.push(b'T');
+    push_padded(&mut text, rem / 3600, 2);
+    text.push(b':');
+    push_padded(&mut text, rem / 60 % 60, 2);
+    text.push(b':');
+    push_padded(&mut text, rem % 60, 2);
+    text.push(b'.');
+    let mut out = [0u8; 20];
+    out.copy_from_slice(&text);
+    out
 }
 
 #[cfg(test)]
@@ -248,7 +325,11 @@ mod tests {
         line.str("path", "/a\"b\\c\n\u{1}")
             .uint("status", 200)
             .uint("zero", 0)
-            .millis("duration_ms", 1234);
+            .millis("duration_ms", 1234)
+            .millis("tiny_ms", 7)
+            .addr("v4", &"203.0.113.9:40000".parse().unwrap())
+            .addr("v6", &"[2001:db8::1]:443".parse().unwrap())
+            .str("plain", "/no/escapes/at/all");
         let bytes = line.finish();
         assert_eq!(bytes.last(), Some(&b'\n'));
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
@@ -256,8 +337,28 @@ mod tests {
         assert_eq!(v["status"], 200);
         assert_eq!(v["zero"], 0);
         assert_eq!(v["duration_ms"], 1.234);
+        assert_eq!(v["tiny_ms"], 0.007);
+        assert_eq!(v["v4"], "203.0.113.9:40000");
+        assert_eq!(v["v6"], "[2001:db8::1]:443");
+        assert_eq!(v["plain"], "/no/escapes/at/all");
+        // The timestamp as std's own arithmetic gives it, to the second (cached per second).
+        let ts = v["timestamp"].as_str().unwrap();
+        assert_eq!(ts.len(), "2026-11-22T05:29:01.123456Z".len(), "{ts}");
         assert_eq!(v["target"], "verge::access");
-        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert!(ts.ends_with('Z'), "{ts}");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(&second_text(0), b"1970-01-01T00:00:00.");
+        // 2024-02-29T23:59:59Z, a leap day.
+        assert_eq!(&second_text(1_709_251_199), b"2024-02-29T23:59:59.");
+        let mut buf = Vec::new();
+        rfc3339_now(&mut buf);
+        rfc3339_now(&mut buf);
+        let text = String::from_utf8(buf).unwrap();
+        assert_eq!(text.len(), 2 * 27, "{text}");
+        assert!(text.starts_with("20") && text.ends_with('Z'), "{text}");
     }
 
     #[derive(Clone, Default)]

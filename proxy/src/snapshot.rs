@@ -263,8 +263,8 @@ origin = "a"
 
     #[test]
     fn a_bad_ca_file_is_a_positioned_error() {
-        let dir = std::env::temp_dir().join(format!("verge-ca-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         std::fs::write(dir.join("ca.pem"), "not a certificate").unwrap();
         let text = "[origins.a]\nurl = \"https://127.0.0.1:1\"\nca_file = \"ca.pem\"\n\
                     [[behaviors]]\npath_pattern = \"*\"\norigin = \"a\"\n";

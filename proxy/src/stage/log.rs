@@ -27,18 +27,20 @@ pub fn finish(state: &ProxyState, session: &Session, e: Option<&Error>, ctx: &Re
         return;
     };
     let req = session.req_header();
-    let client = session
-        .client_addr()
-        .map(ToString::to_string)
-        .unwrap_or_default();
     let error = match (&ctx.error, e) {
         (Some(message), _) => message.clone(),
         (None, Some(e)) => e.to_string(),
         (None, None) => String::new(),
     };
-    line.str("request_id", &ctx.request_id)
-        .str("client", &client)
-        .str("method", req.method.as_str())
+    line.str("request_id", &ctx.request_id);
+    match session.client_addr() {
+        Some(addr) => match addr.as_inet() {
+            Some(inet) => line.addr("client", inet),
+            None => line.str("client", &addr.to_string()),
+        },
+        None => line.str("client", ""),
+    };
+    line.str("method", req.method.as_str())
         .str("path", req.uri.path())
         .str("behavior", behavior.map_or("-", |b| b.label.as_str()))
         .str("origin", ctx.origin_name())
