@@ -1,18 +1,24 @@
 //! The headers verge itself adds: `via` and `x-forwarded-for` towards the origin,
 //! `x-cache` and `x-verge-request-id` towards the viewer. Names and fixed values are static, so
 //! stamping a response allocates only for the request id.
+//!
+//! Names go to pingora as `&'static str`, not `HeaderName`: pingora keeps each name's case for
+//! HTTP/1 in a second map, and from a `HeaderName` outside its short list of title-cased
+//! standard names it makes that entry by copying the name into a fresh allocation; from a
+//! static string it borrows it. The names written are the same lowercase text either way.
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use verge_functions::ResultType;
 
 /// verge's `Via` entry.
 pub const VIA: &str = "1.1 verge";
 /// The request-id response header.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-verge-request-id");
+pub const REQUEST_ID: &str = "x-verge-request-id";
 /// CloudFront's result header.
-pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_CACHE: &str = "x-cache";
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const VIA_HEADER: &str = "via";
 
 /// `x-cache` for a result type, without formatting.
 pub fn x_cache(result: ResultType) -> HeaderValue {
@@ -45,12 +51,12 @@ pub fn stamp_response(
 /// proxies wrote.
 pub fn add_forwarding(req: &mut RequestHeader, client_ip: Option<&str>) -> pingora::Result<()> {
     if req.headers.contains_key(http::header::VIA) {
-        append_list(req, http::header::VIA, VIA)?;
+        append_list(req, VIA_HEADER, VIA)?;
     } else {
-        req.insert_header(http::header::VIA, HeaderValue::from_static(VIA))?;
+        req.insert_header(VIA_HEADER, HeaderValue::from_static(VIA))?;
     }
     if let Some(ip) = client_ip {
-        if req.headers.contains_key(&X_FORWARDED_FOR) {
+        if req.headers.contains_key(X_FORWARDED_FOR) {
             append_list(req, X_FORWARDED_FOR, ip)?;
         } else {
             req.insert_header(X_FORWARDED_FOR, ip)?;
@@ -60,9 +66,9 @@ pub fn add_forwarding(req: &mut RequestHeader, client_ip: Option<&str>) -> pingo
 }
 
 /// Join a new element onto a comma-separated list header (several header lines become one).
-fn append_list(req: &mut RequestHeader, name: HeaderName, value: &str) -> pingora::Result<()> {
+fn append_list(req: &mut RequestHeader, name: &'static str, value: &str) -> pingora::Result<()> {
     let mut joined = Vec::new();
-    for v in req.headers.get_all(&name) {
+    for v in req.headers.get_all(name) {
         joined.extend_from_slice(v.as_bytes());
         joined.extend_from_slice(b", ");
     }
