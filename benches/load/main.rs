@@ -14,7 +14,8 @@
 //! Knobs: `BENCH_ROUNDS` (5), `BENCH_SECONDS` (5), `BENCH_WARMUP` (3 s of load discarded
 //! before each timed interval), `BENCH_CONNECTIONS` (32, wrk),
 //! `BENCH_RATE` (500 req/s, open loop: below every row's capacity, or its
-//! latency is only its queue), `BENCH_OPEN_CONNECTIONS` (64).
+//! latency is only its queue), `BENCH_OPEN_CONNECTIONS` (64), `BENCH_STRESS_PAIRS` (3: pairs of
+//! passes without and with runaways in each stress run).
 //! Every process it starts is stopped by its own pid when it ends (and by the kernel if it dies).
 
 mod bare;
@@ -102,6 +103,7 @@ fn orchestrate() -> Result<(), BoxError> {
     let warmup = env_u64("BENCH_WARMUP", 3);
     let connections = env_u64("BENCH_CONNECTIONS", 32) as u32;
     let rate = env_u64("BENCH_RATE", 500);
+    let stress_pairs = env_u64("BENCH_STRESS_PAIRS", 3);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
@@ -162,8 +164,8 @@ fn orchestrate() -> Result<(), BoxError> {
 
     eprintln!("bench: runaway stress (throttling off, then on)");
     let stress = [
-        runaway::run(&mut procs, &dir, origin, false, rate, seconds)?,
-        runaway::run(&mut procs, &dir, origin, true, rate, seconds)?,
+        runaway::run(&mut procs, &dir, origin, false, rate, seconds, stress_pairs)?,
+        runaway::run(&mut procs, &dir, origin, true, rate, seconds, stress_pairs)?,
     ];
     let section = report::write(&report::Run {
         dir: &dir,
