@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::BoxError;
-use crate::measure::{access_log_field, median, open_loop, unexpected_in, with_steal};
+use crate::measure::{access_log_field, open_loop, unexpected_in, with_steal};
 use crate::procs::{Procs, wait_listening};
 use crate::systems::start_verge;
 
@@ -46,9 +46,10 @@ pub struct Stress {
 }
 
 impl Stress {
-    /// The median of the pairs' ratios of p99 with runaways over p99 without.
+    /// The median of the pairs' ratios of p99 with runaways over p99 without (of an even
+    /// count, the higher of the middle two: never flattering), the ratio of [`Self::median_pair`].
     pub fn p99_ratio(&self) -> f64 {
-        median(self.pairs.iter().map(Pair::ratio).collect())
+        self.median_pair().map_or(f64::NAN, Pair::ratio)
     }
 
     /// The pair whose ratio is the median (the upper middle one of an even count), to report
