@@ -28,15 +28,7 @@ pub fn next() -> String {
     // the sequence.
     let high = splitmix64(seed ^ n);
     let low = splitmix64(high ^ seed.rotate_left(17));
-    let mut id = [0u8; 32];
-    for (i, digit) in id.iter_mut().enumerate() {
-        let word = if i < 16 { high } else { low };
-        let nibble = (word >> (60 - 4 * (i % 16))) & 0xf;
-        *digit = b"0123456789abcdef"[nibble as usize];
-    }
-    // Hex digits are ASCII; formatting them by hand skips `format!` (~1,000 instructions a
-    // request in a callgrind profile of the proxy).
-    id.iter().map(|&b| char::from(b)).collect()
+    format!("{high:016x}{low:016x}")
 }
 
 #[cfg(test)]
