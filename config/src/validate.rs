@@ -651,7 +651,11 @@ fn function(c: &mut Checker, name: &str, raw: &RawFunction, known: &Known) -> Op
             c.error(
                 m,
                 format!("{path}.memory_mb"),
-                "must be between 128 and 10240 (Lambda's MemorySize)",
+                format!(
+                    "must be between {} and {} (Lambda's MemorySize)",
+                    defaults::EDGE_MEMORY_MB,
+                    defaults::MAX_EDGE_MEMORY_MB
+                ),
             );
             defaults::EDGE_MEMORY_MB
         }

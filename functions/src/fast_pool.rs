@@ -980,12 +980,20 @@ fn confirm_in_fresh_context(
 ) -> crate::cff_runtime::Invoked {
     loaded.discard(&inv.function);
     crate::host::restart();
-    let Ok(function) = loaded.get(&inv.function, loads) else {
-        // Its context is gone already; the next invocation loads one.
-        return crate::cff_runtime::Invoked {
-            poisoned: false,
-            ..stopped
-        };
+    let function = match loaded.get(&inv.function, loads) {
+        Ok(function) => function,
+        Err(e) => {
+            tracing::warn!(
+                function = %inv.function.name,
+                error = %e.message,
+                "could not load a fresh context to confirm an overrun; the overrun stands"
+            );
+            // Its context is gone already; the next invocation loads one.
+            return crate::cff_runtime::Invoked {
+                poisoned: false,
+                ..stopped
+            };
+        }
     };
     restart_clocks();
     let invoked = function.confirm(event, budget);
