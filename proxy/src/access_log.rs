@@ -15,6 +15,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::digits::{push_ipv4, push_padded, push_uint};
+
 /// Lines in flight between proxy threads and the writer.
 const QUEUE: usize = 64 * 1024;
 /// How often the writer drains the queue (also the longest a line waits to be written).
@@ -192,12 +194,7 @@ impl Line {
         self.buf.push(b'"');
         match addr {
             std::net::SocketAddr::V4(v4) => {
-                for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-                    if i > 0 {
-                        self.buf.push(b'.');
-                    }
-                    push_uint(&mut self.buf, u64::from(octet));
-                }
+                push_ipv4(&mut self.buf, *v4.ip());
                 self.buf.push(b':');
                 push_uint(&mut self.buf, u64::from(v4.port()));
             }
@@ -242,33 +239,6 @@ fn json_string(buf: &mut Vec<u8>, s: &str) {
     }
     buf.extend_from_slice(&bytes[start..]);
     buf.push(b'"');
-}
-
-/// Append `value` in decimal.
-fn push_uint(buf: &mut Vec<u8>, value: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut v = value;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[i..]);
-}
-
-/// Append the last `width` decimal digits of `value`, zero-padded (`width` at most 20).
-fn push_padded(buf: &mut Vec<u8>, value: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut v = value;
-    for d in digits[20 - width..].iter_mut().rev() {
-        *d = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-    buf.extend_from_slice(&digits[20 - width..]);
 }
 
 thread_local! {

@@ -7,6 +7,8 @@
 //! standard names it makes that entry by copying the name into a fresh allocation; from a
 //! static string it borrows it. The names written are the same lowercase text either way.
 
+use std::net::IpAddr;
+
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use verge_functions::ResultType;
@@ -49,15 +51,16 @@ pub fn stamp_response(
 
 /// Append verge to `via` and the viewer's address to `x-forwarded-for`, keeping what earlier
 /// proxies wrote.
-pub fn add_forwarding(req: &mut RequestHeader, client_ip: Option<&str>) -> pingora::Result<()> {
+pub fn add_forwarding(req: &mut RequestHeader, client_ip: Option<IpAddr>) -> pingora::Result<()> {
     if req.headers.contains_key(http::header::VIA) {
-        append_list(req, VIA_HEADER, VIA)?;
+        append_list(req, VIA_HEADER, VIA.as_bytes())?;
     } else {
         req.insert_header(VIA_HEADER, HeaderValue::from_static(VIA))?;
     }
     if let Some(ip) = client_ip {
+        let ip = ip_text(ip);
         if req.headers.contains_key(X_FORWARDED_FOR) {
-            append_list(req, X_FORWARDED_FOR, ip)?;
+            append_list(req, X_FORWARDED_FOR, &ip)?;
         } else {
             req.insert_header(X_FORWARDED_FOR, ip)?;
         }
@@ -65,14 +68,26 @@ pub fn add_forwarding(req: &mut RequestHeader, client_ip: Option<&str>) -> pingo
     Ok(())
 }
 
+/// An address as std writes it; IPv4 (nearly every viewer) without `core::fmt`.
+fn ip_text(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut text = Vec::with_capacity(15);
+            crate::digits::push_ipv4(&mut text, v4);
+            text
+        }
+        IpAddr::V6(v6) => v6.to_string().into_bytes(),
+    }
+}
+
 /// Join a new element onto a comma-separated list header (several header lines become one).
-fn append_list(req: &mut RequestHeader, name: &'static str, value: &str) -> pingora::Result<()> {
+fn append_list(req: &mut RequestHeader, name: &'static str, value: &[u8]) -> pingora::Result<()> {
     let mut joined = Vec::new();
     for v in req.headers.get_all(name) {
         joined.extend_from_slice(v.as_bytes());
         joined.extend_from_slice(b", ");
     }
-    joined.extend_from_slice(value.as_bytes());
+    joined.extend_from_slice(value);
     req.insert_header(name, joined)?;
     Ok(())
 }
@@ -87,7 +102,7 @@ mod tests {
         req.append_header("x-forwarded-for", "10.0.0.1").unwrap();
         req.append_header("X-Forwarded-For", "10.0.0.2").unwrap();
         req.append_header("via", "1.1 cdn").unwrap();
-        add_forwarding(&mut req, Some("127.0.0.1")).unwrap();
+        add_forwarding(&mut req, Some([127, 0, 0, 1].into())).unwrap();
         assert_eq!(
             req.headers["x-forwarded-for"],
             "10.0.0.1, 10.0.0.2, 127.0.0.1"
@@ -95,7 +110,7 @@ mod tests {
         assert_eq!(req.headers.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(req.headers["via"], "1.1 cdn, 1.1 verge");
         let mut fresh = RequestHeader::build("GET", b"/", None).unwrap();
-        add_forwarding(&mut fresh, Some("::1")).unwrap();
+        add_forwarding(&mut fresh, Some(std::net::Ipv6Addr::LOCALHOST.into())).unwrap();
         assert_eq!(fresh.headers["x-forwarded-for"], "::1");
         assert_eq!(fresh.headers["via"], "1.1 verge");
     }

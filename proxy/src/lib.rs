@@ -21,6 +21,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod ctx;
+pub mod digits;
 pub mod dns;
 pub mod embed;
 pub mod error_page;

@@ -82,7 +82,7 @@ pub async fn run(
     let client_ip = session
         .client_addr()
         .and_then(|a| a.as_inet())
-        .map(|a| a.ip().to_string());
-    headers::add_forwarding(session.req_header_mut(), client_ip.as_deref())?;
+        .map(|a| a.ip());
+    headers::add_forwarding(session.req_header_mut(), client_ip)?;
     Ok(false)
 }
