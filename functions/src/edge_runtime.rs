@@ -115,6 +115,40 @@ impl MemoryLimit {
     }
 }
 
+/// What bounds one invocation: its deadline (the function's timeout from the start) and the
+/// memory it may hold. Checked together wherever control comes back to the runtime: between
+/// the budgeted loop's slices, after each promise job and after each round of timers.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    deadline: Instant,
+    timeout: Duration,
+    memory: MemoryLimit,
+}
+
+impl Limits {
+    fn start(timeout: Duration, memory_mb: u32) -> Self {
+        Limits {
+            deadline: Instant::now() + timeout,
+            timeout,
+            memory: MemoryLimit::start(memory_mb),
+        }
+    }
+
+    /// The failure (the context aborted) once the deadline has passed.
+    fn check_time(&self) -> Result<(), (FunctionError, bool)> {
+        if Instant::now() >= self.deadline {
+            return Err((timed_out(self.timeout), true));
+        }
+        Ok(())
+    }
+
+    /// Both limits, time first.
+    fn check(&self) -> Result<(), (FunctionError, bool)> {
+        self.check_time()?;
+        self.memory.check()
+    }
+}
+
 /// What one invocation produced.
 #[derive(Debug)]
 pub struct EdgeInvoked {
@@ -287,9 +321,9 @@ impl EdgeFunction {
         })
     }
 
-    /// Run the handler on `inv` until it answers or `deadline` passes.
+    /// Run the handler on `inv` until it answers or its `timeout` passes.
     pub async fn invoke(&mut self, inv: &Invocation, timeout: Duration) -> EdgeInvoked {
-        let deadline = Instant::now() + timeout;
+        let limits = Limits::start(timeout, inv.function.memory_mb);
         // The backstop for loops after an `await`, where no deadline check reaches: sized from
         // an iteration cost below anything boa achieves (2.5 ns), so it only ever stops a run
         // that has already failed its deadline — which the pool has answered by then. Not the
@@ -299,13 +333,12 @@ impl EdgeFunction {
             .runtime_limits_mut()
             .set_loop_iteration_limit(loops);
         host::begin(false, None);
-        crate::edge_fetch::begin(&inv.function, deadline);
-        let memory = MemoryLimit::start(inv.function.memory_mb);
+        crate::edge_fetch::begin(&inv.function, limits.deadline);
         let event = EdgeEvent::new(inv);
-        let mut result = self.run(inv, &event, deadline, timeout, memory).await;
+        let mut result = self.run(inv, &event, limits).await;
         // A burst with no check inside it (one native call, say) is caught here.
         if result.is_ok()
-            && let Err(e) = memory.check()
+            && let Err(e) = limits.memory.check()
         {
             result = Err(e);
         }
@@ -343,12 +376,10 @@ impl EdgeFunction {
         &mut self,
         inv: &Invocation,
         event: &EdgeEvent<'_>,
-        deadline: Instant,
-        timeout: Duration,
-        memory: MemoryLimit,
+        limits: Limits,
     ) -> Result<Option<Returned>, (FunctionError, bool)> {
         let context = &mut self.context;
-        let id = edge_context::begin(deadline);
+        let id = edge_context::begin(limits.deadline);
         let setup = (|| -> JsResult<()> {
             let mut js = crate::js_json::JsBuilder {
                 keys: &mut self.keys,
@@ -365,7 +396,7 @@ impl EdgeFunction {
         if let Err(e) = setup {
             return Err((execution(format!("cannot build the event: {e}")), false));
         }
-        // Up to the first `await`: boa's budgeted loop, the deadline checked at every yield.
+        // Up to the first `await`: boa's budgeted loop, the limits checked at every yield.
         let value = {
             let mut future = pin!(
                 self.invoker
@@ -375,10 +406,7 @@ impl EdgeFunction {
             loop {
                 match future.as_mut().poll(&mut task) {
                     Poll::Ready(result) => break result,
-                    Poll::Pending if Instant::now() >= deadline => {
-                        return Err((timed_out(timeout), true));
-                    }
-                    Poll::Pending => memory.check()?,
+                    Poll::Pending => limits.check()?,
                 }
             }
         };
@@ -399,8 +427,7 @@ impl EdgeFunction {
             }
             None
         };
-        self.event_loop(promise.as_ref(), deadline, timeout, memory)
-            .await?;
+        self.event_loop(promise.as_ref(), limits).await?;
         let context = &mut self.context;
         // The callback first: it wins a tie with the promise, as the earlier of the two.
         let answer = edge_context::take().or_else(|| match promise.map(|p| p.state()) {
@@ -436,19 +463,14 @@ impl EdgeFunction {
     async fn event_loop(
         &mut self,
         promise: Option<&JsPromise>,
-        deadline: Instant,
-        timeout: Duration,
-        memory: MemoryLimit,
+        limits: Limits,
     ) -> Result<(), (FunctionError, bool)> {
         loop {
             while let Some(job) = self.jobs.pop() {
                 if let Err(e) = run_job(job, &mut self.context) {
                     return Err(failure(&e, &mut self.context));
                 }
-                if Instant::now() >= deadline {
-                    return Err((timed_out(timeout), true));
-                }
-                memory.check()?;
+                limits.check()?;
             }
             if edge_context::called_back()
                 || promise.is_some_and(|p| !matches!(p.state(), PromiseState::Pending))
@@ -461,9 +483,7 @@ impl EdgeFunction {
             let next = crate::edge_host::next_timer();
             let fetching = crate::edge_fetch::pending();
             if next.is_none() && !fetching {
-                if Instant::now() >= deadline {
-                    return Err((timed_out(timeout), true));
-                }
+                limits.check_time()?;
                 return Err((
                     validation(
                         "The Lambda function returned invalid json: the handler finished without answering (no callback called, no value returned)",
@@ -471,7 +491,7 @@ impl EdgeFunction {
                     false,
                 ));
             }
-            let wake = next.map_or(deadline, |n| n.min(deadline));
+            let wake = next.map_or(limits.deadline, |n| n.min(limits.deadline));
             tokio::select! {
                 biased;
                 done = crate::edge_fetch::next_done(), if fetching => {
@@ -480,11 +500,9 @@ impl EdgeFunction {
                     }
                 }
                 () = tokio::time::sleep_until(wake.into()) => {
-                    if Instant::now() >= deadline {
-                        return Err((timed_out(timeout), true));
-                    }
+                    limits.check_time()?;
                     self.fire_due_timers()?;
-                    memory.check()?;
+                    limits.check()?;
                 }
             }
         }
