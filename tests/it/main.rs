@@ -26,6 +26,8 @@ mod reload;
 #[cfg(test)]
 mod routing;
 #[cfg(test)]
+mod setup_script;
+#[cfg(test)]
 mod tls;
 
 /// Allocations are counted per thread, as the fast tier's memory limit needs.
