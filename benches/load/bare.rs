@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,6 +13,9 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 
 use crate::BoxError;
+
+/// How long the log writer sleeps between passes while lines keep coming.
+const FLUSH_EVERY: Duration = Duration::from_millis(10);
 
 struct Bare {
     origin: SocketAddr,
@@ -44,21 +47,38 @@ impl ProxyHttp for Bare {
     }
 }
 
-/// Write log lines in batches (at most every 10 ms), never on the proxy's thread.
+/// Write log lines in batches, never on the proxy's thread, the way verge's writer does: while
+/// lines keep coming it sleeps [`FLUSH_EVERY`] between passes that drain the queue, so the proxy
+/// thread never has to wake it; only the first line after a quiet pass does. (Blocking on the
+/// channel for every line, as this floor did before, cost it three futex calls per request:
+/// strace, 13.6k for 4.5k requests; verge's proxy made 57.)
 fn write_log(rx: Receiver<String>, path: &str) {
     let Ok(file) = std::fs::File::create(path) else {
         return;
     };
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
-    loop {
-        match rx.recv_timeout(Duration::from_millis(10)) {
-            Ok(line) => {
-                let _ = out.write_all(line.as_bytes());
+    while let Ok(first) = rx.recv() {
+        let _ = out.write_all(first.as_bytes());
+        loop {
+            std::thread::sleep(FLUSH_EVERY);
+            let mut wrote = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(line) => {
+                        let _ = out.write_all(line.as_bytes());
+                        wrote = true;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        let _ = out.flush();
+                        return;
+                    }
+                }
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                let _ = out.flush();
+            let _ = out.flush();
+            if !wrote {
+                break;
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }
 }
