@@ -106,12 +106,19 @@ fn eval_and_function_constructor_are_refused() {
     assert_eq!(kind(&i), FunctionErrorKind::Execution);
 }
 
+/// A budget no test of something else comes near, on a slow or stalled machine: tests about
+/// what a function sees, or about a re-run, must not fail because the host took a millisecond.
+const ROOMY: Duration = Duration::from_millis(50);
+
 #[test]
 fn date_is_frozen_for_the_invocation() {
-    let i = run(
+    let mut f = LoadedFunction::load(
         "function handler(e) { var a = Date.now(); var x = 0; for (var k = 0; k < 5000; k++) { x += k; } \
          return { same: a === Date.now() && a === new Date().getTime() }; }",
-    );
+        Runtime::CloudfrontJs2,
+    )
+    .unwrap();
+    let i = f.invoke(&json!({"request": {"uri": "/a"}}), ROOMY);
     assert_eq!(
         i.result.unwrap().map(Returned::into_json),
         Some(json!({"same": true}))
@@ -197,7 +204,9 @@ fn an_overrun_a_strict_rerun_does_not_repeat_is_not_the_functions() {
     )
     .unwrap();
     crate::host::begin(true, None);
-    let i = f.invoke(&json!({}), BUDGET);
+    // The sort takes hundreds of milliseconds, far past even a roomy budget; the re-run, a
+    // console line, must not be failed by a stall of the host.
+    let i = f.invoke(&json!({}), ROOMY);
     assert_eq!(i.result.unwrap().map(Returned::into_json), Some(json!(1)));
     assert!(!i.poisoned);
     assert!(i.utilization < 100, "the re-run's use is reported");
