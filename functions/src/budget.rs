@@ -54,6 +54,8 @@ pub struct Budget {
     /// Budget checks so far.
     checks: u32,
     cpu_start: Duration,
+    /// When the run started, by the wall clock.
+    wall_start: Instant,
     /// When the wall clock says the budget might be used up; pushed back when the CPU clock
     /// shows the thread was preempted.
     wall_deadline: Instant,
@@ -66,13 +68,15 @@ pub struct Budget {
 impl Budget {
     /// Start charging `limit` of CPU time now.
     pub fn start(limit: Duration) -> Self {
+        let now = Instant::now();
         Budget {
             limit,
             abort_after: limit,
             may_extend: true,
             checks: 0,
             cpu_start: thread_cpu_time(),
-            wall_deadline: Instant::now() + limit,
+            wall_start: now,
+            wall_deadline: now + limit,
             allocated_start: crate::alloc_meter::allocated(),
             stopped: false,
         }
@@ -91,6 +95,19 @@ impl Budget {
     /// CPU time used so far.
     pub fn used(&self) -> Duration {
         thread_cpu_time().saturating_sub(self.cpu_start)
+    }
+
+    /// What an overrun looks like in an error message: CPU time used against the budget, and
+    /// the wall time it took. Wall time far above CPU time means the thread was preempted
+    /// (which is not charged); the two close together on a run that should be quick point at
+    /// time the host took that the CPU clock still counted.
+    pub fn overrun_detail(&self, used: Duration) -> String {
+        format!(
+            "{} µs of CPU against a budget of {} µs, in {} µs of wall time",
+            used.as_micros(),
+            self.limit.as_micros(),
+            self.wall_start.elapsed().as_micros()
+        )
     }
 
     /// Start charging `limit` with no extension: for confirming an overrun by running again.

@@ -47,6 +47,8 @@ use verge_config::Runtime;
 const LOOP_LIMIT_BOUNDS: (u64, u64) = (10_000, 400_000);
 /// Loop iterations per frame for top-level code at load.
 const LOAD_LOOP_LIMIT: u64 = 1_000_000;
+/// The start of every over-budget error's message (the figures follow in parentheses).
+const OVER_BUDGET: &str = "the function exceeded its CPU budget";
 /// Call depth allowed.
 const RECURSION_LIMIT: usize = 64;
 /// VM cost units between yields to the budget check.
@@ -432,7 +434,10 @@ impl LoadedFunction {
             cleared = result.is_ok() && used <= budget;
         }
         if result.is_ok() && used > budget {
-            result = Err(throttled("the function exceeded its CPU budget"));
+            result = Err(throttled(format!(
+                "{OVER_BUDGET} ({})",
+                meter.overrun_detail(used)
+            )));
         }
         if result.is_ok() && meter.over_memory() {
             result = Err(over_memory(&meter));
@@ -504,14 +509,19 @@ fn run_budgeted(
     jobs: &Jobs,
     meter: &mut Budget,
 ) -> (Result<Option<Returned>, FunctionError>, bool) {
-    let over = || throttled("the function exceeded its CPU budget");
+    let over = |meter: &Budget| {
+        throttled(format!(
+            "{OVER_BUDGET} ({})",
+            meter.overrun_detail(meter.used())
+        ))
+    };
     let value = {
         let mut future = pin!(invoker.evaluate_async_with_budget(context, YIELD_EVERY));
         let mut task = TaskContext::from_waker(Waker::noop());
         loop {
             match future.as_mut().poll(&mut task) {
                 Poll::Ready(result) => break result,
-                Poll::Pending if meter.exhausted() => return (Err(over()), true),
+                Poll::Pending if meter.exhausted() => return (Err(over(meter)), true),
                 Poll::Pending if meter.over_memory() => return (Err(over_memory(meter)), true),
                 Poll::Pending => {}
             }
@@ -574,7 +584,10 @@ fn settle(
             PromiseState::Pending => {}
         }
         if meter.exhausted() {
-            return Err(throttled("the function exceeded its CPU budget"));
+            return Err(throttled(format!(
+                "{OVER_BUDGET} ({})",
+                meter.overrun_detail(meter.used())
+            )));
         }
         if meter.over_memory() {
             return Err(over_memory(meter));

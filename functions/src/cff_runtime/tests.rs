@@ -187,6 +187,14 @@ fn finishing_past_the_budget_inside_a_native_call_is_still_over_budget() {
     );
     assert_eq!(kind(&i), FunctionErrorKind::Throttled, "{:?}", i.result);
     assert!(!i.poisoned, "it completed, so the context is still clean");
+    // The figures a user needs to tell a slow function from a stalled host.
+    let message = &i.result.unwrap_err().message;
+    assert!(
+        message.starts_with("the function exceeded its CPU budget (")
+            && message.contains(" µs of CPU against a budget of 1000 µs, in ")
+            && message.ends_with(" µs of wall time)"),
+        "{message}"
+    );
 }
 
 #[test]
