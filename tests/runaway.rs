@@ -94,15 +94,30 @@ mod matrix {
         // Healthy traffic during the whole matrix, on a kept-alive connection.
         let stop = Arc::new(AtomicBool::new(false));
         let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        // What the failed healthy requests got, so a failure says why.
+        let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let healthy = {
             let (stop, ok, failed, addr) = (stop.clone(), ok.clone(), failed.clone(), p.addr);
+            let failures = failures.clone();
             tokio::spawn(async move {
                 let mut conn = Persistent::connect(addr).await.unwrap();
                 while !stop.load(Ordering::Relaxed) {
                     for (path, want) in [("/echo/h", 200), ("/plain", 404)] {
                         match conn.get(path).await {
                             Ok(r) if r.status == want => ok.fetch_add(1, Ordering::Relaxed),
-                            _ => failed.fetch_add(1, Ordering::Relaxed),
+                            other => {
+                                let got = match other {
+                                    Ok(r) => format!(
+                                        "{} {:?}: {}",
+                                        r.status,
+                                        r.header("x-cache"),
+                                        r.text()
+                                    ),
+                                    Err(e) => e.to_string(),
+                                };
+                                failures.lock().unwrap().push(format!("{path}: {got}"));
+                                failed.fetch_add(1, Ordering::Relaxed)
+                            }
                         };
                     }
                 }
@@ -134,7 +149,12 @@ mod matrix {
         }
         stop.store(true, Ordering::Relaxed);
         healthy.await.unwrap();
-        assert_eq!(failed.load(Ordering::Relaxed), 0, "healthy requests failed");
+        assert_eq!(
+            failed.load(Ordering::Relaxed),
+            0,
+            "healthy requests failed: {:?}",
+            failures.lock().unwrap()
+        );
 
         // The slow sorts passed the hard ceiling: their workers were retired and replaced, and
         // capacity is intact afterwards.

@@ -47,8 +47,6 @@ use verge_config::Runtime;
 const LOOP_LIMIT_BOUNDS: (u64, u64) = (10_000, 400_000);
 /// Loop iterations per frame for top-level code at load.
 const LOAD_LOOP_LIMIT: u64 = 1_000_000;
-/// The start of every over-budget error's message (the figures follow in parentheses).
-const OVER_BUDGET: &str = "the function exceeded its CPU budget";
 /// Call depth allowed.
 const RECURSION_LIMIT: usize = 64;
 /// VM cost units between yields to the budget check.
@@ -237,6 +235,14 @@ pub struct LoadedFunction {
     /// Invocations in a row that finished within half their budget (or whose overrun a strict
     /// re-run cleared).
     calm: u32,
+}
+
+/// A run over its CPU budget, with the figures (see [`Budget::overrun_detail`]).
+fn over_budget(meter: &Budget, used: Duration) -> FunctionError {
+    throttled(format!(
+        "the function exceeded its CPU budget ({})",
+        meter.overrun_detail(used)
+    ))
 }
 
 fn execution(message: impl Into<String>) -> FunctionError {
@@ -434,10 +440,7 @@ impl LoadedFunction {
             cleared = result.is_ok() && used <= budget;
         }
         if result.is_ok() && used > budget {
-            result = Err(throttled(format!(
-                "{OVER_BUDGET} ({})",
-                meter.overrun_detail(used)
-            )));
+            result = Err(over_budget(&meter, used));
         }
         if result.is_ok() && meter.over_memory() {
             result = Err(over_memory(&meter));
@@ -509,19 +512,15 @@ fn run_budgeted(
     jobs: &Jobs,
     meter: &mut Budget,
 ) -> (Result<Option<Returned>, FunctionError>, bool) {
-    let over = |meter: &Budget| {
-        throttled(format!(
-            "{OVER_BUDGET} ({})",
-            meter.overrun_detail(meter.used())
-        ))
-    };
     let value = {
         let mut future = pin!(invoker.evaluate_async_with_budget(context, YIELD_EVERY));
         let mut task = TaskContext::from_waker(Waker::noop());
         loop {
             match future.as_mut().poll(&mut task) {
                 Poll::Ready(result) => break result,
-                Poll::Pending if meter.exhausted() => return (Err(over(meter)), true),
+                Poll::Pending if meter.exhausted() => {
+                    return (Err(over_budget(meter, meter.used())), true);
+                }
                 Poll::Pending if meter.over_memory() => return (Err(over_memory(meter)), true),
                 Poll::Pending => {}
             }
@@ -584,10 +583,7 @@ fn settle(
             PromiseState::Pending => {}
         }
         if meter.exhausted() {
-            return Err(throttled(format!(
-                "{OVER_BUDGET} ({})",
-                meter.overrun_detail(meter.used())
-            )));
+            return Err(over_budget(meter, meter.used()));
         }
         if meter.over_memory() {
             return Err(over_memory(meter));
