@@ -25,6 +25,7 @@ use verge_config::{FunctionDef, Hook, Runtime};
 
 use crate::cff_event::{self, CffEvent};
 use crate::cff_runtime::LoadedFunction;
+use crate::collector::{CollectionPolicy, ENGINE_HEADROOM, force_collect, make_headroom};
 use crate::invocation::Invocation;
 use crate::outcome::{FunctionError, FunctionErrorKind, Outcome};
 
@@ -653,124 +654,13 @@ impl Loaded {
     }
 }
 
-/// Collect between invocations once this many bytes were allocated since the last collection,
-/// so that boa's own collector (a full-heap pass, 250–400 µs and more on a warm context) does
-/// not start inside an invocation and get charged to a function's sub-millisecond budget. boa
-/// offers no reading of its heap, so this is counted by the counting allocator, which sees
-/// every allocation (the engine's and ours), and lowered per worker whenever the engine is seen
-/// to have collected by itself anyway ([`CollectorWatch`]). Each collection walks the whole live
-/// heap (the intrinsics included) whatever the garbage, so fewer collections cost less: 4 MiB
-/// (about 200 rewrite invocations) gave ~3–8% more req/s in the rewrite row than 768 KiB in
-/// alternating runs, with no collection of the engine's own seen in them.
-const GC_AFTER_BYTES: u64 = 4 << 20;
-/// ... and at the latest after this many invocations.
-const GC_AFTER_INVOCATIONS: u32 = 1000;
-
-thread_local! {
-    /// Collections this worker thread started itself.
-    static FORCED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// Run the collector now, between invocations.
-fn force_collect() {
-    boa_engine::gc::force_collect();
-    FORCED.with(|f| f.set(f.get() + 1));
-}
-
-/// Whether boa's collector ran since this watch was armed: a garbage object of our own is gone.
-/// boa offers no way to read its allocation count, so this is how a worker learns that its
-/// between-invocation collections came too late (the engine's trigger counts its live heap too,
-/// which a worker cannot see).
-struct CollectorWatch {
-    sentinel: boa_engine::gc::WeakGc<u8>,
-    forced_at: u64,
-}
-
-impl CollectorWatch {
-    fn arm() -> Self {
-        let sentinel = boa_engine::gc::Gc::new(0u8);
-        CollectorWatch {
-            sentinel: boa_engine::gc::WeakGc::new(&sentinel),
-            forced_at: FORCED.with(std::cell::Cell::get),
-        }
-    }
-
-    /// The worker collected (loading or discarding a context) since the watch was armed.
-    fn forced_since(&self) -> bool {
-        FORCED.with(std::cell::Cell::get) != self.forced_at
-    }
-
-    /// Something collected since the watch was armed.
-    fn collected(&self) -> bool {
-        self.sentinel.upgrade().is_none()
-    }
-}
-
-/// When a worker collects between invocations, adapted to what the engine does by itself.
-struct CollectionPolicy {
-    after_bytes: u64,
-    after_invocations: u32,
-    invocations: u32,
-    allocated_at_gc: u64,
-    watch: CollectorWatch,
-}
-
-impl CollectionPolicy {
-    fn new() -> Self {
-        CollectionPolicy {
-            after_bytes: GC_AFTER_BYTES,
-            after_invocations: GC_AFTER_INVOCATIONS,
-            invocations: 0,
-            allocated_at_gc: crate::alloc_meter::allocated(),
-            watch: CollectorWatch::arm(),
-        }
-    }
-
-    fn collect(&mut self) {
-        force_collect();
-        self.restart();
-    }
-
-    /// Count from now, after a collection.
-    fn restart(&mut self) {
-        self.invocations = 0;
-        self.allocated_at_gc = crate::alloc_meter::allocated();
-        self.watch = CollectorWatch::arm();
-    }
-
-    /// After an invocation: collect if it is time. If the engine collected by itself since the
-    /// last time, its pause may have landed inside an invocation, so collect sooner from now on.
-    fn after_invocation(&mut self, function: &str) {
-        self.invocations += 1;
-        if self.watch.forced_since() {
-            self.restart();
-            return;
-        }
-        if self.watch.collected() {
-            self.after_bytes = (self.after_bytes / 2).max(64 * 1024);
-            self.after_invocations = (self.after_invocations / 2).max(8);
-            tracing::debug!(
-                function,
-                after_bytes = self.after_bytes,
-                after_invocations = self.after_invocations,
-                "the engine collected by itself between forced collections; collecting sooner"
-            );
-            self.collect();
-            return;
-        }
-        let allocated = crate::alloc_meter::allocated().saturating_sub(self.allocated_at_gc);
-        if self.invocations >= self.after_invocations || allocated > self.after_bytes {
-            self.collect();
-        }
-    }
-}
-
 /// How long a worker waits for work before collecting the garbage of its last invocations.
 const COLLECT_WHEN_IDLE_AFTER: Duration = Duration::from_millis(100);
 /// How long an idle worker with nothing to collect sleeps between looks at the pool's `stop`.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
+    make_headroom(ENGINE_HEADROOM);
     let mut loaded = Loaded::default();
     for def in me.warm.iter() {
         // A function that fails to load here fails the same way when invoked, with its error.

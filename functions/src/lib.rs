@@ -38,6 +38,7 @@ pub mod buffer;
 pub mod calendar;
 pub mod cff_event;
 pub mod cff_runtime;
+mod collector;
 pub mod edge_context;
 pub mod edge_event;
 pub mod edge_fetch;

@@ -370,43 +370,6 @@ fn an_aborted_context_is_discarded_by_the_worker_only_after_the_reply() {
     assert!(added_header(ran.reply));
 }
 
-#[test]
-fn a_collection_the_engine_started_by_itself_makes_the_worker_collect_sooner() {
-    use crate::cff_runtime::LoadedFunction;
-    let garbage = "function handler(e) { var a = []; \
-                   for (var i = 0; i < 2000; i++) { a.push({i: i}); } return e.request; }";
-    let mut f = LoadedFunction::load(garbage, Runtime::CloudfrontJs2).unwrap();
-    let event = serde_json::json!({"request": {"uri": "/"}});
-    // A collection the worker started (loading, discarding a context) is not the engine's.
-    let mut policy = CollectionPolicy::new();
-    force_collect();
-    policy.after_invocation("f");
-    assert_eq!(policy.after_bytes, GC_AFTER_BYTES);
-    // With the worker's own triggers out of reach, only the engine's can collect: ~400 KB of
-    // objects per invocation reach its 1 MiB within a few invocations.
-    policy.after_bytes = u64::MAX;
-    policy.after_invocations = u32::MAX;
-    for _ in 0..50 {
-        assert!(f.invoke(&event, Duration::from_secs(5)).result.is_ok());
-        policy.after_invocation("f");
-        if policy.after_bytes != u64::MAX {
-            break;
-        }
-    }
-    assert_eq!(policy.after_bytes, u64::MAX / 2);
-    assert_eq!(policy.after_invocations, u32::MAX / 2);
-    // Collected just now, by the worker: counting starts again.
-    assert_eq!(policy.invocations, 0);
-    // Halving stops at a floor.
-    for _ in 0..80 {
-        drop(boa_engine::gc::Gc::new(0u8));
-        boa_engine::gc::force_collect();
-        policy.after_invocation("f");
-    }
-    assert_eq!(policy.after_bytes, 64 * 1024);
-    assert_eq!(policy.after_invocations, 8);
-}
-
 fn at(function: &Arc<FunctionDef>, uri: &str) -> Invocation {
     let mut i = inv(function);
     i.request.uri = uri.into();

@@ -1,0 +1,157 @@
+//! When a fast-tier worker's JS heap is collected: between invocations, never inside one
+//! (DESIGN §3.2, layer 7).
+//!
+//! boa collects by itself once the bytes of its objects pass a threshold, and that pass walks
+//! the whole heap (every context the worker holds, intrinsics included): inside an invocation
+//! it would be charged to a sub-millisecond budget. So a worker collects on its own schedule
+//! ([`CollectionPolicy`]) and keeps the engine's trigger out of reach ([`make_headroom`]); if
+//! the engine collects anyway, the worker sees it ([`CollectorWatch`]) and collects sooner.
+
+/// Collect between invocations once this many bytes were allocated since the last collection,
+/// so that boa's own collector never starts inside an invocation and gets charged to a
+/// function's sub-millisecond budget. boa offers no reading of its heap, so this is counted by
+/// the counting allocator, which sees every allocation (the engine's and ours), and lowered per
+/// worker whenever the engine is seen to have collected by itself anyway ([`CollectorWatch`]).
+///
+/// A collection costs a pass over the live heap (every context the worker holds) plus the
+/// dropping of each dead object. Callgrind on the running proxy, rewrite row: with 4 MiB and the
+/// engine's own trigger left at its default, the engine's trigger came first, so the worker
+/// halved its limits down to a collection every ~130 invocations at ~3.2M instructions each
+/// (~24k per invocation); with [`make_headroom`] and this limit, the invocation count below
+/// comes first, and a collection costs ~12M instructions per ~1000 invocations.
+pub(crate) const GC_AFTER_BYTES: u64 = 16 << 20;
+/// ... and at the latest after this many invocations.
+const GC_AFTER_INVOCATIONS: u32 = 1000;
+
+/// How far above a worker's live heap boa's own trigger is put ([`make_headroom`]): well past
+/// what the worker lets pile up between its own collections ([`GC_AFTER_BYTES`] counts every
+/// allocation, of which the engine's objects are a part).
+pub(crate) const ENGINE_HEADROOM: usize = 3 * GC_AFTER_BYTES as usize;
+
+thread_local! {
+    /// Collections this worker thread started itself.
+    static FORCED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Run the collector now, between invocations.
+pub(crate) fn force_collect() {
+    boa_engine::gc::force_collect();
+    FORCED.with(|f| f.set(f.get() + 1));
+}
+
+/// Whether boa's collector ran since this watch was armed: a garbage object of our own is gone.
+/// boa offers no way to read its allocation count, so this is how a worker learns that its
+/// between-invocation collections came too late (the engine's trigger counts its live heap too,
+/// which a worker cannot see).
+struct CollectorWatch {
+    sentinel: boa_engine::gc::WeakGc<u8>,
+    forced_at: u64,
+}
+
+impl CollectorWatch {
+    fn arm() -> Self {
+        let sentinel = boa_engine::gc::Gc::new(0u8);
+        CollectorWatch {
+            sentinel: boa_engine::gc::WeakGc::new(&sentinel),
+            forced_at: FORCED.with(std::cell::Cell::get),
+        }
+    }
+
+    /// The worker collected (loading or discarding a context) since the watch was armed.
+    fn forced_since(&self) -> bool {
+        FORCED.with(std::cell::Cell::get) != self.forced_at
+    }
+
+    /// Something collected since the watch was armed.
+    fn collected(&self) -> bool {
+        self.sentinel.upgrade().is_none()
+    }
+}
+
+/// When a worker collects between invocations, adapted to what the engine does by itself.
+pub(crate) struct CollectionPolicy {
+    after_bytes: u64,
+    after_invocations: u32,
+    /// Invocations since the last collection (the worker collects when idle with any).
+    pub(crate) invocations: u32,
+    allocated_at_gc: u64,
+    watch: CollectorWatch,
+}
+
+impl CollectionPolicy {
+    pub(crate) fn new() -> Self {
+        CollectionPolicy {
+            after_bytes: GC_AFTER_BYTES,
+            after_invocations: GC_AFTER_INVOCATIONS,
+            invocations: 0,
+            allocated_at_gc: crate::alloc_meter::allocated(),
+            watch: CollectorWatch::arm(),
+        }
+    }
+
+    pub(crate) fn collect(&mut self) {
+        force_collect();
+        self.restart();
+    }
+
+    /// Count from now, after a collection.
+    fn restart(&mut self) {
+        self.invocations = 0;
+        self.allocated_at_gc = crate::alloc_meter::allocated();
+        self.watch = CollectorWatch::arm();
+    }
+
+    /// After an invocation: collect if it is time. If the engine collected by itself since the
+    /// last time, its pause may have landed inside an invocation, so collect sooner from now on.
+    pub(crate) fn after_invocation(&mut self, function: &str) {
+        self.invocations += 1;
+        if self.watch.forced_since() {
+            self.restart();
+            return;
+        }
+        if self.watch.collected() {
+            self.after_bytes = (self.after_bytes / 2).max(64 * 1024);
+            self.after_invocations = (self.after_invocations / 2).max(8);
+            tracing::debug!(
+                function,
+                after_bytes = self.after_bytes,
+                after_invocations = self.after_invocations,
+                "the engine collected by itself between forced collections; collecting sooner"
+            );
+            self.collect();
+            return;
+        }
+        let allocated = crate::alloc_meter::allocated().saturating_sub(self.allocated_at_gc);
+        if self.invocations >= self.after_invocations || allocated > self.after_bytes {
+            self.collect();
+        }
+    }
+}
+
+/// The ballast's pieces: plain bytes the collector holds but has nothing to trace in.
+const BALLAST_PIECE: usize = 16 * 1024;
+
+/// Put boa's own collection trigger on this thread at least `bytes` above what the heap holds
+/// now, so the engine does not start a collection inside an invocation before the worker's own
+/// schedule collects between invocations.
+///
+/// boa 0.22 has no setting for it (its `GcConfig` is private, starting at 1 MiB): it collects
+/// when the bytes of its objects pass the threshold, and raises the threshold to what is still
+/// live over 70% when a collection leaves more than that. So the worker makes that happen once,
+/// at start: it holds `bytes` of ballast objects while the engine collects, which lifts the
+/// threshold above them, then drops them. boa never lowers the threshold; a thread keeps it.
+/// Costs a few milliseconds and the ballast's memory for a moment, once per worker thread.
+pub(crate) fn make_headroom(bytes: usize) {
+    let pieces = bytes.div_ceil(BALLAST_PIECE);
+    let mut ballast = Vec::with_capacity(pieces);
+    // Each allocation checks the threshold: past it, the engine collects (the ballast is
+    // held, so it stays) and raises the threshold above what is held.
+    for _ in 0..pieces {
+        ballast.push(boa_engine::gc::Gc::new([0u8; BALLAST_PIECE]));
+    }
+    drop(ballast);
+    force_collect();
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,87 @@
+use std::time::Duration;
+
+use verge_config::Runtime;
+
+use super::*;
+
+/// Whether boa collected by itself while `garbage_bytes` of its objects were made and dropped
+/// (the worker never collects here).
+fn engine_collected_during(garbage_bytes: usize) -> bool {
+    let watch = CollectorWatch::arm();
+    for _ in 0..garbage_bytes / 1024 {
+        drop(boa_engine::gc::Gc::new([0u8; 1024]));
+    }
+    watch.collected()
+}
+
+#[test]
+fn headroom_keeps_the_engine_from_collecting_until_the_worker_does() {
+    // Each test runs on a thread of its own, with boa's collector state of its own.
+    let garbage = 8 << 20;
+    let without = std::thread::spawn(move || {
+        force_collect();
+        engine_collected_during(garbage)
+    });
+    assert!(
+        without.join().unwrap(),
+        "without headroom the engine collects within 8 MiB (it starts at 1 MiB)"
+    );
+    let with = std::thread::spawn(move || {
+        make_headroom(2 * garbage);
+        // Twice over, with the worker's collection between: the headroom stays.
+        let first = engine_collected_during(garbage);
+        force_collect();
+        (first, engine_collected_during(garbage))
+    });
+    assert_eq!(with.join().unwrap(), (false, false));
+}
+
+#[test]
+fn headroom_leaves_nothing_behind() {
+    std::thread::spawn(|| {
+        force_collect();
+        let held = crate::alloc_meter::Held::now();
+        make_headroom(32 << 20);
+        // The ballast is freed: what the thread holds grew by far less than it.
+        assert!(held.grown() < 1 << 20, "{} bytes still held", held.grown());
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_collection_the_engine_started_by_itself_makes_the_worker_collect_sooner() {
+    use crate::cff_runtime::LoadedFunction;
+    let garbage = "function handler(e) { var a = []; \
+                   for (var i = 0; i < 2000; i++) { a.push({i: i}); } return e.request; }";
+    let mut f = LoadedFunction::load(garbage, Runtime::CloudfrontJs2).unwrap();
+    let event = serde_json::json!({"request": {"uri": "/"}});
+    // A collection the worker started (loading, discarding a context) is not the engine's.
+    let mut policy = CollectionPolicy::new();
+    force_collect();
+    policy.after_invocation("f");
+    assert_eq!(policy.after_bytes, GC_AFTER_BYTES);
+    // With the worker's own triggers out of reach, only the engine's can collect: ~400 KB of
+    // objects per invocation reach its 1 MiB within a few invocations.
+    policy.after_bytes = u64::MAX;
+    policy.after_invocations = u32::MAX;
+    for _ in 0..50 {
+        assert!(f.invoke(&event, Duration::from_secs(5)).result.is_ok());
+        policy.after_invocation("f");
+        if policy.after_bytes != u64::MAX {
+            break;
+        }
+    }
+    assert_eq!(policy.after_bytes, u64::MAX / 2);
+    assert_eq!(policy.after_invocations, u32::MAX / 2);
+    // Collected just now, by the worker: counting starts again.
+    assert_eq!(policy.invocations, 0);
+    // Halving stops at a floor.
+    for _ in 0..80 {
+        drop(boa_engine::gc::Gc::new(0u8));
+        boa_engine::gc::force_collect();
+        policy.after_invocation("f");
+    }
+    assert_eq!(policy.after_bytes, 64 * 1024);
+    assert_eq!(policy.after_invocations, 8);
+}
