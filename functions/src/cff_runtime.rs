@@ -51,17 +51,18 @@ const LOAD_LOOP_LIMIT: u64 = 1_000_000;
 const RECURSION_LIMIT: usize = 64;
 /// VM cost units between yields to the budget check.
 const YIELD_EVERY: u32 = 256;
-/// Invocations in a row within half the budget after which an overrun is doubted: run again
+/// Invocations within half the budget, with no failure since, after which an overrun is doubted: run again
 /// under a strict budget before it fails the viewer's request or counts toward throttling. On a
 /// virtual machine, time the hypervisor takes while a worker runs can be charged to the
 /// worker's CPU clock, and a function that used a few percent of its budget for this many runs
 /// is likelier to have been robbed than to have run away. A function that runs away on every
 /// call never builds such a history, so its runaways are answered at once, within budget; one
 /// that runs away after a calm stretch costs one strict budget more, once per stretch (a
-/// confirmed overrun ends the stretch). An overrun the strict re-run clears does not end it:
-/// host stalls come in bursts, and a calm function hit twice within a few milliseconds would
-/// otherwise fail the second time (seen in the load benchmark: 4 JWT checks answered 503 in a
-/// run where 12 other doubted overruns were cleared).
+/// confirmed overrun, or any other failure, ends the stretch). Neither an overrun the strict
+/// re-run clears nor a run within budget but past half of it ends it: host stalls come in
+/// bursts, and a calm function hit twice within a few milliseconds would otherwise fail the
+/// second time (seen in the load benchmark: JWT checks answered 503 in runs where other doubted
+/// overruns were cleared).
 pub const CALM_RUNS: u32 = 16;
 
 /// Loop iterations allowed per call frame during an invocation: a backstop for loops the
@@ -422,7 +423,6 @@ impl LoadedFunction {
         // A strict run (the confirmation itself) is never doubted.
         let calm_before = calm >= CALM_RUNS && meter.may_extend();
         let doubtful = meter.spent_early() || calm_before;
-        let mut cleared = false;
         if result.is_ok() && used > budget && doubtful && !poisoned {
             tracing::debug!(
                 used_us = used.as_micros() as u64,
@@ -437,7 +437,6 @@ impl LoadedFunction {
                 Err(failure) => return failure,
             }
             used = meter.used();
-            cleared = result.is_ok() && used <= budget;
         }
         if result.is_ok() && used > budget {
             result = Err(over_budget(&meter, used));
@@ -446,9 +445,13 @@ impl LoadedFunction {
             result = Err(over_memory(&meter));
         }
         self.jobs.clear();
+        // Only a failure ends the calm stretch. A run within budget but past half of it (the
+        // host's stalls come in bursts, and a stall that slows a run is often followed by one
+        // that pushes the next past its budget), or an overrun the strict re-run cleared,
+        // keeps the stretch without adding to it.
         if result.is_ok() && used <= budget / 2 {
             self.calm = calm.saturating_add(1);
-        } else if cleared {
+        } else if result.is_ok() {
             self.calm = calm;
         }
         Invoked {
