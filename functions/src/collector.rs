@@ -14,19 +14,19 @@
 /// worker whenever the engine is seen to have collected by itself anyway ([`CollectorWatch`]).
 ///
 /// A collection costs a pass over the live heap (every context the worker holds) plus the
-/// dropping of each dead object. Callgrind on the running proxy, rewrite row: with 4 MiB and the
-/// engine's own trigger left at its default, the engine's trigger came first, so the worker
-/// halved its limits down to a collection every ~130 invocations at ~3.2M instructions each
-/// (~24k per invocation); with [`make_headroom`] and this limit, the invocation count below
-/// comes first, and a collection costs ~12M instructions per ~1000 invocations.
+/// dropping of each dead object. Callgrind on the running proxy, rewrite row (two functions a
+/// request): with 4 MiB and the engine's trigger left as it was, the engine's came first, so
+/// the worker halved its limits down to a collection every ~130 invocations, ~48k instructions
+/// a request in all; with [`make_headroom`] and this limit, ~27k (406k → 386k a request).
 pub(crate) const GC_AFTER_BYTES: u64 = 16 << 20;
 /// ... and at the latest after this many invocations.
 const GC_AFTER_INVOCATIONS: u32 = 1000;
 
-/// How far above a worker's live heap boa's own trigger is put ([`make_headroom`]): well past
-/// what the worker lets pile up between its own collections ([`GC_AFTER_BYTES`] counts every
-/// allocation, of which the engine's objects are a part).
-pub(crate) const ENGINE_HEADROOM: usize = 3 * GC_AFTER_BYTES as usize;
+/// How far above a worker's live heap boa's own trigger is put ([`make_headroom`]): what the
+/// worker lets pile up between its own collections ([`GC_AFTER_BYTES`] counts every allocation,
+/// of which the engine's objects are only a part). Making it costs ~2.5 ms per worker thread
+/// here; 48 MiB cost 40–100 ms.
+pub(crate) const ENGINE_HEADROOM: usize = GC_AFTER_BYTES as usize;
 
 thread_local! {
     /// Collections this worker thread started itself.
@@ -74,6 +74,8 @@ pub(crate) struct CollectionPolicy {
     after_invocations: u32,
     /// Invocations since the last collection (the worker collects when idle with any).
     pub(crate) invocations: u32,
+    /// Whether the engine's trigger was put out of reach on this thread yet.
+    headroom: bool,
     allocated_at_gc: u64,
     watch: CollectorWatch,
 }
@@ -84,6 +86,7 @@ impl CollectionPolicy {
             after_bytes: GC_AFTER_BYTES,
             after_invocations: GC_AFTER_INVOCATIONS,
             invocations: 0,
+            headroom: false,
             allocated_at_gc: crate::alloc_meter::allocated(),
             watch: CollectorWatch::arm(),
         }
@@ -92,6 +95,22 @@ impl CollectionPolicy {
     pub(crate) fn collect(&mut self) {
         force_collect();
         self.restart();
+    }
+
+    /// The worker has had nothing to do for a while: the first time, put the engine's trigger
+    /// out of reach ([`make_headroom`], above the contexts loaded by then; a context loaded
+    /// later raises the trigger by itself as it grows the heap); later, collect what the last
+    /// invocations left. Done when idle because touching the ballast is not free (~2.5 ms per
+    /// worker alone, but seven verge processes starting at once on one core took 3.7 s to
+    /// answer instead of 1.8 s when every worker made it before it was ready).
+    pub(crate) fn when_idle(&mut self) {
+        if !self.headroom {
+            self.headroom = true;
+            make_headroom(ENGINE_HEADROOM);
+            self.restart();
+        } else if self.invocations > 0 {
+            self.collect();
+        }
     }
 
     /// Count from now, after a collection.
@@ -140,7 +159,7 @@ const BALLAST_PIECE: usize = 16 * 1024;
 /// live over 70% when a collection leaves more than that. So the worker makes that happen once,
 /// at start: it holds `bytes` of ballast objects while the engine collects, which lifts the
 /// threshold above them, then drops them. boa never lowers the threshold; a thread keeps it.
-/// Costs a few milliseconds and the ballast's memory for a moment, once per worker thread.
+/// Costs the ballast's memory for a moment and the time to touch it, once per worker thread.
 pub(crate) fn make_headroom(bytes: usize) {
     let pieces = bytes.div_ceil(BALLAST_PIECE);
     let mut ballast = Vec::with_capacity(pieces);

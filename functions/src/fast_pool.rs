@@ -25,7 +25,7 @@ use verge_config::{FunctionDef, Hook, Runtime};
 
 use crate::cff_event::{self, CffEvent};
 use crate::cff_runtime::LoadedFunction;
-use crate::collector::{CollectionPolicy, ENGINE_HEADROOM, force_collect, make_headroom};
+use crate::collector::{CollectionPolicy, force_collect};
 use crate::invocation::Invocation;
 use crate::outcome::{FunctionError, FunctionErrorKind, Outcome};
 
@@ -660,7 +660,6 @@ const COLLECT_WHEN_IDLE_AFTER: Duration = Duration::from_millis(100);
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
-    make_headroom(ENGINE_HEADROOM);
     let mut loaded = Loaded::default();
     for def in me.warm.iter() {
         // A function that fails to load here fails the same way when invoked, with its error.
@@ -683,9 +682,7 @@ fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
         let task = match me.rx.recv_timeout(idle_wait) {
             Ok(task) => task,
             Err(RecvTimeoutError::Timeout) => {
-                if gc.invocations > 0 {
-                    gc.collect();
-                }
+                gc.when_idle();
                 if shared.stop.load(Ordering::Relaxed) {
                     return;
                 }

@@ -37,6 +37,26 @@ fn headroom_keeps_the_engine_from_collecting_until_the_worker_does() {
 }
 
 #[test]
+fn the_first_idle_moment_makes_headroom_and_later_ones_collect() {
+    std::thread::spawn(|| {
+        let mut policy = CollectionPolicy::new();
+        assert!(engine_collected_during(2 << 20), "no headroom yet");
+        policy.when_idle();
+        assert!(
+            !engine_collected_during(8 << 20),
+            "headroom made at the first idle moment"
+        );
+        policy.invocations = 3;
+        let watch = CollectorWatch::arm();
+        policy.when_idle();
+        assert!(watch.collected(), "a later idle moment collects");
+        assert_eq!(policy.invocations, 0);
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
 fn headroom_leaves_nothing_behind() {
     std::thread::spawn(|| {
         force_collect();
