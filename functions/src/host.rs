@@ -601,6 +601,7 @@ pub fn install(ctx: &mut Context, loader: &HostModules, runtime: Runtime) -> JsR
         hidden,
     )?;
     ctx.register_global_property(js_string!("__verge_v1"), v1, hidden)?;
+    crate::json_parse::install(ctx)?;
     if !v1 {
         ctx.eval(Source::from_bytes(crate::buffer::PRELUDE))?;
     }

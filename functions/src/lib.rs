@@ -55,6 +55,7 @@ pub mod host;
 mod invocation;
 pub mod job_queue;
 pub mod js_json;
+mod json_parse;
 pub mod kvs;
 pub mod load_check;
 pub mod origin_choice;
