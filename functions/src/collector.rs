@@ -156,10 +156,11 @@ const BALLAST_PIECE: usize = 16 * 1024;
 ///
 /// boa 0.22 has no setting for it (its `GcConfig` is private, starting at 1 MiB): it collects
 /// when the bytes of its objects pass the threshold, and raises the threshold to what is still
-/// live over 70% when a collection leaves more than that. So the worker makes that happen once,
-/// at start: it holds `bytes` of ballast objects while the engine collects, which lifts the
-/// threshold above them, then drops them. boa never lowers the threshold; a thread keeps it.
-/// Costs the ballast's memory for a moment and the time to touch it, once per worker thread.
+/// live over 70% when a collection leaves more than that. So the worker makes that happen once
+/// ([`CollectionPolicy::when_idle`]): it holds `bytes` of ballast objects while the engine
+/// collects, which lifts the threshold above them, then drops them. boa never lowers the
+/// threshold; a thread keeps it. Costs the ballast's memory for a moment and the time to touch
+/// it, once per worker thread.
 pub(crate) fn make_headroom(bytes: usize) {
     let pieces = bytes.div_ceil(BALLAST_PIECE);
     let mut ballast = Vec::with_capacity(pieces);

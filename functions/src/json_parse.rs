@@ -8,16 +8,18 @@
 //! directly ([`crate::js_json::to_js`]).
 //!
 //! The same texts are accepted and give the same values: serde_json is also what boa checks
-//! with, so a text serde_json refuses is handed to boa's own function, which throws its
-//! `SyntaxError` as before; so are a call with a reviver and a text that is not valid UTF-16
-//! (boa's handles both). Keys keep their order (serde_json's `preserve_order`), a repeated key
-//! keeps its first place and its last value, integer-like keys enumerate first (boa's
-//! property keys), `"__proto__"` is an own property, and numbers are read exactly (serde_json's
-//! `float_roundtrip`; `-0` stays `-0`).
+//! with, and a text it refuses (or one that is not valid UTF-16) throws the `SyntaxError` boa
+//! throws, with the same message. A call with a reviver goes to boa's own function (kept for
+//! it). Keys keep their order (serde_json's `preserve_order`), a repeated key keeps its first
+//! place and its last value, integer-like keys enumerate first (boa's property keys),
+//! `"__proto__"` is an own property, and numbers are read exactly (serde_json's
+//! `float_roundtrip`; `-0` stays `-0`). The argument is converted with `ToString` once.
 
 use boa_engine::object::FunctionObjectBuilder;
 use boa_engine::property::PropertyDescriptor;
-use boa_engine::{Context, JsArgs, JsObject, JsResult, JsValue, NativeFunction, js_string};
+use boa_engine::{
+    Context, JsArgs, JsNativeError, JsObject, JsResult, JsValue, NativeFunction, js_string,
+};
 
 use crate::js_json::{KeyCache, to_js};
 
@@ -27,13 +29,11 @@ pub fn install(ctx: &mut Context) -> JsResult<()> {
         .global_object()
         .get(js_string!("JSON"), ctx)?
         .as_object()
-        .ok_or_else(|| {
-            boa_engine::JsNativeError::typ().with_message("the JSON object is missing")
-        })?;
+        .ok_or_else(|| JsNativeError::typ().with_message("the JSON object is missing"))?;
     let original = json
         .get(js_string!("parse"), ctx)?
         .as_object()
-        .ok_or_else(|| boa_engine::JsNativeError::typ().with_message("JSON.parse is missing"))?;
+        .ok_or_else(|| JsNativeError::typ().with_message("JSON.parse is missing"))?;
     let native = NativeFunction::from_copy_closure_with_captures(parse, original);
     let parse = FunctionObjectBuilder::new(ctx.realm(), native)
         .name(js_string!("parse"))
@@ -59,18 +59,17 @@ fn parse(
     original: &JsObject,
     ctx: &mut Context,
 ) -> JsResult<JsValue> {
-    let boas_own = |ctx: &mut Context| original.call(&JsValue::undefined(), args, ctx);
     if args.get_or_undefined(1).is_callable() {
-        return boas_own(ctx);
+        return original.call(&JsValue::undefined(), args, ctx);
     }
-    let text = args.get_or_undefined(0).to_string(ctx)?;
-    let Ok(text) = text.to_std_string() else {
-        return boas_own(ctx);
-    };
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(value) => Ok(to_js(&value, &mut KeyCache::default(), ctx)),
-        Err(_) => boas_own(ctx),
-    }
+    let syntax = |e: &dyn std::fmt::Display| JsNativeError::syntax().with_message(e.to_string());
+    let text = args
+        .get_or_undefined(0)
+        .to_string(ctx)?
+        .to_std_string()
+        .map_err(|e| syntax(&e))?;
+    let value = serde_json::from_str::<serde_json::Value>(&text).map_err(|e| syntax(&e))?;
+    Ok(to_js(&value, &mut KeyCache::default(), ctx))
 }
 
 #[cfg(test)]
@@ -115,6 +114,8 @@ mod tests {
             r#"JSON.parse(42)"#,
             r#"JSON.parse(null)"#,
             r#"JSON.parse({ toString: function () { return '[7]'; } })"#,
+            // `ToString` runs once, also for a text that is refused.
+            r#"(function () { var n = 0; try { JSON.parse({ toString: function () { n++; return '{'; } }); } catch (e) {} return n; })()"#,
             // Refused texts: the same error from the same place.
             r#"JSON.parse('{"a":1,}')"#,
             r#"JSON.parse('')"#,
