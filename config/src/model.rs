@@ -53,7 +53,8 @@ pub struct ServerConfig {
     /// Largest request line plus headers accepted; larger gets 431.
     pub max_header_bytes: usize,
     /// Fast-tier workers stuck in a native call past the hard ceiling (retired, still running)
-    /// that make verge drain and exit non-zero for its supervisor to restart it.
+    /// plus edge instances parked at their memory ceiling, that together make verge drain and
+    /// exit non-zero for its supervisor to restart it.
     pub max_stuck_workers: usize,
 }
 

@@ -11,29 +11,130 @@
 //! allocator is installed by the final binary (`#[global_allocator]` in `verge`, its test
 //! binaries and this crate's unit tests); where it is not installed the count stays 0 and the
 //! memory check never trips — the size guards on allocation-heavy built-ins still apply.
+//!
+//! Those checks run where control comes back to verge; inside one stretch of JavaScript that
+//! never yields (the code after an `await` runs as one promise job, beyond the budgeted loop)
+//! nothing checks, and boa has no heap limit and no interrupt. A thread may therefore set a
+//! [`hard ceiling`](set_ceiling) that the allocator itself enforces while JavaScript runs
+//! ([`enforced`]): an allocation past it runs the thread's [`on_ceiling`] hook (which answers
+//! for the invocation and gives the thread's place to a replacement) and then parks the thread
+//! for good, before the allocation is made. The thread and what it holds — about the ceiling —
+//! are lost until the process exits ([`parked_threads`] counts them; past
+//! `server.max_stuck_workers` verge drains and exits for a restart), but the process is not
+//! taken down by the kernel's OOM killer mid-request. An allocator cannot fail an allocation
+//! gracefully (Rust aborts on a null) or unwind, so parking is the only way to stop there.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mimalloc::MiMalloc;
-use std::cell::Cell;
+
+/// One thread's counts and its ceiling, in one thread-local: one lookup per allocation.
+struct Meter {
+    allocated: Cell<u64>,
+    freed: Cell<u64>,
+    /// What the thread may hold ([`held_now`]) while the ceiling is enforced; `i64::MAX`
+    /// otherwise (the only check on the allocation path compares against it).
+    park_above: Cell<i64>,
+    /// The ceiling [`set_ceiling`] put, enforced only inside [`enforced`].
+    ceiling: Cell<i64>,
+}
+
+/// No ceiling.
+const NONE: i64 = i64::MAX;
 
 thread_local! {
-    static ALLOCATED: Cell<u64> = const { Cell::new(0) };
-    static FREED: Cell<u64> = const { Cell::new(0) };
+    static METER: Meter = const {
+        Meter {
+            allocated: Cell::new(0),
+            freed: Cell::new(0),
+            park_above: Cell::new(NONE),
+            ceiling: Cell::new(NONE),
+        }
+    };
+    /// Run once, by the allocation that passes the ceiling, before the thread parks.
+    static ON_CEILING: Cell<Option<Box<dyn FnOnce()>>> = const { Cell::new(None) };
 }
+
+/// Threads parked at their ceiling since the process started.
+static PARKED: AtomicUsize = AtomicUsize::new(0);
 
 /// Bytes allocated by the calling thread so far (growth of reallocations included; frees are
 /// not subtracted: the limit is on what an invocation allocates, not on what it keeps).
 pub fn allocated() -> u64 {
-    ALLOCATED.try_with(Cell::get).unwrap_or(0)
+    METER.try_with(|m| m.allocated.get()).unwrap_or(0)
+}
+
+/// Allocated minus freed on this thread, as a signed figure: a thread may free more than it
+/// allocated (memory another thread allocated), which wraps the unsigned difference.
+fn held_now(m: &Meter) -> i64 {
+    m.allocated.get().wrapping_sub(m.freed.get()) as i64
 }
 
 fn count(bytes: usize) {
-    let _ = ALLOCATED.try_with(|a| a.set(a.get().wrapping_add(bytes as u64)));
+    let _ = METER.try_with(|m| {
+        m.allocated
+            .set(m.allocated.get().wrapping_add(bytes as u64));
+        if held_now(m) > m.park_above.get() {
+            park_at_ceiling(m);
+        }
+    });
 }
 
 fn count_freed(bytes: usize) {
-    let _ = FREED.try_with(|f| f.set(f.get().wrapping_add(bytes as u64)));
+    let _ = METER.try_with(|m| m.freed.set(m.freed.get().wrapping_add(bytes as u64)));
+}
+
+/// The calling thread passed its ceiling: run its hook and park it for good. The allocations
+/// the hook makes pass (the ceiling is lifted first); a panic in the hook is caught here, as
+/// an allocator must not unwind.
+#[cold]
+#[inline(never)]
+fn park_at_ceiling(m: &Meter) -> ! {
+    m.park_above.set(NONE);
+    m.ceiling.set(NONE);
+    PARKED.fetch_add(1, Ordering::Relaxed);
+    if let Some(hook) = ON_CEILING.try_with(Cell::take).ok().flatten() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook));
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Give the calling thread the hook its ceiling runs (see the module docs): it must only
+/// answer and hand on the thread's work, since the thread never runs again afterwards.
+pub fn on_ceiling(hook: Box<dyn FnOnce()>) {
+    let _ = ON_CEILING.try_with(|h| h.set(Some(hook)));
+}
+
+/// From now, the calling thread may hold at most `bytes` more than it holds now while
+/// [`enforced`] code runs; `None` lifts the ceiling.
+pub fn set_ceiling(bytes: Option<u64>) {
+    let _ = METER.try_with(|m| {
+        let ceiling = bytes.map_or(NONE, |b| {
+            held_now(m).saturating_add(i64::try_from(b).unwrap_or(NONE))
+        });
+        m.ceiling.set(ceiling);
+    });
+}
+
+/// Run `f` with the calling thread's ceiling enforced. Only for code that takes no lock
+/// another thread may wait on — JavaScript and verge's natives — since a thread parked
+/// holding one would hold it for good.
+pub fn enforced<R>(f: impl FnOnce() -> R) -> R {
+    let outer = METER
+        .try_with(|m| m.park_above.replace(m.ceiling.get()))
+        .unwrap_or(NONE);
+    let result = f();
+    let _ = METER.try_with(|m| m.park_above.set(outer));
+    result
+}
+
+/// Threads parked at their ceiling since the process started (each keeps its memory).
+pub fn parked_threads() -> usize {
+    PARKED.load(Ordering::Relaxed)
 }
 
 /// What the calling thread holds: allocated minus freed, as of [`Held::now`]. The edge tier's
@@ -52,7 +153,7 @@ impl Held {
     pub fn now() -> Self {
         Held {
             allocated: allocated(),
-            freed: FREED.try_with(Cell::get).unwrap_or(0),
+            freed: METER.try_with(|m| m.freed.get()).unwrap_or(0),
         }
     }
 
@@ -135,6 +236,8 @@ pub fn tune_allocator() {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// mimalloc's current value of its purge delay, in milliseconds.
@@ -169,6 +272,54 @@ mod tests {
             .join()
             .unwrap();
         assert!(allocated() - mine < 1 << 22);
+    }
+
+    #[test]
+    fn past_its_ceiling_inside_enforced_code_a_thread_runs_its_hook_and_parks() {
+        use std::sync::mpsc::{RecvTimeoutError, channel};
+        let wait = Duration::from_secs(10);
+        let parked_before = parked_threads();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let hook_tx = tx.clone();
+            on_ceiling(Box::new(move || {
+                let _ = hook_tx.send("hook ran");
+            }));
+            set_ceiling(Some(8 << 20));
+            // Within the ceiling: enforced code runs to its end.
+            let small = enforced(|| vec![1u8; 4 << 20]);
+            // Outside enforced code the ceiling does not apply.
+            let big = vec![1u8; 16 << 20];
+            drop((small, big));
+            let _ = tx.send("within and outside");
+            let mut kept = Vec::new();
+            enforced(|| {
+                for _ in 0..64 {
+                    kept.push(vec![1u8; 1 << 20]);
+                }
+            });
+            let _ = tx.send("went past its ceiling");
+        });
+        assert_eq!(rx.recv_timeout(wait), Ok("within and outside"));
+        assert_eq!(rx.recv_timeout(wait), Ok("hook ran"));
+        // Parked for good (the thread still holds its sender: no disconnect either).
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(300)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        assert!(parked_threads() > parked_before);
+    }
+
+    #[test]
+    fn a_lifted_ceiling_is_not_enforced() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            set_ceiling(Some(1 << 20));
+            set_ceiling(None);
+            enforced(|| drop(vec![1u8; 8 << 20]));
+            let _ = tx.send("done");
+        });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok("done"));
     }
 
     #[test]

@@ -18,9 +18,16 @@
 //! its thread ends when it next gets control (the loop backstop stops a spinning handler a few
 //! timeouts later), and a new one may take its place only then — a retiring instance still
 //! counts against the limit, so runaways cannot pile up threads beyond the instance count.
+//!
+//! Memory is bounded the same way from the instance's side: inside one stretch of JavaScript
+//! no check reaches, an instance that passes its hard ceiling
+//! ([`crate::edge_runtime::hard_ceiling`]) answers its invocation with Lambda's out-of-memory
+//! error, hands its place to a replacement and parks for good ([`crate::alloc_meter`]), so a
+//! handler allocating without end cannot take the process down with it.
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,7 +35,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use verge_config::FunctionDef;
 
-use crate::edge_runtime::{EdgeFunction, timed_out};
+use crate::edge_runtime::{EdgeFunction, hard_ceiling, over_memory, timed_out};
 use crate::fast_pool::Reply;
 use crate::invocation::Invocation;
 use crate::outcome::{FunctionError, FunctionErrorKind};
@@ -55,6 +62,8 @@ pub struct EdgeStats {
     pub timeouts: AtomicU64,
     /// Invocations refused because every instance was busy.
     pub concurrency_refusals: AtomicU64,
+    /// Instances parked for good at their hard memory ceiling (each keeps its thread and memory).
+    pub parked: AtomicU64,
 }
 
 struct Task {
@@ -252,6 +261,13 @@ impl Shared {
         }
     }
 
+    /// An instance thread gives up its place in the count (it ended, or parked for good).
+    fn leave(&self, arrived: bool) {
+        if self.queue.ended(arrived).wake_or_start() {
+            let _ = self.start_for_queue();
+        }
+    }
+
     /// Start the instance the queue asked for on behalf of the caller of task `id`. False when
     /// it cannot be started and no other instance will take that task (taken back).
     fn started(&self, id: u64) -> bool {
@@ -269,10 +285,34 @@ struct Live<'a> {
 
 impl Drop for Live<'_> {
     fn drop(&mut self) {
-        if self.shared.queue.ended(self.arrived.get()).wake_or_start() {
-            let _ = self.shared.start_for_queue();
-        }
+        self.shared.leave(self.arrived.get());
     }
+}
+
+/// Where an instance keeps the reply channel of the invocation it runs: taken back after the
+/// invocation, or by the ceiling hook if the instance parks during it.
+type ReplySlot = Rc<Cell<Option<oneshot::Sender<Reply>>>>;
+
+/// What an instance does when it passes its hard memory ceiling, just before its thread parks
+/// for good (run inside the allocator: it answers and hands on, nothing more). Its place in
+/// the count goes to a replacement at once, as if the thread had ended.
+fn park_hook(shared: &Shared, slot: &ReplySlot) -> Box<dyn FnOnce()> {
+    let (shared, slot) = (shared.clone(), slot.clone());
+    Box::new(move || {
+        let def = &shared.def;
+        shared.stats.parked.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            function = %def.name,
+            ceiling_mb = hard_ceiling(def.memory_mb) >> 20,
+            "an edge instance passed its hard memory ceiling inside JavaScript no check \
+             reaches; its thread is parked for good (see server.max_stuck_workers)"
+        );
+        shared.leave(true);
+        // The answer last: its caller finds the instance counted and replaced.
+        if let Some(reply) = slot.take() {
+            let _ = reply.send(Reply::failed(over_memory(def.memory_mb)));
+        }
+    })
 }
 
 /// An instance thread: its own event loop, one context, one invocation at a time.
@@ -297,6 +337,8 @@ fn run_instance(live: &Live<'_>) {
     let local = tokio::task::LocalSet::new();
     let me = Waiter::current();
     let mut loaded: Option<EdgeFunction> = None;
+    let slot = ReplySlot::default();
+    crate::alloc_meter::on_ceiling(park_hook(shared, &slot));
     loop {
         let starting = !live.arrived.replace(true);
         let task = match queue.next(&me, starting) {
@@ -346,15 +388,20 @@ fn run_instance(live: &Live<'_>) {
             }
         };
         let began = Instant::now();
+        slot.set(Some(reply));
+        crate::alloc_meter::set_ceiling(Some(hard_ceiling(def.memory_mb)));
         let invoked = local.block_on(&runtime, function.invoke(&invocation, timeout));
+        crate::alloc_meter::set_ceiling(None);
         let poisoned = invoked.poisoned;
         let overran = began.elapsed() > timeout + TIMEOUT_GRACE;
-        let _ = reply.send(Reply {
-            result: invoked.result,
-            utilization: 0,
-            logs: invoked.logs,
-            log_data: None,
-        });
+        if let Some(reply) = slot.take() {
+            let _ = reply.send(Reply {
+                result: invoked.result,
+                utilization: 0,
+                logs: invoked.logs,
+                log_data: None,
+            });
+        }
         if overran {
             // Its caller answered the timeout without it: this instance retires (and counts
             // against the limit until its thread has ended; its heap goes with the thread).

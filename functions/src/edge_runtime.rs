@@ -12,7 +12,9 @@
 //! there too; code after an `await` is bounded by the loop-iteration backstop (and, whatever
 //! it does, the pool answers the viewer at the deadline and retires the instance). The
 //! function's `memory_mb` is checked where the deadline is, against what the invocation holds
-//! ([`crate::alloc_meter::Held`]).
+//! ([`crate::alloc_meter::Held`]). Between those checks, inside one stretch of JavaScript, the
+//! allocator enforces the thread's hard ceiling if the pool set one ([`HARD_CEILING_FACTOR`]):
+//! every entry into the engine runs under [`crate::alloc_meter::enforced`].
 
 use std::pin::pin;
 use std::rc::Rc;
@@ -28,6 +30,7 @@ use boa_engine::{
 };
 use verge_config::Runtime;
 
+use crate::alloc_meter::enforced;
 use crate::cff_runtime::LoadError;
 use crate::edge_context::{self, ContextTemplate, Settled};
 use crate::edge_event::EdgeEvent;
@@ -78,10 +81,22 @@ pub fn timed_out(timeout: Duration) -> FunctionError {
 
 /// Lambda's answer to a function that runs out of memory is a crashed runtime, which
 /// CloudFront reports as an execution error (503).
-fn over_memory(limit_mb: u32) -> FunctionError {
+pub(crate) fn over_memory(limit_mb: u32) -> FunctionError {
     execution(format!(
         "Runtime exited with error: the invocation held more than the function's {limit_mb} MB (memory_mb)"
     ))
+}
+
+/// The hard ceiling on what one invocation may hold, in multiples of its `memory_mb`, that the
+/// allocator enforces inside a stretch of JavaScript no check reaches (see the module docs).
+/// Well above the limit itself: garbage counts until boa collects it, and boa collects by the
+/// size of its own objects, so a handler churning through big arrays within one promise job
+/// can hold several times what it keeps before a collection.
+pub const HARD_CEILING_FACTOR: u64 = 4;
+
+/// The hard ceiling for a function with `memory_mb`, in bytes.
+pub fn hard_ceiling(memory_mb: u32) -> u64 {
+    (u64::from(memory_mb) << 20).saturating_mul(HARD_CEILING_FACTOR)
 }
 
 /// What one invocation held beyond its start, against the function's `memory_mb`.
@@ -356,7 +371,7 @@ impl EdgeFunction {
             .get(js_string!("__verge_reset"), &mut self.context)
             .ok()
             .and_then(|f| f.as_callable())
-            .map(|f| f.call(&JsValue::undefined(), &[], &mut self.context));
+            .map(|f| enforced(|| f.call(&JsValue::undefined(), &[], &mut self.context)));
         let poisoned = matches!(&result, Err((_, true))) || !matches!(reset, Some(Ok(_)));
         let (result, output) = match result {
             Ok(returned) => (event.outcome(returned.as_ref()), returned),
@@ -380,7 +395,7 @@ impl EdgeFunction {
     ) -> Result<Option<Returned>, (FunctionError, bool)> {
         let context = &mut self.context;
         let id = edge_context::begin(limits.deadline);
-        let setup = (|| -> JsResult<()> {
+        let setup = enforced(|| -> JsResult<()> {
             let mut js = crate::js_json::JsBuilder {
                 keys: &mut self.keys,
                 context,
@@ -392,12 +407,12 @@ impl EdgeFunction {
             global.set(js_string!("__verge_ctx"), ctx_obj, false, context)?;
             global.set(js_string!("__verge_callback"), callback, false, context)?;
             Ok(())
-        })();
+        });
         if let Err(e) = setup {
             return Err((execution(format!("cannot build the event: {e}")), false));
         }
         // Up to the first `await`: boa's budgeted loop, the limits checked at every yield.
-        let value = {
+        let value = enforced(|| {
             let mut future = pin!(
                 self.invoker
                     .evaluate_async_with_budget(context, YIELD_EVERY)
@@ -405,17 +420,18 @@ impl EdgeFunction {
             let mut task = TaskContext::from_waker(Waker::noop());
             loop {
                 match future.as_mut().poll(&mut task) {
-                    Poll::Ready(result) => break result,
+                    Poll::Ready(result) => break Ok(result),
                     Poll::Pending => limits.check()?,
                 }
             }
-        };
+        })?;
         let value = value.map_err(|e| failure(&e, context))?;
         let promise = if let Some(promise) = value.as_promise() {
             Some(promise)
-        } else if is_thenable(&value, context) {
+        } else if enforced(|| is_thenable(&value, context)) {
             // A thenable that is not a native promise: adopt it as `await` would.
-            Some(JsPromise::resolve(value, context).map_err(|e| failure(&e, context))?)
+            let adopted = enforced(|| JsPromise::resolve(value, context));
+            Some(adopted.map_err(|e| failure(&e, context))?)
         } else {
             if !value.is_undefined() && self.handler_length < 3 && !edge_context::called_back() {
                 return Err((
@@ -437,7 +453,7 @@ impl EdgeFunction {
         });
         match answer {
             Some(Settled::Answered(v)) if v.is_undefined() || v.is_null() => Ok(None),
-            Some(Settled::Answered(v)) => crate::returned::read(&v, context).map_err(|e| {
+            Some(Settled::Answered(v)) => enforced(|| crate::returned::read(&v, context)).map_err(|e| {
                 (
                     validation(format!(
                         "The Lambda function returned invalid json: The json output is not parsable ({e})"
@@ -467,7 +483,7 @@ impl EdgeFunction {
     ) -> Result<(), (FunctionError, bool)> {
         loop {
             while let Some(job) = self.jobs.pop() {
-                if let Err(e) = run_job(job, &mut self.context) {
+                if let Err(e) = enforced(|| run_job(job, &mut self.context)) {
                     return Err(failure(&e, &mut self.context));
                 }
                 limits.check()?;
@@ -496,12 +512,12 @@ impl EdgeFunction {
                 biased;
                 done = crate::edge_fetch::next_done(), if fetching => {
                     if let Some((id, answer)) = done {
-                        self.deliver_fetch(id, answer)?;
+                        enforced(|| self.deliver_fetch(id, answer))?;
                     }
                 }
                 () = tokio::time::sleep_until(wake.into()) => {
                     limits.check_time()?;
-                    self.fire_due_timers()?;
+                    enforced(|| self.fire_due_timers())?;
                     limits.check()?;
                 }
             }

@@ -55,6 +55,7 @@ impl AdminApp {
                         ("cold_start_microseconds", &stats.cold_start_micros),
                         ("timeouts", &stats.timeouts),
                         ("concurrency_refusals", &stats.concurrency_refusals),
+                        ("parked", &stats.parked),
                     ] {
                         metrics
                             .edge

@@ -34,8 +34,8 @@ pub struct Metrics {
     /// The fast-tier worker generation serving new invocations.
     pub worker_generation: IntGauge,
     /// Edge-tier counters of the running configuration, by function and what
-    /// (`cold_starts`, `cold_start_microseconds`, `timeouts`, `concurrency_refusals`); read from
-    /// the edge pool at scrape time.
+    /// (`cold_starts`, `cold_start_microseconds`, `timeouts`, `concurrency_refusals`, `parked`);
+    /// read from the edge pool at scrape time.
     pub edge: prometheus::IntGaugeVec,
 }
 
@@ -106,7 +106,8 @@ impl Metrics {
                 "verge_functions_edge",
                 "Edge-tier (Lambda@Edge) instance counters since the running configuration was \
                  loaded: cold_starts, cold_start_microseconds (time spent loading at those \
-                 starts), timeouts, concurrency_refusals.",
+                 starts), timeouts, concurrency_refusals, parked (instances parked for good at \
+                 their hard memory ceiling).",
             ),
             &["function", "what"],
         )?;

@@ -154,19 +154,23 @@ pub fn run(args: ServeArgs) -> ExitCode {
 const HEALTH_TICK: Duration = Duration::from_secs(1);
 
 /// DESIGN §3.2: a retired fast-tier worker stuck in a native call keeps its thread (and maybe
-/// memory) until the call returns; past `server.max_stuck_workers` of them the process is not
+/// memory) until the call returns, and an edge instance parked at its hard memory ceiling
+/// keeps both for good; past `server.max_stuck_workers` of them together the process is not
 /// healthy. Then verge drains as on SIGTERM (requests in flight finish) and exits with
 /// [`EXIT_UNHEALTHY`], for its supervisor to restart it.
 fn watch_health(state: &ProxyState, stop: &AtomicBool, unhealthy: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(HEALTH_TICK);
         let limit = state.snapshot().config.server.max_stuck_workers;
-        let stuck = state.functions.stuck_workers();
+        let parked = verge_functions::alloc_meter::parked_threads();
+        let stuck = state.functions.stuck_workers() + parked;
         if stuck >= limit {
             tracing::error!(
                 stuck,
+                parked,
                 limit,
-                "fast-tier workers are stuck in native calls; draining and exiting for a restart"
+                "function threads are stuck in native calls or parked at their memory ceiling; \
+                 draining and exiting for a restart"
             );
             unhealthy.store(true, Ordering::Relaxed);
             if let Err(e) = signal_hook::low_level::raise(signal_hook::consts::SIGTERM) {

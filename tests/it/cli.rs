@@ -220,6 +220,69 @@ async fn too_many_stuck_workers_drain_and_exit_for_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn edge_instances_parked_at_their_memory_ceiling_count_as_stuck() {
+    let a = origin().name("a").run().await;
+    let dir = tempfile::tempdir().unwrap();
+    // After the `await` the loop is one promise job that no check reaches: the allocator's
+    // hard ceiling (4 x 128 MB) stops it, and the instance parks for good.
+    std::fs::write(
+        dir.path().join("hog.js"),
+        "exports.handler = async (event) => { await null; const kept = []; \
+           for (;;) { kept.push(new Uint8Array(1 << 20)); } };",
+    )
+    .unwrap();
+    let mut verge = start(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = [\"{{listen}}\"]\nshutdown_grace = \"1s\"\nmax_stuck_workers = 2\n\
+             [admin]\nlisten = \"{{admin}}\"\n[origins.o]\nurl = \"{}\"\n\
+             [[behaviors]]\npath_pattern = \"/hog*\"\norigin = \"o\"\norigin_request = \"hog\"\n\
+             [[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n\
+             [functions.hog]\nruntime = \"lambda-edge\"\ncode = \"hog.js\"\ninstances = 1\n",
+            a.url()
+        ),
+    )
+    .await;
+    // Lambda's answer to a runtime out of memory, long before the 30 s timeout.
+    let started = std::time::Instant::now();
+    let r = get(verge.addr, "/hog").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("x-cache"), "LambdaExecutionError from verge");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    // One parked instance is below the limit: verge serves on, and a replacement instance
+    // takes the function's one place.
+    assert_eq!(get(verge.addr, "/echo").await.status, 200);
+    let m = get(verge.admin, "/metrics").await.text();
+    assert_eq!(
+        metric(&m, "verge_functions_edge{function=\"hog\",what=\"parked\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(get(verge.addr, "/hog").await.status, 503);
+    // The second reaches max_stuck_workers: verge drains and exits for a restart.
+    let status = verge
+        .wait_exit(Duration::from_secs(20))
+        .expect("verge kept serving with two parked instances past max_stuck_workers");
+    assert_eq!(status.code(), Some(70), "{status:?}");
+    for said in ["parked for good", "parked at their memory ceiling"] {
+        let logged = eventually(50, Duration::from_millis(20), || async {
+            verge.json_lines().into_iter().find(|l| {
+                l["fields"]["message"]
+                    .as_str()
+                    .or(l["message"].as_str())
+                    .is_some_and(|m| m.contains(said))
+            })
+        })
+        .await;
+        assert!(logged.is_some(), "no log line saying {said:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_binary_serves_tls_with_http2_and_reloads_certificates() {
     let a = origin().name("a").run().await;
     let ca = Ca::new("binary test CA");

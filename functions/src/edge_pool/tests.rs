@@ -207,3 +207,47 @@ async fn instance_threads_run_with_the_batch_policy() {
         "{policies:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_allocating_without_end_in_one_job_is_answered_parked_and_replaced() {
+    // After the `await`, the loop runs as one promise job: no deadline or memory check reaches
+    // it, and the loop backstop is minutes away. Only the allocator's hard ceiling stops it.
+    let code = "exports.handler = async (event) => {
+        const q = event.Records[0].cf.request.querystring;
+        await null;
+        if (q === 'hog') { const kept = []; for (;;) { kept.push(new Array(1024).fill(q)); } }
+        return event.Records[0].cf.request;
+    };";
+    let f = Arc::new(FunctionDef {
+        memory_mb: 16,
+        ..(*def(code, 1, Duration::from_secs(30))).clone()
+    });
+    let pool = EdgePool::new([f.clone()]);
+    let parked_before = crate::alloc_meter::parked_threads();
+    let mut hog = invocation(&f, Hook::OriginRequest);
+    hog.request.querystring = "hog".into();
+    let started = Instant::now();
+    let reply = pool.invoke(hog).await;
+    let took = started.elapsed();
+    // Lambda's answer to a function out of memory, from the instance itself: long before the
+    // 30 s timeout the caller would otherwise wait for.
+    let e = reply
+        .result
+        .expect_err("the hog was answered with a result");
+    assert_eq!(e.kind, FunctionErrorKind::Execution, "{}", e.message);
+    assert!(e.message.contains("16 MB (memory_mb)"), "{}", e.message);
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    let (_, stats) = pool.stats().next().unwrap();
+    assert_eq!(stats.parked.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.timeouts.load(Ordering::Relaxed), 0);
+    assert!(crate::alloc_meter::parked_threads() > parked_before);
+    // The parked instance gave its place to a replacement: with one instance allowed, the
+    // next invocation is served, by a second cold start.
+    let next = pool.invoke(invocation(&f, Hook::OriginRequest)).await;
+    assert!(
+        matches!(next.result, Ok(Outcome::Continue(_))),
+        "{:?}",
+        next.result
+    );
+    assert_eq!(stats.cold_starts.load(Ordering::Relaxed), 2);
+}
