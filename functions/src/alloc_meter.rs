@@ -19,14 +19,13 @@
 //! ([`enforced`]): an allocation past it runs the thread's [`on_ceiling`] hook (which answers
 //! for the invocation and gives the thread's place to a replacement) and then parks the thread
 //! for good, before the allocation is made. The thread and what it holds — about the ceiling —
-//! are lost until the process exits ([`parked_threads`] counts them; past
-//! `server.max_stuck_workers` verge drains and exits for a restart), but the process is not
-//! taken down by the kernel's OOM killer mid-request. An allocator cannot fail an allocation
+//! are lost until the process exits (the pools count them; past `server.max_stuck_workers`
+//! verge drains and exits for a restart), but the process is not taken down by the kernel's
+//! OOM killer mid-request. An allocator cannot fail an allocation
 //! gracefully (Rust aborts on a null) or unwind, so parking is the only way to stop there.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mimalloc::MiMalloc;
 
@@ -56,9 +55,6 @@ thread_local! {
     /// Run once, by the allocation that passes the ceiling, before the thread parks.
     static ON_CEILING: Cell<Option<Box<dyn FnOnce()>>> = const { Cell::new(None) };
 }
-
-/// Threads parked at their ceiling since the process started.
-static PARKED: AtomicUsize = AtomicUsize::new(0);
 
 /// Bytes allocated by the calling thread so far (growth of reallocations included; frees are
 /// not subtracted: the limit is on what an invocation allocates, not on what it keeps).
@@ -94,7 +90,6 @@ fn count_freed(bytes: usize) {
 fn park_at_ceiling(m: &Meter) -> ! {
     m.park_above.set(NONE);
     m.ceiling.set(NONE);
-    PARKED.fetch_add(1, Ordering::Relaxed);
     if let Some(hook) = ON_CEILING.try_with(Cell::take).ok().flatten() {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook));
     }
@@ -130,11 +125,6 @@ pub fn enforced<R>(f: impl FnOnce() -> R) -> R {
     let result = f();
     let _ = METER.try_with(|m| m.park_above.set(outer));
     result
-}
-
-/// Threads parked at their ceiling since the process started (each keeps its memory).
-pub fn parked_threads() -> usize {
-    PARKED.load(Ordering::Relaxed)
 }
 
 /// What the calling thread holds: allocated minus freed, as of [`Held::now`]. The edge tier's
@@ -278,7 +268,6 @@ mod tests {
     fn past_its_ceiling_inside_enforced_code_a_thread_runs_its_hook_and_parks() {
         use std::sync::mpsc::{RecvTimeoutError, channel};
         let wait = Duration::from_secs(10);
-        let parked_before = parked_threads();
         let (tx, rx) = channel();
         std::thread::spawn(move || {
             let hook_tx = tx.clone();
@@ -307,7 +296,6 @@ mod tests {
             rx.recv_timeout(Duration::from_millis(300)),
             Err(RecvTimeoutError::Timeout)
         );
-        assert!(parked_threads() > parked_before);
     }
 
     #[test]

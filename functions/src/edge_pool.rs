@@ -29,7 +29,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -109,6 +109,15 @@ fn limit_exceeded(message: impl Into<String>) -> Reply {
         message: message.into(),
         edge: true,
     })
+}
+
+/// Instances parked at their hard memory ceiling since the process started, in every
+/// configuration (each keeps its thread and memory until the process exits).
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+
+/// Edge instances parked for good at their hard memory ceiling, process-wide.
+pub fn parked_instances() -> usize {
+    PARKED.load(Ordering::Relaxed)
 }
 
 /// Numbers tasks, so a caller can find its own in a queue.
@@ -301,6 +310,7 @@ fn park_hook(shared: &Shared, slot: &ReplySlot) -> Box<dyn FnOnce()> {
     Box::new(move || {
         let def = &shared.def;
         shared.stats.parked.fetch_add(1, Ordering::Relaxed);
+        PARKED.fetch_add(1, Ordering::Relaxed);
         tracing::error!(
             function = %def.name,
             ceiling_mb = hard_ceiling(def.memory_mb) >> 20,

@@ -6,6 +6,9 @@
 //! - A supervisor retires a worker still busy past the hard ceiling (only native work no check
 //!   reaches can get there), lowers it to idle priority and starts a replacement, so capacity is
 //!   never lost. The retired thread exits when its call finally returns.
+//! - Memory no check reaches (a promise job allocating without end) meets the allocator's hard
+//!   ceiling, [`HARD_CEILING`]: the worker answers with the memory error and parks for good
+//!   ([`crate::alloc_meter`]); the supervisor then retires it as stuck, as above.
 //! - Generations (DESIGN §4): [`FastPool::warm`] starts a new set of workers that load every
 //!   function of a new configuration before any request reaches them, then switches new
 //!   invocations to them; the previous generation drains its queue and exits. Serving workers
@@ -659,8 +662,39 @@ const COLLECT_WHEN_IDLE_AFTER: Duration = Duration::from_millis(100);
 /// How long an idle worker with nothing to collect sleeps between looks at the pool's `stop`.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
+/// What a fast-tier invocation may hold, garbage included, while its JavaScript runs before
+/// the allocator parks the worker: four times what it may allocate in all
+/// ([`crate::budget::MEMORY_LIMIT`], checked where the budget is).
+pub const HARD_CEILING: u64 = 4 * crate::budget::MEMORY_LIMIT;
+
+/// Where a worker keeps the reply channel of the invocation it runs: taken back after it, or by
+/// the ceiling hook if the worker parks during it.
+type ReplySlot = std::rc::Rc<std::cell::Cell<Option<oneshot::Sender<Reply>>>>;
+
+/// What a worker does when it passes its hard ceiling, just before it parks for good (run
+/// inside the allocator: it answers, nothing more; the supervisor sees a worker busy past its
+/// hard ceiling and retires and replaces it).
+fn park_hook(slot: &ReplySlot) -> Box<dyn FnOnce()> {
+    let slot = slot.clone();
+    Box::new(move || {
+        tracing::error!(
+            ceiling_mb = HARD_CEILING >> 20,
+            "a fast-tier worker passed its hard memory ceiling inside JavaScript no check \
+             reaches; its thread is parked for good (see server.max_stuck_workers)"
+        );
+        if let Some(reply) = slot.take() {
+            let _ = reply.send(Reply::failed(throttled(format!(
+                "the function went over its memory limit (more than {} MiB held)",
+                HARD_CEILING >> 20
+            ))));
+        }
+    })
+}
+
 fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
     let mut loaded = Loaded::default();
+    let slot = ReplySlot::default();
+    crate::alloc_meter::on_ceiling(park_hook(&slot));
     for def in me.warm.iter() {
         // A function that fails to load here fails the same way when invoked, with its error.
         let _ = loaded.get(def, &shared.loads.warm);
@@ -693,6 +727,8 @@ fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
         if task.reply.is_closed() {
             continue;
         }
+        slot.set(Some(task.reply));
+        crate::alloc_meter::set_ceiling(Some(HARD_CEILING));
         let Ran { reply, discard } = run(
             &mut loaded,
             &task.invocation,
@@ -701,13 +737,16 @@ fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
             me,
             shared,
         );
+        crate::alloc_meter::set_ceiling(None);
         me.busy_since.store(0, Ordering::Relaxed);
         if me.retired.load(Ordering::Relaxed) {
             // Lower it to idle priority, so a runaway native call competes with nothing that
             // matters while it finishes.
             crate::sched::set_own(crate::sched::Policy::Idle);
         }
-        let _ = task.reply.send(reply);
+        if let Some(reply_to) = slot.take() {
+            let _ = reply_to.send(reply);
+        }
         // An aborted context is dropped and its heap collected only now, after the reply: on a
         // warm context that takes milliseconds, which the viewer of a runaway need not wait for.
         if discard {

@@ -162,7 +162,7 @@ fn watch_health(state: &ProxyState, stop: &AtomicBool, unhealthy: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(HEALTH_TICK);
         let limit = state.snapshot().config.server.max_stuck_workers;
-        let parked = verge_functions::alloc_meter::parked_threads();
+        let parked = verge_functions::edge_pool::parked_instances();
         let stuck = state.functions.stuck_workers() + parked;
         if stuck >= limit {
             tracing::error!(

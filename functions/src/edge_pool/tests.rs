@@ -223,7 +223,7 @@ async fn an_instance_allocating_without_end_in_one_job_is_answered_parked_and_re
         ..(*def(code, 1, Duration::from_secs(30))).clone()
     });
     let pool = EdgePool::new([f.clone()]);
-    let parked_before = crate::alloc_meter::parked_threads();
+    let parked_before = parked_instances();
     let mut hog = invocation(&f, Hook::OriginRequest);
     hog.request.querystring = "hog".into();
     let started = Instant::now();
@@ -240,7 +240,7 @@ async fn an_instance_allocating_without_end_in_one_job_is_answered_parked_and_re
     let (_, stats) = pool.stats().next().unwrap();
     assert_eq!(stats.parked.load(Ordering::Relaxed), 1);
     assert_eq!(stats.timeouts.load(Ordering::Relaxed), 0);
-    assert!(crate::alloc_meter::parked_threads() > parked_before);
+    assert!(parked_instances() > parked_before);
     // The parked instance gave its place to a replacement: with one instance allowed, the
     // next invocation is served, by a second cold start.
     let next = pool.invoke(invocation(&f, Hook::OriginRequest)).await;

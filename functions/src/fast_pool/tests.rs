@@ -571,3 +571,45 @@ async fn rare_overruns_among_many_good_invocations_do_not_throttle_but_sustained
     }
     assert!(throttled, "sustained overruns throttle");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_allocating_without_end_after_an_await_is_answered_and_its_worker_parked() {
+    // After the `await`, the loop runs as one promise job: no budget or memory check reaches
+    // it, and each turn allocates the most one typed array may hold (8 MiB), so the loop
+    // backstop (tens of thousands of turns) would come hundreds of gigabytes too late. The allocator's hard ceiling stops it; the
+    // supervisor retires the parked worker as stuck and replaces it. The reply deadline is
+    // long here, so the answer shows who stopped it: 256 MiB take a while to allocate.
+    let p = FastPool::start(PoolConfig {
+        workers: 2,
+        queue: 64,
+        hard_ceiling: Duration::from_millis(50),
+        reply_deadline: Duration::from_secs(10),
+        start_deadline: Duration::from_secs(2),
+    })
+    .unwrap();
+    let f = def(
+        "hog",
+        "async function handler(e) { await null; var kept = []; \
+         for (;;) { kept.push(new Uint8Array(8 << 20)); } }",
+    );
+    let started = Instant::now();
+    let reply = p.invoke(inv(&f), BUDGET).await;
+    let e = reply
+        .result
+        .expect_err("the hog was answered with a result");
+    assert_eq!(e.kind, FunctionErrorKind::Throttled, "{}", e.message);
+    assert!(e.message.contains("256 MiB held"), "{}", e.message);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    // The parked worker is stuck for good, and another serves in its place.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.stuck_workers() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(p.stuck_workers(), 1);
+    let ok = p.invoke(inv(&def("rewrite", REWRITE)), BUDGET).await;
+    assert!(added_header(ok), "no answer after the worker parked");
+}
