@@ -6,6 +6,39 @@ use crate::BoxError;
 use crate::client::{fixed_headers, get, jwt};
 use crate::systems::{BODY, JWT_SECRET, System, Work};
 
+/// How often a system may answer 503 to the fixed request while it finishes starting.
+const START_TRIES: u32 = 20;
+/// The pause between those tries.
+const START_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Wait until `system` answers the fixed request with anything but 503, at most
+/// [`START_TRIES`] times: every system starts at once on shared cores, and a verge whose
+/// function workers are still starved of CPU answers 503 (`FunctionThrottledError`: no worker
+/// took the invocation in time) to its first request. What it answers then is checked by
+/// [`answers_identically`], strictly, as is everything it answers during timing.
+pub fn wait_started(system: &System) -> Result<(), BoxError> {
+    for tries in 1..=START_TRIES {
+        let a = get(system.addr, "/", &fixed_headers())?;
+        if a.status != 503 {
+            if tries > 1 {
+                eprintln!(
+                    "bench: {} answered 503 {} time(s) while starting",
+                    system.name,
+                    tries - 1
+                );
+            }
+            return Ok(());
+        }
+        std::thread::sleep(START_PAUSE);
+    }
+    Err(format!(
+        "{}: still answering 503 after {START_TRIES} tries over {:?}",
+        system.name,
+        START_PAUSE * START_TRIES
+    )
+    .into())
+}
+
 /// Check `system`'s answers; `Err` says what differs.
 pub fn answers_identically(system: &System) -> Result<(), BoxError> {
     let name = system.name;

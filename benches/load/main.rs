@@ -5,7 +5,8 @@
 //! - [`systems`]: the shared nginx origin, the floor, the verge rows, the nginx rows — one
 //!   worker each, pinned to core 0; origin and load generators on core 1;
 //! - [`check`]: before timing, every system answers the fixed request identically and the JWT
-//!   rows refuse bad tokens;
+//!   rows refuse bad tokens (after a bounded wait for systems still answering 503 while they
+//!   start);
 //! - [`measure`]: per round and system, `wrk` (req/s) and [`openloop`] (p50/p99 at a fixed
 //!   rate); unexpected statuses mark a row failed;
 //! - [`runaway`]: 1% runaways among rewrites, throttling off and on;
@@ -132,6 +133,7 @@ fn orchestrate() -> Result<(), BoxError> {
     procs.check_alive()?;
     eprintln!("bench: {} systems up; checking their answers", all.len());
     for s in &all {
+        check::wait_started(s)?;
         check::answers_identically(s)?;
     }
 
