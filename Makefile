@@ -7,11 +7,12 @@ run: setup
 	cargo run --release --bin verge -- $(ARGS)
 
 # Everything CI runs: format check, clippy with warnings denied, every test, benches compiled.
+# Backtraces on: a failure says where, and the memory-ceiling panic test needs the big report.
 test: setup
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
-	cargo test --release --workspace -- --skip runaway_matrix
-	cargo test --release --test runaway -- --test-threads=1
+	RUST_BACKTRACE=1 cargo test --release --workspace -- --skip runaway_matrix
+	RUST_BACKTRACE=1 cargo test --release --test runaway -- --test-threads=1
 	cargo bench --workspace --no-run
 
 # The load benchmark (installs wrk, nginx and its njs module): verge vs the pingora floor and

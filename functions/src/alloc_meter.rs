@@ -21,8 +21,8 @@
 //! for good, before the allocation is made. The thread and what it holds — about the ceiling —
 //! are lost until the process exits (the pools count them; past `server.max_stuck_workers`
 //! verge drains and exits for a restart), but the process is not taken down by the kernel's
-//! OOM killer mid-request. An allocator cannot fail an allocation
-//! gracefully (Rust aborts on a null) or unwind, so parking is the only way to stop there.
+//! OOM killer mid-request. An allocator cannot fail an allocation gracefully (Rust aborts on a
+//! null) or unwind, so parking is the only way to stop there.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
@@ -107,6 +107,9 @@ pub fn on_ceiling(hook: Box<dyn FnOnce()>) {
 /// From now, the calling thread may hold at most `bytes` more than it holds now while
 /// [`enforced`] code runs; `None` lifts the ceiling.
 pub fn set_ceiling(bytes: Option<u64>) {
+    if bytes.is_some() {
+        lift_ceiling_on_panic();
+    }
     let _ = METER.try_with(|m| {
         let ceiling = bytes.map_or(NONE, |b| {
             held_now(m).saturating_add(i64::try_from(b).unwrap_or(NONE))
@@ -115,16 +118,39 @@ pub fn set_ceiling(bytes: Option<u64>) {
     });
 }
 
+/// Make a panicking thread lift its ceiling before the panic hook runs (installed once, around
+/// whatever hook there was): the hook prints, and may capture a backtrace of megabytes, under
+/// the process's stderr and backtrace locks, and a thread parked there would hold them for
+/// good — the next panic anywhere would hang. [`enforced`] puts the ceiling back as it unwinds.
+fn lift_ceiling_on_panic() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = METER.try_with(|m| m.park_above.set(NONE));
+            previous(info);
+        }));
+    });
+}
+
 /// Run `f` with the calling thread's ceiling enforced. Only for code that takes no lock
 /// another thread may wait on — JavaScript and verge's natives — since a thread parked
 /// holding one would hold it for good.
 pub fn enforced<R>(f: impl FnOnce() -> R) -> R {
-    let outer = METER
-        .try_with(|m| m.park_above.replace(m.ceiling.get()))
-        .unwrap_or(NONE);
-    let result = f();
-    let _ = METER.try_with(|m| m.park_above.set(outer));
-    result
+    /// Puts back what was enforced before, also when `f` unwinds (the fast pool catches an
+    /// engine panic and carries on; its logging must not run under the ceiling).
+    struct Restore(i64);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = METER.try_with(|m| m.park_above.set(self.0));
+        }
+    }
+    let _restore = Restore(
+        METER
+            .try_with(|m| m.park_above.replace(m.ceiling.get()))
+            .unwrap_or(NONE),
+    );
+    f()
 }
 
 /// What the calling thread holds: allocated minus freed, as of [`Held::now`]. The edge tier's
@@ -308,6 +334,27 @@ mod tests {
             let _ = tx.send("done");
         });
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok("done"));
+    }
+
+    #[test]
+    fn a_panic_under_the_ceiling_is_reported_and_leaves_no_ceiling_behind() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            set_ceiling(Some(1 << 20));
+            // Reporting the panic may allocate more than the ceiling, under locks every
+            // thread's panics need: with RUST_BACKTRACE=1 (as `make test` sets it) the
+            // backtrace alone does. Without the lift this test hangs there.
+            let unwound = std::panic::catch_unwind(|| {
+                enforced(|| {
+                    let _kept = vec![1u8; 512 << 10];
+                    panic!("an engine panic (expected by this test)")
+                })
+            });
+            // Unwound out of `enforced`: nothing is enforced any more.
+            drop(vec![1u8; 8 << 20]);
+            let _ = tx.send(unwound.is_err());
+        });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
     }
 
     #[test]
