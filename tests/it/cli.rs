@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::binary::{start, start_watching, validate};
+use crate::support::binary::{Verge, start, start_watching, validate};
 use crate::support::certs::Ca;
 use crate::support::client::{tls_client, tls_get};
 use crate::support::proxy::metric;
@@ -203,20 +203,28 @@ async fn too_many_stuck_workers_drain_and_exit_for_a_restart() {
     .await;
     assert_eq!(get(verge.addr, "/echo").await.status, 200);
     assert_eq!(get(verge.addr, "/sort").await.status, 503);
+    exits_for_a_restart_saying(&mut verge, &["stuck in native calls"]).await;
+}
+
+/// `verge` drains and exits with status 70 (past `max_stuck_workers`), having logged lines
+/// that say each of `said`.
+async fn exits_for_a_restart_saying(verge: &mut Verge, said: &[&str]) {
     let status = verge
         .wait_exit(Duration::from_secs(20))
-        .expect("verge kept serving with a stuck worker past max_stuck_workers");
+        .expect("verge kept serving past max_stuck_workers");
     assert_eq!(status.code(), Some(70), "{status:?}");
-    let logged = eventually(50, Duration::from_millis(20), || async {
-        verge.json_lines().into_iter().find(|l| {
-            l["fields"]["message"]
-                .as_str()
-                .or(l["message"].as_str())
-                .is_some_and(|m| m.contains("stuck in native calls"))
+    for said in said {
+        let logged = eventually(50, Duration::from_millis(20), || async {
+            verge.json_lines().into_iter().find(|l| {
+                l["fields"]["message"]
+                    .as_str()
+                    .or(l["message"].as_str())
+                    .is_some_and(|m| m.contains(said))
+            })
         })
-    })
-    .await;
-    assert!(logged.is_some(), "no log line saying why");
+        .await;
+        assert!(logged.is_some(), "no log line saying {said:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -264,22 +272,11 @@ async fn edge_instances_parked_at_their_memory_ceiling_count_as_stuck() {
     );
     assert_eq!(get(verge.addr, "/hog").await.status, 503);
     // The second reaches max_stuck_workers: verge drains and exits for a restart.
-    let status = verge
-        .wait_exit(Duration::from_secs(20))
-        .expect("verge kept serving with two parked instances past max_stuck_workers");
-    assert_eq!(status.code(), Some(70), "{status:?}");
-    for said in ["parked for good", "parked at their memory ceiling"] {
-        let logged = eventually(50, Duration::from_millis(20), || async {
-            verge.json_lines().into_iter().find(|l| {
-                l["fields"]["message"]
-                    .as_str()
-                    .or(l["message"].as_str())
-                    .is_some_and(|m| m.contains(said))
-            })
-        })
-        .await;
-        assert!(logged.is_some(), "no log line saying {said:?}");
-    }
+    exits_for_a_restart_saying(
+        &mut verge,
+        &["parked for good", "parked at their memory ceiling"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
