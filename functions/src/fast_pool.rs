@@ -683,12 +683,17 @@ fn park_hook(slot: &ReplySlot) -> Box<dyn FnOnce()> {
              reaches; its thread is parked for good (see server.max_stuck_workers)"
         );
         if let Some(reply) = slot.take() {
-            let _ = reply.send(Reply::failed(throttled(format!(
-                "the function went over its memory limit (more than {} MiB held)",
-                HARD_CEILING >> 20
-            ))));
+            let _ = reply.send(Reply::failed(over_hard_ceiling()));
         }
     })
+}
+
+/// The answer of an invocation stopped at [`HARD_CEILING`].
+pub fn over_hard_ceiling() -> FunctionError {
+    throttled(format!(
+        "the function went over its memory limit (more than {} MiB held)",
+        HARD_CEILING >> 20
+    ))
 }
 
 fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {

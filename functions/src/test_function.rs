@@ -5,10 +5,16 @@
 //!
 //! Event files are accepted as people write them for AWS: `multivalue` spelled lowercase,
 //! `context` fields missing, `cookies`/`querystring` omitted.
+//!
+//! The function runs on a thread of its own under the same hard memory ceiling as in the
+//! pools ([`crate::alloc_meter`]): a handler allocating without end inside one promise job is
+//! reported with the pool's memory error instead of growing until the machine runs out; the
+//! parked thread goes when the command exits.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::mpsc::{Sender, channel};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -169,16 +175,71 @@ fn complete(event: &mut Value, hook: Hook) {
     }
 }
 
-/// Run `source` on `event` (JSON text) within `budget`.
+/// Stack of the thread a test runs on (as an edge instance's).
+const TEST_STACK: usize = 8 << 20;
+
+/// Where the thread a test runs on sends its answer: its result, or the one its ceiling hook
+/// sends just before it parks.
+type Answer = Sender<Result<TestResult, String>>;
+
+/// Run `source` on `event` (JSON text) within `budget` (CloudFront Functions) or its hook's
+/// timeout (`lambda-edge`), on a thread of its own under the hard memory ceiling.
 pub fn test_function(
     source: &str,
     runtime: Runtime,
     event: &str,
     budget: Duration,
 ) -> Result<TestResult, String> {
-    if runtime == Runtime::LambdaEdge {
-        return test_edge_function(source, event);
-    }
+    let (source, event) = (source.to_owned(), event.to_owned());
+    let (answer, answers) = channel();
+    std::thread::Builder::new()
+        .name("verge-test-function".into())
+        .stack_size(TEST_STACK)
+        .spawn(move || {
+            let result = if runtime == Runtime::LambdaEdge {
+                test_edge_function(&source, &event, &answer)
+            } else {
+                test_fast_function(&source, runtime, &event, budget, &answer)
+            };
+            let _ = answer.send(result);
+        })
+        .map_err(|e| format!("cannot start a thread for the function: {e}"))?;
+    answers
+        .recv()
+        .map_err(|_| "the function's thread ended without an answer".to_owned())?
+}
+
+/// Percent of `limit` that `used` is, as `ComputeUtilization` writes it (at most 100).
+fn percent(used: Duration, limit: Duration) -> String {
+    let percent = (used.as_secs_f64() / limit.as_secs_f64() * 100.0).ceil();
+    (percent.min(100.0) as u32).to_string()
+}
+
+/// Put the calling thread under `ceiling` bytes (from what it holds now) while the handler's
+/// JavaScript runs; the allocation that would pass it answers `message` and parks the thread.
+fn arm_ceiling(answer: &Answer, ceiling: u64, message: String, limit: Duration) {
+    let answer = answer.clone();
+    let started = Instant::now();
+    crate::alloc_meter::on_ceiling(Box::new(move || {
+        let _ = answer.send(Ok(TestResult {
+            compute_utilization: percent(started.elapsed(), limit),
+            function_execution_logs: Vec::new(),
+            function_error_message: message,
+            function_output: String::new(),
+            validation_errors: Vec::new(),
+        }));
+    }));
+    crate::alloc_meter::set_ceiling(Some(ceiling));
+}
+
+/// [`test_function`] for the CloudFront Functions runtimes, on the calling thread.
+fn test_fast_function(
+    source: &str,
+    runtime: Runtime,
+    event: &str,
+    budget: Duration,
+    answer: &Answer,
+) -> Result<TestResult, String> {
     let mut event: Value =
         serde_json::from_str(event).map_err(|e| format!("the event is not JSON: {e}"))?;
     if !event.is_object() || !event["request"].is_object() {
@@ -211,7 +272,14 @@ pub fn test_function(
             .has_query
             .then(|| invocation.request.querystring.clone()),
     );
+    arm_ceiling(
+        answer,
+        crate::fast_pool::HARD_CEILING,
+        crate::fast_pool::over_hard_ceiling().message,
+        budget,
+    );
     let mut invoked = function.invoke(&event, budget);
+    crate::alloc_meter::set_ceiling(None);
     let decisions = crate::host::take();
     if let Some(what) = decisions.memory
         && invoked.result.is_ok()
@@ -363,7 +431,7 @@ fn event_body(body: Option<&Value>) -> Result<Option<crate::invocation::RequestB
 /// timeout. `ComputeUtilization` is the percent of that timeout the invocation took (Lambda@Edge
 /// has no CPU budget); `FunctionOutput` is the returned object; `ValidationErrors` is what
 /// CloudFront would refuse in it.
-pub fn test_edge_function(source: &str, event: &str) -> Result<TestResult, String> {
+fn test_edge_function(source: &str, event: &str, answer: &Answer) -> Result<TestResult, String> {
     let event: Value =
         serde_json::from_str(event).map_err(|e| format!("the event is not JSON: {e}"))?;
     let cf = &event["Records"][0]["cf"];
@@ -377,12 +445,19 @@ pub fn test_edge_function(source: &str, event: &str) -> Result<TestResult, Strin
         .build()
         .map_err(|e| format!("cannot start an event loop: {e}"))?;
     let mut function = crate::edge_runtime::EdgeFunction::load("test", source).map_err(|e| e.0)?;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
+    let memory_mb = invocation.function.memory_mb;
+    arm_ceiling(
+        answer,
+        crate::edge_runtime::hard_ceiling(memory_mb),
+        crate::edge_runtime::over_memory(memory_mb).message,
+        timeout,
+    );
     let invoked =
         tokio::task::LocalSet::new().block_on(&runtime, function.invoke(&invocation, timeout));
-    let used = (started.elapsed().as_secs_f64() / timeout.as_secs_f64() * 100.0).ceil();
+    crate::alloc_meter::set_ceiling(None);
     let mut result = TestResult {
-        compute_utilization: (used.min(100.0) as u32).to_string(),
+        compute_utilization: percent(started.elapsed(), timeout),
         function_execution_logs: invoked.logs,
         function_error_message: String::new(),
         function_output: invoked
@@ -414,6 +489,48 @@ mod tests {
     use super::*;
 
     const BUDGET: Duration = Duration::from_millis(1);
+
+    /// `verge test-function --runtime lambda-edge`.
+    fn edge(source: &str, event: &str) -> Result<TestResult, String> {
+        test_function(source, Runtime::LambdaEdge, event, BUDGET)
+    }
+
+    #[test]
+    fn a_handler_allocating_without_end_in_one_job_is_reported_not_run_out_of_memory() {
+        // After an `await` no check reaches the loop: only the hard memory ceiling stops it,
+        // and the command reports the pool's error instead of growing until it is killed.
+        let fast = test_function(
+            "async function handler(e) { await null; var kept = []; \
+             for (;;) { kept.push(new Uint8Array(8 << 20)); } }",
+            Runtime::CloudfrontJs2,
+            AWS_EVENT,
+            BUDGET,
+        )
+        .unwrap();
+        assert!(
+            fast.function_error_message
+                .contains("went over its memory limit (more than 256 MiB held)"),
+            "{fast:?}"
+        );
+        assert_eq!(fast.function_output, "");
+        let event = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/events/lae-origin-response.json"),
+        )
+        .unwrap();
+        let lambda = edge(
+            "exports.handler = async () => { await null; const kept = []; \
+             for (;;) { kept.push(new Uint8Array(1 << 20)); } };",
+            &event,
+        )
+        .unwrap();
+        assert!(
+            lambda
+                .function_error_message
+                .contains("held more than the function's 128 MB (memory_mb)"),
+            "{lambda:?}"
+        );
+    }
 
     const AWS_EVENT: &str = r#"{
       "version": "1.0",
@@ -542,7 +659,7 @@ mod tests {
                 .join("../tests/fixtures/events/lae-origin-response.json"),
         )
         .unwrap();
-        let r = test_edge_function(
+        let r = edge(
             "exports.handler = (event, context, callback) => { const r = event.Records[0].cf.response; \
              console.log(r.status); r.status = '302'; r.headers.location = [{ value: '/x' }]; callback(null, r); };",
             &event,
@@ -555,7 +672,7 @@ mod tests {
         assert_eq!(output["headers"]["location"][0]["value"], "/x");
         assert!(r.validation_errors.is_empty(), "{:?}", r.validation_errors);
         // What CloudFront would refuse, and what a throw reports.
-        let bad = test_edge_function(
+        let bad = edge(
             "exports.handler = async (event) => { const r = event.Records[0].cf.response; \
              r.headers.via = [{ value: 'x' }]; return r; };",
             &event,
@@ -563,13 +680,13 @@ mod tests {
         .unwrap();
         assert_eq!(bad.validation_errors.len(), 1, "{bad:?}");
         assert!(bad.validation_errors[0].contains("read-only header (via)"));
-        let thrown = test_edge_function(
+        let thrown = edge(
             "exports.handler = async () => { throw new Error('no'); };",
             &event,
         )
         .unwrap();
         assert!(thrown.function_error_message.contains("no"));
-        assert!(test_edge_function("exports.handler = async () => {};", "{}").is_err());
+        assert!(edge("exports.handler = async () => {};", "{}").is_err());
     }
 
     #[test]
@@ -579,7 +696,7 @@ mod tests {
                 .join("../tests/fixtures/events/lae-origin-request-body.json"),
         )
         .unwrap();
-        let r = test_edge_function(
+        let r = edge(
             "exports.handler = async (event) => { const r = event.Records[0].cf.request; \
              const text = Buffer.from(r.body.data, 'base64').toString(); \
              r.body.action = 'replace'; r.body.encoding = 'text'; \
@@ -594,7 +711,7 @@ mod tests {
             output["body"]["data"],
             "NAME=ADA&EMAIL=ADA%40EXAMPLE.ORG:false"
         );
-        let too_big = test_edge_function(
+        let too_big = edge(
             "exports.handler = async (event) => { const r = event.Records[0].cf.request; \
              r.body.action = 'replace'; r.body.encoding = 'text'; \
              r.body.data = 'x'.repeat(1024 * 1024) + 'y'; return r; };",
