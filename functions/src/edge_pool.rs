@@ -15,9 +15,11 @@
 //! taken back and refused (`LambdaLimitExceeded`), and the
 //! reply is awaited only until the invocation's timeout (plus a small grace for the instance's
 //! own timeout answer) from when an instance took it. An instance that misses that is retired:
-//! its thread ends when it next gets control (the loop backstop stops a spinning handler a few
-//! timeouts later), and a new one may take its place only then — a retiring instance still
-//! counts against the limit, so runaways cannot pile up threads beyond the instance count.
+//! the caller lowers its thread to `SCHED_IDLE` (it may spin on CPU for a while yet, and must
+//! not take CPU from the proxy or other instances), the thread ends when it next gets control
+//! (the loop backstop stops a spinning handler a few timeouts later), and a new one may take
+//! its place only then — a retiring instance still counts against the limit, so runaways cannot
+//! pile up threads beyond the instance count.
 //!
 //! Memory is bounded the same way from the instance's side: inside one stretch of JavaScript
 //! no check reaches, an instance that passes its hard ceiling
@@ -29,7 +31,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -76,7 +78,15 @@ struct Task {
     /// while queued): the caller's reply deadline runs from then. A stamp the caller reads only
     /// when its timer fires, so the instance wakes the caller once, with the answer.
     taken: Arc<AtomicU64>,
+    /// The id of the thread running the task while it runs; 0 before and after; [`GAVE_UP`]
+    /// once the caller answered the timeout (and lowered that thread). Whoever swaps first
+    /// decides: a caller that finds an id lowers it, and an instance that finds `GAVE_UP`
+    /// retires, so an instance lowered this way never serves again.
+    running_on: Arc<AtomicI32>,
 }
+
+/// [`Task::running_on`] once its caller gave up on it.
+const GAVE_UP: i32 = -1;
 
 /// One function's instances, as callers and instance threads share them: its definition, its
 /// counters, the queue its work waits in.
@@ -160,12 +170,14 @@ impl EdgePool {
         let (reply, mut answer) = oneshot::channel();
         let id = NEXT_TASK.fetch_add(1, Ordering::Relaxed);
         let taken = Arc::new(AtomicU64::new(0));
+        let running_on = Arc::new(AtomicI32::new(0));
         let task = Task {
             id,
             invocation,
             timeout,
             reply,
             taken: taken.clone(),
+            running_on: running_on.clone(),
         };
         let queued = tokio::time::Instant::now();
         if f.queue.push(task).wake_or_start() && !f.started(id) {
@@ -222,7 +234,11 @@ impl EdgePool {
             Ok(Err(_)) => limit_exceeded("the instance stopped during the invocation"),
             Err(_) => {
                 // The instance is still busy (CPU after an `await`, or native code): it retires
-                // itself when it gets control back.
+                // itself when it gets control back, and until then runs only on idle CPU.
+                let tid = running_on.swap(GAVE_UP, Ordering::AcqRel);
+                if tid > 0 {
+                    crate::sched::set_thread(tid, crate::sched::Policy::Idle);
+                }
                 f.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                 Reply::failed(timed_out(timeout))
             }
@@ -349,6 +365,7 @@ fn run_instance(live: &Live<'_>) {
     let mut loaded: Option<EdgeFunction> = None;
     let slot = ReplySlot::default();
     crate::alloc_meter::on_ceiling(park_hook(shared, &slot));
+    let thread_id = crate::sched::thread_id();
     loop {
         let starting = !live.arrived.replace(true);
         let task = match queue.next(&me, starting) {
@@ -365,6 +382,7 @@ fn run_instance(live: &Live<'_>) {
             timeout,
             reply,
             taken,
+            running_on,
             ..
         } = task;
         taken.store(
@@ -399,11 +417,13 @@ fn run_instance(live: &Live<'_>) {
         };
         let began = Instant::now();
         slot.set(Some(reply));
+        running_on.store(thread_id, Ordering::Release);
         crate::alloc_meter::set_ceiling(Some(hard_ceiling(def.memory_mb)));
         let invoked = local.block_on(&runtime, function.invoke(&invocation, timeout));
         crate::alloc_meter::set_ceiling(None);
         let poisoned = invoked.poisoned;
-        let overran = began.elapsed() > timeout + TIMEOUT_GRACE;
+        let given_up = running_on.swap(0, Ordering::AcqRel) == GAVE_UP;
+        let overran = given_up || began.elapsed() > timeout + TIMEOUT_GRACE;
         if let Some(reply) = slot.take() {
             let _ = reply.send(Reply {
                 result: invoked.result,
@@ -413,8 +433,9 @@ fn run_instance(live: &Live<'_>) {
             });
         }
         if overran {
-            // Its caller answered the timeout without it: this instance retires (and counts
-            // against the limit until its thread has ended; its heap goes with the thread).
+            // Its caller answered the timeout without it (and may have lowered this thread to
+            // idle): this instance retires (and counts against the limit until its thread has
+            // ended; its heap goes with the thread).
             return;
         }
         if poisoned {

@@ -1,5 +1,6 @@
-//! Scheduling policies the function threads give themselves (Linux `sched_setscheduler`, on the
-//! calling thread; lowering a policy needs no privilege).
+//! Scheduling policies of the function threads (Linux `sched_setscheduler`; lowering a policy
+//! needs no privilege). Threads give themselves theirs; the edge pool also lowers an instance
+//! that missed its timeout, by its thread id, since that thread is busy in JavaScript.
 
 /// How a thread asks to be scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,7 +12,8 @@ pub enum Policy {
     /// it waits, and the instance then drains what was queued meanwhile (~0.15 per request).
     Batch,
     /// `SCHED_IDLE`: runs only when nothing else wants the CPU. A retired fast worker stuck in
-    /// a native call uses it while it finishes.
+    /// a native call uses it while it finishes, and so does an edge instance spinning past its
+    /// timeout.
     Idle,
 }
 
@@ -19,22 +21,39 @@ pub enum Policy {
 /// forbids the call) leaves the thread as it was and is only logged: the policy is an
 /// optimization, never a condition for serving.
 pub fn set_own(policy: Policy) {
+    set_thread(0, policy);
+}
+
+/// The calling thread's id (what [`set_thread`] takes).
+pub fn thread_id() -> i32 {
+    // SAFETY: gettid(2) has no arguments and cannot fail.
+    #[expect(unsafe_code, reason = "gettid(2) has no safe wrapper in std")]
+    unsafe {
+        libc::gettid()
+    }
+}
+
+/// Give thread `tid` of this process (0: the calling thread) `policy`; a failure is only logged,
+/// as for [`set_own`].
+pub fn set_thread(tid: i32, policy: Policy) {
     let raw = match policy {
         Policy::Batch => libc::SCHED_BATCH,
         Policy::Idle => libc::SCHED_IDLE,
     };
     let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid, owned parameter.
+    // SAFETY: sched_setscheduler on a thread id (or 0) with a valid, owned parameter; an id
+    // that names no thread any more is an error return, not undefined behaviour.
     #[expect(
         unsafe_code,
         reason = "sched_setscheduler(2) has no safe wrapper in std"
     )]
-    let rc = unsafe { libc::sched_setscheduler(0, raw, &param) };
+    let rc = unsafe { libc::sched_setscheduler(tid, raw, &param) };
     if rc != 0 {
         tracing::debug!(
             ?policy,
+            tid,
             error = %std::io::Error::last_os_error(),
-            "cannot change this thread's scheduling policy"
+            "cannot change a thread's scheduling policy"
         );
     }
 }

@@ -209,6 +209,32 @@ async fn instance_threads_run_with_the_batch_policy() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_instance_spinning_past_its_timeout_is_lowered_to_idle() {
+    // One instance, spinning after an await: the loop backstop is seconds of CPU away.
+    let code = "exports.handler = async (event) => {
+        const q = event.Records[0].cf.request.querystring;
+        await null;
+        if (q === 'spin') { for (;;) {} }
+        return event.Records[0].cf.request;
+    };";
+    let f = Arc::new(FunctionDef {
+        name: "idle-probe".into(),
+        ..(*def(code, 1, Duration::from_millis(300))).clone()
+    });
+    let pool = EdgePool::new([f.clone()]);
+    let mut spin = invocation(&f, Hook::OriginRequest);
+    spin.request.querystring = "spin".into();
+    let reply = pool.invoke(spin).await;
+    assert!(is_limit(&reply), "{:?}", reply.result);
+    // Thread names are cut to 15 bytes: "verge-edge-idle". The spinning thread now runs only
+    // on idle CPU.
+    let policies = policies_of_threads_named("verge-edge-idle");
+    assert_eq!(policies, vec![libc::SCHED_IDLE]);
+    let (_, stats) = pool.stats().next().unwrap();
+    assert_eq!(stats.timeouts.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_instance_allocating_without_end_in_one_job_is_answered_parked_and_replaced() {
     // After the `await`, the loop runs as one promise job: no deadline or memory check reaches
     // it, and the loop backstop is minutes away. Only the allocator's hard ceiling stops it.
