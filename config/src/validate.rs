@@ -1,4 +1,4 @@
-//! [`RawConfig`] → [`Config`]: resolve names, parse durations and addresses, read the files the
+//! `RawConfig` → [`Config`]: resolve names, parse durations and addresses, read the files the
 //! configuration names, and collect every problem with its position rather than stopping at the
 //! first.
 

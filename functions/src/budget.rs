@@ -39,7 +39,7 @@ const FEW_CHECKS: u32 = 16;
 
 /// One invocation's budget.
 ///
-/// A budget spent within [`FEW_CHECKS`] does not abort the run at once: it may go on for one
+/// A budget spent within `FEW_CHECKS` does not abort the run at once: it may go on for one
 /// budget more, so that it can finish and be confirmed by running it again (see
 /// `cff_runtime`). What it used is still measured from its start, so the run fails its budget
 /// unless the re-run, with a strict budget, passes.
@@ -119,7 +119,7 @@ impl Budget {
     }
 
     /// Whether the run must stop now. Costs one `Instant::now()` unless the wall deadline
-    /// passed. A budget spent within [`FEW_CHECKS`] is extended once by one budget.
+    /// passed. A budget spent within `FEW_CHECKS` is extended once by one budget.
     pub fn exhausted(&mut self) -> bool {
         self.checks = self.checks.saturating_add(1);
         if Instant::now() < self.wall_deadline {
@@ -138,7 +138,7 @@ impl Budget {
         false
     }
 
-    /// Whether an overrun may not be the function's own work (see [`FEW_CHECKS`]), so running
+    /// Whether an overrun may not be the function's own work (see `FEW_CHECKS`), so running
     /// it again with a strict budget is the fair test.
     pub fn spent_early(&self) -> bool {
         self.may_extend && self.checks <= FEW_CHECKS

@@ -5,7 +5,7 @@
 //! time — so one instance spinning on CPU after an `await` cannot delay the timers or deadlines
 //! of another, and a function's concurrency limit is its instance count. Instances start on
 //! first use (a cold start, counted and timed) and keep their globals between invocations,
-//! like a warm Lambda container. A function's invocations wait in one queue ([`queue`]) that
+//! like a warm Lambda container. A function's invocations wait in one queue (`queue`) that
 //! its instances drain, the most recently idle instance woken first; an instance that finishes
 //! takes the next invocation without sleeping. Instance threads take `SCHED_BATCH`
 //! ([`crate::sched`]), so waking one does not preempt the proxy thread on a shared core.

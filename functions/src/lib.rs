@@ -30,7 +30,10 @@
 //!   allowed origins.
 //!
 //! Shared: [`job_queue`] (promise jobs run one at a time); [`js_json`] (events into the JS heap)
-//! and [`returned`] (results out of it); `grouped` (names with their values, grouped once).
+//! and [`returned`] (results out of it); `grouped` (names with their values, grouped once);
+//! [`alloc_meter`] (bytes allocated and held per thread, and the hard memory ceiling the
+//! allocator enforces while JavaScript runs); [`sched`] (the function threads' scheduling
+//! policies).
 
 pub mod alloc_meter;
 pub mod budget;

@@ -8,12 +8,12 @@
 //! viewer's body was already read to its end it sends nothing at all unless the buffer holds
 //! something. So:
 //!
-//! - We keep every byte we read ([`HeldBody::read`]) and, in `request_body_filter`, put them
+//! - We keep every byte we read (`HeldBody::read`) and, in `request_body_filter`, put them
 //!   in front of the first chunk of each attempt (or put the replacement there and drop the
 //!   viewer's bytes).
 //! - The first chunk is either pingora's replay of its retry buffer or the next bytes from the
 //!   viewer; we know which, because we record how many of our bytes the buffer holds
-//!   ([`HeldBody::replayed`]) and cut those off the replay.
+//!   (`HeldBody::replayed`) and cut those off the replay.
 //! - The buffer must hold something whenever we read the body to its end, or pingora would
 //!   never call the filter. With a `Content-Length` we enable it just before the last 64 KiB,
 //!   so it always holds the tail and never overflows: any size works. Without one (chunked, or
