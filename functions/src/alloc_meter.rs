@@ -43,6 +43,13 @@ struct Meter {
 /// No ceiling.
 const NONE: i64 = i64::MAX;
 
+/// The pools' hard ceilings, in multiples of the memory limit their own checks apply (the edge
+/// tier's `memory_mb` held, the fast tier's 64 MiB allocated). Well above the limit itself:
+/// garbage counts until boa collects it, and boa collects by the size of its own objects, so a
+/// handler churning through big arrays within one promise job can hold several times what it
+/// keeps before a collection.
+pub const CEILING_FACTOR: u64 = 4;
+
 thread_local! {
     static METER: Meter = const {
         Meter {

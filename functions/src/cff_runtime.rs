@@ -464,8 +464,7 @@ impl LoadedFunction {
 
     /// Put `event` into the context and run the handler under a budget made by `start` when
     /// the handler is called (building the event is not the function's time). `Err` is the
-    /// whole answer when the event cannot be built.
-    /// One run: the event written, the handler run. All of it is JavaScript and verge's natives
+    /// whole answer when the event cannot be built. All of it is JavaScript and verge's natives
     /// (nothing here logs or takes a lock), so the worker's hard memory ceiling is enforced
     /// throughout ([`crate::alloc_meter::enforced`]).
     fn attempt(
@@ -477,6 +476,7 @@ impl LoadedFunction {
         crate::alloc_meter::enforced(|| self.attempt_enforced(event, start, budget))
     }
 
+    /// [`Self::attempt`]'s work, run under the ceiling.
     fn attempt_enforced(
         &mut self,
         event: &dyn Event,

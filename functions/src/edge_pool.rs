@@ -29,7 +29,6 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -38,7 +37,7 @@ use tokio::sync::oneshot;
 use verge_config::FunctionDef;
 
 use crate::edge_runtime::{EdgeFunction, hard_ceiling, over_memory, timed_out};
-use crate::fast_pool::Reply;
+use crate::fast_pool::{Reply, ReplySlot};
 use crate::invocation::Invocation;
 use crate::outcome::{FunctionError, FunctionErrorKind};
 
@@ -314,10 +313,6 @@ impl Drop for Live<'_> {
     }
 }
 
-/// Where an instance keeps the reply channel of the invocation it runs: taken back after the
-/// invocation, or by the ceiling hook if the instance parks during it.
-type ReplySlot = Rc<Cell<Option<oneshot::Sender<Reply>>>>;
-
 /// What an instance does when it passes its hard memory ceiling, just before its thread parks
 /// for good (run inside the allocator: it answers and hands on, nothing more). Its place in
 /// the count goes to a replacement at once, as if the thread had ended.
@@ -415,15 +410,15 @@ fn run_instance(live: &Live<'_>) {
                 }
             }
         };
-        let began = Instant::now();
         slot.set(Some(reply));
         running_on.store(thread_id, Ordering::Release);
         crate::alloc_meter::set_ceiling(Some(hard_ceiling(def.memory_mb)));
         let invoked = local.block_on(&runtime, function.invoke(&invocation, timeout));
         crate::alloc_meter::set_ceiling(None);
         let poisoned = invoked.poisoned;
+        // The caller answered the timeout without this instance (and may have lowered its
+        // thread to idle) exactly when it swapped in `GAVE_UP` first.
         let given_up = running_on.swap(0, Ordering::AcqRel) == GAVE_UP;
-        let overran = given_up || began.elapsed() > timeout + TIMEOUT_GRACE;
         if let Some(reply) = slot.take() {
             let _ = reply.send(Reply {
                 result: invoked.result,
@@ -432,10 +427,9 @@ fn run_instance(live: &Live<'_>) {
                 log_data: None,
             });
         }
-        if overran {
-            // Its caller answered the timeout without it (and may have lowered this thread to
-            // idle): this instance retires (and counts against the limit until its thread has
-            // ended; its heap goes with the thread).
+        if given_up {
+            // This instance retires (and counts against the limit until its thread has ended;
+            // its heap goes with the thread).
             return;
         }
         if poisoned {

@@ -13,7 +13,7 @@
 //! it does, the pool answers the viewer at the deadline and retires the instance). The
 //! function's `memory_mb` is checked where the deadline is, against what the invocation holds
 //! ([`crate::alloc_meter::Held`]). Between those checks, inside one stretch of JavaScript, the
-//! allocator enforces the thread's hard ceiling if the pool set one ([`HARD_CEILING_FACTOR`]):
+//! allocator enforces the thread's hard ceiling if the pool set one ([`hard_ceiling`]):
 //! every entry into the engine runs under [`crate::alloc_meter::enforced`].
 
 use std::pin::pin;
@@ -87,16 +87,11 @@ pub(crate) fn over_memory(limit_mb: u32) -> FunctionError {
     ))
 }
 
-/// The hard ceiling on what one invocation may hold, in multiples of its `memory_mb`, that the
-/// allocator enforces inside a stretch of JavaScript no check reaches (see the module docs).
-/// Well above the limit itself: garbage counts until boa collects it, and boa collects by the
-/// size of its own objects, so a handler churning through big arrays within one promise job
-/// can hold several times what it keeps before a collection.
-pub const HARD_CEILING_FACTOR: u64 = 4;
-
-/// The hard ceiling for a function with `memory_mb`, in bytes.
+/// The hard ceiling on what one invocation of a function with `memory_mb` may hold, in bytes,
+/// that the allocator enforces inside a stretch of JavaScript no check reaches (see the module
+/// docs).
 pub fn hard_ceiling(memory_mb: u32) -> u64 {
-    (u64::from(memory_mb) << 20).saturating_mul(HARD_CEILING_FACTOR)
+    (u64::from(memory_mb) << 20).saturating_mul(crate::alloc_meter::CEILING_FACTOR)
 }
 
 /// What one invocation held beyond its start, against the function's `memory_mb`.

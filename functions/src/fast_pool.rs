@@ -663,13 +663,14 @@ const COLLECT_WHEN_IDLE_AFTER: Duration = Duration::from_millis(100);
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// What a fast-tier invocation may hold, garbage included, while its JavaScript runs before
-/// the allocator parks the worker: four times what it may allocate in all
-/// ([`crate::budget::MEMORY_LIMIT`], checked where the budget is).
-pub const HARD_CEILING: u64 = 4 * crate::budget::MEMORY_LIMIT;
+/// the allocator parks the worker: [`crate::alloc_meter::CEILING_FACTOR`] times what it may
+/// allocate in all ([`crate::budget::MEMORY_LIMIT`], checked where the budget is).
+pub const HARD_CEILING: u64 = crate::alloc_meter::CEILING_FACTOR * crate::budget::MEMORY_LIMIT;
 
-/// Where a worker keeps the reply channel of the invocation it runs: taken back after it, or by
-/// the ceiling hook if the worker parks during it.
-type ReplySlot = std::rc::Rc<std::cell::Cell<Option<oneshot::Sender<Reply>>>>;
+/// Where a function thread (fast worker or edge instance) keeps the reply channel of the
+/// invocation it runs: taken back after it, or by the ceiling hook if the thread parks during
+/// it.
+pub(crate) type ReplySlot = std::rc::Rc<std::cell::Cell<Option<oneshot::Sender<Reply>>>>;
 
 /// What a worker does when it passes its hard ceiling, just before it parks for good (run
 /// inside the allocator: it answers, nothing more; the supervisor sees a worker busy past its
