@@ -3,9 +3,10 @@
 //! - Hand-off: the caller sends an owned [`Invocation`] and awaits a `oneshot` reply. A full
 //!   queue answers at once with the throttled result instead of queueing without bound.
 //! - The caller never waits on a stuck worker: the reply is awaited with a deadline.
-//! - A supervisor retires a worker still busy past the hard ceiling (only native work no check
-//!   reaches can get there), lowers it to idle priority and starts a replacement, so capacity is
-//!   never lost. The retired thread exits when its call finally returns.
+//! - A supervisor retires a worker whose invocation used more CPU than the hard ceiling (only
+//!   native work no check reaches can get there), lowers it to idle priority at once and starts
+//!   a replacement, so capacity is never lost. The retired thread exits when its call finally
+//!   returns. CPU, not wall time: a healthy worker that waited for a core is not a runaway.
 //! - Memory no check reaches (a promise job allocating without end) meets the allocator's hard
 //!   ceiling, [`HARD_CEILING`]: the worker answers with the memory error and parks for good
 //!   ([`crate::alloc_meter`]); the supervisor then retires it as stuck, as above.
@@ -18,7 +19,7 @@
 //!   collection runs between invocations, outside the budget.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -120,7 +121,7 @@ pub struct PoolConfig {
     pub workers: usize,
     /// Invocations waiting for a worker before new ones are refused.
     pub queue: usize,
-    /// How long a worker may stay on one invocation before it is retired and replaced.
+    /// How much CPU a worker may use on one invocation before it is retired and replaced.
     pub hard_ceiling: Duration,
     /// How long a caller waits for a reply once a worker started the invocation.
     pub reply_deadline: Duration,
@@ -182,6 +183,14 @@ struct Task {
 struct WorkerState {
     /// Microseconds since the pool's epoch when the current invocation started; 0 when idle.
     busy_since: AtomicU64,
+    /// The thread's CPU time, in microseconds, when the current invocation started (written
+    /// before `busy_since`).
+    busy_cpu: AtomicU64,
+    /// The worker thread's id, 0 until it runs: its CPU clock is read, and its priority
+    /// lowered, by this id.
+    thread_id: AtomicI32,
+    /// Its ceiling hook ran: the thread is parked for good.
+    parked: AtomicBool,
     retired: AtomicBool,
     /// The thread has returned (its generation ended, or it was retired and finished).
     exited: AtomicBool,
@@ -514,6 +523,9 @@ fn spawn_worker(
 ) -> std::io::Result<()> {
     let state = Arc::new(WorkerState {
         busy_since: AtomicU64::new(0),
+        busy_cpu: AtomicU64::new(0),
+        thread_id: AtomicI32::new(0),
+        parked: AtomicBool::new(false),
         retired: AtomicBool::new(false),
         exited: AtomicBool::new(false),
         rx,
@@ -582,28 +594,43 @@ fn supervise(shared: &Arc<Shared>) {
         }
         std::thread::sleep(tick);
         let now = shared.epoch.elapsed().as_micros() as u64;
-        let ceiling = shared.config.hard_ceiling.as_micros() as u64;
-        let (stuck, busy): (Vec<Arc<WorkerState>>, bool) = match shared.workers.lock() {
+        let ceiling = shared.config.hard_ceiling;
+        let (stuck, busy) = match shared.workers.lock() {
             Ok(mut workers) => {
                 workers.retain(|w| !w.exited.load(Ordering::Relaxed));
                 let mut busy = false;
-                let (stuck, ok): (Vec<_>, Vec<_>) = workers.drain(..).partition(|w| {
+                let mut stuck = Vec::new();
+                workers.retain(|w| {
                     let since = w.busy_since.load(Ordering::SeqCst);
                     busy |= since != 0;
-                    since != 0 && now.saturating_sub(since) > ceiling
+                    match (since != 0).then(|| w.stuck(now, since, ceiling)).flatten() {
+                        Some(why) => {
+                            stuck.push((w.clone(), why));
+                            false
+                        }
+                        None => true,
+                    }
                 });
-                *workers = ok;
                 (stuck, busy)
             }
             Err(_) => (Vec::new(), true),
         };
         quiet = if busy { 0 } else { quiet + 1 };
-        for worker in stuck {
+        for (worker, why) in stuck {
             worker.retired.store(true, Ordering::Relaxed);
             shared.retired.fetch_add(1, Ordering::Relaxed);
+            if why != Stuck::Parked {
+                // It may compute for a long while yet: from now on only on CPU nobody else
+                // wants, while its replacement serves at the normal priority.
+                crate::sched::set_thread(
+                    worker.thread_id.load(Ordering::Relaxed),
+                    crate::sched::Policy::Idle,
+                );
+            }
             tracing::warn!(
-                ceiling_ms = shared.config.hard_ceiling.as_millis() as u64,
-                "a fast-tier worker passed the hard ceiling; retired and replaced"
+                ceiling_ms = ceiling.as_millis() as u64,
+                reason = why.describe(),
+                "a fast-tier worker is stuck; retired and replaced"
             );
             if let Err(e) = spawn_worker(shared, worker.rx.clone(), worker.warm.clone(), None) {
                 tracing::error!(error = %e, "cannot start a replacement fast-tier worker");
@@ -612,6 +639,68 @@ fn supervise(shared: &Arc<Shared>) {
                 stuck.push(worker);
             }
         }
+    }
+}
+
+/// Why the supervisor retires a busy worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stuck {
+    /// Its invocation used more CPU than the hard ceiling: native work no budget check
+    /// reaches (a comparator under a built-in sort, say).
+    Computing,
+    /// Its ceiling hook ran: parked for good at the memory ceiling.
+    Parked,
+    /// Busy for [`BLOCKED_AFTER`] without using the CPU that long: waiting on something, which
+    /// nothing a worker runs should do (a backstop).
+    Blocked,
+}
+
+impl Stuck {
+    fn describe(self) -> &'static str {
+        match self {
+            Stuck::Computing => "its invocation used more CPU than the hard ceiling",
+            Stuck::Parked => "it passed its memory ceiling and is parked for good",
+            Stuck::Blocked => "it has been busy for long without using the CPU",
+        }
+    }
+
+    /// The verdict on a busy worker from what its invocation has spent so far. CPU time, not
+    /// wall time, measures a runaway: on a loaded host a healthy worker can wait tens of
+    /// milliseconds for a core, and retiring it for that (and lowering it to idle priority)
+    /// would starve the very invocation it was running. `cpu` is `None` when the thread's clock
+    /// cannot be read; the wall time then stands in for it, as the most the CPU can have been.
+    fn judge(
+        parked: bool,
+        wall: Duration,
+        cpu: Option<Duration>,
+        ceiling: Duration,
+    ) -> Option<Self> {
+        if parked {
+            return Some(Stuck::Parked);
+        }
+        if cpu.unwrap_or(wall) > ceiling {
+            return Some(Stuck::Computing);
+        }
+        (wall > BLOCKED_AFTER).then_some(Stuck::Blocked)
+    }
+}
+
+/// How long a worker may stay busy without using a hard ceiling of CPU before the supervisor
+/// takes it for blocked. Its caller gave up long before (the reply deadline).
+const BLOCKED_AFTER: Duration = Duration::from_secs(10);
+
+impl WorkerState {
+    /// Whether the worker, busy since `since` (microseconds since the epoch, as `now`), is
+    /// stuck, and why.
+    fn stuck(&self, now: u64, since: u64, ceiling: Duration) -> Option<Stuck> {
+        let wall = Duration::from_micros(now.saturating_sub(since));
+        let cpu = match self.thread_id.load(Ordering::Relaxed) {
+            0 => None,
+            tid => crate::sched::cpu_time_of(tid).map(|cpu| {
+                cpu.saturating_sub(Duration::from_micros(self.busy_cpu.load(Ordering::SeqCst)))
+            }),
+        };
+        Stuck::judge(self.parked.load(Ordering::Relaxed), wall, cpu, ceiling)
     }
 }
 
@@ -675,9 +764,11 @@ pub(crate) type ReplySlot = std::rc::Rc<std::cell::Cell<Option<oneshot::Sender<R
 /// What a worker does when it passes its hard ceiling, just before it parks for good (run
 /// inside the allocator: it answers, nothing more; the supervisor sees a worker busy past its
 /// hard ceiling and retires and replaces it).
-fn park_hook(slot: &ReplySlot) -> Box<dyn FnOnce()> {
+fn park_hook(slot: &ReplySlot, me: &Arc<WorkerState>) -> Box<dyn FnOnce()> {
     let slot = slot.clone();
+    let me = me.clone();
     Box::new(move || {
+        me.parked.store(true, Ordering::Relaxed);
         tracing::error!(
             ceiling_mb = HARD_CEILING >> 20,
             "a fast-tier worker passed its hard memory ceiling inside JavaScript no check \
@@ -697,10 +788,12 @@ pub fn over_hard_ceiling() -> FunctionError {
     ))
 }
 
-fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
+fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) {
+    me.thread_id
+        .store(crate::sched::thread_id(), Ordering::Relaxed);
     let mut loaded = Loaded::default();
     let slot = ReplySlot::default();
-    crate::alloc_meter::on_ceiling(park_hook(&slot));
+    crate::alloc_meter::on_ceiling(park_hook(&slot, me));
     for def in me.warm.iter() {
         // A function that fails to load here fails the same way when invoked, with its error.
         let _ = loaded.get(def, &shared.loads.warm);
@@ -745,11 +838,6 @@ fn work(shared: &Arc<Shared>, me: &WorkerState, ready: Option<Sender<()>>) {
         );
         crate::alloc_meter::set_ceiling(None);
         me.busy_since.store(0, Ordering::Relaxed);
-        if me.retired.load(Ordering::Relaxed) {
-            // Lower it to idle priority, so a runaway native call competes with nothing that
-            // matters while it finishes.
-            crate::sched::set_own(crate::sched::Policy::Idle);
-        }
         if let Some(reply_to) = slot.take() {
             let _ = reply_to.send(reply);
         }
@@ -796,6 +884,8 @@ fn run(
     // caller's reply deadline is charged for it.
     let attempt = catch_unwind(AssertUnwindSafe(|| {
         run_inner(loaded, inv, budget, &shared.loads, move || {
+            let cpu = crate::budget::thread_cpu_time().as_micros() as u64;
+            me.busy_cpu.store(cpu, Ordering::SeqCst);
             let now = shared.epoch.elapsed().as_micros().max(1) as u64;
             me.busy_since.store(now, Ordering::SeqCst);
             started.store(now, Ordering::Release);

@@ -1,6 +1,10 @@
-//! Scheduling policies of the function threads (Linux `sched_setscheduler`; lowering a policy
-//! needs no privilege). Threads give themselves theirs; the edge pool also lowers an instance
-//! that missed its timeout, by its thread id, since that thread is busy in JavaScript.
+//! Scheduling of the function threads, by thread id (Linux):
+//!
+//! - policies (`sched_setscheduler`; lowering one needs no privilege): threads give themselves
+//!   theirs, and a thread busy in JavaScript is lowered by another — an edge instance that
+//!   missed its timeout by its caller, a retired fast worker by the supervisor;
+//! - CPU clocks: the fast pool's supervisor judges a worker by the CPU its invocation used, not
+//!   by the wall time, which also counts the time the host gave the CPU to someone else.
 
 /// How a thread asks to be scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +37,25 @@ pub fn thread_id() -> i32 {
     }
 }
 
+/// CPU time thread `tid` of this process has used so far; `None` if the clock cannot be read
+/// (the thread is gone). The fast pool's supervisor reads its workers' clocks this way.
+pub fn cpu_time_of(tid: i32) -> Option<std::time::Duration> {
+    // Linux names a thread's CPU clock by its id (what glibc's pthread_getcpuclockid returns for
+    // a live thread): the id's complement shifted left by three, with the per-thread bit (4)
+    // and the scheduler-clock bit (2) set. The id form works for any thread of the process,
+    // not only one whose pthread handle is at hand.
+    let clock: libc::clockid_t = (!tid << 3) | 6;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own; a clock id naming no thread is an
+    // EINVAL return, not undefined behaviour.
+    #[expect(unsafe_code, reason = "clock_gettime(2) has no safe wrapper in std")]
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    (rc == 0).then(|| std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
 /// Give thread `tid` of this process (0: the calling thread) `policy`; a failure is only logged,
 /// as for [`set_own`].
 pub fn set_thread(tid: i32, policy: Policy) {
@@ -61,19 +84,27 @@ pub fn set_thread(tid: i32, policy: Policy) {
 /// The calling thread's policy, as `sched_getscheduler` reports it (for tests).
 #[cfg(test)]
 pub fn own() -> i32 {
-    // SAFETY: sched_getscheduler on the calling thread only reads.
+    of(0)
+}
+
+/// Thread `tid`'s policy (0: the calling thread), as `sched_getscheduler` reports it (for
+/// tests).
+#[cfg(test)]
+pub fn of(tid: i32) -> i32 {
+    // SAFETY: sched_getscheduler on a thread id only reads; a gone thread is an error return.
     #[expect(
         unsafe_code,
         reason = "sched_getscheduler(2) has no safe wrapper in std"
     )]
     unsafe {
-        libc::sched_getscheduler(0)
+        libc::sched_getscheduler(tid)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn a_thread_takes_the_batch_policy_for_itself() {
@@ -84,5 +115,41 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(policy, libc::SCHED_BATCH);
+    }
+
+    #[test]
+    fn another_threads_cpu_clock_counts_its_computing_not_its_waiting() {
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            tid_tx.send(thread_id()).unwrap();
+            // Wait (no CPU), then compute for 100 ms of its own CPU time.
+            go_rx.recv().unwrap();
+            let start = crate::budget::thread_cpu_time();
+            while crate::budget::thread_cpu_time() - start < Duration::from_millis(100) {
+                std::hint::spin_loop();
+            }
+            go_rx.recv().unwrap();
+        });
+        let tid = tid_rx.recv().unwrap();
+        let before = cpu_time_of(tid).expect("a live thread's clock");
+        std::thread::sleep(Duration::from_millis(100));
+        let waited = cpu_time_of(tid).unwrap() - before;
+        assert!(
+            waited < Duration::from_millis(20),
+            "{waited:?} while waiting"
+        );
+        go_tx.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while cpu_time_of(tid).unwrap() - before < Duration::from_millis(100) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the clock did not move"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        go_tx.send(()).unwrap();
+        worker.join().unwrap();
+        assert_eq!(cpu_time_of(tid), None, "a gone thread's clock still read");
     }
 }

@@ -94,6 +94,17 @@ async fn a_native_runaway_is_answered_at_the_deadline_and_its_worker_replaced() 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(p.retired_workers(), 1);
+    // While it still computes, it does so at idle priority (not only once its call returns).
+    let stuck = p.shared.stuck.lock().unwrap().clone();
+    let [worker] = stuck.as_slice() else {
+        panic!("{} stuck workers", stuck.len())
+    };
+    let policy = crate::sched::of(worker.thread_id.load(Ordering::Relaxed));
+    assert!(
+        !worker.exited.load(Ordering::Relaxed),
+        "the sort returned before it could be looked at"
+    );
+    assert_eq!(policy, libc::SCHED_IDLE);
     // Stuck until its native call returns, then no longer.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen_stuck = false;
@@ -103,6 +114,81 @@ async fn a_native_runaway_is_answered_at_the_deadline_and_its_worker_replaced() 
     }
     assert!(seen_stuck, "the retired worker was never counted as stuck");
     assert_eq!(p.stuck_workers(), 0, "the sort never returned");
+}
+
+#[test]
+fn a_worker_is_judged_stuck_by_the_cpu_it_used_not_the_wall_time() {
+    let ms = Duration::from_millis;
+    let ceiling = ms(50);
+    // Waited for a core: long on the wall, little CPU.
+    assert_eq!(Stuck::judge(false, ms(400), Some(ms(2)), ceiling), None);
+    // Native work no check reaches: the CPU shows it.
+    assert_eq!(
+        Stuck::judge(false, ms(60), Some(ms(51)), ceiling),
+        Some(Stuck::Computing)
+    );
+    // No clock to read: the wall time stands in for the CPU.
+    assert_eq!(
+        Stuck::judge(false, ms(51), None, ceiling),
+        Some(Stuck::Computing)
+    );
+    assert_eq!(Stuck::judge(false, ms(49), None, ceiling), None);
+    // Parked at the memory ceiling: no CPU at all, stuck all the same.
+    assert_eq!(
+        Stuck::judge(true, ms(1), Some(Duration::ZERO), ceiling),
+        Some(Stuck::Parked)
+    );
+    // Busy for very long with no CPU to show for it: blocked.
+    assert_eq!(
+        Stuck::judge(false, BLOCKED_AFTER + ms(1), Some(ms(1)), ceiling),
+        Some(Stuck::Blocked)
+    );
+}
+
+#[test]
+fn a_busy_workers_cpu_is_read_from_its_own_clock() {
+    // The supervisor's reading of a live worker: a thread that waits uses no CPU, one that
+    // computes does, counted from the invocation's start.
+    let state = Arc::new(WorkerState {
+        busy_since: AtomicU64::new(0),
+        busy_cpu: AtomicU64::new(0),
+        thread_id: AtomicI32::new(0),
+        parked: AtomicBool::new(false),
+        retired: AtomicBool::new(false),
+        exited: AtomicBool::new(false),
+        rx: crossbeam_channel::never(),
+        warm: Arc::from([]),
+    });
+    let (go, wait) = std::sync::mpsc::channel::<Duration>();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let worker = {
+        let state = state.clone();
+        std::thread::spawn(move || {
+            state
+                .thread_id
+                .store(crate::sched::thread_id(), Ordering::Relaxed);
+            let cpu = crate::budget::thread_cpu_time().as_micros() as u64;
+            state.busy_cpu.store(cpu, Ordering::SeqCst);
+            done.send(()).unwrap();
+            while let Ok(spin) = wait.recv() {
+                let start = crate::budget::thread_cpu_time();
+                while crate::budget::thread_cpu_time() - start < spin {
+                    std::hint::spin_loop();
+                }
+                done.send(()).unwrap();
+            }
+        })
+    };
+    finished.recv().unwrap();
+    let ceiling = Duration::from_millis(50);
+    std::thread::sleep(Duration::from_millis(120));
+    // 120 ms on the wall (the supervisor's `now` is in microseconds since the same epoch).
+    assert_eq!(state.stuck(120_000, 1, ceiling), None);
+    go.send(Duration::from_millis(80)).unwrap();
+    finished.recv().unwrap();
+    assert_eq!(state.stuck(200_000, 1, ceiling), Some(Stuck::Computing));
+    drop(go);
+    worker.join().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
