@@ -15,7 +15,8 @@
 //! taken back and refused (`LambdaLimitExceeded`), and the
 //! reply is awaited only until the invocation's timeout (plus a small grace for the instance's
 //! own timeout answer) from when an instance took it. An instance that misses that is retired:
-//! the caller lowers its thread to `SCHED_IDLE` (it may spin on CPU for a while yet, and must
+//! the caller — or, when the caller left before its answer (the viewer hung up), a timer task
+//! in its place — lowers its thread to `SCHED_IDLE` (it may spin on CPU for a while yet, and must
 //! not take CPU from the proxy or other instances), the thread ends when it next gets control
 //! (the loop backstop stops a spinning handler a few timeouts later), and a new one may take
 //! its place only then — a retiring instance still counts against the limit, so runaways cannot
@@ -166,10 +167,25 @@ impl EdgePool {
             ));
         };
         let timeout = f.def.timeout_at(invocation.hook);
+        let mut watch = TimeoutWatch {
+            running_on: Arc::new(AtomicI32::new(0)),
+            taken: Arc::new(AtomicU64::new(0)),
+            stats: f.stats.clone(),
+            epoch: f.epoch,
+            timeout,
+            armed: true,
+        };
+        let reply = Self::invoke_on(f, invocation, &watch).await;
+        watch.armed = false;
+        reply
+    }
+
+    /// [`EdgePool::invoke`] on function `f`, with the task's shared state held by `watch`.
+    async fn invoke_on(f: &Shared, invocation: Invocation, watch: &TimeoutWatch) -> Reply {
+        let timeout = watch.timeout;
         let (reply, mut answer) = oneshot::channel();
         let id = NEXT_TASK.fetch_add(1, Ordering::Relaxed);
-        let taken = Arc::new(AtomicU64::new(0));
-        let running_on = Arc::new(AtomicI32::new(0));
+        let (taken, running_on) = (watch.taken.clone(), watch.running_on.clone());
         let task = Task {
             id,
             invocation,
@@ -232,16 +248,62 @@ impl EdgePool {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => limit_exceeded("the instance stopped during the invocation"),
             Err(_) => {
-                // The instance is still busy (CPU after an `await`, or native code): it retires
-                // itself when it gets control back, and until then runs only on idle CPU.
-                let tid = running_on.swap(GAVE_UP, Ordering::AcqRel);
-                if tid > 0 {
-                    crate::sched::set_thread(tid, crate::sched::Policy::Idle);
-                }
+                give_up(&running_on);
                 f.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                 Reply::failed(timed_out(timeout))
             }
         }
+    }
+}
+
+/// The caller's side of a task whose timeout passed: an instance still busy with it (CPU after
+/// an `await`, or native code) retires itself when it gets control back, and until then runs
+/// only on idle CPU. True when an instance was still running it.
+fn give_up(running_on: &AtomicI32) -> bool {
+    let tid = running_on.swap(GAVE_UP, Ordering::AcqRel);
+    if tid > 0 {
+        crate::sched::set_thread(tid, crate::sched::Policy::Idle);
+    }
+    tid > 0
+}
+
+/// What a caller holds of its task while it waits. A caller dropped before its answer (the
+/// viewer hung up) leaves, still armed: the timeout is then enforced by a timer task of its
+/// own, so an instance running past it is lowered and retired exactly as if the caller had
+/// waited.
+struct TimeoutWatch {
+    running_on: Arc<AtomicI32>,
+    taken: Arc<AtomicU64>,
+    stats: Arc<EdgeStats>,
+    epoch: Instant,
+    timeout: Duration,
+    /// Cleared once the caller has its answer.
+    armed: bool,
+}
+
+impl Drop for TimeoutWatch {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // From when an instance took it; one that has not yet skips it (its reply is closed,
+        // and after `give_up` it cannot start it either).
+        let stamp = self.taken.load(Ordering::Acquire);
+        let taken_at = match stamp {
+            0 => Instant::now(),
+            _ => self.epoch + Duration::from_micros(stamp - 1),
+        };
+        let deadline = tokio::time::Instant::from_std(taken_at + self.timeout + TIMEOUT_GRACE);
+        let (running_on, stats) = (self.running_on.clone(), self.stats.clone());
+        runtime.spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            if give_up(&running_on) {
+                stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+        });
     }
 }
 
@@ -410,8 +472,15 @@ fn run_instance(live: &Live<'_>) {
                 }
             }
         };
+        if running_on
+            .compare_exchange(0, thread_id, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // Its caller's timeout passed already (a cold start took it all): it was answered
+            // without this instance, which must not start it now.
+            continue;
+        }
         slot.set(Some(reply));
-        running_on.store(thread_id, Ordering::Release);
         crate::alloc_meter::set_ceiling(Some(hard_ceiling(def.memory_mb)));
         let invoked = local.block_on(&runtime, function.invoke(&invocation, timeout));
         crate::alloc_meter::set_ceiling(None);

@@ -235,6 +235,79 @@ async fn an_instance_spinning_past_its_timeout_is_lowered_to_idle() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_instance_spinning_after_its_caller_left_is_lowered_at_the_timeout_all_the_same() {
+    let code = "exports.handler = async (event) => {
+        const q = event.Records[0].cf.request.querystring;
+        await null;
+        if (q === 'spin') { for (;;) {} }
+        return event.Records[0].cf.request;
+    };";
+    let f = Arc::new(FunctionDef {
+        name: "left-probe".into(),
+        ..(*def(code, 1, Duration::from_millis(300))).clone()
+    });
+    let pool = EdgePool::new([f.clone()]);
+    // Warm, so the spinning invocation is taken at once.
+    let warm = pool.invoke(invocation(&f, Hook::OriginRequest)).await;
+    assert!(warm.result.is_ok(), "{:?}", warm.result);
+    let mut spin = invocation(&f, Hook::OriginRequest);
+    spin.request.querystring = "spin".into();
+    // The viewer hangs up 100 ms in: the caller's future is dropped unanswered.
+    let left = tokio::time::timeout(Duration::from_millis(100), pool.invoke(spin)).await;
+    assert!(left.is_err(), "answered before the caller left: {left:?}");
+    // Thread names are cut to 15 bytes: "verge-edge-left". Past the timeout (300 ms and the
+    // grace), the spinning thread runs only on idle CPU.
+    let mut policies = Vec::new();
+    for _ in 0..100 {
+        policies = policies_of_threads_named("verge-edge-left");
+        if policies == [libc::SCHED_IDLE] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(policies, vec![libc::SCHED_IDLE]);
+    let (_, stats) = pool.stats().next().unwrap();
+    assert_eq!(stats.timeouts.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_whose_timeout_passed_during_a_cold_start_is_not_started_afterwards() {
+    // The cold start (400 ms of top-level code) outlasts the 100 ms timeout, which runs from
+    // when the instance took the task: its caller is answered without it, and the instance,
+    // once loaded, must not run it for nobody.
+    let code = "var t = Date.now(); while (Date.now() - t < 400) {}
+        var n = 0;
+        exports.handler = async (event) => {
+            n += 1;
+            const r = event.Records[0].cf.request;
+            r.headers['x-n'] = [{key: 'x-n', value: String(n)}];
+            return r;
+        };";
+    let f = def(code, 1, Duration::from_millis(100));
+    let pool = EdgePool::new([f.clone()]);
+    let late = pool.invoke(invocation(&f, Hook::OriginRequest)).await;
+    assert!(is_limit(&late), "{:?}", late.result);
+    // Refused (and taken back, never run) while the instance still loads.
+    let mut reply = pool.invoke(invocation(&f, Hook::OriginRequest)).await;
+    for _ in 0..50 {
+        if !is_limit(&reply) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        reply = pool.invoke(invocation(&f, Hook::OriginRequest)).await;
+    }
+    let Ok(Outcome::Continue(edits)) = reply.result else {
+        panic!("{:?}", reply.result)
+    };
+    let headers = edits.headers.expect("the handler's header");
+    let n: Vec<_> = headers.iter().filter(|(k, _)| k == "x-n").collect();
+    assert_eq!(n.len(), 1, "{headers:?}");
+    assert_eq!(n[0].1, b"1", "the timed-out task ran after all");
+    let (_, stats) = pool.stats().next().unwrap();
+    assert_eq!(stats.cold_starts.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_instance_allocating_without_end_in_one_job_is_answered_parked_and_replaced() {
     // After the `await`, the loop runs as one promise job: no deadline or memory check reaches
     // it, and the loop backstop is minutes away. Only the allocator's hard ceiling stops it.
