@@ -338,7 +338,7 @@ impl FastPool {
 
     /// Workers retired so far for exceeding the hard ceiling.
     pub fn retired_workers(&self) -> u64 {
-        self.shared.retired.load(Ordering::Relaxed)
+        self.shared.retired.load(Ordering::Acquire)
     }
 
     /// Retired workers whose threads are still running (stuck in a native call): each holds a
@@ -618,7 +618,6 @@ fn supervise(shared: &Arc<Shared>) {
         quiet = if busy { 0 } else { quiet + 1 };
         for (worker, why) in stuck {
             worker.retired.store(true, Ordering::Relaxed);
-            shared.retired.fetch_add(1, Ordering::Relaxed);
             if why != Stuck::Parked {
                 // It may compute for a long while yet: from now on only on CPU nobody else
                 // wants, while its replacement serves at the normal priority.
@@ -638,6 +637,8 @@ fn supervise(shared: &Arc<Shared>) {
             if let Ok(mut stuck) = shared.stuck.lock() {
                 stuck.push(worker);
             }
+            // Counted last: whoever sees the count sees the worker lowered and listed as stuck.
+            shared.retired.fetch_add(1, Ordering::Release);
         }
     }
 }
