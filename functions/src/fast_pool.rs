@@ -183,9 +183,8 @@ struct Task {
 struct WorkerState {
     /// Microseconds since the pool's epoch when the current invocation started; 0 when idle.
     busy_since: AtomicU64,
-    /// The thread's CPU time, in microseconds, when the current invocation started (written
-    /// before `busy_since`).
-    busy_cpu: AtomicU64,
+    /// The supervisor's first look at the current invocation (only the supervisor uses it).
+    sighted: Mutex<Sighting>,
     /// The worker thread's id, 0 until it runs: its CPU clock is read, and its priority
     /// lowered, by this id.
     thread_id: AtomicI32,
@@ -523,7 +522,7 @@ fn spawn_worker(
 ) -> std::io::Result<()> {
     let state = Arc::new(WorkerState {
         busy_since: AtomicU64::new(0),
-        busy_cpu: AtomicU64::new(0),
+        sighted: Mutex::new(Sighting::default()),
         thread_id: AtomicI32::new(0),
         parked: AtomicBool::new(false),
         retired: AtomicBool::new(false),
@@ -690,17 +689,34 @@ impl Stuck {
 /// takes it for blocked. Its caller gave up long before (the reply deadline).
 const BLOCKED_AFTER: Duration = Duration::from_secs(10);
 
+/// What the supervisor saw when it first looked at a worker's current invocation.
+#[derive(Debug, Default)]
+struct Sighting {
+    /// The invocation's `busy_since` (unique per invocation of a worker).
+    since: u64,
+    /// The worker thread's CPU time then.
+    cpu: Duration,
+}
+
 impl WorkerState {
     /// Whether the worker, busy since `since` (microseconds since the epoch, as `now`), is
-    /// stuck, and why.
+    /// stuck, and why. The CPU counted is what the thread used since the supervisor first saw
+    /// this invocation: the worker reads no clock for it (that would be a system call on every
+    /// invocation), and the little it may have used before — normally under one tick — only
+    /// delays a runaway's retirement by as much; it never retires a healthy worker early.
     fn stuck(&self, now: u64, since: u64, ceiling: Duration) -> Option<Stuck> {
         let wall = Duration::from_micros(now.saturating_sub(since));
         let cpu = match self.thread_id.load(Ordering::Relaxed) {
             0 => None,
-            tid => crate::sched::cpu_time_of(tid).map(|cpu| {
-                cpu.saturating_sub(Duration::from_micros(self.busy_cpu.load(Ordering::SeqCst)))
-            }),
+            tid => crate::sched::cpu_time_of(tid),
         };
+        let cpu = cpu.and_then(|cpu| {
+            let mut sighted = self.sighted.lock().ok()?;
+            if sighted.since != since {
+                *sighted = Sighting { since, cpu };
+            }
+            Some(cpu.saturating_sub(sighted.cpu))
+        });
         Stuck::judge(self.parked.load(Ordering::Relaxed), wall, cpu, ceiling)
     }
 }
@@ -885,8 +901,6 @@ fn run(
     // caller's reply deadline is charged for it.
     let attempt = catch_unwind(AssertUnwindSafe(|| {
         run_inner(loaded, inv, budget, &shared.loads, move || {
-            let cpu = crate::budget::thread_cpu_time().as_micros() as u64;
-            me.busy_cpu.store(cpu, Ordering::SeqCst);
             let now = shared.epoch.elapsed().as_micros().max(1) as u64;
             me.busy_since.store(now, Ordering::SeqCst);
             started.store(now, Ordering::Release);

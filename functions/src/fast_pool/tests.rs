@@ -146,12 +146,12 @@ fn a_worker_is_judged_stuck_by_the_cpu_it_used_not_the_wall_time() {
 }
 
 #[test]
-fn a_busy_workers_cpu_is_read_from_its_own_clock() {
+fn a_busy_workers_cpu_is_read_from_its_own_clock_from_the_supervisors_first_look() {
     // The supervisor's reading of a live worker: a thread that waits uses no CPU, one that
-    // computes does, counted from the invocation's start.
+    // computes does, counted from the first look at the invocation.
     let state = Arc::new(WorkerState {
         busy_since: AtomicU64::new(0),
-        busy_cpu: AtomicU64::new(0),
+        sighted: Mutex::new(Sighting::default()),
         thread_id: AtomicI32::new(0),
         parked: AtomicBool::new(false),
         retired: AtomicBool::new(false),
@@ -167,8 +167,6 @@ fn a_busy_workers_cpu_is_read_from_its_own_clock() {
             state
                 .thread_id
                 .store(crate::sched::thread_id(), Ordering::Relaxed);
-            let cpu = crate::budget::thread_cpu_time().as_micros() as u64;
-            state.busy_cpu.store(cpu, Ordering::SeqCst);
             done.send(()).unwrap();
             while let Ok(spin) = wait.recv() {
                 let start = crate::budget::thread_cpu_time();
@@ -181,12 +179,17 @@ fn a_busy_workers_cpu_is_read_from_its_own_clock() {
     };
     finished.recv().unwrap();
     let ceiling = Duration::from_millis(50);
+    // Invocation 1, first looked at (wall times in microseconds since the same epoch): nothing
+    // counted yet. Then 120 ms on the wall, waiting: still nothing.
+    assert_eq!(state.stuck(1_000, 1, ceiling), None);
     std::thread::sleep(Duration::from_millis(120));
-    // 120 ms on the wall (the supervisor's `now` is in microseconds since the same epoch).
-    assert_eq!(state.stuck(120_000, 1, ceiling), None);
+    assert_eq!(state.stuck(121_000, 1, ceiling), None);
+    // 80 ms of CPU since the first look.
     go.send(Duration::from_millis(80)).unwrap();
     finished.recv().unwrap();
-    assert_eq!(state.stuck(200_000, 1, ceiling), Some(Stuck::Computing));
+    assert_eq!(state.stuck(201_000, 1, ceiling), Some(Stuck::Computing));
+    // A new invocation starts its count afresh.
+    assert_eq!(state.stuck(202_000, 201_500, ceiling), None);
     drop(go);
     worker.join().unwrap();
 }
