@@ -97,13 +97,18 @@ impl CollectionPolicy {
         self.restart();
     }
 
-    /// The worker has had nothing to do for a while: the first time, put the engine's trigger
-    /// out of reach ([`make_headroom`], above the contexts loaded by then; a context loaded
-    /// later raises the trigger by itself as it grows the heap); later, collect what the last
-    /// invocations left. Done when idle because touching the ballast is not free (~2.5 ms per
-    /// worker alone, but seven verge processes starting at once on one core took 3.7 s to
-    /// answer instead of 1.8 s when every worker made it before it was ready).
-    pub(crate) fn when_idle(&mut self) {
+    /// The worker has had nothing to do for a while: the first time it holds a context, put
+    /// the engine's trigger out of reach ([`make_headroom`], above the contexts loaded by then;
+    /// a context loaded later raises the trigger by itself as it grows the heap); later,
+    /// collect what the last invocations left. Done when idle because touching the ballast is
+    /// not free (~2.5 ms per worker alone, but seven verge processes starting at once on one
+    /// core took 3.7 s to answer instead of 1.8 s when every worker made it before it was
+    /// ready). A worker with no context (a configuration without fast functions) makes none:
+    /// it would only add the ballast (16 MiB per worker) to the process's peak memory.
+    pub(crate) fn when_idle(&mut self, has_contexts: bool) {
+        if !self.headroom && !has_contexts {
+            return;
+        }
         if !self.headroom {
             self.headroom = true;
             make_headroom(ENGINE_HEADROOM);

@@ -832,7 +832,7 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
         let task = match me.rx.recv_timeout(idle_wait) {
             Ok(task) => task,
             Err(RecvTimeoutError::Timeout) => {
-                gc.when_idle();
+                gc.when_idle(!loaded.functions.is_empty());
                 if shared.stop.load(Ordering::Relaxed) {
                     return;
                 }

@@ -40,3 +40,30 @@ async fn sixty_four_mib_streams_both_ways_byte_exact_in_bounded_memory() {
         "peak RSS grew by {growth_mib} MiB while streaming 64 MiB each way"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verge_without_fast_functions_holds_no_collector_ballast() {
+    // A fast worker puts the engine's collection trigger out of reach at its first idle moment
+    // (1 s after it starts) by holding 16 MiB of ballast through one collection; the allocator
+    // keeps those pages. A worker with no function to run must not: that was ~43 MB of resident
+    // memory for a proxy without fast functions. The wait below is past that moment, and what
+    // is asserted is that nothing happened in it.
+    let o = origin().run().await;
+    let dir = tempfile::tempdir().unwrap();
+    let verge = start(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = [\"{{listen}}\"]\nthreads = 1\n[admin]\nlisten = \"{{admin}}\"\n\
+             [origins.o]\nurl = \"{}\"\n[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n",
+            o.url()
+        ),
+    )
+    .await;
+    let baseline = verge.peak_rss_kib();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let growth_mib = verge.peak_rss_kib().saturating_sub(baseline) / 1024;
+    assert!(
+        growth_mib < 8,
+        "peak RSS grew by {growth_mib} MiB while idle with no functions"
+    );
+}

@@ -41,14 +41,20 @@ fn the_first_idle_moment_makes_headroom_and_later_ones_collect() {
     std::thread::spawn(|| {
         let mut policy = CollectionPolicy::new();
         assert!(engine_collected_during(2 << 20), "no headroom yet");
-        policy.when_idle();
+        // Without a context there is nothing to make room for.
+        policy.when_idle(false);
+        assert!(
+            engine_collected_during(2 << 20),
+            "headroom made by a worker with no context"
+        );
+        policy.when_idle(true);
         assert!(
             !engine_collected_during(8 << 20),
             "headroom made at the first idle moment"
         );
         policy.invocations = 3;
         let watch = CollectorWatch::arm();
-        policy.when_idle();
+        policy.when_idle(true);
         assert!(watch.collected(), "a later idle moment collects");
         assert_eq!(policy.invocations, 0);
     })
