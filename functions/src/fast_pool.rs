@@ -520,16 +520,7 @@ fn spawn_worker(
     warm: Arc<[Arc<FunctionDef>]>,
     ready: Option<Sender<()>>,
 ) -> std::io::Result<()> {
-    let state = Arc::new(WorkerState {
-        busy_since: AtomicU64::new(0),
-        sighted: Mutex::new(Sighting::default()),
-        thread_id: AtomicI32::new(0),
-        parked: AtomicBool::new(false),
-        retired: AtomicBool::new(false),
-        exited: AtomicBool::new(false),
-        rx,
-        warm,
-    });
+    let state = Arc::new(WorkerState::new(rx, warm));
     if let Ok(mut workers) = shared.workers.lock() {
         workers.push(state.clone());
     }
@@ -699,6 +690,20 @@ struct Sighting {
 }
 
 impl WorkerState {
+    /// A worker not started yet, taking tasks from `rx` after loading `warm`.
+    fn new(rx: Receiver<Task>, warm: Arc<[Arc<FunctionDef>]>) -> Self {
+        WorkerState {
+            busy_since: AtomicU64::new(0),
+            sighted: Mutex::new(Sighting::default()),
+            thread_id: AtomicI32::new(0),
+            parked: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
+            rx,
+            warm,
+        }
+    }
+
     /// Whether the worker, busy since `since` (microseconds since the epoch, as `now`), is
     /// stuck, and why. The CPU counted is what the thread used since the supervisor first saw
     /// this invocation: the worker reads no clock for it (that would be a system call on every

@@ -1,25 +1,30 @@
 //! Large bodies stream through byte-exact in both directions while the proxy process's memory
 //! stays far below the body size (measured on the real binary: peak RSS).
 
-use crate::support::binary::start;
+use crate::support::binary::{Verge, start};
 use crate::support::client::{download_sha256, upload_pattern};
 use crate::support::{origin, pattern_sha256};
 
 const BODY: u64 = 64 * 1024 * 1024;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sixty_four_mib_streams_both_ways_byte_exact_in_bounded_memory() {
-    let o = origin().run().await;
-    let dir = tempfile::tempdir().unwrap();
-    let verge = start(
-        dir.path(),
+/// The real binary, one proxy thread, every path to `o`, no functions.
+async fn start_plain(o: &crate::support::Origin, dir: &std::path::Path) -> Verge {
+    start(
+        dir,
         &format!(
             "[server]\nlisten = [\"{{listen}}\"]\nthreads = 1\n[admin]\nlisten = \"{{admin}}\"\n\
              [origins.o]\nurl = \"{}\"\n[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n",
             o.url()
         ),
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_four_mib_streams_both_ways_byte_exact_in_bounded_memory() {
+    let o = origin().run().await;
+    let dir = tempfile::tempdir().unwrap();
+    let verge = start_plain(&o, dir.path()).await;
     let baseline = verge.peak_rss_kib();
     let want = pattern_sha256(BODY);
 
@@ -50,15 +55,7 @@ async fn a_verge_without_fast_functions_holds_no_collector_ballast() {
     // is asserted is that nothing happened in it.
     let o = origin().run().await;
     let dir = tempfile::tempdir().unwrap();
-    let verge = start(
-        dir.path(),
-        &format!(
-            "[server]\nlisten = [\"{{listen}}\"]\nthreads = 1\n[admin]\nlisten = \"{{admin}}\"\n\
-             [origins.o]\nurl = \"{}\"\n[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n",
-            o.url()
-        ),
-    )
-    .await;
+    let verge = start_plain(&o, dir.path()).await;
     let baseline = verge.peak_rss_kib();
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let growth_mib = verge.peak_rss_kib().saturating_sub(baseline) / 1024;

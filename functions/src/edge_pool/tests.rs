@@ -208,19 +208,26 @@ async fn instance_threads_run_with_the_batch_policy() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_instance_spinning_past_its_timeout_is_lowered_to_idle() {
-    // One instance, spinning after an await: the loop backstop is seconds of CPU away.
+/// A function of one instance with a 300 ms timeout that spins after an `await` when its query
+/// string is `spin`, and answers otherwise; `name` names its instance threads (the first 15
+/// bytes of "verge-edge-NAME").
+fn spin_probe(name: &str) -> Arc<FunctionDef> {
     let code = "exports.handler = async (event) => {
         const q = event.Records[0].cf.request.querystring;
         await null;
         if (q === 'spin') { for (;;) {} }
         return event.Records[0].cf.request;
     };";
-    let f = Arc::new(FunctionDef {
-        name: "idle-probe".into(),
+    Arc::new(FunctionDef {
+        name: name.into(),
         ..(*def(code, 1, Duration::from_millis(300))).clone()
-    });
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_spinning_past_its_timeout_is_lowered_to_idle() {
+    // One instance, spinning after an await: the loop backstop is seconds of CPU away.
+    let f = spin_probe("idle-probe");
     let pool = EdgePool::new([f.clone()]);
     let mut spin = invocation(&f, Hook::OriginRequest);
     spin.request.querystring = "spin".into();
@@ -236,16 +243,7 @@ async fn an_instance_spinning_past_its_timeout_is_lowered_to_idle() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_instance_spinning_after_its_caller_left_is_lowered_at_the_timeout_all_the_same() {
-    let code = "exports.handler = async (event) => {
-        const q = event.Records[0].cf.request.querystring;
-        await null;
-        if (q === 'spin') { for (;;) {} }
-        return event.Records[0].cf.request;
-    };";
-    let f = Arc::new(FunctionDef {
-        name: "left-probe".into(),
-        ..(*def(code, 1, Duration::from_millis(300))).clone()
-    });
+    let f = spin_probe("left-probe");
     let pool = EdgePool::new([f.clone()]);
     // Warm, so the spinning invocation is taken at once.
     let warm = pool.invoke(invocation(&f, Hook::OriginRequest)).await;

@@ -149,16 +149,7 @@ fn a_worker_is_judged_stuck_by_the_cpu_it_used_not_the_wall_time() {
 fn a_busy_workers_cpu_is_read_from_its_own_clock_from_the_supervisors_first_look() {
     // The supervisor's reading of a live worker: a thread that waits uses no CPU, one that
     // computes does, counted from the first look at the invocation.
-    let state = Arc::new(WorkerState {
-        busy_since: AtomicU64::new(0),
-        sighted: Mutex::new(Sighting::default()),
-        thread_id: AtomicI32::new(0),
-        parked: AtomicBool::new(false),
-        retired: AtomicBool::new(false),
-        exited: AtomicBool::new(false),
-        rx: crossbeam_channel::never(),
-        warm: Arc::from([]),
-    });
+    let state = Arc::new(WorkerState::new(crossbeam_channel::never(), Arc::from([])));
     let (go, wait) = std::sync::mpsc::channel::<Duration>();
     let (done, finished) = std::sync::mpsc::channel::<()>();
     let worker = {
