@@ -250,8 +250,9 @@ async fn an_instance_spinning_after_its_caller_left_is_lowered_at_the_timeout_al
     assert!(warm.result.is_ok(), "{:?}", warm.result);
     let mut spin = invocation(&f, Hook::OriginRequest);
     spin.request.querystring = "spin".into();
-    // The viewer hangs up 100 ms in: the caller's future is dropped unanswered.
-    let left = tokio::time::timeout(Duration::from_millis(100), pool.invoke(spin)).await;
+    // The viewer hangs up 250 ms in (the warm instance took the task at once; its own timeout,
+    // 300 ms from then plus the grace, has not come): the caller is dropped unanswered.
+    let left = tokio::time::timeout(Duration::from_millis(250), pool.invoke(spin)).await;
     assert!(left.is_err(), "answered before the caller left: {left:?}");
     // Thread names are cut to 15 bytes: "verge-edge-left". Past the timeout (300 ms and the
     // grace), the spinning thread runs only on idle CPU.
