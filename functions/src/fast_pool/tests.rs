@@ -105,6 +105,12 @@ async fn a_native_runaway_is_answered_at_the_deadline_and_its_worker_replaced() 
         "the sort returned before it could be looked at"
     );
     assert_eq!(policy, libc::SCHED_IDLE);
+    // At idle priority it may get no CPU at all while other tests keep the cores busy; for the
+    // rest of the test it gets a normal share again (as root, which CI is), so that it returns.
+    crate::sched::set_thread(
+        worker.thread_id.load(Ordering::Relaxed),
+        crate::sched::Policy::Batch,
+    );
     // Stuck until its native call returns, then no longer.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen_stuck = false;
@@ -656,13 +662,15 @@ async fn rare_overruns_among_many_good_invocations_do_not_throttle_but_sustained
 async fn a_function_allocating_without_end_after_an_await_is_answered_and_its_worker_parked() {
     // After the `await`, the loop runs as one promise job: no budget or memory check reaches
     // it, and each turn allocates the most one typed array may hold (8 MiB), so the loop
-    // backstop (tens of thousands of turns) would come hundreds of gigabytes too late. The allocator's hard ceiling stops it; the
-    // supervisor retires the parked worker as stuck and replaces it. The reply deadline is
-    // long here, so the answer shows who stopped it: 256 MiB take a while to allocate.
+    // backstop (tens of thousands of turns) would come hundreds of gigabytes too late. The
+    // allocator's hard ceiling stops it; the supervisor retires the parked worker as stuck and
+    // replaces it. The reply deadline is long here, so the answer shows who stopped it: 256 MiB take a while to allocate. So is
+    // the CPU ceiling: retired earlier, the worker would be lowered to idle priority and, on a
+    // runner kept busy by other tests, might not reach its memory ceiling in time.
     let p = FastPool::start(PoolConfig {
         workers: 2,
         queue: 64,
-        hard_ceiling: Duration::from_millis(50),
+        hard_ceiling: Duration::from_secs(2),
         reply_deadline: Duration::from_secs(10),
         start_deadline: Duration::from_secs(2),
     })
