@@ -595,7 +595,7 @@ fn supervise(shared: &Arc<Shared>) {
                     busy |= since != 0;
                     match (since != 0).then(|| w.stuck(now, since, ceiling)).flatten() {
                         Some(why) => {
-                            stuck.push((w.clone(), why));
+                            stuck.push((w.clone(), why, since));
                             false
                         }
                         None => true,
@@ -606,9 +606,12 @@ fn supervise(shared: &Arc<Shared>) {
             Err(_) => (Vec::new(), true),
         };
         quiet = if busy { 0 } else { quiet + 1 };
-        for (worker, why) in stuck {
-            worker.retired.store(true, Ordering::Relaxed);
-            if why != Stuck::Parked {
+        for (worker, why, since) in stuck {
+            worker.retired.store(true, Ordering::SeqCst);
+            // Still on the invocation judged (a runaway that just finished would otherwise run
+            // one more invocation lowered; marked retired, it exits after that one).
+            let same = worker.busy_since.load(Ordering::SeqCst) == since;
+            if why != Stuck::Parked && same {
                 // It may compute for a long while yet: from now on only on CPU nobody else
                 // wants, while its replacement serves at the normal priority.
                 crate::sched::set_thread(
