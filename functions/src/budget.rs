@@ -13,19 +13,11 @@ pub const MAX_BUDGET: Duration = Duration::from_millis(1);
 /// frees again. Far above what a function doing its job allocates within 1 ms of CPU.
 pub const MEMORY_LIMIT: u64 = 64 << 20;
 
-/// CPU time consumed by the calling thread.
+/// CPU time consumed by the calling thread (zero if the clock cannot be read, which
+/// `CLOCK_THREAD_CPUTIME_ID` always can).
+#[inline]
 pub fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own; CLOCK_THREAD_CPUTIME_ID is always valid.
-    #[expect(unsafe_code, reason = "clock_gettime(2) has no safe wrapper in std")]
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    crate::sched::clock_time(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or(Duration::ZERO)
 }
 
 /// Budget checks (engine yields and promise jobs) up to which a spent budget is not yet

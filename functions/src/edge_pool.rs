@@ -51,7 +51,7 @@ pub const INSTANCE_WAIT: Duration = Duration::from_millis(100);
 /// How long past the timeout the caller waits for the instance's own timeout answer.
 const TIMEOUT_GRACE: Duration = Duration::from_millis(50);
 /// Stack of an instance thread (deep recursion in handlers stays within boa's limits).
-const INSTANCE_STACK: usize = 8 << 20;
+pub(crate) const INSTANCE_STACK: usize = 8 << 20;
 
 /// Counters of one function's instances, read at metrics scrape.
 #[derive(Debug, Default)]

@@ -787,8 +787,8 @@ pub const HARD_CEILING: u64 = crate::alloc_meter::CEILING_FACTOR * crate::budget
 pub(crate) type ReplySlot = std::rc::Rc<std::cell::Cell<Option<oneshot::Sender<Reply>>>>;
 
 /// What a worker does when it passes its hard ceiling, just before it parks for good (run
-/// inside the allocator: it answers, nothing more; the supervisor sees a worker busy past its
-/// hard ceiling and retires and replaces it).
+/// inside the allocator: it marks itself parked and answers, nothing more; the supervisor sees
+/// the mark and retires and replaces it).
 fn park_hook(slot: &ReplySlot, me: &Arc<WorkerState>) -> Box<dyn FnOnce()> {
     let slot = slot.clone();
     let me = me.clone();

@@ -44,13 +44,18 @@ pub fn cpu_time_of(tid: i32) -> Option<std::time::Duration> {
     // a live thread): the id's complement shifted left by three, with the per-thread bit (4)
     // and the scheduler-clock bit (2) set. The id form works for any thread of the process,
     // not only one whose pthread handle is at hand.
-    let clock: libc::clockid_t = (!tid << 3) | 6;
+    clock_time((!tid << 3) | 6)
+}
+
+/// What `clock` reads now; `None` if it cannot be read (a clock id naming no thread, say).
+#[inline]
+pub fn clock_time(clock: libc::clockid_t) -> Option<std::time::Duration> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: clock_gettime writes one timespec we own; a clock id naming no thread is an
-    // EINVAL return, not undefined behaviour.
+    // SAFETY: clock_gettime writes one timespec we own; an invalid clock id is an EINVAL
+    // return, not undefined behaviour.
     #[expect(unsafe_code, reason = "clock_gettime(2) has no safe wrapper in std")]
     let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     (rc == 0).then(|| std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))

@@ -175,9 +175,6 @@ fn complete(event: &mut Value, hook: Hook) {
     }
 }
 
-/// Stack of the thread a test runs on (as an edge instance's).
-const TEST_STACK: usize = 8 << 20;
-
 /// Where the thread a test runs on sends its answer: its result, or the one its ceiling hook
 /// sends just before it parks.
 type Answer = Sender<Result<TestResult, String>>;
@@ -194,7 +191,7 @@ pub fn test_function(
     let (answer, answers) = channel();
     std::thread::Builder::new()
         .name("verge-test-function".into())
-        .stack_size(TEST_STACK)
+        .stack_size(crate::edge_pool::INSTANCE_STACK)
         .spawn(move || {
             let result = if runtime == Runtime::LambdaEdge {
                 test_edge_function(&source, &event, &answer)
