@@ -3,7 +3,7 @@
 //!
 //! `VERGE_PHASE=noop/call VERGE_ITERATIONS=1000 valgrind --tool=callgrind target/release/deps/instructions-…`
 //!
-//! Phases: `{noop,security_headers}/{marshal_in,call,marshal_out,pool_round_trip}`, split as in
+//! Phases: `{noop,security_headers}/{marshal_in,call,marshal_out,load,pool_round_trip}`, split as in
 //! `benches/functions.rs` (the event's JS objects are written inside `call`), and the edge
 //! tier's `edge_noop/{call,pool_round_trip}`.
 //! `scripts/instructions.sh` runs each phase at two iteration counts and reports the difference
@@ -89,6 +89,15 @@ fn main() {
                 .ok();
             }
         }
+        "load" => {
+            // A whole context load: what a worker pays after discarding an aborted context.
+            for _ in 0..iterations {
+                black_box(
+                    LoadedFunction::load(black_box(code), verge_functions::Runtime::CloudfrontJs2)
+                        .expect("loads"),
+                );
+            }
+        }
         "pool_round_trip" => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -108,7 +117,7 @@ fn main() {
         }
         other => {
             eprintln!(
-                "instructions: unknown phase {other} (marshal_in, call, marshal_out, pool_round_trip)"
+                "instructions: unknown phase {other} (marshal_in, call, marshal_out, load, pool_round_trip)"
             );
             std::process::exit(2);
         }

@@ -16,7 +16,8 @@
 //! before each timed interval), `BENCH_CONNECTIONS` (32, wrk),
 //! `BENCH_RATE` (500 req/s, open loop: below every row's capacity, or its
 //! latency is only its queue), `BENCH_OPEN_CONNECTIONS` (64), `BENCH_STRESS_PAIRS` (3: pairs of
-//! passes without and with runaways in each stress run).
+//! passes without and with runaways in each stress run), `BENCH_ONLY=stress` (only the runaway
+//! stress test, printed and not appended to `BENCHMARKS.md`: for iterating on it).
 //! Every process it starts is stopped by its own pid when it ends (and by the kernel if it dies).
 
 mod bare;
@@ -112,6 +113,21 @@ fn orchestrate() -> Result<(), BoxError> {
     let mut procs = Procs::default();
     let origin = systems::start_origin(&mut procs, &dir)?;
     systems::write_functions(&dir, origin)?;
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "stress") {
+        for throttle in [false, true] {
+            let stress = runaway::run(
+                &mut procs,
+                &dir,
+                origin,
+                throttle,
+                rate,
+                seconds,
+                stress_pairs,
+            )?;
+            print!("{}", report::stress_line(&stress));
+        }
+        return Ok(());
+    }
     let mut all = vec![systems::System {
         name: "origin",
         addr: origin,

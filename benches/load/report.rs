@@ -178,7 +178,7 @@ pub fn write(run: &Run) -> Result<String, BoxError> {
 
     let none_ratio = by_name("verge-none").map_or(f64::NAN, |r| r.ratio_to_floor);
     let rewrite_ratio = by_name("verge-rewrite").map_or(f64::NAN, |r| r.ratio_to_floor);
-    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    let verdict = met;
     let compare = |verge: &str, njs: &str| {
         let (v, n) = (overhead(verge), overhead(njs));
         let ok = matches!((v, n), (Some(v), Some(n)) if v <= n);
@@ -219,37 +219,7 @@ pub fn write(run: &Run) -> Result<String, BoxError> {
         verdict(edge_route >= 0.6),
     );
     for s in run.stress {
-        let within = s.runaway_max_ms <= BUDGET_MS + 1.0;
-        let (p99, baseline) = s
-            .median_pair()
-            .map_or((f64::NAN, f64::NAN), |p| (p.p99_ms, p.baseline_p99_ms));
-        let each: Vec<String> = s
-            .pairs
-            .iter()
-            .map(|p| format!("{:.2}", p.ratio()))
-            .collect();
-        targets.push_str(&format!(
-            "- runaway stress, throttling {}: p99 of the 99% {:.2} ms vs {:.2} ms without runaways = \
-             **{:.2}×**, the median of {} interleaved pairs ({}) (≤ 1.5×: {}); {} runaways, slowest \
-             answered {:.2} ms after dispatch (budget {BUDGET_MS} ms + 1 ms: {}); host steal on \
-             core 0 at most {:.1}% in any pass{}\n",
-            if s.throttle { "on" } else { "off" },
-            p99,
-            baseline,
-            s.p99_ratio(),
-            s.pairs.len(),
-            each.join(", "),
-            verdict(s.p99_ratio() <= 1.5),
-            s.runaways,
-            s.runaway_max_ms,
-            verdict(within && s.runaways > 0),
-            s.worst_steal_pct(),
-            if s.unexpected > 0 {
-                format!("; **{} unexpected answers**", s.unexpected)
-            } else {
-                String::new()
-            }
-        ));
+        targets.push_str(&stress_line(s));
     }
 
     let json_rows: Vec<Value> = rows
@@ -325,4 +295,45 @@ pub fn write(run: &Run) -> Result<String, BoxError> {
         .open(Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md"))?;
     md.write_all(section.as_bytes())?;
     Ok(section)
+}
+
+/// One runaway stress run as the report's line: the p99 ratio and the slowest runaway, each
+/// against its target.
+pub fn stress_line(s: &Stress) -> String {
+    let within = s.runaway_max_ms <= BUDGET_MS + 1.0;
+    let (p99, baseline) = s
+        .median_pair()
+        .map_or((f64::NAN, f64::NAN), |p| (p.p99_ms, p.baseline_p99_ms));
+    let each: Vec<String> = s
+        .pairs
+        .iter()
+        .map(|p| format!("{:.2}", p.ratio()))
+        .collect();
+    format!(
+        "- runaway stress, throttling {}: p99 of the 99% {:.2} ms vs {:.2} ms without runaways = \
+         **{:.2}×**, the median of {} interleaved pairs ({}) (≤ 1.5×: {}); {} runaways, slowest \
+         answered {:.2} ms after dispatch (budget {BUDGET_MS} ms + 1 ms: {}); host steal on \
+         core 0 at most {:.1}% in any pass{}\n",
+        if s.throttle { "on" } else { "off" },
+        p99,
+        baseline,
+        s.p99_ratio(),
+        s.pairs.len(),
+        each.join(", "),
+        met(s.p99_ratio() <= 1.5),
+        s.runaways,
+        s.runaway_max_ms,
+        met(within && s.runaways > 0),
+        s.worst_steal_pct(),
+        if s.unexpected > 0 {
+            format!("; **{} unexpected answers**", s.unexpected)
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// A target's verdict as the report writes it.
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
 }

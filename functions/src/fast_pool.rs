@@ -221,6 +221,7 @@ struct LoadCounts {
     warm: AtomicU64,
     on_demand: AtomicU64,
     spare: AtomicU64,
+    spare_at_idle: AtomicU64,
     confirm: AtomicU64,
 }
 
@@ -231,8 +232,12 @@ pub struct Loads {
     pub warm: u64,
     /// On a serving worker, by the first invocation of a function it had not loaded.
     pub on_demand: u64,
-    /// A replacement for a context discarded after an abort, loaded between invocations.
+    /// A replacement for a context discarded after an abort, loaded between invocations (at
+    /// idle priority, or not: see [`Loads::spare_at_idle`]).
     pub spare: u64,
+    /// How many of [`Loads::spare`] were loaded at idle priority (where the process can
+    /// return from it: [`crate::sched::can_return_from_idle`]).
+    pub spare_at_idle: u64,
     /// A fresh context for confirming a doubtful overrun (see
     /// [`crate::cff_runtime::CALM_RUNS`]), loaded during the invocation.
     pub confirm: u64,
@@ -287,6 +292,13 @@ fn execution(message: impl Into<String>) -> FunctionError {
 impl FastPool {
     /// Start the first generation of workers (with nothing warmed) and the supervisor.
     pub fn start(config: PoolConfig) -> std::io::Result<Self> {
+        if !crate::sched::can_return_from_idle() {
+            tracing::info!(
+                "fast-tier workers replace an aborted runaway's context at normal priority: \
+                 this process may not return a thread from SCHED_IDLE (grant CAP_SYS_NICE or \
+                 an RLIMIT_NICE of 20 to let them do it at idle priority)"
+            );
+        }
         let shared = Arc::new(Shared {
             throttle: Throttle::default(),
             epoch: Instant::now(),
@@ -360,7 +372,8 @@ impl FastPool {
         Loads {
             warm: l.warm.load(Ordering::Relaxed),
             on_demand: l.on_demand.load(Ordering::Relaxed),
-            spare: l.spare.load(Ordering::Relaxed),
+            spare: l.spare.load(Ordering::Relaxed) + l.spare_at_idle.load(Ordering::Relaxed),
+            spare_at_idle: l.spare_at_idle.load(Ordering::Relaxed),
             confirm: l.confirm.load(Ordering::Relaxed),
         }
     }
@@ -868,6 +881,13 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
         }
         // An aborted context is dropped and its heap collected only now, after the reply: on a
         // warm context that takes milliseconds, which the viewer of a runaway need not wait for.
+        // Those milliseconds, and the spare's load below (~10 ms), run at idle priority where
+        // the worker can come back from it: on a core shared with the proxy thread and the other
+        // workers they would otherwise take a third of it from every request in flight, and the
+        // queue is shared, so the other workers serve meanwhile.
+        let lowered = discard
+            && crate::sched::can_return_from_idle()
+            && crate::sched::set_own(crate::sched::Policy::Idle);
         if discard {
             // The proxy thread waiting for that reply may share this core: let it run before
             // the milliseconds of clean-up below, rather than after the scheduler's slice.
@@ -877,13 +897,20 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
         // A context discarded after an abort is replaced now, between invocations; loading
         // collects, which also takes the discarded heap. Otherwise that heap goes now, not
         // during someone's next invocation.
+        let spares = if lowered {
+            &shared.loads.spare_at_idle
+        } else {
+            &shared.loads.spare
+        };
         let reloaded = !loaded.has(&task.invocation.function)
             && !me.retired.load(Ordering::Relaxed)
-            && loaded
-                .get(&task.invocation.function, &shared.loads.spare)
-                .is_ok();
+            && loaded.get(&task.invocation.function, spares).is_ok();
         if discard && !reloaded {
             force_collect();
+        }
+        // A worker the supervisor retired meanwhile stays where it put it.
+        if lowered && !me.retired.load(Ordering::Relaxed) {
+            crate::sched::set_own(crate::sched::Policy::Normal);
         }
         // Collect outside the timed window, so a GC pause is never charged to a function.
         gc.after_invocation(&task.invocation.function.name);

@@ -3,12 +3,18 @@
 //! - policies (`sched_setscheduler`; lowering one needs no privilege): threads give themselves
 //!   theirs, and a thread busy in JavaScript is lowered by another — an edge instance that
 //!   missed its timeout by its caller, a retired fast worker by the supervisor;
+//! - a fast worker cleaning up after an aborted runaway (dropping its context, loading a spare)
+//!   lowers itself to idle for those milliseconds and comes back, where the process may come
+//!   back ([`can_return_from_idle`]);
 //! - CPU clocks: the fast pool's supervisor judges a worker by the CPU its invocation used, not
 //!   by the wall time, which also counts the time the host gave the CPU to someone else.
 
 /// How a thread asks to be scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
+    /// `SCHED_OTHER`: the default. Coming back to it from [`Policy::Idle`] needs
+    /// `CAP_SYS_NICE` or an `RLIMIT_NICE` of at least 20 ([`can_return_from_idle`]).
+    Normal,
     /// `SCHED_BATCH`: the normal share of CPU, but a wake-up does not preempt the running
     /// thread. Edge instances use it: on a core they share with the proxy thread, waking one
     /// for each queued invocation used to switch the core to it at once and back for the reply,
@@ -23,9 +29,25 @@ pub enum Policy {
 
 /// Give the calling thread `policy`. A failure (a kernel without the policy, a sandbox that
 /// forbids the call) leaves the thread as it was and is only logged: the policy is an
-/// optimization, never a condition for serving.
-pub fn set_own(policy: Policy) {
-    set_thread(0, policy);
+/// optimization, never a condition for serving. Whether it took.
+pub fn set_own(policy: Policy) -> bool {
+    set_thread(0, policy)
+}
+
+/// Whether a thread of this process may lower itself to [`Policy::Idle`] and then return to
+/// [`Policy::Normal`]: Linux treats idle as nice 20 and lets an unprivileged thread come back
+/// only as far as its `RLIMIT_NICE` allows (20 for nice 0), or with `CAP_SYS_NICE`. Probed once,
+/// on a scratch thread, so no serving thread can be left at idle by a refused return.
+pub fn can_return_from_idle() -> bool {
+    static PROBED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PROBED.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("verge-sched-probe".into())
+            .spawn(|| set_own(Policy::Idle) && set_own(Policy::Normal))
+            .ok()
+            .and_then(|probe| probe.join().ok())
+            .unwrap_or(false)
+    })
 }
 
 /// The calling thread's id (what [`set_thread`] takes).
@@ -62,9 +84,10 @@ pub fn clock_time(clock: libc::clockid_t) -> Option<std::time::Duration> {
 }
 
 /// Give thread `tid` of this process (0: the calling thread) `policy`; a failure is only logged,
-/// as for [`set_own`].
-pub fn set_thread(tid: i32, policy: Policy) {
+/// as for [`set_own`]. Whether it took.
+pub fn set_thread(tid: i32, policy: Policy) -> bool {
     let raw = match policy {
+        Policy::Normal => libc::SCHED_OTHER,
         Policy::Batch => libc::SCHED_BATCH,
         Policy::Idle => libc::SCHED_IDLE,
     };
@@ -84,6 +107,7 @@ pub fn set_thread(tid: i32, policy: Policy) {
             "cannot change a thread's scheduling policy"
         );
     }
+    rc == 0
 }
 
 /// The calling thread's policy, as `sched_getscheduler` reports it (for tests).
@@ -114,12 +138,30 @@ mod tests {
     #[test]
     fn a_thread_takes_the_batch_policy_for_itself() {
         let policy = std::thread::spawn(|| {
-            set_own(Policy::Batch);
+            assert!(set_own(Policy::Batch));
             own()
         })
         .join()
         .unwrap();
         assert_eq!(policy, libc::SCHED_BATCH);
+    }
+
+    #[test]
+    fn a_thread_that_may_return_from_idle_does_so() {
+        let (idle, back) = std::thread::spawn(|| {
+            let lowered = set_own(Policy::Idle);
+            let idle = own();
+            let returned = set_own(Policy::Normal);
+            assert_eq!(returned, can_return_from_idle(), "the probe disagrees");
+            assert!(lowered, "lowering needs no privilege");
+            (idle, own())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(idle, libc::SCHED_IDLE);
+        if can_return_from_idle() {
+            assert_eq!(back, libc::SCHED_OTHER);
+        }
     }
 
     #[test]

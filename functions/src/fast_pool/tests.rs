@@ -431,6 +431,18 @@ async fn an_aborted_context_is_replaced_between_invocations() {
     }
     assert_eq!(p.loads().spare, 1, "{:?}", p.loads());
     assert_eq!(p.loads().on_demand, 0);
+    // The clean-up ran at idle priority where the process may come back from it (as root, which
+    // CI is), and every worker is back at the normal policy afterwards.
+    assert_eq!(
+        p.loads().spare_at_idle,
+        u64::from(crate::sched::can_return_from_idle()),
+        "{:?}",
+        p.loads()
+    );
+    for worker in p.shared.workers.lock().unwrap().iter() {
+        let tid = worker.thread_id.load(Ordering::Relaxed);
+        assert_eq!(crate::sched::of(tid), libc::SCHED_OTHER, "worker {tid}");
+    }
 }
 
 #[test]
