@@ -20,6 +20,26 @@ pub fn thread_cpu_time() -> Duration {
     crate::sched::clock_time(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or(Duration::ZERO)
 }
 
+thread_local! {
+    /// CPU time this thread spent in [`exempt`] work so far.
+    static EXEMPT: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+}
+
+/// Run `f` without charging its CPU time to the budget of the invocation running on this
+/// thread: for work the host does on a function's behalf that a different load would have done
+/// before the invocation (installing a host module on its first use).
+pub fn exempt<R>(f: impl FnOnce() -> R) -> R {
+    let start = thread_cpu_time();
+    let out = f();
+    let spent = thread_cpu_time().saturating_sub(start);
+    EXEMPT.with(|e| e.set(e.get() + spent));
+    out
+}
+
+fn exempt_so_far() -> Duration {
+    EXEMPT.with(std::cell::Cell::get)
+}
+
 /// Budget checks (engine yields and promise jobs) up to which a spent budget is not yet
 /// trusted as the function's own doing. A function that really runs its budget down in the VM
 /// reaches hundreds of yields first (one per 256 cost units); a trivial one makes a handful. When
@@ -46,6 +66,8 @@ pub struct Budget {
     /// Budget checks so far.
     checks: u32,
     cpu_start: Duration,
+    /// The thread's [`exempt`] CPU time when the run started.
+    exempt_start: Duration,
     /// When the run started, by the wall clock.
     wall_start: Instant,
     /// When the wall clock says the budget might be used up; pushed back when the CPU clock
@@ -67,6 +89,7 @@ impl Budget {
             may_extend: true,
             checks: 0,
             cpu_start: thread_cpu_time(),
+            exempt_start: exempt_so_far(),
             wall_start: now,
             wall_deadline: now + limit,
             allocated_start: crate::alloc_meter::allocated(),
@@ -84,9 +107,12 @@ impl Budget {
         self.allocated() > MEMORY_LIMIT
     }
 
-    /// CPU time used so far.
+    /// CPU time used so far, less what [`exempt`] work took.
     pub fn used(&self) -> Duration {
-        thread_cpu_time().saturating_sub(self.cpu_start)
+        let exempt = exempt_so_far().saturating_sub(self.exempt_start);
+        thread_cpu_time()
+            .saturating_sub(self.cpu_start)
+            .saturating_sub(exempt)
     }
 
     /// What an overrun looks like in an error message: CPU time used against the budget, and
@@ -187,6 +213,17 @@ mod tests {
         while thread_cpu_time() < until {
             std::hint::spin_loop();
         }
+    }
+
+    #[test]
+    fn exempt_work_is_not_charged() {
+        let limit = Duration::from_millis(20);
+        let mut b = Budget::strict(limit);
+        exempt(|| burn(limit * 3));
+        assert!(!b.exhausted(), "{:?} charged", b.used());
+        assert!(b.used() < limit, "{:?}", b.used());
+        burn(limit * 2);
+        assert!(b.exhausted(), "the function's own work still is");
     }
 
     #[test]

@@ -161,7 +161,9 @@ pub const NATIVES: [(&str, usize, Native); 4] = [
     ("__verge_buf_index", 4, index),
 ];
 
-/// The JavaScript half: the `Buffer` class over the natives. Installs `globalThis.Buffer`.
+/// The JavaScript half: the `Buffer` class over the natives. Installs `globalThis.Buffer`, and
+/// the hidden `__verge_buffer_class` (what `import { Buffer } from 'buffer'` gives, whatever
+/// the function does to the global) and `__verge_adopt_buffer`.
 pub const PRELUDE: &str = r#"
 (function () {
     var LIMIT = __verge_max_elements;
@@ -412,6 +414,7 @@ pub const PRELUDE: &str = r#"
         Object.defineProperty(Buffer.prototype, name, { value: methods[name], writable: true, configurable: true });
     });
     Object.defineProperty(globalThis, 'Buffer', { value: Buffer, writable: true, configurable: true });
+    Object.defineProperty(globalThis, '__verge_buffer_class', { value: Buffer });
     Object.defineProperty(globalThis, '__verge_adopt_buffer', { value: adopt });
 })();
 "#;

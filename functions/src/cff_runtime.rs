@@ -315,7 +315,12 @@ impl LoadedFunction {
             .module_loader(modules.clone())
             .build()
             .map_err(|e| LoadError(format!("cannot create a JavaScript context: {e}")))?;
-        host::install(&mut context, &modules, runtime)
+        let buffer = if crate::source_scan::may_use_buffer(source) {
+            host::BufferInstall::AtLoad
+        } else {
+            host::BufferInstall::OnFirstUse
+        };
+        host::install(&mut context, &modules, runtime, buffer)
             .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;
         let request_prototype = host::request_prototype(&mut context)
             .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;

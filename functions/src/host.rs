@@ -124,7 +124,7 @@ const PRELUDE: &str = r#"
     Hash.prototype.update = function (data) { this._parts.push(bytesOrString(data)); return this; };
     Hash.prototype.digest = function (encoding) {
         var out = __verge_digest(this._alg, this._key, this._parts, encoding, V1);
-        return typeof out === 'string' || V1 ? out : __verge_adopt_buffer(out);
+        return typeof out === 'string' || V1 ? out : adoptBuffer(out);
     };
     var algorithms = ['md5', 'sha1', 'sha256', 'sha512'];
     function checked(alg) {
@@ -136,6 +136,27 @@ const PRELUDE: &str = r#"
         createHash: function (alg) { return new Hash(checked(alg), undefined); },
         createHmac: function (alg, key) { return new Hash(checked(alg), bytesOrString(key)); }
     });
+    // `Buffer` (2.0): its prelude is most of a context's load, so a function whose source never
+    // names it (see `source_scan::may_use_buffer`) gets it on first use instead, installed
+    // without charging the invocation's budget. A value the function gave `Buffer` itself
+    // before that stays its own.
+    function installBuffer() {
+        if (typeof __verge_adopt_buffer === 'function') { return; }
+        var own = Object.getOwnPropertyDescriptor(globalThis, 'Buffer');
+        __verge_eval_buffer();
+        if (own !== undefined && own.get === undefined) { Object.defineProperty(globalThis, 'Buffer', own); }
+    }
+    function bufferClass() { installBuffer(); return __verge_buffer_class; }
+    function adoptBuffer(bytes) { installBuffer(); return __verge_adopt_buffer(bytes); }
+    if (__verge_lazy_buffer) {
+        Object.defineProperty(globalThis, 'Buffer', {
+            get: function () { installBuffer(); return globalThis.Buffer; },
+            set: function (value) {
+                Object.defineProperty(globalThis, 'Buffer', { value: value, writable: true, configurable: true });
+            },
+            configurable: true
+        });
+    }
     // console.log: captured per invocation by the host, at most 10 KB (CloudFront's limit).
     function log(message) { __verge_log(String(message)); }
     Object.defineProperty(globalThis, 'console', {
@@ -149,7 +170,7 @@ const PRELUDE: &str = r#"
             get: function (key, options) {
                 var format = options && options.format !== undefined ? String(options.format) : 'string';
                 var value = __verge_kvs_get(String(key), format);
-                return format === 'bytes' ? value.then(__verge_adopt_buffer) : value;
+                return format === 'bytes' ? value.then(adoptBuffer) : value;
             },
             exists: function (key) { return __verge_kvs_exists(String(key)); },
             meta: function () { return __verge_kvs_meta(); }
@@ -256,7 +277,8 @@ const PRELUDE: &str = r#"
         unescape: __verge_qs_unescape
     });
     var modules = V1 ? { crypto: crypto, querystring: querystring }
-        : { crypto: crypto, querystring: querystring, buffer: Object.freeze({ Buffer: Buffer }), cloudfront: cloudfront };
+        : { crypto: crypto, querystring: querystring, buffer: Object.freeze({ get Buffer() { return bufferClass(); } }),
+            cloudfront: cloudfront };
     if (V1) {
         Object.defineProperty(globalThis, 'MemoryError', {
             value: class MemoryError extends Error {}, writable: true, configurable: true
@@ -566,10 +588,32 @@ fn log_data(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<Js
 /// A native function as boa calls it.
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
+/// Evaluate the `Buffer` prelude on a function's first use of it (see the host prelude's
+/// `installBuffer`), not charged to the running invocation's budget.
+fn eval_buffer(_this: &JsValue, _args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    crate::budget::exempt(|| ctx.eval(Source::from_bytes(crate::buffer::PRELUDE)))?;
+    Ok(JsValue::undefined())
+}
+
+/// When a context gets `Buffer`, whose prelude is most of what installing the host costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferInstall {
+    /// At load, with the other preludes: the function's source names it.
+    AtLoad,
+    /// On first use (an accessor on the global object until then).
+    OnFirstUse,
+}
+
 /// Register the natives and run the preludes of `runtime`; then make its modules importable.
-pub fn install(ctx: &mut Context, loader: &HostModules, runtime: Runtime) -> JsResult<()> {
+pub fn install(
+    ctx: &mut Context,
+    loader: &HostModules,
+    runtime: Runtime,
+    buffer: BufferInstall,
+) -> JsResult<()> {
     let v1 = runtime == Runtime::CloudfrontJs1;
-    let natives: [(&str, usize, Native); 12] = [
+    let lazy_buffer = !v1 && buffer == BufferInstall::OnFirstUse;
+    let natives: [(&str, usize, Native); 13] = [
         ("__verge_kvs_get", 2, kvs_get),
         ("__verge_kvs_exists", 1, kvs_exists),
         ("__verge_kvs_meta", 0, kvs_meta),
@@ -582,6 +626,7 @@ pub fn install(ctx: &mut Context, loader: &HostModules, runtime: Runtime) -> JsR
         ("__verge_utf8_decode", 4, utf8_decode),
         ("__verge_digest", 5, digest),
         ("__verge_raw_query", 0, raw_query),
+        ("__verge_eval_buffer", 0, eval_buffer),
     ];
     let all = natives
         .into_iter()
@@ -601,8 +646,9 @@ pub fn install(ctx: &mut Context, loader: &HostModules, runtime: Runtime) -> JsR
         hidden,
     )?;
     ctx.register_global_property(js_string!("__verge_v1"), v1, hidden)?;
+    ctx.register_global_property(js_string!("__verge_lazy_buffer"), lazy_buffer, hidden)?;
     crate::json_parse::install(ctx)?;
-    if !v1 {
+    if !v1 && !lazy_buffer {
         ctx.eval(Source::from_bytes(crate::buffer::PRELUDE))?;
     }
     ctx.eval(Source::from_bytes(PRELUDE))?;

@@ -669,3 +669,54 @@ fn the_loop_backstop_is_calibrated_to_the_largest_budget() {
     let e = looping(limit * 4).unwrap_err();
     assert_eq!(e.kind, FunctionErrorKind::Throttled, "{}", e.message);
 }
+
+#[test]
+fn a_function_that_never_names_buffer_gets_it_on_first_use_within_its_budget() {
+    // Spelled so the load-time scan does not see the name: the context loads without the
+    // `Buffer` prelude, and the first use installs it uncharged (it takes milliseconds, the
+    // budget is 1 ms).
+    let source = "var B = 'Buf' + 'fer', D = 'dig' + 'est';
+        var crypto = require('crypto');
+        var lazy = Object.getOwnPropertyDescriptor(globalThis, B).get !== undefined;
+        function handler(e) {
+            var first = globalThis[B].from('hi').toString('hex');
+            var hash = crypto.createHash('sha256').update('abc')[D]();
+            return [lazy, first, hash instanceof globalThis[B], hash.toString('hex').slice(0, 8),
+                Object.getOwnPropertyDescriptor(globalThis, B).get === undefined,
+                require('buf' + 'fer')[B] === globalThis[B]];
+        }";
+    assert!(!crate::source_scan::may_use_buffer(source));
+    let mut f = LoadedFunction::load(source, Runtime::CloudfrontJs2).unwrap();
+    let invoked = f.invoke(&json!({"request": {"uri": "/a"}}), BUDGET);
+    assert_eq!(
+        invoked.result.unwrap().map(Returned::into_json),
+        Some(json!([true, "6869", true, "ba7816bf", true, true]))
+    );
+    // A source that names it gets it at load, as a plain global.
+    assert_eq!(
+        v2(
+            "return Object.getOwnPropertyDescriptor(globalThis, 'Buffer').get === undefined \
+            && typeof Buffer.from === 'function';"
+        ),
+        json!(true)
+    );
+}
+
+#[test]
+fn a_global_the_function_sets_before_first_use_stays_its_own() {
+    // The function's own `Buffer` is kept when a digest installs the real one for itself.
+    let source = "var B = 'Buf' + 'fer', D = 'dig' + 'est';
+        globalThis[B] = 42;
+        function handler(e) {
+            var hash = require('crypto').createHash('md5').update('')[D]();
+            return [globalThis[B], hash.length, hash.toString('hex').slice(0, 6),
+                require('buf' + 'fer')[B] === hash.constructor];
+        }";
+    assert!(!crate::source_scan::may_use_buffer(source));
+    let mut f = LoadedFunction::load(source, Runtime::CloudfrontJs2).unwrap();
+    let invoked = f.invoke(&json!({"request": {"uri": "/a"}}), BUDGET);
+    assert_eq!(
+        invoked.result.unwrap().map(Returned::into_json),
+        Some(json!([42, 16, "d41d8c", true]))
+    );
+}
