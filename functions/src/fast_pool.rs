@@ -19,7 +19,7 @@
 //!   collection runs between invocations, outside the budget.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -213,6 +213,8 @@ struct Shared {
     supervisor: OnceLock<std::thread::Thread>,
     /// The supervisor sleeps because no worker was busy (see [`supervise`]).
     supervisor_asleep: AtomicBool,
+    /// Workers cleaning up after an abort at idle priority now ([`IdleCleanup`]).
+    idle_cleanups: AtomicUsize,
 }
 
 /// How contexts came to be loaded, for metrics and tests.
@@ -310,6 +312,7 @@ impl FastPool {
             loads: LoadCounts::default(),
             supervisor: OnceLock::new(),
             supervisor_asleep: AtomicBool::new(false),
+            idle_cleanups: AtomicUsize::new(0),
         });
         let (tx, _ready) = start_generation(&shared, &Arc::from([]))?;
         let supervised = shared.clone();
@@ -885,9 +888,11 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
         // the worker can come back from it: on a core shared with the proxy thread and the other
         // workers they would otherwise take a third of it from every request in flight, and the
         // queue is shared, so the other workers serve meanwhile.
-        let lowered = discard
-            && crate::sched::can_return_from_idle()
-            && crate::sched::set_own(crate::sched::Policy::Idle);
+        let at_idle = if discard {
+            IdleCleanup::begin(&shared.idle_cleanups, shared.config.workers, &me.retired)
+        } else {
+            None
+        };
         if discard {
             // The proxy thread waiting for that reply may share this core: let it run before
             // the milliseconds of clean-up below, rather than after the scheduler's slice.
@@ -897,7 +902,7 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
         // A context discarded after an abort is replaced now, between invocations; loading
         // collects, which also takes the discarded heap. Otherwise that heap goes now, not
         // during someone's next invocation.
-        let spares = if lowered {
+        let spares = if at_idle.is_some() {
             &shared.loads.spare_at_idle
         } else {
             &shared.loads.spare
@@ -908,12 +913,46 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
         if discard && !reloaded {
             force_collect();
         }
-        // A worker the supervisor retired meanwhile stays where it put it.
-        if lowered && !me.retired.load(Ordering::Relaxed) {
-            crate::sched::set_own(crate::sched::Policy::Normal);
-        }
+        drop(at_idle);
         // Collect outside the timed window, so a GC pause is never charged to a function.
         gc.after_invocation(&task.invocation.function.name);
+    }
+}
+
+/// A worker cleaning up after an abort at idle priority; back to normal when dropped (unless the
+/// supervisor retired it meanwhile: it stays where the supervisor put it).
+struct IdleCleanup<'a> {
+    active: &'a AtomicUsize,
+    retired: &'a AtomicBool,
+}
+
+impl<'a> IdleCleanup<'a> {
+    /// Lower the calling worker to idle, if the process may bring it back
+    /// ([`crate::sched::can_return_from_idle`]) and fewer than all but one of the pool's
+    /// `workers` are at idle already: one always serves at normal priority, even on a host whose
+    /// other processes keep every core busy (an idle thread then gets next to no CPU).
+    fn begin(active: &'a AtomicUsize, workers: usize, retired: &'a AtomicBool) -> Option<Self> {
+        if !crate::sched::can_return_from_idle() {
+            return None;
+        }
+        // Counted before the check, so two workers cannot both take the last place.
+        let others_at_idle = active.fetch_add(1, Ordering::AcqRel);
+        if others_at_idle + 1 >= workers.max(2)
+            || !crate::sched::set_own(crate::sched::Policy::Idle)
+        {
+            active.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(IdleCleanup { active, retired })
+    }
+}
+
+impl Drop for IdleCleanup<'_> {
+    fn drop(&mut self) {
+        if !self.retired.load(Ordering::Relaxed) {
+            crate::sched::set_own(crate::sched::Policy::Normal);
+        }
+        self.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

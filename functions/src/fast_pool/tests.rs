@@ -713,3 +713,38 @@ async fn a_function_allocating_without_end_after_an_await_is_answered_and_its_wo
     let ok = p.invoke(inv(&def("rewrite", REWRITE)), BUDGET).await;
     assert!(added_header(ok), "no answer after the worker parked");
 }
+
+#[test]
+fn all_but_one_worker_may_clean_up_at_idle_priority_at_once() {
+    std::thread::spawn(|| {
+        let may = crate::sched::can_return_from_idle();
+        let active = AtomicUsize::new(0);
+        let retired = AtomicBool::new(false);
+        // Three workers: two may be at idle together (this thread stands in for each).
+        let first = IdleCleanup::begin(&active, 3, &retired);
+        assert_eq!(first.is_some(), may);
+        if may {
+            assert_eq!(crate::sched::own(), libc::SCHED_IDLE);
+        }
+        let second = IdleCleanup::begin(&active, 3, &retired);
+        assert_eq!(second.is_some(), may);
+        let third = IdleCleanup::begin(&active, 3, &retired);
+        assert!(third.is_none(), "the last worker stays at normal priority");
+        drop(second);
+        drop(first);
+        assert_eq!(active.load(Ordering::Relaxed), 0);
+        assert_eq!(crate::sched::own(), libc::SCHED_OTHER);
+        // A worker retired meanwhile stays at idle.
+        let retired = AtomicBool::new(false);
+        let cleanup = IdleCleanup::begin(&active, 2, &retired);
+        assert_eq!(cleanup.is_some(), may);
+        retired.store(true, Ordering::Relaxed);
+        drop(cleanup);
+        if may {
+            assert_eq!(crate::sched::own(), libc::SCHED_IDLE);
+        }
+        assert_eq!(active.load(Ordering::Relaxed), 0);
+    })
+    .join()
+    .unwrap();
+}
