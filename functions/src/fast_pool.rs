@@ -15,8 +15,10 @@
 //!   invocations to them; the previous generation drains its queue and exits. Serving workers
 //!   never compile during a reload. A function not warmed (a test pool) loads on first use.
 //! - Contexts are kept warm (globals persist); a context that was aborted is dropped and a spare
-//!   is loaded right after the reply, before the worker takes its next invocation. Garbage
-//!   collection runs between invocations, outside the budget.
+//!   is loaded right after the reply, before the worker takes its next invocation — at idle
+//!   priority where the process may come back from it ([`IdleCleanup`]), so those milliseconds
+//!   do not slow the proxy thread sharing the core. Garbage collection runs between
+//!   invocations, outside the budget.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
