@@ -377,7 +377,7 @@ impl FastPool {
         Loads {
             warm: l.warm.load(Ordering::Relaxed),
             on_demand: l.on_demand.load(Ordering::Relaxed),
-            spare: l.spare.load(Ordering::Relaxed) + l.spare_at_idle.load(Ordering::Relaxed),
+            spare: l.spare.load(Ordering::Relaxed),
             spare_at_idle: l.spare_at_idle.load(Ordering::Relaxed),
             confirm: l.confirm.load(Ordering::Relaxed),
         }
@@ -904,14 +904,14 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
         // A context discarded after an abort is replaced now, between invocations; loading
         // collects, which also takes the discarded heap. Otherwise that heap goes now, not
         // during someone's next invocation.
-        let spares = if at_idle.is_some() {
-            &shared.loads.spare_at_idle
-        } else {
-            &shared.loads.spare
-        };
         let reloaded = !loaded.has(&task.invocation.function)
             && !me.retired.load(Ordering::Relaxed)
-            && loaded.get(&task.invocation.function, spares).is_ok();
+            && loaded
+                .get(&task.invocation.function, &shared.loads.spare)
+                .is_ok();
+        if reloaded && at_idle.is_some() {
+            shared.loads.spare_at_idle.fetch_add(1, Ordering::Relaxed);
+        }
         if discard && !reloaded {
             force_collect();
         }
