@@ -17,10 +17,12 @@
 //! own timeout answer) from when an instance took it. An instance that misses that is retired:
 //! the caller — or, when the caller left before its answer (the viewer hung up), a timer task
 //! in its place — lowers its thread to `SCHED_IDLE` (it may spin on CPU for a while yet, and must
-//! not take CPU from the proxy or other instances), the thread ends when it next gets control
-//! (the loop backstop stops a spinning handler a few timeouts later), and a new one may take
-//! its place only then — a retiring instance still counts against the limit, so runaways cannot
-//! pile up threads beyond the instance count.
+//! not take CPU from the proxy or other instances) and hands its place to a new instance at
+//! once, as Lambda frees a timed-out environment's concurrency; the old thread ends when it next
+//! gets control (the loop backstop stops a spinning handler up to tens of timeouts later). At
+//! most `instances` may be retiring that way at once; past that a timed-out instance keeps its
+//! place until its thread ends, so runaways cannot pile up more than twice the instance count
+//! in threads ([`queue`]).
 //!
 //! Memory is bounded the same way from the instance's side: inside one stretch of JavaScript
 //! no check reaches, an instance that passes its hard ceiling
@@ -170,8 +172,7 @@ impl EdgePool {
         let mut watch = TimeoutWatch {
             running_on: Arc::new(AtomicI32::new(0)),
             taken: Arc::new(AtomicU64::new(0)),
-            stats: f.stats.clone(),
-            epoch: f.epoch,
+            shared: f.clone(),
             timeout,
             armed: true,
         };
@@ -248,7 +249,7 @@ impl EdgePool {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => limit_exceeded("the instance stopped during the invocation"),
             Err(_) => {
-                give_up(&running_on);
+                give_up(&running_on, f);
                 f.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                 Reply::failed(timed_out(timeout))
             }
@@ -257,14 +258,19 @@ impl EdgePool {
 }
 
 /// The caller's side of a task whose timeout passed: an instance still busy with it (CPU after
-/// an `await`, or native code) retires itself when it gets control back, and until then runs
-/// only on idle CPU. True when an instance was still running it.
-fn give_up(running_on: &AtomicI32) -> bool {
+/// an `await`, or native code) retires itself when it gets control back, until then runs only
+/// on idle CPU, and hands its place to a new instance now. True when an instance was still
+/// running it.
+fn give_up(running_on: &AtomicI32, f: &Shared) -> bool {
     let tid = running_on.swap(GAVE_UP, Ordering::AcqRel);
-    if tid > 0 {
-        crate::sched::set_thread(tid, crate::sched::Policy::Idle);
+    if tid <= 0 {
+        return false;
     }
-    tid > 0
+    crate::sched::set_thread(tid, crate::sched::Policy::Idle);
+    if f.queue.hand_over(tid).wake_or_start() {
+        let _ = f.start_for_queue();
+    }
+    true
 }
 
 /// What a caller holds of its task while it waits. A caller dropped before its answer (the
@@ -274,8 +280,7 @@ fn give_up(running_on: &AtomicI32) -> bool {
 struct TimeoutWatch {
     running_on: Arc<AtomicI32>,
     taken: Arc<AtomicU64>,
-    stats: Arc<EdgeStats>,
-    epoch: Instant,
+    shared: Shared,
     timeout: Duration,
     /// Cleared once the caller has its answer.
     armed: bool,
@@ -294,14 +299,14 @@ impl Drop for TimeoutWatch {
         let stamp = self.taken.load(Ordering::Acquire);
         let taken_at = match stamp {
             0 => Instant::now(),
-            _ => self.epoch + Duration::from_micros(stamp - 1),
+            _ => self.shared.epoch + Duration::from_micros(stamp - 1),
         };
         let deadline = tokio::time::Instant::from_std(taken_at + self.timeout + TIMEOUT_GRACE);
-        let (running_on, stats) = (self.running_on.clone(), self.stats.clone());
+        let (running_on, shared) = (self.running_on.clone(), self.shared.clone());
         runtime.spawn(async move {
             tokio::time::sleep_until(deadline).await;
-            if give_up(&running_on) {
-                stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            if give_up(&running_on, &shared) {
+                shared.stats.timeouts.fetch_add(1, Ordering::Relaxed);
             }
         });
     }
@@ -328,6 +333,7 @@ impl Shared {
                 let live = Live {
                     shared: &shared,
                     arrived: Cell::new(false),
+                    tid: Cell::new(None),
                 };
                 run_instance(&live);
             })?;
@@ -347,9 +353,10 @@ impl Shared {
         }
     }
 
-    /// An instance thread gives up its place in the count (it ended, or parked for good).
-    fn leave(&self, arrived: bool) {
-        if self.queue.ended(arrived).wake_or_start() {
+    /// An instance thread gives up its place in the count (it ended, or parked for good) —
+    /// unless it handed that over already at a timeout.
+    fn leave(&self, arrived: bool, tid: Option<i32>) {
+        if self.queue.ended(arrived, tid).wake_or_start() {
             let _ = self.start_for_queue();
         }
     }
@@ -367,18 +374,20 @@ struct Live<'a> {
     shared: &'a Shared,
     /// The thread has looked at the queue (it is no longer counted as on its way).
     arrived: Cell<bool>,
+    /// The thread's id, once registered with the queue.
+    tid: Cell<Option<i32>>,
 }
 
 impl Drop for Live<'_> {
     fn drop(&mut self) {
-        self.shared.leave(self.arrived.get());
+        self.shared.leave(self.arrived.get(), self.tid.get());
     }
 }
 
 /// What an instance does when it passes its hard memory ceiling, just before its thread parks
 /// for good (run inside the allocator: it answers and hands on, nothing more). Its place in
 /// the count goes to a replacement at once, as if the thread had ended.
-fn park_hook(shared: &Shared, slot: &ReplySlot) -> Box<dyn FnOnce()> {
+fn park_hook(shared: &Shared, slot: &ReplySlot, tid: i32) -> Box<dyn FnOnce()> {
     let (shared, slot) = (shared.clone(), slot.clone());
     Box::new(move || {
         let def = &shared.def;
@@ -390,7 +399,7 @@ fn park_hook(shared: &Shared, slot: &ReplySlot) -> Box<dyn FnOnce()> {
             "an edge instance passed its hard memory ceiling inside JavaScript no check \
              reaches; its thread is parked for good (see server.max_stuck_workers)"
         );
-        shared.leave(true);
+        shared.leave(true, Some(tid));
         // The answer last: its caller finds the instance counted and replaced.
         if let Some(reply) = slot.take() {
             let _ = reply.send(Reply::failed(over_memory(def.memory_mb)));
@@ -421,8 +430,10 @@ fn run_instance(live: &Live<'_>) {
     let me = Waiter::current();
     let mut loaded: Option<EdgeFunction> = None;
     let slot = ReplySlot::default();
-    crate::alloc_meter::on_ceiling(park_hook(shared, &slot));
     let thread_id = crate::sched::thread_id();
+    crate::alloc_meter::on_ceiling(park_hook(shared, &slot, thread_id));
+    queue.register(thread_id);
+    live.tid.set(Some(thread_id));
     loop {
         let starting = !live.arrived.replace(true);
         let task = match queue.next(&me, starting) {
@@ -497,8 +508,8 @@ fn run_instance(live: &Live<'_>) {
             });
         }
         if given_up {
-            // This instance retires (and counts against the limit until its thread has ended;
-            // its heap goes with the thread).
+            // This instance retires (its caller handed its place over, or it counts against
+            // the limit until its thread has ended; its heap goes with the thread).
             return;
         }
         if poisoned {

@@ -14,11 +14,18 @@
 //!   more than that moment; but an instance held up by a slow `await` must not hold up the
 //!   invocations queued behind it, so they get their own after the delay.
 //!
-//! The concurrency limit is the instance count: never more than `limit` instance threads are
-//! live (one retiring after an overrun counts until its thread ends), each running one
-//! invocation at a time. Invocations beyond that wait here, for at most the caller's bound: at
-//! its end one still queued gets an instance if the limit allows, and is otherwise taken back
-//! and refused ([`Queue::serve_or_take_back`]).
+//! The concurrency limit is the instance count: never more than `limit` instances serve, each
+//! running one invocation at a time. Invocations beyond that wait here, for at most the
+//! caller's bound: at its end one still queued gets an instance if the limit allows, and is
+//! otherwise taken back and refused ([`Queue::serve_or_take_back`]).
+//!
+//! An instance whose caller gave up on it at the timeout, still running (CPU after an `await`
+//! that only the loop backstop stops, tens of timeouts later), hands its place over at once
+//! ([`Queue::hand_over`]), as Lambda frees a timed-out environment's concurrency: the function
+//! keeps its capacity while the old thread winds down at idle priority. At most `limit`
+//! instances may be retiring that way at once; past that, a timed-out instance keeps counting
+//! against the limit until its thread ends, so runaways never pile up more than twice the
+//! instance count in threads.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,8 +98,12 @@ pub struct State<T> {
     tasks: VecDeque<T>,
     /// Idle instances; the last one went idle most recently.
     idle: Vec<Arc<Waiter>>,
-    /// Instance threads started and not yet ended.
+    /// Instance threads started and not yet ended, less those that handed their place over.
     live: usize,
+    /// Thread ids of the instances that look at the queue and still count in `live`.
+    threads: Vec<i32>,
+    /// Thread ids of timed-out instances that handed their place over and have not ended yet.
+    retiring: Vec<i32>,
     /// Instances rung or started that have not yet looked at the queue.
     on_the_way: usize,
     /// The pool is gone: instances end instead of waiting.
@@ -123,6 +134,8 @@ impl<T> Queue<T> {
                 tasks: VecDeque::new(),
                 idle: Vec::new(),
                 live: 0,
+                threads: Vec::new(),
+                retiring: Vec::new(),
                 on_the_way: 0,
                 closed: false,
             }),
@@ -231,11 +244,46 @@ impl<T> Queue<T> {
         }
     }
 
-    /// An instance thread ends (retired, or it could not start its event loop, in which case
-    /// it never `arrived` at the queue): another may take its place.
-    pub fn ended(&self, arrived: bool) -> Help {
+    /// The instance on thread `tid` is about to take work: from now its caller may hand its
+    /// place over ([`Queue::hand_over`]).
+    pub fn register(&self, tid: i32) {
+        self.lock().threads.push(tid);
+    }
+
+    /// The caller of the instance on thread `tid` gave up on it at its timeout while it still
+    /// ran: it no longer counts against the limit (unless `limit` instances are retiring
+    /// already, or it has ended meanwhile), and the queue may get its work another instance.
+    pub fn hand_over(&self, tid: i32) -> Help {
         let mut s = self.lock();
+        let Some(at) = s.threads.iter().position(|&t| t == tid) else {
+            return Help::None;
+        };
+        if s.retiring.len() >= self.limit {
+            return Help::None;
+        }
+        s.threads.swap_remove(at);
+        s.retiring.push(tid);
         s.live = s.live.saturating_sub(1);
+        self.help(&mut s, true)
+    }
+
+    /// An instance thread ends (retired, or it could not start its event loop, in which case
+    /// it never `arrived` at the queue and has no `tid` registered): another may take its
+    /// place, unless it handed that over already.
+    pub fn ended(&self, arrived: bool, tid: Option<i32>) -> Help {
+        let mut s = self.lock();
+        let retiring = tid.and_then(|t| s.retiring.iter().position(|&r| r == t));
+        match retiring {
+            Some(at) => {
+                s.retiring.swap_remove(at);
+            }
+            None => {
+                s.live = s.live.saturating_sub(1);
+                if let Some(at) = tid.and_then(|t| s.threads.iter().position(|&r| r == t)) {
+                    s.threads.swap_remove(at);
+                }
+            }
+        }
         if !arrived {
             s.on_the_way = s.on_the_way.saturating_sub(1);
         }
@@ -262,10 +310,17 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Instance threads started and not yet ended (for tests).
+    /// Instance threads started and not yet ended, less those that handed their place over
+    /// (for tests).
     #[cfg(test)]
     pub fn live(&self) -> usize {
         self.lock().live
+    }
+
+    /// Timed-out instances that handed their place over and have not ended (for tests).
+    #[cfg(test)]
+    pub fn retiring(&self) -> usize {
+        self.lock().retiring.len()
     }
 }
 
@@ -317,9 +372,38 @@ mod tests {
         // Nothing queued: a nudge asks for nothing.
         assert!(is_none(q.nudge()));
         // An instance that ends makes room for another when work waits.
-        assert!(is_none(q.ended(true)));
+        assert!(is_none(q.ended(true, None)));
         assert!(is_none(q.push(4)));
         assert!(is_start(q.nudge()));
+    }
+
+    #[test]
+    fn a_timed_out_instance_hands_its_place_over_at_most_limit_at_a_time() {
+        let q = Queue::new(1);
+        let me = Waiter::current();
+        assert!(is_start(q.push(1)));
+        assert!(matches!(q.next(&me, true), Next::Task(1, _)));
+        q.register(100);
+        // Its caller gave up on it while it ran: its place goes to a new instance at once.
+        assert!(is_none(q.hand_over(100)));
+        assert_eq!((q.live(), q.retiring()), (0, 1));
+        assert!(is_start(q.push(2)));
+        assert!(matches!(q.next(&me, true), Next::Task(2, _)));
+        q.register(101);
+        // One instance retires already (the limit): the next to time out keeps its place.
+        assert!(is_none(q.hand_over(101)));
+        assert_eq!((q.live(), q.retiring()), (1, 1));
+        assert!(is_none(q.push(3)));
+        assert!(is_none(q.nudge()));
+        // The retiring thread ends: it had no place left to give.
+        assert!(is_none(q.ended(true, Some(100))));
+        assert_eq!((q.live(), q.retiring()), (1, 0));
+        // The other ends with its place, which goes to the waiting task.
+        assert!(is_start(q.ended(true, Some(101))));
+        assert_eq!(q.live(), 1);
+        // A hand-over for a thread that has ended already counts nothing.
+        assert!(is_none(q.hand_over(101)));
+        assert_eq!((q.live(), q.retiring()), (1, 0));
     }
 
     #[test]

@@ -242,6 +242,42 @@ async fn an_instance_spinning_past_its_timeout_is_lowered_to_idle() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_timed_out_instance_hands_its_place_to_a_new_one_while_it_still_spins() {
+    // One instance; the spinning one is stopped only by the loop backstop, seconds of CPU away
+    // (at idle priority), so it is still there when the next invocations come.
+    let f = spin_probe("hand-probe");
+    let pool = EdgePool::new([f.clone()]);
+    let spin = || {
+        let mut inv = invocation(&f, Hook::OriginRequest);
+        inv.request.querystring = "spin".into();
+        inv
+    };
+    let reply = pool.invoke(spin()).await;
+    assert!(is_limit(&reply), "{:?}", reply.result);
+    // Thread names are cut to 15 bytes: "verge-edge-hand".
+    assert_eq!(
+        policies_of_threads_named("verge-edge-hand"),
+        vec![libc::SCHED_IDLE]
+    );
+    // The function's capacity is back at once: a new instance answers while the old one spins.
+    let calm = pool.invoke(invocation(&f, Hook::OriginRequest)).await;
+    assert!(calm.result.is_ok(), "{:?}", calm.result);
+    let mut policies = policies_of_threads_named("verge-edge-hand");
+    policies.sort_unstable();
+    assert_eq!(policies, vec![libc::SCHED_BATCH, libc::SCHED_IDLE]);
+    let (_, stats) = pool.stats().next().unwrap();
+    assert_eq!(stats.cold_starts.load(Ordering::Relaxed), 2);
+    // A second runaway while the first still retires: at most `instances` hand their place
+    // over, so this one keeps it and the function is at its limit until a thread ends.
+    let reply = pool.invoke(spin()).await;
+    assert!(is_limit(&reply), "{:?}", reply.result);
+    let refused = pool.invoke(invocation(&f, Hook::OriginRequest)).await;
+    assert!(is_limit(&refused), "{:?}", refused.result);
+    assert_eq!(stats.concurrency_refusals.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.timeouts.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_instance_spinning_after_its_caller_left_is_lowered_at_the_timeout_all_the_same() {
     let f = spin_probe("left-probe");
     let pool = EdgePool::new([f.clone()]);
