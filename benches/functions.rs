@@ -27,7 +27,7 @@ use verge_functions::{FastPool, PoolConfig};
 
 #[path = "support/invocations.rs"]
 mod invocations;
-use invocations::{EDGE_NOOP, NOOP, SECURITY_HEADERS, edge_invocation, invocation};
+use invocations::{AB_REWRITE, EDGE_NOOP, NOOP, SECURITY_HEADERS, edge_invocation, invocation};
 
 /// Allocations are counted per thread, as the fast tier's memory limit needs.
 #[global_allocator]
@@ -38,6 +38,7 @@ fn per_invocation(c: &mut Criterion) {
     for (name, code, hook) in [
         ("noop", NOOP, Hook::ViewerRequest),
         ("security_headers", SECURITY_HEADERS, Hook::ViewerResponse),
+        ("ab_rewrite", AB_REWRITE, Hook::ViewerRequest),
     ] {
         let inv = invocation(code, hook);
         let event = match hook {

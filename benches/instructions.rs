@@ -3,7 +3,7 @@
 //!
 //! `VERGE_PHASE=noop/call VERGE_ITERATIONS=1000 valgrind --tool=callgrind target/release/deps/instructions-…`
 //!
-//! Phases: `{noop,security_headers}/{marshal_in,call,marshal_out,load,pool_round_trip}`, split as in
+//! Phases: `{noop,security_headers,ab_rewrite}/{marshal_in,call,marshal_out,load,pool_round_trip}`, split as in
 //! `benches/functions.rs` (the event's JS objects are written inside `call`), and the edge
 //! tier's `edge_noop/{call,pool_round_trip}`.
 //! `scripts/instructions.sh` runs each phase at two iteration counts and reports the difference
@@ -23,7 +23,7 @@ use verge_functions::{FastPool, PoolConfig};
 
 #[path = "support/invocations.rs"]
 mod invocations;
-use invocations::{EDGE_NOOP, NOOP, SECURITY_HEADERS, edge_invocation, invocation};
+use invocations::{AB_REWRITE, EDGE_NOOP, NOOP, SECURITY_HEADERS, edge_invocation, invocation};
 
 /// Allocations are counted per thread, as the fast tier's memory limit needs.
 #[global_allocator]
@@ -48,8 +48,11 @@ fn main() {
     let (code, hook) = match function {
         "noop" => (NOOP, Hook::ViewerRequest),
         "security_headers" => (SECURITY_HEADERS, Hook::ViewerResponse),
+        "ab_rewrite" => (AB_REWRITE, Hook::ViewerRequest),
         other => {
-            eprintln!("instructions: unknown function {other} (noop, security_headers)");
+            eprintln!(
+                "instructions: unknown function {other} (noop, security_headers, ab_rewrite)"
+            );
             std::process::exit(2);
         }
     };

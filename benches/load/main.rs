@@ -17,7 +17,9 @@
 //! `BENCH_RATE` (500 req/s, open loop: below every row's capacity, or its
 //! latency is only its queue), `BENCH_OPEN_CONNECTIONS` (64), `BENCH_STRESS_PAIRS` (3: pairs of
 //! passes without and with runaways in each stress run), `BENCH_ONLY=stress` (only the runaway
-//! stress test, printed and not appended to `BENCHMARKS.md`: for iterating on it).
+//! stress test, printed and not appended to `BENCHMARKS.md`: for iterating on it),
+//! `BENCH_ONLY=verge-none,verge-noop` (only those rows and the floor, no stress test, a short
+//! ratio summary printed and nothing appended: for iterating on one row's cost).
 //! Every process it starts is stopped by its own pid when it ends (and by the kernel if it dies).
 
 mod bare;
@@ -143,6 +145,14 @@ fn orchestrate() -> Result<(), BoxError> {
         connections.clamp(1, 1024),
     )?);
     all.extend(systems::start_nginx_rows(&mut procs, &dir, origin)?);
+    let only = std::env::var("BENCH_ONLY").ok();
+    if let Some(only) = &only {
+        let keep: Vec<&str> = only.split(',').map(str::trim).collect();
+        if let Some(unknown) = keep.iter().find(|k| !all.iter().any(|s| s.name == **k)) {
+            return Err(format!("BENCH_ONLY: no system named {unknown:?}").into());
+        }
+        all.retain(|s| s.name == "pingora-bare" || keep.contains(&s.name));
+    }
     for s in &all {
         wait_listening(s.addr)?;
     }
@@ -178,6 +188,10 @@ fn orchestrate() -> Result<(), BoxError> {
             samples[i].push(s);
         }
         procs.check_alive()?;
+    }
+    if only.is_some() {
+        print!("{}", report::summary(&all, &samples));
+        return Ok(());
     }
 
     eprintln!("bench: runaway stress (throttling off, then on)");

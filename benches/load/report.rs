@@ -112,6 +112,31 @@ fn rows(run: &Run) -> Vec<Row> {
         .collect()
 }
 
+/// The short form for `BENCH_ONLY=rows`: per system its median req/s and median per-round ratio
+/// to the floor, and what it adds per request over its own proxy when that proxy was measured.
+pub fn summary(systems: &[System], samples: &[Vec<Sample>]) -> String {
+    let run = Run {
+        dir: Path::new("."),
+        systems,
+        samples,
+        stress: &[],
+        command: String::new(),
+        elapsed: Duration::ZERO,
+    };
+    let mut out = String::new();
+    for row in rows(&run) {
+        out += &format!(
+            "{:<18} {:>8.0} req/s  {:.3}x pingora-bare  added {} us/req  unexpected {}\n",
+            row.name,
+            row.rps,
+            row.ratio_to_floor,
+            fmt_opt(row.overhead_us, 1),
+            row.unexpected
+        );
+    }
+    out
+}
+
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "—".to_owned(), |v| format!("{v:.digits$}"))
 }

@@ -19,6 +19,15 @@ pub const SECURITY_HEADERS: &str = "function handler(event) {
     return event.response;
 }";
 
+/// The load benchmark's A/B rewrite (viewer-request): a bucket from a cookie, two headers added.
+pub const AB_REWRITE: &str = "function handler(event) {
+    var request = event.request;
+    var bucket = request.cookies.ab ? request.cookies.ab.value : 'a';
+    request.headers['x-ab-bucket'] = { value: bucket };
+    request.headers['x-ab-variant'] = { value: 'variant-' + bucket };
+    return request;
+}";
+
 /// A Lambda@Edge handler that returns the request unchanged.
 pub const EDGE_NOOP: &str = "exports.handler = async (event) => event.Records[0].cf.request;";
 
