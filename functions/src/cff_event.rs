@@ -299,7 +299,7 @@ fn write_multi(map: &MultiMap<'_>, js: &mut JsBuilder<'_>) -> JsObject {
             let items = js.array(items);
             js.set(&entry, "multiValue", items);
         }
-        js.set(&object, name, entry);
+        js.set_named(&object, name, entry);
     }
     object
 }
@@ -323,7 +323,7 @@ fn write_set_cookies(map: &Grouped<'_, SetCookie<'_>>, js: &mut JsBuilder<'_>) -
             let items = js.array(items);
             js.set(&entry, "multiValue", items);
         }
-        js.set(&object, name, entry);
+        js.set_named(&object, name, entry);
     }
     object
 }

@@ -234,7 +234,7 @@ fn write_headers(headers: &Headers<'_>, js: &mut JsBuilder<'_>) -> JsObject {
             })
             .collect();
         let items = js.array(items);
-        js.set(&object, name, items);
+        js.set_named(&object, name, items);
     }
     object
 }

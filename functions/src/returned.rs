@@ -13,6 +13,8 @@
 //! and array length are bounded. Proxies are handed to boa's own `to_json`, which reads their
 //! (empty) property map without running their traps.
 
+use std::borrow::Cow;
+
 use boa_engine::builtins::proxy::Proxy;
 use boa_engine::object::builtins::JsArray;
 use boa_engine::property::PropertyKey;
@@ -38,9 +40,15 @@ pub enum Returned {
     Object(Fields),
 }
 
-/// An object's own fields, in JS key order (no duplicates: they come from one object).
+/// An object's own fields, in JS key order (no duplicates: they come from one object). Keys an
+/// event or a result has by name (`value`, `headers`, common header names…) are borrowed from a
+/// fixed table ([`known_key`]) rather than copied: a returned request is mostly such keys, and
+/// each copy was an allocation and a free on the worker.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Fields(pub Vec<(String, Returned)>);
+pub struct Fields(pub Vec<(Key, Returned)>);
+
+/// A field's name.
+pub type Key = Cow<'static, str>;
 
 impl Fields {
     /// The field named `key` (a linear search: callers look up a few fixed names).
@@ -55,12 +63,12 @@ impl Fields {
 
     /// Names and values, in JS key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Returned)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v))
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
     }
 
     /// Names, in JS key order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(k, _)| k.as_str())
+        self.0.iter().map(|(k, _)| k.as_ref())
     }
 
     /// How many fields.
@@ -135,7 +143,7 @@ impl Returned {
                 fields
                     .0
                     .into_iter()
-                    .map(|(k, v)| (k, v.into_json()))
+                    .map(|(k, v)| (k.into_owned(), v.into_json()))
                     .collect(),
             ),
         }
@@ -156,7 +164,7 @@ impl From<&Value> for Returned {
             Value::Array(items) => Returned::Array(items.iter().map(Returned::from).collect()),
             Value::Object(map) => Returned::Object(Fields(
                 map.iter()
-                    .map(|(k, v)| (k.clone(), Returned::from(v)))
+                    .map(|(k, v)| (Cow::Owned(k.clone()), Returned::from(v)))
                     .collect(),
             )),
         }
@@ -272,9 +280,12 @@ fn read_object(
     let keys = object.own_property_keys(context)?;
     let mut fields = Vec::with_capacity(keys.len());
     for key in keys {
-        let name = match &key {
-            PropertyKey::String(s) => std_string(s),
-            PropertyKey::Index(i) => i.get().to_string(),
+        let name: Key = match &key {
+            PropertyKey::String(s) => match s.as_str().as_latin1().and_then(known_key) {
+                Some(known) => Cow::Borrowed(known),
+                None => Cow::Owned(std_string(s)),
+            },
+            PropertyKey::Index(i) => Cow::Owned(i.get().to_string()),
             PropertyKey::Symbol(_) => {
                 return Err(JsNativeError::typ()
                     .with_message("cannot convert Symbol to JSON")
@@ -291,6 +302,89 @@ fn read_object(
         }
     }
     Ok(Returned::Object(Fields(fields)))
+}
+
+/// The names events and results use, and the request headers most viewers send, as static
+/// strings: reading them back copies nothing.
+fn known_key(name: &[u8]) -> Option<&'static str> {
+    const KNOWN: &[&str] = &[
+        // CloudFront Functions events and results.
+        "value",
+        "multiValue",
+        "attributes",
+        "request",
+        "response",
+        "uri",
+        "method",
+        "querystring",
+        "headers",
+        "cookies",
+        "statusCode",
+        "statusDescription",
+        "body",
+        "encoding",
+        "data",
+        "version",
+        "context",
+        "viewer",
+        "ip",
+        // Lambda@Edge events and results.
+        "key",
+        "status",
+        "bodyEncoding",
+        "clientIp",
+        "origin",
+        "custom",
+        "s3",
+        "domainName",
+        "port",
+        "protocol",
+        "path",
+        "sslProtocols",
+        "readTimeout",
+        "keepaliveTimeout",
+        "customHeaders",
+        "authMethod",
+        "region",
+        "action",
+        "inputTruncated",
+        "Records",
+        "cf",
+        "config",
+        // Request and response headers, lower-case as events hold them.
+        "host",
+        "user-agent",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "cookie",
+        "authorization",
+        "cache-control",
+        "connection",
+        "content-length",
+        "content-type",
+        "referer",
+        "pragma",
+        "upgrade-insecure-requests",
+        "x-forwarded-for",
+        "via",
+        "x-forwarded-proto",
+        "if-none-match",
+        "if-modified-since",
+        "range",
+        "date",
+        "server",
+        "etag",
+        "last-modified",
+        "location",
+        "set-cookie",
+        "vary",
+        "expires",
+        "age",
+    ];
+    static TABLE: std::sync::LazyLock<foldhash::HashMap<&'static [u8], &'static str>> =
+        std::sync::LazyLock::new(|| KNOWN.iter().map(|k| (k.as_bytes(), *k)).collect());
+    TABLE.get(name).copied()
 }
 
 /// A JS string as a Rust string: ASCII copied as bytes, other Latin-1 and valid UTF-16

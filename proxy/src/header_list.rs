@@ -42,11 +42,84 @@ macro_rules! header_target {
 
 header_target!(RequestHeader, ResponseHeader);
 
+/// Lists and header maps up to this size are compared name by name in place
+/// ([`replace_small`]); larger ones are grouped in a map first ([`replace_grouped`]).
+const SMALL: usize = 32;
+
 /// Make `target` carry exactly the headers of `list` (lower-case names, the values of one name
 /// in order). The whole list is checked first: an invalid name or value is an error naming the
-/// header, and `target` is left untouched. Linear in the number of headers (the list is grouped
-/// by name in an `http::HeaderMap`), however many a viewer sent.
+/// header, and `target` is left untouched. Linear in the number of headers, however many a
+/// viewer sent: only lists and maps of at most [`SMALL`] entries are compared pairwise.
 pub fn replace<T: HeaderTarget>(target: &mut T, list: &[(String, Vec<u8>)]) -> Result<(), String> {
+    let lower_case = |name: &String| !name.bytes().any(|b| b.is_ascii_uppercase());
+    if list.len() <= SMALL
+        && target.map().keys_len() <= SMALL
+        && list.iter().all(|(n, _)| lower_case(n))
+    {
+        replace_small(target, list)
+    } else {
+        replace_grouped(target, list)
+    }
+}
+
+/// [`replace`] for the usual case, a few headers of which the function changed one or two:
+/// names are compared as text against the target's, and only a changed name is parsed (and
+/// allocated). On the rewrite row this was ~12k instructions per request on the proxy thread
+/// with a map of the whole list built first.
+fn replace_small<T: HeaderTarget>(
+    target: &mut T,
+    list: &[(String, Vec<u8>)],
+) -> Result<(), String> {
+    let cannot =
+        |name: &str, e: &dyn std::fmt::Display| format!("header `{name}` cannot be sent: {e}");
+    // Checked and parsed before anything is touched. A name whose values are what the target
+    // has already is valid as it is.
+    let mut changed: Vec<(HeaderName, Vec<HeaderValue>)> = Vec::new();
+    for (at, (name, _)) in list.iter().enumerate() {
+        if list[..at].iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        let values = || {
+            list[at..]
+                .iter()
+                .filter(move |(n, _)| n == name)
+                .map(|(_, v)| v.as_slice())
+        };
+        let current = target.map().get_all(name.as_str());
+        if current.iter().map(HeaderValue::as_bytes).eq(values()) {
+            continue;
+        }
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|e| cannot(name, &e))?;
+        let parsed = values()
+            .map(|v| HeaderValue::from_bytes(v).map_err(|e| cannot(name, &e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        changed.push((header, parsed));
+    }
+    let gone: Vec<HeaderName> = target
+        .map()
+        .keys()
+        .filter(|name| !list.iter().any(|(n, _)| n == name.as_str()))
+        .cloned()
+        .collect();
+    for name in &gone {
+        target.remove(name);
+    }
+    for (name, values) in changed {
+        target.remove(&name);
+        for value in values {
+            target
+                .append(name.clone(), value)
+                .map_err(|e| cannot(name.as_str(), &e))?;
+        }
+    }
+    Ok(())
+}
+
+/// [`replace`] for many headers: the list grouped by name in an `http::HeaderMap` first.
+fn replace_grouped<T: HeaderTarget>(
+    target: &mut T,
+    list: &[(String, Vec<u8>)],
+) -> Result<(), String> {
     // Sized for what requests carry; past that it grows, up to `http`'s limit, which is an
     // error here rather than a panic.
     let mut wanted = HeaderMap::with_capacity(list.len().min(128));
@@ -109,8 +182,22 @@ mod tests {
         req
     }
 
+    type Strategy = fn(&mut RequestHeader, &[(String, Vec<u8>)]) -> Result<(), String>;
+
+    /// Both ways of replacing, so each is tested whichever `replace` picks for an input.
+    const STRATEGIES: [(&str, Strategy); 2] = [
+        ("small", replace_small::<RequestHeader>),
+        ("grouped", replace_grouped::<RequestHeader>),
+    ];
+
     #[test]
     fn the_result_is_exactly_the_list_whatever_changed() {
+        for (strategy, replace) in STRATEGIES {
+            the_result_is_exactly_the_list(strategy, replace);
+        }
+    }
+
+    fn the_result_is_exactly_the_list(strategy: &str, replace: Strategy) {
         let mut req = request(&[
             ("host", "a"),
             ("x-keep", "1"),
@@ -139,13 +226,28 @@ mod tests {
                 .map(|v| v.to_str().unwrap())
                 .collect()
         };
-        assert_eq!(req.headers.keys_len(), 5, "{:?}", pairs(&req.headers));
-        assert_eq!(values("host"), ["a"]);
-        assert_eq!(values("x-keep"), ["1"]);
-        assert_eq!(values("x-multi"), ["m2", "m1"]);
-        assert_eq!(values("x-change"), ["new"]);
-        assert_eq!(values("x-added"), ["3"]);
-        assert!(values("x-gone").is_empty());
+        assert_eq!(
+            req.headers.keys_len(),
+            5,
+            "{strategy}: {:?}",
+            pairs(&req.headers)
+        );
+        assert_eq!(values("host"), ["a"], "{strategy}");
+        assert_eq!(values("x-keep"), ["1"], "{strategy}");
+        assert_eq!(values("x-multi"), ["m2", "m1"], "{strategy}");
+        assert_eq!(values("x-change"), ["new"], "{strategy}");
+        assert_eq!(values("x-added"), ["3"], "{strategy}");
+        assert!(values("x-gone").is_empty(), "{strategy}");
+    }
+
+    #[test]
+    fn a_name_written_in_capitals_joins_its_lower_case_values() {
+        // Not what verge's readers give (they lower-case names), but kept right all the same:
+        // such a list is grouped by the `http` map, where case does not matter.
+        let mut req = request(&[("x-a", "old")]);
+        replace(&mut req, &list(&[("X-A", "1"), ("x-a", "2")])).unwrap();
+        let values: Vec<_> = req.headers.get_all("x-a").iter().collect();
+        assert_eq!(values, ["1", "2"]);
     }
 
     #[test]
@@ -159,14 +261,16 @@ mod tests {
     #[test]
     fn a_bad_name_or_value_is_an_error_naming_it_and_changes_nothing() {
         let before = [("x-a", "1"), ("x-b", "2")];
-        for (bad, wanted) in [
-            ("x-bad", list(&[("x-a", "changed"), ("x-bad", "a\nb")])),
-            ("bad name", list(&[("x-a", "changed"), ("bad name", "v")])),
-        ] {
-            let mut req = request(&before);
-            let err = replace(&mut req, &wanted).unwrap_err();
-            assert!(err.contains(bad), "{err}");
-            assert_eq!(pairs(&req.headers), pairs(&request(&before).headers));
+        for (strategy, replace) in STRATEGIES {
+            for (bad, wanted) in [
+                ("x-bad", list(&[("x-a", "changed"), ("x-bad", "a\nb")])),
+                ("bad name", list(&[("x-a", "changed"), ("bad name", "v")])),
+            ] {
+                let mut req = request(&before);
+                let err = replace(&mut req, &wanted).unwrap_err();
+                assert!(err.contains(bad), "{strategy}: {err}");
+                assert_eq!(pairs(&req.headers), pairs(&request(&before).headers));
+            }
         }
     }
 
@@ -205,12 +309,14 @@ mod tests {
 
     #[test]
     fn an_unchanged_header_keeps_the_case_it_arrived_in() {
-        let mut req = request(&[("X-Keep", "1"), ("X-Change", "a")]);
-        replace(&mut req, &list(&[("x-keep", "1"), ("x-change", "b")])).unwrap();
-        let mut wire = Vec::new();
-        req.header_to_h1_wire(&mut wire);
-        let wire = String::from_utf8(wire).unwrap();
-        assert!(wire.contains("X-Keep: 1"), "{wire}");
-        assert!(wire.contains("x-change: b"), "{wire}");
+        for (strategy, replace) in STRATEGIES {
+            let mut req = request(&[("X-Keep", "1"), ("X-Change", "a")]);
+            replace(&mut req, &list(&[("x-keep", "1"), ("x-change", "b")])).unwrap();
+            let mut wire = Vec::new();
+            req.header_to_h1_wire(&mut wire);
+            let wire = String::from_utf8(wire).unwrap();
+            assert!(wire.contains("X-Keep: 1"), "{strategy}: {wire}");
+            assert!(wire.contains("x-change: b"), "{strategy}: {wire}");
+        }
     }
 }
