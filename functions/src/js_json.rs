@@ -187,6 +187,38 @@ mod tests {
     use boa_engine::Source;
     use serde_json::json;
 
+    #[test]
+    fn names_by_address_give_their_own_keys_whatever_shares_a_slot() {
+        // More names than slots: some must share one, and each still gets its own key.
+        const NAMES: [&str; 200] = {
+            let mut names = [""; 200];
+            let all = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+            let mut i = 0;
+            while i < 200 {
+                // Each a distinct slice (address or length) of one static string.
+                let (start, len) = (i % 50, 1 + i / 50);
+                names[i] = match all.split_at_checked(start) {
+                    Some((_, rest)) => match rest.split_at_checked(len) {
+                        Some((name, _)) => name,
+                        None => "",
+                    },
+                    None => "",
+                };
+                i += 1;
+            }
+            names
+        };
+        let mut keys = KeyCache::default();
+        for _ in 0..2 {
+            for name in NAMES {
+                let PropertyKey::String(text) = keys.fixed_key(name) else {
+                    panic!("{name}: not a string key");
+                };
+                assert_eq!(text.to_std_string_escaped(), name);
+            }
+        }
+    }
+
     fn eval(source: &str, context: &mut Context) -> JsValue {
         context
             .eval(Source::from_bytes(source))
