@@ -465,7 +465,7 @@ fn run_instance(live: &Live<'_>) {
             Some(f) => f,
             None => {
                 let started = Instant::now();
-                let result = EdgeFunction::load(&def.name, &def.code);
+                let result = EdgeFunction::load_to_serve(&def.name, &def.code);
                 stats.cold_starts.fetch_add(1, Ordering::Relaxed);
                 stats
                     .cold_start_micros

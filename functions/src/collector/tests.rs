@@ -111,3 +111,50 @@ fn a_collection_the_engine_started_by_itself_makes_the_worker_collect_sooner() {
     assert_eq!(policy.after_bytes, 64 * 1024);
     assert_eq!(policy.after_invocations, 8);
 }
+
+#[test]
+fn headroom_is_made_once_per_thread_for_a_given_size() {
+    let made = std::thread::spawn(|| {
+        let forced = || FORCED.with(std::cell::Cell::get);
+        let start = forced();
+        make_headroom_once(1 << 20);
+        let first = forced() - start;
+        make_headroom_once(1 << 20);
+        make_headroom_once(512 << 10);
+        let again = forced() - start;
+        make_headroom_once(2 << 20);
+        (first, again, forced() - start)
+    });
+    // One collection each time ballast is made: once, not again for the same or a smaller
+    // size, once more for a larger one.
+    assert_eq!(made.join().unwrap(), (1, 1, 2));
+}
+
+#[test]
+fn an_edge_instance_loaded_to_serve_leaves_the_engine_room_to_allocate() {
+    let garbage = 3 << 20;
+    let collected_after = |serve: bool| {
+        std::thread::spawn(move || {
+            let code = "exports.handler = async (event) => event.Records[0].cf.request;";
+            let loaded = if serve {
+                crate::edge_runtime::EdgeFunction::load_to_serve("edge", code)
+            } else {
+                crate::edge_runtime::EdgeFunction::load("edge", code)
+            };
+            let loaded = loaded.unwrap();
+            let collected = engine_collected_during(garbage);
+            drop(loaded);
+            collected
+        })
+        .join()
+        .unwrap()
+    };
+    assert!(
+        collected_after(false),
+        "with boa's own trigger, 3 MiB of garbage after a load is collected"
+    );
+    assert!(
+        !collected_after(true),
+        "with the edge headroom (4 MiB), it is not"
+    );
+}
