@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use boa_engine::{JsObject, JsValue};
+use boa_engine::{JsObject, JsValue, js_string};
 
 use crate::grouped::Grouped;
 use crate::invocation::{HeaderList, Invocation};
@@ -216,10 +216,14 @@ impl<'a> CffEvent<'a> {
     pub fn write(&self, js: &mut JsBuilder<'_>, request_prototype: &JsObject) -> JsValue {
         let inv = self.inv;
         let event = js.object();
-        js.set(&event, "version", string("1.0"));
+        js.set(&event, "version", js_string!("1.0"));
         let context = js.object();
-        js.set(&context, "distributionDomainName", string("verge.local"));
-        js.set(&context, "distributionId", string("VERGE"));
+        js.set(
+            &context,
+            "distributionDomainName",
+            js_string!("verge.local"),
+        );
+        js.set(&context, "distributionId", js_string!("VERGE"));
         js.set(&context, "eventType", string(self.event_type));
         js.set(&context, "requestId", string(&inv.request_id));
         js.set(&event, "context", context);

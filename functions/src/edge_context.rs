@@ -14,6 +14,7 @@ use std::time::Instant;
 use boa_engine::object::FunctionObjectBuilder;
 use boa_engine::{
     Context, JsArgs, JsNativeError, JsObject, JsResult, JsString, JsValue, NativeFunction,
+    js_string,
 };
 
 use crate::js_json::{JsBuilder, string};
@@ -150,6 +151,8 @@ pub struct ContextTemplate {
     arn: JsValue,
     log_group: JsValue,
     remaining_time: JsValue,
+    /// `memoryLimitInMB`: the function's `memory_mb` as text, made when it is first seen.
+    memory: Option<(u32, JsValue)>,
 }
 
 impl ContextTemplate {
@@ -168,22 +171,38 @@ impl ContextTemplate {
             )),
             log_group: string(&format!("/aws/lambda/us-east-1.{name}")),
             remaining_time,
+            memory: None,
         }
     }
 
-    /// The `context` and `callback` of invocation `id` (see [`begin`]).
-    pub fn make(&self, id: u64, request_id: &str, js: &mut JsBuilder<'_>) -> (JsObject, JsValue) {
+    /// The `context` and `callback` of invocation `id` (see [`begin`]) of a function given
+    /// `memory_mb`.
+    pub fn make(
+        &mut self,
+        id: u64,
+        request_id: &str,
+        memory_mb: u32,
+        js: &mut JsBuilder<'_>,
+    ) -> (JsObject, JsValue) {
+        let memory = match &self.memory {
+            Some((mb, text)) if *mb == memory_mb => text.clone(),
+            _ => {
+                let text = string(&memory_mb.to_string());
+                self.memory = Some((memory_mb, text.clone()));
+                text
+            }
+        };
         let callback = function(js.context, "callback", 2, id, callback);
         let succeed = function(js.context, "succeed", 1, id, succeed);
         let fail = function(js.context, "fail", 1, id, fail);
         let object = js.object();
         js.set(&object, "functionName", self.function_name.clone());
-        js.set(&object, "functionVersion", string("1"));
+        js.set(&object, "functionVersion", js_string!("1"));
         js.set(&object, "invokedFunctionArn", self.arn.clone());
-        js.set(&object, "memoryLimitInMB", string("128"));
+        js.set(&object, "memoryLimitInMB", memory);
         js.set(&object, "awsRequestId", string(request_id));
         js.set(&object, "logGroupName", self.log_group.clone());
-        js.set(&object, "logStreamName", string("verge"));
+        js.set(&object, "logStreamName", js_string!("verge"));
         js.set(&object, "callbackWaitsForEmptyEventLoop", true);
         js.set(
             &object,

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use boa_engine::{JsObject, JsValue};
+use boa_engine::{JsObject, JsString, JsValue, js_string};
 
 use crate::cff_event::{http_reason, is_disallowed};
 use crate::grouped::Grouped;
@@ -169,16 +169,16 @@ impl<'a> EdgeEvent<'a> {
         }
         if let (Some(body), Some(data)) = (&inv.body, &self.body_data) {
             let object = js.object();
-            js.set(&object, "action", string("read-only"));
+            js.set(&object, "action", js_string!("read-only"));
             js.set(&object, "data", string(data));
-            js.set(&object, "encoding", string("base64"));
+            js.set(&object, "encoding", js_string!("base64"));
             js.set(&object, "inputTruncated", body.truncated);
             js.set(&request, "body", object);
         }
         let config = js.object();
-        js.set(&config, "distributionDomainName", string("verge.local"));
-        js.set(&config, "distributionId", string("VERGE"));
-        js.set(&config, "eventType", string(inv.hook.event_type()));
+        js.set(&config, "distributionDomainName", js_string!("verge.local"));
+        js.set(&config, "distributionId", js_string!("VERGE"));
+        js.set(&config, "eventType", event_type(inv.hook));
         js.set(&config, "requestId", string(&inv.request_id));
         let cf = js.object();
         js.set(&cf, "config", config);
@@ -239,6 +239,16 @@ fn write_headers(headers: &Headers<'_>, js: &mut JsBuilder<'_>) -> JsObject {
     object
 }
 
+/// `config.eventType`, a static string (nothing to allocate).
+fn event_type(hook: Hook) -> JsString {
+    match hook {
+        Hook::ViewerRequest => js_string!("viewer-request"),
+        Hook::OriginRequest => js_string!("origin-request"),
+        Hook::OriginResponse => js_string!("origin-response"),
+        Hook::ViewerResponse => js_string!("viewer-response"),
+    }
+}
+
 /// `request.origin` at the origin hooks: `{custom: {…}}` from the behavior's origin.
 fn write_origin(o: &EdgeOrigin, custom_headers: &Headers<'_>, js: &mut JsBuilder<'_>) -> JsObject {
     let custom = js.object();
@@ -251,10 +261,14 @@ fn write_origin(o: &EdgeOrigin, custom_headers: &Headers<'_>, js: &mut JsBuilder
     js.set(
         &custom,
         "protocol",
-        string(if o.https { "https" } else { "http" }),
+        if o.https {
+            js_string!("https")
+        } else {
+            js_string!("http")
+        },
     );
     js.set(&custom, "readTimeout", seconds(o.read_timeout));
-    let protocols = js.array([string("TLSv1.2")]);
+    let protocols = js.array([js_string!("TLSv1.2").into()]);
     js.set(&custom, "sslProtocols", protocols);
     let origin = js.object();
     js.set(&origin, "custom", custom);

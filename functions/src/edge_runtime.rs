@@ -413,7 +413,9 @@ impl EdgeFunction {
                 context,
             };
             let ev = event.write(&mut js);
-            let (ctx_obj, callback) = self.template.make(id, &inv.request_id, &mut js);
+            let (ctx_obj, callback) =
+                self.template
+                    .make(id, &inv.request_id, inv.function.memory_mb, &mut js);
             let global = context.global_object();
             global.set(js_string!("__verge_event"), ev, false, context)?;
             global.set(js_string!("__verge_ctx"), ctx_obj, false, context)?;

@@ -147,6 +147,29 @@ fn timers_fire_in_order_and_the_context_has_lambdas_fields() {
 }
 
 #[test]
+fn the_contexts_memory_limit_is_the_functions_memory_mb() {
+    let code = "exports.handler = async (event, context) => {
+        const r = event.Records[0].cf.request;
+        r.headers['x-memory'] = [{ value: context.memoryLimitInMB }];
+        return r;
+    };";
+    let memory = |memory_mb: Option<u32>| {
+        let mut f = (*def(code, 1, Duration::from_secs(5))).clone();
+        if let Some(mb) = memory_mb {
+            f.memory_mb = mb;
+        }
+        let e = edits(run_def(&Arc::new(f), Hook::OriginRequest));
+        header(&e, "x-memory").map(str::to_owned)
+    };
+    assert_eq!(
+        memory(None).as_deref(),
+        Some("128"),
+        "Lambda@Edge's default"
+    );
+    assert_eq!(memory(Some(3008)).as_deref(), Some("3008"));
+}
+
+#[test]
 fn an_invocation_past_its_timeout_is_stopped_and_the_context_recycled() {
     let timeout = Duration::from_millis(200);
     // Waiting on a timer past the deadline; spinning before any await; spinning after one.
