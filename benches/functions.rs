@@ -86,8 +86,10 @@ fn edge_per_invocation(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let local = tokio::task::LocalSet::new();
-    let mut loaded = verge_functions::edge_runtime::EdgeFunction::load_to_serve("bench", EDGE_NOOP)
-        .expect("loads");
+    let mut loaded =
+        verge_functions::edge_runtime::EdgeFunction::load("bench", EDGE_NOOP).expect("loads");
+    // As an instance does after its first answer.
+    verge_functions::edge_runtime::prepare_to_serve();
     c.bench_function("edge_noop/call", |b| {
         b.iter(|| {
             local.block_on(

@@ -138,9 +138,10 @@ fn edge(step: &str, iterations: u32) {
     match step {
         "call" => {
             let local = tokio::task::LocalSet::new();
-            let mut loaded =
-                verge_functions::edge_runtime::EdgeFunction::load_to_serve("bench", EDGE_NOOP)
-                    .expect("loads");
+            let mut loaded = verge_functions::edge_runtime::EdgeFunction::load("bench", EDGE_NOOP)
+                .expect("loads");
+            // As an instance does after its first answer.
+            verge_functions::edge_runtime::prepare_to_serve();
             for _ in 0..iterations {
                 black_box(local.block_on(&runtime, loaded.invoke(black_box(&inv), timeout)));
             }

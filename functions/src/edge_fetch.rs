@@ -114,6 +114,7 @@ fn allowed(policy: &FetchPolicy, uri: &http::Uri) -> Option<Arc<Origin>> {
 
 /// `__verge_fetch_start(url, method, [[name, value], …], body?)` → the request's id.
 pub fn start(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    crate::edge_host::note_callback_made();
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
     let url = arg(0).to_string(ctx)?.to_std_string_escaped();
     let method = arg(1).to_string(ctx)?.to_std_string_escaped();

@@ -9,7 +9,7 @@
 //! callbacks stay in a JS map. No boa value is ever held outside the context, so nothing of
 //! the engine outlives it in thread-local storage.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,20 @@ struct Timers {
 
 thread_local! {
     static TIMERS: RefCell<Timers> = RefCell::new(Timers::default());
+    /// Whether JavaScript may hold timer or fetch callbacks since the last [`take_callbacks_made`].
+    static CALLBACKS_MADE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A timer or a fetch was started: its callback sits in a JS map until `__verge_reset`.
+pub(crate) fn note_callback_made() {
+    CALLBACKS_MADE.with(|c| c.set(true));
+}
+
+/// Whether a timer or a fetch was started since the last call (so `__verge_reset` has
+/// something to drop); the mark is cleared. An invocation that started neither skips the reset,
+/// a call into JavaScript (~4.7k instructions).
+pub fn take_callbacks_made() -> bool {
+    CALLBACKS_MADE.with(|c| c.replace(false))
 }
 
 /// The earliest timer, if any.
@@ -57,6 +71,7 @@ pub fn clear_timers() {
 const MAX_DELAY_MS: f64 = 2_147_483_647.0;
 
 fn timer_add(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    note_callback_made();
     let ms = args.first().map_or(Ok(0.0), |v| v.to_number(ctx))?;
     let ms = if ms.is_finite() && (1.0..=MAX_DELAY_MS).contains(&ms) {
         ms

@@ -465,7 +465,7 @@ fn run_instance(live: &Live<'_>) {
             Some(f) => f,
             None => {
                 let started = Instant::now();
-                let result = EdgeFunction::load_to_serve(&def.name, &def.code);
+                let result = EdgeFunction::load(&def.name, &def.code);
                 stats.cold_starts.fetch_add(1, Ordering::Relaxed);
                 stats
                     .cold_start_micros
@@ -512,6 +512,8 @@ fn run_instance(live: &Live<'_>) {
             // the limit until its thread has ended; its heap goes with the thread).
             return;
         }
+        // Off the cold start's path: after the first answer (a no-op after that).
+        crate::edge_runtime::prepare_to_serve();
         if poisoned {
             // Aborted frames stay on the VM stack: the next invocation gets a fresh
             // context (a cold start), as Lambda replaces a timed-out environment. Dropped after

@@ -337,17 +337,6 @@ impl EdgeFunction {
         })
     }
 
-    /// [`EdgeFunction::load`] for an instance that will serve many invocations on this thread:
-    /// the engine's collection trigger is also put [`crate::collector::EDGE_HEADROOM`] above
-    /// the loaded heap, once per thread. With boa's own 1 MiB trigger, an instance walked its
-    /// whole heap (intrinsics, host preludes, the handler's globals) every few dozen
-    /// invocations: callgrind, edge no-op, 183k → 167k instructions an invocation.
-    pub fn load_to_serve(name: &str, source: &str) -> Result<Self, LoadError> {
-        let loaded = Self::load(name, source)?;
-        crate::collector::make_headroom_once(crate::collector::EDGE_HEADROOM);
-        Ok(loaded)
-    }
-
     /// Run the handler on `inv` until it answers or its `timeout` passes.
     pub async fn invoke(&mut self, inv: &Invocation, timeout: Duration) -> EdgeInvoked {
         let limits = Limits::start(timeout, inv.function.memory_mb);
@@ -377,13 +366,16 @@ impl EdgeFunction {
         crate::edge_host::clear_timers();
         crate::edge_fetch::clear();
         self.jobs.clear();
-        let reset = self
-            .context
-            .global_object()
-            .get(js_string!("__verge_reset"), &mut self.context)
-            .ok()
-            .and_then(|f| f.as_callable())
-            .map(|f| enforced(|| f.call(&JsValue::undefined(), &[], &mut self.context)));
+        let reset = if crate::edge_host::take_callbacks_made() {
+            self.context
+                .global_object()
+                .get(js_string!("__verge_reset"), &mut self.context)
+                .ok()
+                .and_then(|f| f.as_callable())
+                .map(|f| enforced(|| f.call(&JsValue::undefined(), &[], &mut self.context)))
+        } else {
+            Some(Ok(JsValue::undefined()))
+        };
         let poisoned = matches!(&result, Err((_, true))) || !matches!(reset, Some(Ok(_)));
         let (result, output) = match result {
             Ok(returned) => (event.outcome(returned.as_ref()), returned),
@@ -416,10 +408,12 @@ impl EdgeFunction {
             let (ctx_obj, callback) =
                 self.template
                     .make(id, &inv.request_id, inv.function.memory_mb, &mut js);
-            let global = context.global_object();
-            global.set(js_string!("__verge_event"), ev, false, context)?;
-            global.set(js_string!("__verge_ctx"), ctx_obj, false, context)?;
-            global.set(js_string!("__verge_callback"), callback, false, context)?;
+            // Written straight into the global object's property map, as a plain assignment
+            // would leave them: the spec's [[Set]] path cost ~1.9k instructions a name.
+            let global = js.context.global_object();
+            js.set(&global, "__verge_event", ev);
+            js.set(&global, "__verge_ctx", ctx_obj);
+            js.set(&global, "__verge_callback", callback);
             Ok(())
         });
         if let Err(e) = setup {
@@ -653,6 +647,17 @@ fn rejection(reason: &JsValue, context: &mut Context) -> FunctionError {
         _ => text,
     };
     execution(text)
+}
+
+/// Ready this thread to serve many invocations: the engine's collection trigger is put
+/// [`crate::collector::EDGE_HEADROOM`] above the heap it holds, once per thread (later calls
+/// cost a thread-local read). With boa's own 1 MiB trigger, an instance walked its whole heap
+/// (intrinsics, host preludes, the handler's globals) every few dozen invocations: callgrind,
+/// edge no-op, 183k → 167k instructions an invocation, and a simulated 1 MiB cache missed 582
+/// → 241 times an invocation. An instance does this after its first answer, not inside its
+/// cold start: making the ballast costs ~1 ms in a release build (tens of ms unoptimized).
+pub fn prepare_to_serve() {
+    crate::collector::make_headroom_once(crate::collector::EDGE_HEADROOM);
 }
 
 /// Load a handler on a throwaway thread within `deadline`: syntax, top-level code and an

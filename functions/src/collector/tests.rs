@@ -131,17 +131,15 @@ fn headroom_is_made_once_per_thread_for_a_given_size() {
 }
 
 #[test]
-fn an_edge_instance_loaded_to_serve_leaves_the_engine_room_to_allocate() {
+fn an_edge_instance_prepared_to_serve_leaves_the_engine_room_to_allocate() {
     let garbage = 3 << 20;
     let collected_after = |serve: bool| {
         std::thread::spawn(move || {
             let code = "exports.handler = async (event) => event.Records[0].cf.request;";
-            let loaded = if serve {
-                crate::edge_runtime::EdgeFunction::load_to_serve("edge", code)
-            } else {
-                crate::edge_runtime::EdgeFunction::load("edge", code)
-            };
-            let loaded = loaded.unwrap();
+            let loaded = crate::edge_runtime::EdgeFunction::load("edge", code).unwrap();
+            if serve {
+                crate::edge_runtime::prepare_to_serve();
+            }
             let collected = engine_collected_during(garbage);
             drop(loaded);
             collected
