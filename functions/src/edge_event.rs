@@ -223,7 +223,7 @@ impl<'a> EdgeEvent<'a> {
 fn write_headers(headers: &Headers<'_>, js: &mut JsBuilder<'_>) -> JsObject {
     let object = js.object();
     for (name, values) in headers.iter() {
-        let key = string(&title_case(name));
+        let key: JsValue = js.keys.derived(name, title_case).into();
         let items: Vec<JsValue> = values
             .iter()
             .map(|value| {

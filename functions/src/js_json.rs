@@ -33,6 +33,8 @@ use crate::returned::Returned;
 pub struct KeyCache {
     keys: foldhash::HashMap<Box<str>, PropertyKey>,
     fixed: FixedKeys,
+    /// Value strings derived from names ([`KeyCache::derived`]).
+    derived: foldhash::HashMap<Box<str>, JsString>,
 }
 
 /// [`KeyCache`]'s table of static names by address.
@@ -72,6 +74,20 @@ impl KeyCache {
         let key = self.key(name);
         self.fixed.0[slot] = Some((address, key.clone()));
         key
+    }
+
+    /// A string value made from `name` by `derive`, kept as keys are (a context's cache serves
+    /// one derivation: the edge tier's title-cased header `key`s). Header names repeat from
+    /// request to request; making the text anew cost an allocation and a copy twice over.
+    pub fn derived(&mut self, name: &str, derive: fn(&str) -> String) -> JsString {
+        if let Some(text) = self.derived.get(name) {
+            return text.clone();
+        }
+        let text = JsString::from(derive(name).as_str());
+        if self.derived.len() < Self::CAPACITY {
+            self.derived.insert(name.into(), text.clone());
+        }
+        text
     }
 
     fn key(&mut self, name: &str) -> PropertyKey {
@@ -186,6 +202,23 @@ mod tests {
     use super::*;
     use boa_engine::Source;
     use serde_json::json;
+
+    #[test]
+    fn derived_texts_are_made_once_per_name() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static MADE: AtomicUsize = AtomicUsize::new(0);
+        fn shout(name: &str) -> String {
+            MADE.fetch_add(1, Ordering::Relaxed);
+            name.to_uppercase()
+        }
+        let mut keys = KeyCache::default();
+        let texts: Vec<String> = ["host", "accept", "host", "host", "accept"]
+            .iter()
+            .map(|name| keys.derived(name, shout).to_std_string_escaped())
+            .collect();
+        assert_eq!(texts, ["HOST", "ACCEPT", "HOST", "HOST", "ACCEPT"]);
+        assert_eq!(MADE.load(Ordering::Relaxed), 2);
+    }
 
     #[test]
     fn names_by_address_give_their_own_keys_whatever_shares_a_slot() {
