@@ -28,7 +28,19 @@ pub fn next() -> String {
     // the sequence.
     let high = splitmix64(seed ^ n);
     let low = splitmix64(high ^ seed.rotate_left(17));
-    format!("{high:016x}{low:016x}")
+    let mut id = String::with_capacity(32);
+    push_hex(&mut id, high);
+    push_hex(&mut id, low);
+    id
+}
+
+/// `word` as 16 lower-case hex digits, without `core::fmt` (once per request: its machinery
+/// cost several times this loop).
+fn push_hex(out: &mut String, word: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(char::from(DIGITS[((word >> (shift * 4)) & 0xf) as usize]));
+    }
 }
 
 #[cfg(test)]
@@ -43,6 +55,15 @@ mod tests {
         let low = u64::from_str_radix(&id[16..], 16).unwrap();
         let seed = *SEED.get().unwrap();
         assert_eq!(low, splitmix64(high ^ seed.rotate_left(17)), "{id}");
+    }
+
+    #[test]
+    fn words_are_written_as_sixteen_hex_digits() {
+        for word in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef] {
+            let mut out = String::new();
+            push_hex(&mut out, word);
+            assert_eq!(out, format!("{word:016x}"));
+        }
     }
 
     #[test]
