@@ -69,7 +69,10 @@ async fn a_spinning_instance_is_answered_at_its_timeout_while_others_keep_workin
         await new Promise((r) => setTimeout(r, 100));
         return event.Records[0].cf.request;
     };";
-    let timeout = Duration::from_millis(800);
+    // The calm call includes a cold start, which an unoptimized build under the parallel suite
+    // can stretch to most of a second: the spin's timeout leaves it room, and the calm answer
+    // must still come well before it (so it did not wait for the spinning instance).
+    let timeout = Duration::from_millis(2000);
     let f = def(code, 2, timeout);
     let pool = Arc::new(EdgePool::new([f.clone()]));
     let mut spin = invocation(&f, Hook::OriginRequest);
@@ -86,7 +89,10 @@ async fn a_spinning_instance_is_answered_at_its_timeout_while_others_keep_workin
     let calm = pool.invoke(invocation(&f, Hook::OriginRequest)).await;
     let calm_took = started.elapsed();
     assert!(calm.result.is_ok(), "{:?}", calm.result);
-    assert!(calm_took < Duration::from_millis(700), "{calm_took:?}");
+    assert!(
+        calm_took < timeout - Duration::from_millis(300),
+        "{calm_took:?}"
+    );
     let (reply, took) = spinning.await.unwrap();
     assert!(is_limit(&reply), "{:?}", reply.result);
     assert!(took >= timeout, "{took:?}");
