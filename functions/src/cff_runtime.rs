@@ -492,12 +492,9 @@ impl LoadedFunction {
             keys: &mut self.keys,
             context: &mut self.context,
         };
-        // Written straight into the global object's property map, as a plain assignment would
-        // leave it: the spec's [[Set]] path cost ~1.9k instructions.
-        let set = event.write(&mut js, &self.request_prototype).map(|ev| {
-            let global = js.context.global_object();
-            js.set(&global, "__verge_event", ev);
-        });
+        let set = event
+            .write(&mut js, &self.request_prototype)
+            .map(|ev| js.set_global("__verge_event", ev));
         if let Err(e) = set {
             return Err(Invoked {
                 result: Err(execution(format!("cannot build the event: {e}"))),

@@ -223,7 +223,7 @@ impl<'a> EdgeEvent<'a> {
 fn write_headers(headers: &Headers<'_>, js: &mut JsBuilder<'_>) -> JsObject {
     let object = js.object();
     for (name, values) in headers.iter() {
-        let key: JsValue = js.keys.derived(name, title_case).into();
+        let key: JsValue = js.keys.title_cased(name).into();
         let items: Vec<JsValue> = values
             .iter()
             .map(|value| {
@@ -239,7 +239,8 @@ fn write_headers(headers: &Headers<'_>, js: &mut JsBuilder<'_>) -> JsObject {
     object
 }
 
-/// `config.eventType`, a static string (nothing to allocate).
+/// `config.eventType`, a static string (nothing to allocate); the same text as
+/// [`Hook::event_type`] (tested).
 fn event_type(hook: Hook) -> JsString {
     match hook {
         Hook::ViewerRequest => js_string!("viewer-request"),

@@ -366,17 +366,18 @@ impl EdgeFunction {
         crate::edge_host::clear_timers();
         crate::edge_fetch::clear();
         self.jobs.clear();
-        let reset = if crate::edge_host::take_callbacks_made() {
-            self.context
+        // Only an invocation that started a timer or a fetch left callbacks to drop.
+        let reset = !crate::edge_host::take_callbacks_made()
+            || self
+                .context
                 .global_object()
                 .get(js_string!("__verge_reset"), &mut self.context)
                 .ok()
                 .and_then(|f| f.as_callable())
-                .map(|f| enforced(|| f.call(&JsValue::undefined(), &[], &mut self.context)))
-        } else {
-            Some(Ok(JsValue::undefined()))
-        };
-        let poisoned = matches!(&result, Err((_, true))) || !matches!(reset, Some(Ok(_)));
+                .is_some_and(|f| {
+                    enforced(|| f.call(&JsValue::undefined(), &[], &mut self.context)).is_ok()
+                });
+        let poisoned = matches!(&result, Err((_, true))) || !reset;
         let (result, output) = match result {
             Ok(returned) => (event.outcome(returned.as_ref()), returned),
             Err((e, _)) => (Err(e), None),
@@ -409,12 +410,9 @@ impl EdgeFunction {
             let (ctx_obj, callback) =
                 self.template
                     .make(id, &inv.request_id, inv.function.memory_mb, &mut js);
-            // Written straight into the global object's property map, as a plain assignment
-            // would leave them: the spec's [[Set]] path cost ~1.9k instructions a name.
-            let global = js.context.global_object();
-            js.set(&global, "__verge_event", ev);
-            js.set(&global, "__verge_ctx", ctx_obj);
-            js.set(&global, "__verge_callback", callback);
+            js.set_global("__verge_event", ev);
+            js.set_global("__verge_ctx", ctx_obj);
+            js.set_global("__verge_callback", callback);
         });
         // Up to the first `await`: boa's budgeted loop, the limits checked at every yield.
         let value = enforced(|| {

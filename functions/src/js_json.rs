@@ -33,8 +33,8 @@ use crate::returned::Returned;
 pub struct KeyCache {
     keys: foldhash::HashMap<Box<str>, PropertyKey>,
     fixed: FixedKeys,
-    /// Value strings derived from names ([`KeyCache::derived`]).
-    derived: foldhash::HashMap<Box<str>, JsString>,
+    /// Header names title-cased ([`KeyCache::title_cased`]).
+    titles: foldhash::HashMap<Box<str>, JsString>,
 }
 
 /// [`KeyCache`]'s table of static names by address.
@@ -76,16 +76,16 @@ impl KeyCache {
         key
     }
 
-    /// A string value made from `name` by `derive`, kept as keys are (a context's cache serves
-    /// one derivation: the edge tier's title-cased header `key`s). Header names repeat from
-    /// request to request; making the text anew cost an allocation and a copy twice over.
-    pub fn derived(&mut self, name: &str, derive: fn(&str) -> String) -> JsString {
-        if let Some(text) = self.derived.get(name) {
+    /// A header name title-cased ([`crate::edge_event::title_case`]), the edge tier's header
+    /// `key`, kept as keys are. Header names repeat from request to request; making the text
+    /// anew cost an allocation and a copy twice over.
+    pub fn title_cased(&mut self, name: &str) -> JsString {
+        if let Some(text) = self.titles.get(name) {
             return text.clone();
         }
-        let text = JsString::from(derive(name).as_str());
-        if self.derived.len() < Self::CAPACITY {
-            self.derived.insert(name.into(), text.clone());
+        let text = JsString::from(crate::edge_event::title_case(name).as_str());
+        if self.titles.len() < Self::CAPACITY {
+            self.titles.insert(name.into(), text.clone());
         }
         text
     }
@@ -139,6 +139,14 @@ impl JsBuilder<'_> {
     pub fn set_named(&mut self, object: &JsObject, name: &str, value: impl Into<JsValue>) {
         let key = self.keys.key(name);
         Self::insert(object, key, value);
+    }
+
+    /// Put an invocation's argument on the global object (`__verge_event`…), written straight
+    /// into its property map as a plain assignment would leave it: the spec's [[Set]] path cost
+    /// ~1.9k instructions a name, and a handler cannot make these hidden names refuse it.
+    pub fn set_global(&mut self, name: &'static str, value: impl Into<JsValue>) {
+        let global = self.context.global_object();
+        self.set(&global, name, value);
     }
 
     fn insert(object: &JsObject, key: PropertyKey, value: impl Into<JsValue>) {
@@ -204,20 +212,15 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn derived_texts_are_made_once_per_name() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static MADE: AtomicUsize = AtomicUsize::new(0);
-        fn shout(name: &str) -> String {
-            MADE.fetch_add(1, Ordering::Relaxed);
-            name.to_uppercase()
-        }
+    fn title_cased_names_are_made_once_per_name() {
         let mut keys = KeyCache::default();
-        let texts: Vec<String> = ["host", "accept", "host", "host", "accept"]
-            .iter()
-            .map(|name| keys.derived(name, shout).to_std_string_escaped())
-            .collect();
-        assert_eq!(texts, ["HOST", "ACCEPT", "HOST", "HOST", "ACCEPT"]);
-        assert_eq!(MADE.load(Ordering::Relaxed), 2);
+        let names = ["user-agent", "x-amz-meta-a", "user-agent"];
+        let texts: Vec<JsString> = names.iter().map(|n| keys.title_cased(n)).collect();
+        let shown: Vec<String> = texts.iter().map(JsString::to_std_string_escaped).collect();
+        assert_eq!(shown, ["User-Agent", "X-Amz-Meta-A", "User-Agent"]);
+        // The repeat is the cached string itself, not a new one: the cache and both uses hold it.
+        assert_eq!(texts[0].refcount(), Some(3));
+        assert_eq!(keys.titles.len(), 2);
     }
 
     #[test]
