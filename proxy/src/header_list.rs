@@ -74,7 +74,9 @@ fn replace_small<T: HeaderTarget>(
     let same_name = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     // Checked and parsed before anything is touched. A name whose values are what the target
     // has already is valid as it is.
-    let mut changed: Vec<(HeaderName, Vec<HeaderValue>)> = Vec::new();
+    // Each changed name, its values, and whether the target has it now (a new name needs no
+    // removal: pingora's removal hashes the name into both of its maps even when it is absent).
+    let mut changed: Vec<(HeaderName, Vec<HeaderValue>, bool)> = Vec::new();
     for (at, (name, _)) in list.iter().enumerate() {
         if list[..at].iter().any(|(n, _)| same_name(n, name)) {
             continue;
@@ -89,11 +91,12 @@ fn replace_small<T: HeaderTarget>(
         if current.iter().map(HeaderValue::as_bytes).eq(values()) {
             continue;
         }
+        let present = current.iter().next().is_some();
         let header = HeaderName::from_bytes(name.as_bytes()).map_err(|e| cannot_send(name, &e))?;
         let parsed = values()
             .map(|v| HeaderValue::from_bytes(v).map_err(|e| cannot_send(name, &e)))
             .collect::<Result<Vec<_>, _>>()?;
-        changed.push((header, parsed));
+        changed.push((header, parsed, present));
     }
     let gone: Vec<HeaderName> = target
         .map()
@@ -104,8 +107,10 @@ fn replace_small<T: HeaderTarget>(
     for name in &gone {
         target.remove(name);
     }
-    for (name, values) in changed {
-        target.remove(&name);
+    for (name, values, present) in changed {
+        if present {
+            target.remove(&name);
+        }
         for value in values {
             target
                 .append(name.clone(), value)

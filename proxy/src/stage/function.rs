@@ -92,15 +92,12 @@ pub async fn invoke(
 ) -> verge_functions::Reply {
     let edge = f.runtime == Runtime::LambdaEdge;
     let dispatched = std::time::Instant::now();
+    // The pools' futures hold the invocation at every level (~2 KB): boxed, they are made
+    // once on the heap instead of being copied into each caller's future (see `stage`).
     let reply = match &ctx.snapshot.workers {
-        _ if edge => ctx.snapshot.edge.invoke(invocation).await,
-        Some(workers) => {
-            state
-                .functions
-                .invoke_in(workers, invocation, f.budget)
-                .await
-        }
-        None => state.functions.invoke(invocation, f.budget).await,
+        _ if edge => Box::pin(ctx.snapshot.edge.invoke(invocation)).await,
+        Some(workers) => Box::pin(state.functions.invoke_in(workers, invocation, f.budget)).await,
+        None => Box::pin(state.functions.invoke(invocation, f.budget)).await,
     };
     ctx.function_time += dispatched.elapsed();
     if !edge {
@@ -276,7 +273,7 @@ pub async fn viewer_request(
         Ok(Outcome::Respond(response)) => {
             let result = generated_result(&f);
             count(state, &f, result.as_str(), reply.utilization);
-            send_generated(session, ctx, response, result).await?;
+            Box::pin(send_generated(session, ctx, response, result)).await?;
             return Ok(true);
         }
         Err(e) => e,
@@ -285,7 +282,7 @@ pub async fn viewer_request(
     if fails_open(&f, &failure, ctx) {
         return Ok(false);
     }
-    fail(session, ctx, &f, &failure).await?;
+    Box::pin(fail(session, ctx, &f, &failure)).await?;
     Ok(true)
 }
 

@@ -44,7 +44,10 @@ pub async fn on_header(
         .behavior()
         .and_then(|b| b.behavior.function(Hook::OriginResponse).cloned());
     if let Some(f) = function {
-        origin_function::origin_response(state, session, response, ctx, f).await?;
+        Box::pin(origin_function::origin_response(
+            state, session, response, ctx, f,
+        ))
+        .await?;
     }
     Ok(())
 }

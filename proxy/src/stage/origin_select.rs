@@ -93,8 +93,10 @@ pub async fn peer(
                 };
                 // CloudFront resolves the origin before origin-request runs, and again when
                 // the function moved the request elsewhere.
-                let moved =
-                    origin_function::origin_request(state, session, ctx, f, &target).await?;
+                let moved = Box::pin(origin_function::origin_request(
+                    state, session, ctx, f, &target,
+                ))
+                .await?;
                 let Some(moved) = moved else {
                     return Ok(Box::new(target.peer(addr)));
                 };

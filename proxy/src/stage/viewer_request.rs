@@ -43,7 +43,7 @@ pub async fn run(
     let url_len = session.req_header().raw_path().len();
     if url_len > max_url {
         let detail = format!("The URL is {url_len} bytes long; at most {max_url} are accepted.");
-        send_error(session, ctx, 414, ResultType::Error, &detail).await?;
+        Box::pin(send_error(session, ctx, 414, ResultType::Error, &detail)).await?;
         return Ok(true);
     }
     let head = request_head_bytes(session);
@@ -51,7 +51,7 @@ pub async fn run(
         let detail = format!(
             "The request line and headers are {head} bytes; at most {max_head} are accepted."
         );
-        send_error(session, ctx, 431, ResultType::Error, &detail).await?;
+        Box::pin(send_error(session, ctx, 431, ResultType::Error, &detail)).await?;
         return Ok(true);
     }
 
@@ -61,19 +61,19 @@ pub async fn run(
         .behavior_for(session.req_header().uri.path())
         .map(|(index, route)| (index, route.behavior.function(Hook::ViewerRequest).cloned()));
     let Some((index, function)) = matched else {
-        send_error(
+        Box::pin(send_error(
             session,
             ctx,
             404,
             ResultType::Error,
             "No behavior matches this path.",
-        )
+        ))
         .await?;
         return Ok(true);
     };
     ctx.behavior = Some(index);
     if let Some(f) = function
-        && function::viewer_request(state, session, ctx, f).await?
+        && Box::pin(function::viewer_request(state, session, ctx, f)).await?
     {
         return Ok(true);
     }

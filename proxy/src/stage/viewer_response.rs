@@ -26,7 +26,7 @@ pub async fn on_header(
             .cloned()
     });
     if let Some(f) = function {
-        function::viewer_response(state, session, response, ctx, f).await?;
+        Box::pin(function::viewer_response(state, session, response, ctx, f)).await?;
     }
     ctx.response_started = true;
     headers::stamp_response(response, ctx.result, &ctx.request_id)
