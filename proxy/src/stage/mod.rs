@@ -71,6 +71,9 @@ mod tests {
                 256,
             ),
         ];
+        // And a function call itself holds the pools' futures (~2.1 KB) through a box.
+        let invoke = future_size4(function::invoke);
+        assert!(invoke <= 512, "function::invoke: a {invoke}-byte future");
         for (phase, size, most) in sizes {
             assert!(
                 size <= most,
