@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use boa_engine::{JsObject, JsValue, js_string};
+use boa_engine::{JsObject, JsString, JsValue, js_string};
 
 use crate::grouped::Grouped;
 use crate::invocation::{HeaderList, Invocation};
@@ -159,6 +159,17 @@ struct ResponseView<'a> {
     cookies: Grouped<'a, SetCookie<'a>>,
 }
 
+/// An event's `eventType` (both tiers), a static string with nothing to allocate; the same
+/// text as [`Hook::event_type`] (tested).
+pub(crate) fn event_type(hook: Hook) -> JsString {
+    match hook {
+        Hook::ViewerRequest => js_string!("viewer-request"),
+        Hook::OriginRequest => js_string!("origin-request"),
+        Hook::OriginResponse => js_string!("origin-response"),
+        Hook::ViewerResponse => js_string!("viewer-response"),
+    }
+}
+
 /// A viewer-request or viewer-response event, kept on the Rust side as the original the
 /// handler's result is checked against, and written onto the JS heap when the handler is
 /// called (no JSON in between: building a `serde_json::Value` first cost more than the JS
@@ -166,7 +177,7 @@ struct ResponseView<'a> {
 #[derive(Debug)]
 pub struct CffEvent<'a> {
     inv: &'a Invocation,
-    event_type: &'static str,
+    hook: Hook,
     query: MultiMap<'a>,
     headers: MultiMap<'a>,
     cookies: MultiMap<'a>,
@@ -179,7 +190,7 @@ impl<'a> CffEvent<'a> {
         let req = &inv.request;
         CffEvent {
             inv,
-            event_type: Hook::ViewerRequest.event_type(),
+            hook: Hook::ViewerRequest,
             query: Grouped::group(query_pairs(&req.querystring)),
             headers: visible_headers(&req.headers, "cookie"),
             cookies: Grouped::group(cookie_pairs(&req.headers)),
@@ -206,7 +217,7 @@ impl<'a> CffEvent<'a> {
         };
         CffEvent {
             response: Some(response),
-            event_type: Hook::ViewerResponse.event_type(),
+            hook: Hook::ViewerResponse,
             ..Self::viewer_request(inv)
         }
     }
@@ -224,7 +235,7 @@ impl<'a> CffEvent<'a> {
             js_string!("verge.local"),
         );
         js.set(&context, "distributionId", js_string!("VERGE"));
-        js.set(&context, "eventType", string(self.event_type));
+        js.set(&context, "eventType", event_type(self.hook));
         js.set(&context, "requestId", string(&inv.request_id));
         js.set(&event, "context", context);
         let viewer = js.object();

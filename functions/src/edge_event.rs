@@ -10,9 +10,9 @@
 
 use std::borrow::Cow;
 
-use boa_engine::{JsObject, JsString, JsValue, js_string};
+use boa_engine::{JsObject, JsValue, js_string};
 
-use crate::cff_event::{http_reason, is_disallowed};
+use crate::cff_event::{event_type, http_reason, is_disallowed};
 use crate::grouped::Grouped;
 use crate::invocation::{EdgeOrigin, HeaderList, Invocation};
 use crate::js_json::{JsBuilder, string};
@@ -237,17 +237,6 @@ fn write_headers(headers: &Headers<'_>, js: &mut JsBuilder<'_>) -> JsObject {
         js.set_named(&object, name, items);
     }
     object
-}
-
-/// `config.eventType`, a static string (nothing to allocate); the same text as
-/// [`Hook::event_type`] (tested).
-fn event_type(hook: Hook) -> JsString {
-    match hook {
-        Hook::ViewerRequest => js_string!("viewer-request"),
-        Hook::OriginRequest => js_string!("origin-request"),
-        Hook::OriginResponse => js_string!("origin-response"),
-        Hook::ViewerResponse => js_string!("viewer-response"),
-    }
 }
 
 /// `request.origin` at the origin hooks: `{custom: {…}}` from the behavior's origin.

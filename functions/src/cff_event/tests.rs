@@ -448,3 +448,15 @@ fn an_integral_float_status_is_a_status() {
     let unchanged = edits(response_outcome(&i, Some(json!({"statusCode": 200.0}))).unwrap());
     assert_eq!(unchanged.status, None);
 }
+
+#[test]
+fn event_types_are_the_hooks_own_names_in_both_tiers() {
+    for hook in [
+        Hook::ViewerRequest,
+        Hook::OriginRequest,
+        Hook::OriginResponse,
+        Hook::ViewerResponse,
+    ] {
+        assert_eq!(event_type(hook).to_std_string_escaped(), hook.event_type());
+    }
+}

@@ -438,15 +438,3 @@ fn an_unchanged_event_part_is_no_edit_at_every_hook_in_any_key_order() {
         );
     }
 }
-
-#[test]
-fn event_types_are_the_hooks_own_names() {
-    for hook in [
-        Hook::ViewerRequest,
-        Hook::OriginRequest,
-        Hook::OriginResponse,
-        Hook::ViewerResponse,
-    ] {
-        assert_eq!(event_type(hook).to_std_string_escaped(), hook.event_type());
-    }
-}
