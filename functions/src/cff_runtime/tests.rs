@@ -674,13 +674,23 @@ fn the_loop_backstop_is_calibrated_to_the_largest_budget() {
 /// once within the 1 ms budget.
 fn run_without_buffer_at_load(source: &str) -> Value {
     assert!(!crate::source_scan::may_use_buffer(source));
-    let mut f = LoadedFunction::load(source, Runtime::CloudfrontJs2).unwrap();
-    let invoked = f.invoke(&json!({"request": {"uri": "/a"}}), BUDGET);
-    invoked
-        .result
-        .unwrap()
-        .map(Returned::into_json)
-        .unwrap_or(Value::Null)
+    // A first invocation in a fresh context runs cold, and this machine's CPU clock has once
+    // charged a trivial first use 2.1 ms. Charging the install itself (milliseconds) would fail
+    // every attempt, so a fresh load is tried three times before an overrun counts.
+    let mut overruns = Vec::new();
+    for _ in 0..3 {
+        let mut f = LoadedFunction::load(source, Runtime::CloudfrontJs2).unwrap();
+        match f.invoke(&json!({"request": {"uri": "/a"}}), BUDGET).result {
+            Err(e) if e.kind == FunctionErrorKind::Throttled => overruns.push(e.message),
+            result => {
+                return result
+                    .unwrap()
+                    .map(Returned::into_json)
+                    .unwrap_or(Value::Null);
+            }
+        }
+    }
+    panic!("over budget in three fresh contexts: {overruns:?}");
 }
 
 #[test]
