@@ -90,9 +90,6 @@ pub fn run(listen: &str, origin: SocketAddr, log_path: &str) -> Result<(), BoxEr
     std::thread::spawn(move || write_log(rx, &path));
     let conf = ServerConf {
         threads: 1,
-        // The same runtime as verge's (see `proxy/src/server.rs`): the floor measures verge's
-        // work, not a scheduler choice either could make.
-        work_stealing: false,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

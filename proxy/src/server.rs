@@ -34,13 +34,12 @@ pub fn build(state: &Arc<ProxyState>, upgrade: bool) -> pingora::Result<Server> 
         // map lookup, a shared notifier) at ~5k instructions per request against ~2.5k for
         // tokio's; 113.3k -> 110.1k per request in all without functions.
         fast_timeout_to_tokio_threshold_seconds: Some(0),
-        // One current-thread runtime per worker thread, each serving the connections it
-        // accepted, instead of tokio's work-stealing scheduler. Measured alternating by hand
-        // (one thread, `wrk -c32`, proxy on core 0): verge without functions +10% req/s (median
-        // of 10 pairs, 8 won), the pingora floor +7% (8 pairs); user-space instructions per
-        // request unchanged (callgrind), so the gain is in scheduling and wake-ups. A
-        // connection stays on the thread that accepted it, as nginx's workers do.
-        work_stealing: false,
+        // tokio's work-stealing runtime (pingora's default) stays, although pingora's no-steal
+        // runtime (a current-thread runtime per thread) made verge without functions ~10% faster
+        // by hand: a current-thread runtime writes its eventfd on every wake from another thread,
+        // busy or not, and every function call is answered from a JS thread. Alternating by
+        // hand, the edge routing row fell ~10% (14 pairs) and the viewer-request rewrite did not
+        // gain (12 pairs); in a harness run every function row fell (BENCHMARKS, session 22).
         ..ServerConf::default()
     };
     let opt = Opt {
