@@ -670,8 +670,8 @@ fn the_loop_backstop_is_calibrated_to_the_largest_budget() {
     assert_eq!(e.kind, FunctionErrorKind::Throttled, "{}", e.message);
 }
 
-/// What a 2.0 function whose source the load-time scan takes for `Buffer`-free returns, run
-/// once within the 1 ms budget.
+/// What a 2.0 function whose source the load-time scan takes for `Buffer`-free returns from
+/// its first invocation within the 1 ms budget (in a fresh context, up to three tries).
 fn run_without_buffer_at_load(source: &str) -> Value {
     assert!(!crate::source_scan::may_use_buffer(source));
     // A first invocation in a fresh context runs cold, and this machine's CPU clock has once
