@@ -46,7 +46,7 @@ use crate::outcome::{FunctionError, FunctionErrorKind};
 
 mod queue;
 
-use queue::{Next, Queue, START_DELAY, Waiter};
+use queue::{Arrival, Next, Queue, START_DELAY, Waiter};
 
 /// How long an invocation waits for an instance to take it before it is refused.
 pub const INSTANCE_WAIT: Duration = Duration::from_millis(100);
@@ -434,9 +434,17 @@ fn run_instance(live: &Live<'_>) {
     crate::alloc_meter::on_ceiling(park_hook(shared, &slot, thread_id));
     queue.register(thread_id);
     live.tid.set(Some(thread_id));
+    // Whether this instance answered its last task and told the queue it is coming back.
+    let mut answered = false;
     loop {
-        let starting = !live.arrived.replace(true);
-        let task = match queue.next(&me, starting) {
+        let arrival = if !live.arrived.replace(true) {
+            Arrival::Started
+        } else if std::mem::take(&mut answered) {
+            Arrival::Back(thread_id)
+        } else {
+            Arrival::Again
+        };
+        let task = match queue.next(&me, arrival) {
             Next::Task(task, help) => {
                 if help.wake_or_start() {
                     let _ = shared.start_for_queue();
@@ -499,6 +507,13 @@ fn run_instance(live: &Live<'_>) {
         // The caller answered the timeout without this instance (and may have lowered its
         // thread to idle) exactly when it swapped in `GAVE_UP` first.
         let given_up = running_on.swap(0, Ordering::AcqRel) == GAVE_UP;
+        if !given_up && !poisoned {
+            // Warm and coming straight back: told before the answer goes, so a task its caller
+            // queues next waits for this instance rather than starting another (a poisoned
+            // instance is rebuilt, a cold start anyway).
+            queue.finishing(thread_id);
+            answered = true;
+        }
         if let Some(reply) = slot.take() {
             let _ = reply.send(Reply {
                 result: invoked.result,

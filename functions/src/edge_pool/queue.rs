@@ -12,7 +12,12 @@
 //!   invocation still queued a moment later ([`START_DELAY`], the caller's [`Queue::nudge`]).
 //!   A busy instance is usually about to finish, and a cold start (loading the code) costs far
 //!   more than that moment; but an instance held up by a slow `await` must not hold up the
-//!   invocations queued behind it, so they get their own after the delay.
+//!   invocations queued behind it, so they get their own after the delay. An instance that has
+//!   answered and is on its way back ([`Queue::finishing`]) counts as coming for a task: after
+//!   its first answer it makes its collector headroom, which can outlast the delay, and a
+//!   second cold start then cost ten times what waiting for it does (seen for 3 of 20 pools
+//!   called twice in a row). Only the caller's last resort, at the end of its wait
+//!   ([`Queue::serve_or_take_back`]), does not count on it.
 //!
 //! The concurrency limit is the instance count: never more than `limit` instances serve, each
 //! running one invocation at a time. Invocations beyond that wait here, for at most the
@@ -66,6 +71,31 @@ impl Waiter {
     }
 }
 
+/// How an instance comes to the queue ([`Queue::next`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// A new instance's first look (it was counted as on its way when its start was asked for).
+    Started,
+    /// Back from answering, on thread `tid`, which said so with [`Queue::finishing`].
+    Back(i32),
+    /// Back without having answered (a task it skipped).
+    Again,
+}
+
+/// Why the queue is asked for help: which tasks still need an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// A task was queued or taken: wake an idle instance if none is on its way (start one only
+    /// for a function that has none).
+    Queued,
+    /// A task waited [`START_DELAY`]: help for the tasks that neither an instance on its way
+    /// nor one finishing its answer will take.
+    Waited,
+    /// A task's wait ended, or a place came free: help for the tasks no instance on its way
+    /// will take.
+    Freed,
+}
+
 /// What the queue's state asks for after a change, done once its lock is released.
 #[must_use]
 pub enum Help {
@@ -106,6 +136,8 @@ pub struct State<T> {
     retiring: Vec<i32>,
     /// Instances rung or started that have not yet looked at the queue.
     on_the_way: usize,
+    /// Thread ids of instances that answered and are on their way back ([`Queue::finishing`]).
+    finishing: Vec<i32>,
     /// The pool is gone: instances end instead of waiting.
     closed: bool,
 }
@@ -137,6 +169,7 @@ impl<T> Queue<T> {
                 threads: Vec::new(),
                 retiring: Vec::new(),
                 on_the_way: 0,
+                finishing: Vec::new(),
                 closed: false,
             }),
             limit: limit.max(1),
@@ -152,7 +185,7 @@ impl<T> Queue<T> {
     pub fn push(&self, task: T) -> Help {
         let mut s = self.lock();
         s.tasks.push_back(task);
-        self.help(&mut s, false)
+        self.help(&mut s, Why::Queued)
     }
 
     /// Take back the task `is` picks if it is still queued and none of the instances on their
@@ -167,10 +200,11 @@ impl<T> Queue<T> {
         s.tasks.remove(at)
     }
 
-    fn help(&self, s: &mut State<T>, nudged: bool) -> Help {
-        let wanted = match nudged {
-            true => s.tasks.len() > s.on_the_way,
-            false => !s.tasks.is_empty() && s.on_the_way == 0,
+    fn help(&self, s: &mut State<T>, why: Why) -> Help {
+        let wanted = match why {
+            Why::Queued => !s.tasks.is_empty() && s.on_the_way == 0,
+            Why::Waited => s.tasks.len() > s.on_the_way + s.finishing.len(),
+            Why::Freed => s.tasks.len() > s.on_the_way,
         };
         if !wanted || s.closed {
             return Help::None;
@@ -179,7 +213,7 @@ impl<T> Queue<T> {
             s.on_the_way += 1;
             return Help::Wake(w);
         }
-        if s.live < self.limit && (nudged || s.live == 0) {
+        if s.live < self.limit && (why != Why::Queued || s.live == 0) {
             s.live += 1;
             s.on_the_way += 1;
             return Help::Start;
@@ -188,8 +222,8 @@ impl<T> Queue<T> {
     }
 
     /// A caller's task waited [`START_DELAY`] untaken or unanswered: if more tasks are queued
-    /// than instances are on their way, wake an idle instance or start a new one (within the
-    /// limit).
+    /// than instances are on their way or finishing an answer, wake an idle instance or start a
+    /// new one (within the limit).
     ///
     /// This does not ask whether the caller's own task is still queued: instances take tasks
     /// oldest first while callers' timers fire in any order, so the instance a later task's
@@ -198,7 +232,7 @@ impl<T> Queue<T> {
     /// and was refused, seen once in a burst of 32).
     pub fn nudge(&self) -> Help {
         let mut s = self.lock();
-        self.help(&mut s, true)
+        self.help(&mut s, Why::Waited)
     }
 
     /// The caller's task `is` picks was not taken within its wait: wake or start instances for
@@ -212,7 +246,7 @@ impl<T> Queue<T> {
             return (helps, None);
         };
         while at >= s.on_the_way {
-            match self.help(&mut s, true) {
+            match self.help(&mut s, Why::Freed) {
                 Help::None => return (helps, s.tasks.remove(at)),
                 help => helps.push(help),
             }
@@ -220,20 +254,27 @@ impl<T> Queue<T> {
         (helps, None)
     }
 
+    /// The instance on thread `tid` answered and will come back for work ([`Queue::next`] with
+    /// [`Arrival::Back`]) once it has tidied up: until then a task's nudge counts on it.
+    pub fn finishing(&self, tid: i32) {
+        self.lock().finishing.push(tid);
+    }
+
     /// The next task for the calling instance, sleeping as idle until there is one. `me` is the
-    /// calling thread's doorbell; `starting` says this is a new instance's first look (it was
-    /// counted as on its way when its start was asked for).
-    pub fn next(&self, me: &Arc<Waiter>, starting: bool) -> Next<T> {
+    /// calling thread's doorbell; `arrival` says how it comes.
+    pub fn next(&self, me: &Arc<Waiter>, arrival: Arrival) -> Next<T> {
         let mut s = self.lock();
-        if starting {
-            s.on_the_way = s.on_the_way.saturating_sub(1);
+        match arrival {
+            Arrival::Started => s.on_the_way = s.on_the_way.saturating_sub(1),
+            Arrival::Back(tid) => s.finishing.retain(|&t| t != tid),
+            Arrival::Again => {}
         }
         loop {
             if s.closed {
                 return Next::Closed;
             }
             if let Some(task) = s.tasks.pop_front() {
-                let help = self.help(&mut s, false);
+                let help = self.help(&mut s, Why::Queued);
                 return Next::Task(task, help);
             }
             s.idle.push(me.clone());
@@ -264,7 +305,7 @@ impl<T> Queue<T> {
         s.threads.swap_remove(at);
         s.retiring.push(tid);
         s.live = s.live.saturating_sub(1);
-        self.help(&mut s, true)
+        self.help(&mut s, Why::Freed)
     }
 
     /// An instance thread ends (retired, or it could not start its event loop, in which case
@@ -272,6 +313,9 @@ impl<T> Queue<T> {
     /// place, unless it handed that over already.
     pub fn ended(&self, arrived: bool, tid: Option<i32>) -> Help {
         let mut s = self.lock();
+        if let Some(tid) = tid {
+            s.finishing.retain(|&t| t != tid);
+        }
         let retiring = tid.and_then(|t| s.retiring.iter().position(|&r| r == t));
         match retiring {
             Some(at) => {
@@ -287,7 +331,7 @@ impl<T> Queue<T> {
         if !arrived {
             s.on_the_way = s.on_the_way.saturating_sub(1);
         }
-        self.help(&mut s, true)
+        self.help(&mut s, Why::Freed)
     }
 
     /// A start that was asked for could not be made: undo it.
@@ -355,20 +399,20 @@ mod tests {
         assert!(is_start(q.push(1)));
         assert!(is_none(q.push(2)));
         assert!(is_none(q.push(3)));
-        let Next::Task(1, help) = q.next(&me, true) else {
+        let Next::Task(1, help) = q.next(&me, Arrival::Started) else {
             panic!("not the first task")
         };
         // A busy instance is likely to finish soon: no start until a task has waited.
         assert!(is_none(help));
         assert!(is_start(q.nudge()));
-        let Next::Task(2, help) = q.next(&me, true) else {
+        let Next::Task(2, help) = q.next(&me, Arrival::Started) else {
             panic!("not the second task")
         };
         assert!(is_none(help));
         // At the limit, a nudge starts nothing: the third waits for one of the two.
         assert!(is_none(q.nudge()));
         assert_eq!(q.live(), 2);
-        assert!(matches!(q.next(&me, false), Next::Task(3, _)));
+        assert!(matches!(q.next(&me, Arrival::Again), Next::Task(3, _)));
         // Nothing queued: a nudge asks for nothing.
         assert!(is_none(q.nudge()));
         // An instance that ends makes room for another when work waits.
@@ -378,17 +422,59 @@ mod tests {
     }
 
     #[test]
+    fn a_task_queued_while_an_instance_finishes_its_answer_waits_for_it() {
+        let q = Queue::new(2);
+        let me = Waiter::current();
+        assert!(is_start(q.push(1)));
+        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(1, _)));
+        q.register(100);
+        q.finishing(100);
+        // Queued while the instance tidies up after answering: nothing starts, not even at the
+        // task's nudge.
+        assert!(is_none(q.push(2)));
+        assert!(is_none(q.nudge()));
+        // It comes back and takes the task.
+        assert!(matches!(q.next(&me, Arrival::Back(100)), Next::Task(2, _)));
+        assert_eq!(q.live(), 1);
+        // Busy again, not finishing: a task behind it gets its own instance at the nudge.
+        assert!(is_none(q.push(3)));
+        assert!(is_start(q.nudge()));
+
+        // At the end of a task's wait, an instance still finishing is not counted on.
+        let q = Queue::new(2);
+        assert!(is_start(q.push(1)));
+        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(1, _)));
+        q.register(100);
+        q.finishing(100);
+        assert!(is_none(q.push(2)));
+        assert!(is_none(q.nudge()));
+        let (helps, refused) = q.serve_or_take_back(|t| *t == 2);
+        assert_eq!(refused, None);
+        assert_eq!(helps.len(), 1);
+        assert!(helps.into_iter().all(is_start));
+
+        // An instance that ends instead of coming back is no longer counted on.
+        let q = Queue::new(2);
+        assert!(is_start(q.push(1)));
+        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(1, _)));
+        q.register(100);
+        q.finishing(100);
+        assert!(is_none(q.ended(true, Some(100))));
+        assert!(is_start(q.push(2)), "the function has no instance left");
+    }
+
+    #[test]
     fn a_timed_out_instance_hands_its_place_over_at_most_limit_at_a_time() {
         let q = Queue::new(1);
         let me = Waiter::current();
         assert!(is_start(q.push(1)));
-        assert!(matches!(q.next(&me, true), Next::Task(1, _)));
+        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(1, _)));
         q.register(100);
         // Its caller gave up on it while it ran: its place goes to a new instance at once.
         assert!(is_none(q.hand_over(100)));
         assert_eq!((q.live(), q.retiring()), (0, 1));
         assert!(is_start(q.push(2)));
-        assert!(matches!(q.next(&me, true), Next::Task(2, _)));
+        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(2, _)));
         q.register(101);
         // One instance retires already (the limit): the next to time out keeps its place.
         assert!(is_none(q.hand_over(101)));
@@ -411,17 +497,17 @@ mod tests {
         let q = Arc::new(Queue::<u32>::new(2));
         let me = Waiter::current();
         assert!(is_start(q.push(0)));
-        assert!(matches!(q.next(&me, true), Next::Task(0, _)));
+        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(0, _)));
         assert!(is_none(q.push(1)));
         assert!(is_start(q.nudge()));
-        assert!(matches!(q.next(&me, true), Next::Task(1, _)));
+        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(1, _)));
         // Two instances go idle, `a` first.
         let spawn = |q: &Arc<Queue<u32>>| {
             let q = q.clone();
             std::thread::spawn(move || {
                 let me = Waiter::current();
                 let mut got = Vec::new();
-                while let Next::Task(t, help) = q.next(&me, false) {
+                while let Next::Task(t, help) = q.next(&me, Arrival::Again) {
                     assert!(!help.wake_or_start());
                     got.push(t);
                 }
@@ -455,7 +541,7 @@ mod tests {
         assert!(is_none(q.push(2)));
         assert_eq!(q.take_back_unserved(|t| *t == 1), None);
         assert_eq!(q.take_back_unserved(|t| *t == 2), Some(2));
-        assert!(matches!(q.next(&me, true), Next::Task(1, _)));
+        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(1, _)));
         // Taken: nothing to take back.
         assert_eq!(q.take_back_unserved(|t| *t == 1), None);
     }
@@ -470,11 +556,11 @@ mod tests {
         // Task 3's timer fires first; the instance its nudge starts takes the oldest waiting
         // task, 2 — not 3.
         assert!(is_start(q.nudge()));
-        assert!(matches!(q.next(&me, true), Next::Task(1, _)));
-        assert!(matches!(q.next(&me, true), Next::Task(2, _)));
+        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(1, _)));
+        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(2, _)));
         // Task 2's caller nudges now: its own task is taken, but 3 has no instance coming.
         assert!(is_start(q.nudge()));
-        assert!(matches!(q.next(&me, true), Next::Task(3, _)));
+        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(3, _)));
         assert_eq!(q.live(), 3);
     }
 
@@ -483,7 +569,7 @@ mod tests {
         let q = Queue::new(2);
         let me = Waiter::current();
         assert!(is_start(q.push(1)));
-        assert!(matches!(q.next(&me, true), Next::Task(1, _)));
+        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(1, _)));
         assert!(is_none(q.push(2)));
         assert!(is_none(q.push(3)));
         // Nobody nudged for 2 and 3 (a late timer, say). At the end of 3's wait the one
@@ -496,7 +582,7 @@ mod tests {
         // With room, the task is served instead of refused.
         let q = Queue::new(3);
         assert!(is_start(q.push(1)));
-        assert!(matches!(q.next(&me, true), Next::Task(1, _)));
+        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(1, _)));
         assert!(is_none(q.push(2)));
         assert!(is_none(q.push(3)));
         let (helps, refused) = q.serve_or_take_back(|t| *t == 3);
@@ -505,8 +591,8 @@ mod tests {
         assert!(helps.into_iter().all(is_start));
         assert_eq!(q.live(), 3);
         // Taken already: nothing to do.
-        assert!(matches!(q.next(&me, true), Next::Task(2, _)));
-        assert!(matches!(q.next(&me, true), Next::Task(3, _)));
+        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(2, _)));
+        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(3, _)));
         let (helps, refused) = q.serve_or_take_back(|t| *t == 3);
         assert!(helps.is_empty() && refused.is_none());
     }
