@@ -2,7 +2,8 @@
 //! event's fields (marshal in, Rust side), the JS call itself (event objects written into the
 //! context, handler, result read off it), checking the result against the event and turning it
 //! into edits (marshal out, Rust side), and the whole round trip
-//! through the fast pool (hand-off included). For a no-op and the security-headers function;
+//! through the fast pool (hand-off included). For a no-op, the security-headers function, the
+//! load benchmark's A/B rewrite and its JWT check;
 //! and the edge tier's no-op Lambda@Edge handler: the call on a loaded instance, and the round
 //! trip through the edge pool (instance thread, event built and read back, hand-off).
 //!
@@ -27,7 +28,9 @@ use verge_functions::{FastPool, PoolConfig};
 
 #[path = "support/invocations.rs"]
 mod invocations;
-use invocations::{AB_REWRITE, EDGE_NOOP, NOOP, SECURITY_HEADERS, edge_invocation, invocation};
+use invocations::{
+    AB_REWRITE, EDGE_NOOP, NOOP, SECURITY_HEADERS, edge_invocation, invocation, jwt_invocation,
+};
 
 /// Allocations are counted per thread, as the fast tier's memory limit needs.
 #[global_allocator]
@@ -35,12 +38,17 @@ static ALLOCATOR: verge_functions::alloc_meter::CountingAllocator =
     verge_functions::alloc_meter::CountingAllocator;
 
 fn per_invocation(c: &mut Criterion) {
-    for (name, code, hook) in [
-        ("noop", NOOP, Hook::ViewerRequest),
-        ("security_headers", SECURITY_HEADERS, Hook::ViewerResponse),
-        ("ab_rewrite", AB_REWRITE, Hook::ViewerRequest),
+    for (name, inv) in [
+        ("noop", invocation(NOOP, Hook::ViewerRequest)),
+        (
+            "security_headers",
+            invocation(SECURITY_HEADERS, Hook::ViewerResponse),
+        ),
+        ("ab_rewrite", invocation(AB_REWRITE, Hook::ViewerRequest)),
+        ("jwt", jwt_invocation()),
     ] {
-        let inv = invocation(code, hook);
+        let (hook, code) = (inv.hook, inv.function.code.clone());
+        let code = &*code;
         let event = match hook {
             Hook::ViewerResponse => CffEvent::viewer_response(&inv),
             _ => CffEvent::viewer_request(&inv),

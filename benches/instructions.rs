@@ -3,7 +3,7 @@
 //!
 //! `VERGE_PHASE=noop/call VERGE_ITERATIONS=1000 valgrind --tool=callgrind target/release/deps/instructions-…`
 //!
-//! Phases: `{noop,security_headers,ab_rewrite}/{marshal_in,call,marshal_out,load,pool_round_trip}`, split as in
+//! Phases: `{noop,security_headers,ab_rewrite,jwt}/{marshal_in,call,marshal_out,load,pool_round_trip}`, split as in
 //! `benches/functions.rs` (the event's JS objects are written inside `call`), and the edge
 //! tier's `edge_noop/{call,pool_round_trip}`.
 //! `scripts/instructions.sh` runs each phase at two iteration counts and reports the difference
@@ -23,7 +23,9 @@ use verge_functions::{FastPool, PoolConfig};
 
 #[path = "support/invocations.rs"]
 mod invocations;
-use invocations::{AB_REWRITE, EDGE_NOOP, NOOP, SECURITY_HEADERS, edge_invocation, invocation};
+use invocations::{
+    AB_REWRITE, EDGE_NOOP, NOOP, SECURITY_HEADERS, edge_invocation, invocation, jwt_invocation,
+};
 
 /// Allocations are counted per thread, as the fast tier's memory limit needs.
 #[global_allocator]
@@ -45,18 +47,20 @@ fn main() {
         edge(step, iterations);
         return;
     }
-    let (code, hook) = match function {
-        "noop" => (NOOP, Hook::ViewerRequest),
-        "security_headers" => (SECURITY_HEADERS, Hook::ViewerResponse),
-        "ab_rewrite" => (AB_REWRITE, Hook::ViewerRequest),
+    let inv = match function {
+        "noop" => invocation(NOOP, Hook::ViewerRequest),
+        "security_headers" => invocation(SECURITY_HEADERS, Hook::ViewerResponse),
+        "ab_rewrite" => invocation(AB_REWRITE, Hook::ViewerRequest),
+        "jwt" => jwt_invocation(),
         other => {
             eprintln!(
-                "instructions: unknown function {other} (noop, security_headers, ab_rewrite)"
+                "instructions: unknown function {other} (noop, security_headers, ab_rewrite, jwt)"
             );
             std::process::exit(2);
         }
     };
-    let inv = invocation(code, hook);
+    let (hook, code) = (inv.hook, inv.function.code.clone());
+    let code = &*code;
     let event = match hook {
         Hook::ViewerResponse => CffEvent::viewer_response(&inv),
         _ => CffEvent::viewer_request(&inv),
@@ -67,6 +71,17 @@ fn main() {
     let mut loaded =
         LoadedFunction::load(code, verge_functions::Runtime::CloudfrontJs2).expect("loads");
     let returned = loaded.invoke(&event, budget).result.expect("runs");
+    if hook == Hook::ViewerRequest
+        && returned
+            .as_ref()
+            .and_then(|r| r.get("statusCode"))
+            .is_some()
+    {
+        // A viewer-request function here passes the request on; the JWT check refusing its
+        // token, say, would count the wrong path.
+        eprintln!("instructions: {function} answered with a response instead of the request");
+        std::process::exit(2);
+    }
     match step {
         "marshal_in" => {
             for _ in 0..iterations {

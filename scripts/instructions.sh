@@ -18,7 +18,7 @@ count() {
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$out/log"
 }
 printf '%-34s %14s\n' phase instructions/invocation
-for f in noop security_headers ab_rewrite; do
+for f in noop security_headers ab_rewrite jwt; do
     for p in marshal_in call marshal_out pool_round_trip; do
         a=$(count "$f/$p" "$low")
         b=$(count "$f/$p" "$high")

@@ -62,26 +62,8 @@ const RESPONSE_HEADER_JS: &str = "function handler(event) {
 
 const NOOP_JS: &str = "function handler(event) { return event.request; }\n";
 
-const JWT_JS: &str = "import crypto from 'crypto';
-var SECRET = 'SECRET_VALUE';
-function unauthorized() { return { statusCode: 401, statusDescription: 'Unauthorized' }; }
-function handler(event) {
-    var request = event.request;
-    var auth = request.headers.authorization;
-    if (!auth || auth.value.indexOf('Bearer ') !== 0) { return unauthorized(); }
-    var parts = auth.value.slice(7).split('.');
-    if (parts.length !== 3) { return unauthorized(); }
-    var expected = crypto.createHmac('sha256', SECRET).update(parts[0] + '.' + parts[1]).digest('base64url');
-    if (expected !== parts[2]) { return unauthorized(); }
-    var claims;
-    try { claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString()); } catch (e) { return unauthorized(); }
-    var now = Math.floor(Date.now() / 1000);
-    if (claims.exp !== undefined && now >= claims.exp) { return unauthorized(); }
-    if (claims.nbf !== undefined && now < claims.nbf) { return unauthorized(); }
-    request.headers['x-jwt-sub'] = { value: String(claims.sub) };
-    return request;
-}
-";
+/// The same check the instruction counts measure (`benches/support`).
+const JWT_JS: &str = include_str!("../support/jwt-check.js");
 
 /// The 4-hooks row's origin-request function (Lambda@Edge): sends the request to the origin
 /// by another name (`localhost`, resolved and cached), with its Host, as an A/B router does.

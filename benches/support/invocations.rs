@@ -28,6 +28,28 @@ pub const AB_REWRITE: &str = "function handler(event) {
     return request;
 }";
 
+/// The load benchmark's JWT check: HS256 with the `crypto` module, the claims through `Buffer`
+/// and `JSON.parse`; `SECRET_VALUE` stands for [`JWT_SECRET`].
+pub const JWT_CHECK: &str = include_str!("jwt-check.js");
+/// The secret the JWT check's tokens are signed with.
+pub const JWT_SECRET: &str = "verge-bench-secret";
+/// A token the JWT check accepts: `{"sub":"bench-user","exp":4102444800}`, HS256 with
+/// [`JWT_SECRET`].
+pub const JWT_TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
+    eyJzdWIiOiJiZW5jaC11c2VyIiwiZXhwIjo0MTAyNDQ0ODAwfQ.\
+    ZxBcb2t7XLrti6kqTukPZyQUlaHNoP6yPTf0hR1s9SY";
+
+/// The JWT check's invocation: the realistic request with the token.
+pub fn jwt_invocation() -> Invocation {
+    let code = JWT_CHECK.replace("SECRET_VALUE", JWT_SECRET);
+    let mut inv = invocation(&code, Hook::ViewerRequest);
+    inv.request.headers.push((
+        "authorization".to_owned(),
+        format!("Bearer {JWT_TOKEN}").into_bytes(),
+    ));
+    inv
+}
+
 /// A Lambda@Edge handler that returns the request unchanged.
 pub const EDGE_NOOP: &str = "exports.handler = async (event) => event.Records[0].cf.request;";
 

@@ -46,9 +46,9 @@ fn required_bytes(value: &JsValue, what: &str, ctx: &mut Context) -> JsResult<Ve
 /// Decode `text` in a (normalized) Node encoding.
 pub fn decode_string(text: &JsString, encoding: &str) -> JsResult<Vec<u8>> {
     let bytes = match encoding {
-        "utf8" => text.to_std_string_lossy().into_bytes(),
-        "hex" => encoding::hex_decode_prefix(&text.to_std_string_lossy()),
-        "base64" | "base64url" => encoding::base64_decode_forgiving(&text.to_std_string_lossy()),
+        "utf8" => encoding::utf8_lossy(text).into_bytes(),
+        "hex" => encoding::hex_decode_prefix(&encoding::utf8_lossy(text)),
+        "base64" | "base64url" => encoding::base64_decode_forgiving(&encoding::utf8_lossy(text)),
         // Each UTF-16 unit's low byte, as Node does for latin1 and ascii.
         "latin1" | "ascii" => text.iter().map(|unit| unit as u8).collect(),
         other => return Err(type_error(format!("Unknown encoding: {other}"))),
@@ -76,7 +76,7 @@ pub fn encode_bytes(bytes: &[u8], encoding: &str) -> JsResult<JsString> {
 
 fn encoding_arg(args: &[JsValue], i: usize, ctx: &mut Context) -> JsResult<String> {
     match args.get(i) {
-        Some(v) if !v.is_undefined() => Ok(v.to_string(ctx)?.to_std_string_escaped()),
+        Some(v) if !v.is_undefined() => Ok(encoding::utf8_escaped(&v.to_string(ctx)?)),
         _ => Ok("utf8".into()),
     }
 }
@@ -167,11 +167,15 @@ pub const NATIVES: [(&str, usize, Native); 4] = [
 pub const PRELUDE: &str = r#"
 (function () {
     var LIMIT = __verge_max_elements;
-    var ENCODINGS = { 'utf8': 'utf8', 'utf-8': 'utf8', 'hex': 'hex', 'base64': 'base64',
-        'base64url': 'base64url', 'latin1': 'latin1', 'binary': 'latin1', 'ascii': 'ascii' };
+    // No prototype: `constructor` or `toString` is no encoding.
+    var ENCODINGS = Object.assign(Object.create(null), { 'utf8': 'utf8', 'utf-8': 'utf8',
+        'hex': 'hex', 'base64': 'base64', 'base64url': 'base64url', 'latin1': 'latin1',
+        'binary': 'latin1', 'ascii': 'ascii' });
     function encodingOf(enc) {
         if (enc === undefined || enc === null) { return 'utf8'; }
-        var e = ENCODINGS[String(enc).toLowerCase()];
+        // The name as usually written first: lower-casing costs a call.
+        var e = typeof enc === 'string' ? ENCODINGS[enc] : undefined;
+        if (e === undefined) { e = ENCODINGS[String(enc).toLowerCase()]; }
         if (e === undefined) { throw new TypeError('Unknown encoding: ' + enc); }
         return e;
     }

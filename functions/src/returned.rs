@@ -18,8 +18,10 @@ use std::borrow::Cow;
 use boa_engine::builtins::proxy::Proxy;
 use boa_engine::object::builtins::JsArray;
 use boa_engine::property::PropertyKey;
-use boa_engine::{Context, JsNativeError, JsObject, JsResult, JsString, JsValue, JsVariant};
+use boa_engine::{Context, JsNativeError, JsObject, JsResult, JsValue, JsVariant};
 use serde_json::Value;
+
+use crate::encoding::utf8_escaped;
 
 /// A value as the handler returned it.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,7 +208,7 @@ fn read_value(
         // As `serde_json` (and so boa's reader) stores a float: non-finite ones are `null`.
         JsVariant::Float64(f) if f.is_finite() => return Ok(Some(Returned::Float(f))),
         JsVariant::Float64(_) => return Ok(Some(Returned::Null)),
-        JsVariant::String(s) => return Ok(Some(Returned::String(std_string(&s)))),
+        JsVariant::String(s) => return Ok(Some(Returned::String(utf8_escaped(&s)))),
         JsVariant::Object(object) => object,
         JsVariant::BigInt(_) | JsVariant::Symbol(_) => return boa_read(value, context),
     };
@@ -283,7 +285,7 @@ fn read_object(
         let name: Key = match &key {
             PropertyKey::String(s) => match s.as_str().as_latin1().and_then(known_key) {
                 Some(known) => Cow::Borrowed(known),
-                None => Cow::Owned(std_string(s)),
+                None => Cow::Owned(utf8_escaped(s)),
             },
             PropertyKey::Index(i) => Cow::Owned(i.get().to_string()),
             PropertyKey::Symbol(_) => {
@@ -385,15 +387,4 @@ fn known_key(name: &[u8]) -> Option<&'static str> {
     static TABLE: std::sync::LazyLock<foldhash::HashMap<&'static [u8], &'static str>> =
         std::sync::LazyLock::new(|| KNOWN.iter().map(|k| (k.as_bytes(), *k)).collect());
     TABLE.get(name).copied()
-}
-
-/// A JS string as a Rust string: ASCII copied as bytes, other Latin-1 and valid UTF-16
-/// decoded, lone surrogates escaped as boa escapes them.
-fn std_string(s: &JsString) -> String {
-    if let Some(ascii) = s.as_str().as_latin1().filter(|b| b.is_ascii()) {
-        // Every byte is ASCII, so this cannot fail; the fallback keeps it panic-free.
-        return String::from_utf8(ascii.to_vec()).unwrap_or_default();
-    }
-    s.to_std_string()
-        .unwrap_or_else(|_| s.to_std_string_escaped())
 }

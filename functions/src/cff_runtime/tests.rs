@@ -394,6 +394,39 @@ fn buffer_converts_between_encodings_natively() {
 }
 
 #[test]
+fn names_inherited_from_object_are_no_encodings_or_algorithms() {
+    let source = "import crypto from 'crypto';\n\
+        function handler(e) {\n\
+            var out = [Buffer.isEncoding('constructor'), Buffer.isEncoding('toString'), \
+            Buffer.isEncoding('Base64URL'), Buffer.from('aGk', 'BASE64URL').toString()];\n\
+            ['constructor', '__proto__', 'hasOwnProperty'].forEach(function (name) {\n\
+                try { Buffer.from('x', name); out.push('accepted ' + name); }\n\
+                catch (e) { out.push(e.name + ': ' + e.message); }\n\
+                try { crypto.createHash(name); out.push('hashed ' + name); }\n\
+                catch (e) { out.push(e.message); }\n\
+            });\n\
+            return out;\n\
+        }";
+    let mut f = LoadedFunction::load(source, Runtime::CloudfrontJs2).unwrap();
+    let invoked = f.invoke(&json!({"request": {"uri": "/a"}}), Duration::from_secs(1));
+    assert_eq!(
+        invoked.result.unwrap().map(Returned::into_json),
+        Some(json!([
+            false,
+            false,
+            true,
+            "hi",
+            "TypeError: Unknown encoding: constructor",
+            "Digest method not supported: constructor",
+            "TypeError: Unknown encoding: __proto__",
+            "Digest method not supported: __proto__",
+            "TypeError: Unknown encoding: hasOwnProperty",
+            "Digest method not supported: hasOwnProperty"
+        ]))
+    );
+}
+
+#[test]
 fn buffer_statics_and_prototype_methods_behave_as_in_node() {
     assert_eq!(
         v2("var a = Buffer.from('abc'), b = Buffer.from('abd');\n\
