@@ -26,6 +26,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use verge_config::{FetchPolicy, FunctionDef, Origin, Scheme};
 
+use crate::encoding::utf8_escaped;
+
 /// What an origin answered.
 #[derive(Debug)]
 pub struct FetchReply {
@@ -116,8 +118,8 @@ fn allowed(policy: &FetchPolicy, uri: &http::Uri) -> Option<Arc<Origin>> {
 pub fn start(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     crate::edge_host::note_callback_made();
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
-    let url = arg(0).to_string(ctx)?.to_std_string_escaped();
-    let method = arg(1).to_string(ctx)?.to_std_string_escaped();
+    let url = utf8_escaped(&arg(0).to_string(ctx)?);
+    let method = utf8_escaped(&arg(1).to_string(ctx)?);
     let mut headers = Vec::new();
     if let Some(list) = arg(2).as_object() {
         let len = list.get(js_string!("length"), ctx)?.to_length(ctx)?;
@@ -126,8 +128,8 @@ pub fn start(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<J
             let Some(pair) = pair.as_object() else {
                 continue;
             };
-            let name = pair.get(0, ctx)?.to_string(ctx)?.to_std_string_escaped();
-            let value = pair.get(1, ctx)?.to_string(ctx)?.to_std_string_escaped();
+            let name = utf8_escaped(&pair.get(0, ctx)?.to_string(ctx)?);
+            let value = utf8_escaped(&pair.get(1, ctx)?.to_string(ctx)?);
             headers.push((name, value));
         }
     }

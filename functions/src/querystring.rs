@@ -8,6 +8,8 @@ use boa_engine::object::builtins::JsArray;
 use boa_engine::property::PropertyKey;
 use boa_engine::{Context, JsNativeError, JsObject, JsResult, JsString, JsValue, js_string};
 
+use crate::encoding::utf8_escaped;
+
 /// Percent-encode as `encodeURIComponent` does (Node's `querystring.escape`); a lone surrogate
 /// is a `URIError`, as there.
 pub fn escape(text: &JsString) -> JsResult<String> {
@@ -53,7 +55,7 @@ pub fn unescape(text: &str, plus_is_space: bool) -> String {
 fn string_or(args: &[JsValue], i: usize, default: &str, ctx: &mut Context) -> JsResult<String> {
     match args.get(i) {
         Some(v) if !v.is_undefined() && !v.is_null() => {
-            let s = v.to_string(ctx)?.to_std_string_escaped();
+            let s = utf8_escaped(&v.to_string(ctx)?);
             Ok(if s.is_empty() { default.to_owned() } else { s })
         }
         _ => Ok(default.to_owned()),
@@ -73,7 +75,7 @@ fn option_function(args: &[JsValue], name: &str, ctx: &mut Context) -> JsResult<
 fn parse(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let result = JsObject::with_null_proto();
     let text = match args.first() {
-        Some(v) if v.is_string() => v.to_string(ctx)?.to_std_string_escaped(),
+        Some(v) if v.is_string() => utf8_escaped(&v.to_string(ctx)?),
         _ => return Ok(result.into()),
     };
     let sep = string_or(args, 1, "&", ctx)?;
@@ -160,10 +162,10 @@ fn stringify(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<J
     let encode = |text: JsString, ctx: &mut Context| -> JsResult<String> {
         match &encoder {
             None => escape(&text),
-            Some(f) => Ok(f
-                .call(&JsValue::undefined(), &[text.into()], ctx)?
-                .to_string(ctx)?
-                .to_std_string_escaped()),
+            Some(f) => Ok(utf8_escaped(
+                &f.call(&JsValue::undefined(), &[text.into()], ctx)?
+                    .to_string(ctx)?,
+            )),
         }
     };
     // The own enumerable string keys, as `Object.keys` gives them (the prelude passes them).
@@ -204,7 +206,7 @@ fn escape_native(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResu
 
 fn unescape_native(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let text = args.first().cloned().unwrap_or_default().to_string(ctx)?;
-    Ok(JsString::from(unescape(&text.to_std_string_escaped(), false)).into())
+    Ok(JsString::from(unescape(&utf8_escaped(&text), false)).into())
 }
 
 /// A native function as boa calls it.
