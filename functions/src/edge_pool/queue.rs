@@ -421,14 +421,20 @@ mod tests {
         assert!(is_start(q.nudge()));
     }
 
-    #[test]
-    fn a_task_queued_while_an_instance_finishes_its_answer_waits_for_it() {
+    /// A queue of limit 2 whose one instance (thread 100) answered task 1 and is finishing.
+    fn one_instance_finishing(me: &Arc<Waiter>) -> Queue<u32> {
         let q = Queue::new(2);
-        let me = Waiter::current();
         assert!(is_start(q.push(1)));
-        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(1, _)));
+        assert!(matches!(q.next(me, Arrival::Started), Next::Task(1, _)));
         q.register(100);
         q.finishing(100);
+        q
+    }
+
+    #[test]
+    fn a_task_queued_while_an_instance_finishes_its_answer_waits_for_it() {
+        let me = Waiter::current();
+        let q = one_instance_finishing(&me);
         // Queued while the instance tidies up after answering: nothing starts, not even at the
         // task's nudge.
         assert!(is_none(q.push(2)));
@@ -441,11 +447,7 @@ mod tests {
         assert!(is_start(q.nudge()));
 
         // At the end of a task's wait, an instance still finishing is not counted on.
-        let q = Queue::new(2);
-        assert!(is_start(q.push(1)));
-        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(1, _)));
-        q.register(100);
-        q.finishing(100);
+        let q = one_instance_finishing(&me);
         assert!(is_none(q.push(2)));
         assert!(is_none(q.nudge()));
         let (helps, refused) = q.serve_or_take_back(|t| *t == 2);
@@ -454,11 +456,7 @@ mod tests {
         assert!(helps.into_iter().all(is_start));
 
         // An instance that ends instead of coming back is no longer counted on.
-        let q = Queue::new(2);
-        assert!(is_start(q.push(1)));
-        assert!(matches!(q.next(&me, Arrival::Started), Next::Task(1, _)));
-        q.register(100);
-        q.finishing(100);
+        let q = one_instance_finishing(&me);
         assert!(is_none(q.ended(true, Some(100))));
         assert!(is_start(q.push(2)), "the function has no instance left");
     }
