@@ -20,7 +20,8 @@ use serde_json::Value;
 use crate::returned::Returned;
 
 /// Key strings already made in this context's thread: event keys repeat on every invocation
-/// (`value`, `headers`, header names…). Bounded, so hostile key names cannot grow it forever.
+/// (`value`, `headers`, header names…). Bounded in count and in name length, so hostile key
+/// names cannot grow it forever.
 /// Hashed with foldhash, not std's SipHash: callgrind put SipHash at ~5,000 instructions per
 /// invocation here; foldhash is seeded per process, so viewers cannot choose colliding header
 /// names.
@@ -59,6 +60,10 @@ impl FixedKeys {
 impl KeyCache {
     /// Keys kept at most; past this, new keys are made per use.
     const CAPACITY: usize = 4096;
+    /// The longest name kept. Names come from viewers (header names) and from parsed JSON
+    /// (claims, bodies at the edge): without a bound on their length, a few thousand long ones
+    /// would stay in memory for the thread's life.
+    const LONGEST: usize = 64;
 
     /// The key for a name fixed in the source (see the type's docs).
     fn fixed_key(&mut self, name: &'static str) -> PropertyKey {
@@ -84,7 +89,7 @@ impl KeyCache {
             return text.clone();
         }
         let text = JsString::from(crate::edge_event::title_case(name).as_str());
-        if self.titles.len() < Self::CAPACITY {
+        if self.titles.len() < Self::CAPACITY && name.len() <= Self::LONGEST {
             self.titles.insert(name.into(), text.clone());
         }
         text
@@ -95,7 +100,7 @@ impl KeyCache {
             return key.clone();
         }
         let key = PropertyKey::from(JsString::from(name));
-        if self.keys.len() < Self::CAPACITY {
+        if self.keys.len() < Self::CAPACITY && name.len() <= Self::LONGEST {
             self.keys.insert(name.into(), key.clone());
         }
         key
@@ -221,6 +226,21 @@ mod tests {
         // The repeat is the cached string itself, not a new one: the cache and both uses hold it.
         assert_eq!(texts[0].refcount(), Some(3));
         assert_eq!(keys.titles.len(), 2);
+    }
+
+    #[test]
+    fn only_short_names_are_kept() {
+        let mut keys = KeyCache::default();
+        let long = "x".repeat(KeyCache::LONGEST + 1);
+        let short = "x".repeat(KeyCache::LONGEST);
+        for name in [&long, &short, &long, &short] {
+            let PropertyKey::String(text) = keys.key(name) else {
+                panic!("not a string key");
+            };
+            assert_eq!(text.to_std_string_escaped(), *name);
+            keys.title_cased(name);
+        }
+        assert_eq!((keys.keys.len(), keys.titles.len()), (1, 1));
     }
 
     #[test]
