@@ -70,6 +70,15 @@ pub struct EdgeStats {
     pub parked: AtomicU64,
 }
 
+/// One function's instances at a moment ([`EdgePool::occupancy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Occupancy {
+    /// Instances counting against the function's `instances` limit.
+    pub instances: usize,
+    /// Of those, the ones idle, waiting for an invocation.
+    pub idle: usize,
+}
+
 struct Task {
     /// Names the task for its caller, who may take it back from the queue.
     id: u64,
@@ -158,6 +167,15 @@ impl EdgePool {
         self.functions
             .iter()
             .map(|(name, f)| (name.as_str(), f.stats.as_ref()))
+    }
+
+    /// Per function, its instances now: how many count against its limit, and how many of
+    /// those wait idle for work (the rest are running an invocation, starting, or tidying up).
+    pub fn occupancy(&self) -> impl Iterator<Item = (&str, Occupancy)> {
+        self.functions.iter().map(|(name, f)| {
+            let (instances, idle) = f.queue.occupancy();
+            (name.as_str(), Occupancy { instances, idle })
+        })
     }
 
     /// Run `invocation` on an instance of its function.

@@ -76,7 +76,7 @@ pub mod test_function;
 #[global_allocator]
 static ALLOCATOR: alloc_meter::CountingAllocator = alloc_meter::CountingAllocator;
 
-pub use edge_pool::EdgePool;
+pub use edge_pool::{EdgePool, Occupancy};
 pub use fast_pool::{FastPool, Generation, PoolConfig, Reply};
 pub use invocation::{
     EdgeOrigin, HeaderList, Invocation, RequestBody, RequestSnapshot, ResponseSnapshot,

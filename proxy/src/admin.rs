@@ -63,6 +63,14 @@ impl AdminApp {
                             .set(gauge(n.load(Relaxed)));
                     }
                 }
+                for (function, now) in self.state.snapshot().edge.occupancy() {
+                    for (what, n) in [("instances", now.instances), ("idle", now.idle)] {
+                        metrics
+                            .edge
+                            .with_label_values(&[function, what])
+                            .set(gauge(n as u64));
+                    }
+                }
                 (
                     StatusCode::OK,
                     "text/plain; version=0.0.4",

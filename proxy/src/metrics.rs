@@ -107,7 +107,8 @@ impl Metrics {
                 "Edge-tier (Lambda@Edge) instance counters since the running configuration was \
                  loaded: cold_starts, cold_start_microseconds (time spent loading at those \
                  starts), timeouts, concurrency_refusals, parked (instances parked for good at \
-                 their hard memory ceiling).",
+                 their hard memory ceiling); and at the scrape: instances (counting against \
+                 the function's limit), idle (of those, waiting for work).",
             ),
             &["function", "what"],
         )?;

@@ -97,6 +97,26 @@ async fn origin_request_switches_origins_by_cookie() {
         1.0,
         "one instance, warm for the second request"
     );
+    // The scrape shows the instance, idle once it has tidied up after its answer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let m = loop {
+        let m = p.metrics().await;
+        if metric(&m, "verge_functions_edge{function=\"ab\",what=\"idle\"}") == 1.0 {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the instance never showed as idle:\n{m}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        metric(
+            &m,
+            "verge_functions_edge{function=\"ab\",what=\"instances\"}"
+        ),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -354,11 +354,18 @@ impl<T> Queue<T> {
         }
     }
 
+    /// Instances counting against the limit (started and not yet ended, less those that
+    /// handed their place over), and how many of them wait idle for work.
+    pub fn occupancy(&self) -> (usize, usize) {
+        let s = self.lock();
+        (s.live, s.idle.len())
+    }
+
     /// Instance threads started and not yet ended, less those that handed their place over
     /// (for tests).
     #[cfg(test)]
     pub fn live(&self) -> usize {
-        self.lock().live
+        self.occupancy().0
     }
 
     /// Timed-out instances that handed their place over and have not ended (for tests).
