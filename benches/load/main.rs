@@ -25,6 +25,8 @@
 mod bare;
 mod check;
 mod client;
+#[path = "../support/jwt.rs"]
+mod jwt_fixture;
 mod measure;
 mod openloop;
 mod procs;

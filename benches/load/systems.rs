@@ -16,7 +16,7 @@ use crate::procs::{Procs, free_addr, pinned};
 /// The body the origin answers with.
 pub const BODY: &str = "hello from the benchmark origin\n";
 /// The HS256 secret of the JWT rows.
-pub const JWT_SECRET: &str = "verge-bench-secret";
+pub use crate::jwt_fixture::JWT_SECRET;
 
 /// What a system does to the fixed request, for the identity check.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -63,7 +63,7 @@ const RESPONSE_HEADER_JS: &str = "function handler(event) {
 const NOOP_JS: &str = "function handler(event) { return event.request; }\n";
 
 /// The same check the instruction counts measure (`benches/support`).
-const JWT_JS: &str = include_str!("../support/jwt-check.js");
+const JWT_JS: &str = crate::jwt_fixture::JWT_CHECK;
 
 /// The 4-hooks row's origin-request function (Lambda@Edge): sends the request to the origin
 /// by another name (`localhost`, resolved and cached), with its Host, as an A/B router does.

@@ -28,11 +28,10 @@ pub const AB_REWRITE: &str = "function handler(event) {
     return request;
 }";
 
-/// The load benchmark's JWT check: HS256 with the `crypto` module, the claims through `Buffer`
-/// and `JSON.parse`; `SECRET_VALUE` stands for [`JWT_SECRET`].
-pub const JWT_CHECK: &str = include_str!("jwt-check.js");
-/// The secret the JWT check's tokens are signed with.
-pub const JWT_SECRET: &str = "verge-bench-secret";
+#[path = "jwt.rs"]
+mod jwt;
+use jwt::{JWT_CHECK, JWT_SECRET};
+
 /// A token the JWT check accepts: `{"sub":"bench-user","exp":4102444800}`, HS256 with
 /// [`JWT_SECRET`].
 pub const JWT_TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\

@@ -452,15 +452,11 @@ fn run_instance(live: &Live<'_>) {
     crate::alloc_meter::on_ceiling(park_hook(shared, &slot, thread_id));
     queue.register(thread_id);
     live.tid.set(Some(thread_id));
-    // Whether this instance answered its last task and told the queue it is coming back.
-    let mut answered = false;
     loop {
-        let arrival = if !live.arrived.replace(true) {
-            Arrival::Started
-        } else if std::mem::take(&mut answered) {
+        let arrival = if live.arrived.replace(true) {
             Arrival::Back(thread_id)
         } else {
-            Arrival::Again
+            Arrival::Started
         };
         let task = match queue.next(&me, arrival) {
             Next::Task(task, help) => {
@@ -530,7 +526,6 @@ fn run_instance(live: &Live<'_>) {
             // queues next waits for this instance rather than starting another (a poisoned
             // instance is rebuilt, a cold start anyway).
             queue.finishing(thread_id);
-            answered = true;
         }
         if let Some(reply) = slot.take() {
             let _ = reply.send(Reply {

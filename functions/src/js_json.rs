@@ -85,22 +85,25 @@ impl KeyCache {
     /// `key`, kept as keys are. Header names repeat from request to request; making the text
     /// anew cost an allocation and a copy twice over.
     pub fn title_cased(&mut self, name: &str) -> JsString {
-        if let Some(text) = self.titles.get(name) {
+        let kept = name.len() <= Self::LONGEST;
+        if kept && let Some(text) = self.titles.get(name) {
             return text.clone();
         }
         let text = JsString::from(crate::edge_event::title_case(name).as_str());
-        if self.titles.len() < Self::CAPACITY && name.len() <= Self::LONGEST {
+        if kept && self.titles.len() < Self::CAPACITY {
             self.titles.insert(name.into(), text.clone());
         }
         text
     }
 
     fn key(&mut self, name: &str) -> PropertyKey {
-        if let Some(key) = self.keys.get(name) {
+        // A longer name is never kept, so it is not looked up (hashed) either.
+        let kept = name.len() <= Self::LONGEST;
+        if kept && let Some(key) = self.keys.get(name) {
             return key.clone();
         }
         let key = PropertyKey::from(JsString::from(name));
-        if self.keys.len() < Self::CAPACITY && name.len() <= Self::LONGEST {
+        if kept && self.keys.len() < Self::CAPACITY {
             self.keys.insert(name.into(), key.clone());
         }
         key

@@ -48,7 +48,8 @@ impl AdminApp {
                         .with_label_values(&[when])
                         .set(gauge(n));
                 }
-                for (function, stats) in self.state.snapshot().edge.stats() {
+                let snapshot = self.state.snapshot();
+                for (function, stats) in snapshot.edge.stats() {
                     use std::sync::atomic::Ordering::Relaxed;
                     for (what, n) in [
                         ("cold_starts", &stats.cold_starts),
@@ -63,7 +64,7 @@ impl AdminApp {
                             .set(gauge(n.load(Relaxed)));
                     }
                 }
-                for (function, now) in self.state.snapshot().edge.occupancy() {
+                for (function, now) in snapshot.edge.occupancy() {
                     for (what, n) in [("instances", now.instances), ("idle", now.idle)] {
                         metrics
                             .edge

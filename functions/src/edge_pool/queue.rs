@@ -76,10 +76,9 @@ impl Waiter {
 pub enum Arrival {
     /// A new instance's first look (it was counted as on its way when its start was asked for).
     Started,
-    /// Back from answering, on thread `tid`, which said so with [`Queue::finishing`].
+    /// Back on thread `tid`, from answering (if it said so with [`Queue::finishing`], it no
+    /// longer counts as finishing) or from a task it skipped.
     Back(i32),
-    /// Back without having answered (a task it skipped).
-    Again,
 }
 
 /// Why the queue is asked for help: which tasks still need an instance.
@@ -267,7 +266,6 @@ impl<T> Queue<T> {
         match arrival {
             Arrival::Started => s.on_the_way = s.on_the_way.saturating_sub(1),
             Arrival::Back(tid) => s.finishing.retain(|&t| t != tid),
-            Arrival::Again => {}
         }
         loop {
             if s.closed {
@@ -419,7 +417,7 @@ mod tests {
         // At the limit, a nudge starts nothing: the third waits for one of the two.
         assert!(is_none(q.nudge()));
         assert_eq!(q.live(), 2);
-        assert!(matches!(q.next(&me, Arrival::Again), Next::Task(3, _)));
+        assert!(matches!(q.next(&me, Arrival::Back(0)), Next::Task(3, _)));
         // Nothing queued: a nudge asks for nothing.
         assert!(is_none(q.nudge()));
         // An instance that ends makes room for another when work waits.
@@ -512,7 +510,7 @@ mod tests {
             std::thread::spawn(move || {
                 let me = Waiter::current();
                 let mut got = Vec::new();
-                while let Next::Task(t, help) = q.next(&me, Arrival::Again) {
+                while let Next::Task(t, help) = q.next(&me, Arrival::Back(0)) {
                     assert!(!help.wake_or_start());
                     got.push(t);
                 }
