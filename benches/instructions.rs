@@ -5,7 +5,7 @@
 //!
 //! Phases: `{noop,security_headers,ab_rewrite,jwt}/{marshal_in,call,marshal_out,load,pool_round_trip}`, split as in
 //! `benches/functions.rs` (the event's JS objects are written inside `call`), and the edge
-//! tier's `edge_noop/{call,pool_round_trip}`.
+//! tier's `edge_noop/{call,load,pool_round_trip}`.
 //! `scripts/instructions.sh` runs each phase at two iteration counts and reports the difference
 //! per iteration, so set-up (loading the function, starting the pool) cancels out.
 #![expect(
@@ -161,6 +161,18 @@ fn edge(step: &str, iterations: u32) {
                 black_box(local.block_on(&runtime, loaded.invoke(black_box(&inv), timeout)));
             }
         }
+        "load" => {
+            // A cold start: a fresh context, the host's preludes, the handler's top level.
+            for _ in 0..iterations {
+                black_box(
+                    verge_functions::edge_runtime::EdgeFunction::load(
+                        "bench",
+                        black_box(EDGE_NOOP),
+                    )
+                    .expect("loads"),
+                );
+            }
+        }
         "pool_round_trip" => {
             let pool = verge_functions::EdgePool::new([inv.function.clone()]);
             for _ in 0..iterations {
@@ -168,7 +180,7 @@ fn edge(step: &str, iterations: u32) {
             }
         }
         other => {
-            eprintln!("instructions: unknown edge phase {other} (call, pool_round_trip)");
+            eprintln!("instructions: unknown edge phase {other} (call, load, pool_round_trip)");
             std::process::exit(2);
         }
     }

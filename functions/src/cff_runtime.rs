@@ -315,12 +315,7 @@ impl LoadedFunction {
             .module_loader(modules.clone())
             .build()
             .map_err(|e| LoadError(format!("cannot create a JavaScript context: {e}")))?;
-        let buffer = if crate::source_scan::may_use_buffer(source) {
-            host::BufferInstall::AtLoad
-        } else {
-            host::BufferInstall::OnFirstUse
-        };
-        host::install(&mut context, &modules, runtime, buffer)
+        host::install(&mut context, &modules, runtime, source)
             .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;
         let request_prototype = host::request_prototype(&mut context)
             .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;

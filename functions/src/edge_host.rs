@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use boa_engine::object::builtins::JsUint8Array;
 use boa_engine::{Context, JsNativeError, JsResult, JsString, JsValue, NativeFunction, Source};
 
+use crate::host::Part;
+
 /// The timers of the invocation running on this thread.
 #[derive(Default)]
 struct Timers {
@@ -146,8 +148,8 @@ const NATIVES: [(&str, usize, Native); 6] = [
     ("__verge_verify", 5, crate::signature::verify_native),
 ];
 
-/// Register the edge natives and run the edge prelude; `__verge_modules` (from the common
-/// prelude) gains `url` and `util`, `crypto` its Node extras, and loses `cloudfront`.
+/// Register the edge natives and run the edge prelude: console, timers, and the lazy globals
+/// of the [`PARTS`] that make `url`, `util`, `fetch` and `crypto`'s Node extras.
 pub fn install(ctx: &mut Context) -> JsResult<()> {
     for (name, length, f) in NATIVES {
         ctx.register_global_callable(JsString::from(name), length, NativeFunction::from_fn_ptr(f))?;
@@ -158,7 +160,6 @@ pub fn install(ctx: &mut Context) -> JsResult<()> {
 
 const PRELUDE: &str = r#"
 (function () {
-    var modules = __verge_modules;
     var hidden = function (name, value) {
         Object.defineProperty(globalThis, name, { value: value });
     };
@@ -210,6 +211,8 @@ const PRELUDE: &str = r#"
         };
     }
 
+    hidden('__verge_util', Object.freeze({ format: format, inspect: inspect, promisify: promisify }));
+
     // console: one captured line per call, with Lambda's level column.
     function logger(level) {
         return function () { __verge_log(level + '\t' + format.apply(undefined, arguments)); };
@@ -242,9 +245,22 @@ const PRELUDE: &str = r#"
         var f = timers.get(id);
         if (f) { timers.delete(id); f(); }
     });
-    // fetch: the request goes to the host (allow-list, caps, timeouts); the answer comes back
-    // through __verge_fetch_done, called by the event loop.
+    hidden('__verge_set_timeout', setTimeout);
+    hidden('__verge_reset', function () {
+        timers.clear();
+        if (__verge_has('fetch')) { __verge_fetch_reset(); }
+    });
+    ['fetch', 'Headers', 'Response'].forEach(function (name) { __verge_lazy_global(name, 'fetch'); });
+    ['URL', 'URLSearchParams'].forEach(function (name) { __verge_lazy_global(name, 'url'); });
+})();
+"#;
+
+/// `fetch`, `Headers` and `Response`: the request goes to the host (allow-list, caps,
+/// timeouts); the answer comes back through `__verge_fetch_done`, called by the event loop.
+const FETCH: &str = r#"
+(function () {
     var fetches = new Map();
+    var hidden = function (name, value) { Object.defineProperty(globalThis, name, { value: value }); };
     function Headers(init) {
         this._map = new Map();
         if (init === undefined || init === null) { return; }
@@ -313,7 +329,7 @@ const PRELUDE: &str = r#"
             var body = init.body;
             if (body === undefined || body === null) {
                 body = undefined;
-            } else if (body instanceof URLSearchParams) {
+            } else if (__verge_has('url') && body instanceof __verge_url.URLSearchParams) {
                 if (!headers.has('content-type')) { headers.set('content-type', 'application/x-www-form-urlencoded;charset=UTF-8'); }
                 body = Buffer.from(body.toString(), 'utf8');
             } else if (typeof body === 'string') {
@@ -328,9 +344,10 @@ const PRELUDE: &str = r#"
             fetches.set(id, { resolve: resolve, reject: reject, url: url });
         });
     }
-    global('fetch', fetch);
-    global('Headers', Headers);
-    global('Response', Response);
+    __verge_global('fetch', fetch);
+    __verge_global('Headers', Headers);
+    __verge_global('Response', Response);
+    hidden('__verge_fetch_reset', function () { fetches.clear(); });
     hidden('__verge_fetch_done', function (id, error, status, statusText, headers, body) {
         var call = fetches.get(id);
         if (!call) { return; }
@@ -341,10 +358,13 @@ const PRELUDE: &str = r#"
         }
         call.resolve(new Response(body, { status: status, statusText: statusText, headers: headers, url: call.url }));
     });
-    hidden('__verge_reset', function () { timers.clear(); fetches.clear(); });
+})();
+"#;
 
-    // crypto: the common module plus Node's extras.
-    function toBuffer(bytes) { return __verge_adopt_buffer(bytes); }
+/// `crypto`: the common module plus Node's extras.
+const CRYPTO_NODE: &str = r#"
+(function () {
+    function toBuffer(bytes) { return __verge_adopt(bytes); }
     function Verify(alg) { this._alg = String(alg); this._parts = []; }
     Verify.prototype.update = function (data, encoding) {
         this._parts.push(typeof data === 'string' ? Buffer.from(data, encoding || 'utf8') : data);
@@ -361,13 +381,14 @@ const PRELUDE: &str = r#"
     function dsaEncoding(key) {
         return key !== null && typeof key === 'object' && key.dsaEncoding === 'ieee-p1363' ? 'ieee-p1363' : 'der';
     }
-    var common = modules.crypto;
-    modules.crypto = Object.freeze({
+    __verge_need('crypto');
+    var common = __verge_modules.crypto;
+    __verge_modules.crypto = Object.freeze({
         createHash: common.createHash,
         createHmac: common.createHmac,
         randomBytes: function (n, callback) {
             var bytes = toBuffer(__verge_random_bytes(n));
-            if (typeof callback === 'function') { setTimeout(callback, 0, null, bytes); return undefined; }
+            if (typeof callback === 'function') { __verge_set_timeout(callback, 0, null, bytes); return undefined; }
             return bytes;
         },
         randomUUID: function () {
@@ -384,7 +405,13 @@ const PRELUDE: &str = r#"
         }
     });
 
-    // url: WHATWG URL and URLSearchParams (the parts handlers use), and the legacy parse/format.
+})();
+"#;
+
+/// `url`: WHATWG `URL` and `URLSearchParams` (the parts handlers use), and the legacy
+/// `parse`/`format`.
+const URL: &str = r#"
+(function () {
     function encode(s) { return encodeURIComponent(s).replace(/%20/g, '+'); }
     function decode(s) { return decodeURIComponent(String(s).replace(/\+/g, ' ')); }
     function URLSearchParams(init) {
@@ -511,7 +538,7 @@ const PRELUDE: &str = r#"
         try { u = new URL(text); } catch (e) { u = new URL(text, 'http://localhost'); u._relative = true; }
         var search = u.search;
         var query = search ? search.slice(1) : (parseQuery ? {} : null);
-        if (parseQuery && search) { query = modules.querystring.parse(search.slice(1)); }
+        if (parseQuery && search) { query = __verge_module('querystring').parse(search.slice(1)); }
         var relative = u._relative === true;
         return {
             protocol: relative ? null : u.protocol, slashes: !relative,
@@ -528,18 +555,52 @@ const PRELUDE: &str = r#"
         var protocol = obj.protocol ? (obj.protocol.slice(-1) === ':' ? obj.protocol : obj.protocol + ':') : '';
         var host = obj.host || (obj.hostname ? obj.hostname + (obj.port ? ':' + obj.port : '') : '');
         var search = obj.search || (obj.query && typeof obj.query === 'object'
-            ? '?' + modules.querystring.stringify(obj.query) : '');
+            ? '?' + __verge_module('querystring').stringify(obj.query) : '');
         if (search === '?') { search = ''; }
         return protocol + (host ? '//' + host : '') + (obj.pathname || '') + search + (obj.hash || '');
     }
-    global('URL', URL);
-    global('URLSearchParams', URLSearchParams);
-    modules.url = Object.freeze({ URL: URL, URLSearchParams: URLSearchParams, parse: legacyParse, format: legacyFormat });
-    modules.util = Object.freeze({
-        format: format, inspect: inspect, promisify: promisify,
-        TextEncoder: globalThis.TextEncoder, TextDecoder: globalThis.TextDecoder,
-        types: Object.freeze({ isPromise: function (p) { return p instanceof Promise; } })
+    __verge_global('URL', URL);
+    __verge_global('URLSearchParams', URLSearchParams);
+    Object.defineProperty(globalThis, '__verge_url', {
+        value: Object.freeze({ URL: URL, URLSearchParams: URLSearchParams })
     });
-    delete modules.cloudfront;
+    __verge_modules.url = Object.freeze({ URL: URL, URLSearchParams: URLSearchParams, parse: legacyParse, format: legacyFormat });
 })();
 "#;
+
+/// `util`: `format`, `inspect` and `promisify` (the console's own), the text coders, `types`.
+const UTIL: &str = r#"
+(function () {
+    __verge_need('text');
+    var util = __verge_util;
+    __verge_modules.util = Object.freeze({
+        format: util.format, inspect: util.inspect, promisify: util.promisify,
+        TextEncoder: __verge_text.TextEncoder, TextDecoder: __verge_text.TextDecoder,
+        types: Object.freeze({ isPromise: function (p) { return p instanceof Promise; } })
+    });
+})();
+"#;
+
+/// The parts only Lambda@Edge functions have (see [`crate::host::Part`]).
+pub(crate) const PARTS: &[Part] = &[
+    Part {
+        name: "crypto_node",
+        words: &["crypto"],
+        source: CRYPTO_NODE,
+    },
+    Part {
+        name: "fetch",
+        words: &["fetch", "Headers", "Response"],
+        source: FETCH,
+    },
+    Part {
+        name: "url",
+        words: &["URL", "url"],
+        source: URL,
+    },
+    Part {
+        name: "util",
+        words: &["util"],
+        source: UTIL,
+    },
+];

@@ -289,14 +289,8 @@ impl EdgeFunction {
             .module_loader(modules.clone())
             .build()
             .map_err(|e| LoadError(format!("cannot create a JavaScript context: {e}")))?;
-        host::install(
-            &mut context,
-            &modules,
-            Runtime::LambdaEdge,
-            // Node code reaches for `Buffer` everywhere, and so do the edge host's own modules.
-            host::BufferInstall::AtLoad,
-        )
-        .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;
+        host::install(&mut context, &modules, Runtime::LambdaEdge, source)
+            .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;
         context
             .runtime_limits_mut()
             .set_loop_iteration_limit(LOAD_LOOP_LIMIT);

@@ -89,10 +89,13 @@ pub fn take() -> Decisions {
     DECISIONS.with(|d| std::mem::take(&mut *d.borrow_mut()))
 }
 
-/// Resolves `import x from 'crypto'` to the host modules; anything else is refused.
+/// Resolves `import x from 'crypto'` to the host modules; anything else is refused. A module is
+/// made on its first import (its [`Part`] installed then, if it was not yet).
 #[derive(Default)]
 pub struct HostModules {
     modules: RefCell<HashMap<String, Module>>,
+    /// The modules of the context's runtime (set by [`install`]).
+    names: std::cell::Cell<&'static [&'static str]>,
 }
 
 impl ModuleLoader for HostModules {
@@ -100,44 +103,143 @@ impl ModuleLoader for HostModules {
         self: Rc<Self>,
         _referrer: Referrer,
         request: boa_engine::module::ModuleRequest,
-        _context: &RefCell<&mut Context>,
+        context: &RefCell<&mut Context>,
     ) -> JsResult<Module> {
         let name = request.specifier().to_std_string_escaped();
         // Node's `node:` scheme names the same built-in modules.
         let name = name.strip_prefix("node:").unwrap_or(&name);
-        self.modules.borrow().get(name).cloned().ok_or_else(|| {
-            JsNativeError::typ()
+        if let Some(module) = self.modules.borrow().get(name) {
+            return Ok(module.clone());
+        }
+        if !self.names.get().contains(&name) {
+            return Err(JsNativeError::typ()
                 .with_message(format!("Cannot find module '{name}'"))
-                .into()
-        })
+                .into());
+        }
+        let ctx = &mut *context.borrow_mut();
+        let make = ctx.global_object().get(js_string!("__verge_module"), ctx)?;
+        let make = make
+            .as_callable()
+            .ok_or_else(|| type_error("host modules missing"))?;
+        let value = make.call(&JsValue::undefined(), &[JsString::from(name).into()], ctx)?;
+        let module = module_of(value, ctx)?;
+        self.modules
+            .borrow_mut()
+            .insert(name.to_owned(), module.clone());
+        Ok(module)
     }
 }
 
-/// The JavaScript half of the host modules: objects whose methods call the natives below.
+/// A piece of the host's JavaScript that a context evaluates only for a function that needs
+/// it: at load when the function's source contains one of `words` (plain text search, so a
+/// false "yes" only costs the load what it cost before), otherwise on first use — a
+/// `require`, an `import`, or the first read of a global it defines — without charging the
+/// running invocation's budget. Parsing is most of what a context's load costs (boa parses
+/// and compiles every function body up front), and most functions use few of the modules.
+pub struct Part {
+    /// The name the preludes install it by (`__verge_need(name)`).
+    pub name: &'static str,
+    /// Words whose presence in a function's source installs the part at load.
+    pub words: &'static [&'static str],
+    /// The JavaScript, run once in the context's global scope.
+    pub source: &'static str,
+}
+
+/// The parts of the CloudFront Functions runtimes (byte strings are 1.0's, installed always).
+const CFF_PARTS: &[Part] = &[
+    Part {
+        name: "crypto",
+        words: &["crypto"],
+        source: CRYPTO,
+    },
+    Part {
+        name: "querystring",
+        words: &["querystring"],
+        source: QUERYSTRING,
+    },
+    Part {
+        name: "cloudfront",
+        words: &["cloudfront"],
+        source: CLOUDFRONT,
+    },
+    Part {
+        name: "text",
+        words: &["TextEncoder", "TextDecoder"],
+        source: TEXT,
+    },
+    Part {
+        name: "bytestrings",
+        words: &[],
+        source: BYTE_STRINGS,
+    },
+];
+
+/// The parts a runtime's functions may get at load, by the words of their source.
+fn parts_of(runtime: Runtime) -> impl Iterator<Item = &'static Part> {
+    let edge: &[Part] = match runtime {
+        Runtime::LambdaEdge => crate::edge_host::PARTS,
+        _ => &[],
+    };
+    CFF_PARTS
+        .iter()
+        .filter(move |part| match runtime {
+            Runtime::CloudfrontJs1 => matches!(part.name, "crypto" | "querystring"),
+            Runtime::CloudfrontJs2 => part.name != "bytestrings",
+            Runtime::LambdaEdge => matches!(part.name, "querystring" | "text"),
+        })
+        .chain(edge)
+}
+
+/// `__verge_install(name)`: evaluate a part (the preludes call it once per part, through
+/// `__verge_need`), not charged to the running invocation's budget.
+fn install_part(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let name = string_arg(args, 0, ctx)?.unwrap_or_default();
+    let part = CFF_PARTS
+        .iter()
+        .chain(crate::edge_host::PARTS)
+        .find(|part| part.name == name)
+        .ok_or_else(|| type_error(format!("no host part named `{name}`")))?;
+    crate::budget::exempt(|| ctx.eval(Source::from_bytes(part.source)))?;
+    Ok(JsValue::undefined())
+}
+
+/// The JavaScript half of the host that every context gets: console, the allocation and regex
+/// guards, `Buffer`'s hook, the module table and `require`, and the means to install a
+/// [`Part`] (`__verge_need`) or leave it for a global's first read (`__verge_lazy_global`).
 const PRELUDE: &str = r#"
 (function () {
     var V1 = __verge_v1;
-    // Buffers and typed arrays are hashed as bytes; strings as UTF-8 (in 1.0, a byte string —
-    // every unit under 256, as digests and `toUTF8` make — as its bytes).
-    function bytesOrString(data) { return ArrayBuffer.isView(data) ? data : String(data); }
-    function Hash(alg, key) { this._alg = alg; this._key = key; this._parts = []; }
-    Hash.prototype.update = function (data) { this._parts.push(bytesOrString(data)); return this; };
-    Hash.prototype.digest = function (encoding) {
-        var out = __verge_digest(this._alg, this._key, this._parts, encoding, V1);
-        return typeof out === 'string' || V1 ? out : adoptBuffer(out);
-    };
-    // No prototype: `constructor` is no algorithm. A lookup, not `indexOf`: boa's costs more.
-    var ALGORITHMS = Object.assign(Object.create(null),
-        { md5: true, sha1: true, sha256: true, sha512: true });
-    function checked(alg) {
-        alg = String(alg);
-        if (ALGORITHMS[alg] !== true) { throw new Error('Digest method not supported: ' + alg); }
-        return alg;
+    var hidden = function (name, value) { Object.defineProperty(globalThis, name, { value: value }); };
+    // Parts of the host are evaluated once per context, when first needed (see `host::Part`).
+    var installed = Object.create(null);
+    function need(part) {
+        if (installed[part] !== true) { __verge_install(part); installed[part] = true; }
     }
-    var crypto = Object.freeze({
-        createHash: function (alg) { return new Hash(checked(alg), undefined); },
-        createHmac: function (alg, key) { return new Hash(checked(alg), bytesOrString(key)); }
-    });
+    // A global a part defines, left as an accessor until first read. What the function stores
+    // there first stays its own, and so does a name it deleted.
+    var lazy = Object.create(null);
+    function global(name, value) {
+        var own = Object.getOwnPropertyDescriptor(globalThis, name);
+        var mine = lazy[name];
+        if (mine === undefined ? own === undefined : own !== undefined && own.get === mine) {
+            Object.defineProperty(globalThis, name, { value: value, writable: true, configurable: true });
+        }
+    }
+    function lazyGlobal(name, part) {
+        var get = function () {
+            need(part);
+            var own = Object.getOwnPropertyDescriptor(globalThis, name);
+            return own === undefined || own.get === get ? undefined : globalThis[name];
+        };
+        lazy[name] = get;
+        Object.defineProperty(globalThis, name, {
+            get: get,
+            set: function (value) {
+                Object.defineProperty(globalThis, name, { value: value, writable: true, configurable: true });
+            },
+            configurable: true
+        });
+    }
     // `Buffer` (2.0): its prelude is most of a context's load, so a function whose source never
     // names it (see `source_scan::may_use_buffer`) gets it on first use instead, installed
     // without charging the invocation's budget. A value the function gave `Buffer` itself
@@ -164,38 +266,6 @@ const PRELUDE: &str = r#"
     Object.defineProperty(globalThis, 'console', {
         value: Object.freeze({ log: log, info: log, warn: log, error: log }),
         writable: true, configurable: true
-    });
-    // The handle is static (often taken at the top level, at load); the store of the running
-    // invocation is looked up by each call.
-    function kvs() {
-        return Object.freeze({
-            get: function (key, options) {
-                var format = options && options.format !== undefined ? String(options.format) : 'string';
-                var value = __verge_kvs_get(String(key), format);
-                return format === 'bytes' ? value.then(adoptBuffer) : value;
-            },
-            exists: function (key) { return __verge_kvs_exists(String(key)); },
-            meta: function () { return __verge_kvs_meta(); }
-        });
-    }
-    var cloudfront = Object.freeze({
-        kvs: kvs,
-        edgeLocation: Object.freeze({ name: 'VRG', serverIp: '127.0.0.1', region: 'local' }),
-        // verge serves standard distributions, never multi-tenant ones: AWS's answer there.
-        distributionTenant: Object.freeze({
-            get id() { throw new TypeError('distributionTenant module is not available'); },
-            parameters: Object.freeze({
-                get: function () { throw new TypeError('distributionTenant module is not available'); }
-            })
-        }),
-        selectRequestOriginById: function (id, options) {
-            __verge_origin('select', String(id), options === undefined ? null : options);
-        },
-        updateRequestOrigin: function (params) { __verge_origin('update', '', params); },
-        createRequestOriginGroup: function (params) { __verge_origin('group', '', params); },
-        logCustomData: function (data) {
-            __verge_log_data(encodeURIComponent(String(data)).slice(0, 800));
-        }
     });
     // Allocation-heavy built-ins are checked before they start (nothing interrupts them once
     // running); a refusal marks the invocation as over its memory limit even if JS catches it.
@@ -242,9 +312,112 @@ const PRELUDE: &str = r#"
         value: GuardedRegExp, writable: true, configurable: true
     });
     Object.defineProperty(globalThis, 'RegExp', { value: GuardedRegExp, writable: true, configurable: true });
-    // TextEncoder / TextDecoder (runtime 2.0): UTF-8 only, converted natively.
-    if (!V1) { installTextCoding(); }
-    function installTextCoding() {
+    // Modules: each is made by its part on first `require` or `import` (`buffer` is only a
+    // handle on the lazily installed class). No prototype: `constructor` is no module.
+    var modules = V1 ? {} : { buffer: Object.freeze({ get Buffer() { return bufferClass(); } }) };
+    var MODULE_PARTS = Object.assign(Object.create(null),
+        V1 ? { crypto: 'crypto', querystring: 'querystring' }
+        : __verge_edge ? { crypto: 'crypto_node', querystring: 'querystring', url: 'url', util: 'util' }
+        : { crypto: 'crypto', querystring: 'querystring', cloudfront: 'cloudfront' });
+    function module(name) {
+        if (!Object.prototype.hasOwnProperty.call(modules, name) && MODULE_PARTS[name] !== undefined) {
+            need(MODULE_PARTS[name]);
+        }
+        if (Object.prototype.hasOwnProperty.call(modules, name)) { return modules[name]; }
+        throw new Error("Cannot find module '" + name + "'");
+    }
+    hidden('__verge_modules', modules);
+    hidden('__verge_module', module);
+    hidden('__verge_need', need);
+    hidden('__verge_has', function (part) { return installed[part] === true; });
+    hidden('__verge_global', global);
+    hidden('__verge_lazy_global', lazyGlobal);
+    hidden('__verge_adopt', adoptBuffer);
+    Object.defineProperty(globalThis, 'require', {
+        value: function (name) { return module(String(name).replace(/^node:/, '')); }
+    });
+    if (V1) {
+        Object.defineProperty(globalThis, 'MemoryError', {
+            value: class MemoryError extends Error {}, writable: true, configurable: true
+        });
+        need('bytestrings');
+    } else {
+        lazyGlobal('TextEncoder', 'text');
+        lazyGlobal('TextDecoder', 'text');
+    }
+})();
+"#;
+
+/// `crypto` as CloudFront Functions have it: hashes and HMACs, collected in JS and computed
+/// natively. Buffers and typed arrays are hashed as bytes; strings as UTF-8 (in 1.0, a byte
+/// string — every unit under 256, as digests and `toUTF8` make — as its bytes).
+const CRYPTO: &str = r#"
+(function () {
+    var V1 = __verge_v1;
+    function bytesOrString(data) { return ArrayBuffer.isView(data) ? data : String(data); }
+    function Hash(alg, key) { this._alg = alg; this._key = key; this._parts = []; }
+    Hash.prototype.update = function (data) { this._parts.push(bytesOrString(data)); return this; };
+    Hash.prototype.digest = function (encoding) {
+        var out = __verge_digest(this._alg, this._key, this._parts, encoding, V1);
+        return typeof out === 'string' || V1 ? out : __verge_adopt(out);
+    };
+    // No prototype: `constructor` is no algorithm. A lookup, not `indexOf`: boa's costs more.
+    var ALGORITHMS = Object.assign(Object.create(null),
+        { md5: true, sha1: true, sha256: true, sha512: true });
+    function checked(alg) {
+        alg = String(alg);
+        if (ALGORITHMS[alg] !== true) { throw new Error('Digest method not supported: ' + alg); }
+        return alg;
+    }
+    __verge_modules.crypto = Object.freeze({
+        createHash: function (alg) { return new Hash(checked(alg), undefined); },
+        createHmac: function (alg, key) { return new Hash(checked(alg), bytesOrString(key)); }
+    });
+})();
+"#;
+
+/// `cloudfront`: `kvs()`, the origin helpers, and what a standard distribution answers for
+/// `edgeLocation` and `distributionTenant`.
+const CLOUDFRONT: &str = r#"
+(function () {
+    // The handle is static (often taken at the top level, at load); the store of the running
+    // invocation is looked up by each call.
+    function kvs() {
+        return Object.freeze({
+            get: function (key, options) {
+                var format = options && options.format !== undefined ? String(options.format) : 'string';
+                var value = __verge_kvs_get(String(key), format);
+                return format === 'bytes' ? value.then(__verge_adopt) : value;
+            },
+            exists: function (key) { return __verge_kvs_exists(String(key)); },
+            meta: function () { return __verge_kvs_meta(); }
+        });
+    }
+    __verge_modules.cloudfront = Object.freeze({
+        kvs: kvs,
+        edgeLocation: Object.freeze({ name: 'VRG', serverIp: '127.0.0.1', region: 'local' }),
+        // verge serves standard distributions, never multi-tenant ones: AWS's answer there.
+        distributionTenant: Object.freeze({
+            get id() { throw new TypeError('distributionTenant module is not available'); },
+            parameters: Object.freeze({
+                get: function () { throw new TypeError('distributionTenant module is not available'); }
+            })
+        }),
+        selectRequestOriginById: function (id, options) {
+            __verge_origin('select', String(id), options === undefined ? null : options);
+        },
+        updateRequestOrigin: function (params) { __verge_origin('update', '', params); },
+        createRequestOriginGroup: function (params) { __verge_origin('group', '', params); },
+        logCustomData: function (data) {
+            __verge_log_data(encodeURIComponent(String(data)).slice(0, 800));
+        }
+    });
+})();
+"#;
+
+/// `TextEncoder` / `TextDecoder` (runtime 2.0 and Lambda@Edge): UTF-8 only, converted natively.
+const TEXT: &str = r#"
+(function () {
     function TextEncoder() {}
     TextEncoder.prototype.encoding = 'utf-8';
     TextEncoder.prototype.encode = function (input) {
@@ -263,14 +436,22 @@ const PRELUDE: &str = r#"
         if (input === undefined) { return ''; }
         return __verge_utf8_decode(input, this.fatal, this.ignoreBOM);
     };
-    Object.defineProperty(globalThis, 'TextEncoder', { value: TextEncoder, writable: true, configurable: true });
-    Object.defineProperty(globalThis, 'TextDecoder', { value: TextDecoder, writable: true, configurable: true });
-    }
+    __verge_global('TextEncoder', TextEncoder);
+    __verge_global('TextDecoder', TextDecoder);
+    Object.defineProperty(globalThis, '__verge_text', {
+        value: Object.freeze({ TextEncoder: TextEncoder, TextDecoder: TextDecoder })
+    });
+})();
+"#;
+
+/// `querystring`, native but for `stringify`'s key listing.
+const QUERYSTRING: &str = r#"
+(function () {
     function stringify(obj, sep, eq, options) {
         return obj !== null && typeof obj === 'object'
             ? __verge_qs_stringify(obj, sep, eq, options, Object.keys(obj)) : '';
     }
-    var querystring = Object.freeze({
+    __verge_modules.querystring = Object.freeze({
         parse: __verge_qs_parse,
         decode: __verge_qs_parse,
         stringify: stringify,
@@ -278,52 +459,38 @@ const PRELUDE: &str = r#"
         escape: __verge_qs_escape,
         unescape: __verge_qs_unescape
     });
-    var modules = V1 ? { crypto: crypto, querystring: querystring }
-        : { crypto: crypto, querystring: querystring, buffer: Object.freeze({ get Buffer() { return bufferClass(); } }),
-            cloudfront: cloudfront };
-    if (V1) {
-        Object.defineProperty(globalThis, 'MemoryError', {
-            value: class MemoryError extends Error {}, writable: true, configurable: true
-        });
-        installByteStrings();
-    }
-    // The 1.0 runtime's byte strings: strings whose units are all under 256.
-    function installByteStrings() {
-        var define = function (target, name, f) {
-            Object.defineProperty(target, name, { value: f, writable: true, configurable: true });
-        };
-        var NOT_BYTES = /[^\u0000-\u00ff]/;
-        define(String, 'bytesFrom', function (value, encoding) {
-            if (typeof value === 'string') {
-                var enc = encoding === undefined ? 'utf8' : String(encoding);
-                return __verge_buf_to_string(__verge_buf_from_string(value, enc), 'latin1');
-            }
-            return __verge_buf_to_string(new Uint8Array(value), 'latin1');
-        });
-        // In this engine a byte string and the Unicode string of the same units are one value:
-        // both conversions only check that every unit fits a byte.
-        function bytesOnly(start, end) {
-            var s = String(this).slice(start, end);
-            return NOT_BYTES.test(s) ? null : s;
+})();
+"#;
+
+/// The 1.0 runtime's byte strings: strings whose units are all under 256.
+const BYTE_STRINGS: &str = r#"
+(function () {
+    var define = function (target, name, f) {
+        Object.defineProperty(target, name, { value: f, writable: true, configurable: true });
+    };
+    var NOT_BYTES = /[^\u0000-\u00ff]/;
+    define(String, 'bytesFrom', function (value, encoding) {
+        if (typeof value === 'string') {
+            var enc = encoding === undefined ? 'utf8' : String(encoding);
+            return __verge_buf_to_string(__verge_buf_from_string(value, enc), 'latin1');
         }
-        define(String.prototype, 'fromBytes', bytesOnly);
-        define(String.prototype, 'toBytes', bytesOnly);
-        define(String.prototype, 'fromUTF8', function (start, end) {
-            var s = String(this).slice(start, end);
-            if (NOT_BYTES.test(s)) { return null; }
-            return __verge_utf8_decode(__verge_buf_from_string(s, 'latin1'), true, true, true);
-        });
-        define(String.prototype, 'toUTF8', function (start, end) {
-            return __verge_buf_to_string(__verge_buf_from_string(String(this).slice(start, end), 'utf8'), 'latin1');
-        });
+        return __verge_buf_to_string(new Uint8Array(value), 'latin1');
+    });
+    // In this engine a byte string and the Unicode string of the same units are one value:
+    // both conversions only check that every unit fits a byte.
+    function bytesOnly(start, end) {
+        var s = String(this).slice(start, end);
+        return NOT_BYTES.test(s) ? null : s;
     }
-    Object.defineProperty(globalThis, '__verge_modules', { value: modules });
-    Object.defineProperty(globalThis, 'require', {
-        value: function (name) {
-            name = String(name).replace(/^node:/, '');
-            if (Object.prototype.hasOwnProperty.call(modules, name)) { return modules[name]; }
-            throw new Error("Cannot find module '" + name + "'");
-        }
+    define(String.prototype, 'fromBytes', bytesOnly);
+    define(String.prototype, 'toBytes', bytesOnly);
+    define(String.prototype, 'fromUTF8', function (start, end) {
+        var s = String(this).slice(start, end);
+        if (NOT_BYTES.test(s)) { return null; }
+        return __verge_utf8_decode(__verge_buf_from_string(s, 'latin1'), true, true, true);
+    });
+    define(String.prototype, 'toUTF8', function (start, end) {
+        return __verge_buf_to_string(__verge_buf_from_string(String(this).slice(start, end), 'utf8'), 'latin1');
     });
 })();
 "#;
@@ -597,25 +764,19 @@ fn eval_buffer(_this: &JsValue, _args: &[JsValue], ctx: &mut Context) -> JsResul
     Ok(JsValue::undefined())
 }
 
-/// When a context gets `Buffer`, whose prelude is most of what installing the host costs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BufferInstall {
-    /// At load, with the other preludes: the function's source names it.
-    AtLoad,
-    /// On first use (an accessor on the global object until then).
-    OnFirstUse,
-}
-
-/// Register the natives and run the preludes of `runtime`; then make its modules importable.
+/// Register the natives and run the preludes of `runtime`, with the [`Part`]s and `Buffer` if
+/// the function's `source` names them (the rest wait for their first use); then make its
+/// modules importable.
 pub fn install(
     ctx: &mut Context,
     loader: &HostModules,
     runtime: Runtime,
-    buffer: BufferInstall,
+    source: &str,
 ) -> JsResult<()> {
     let v1 = runtime == Runtime::CloudfrontJs1;
-    let lazy_buffer = !v1 && buffer == BufferInstall::OnFirstUse;
-    let natives: [(&str, usize, Native); 13] = [
+    let edge = runtime == Runtime::LambdaEdge;
+    let lazy_buffer = !v1 && !crate::source_scan::may_use_buffer(source);
+    let natives: [(&str, usize, Native); 14] = [
         ("__verge_kvs_get", 2, kvs_get),
         ("__verge_kvs_exists", 1, kvs_exists),
         ("__verge_kvs_meta", 0, kvs_meta),
@@ -629,6 +790,7 @@ pub fn install(
         ("__verge_digest", 5, digest),
         ("__verge_raw_query", 0, raw_query),
         ("__verge_eval_buffer", 0, eval_buffer),
+        ("__verge_install", 1, install_part),
     ];
     let all = natives
         .into_iter()
@@ -648,29 +810,30 @@ pub fn install(
         hidden,
     )?;
     ctx.register_global_property(js_string!("__verge_v1"), v1, hidden)?;
+    ctx.register_global_property(js_string!("__verge_edge"), edge, hidden)?;
     ctx.register_global_property(js_string!("__verge_lazy_buffer"), lazy_buffer, hidden)?;
     crate::json_parse::install(ctx)?;
-    if !v1 && !lazy_buffer {
+    if !lazy_buffer && !v1 {
         ctx.eval(Source::from_bytes(crate::buffer::PRELUDE))?;
     }
     ctx.eval(Source::from_bytes(PRELUDE))?;
-    if runtime == Runtime::LambdaEdge {
+    if edge {
         crate::edge_host::install(ctx)?;
     }
-    let modules = ctx
-        .global_object()
-        .get(js_string!("__verge_modules"), ctx)?;
-    let modules = modules
-        .as_object()
-        .ok_or_else(|| type_error("host modules missing"))?;
-    for name in modules_of(runtime) {
-        let value = modules.get(JsString::from(*name), ctx)?;
-        let module = module_of(value, ctx)?;
-        loader
-            .modules
-            .borrow_mut()
-            .insert((*name).to_owned(), module);
+    let need = ctx.global_object().get(js_string!("__verge_need"), ctx)?;
+    let need = need
+        .as_callable()
+        .ok_or_else(|| type_error("host parts missing"))?;
+    for part in parts_of(runtime) {
+        if part.words.iter().any(|word| source.contains(word)) {
+            need.call(
+                &JsValue::undefined(),
+                &[JsString::from(part.name).into()],
+                ctx,
+            )?;
+        }
     }
+    loader.names.set(modules_of(runtime));
     Ok(())
 }
 

@@ -27,7 +27,7 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '$'
 }
 
-/// Whether a 2.0 function may use `Buffer` by name or through a host call that returns one
+/// Whether a function (2.0 or Lambda@Edge) may use `Buffer` by name or through a host call that returns one
 /// (a digest without an encoding, a KeyValueStore value in `bytes` format): the context then
 /// installs it at load, not on first use. Plain text search, comments and strings included:
 /// a false "yes" only costs the load what it cost before.

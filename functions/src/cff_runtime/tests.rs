@@ -756,6 +756,58 @@ fn a_function_that_never_names_buffer_gets_it_on_first_use_within_its_budget() {
 }
 
 #[test]
+fn host_parts_a_source_never_names_are_installed_on_first_use_within_its_budget() {
+    // Every name spelled so the load-time scan does not see it: the context loads without the
+    // parts, and the first `require` or global read installs each one uncharged.
+    let source = "var C = 'cry' + 'pto', Q = 'query' + 'string', F = 'cloud' + 'front';
+        var T = 'Text' + 'Encoder', D = 'dig' + 'est';
+        var atLoad = [C, Q, F, 'text'].map(function (p) { return __verge_has(p); });
+        var lazy = Object.getOwnPropertyDescriptor(globalThis, T).get !== undefined;
+        function handler(e) {
+            return [atLoad, lazy,
+                require(C).createHash('md5').update('abc')[D]('hex'),
+                require('node:' + Q).stringify({ a: 1 }),
+                require(F).edgeLocation.name,
+                new globalThis[T]().encode('hi').length,
+                Object.getOwnPropertyDescriptor(globalThis, T).get === undefined,
+                require(C) === require(C),
+                [C, Q, F, 'text'].map(function (p) { return __verge_has(p); })];
+        }";
+    assert_eq!(
+        run_without_buffer_at_load(source),
+        json!([
+            [false, false, false, false],
+            true,
+            "900150983cd24fb0d6963f7d28e17f72",
+            "a=1",
+            "VRG",
+            2,
+            true,
+            true,
+            [true, true, true, true]
+        ])
+    );
+    // A source that names them gets them at load, the globals as plain data properties.
+    assert_eq!(
+        v2(
+            "var named = [typeof crypto, typeof querystring, typeof cloudfront, typeof TextEncoder]; \
+            return ['crypto', 'querystring', 'cloudfront', 'text'].map(function (p) { return __verge_has(p); }) \
+            .concat(Object.getOwnPropertyDescriptor(globalThis, 'TextEncoder').get === undefined);"
+        ),
+        json!([true, true, true, true, true])
+    );
+    // 1.0 has neither the coders nor `cloudfront`, and an unknown module is refused by name.
+    assert_eq!(
+        value_of(
+            Runtime::CloudfrontJs1,
+            "var out = [typeof TextEncoder, typeof String.prototype.toUTF8]; \
+            try { require('cloud' + 'front'); } catch (e) { out.push(e.message); } return out;"
+        ),
+        json!(["undefined", "function", "Cannot find module 'cloudfront'"])
+    );
+}
+
+#[test]
 fn a_global_the_function_sets_before_first_use_stays_its_own() {
     // The function's own `Buffer` is kept when a digest installs the real one for itself.
     let source = "var B = 'Buf' + 'fer', D = 'dig' + 'est';

@@ -332,6 +332,41 @@ fn node_modules_are_there_through_require_and_import() {
 }
 
 #[test]
+fn node_modules_and_globals_a_source_never_names_come_on_first_use() {
+    // Names spelled so the load-time scan does not see them: none of these parts (nor
+    // `Buffer`) is evaluated at load, each comes on its first `require` or global read.
+    let code = "const C = 'cry' + 'pto', U = 'ur' + 'l', T = 'ut' + 'il', F = 'fe' + 'tch';
+        const parts = [C + '_node', U, T, F, 'text'];
+        const atLoad = parts.map((p) => __verge_has(p)).concat(typeof globalThis['__verge_adopt_' + 'buf' + 'fer']);
+        // What the function does to a lazy global before its part comes stays done.
+        globalThis['Text' + 'Encoder'] = 5;
+        delete globalThis['Text' + 'Decoder'];
+        exports.handler = async (event) => {
+            const r = event.Records[0].cf.request;
+            const helpers = require(T);
+            const out = [
+                atLoad.join(','),
+                require(C).randomUUID().length,
+                new (require(U)['UR' + 'L'])('https://a.example/x?y=1').searchParams.get('y'),
+                new globalThis['UR' + 'L']('http://b.example:80/').host,
+                typeof globalThis[F], new globalThis['Head' + 'ers']({ A: '1' }).get('a'),
+                helpers.format('%d', 7), new helpers['Text' + 'Decoder']().decode(new helpers['Text' + 'Encoder']().encode('é')),
+                globalThis['Text' + 'Encoder'], ('Text' + 'Decoder') in globalThis,
+                parts.map((p) => __verge_has(p)).join(','),
+            ];
+            r.headers['x-out'] = [{ value: out.join('|') }];
+            return r;
+        };";
+    let e = edits(run(code));
+    assert_eq!(
+        header(&e, "x-out"),
+        Some(
+            "false,false,false,false,false,undefined|36|1|b.example|function|1|7|é|5|false|true,true,true,true,true"
+        )
+    );
+}
+
+#[test]
 fn globals_persist_between_invocations_of_one_instance() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
