@@ -30,3 +30,10 @@ for p in call pool_round_trip; do
     b=$(count "edge_noop/$p" "$high")
     printf '%-34s %14d\n' "edge_noop/$p" $(( (b - a) / (high - low) ))
 done
+# A whole context load (a worker's start, a reload, the clean-up after a runaway; at the edge a
+# cold start): millions of instructions each, so a few suffice.
+for f in noop edge_noop; do
+    a=$(count "$f/load" 2)
+    b=$(count "$f/load" 12)
+    printf '%-34s %14d\n' "$f/load" $(( (b - a) / 10 ))
+done
