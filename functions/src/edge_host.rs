@@ -2,8 +2,9 @@
 //! (`setImmediate`), `console.log/info/warn/error` with Node-style formatting, the Node-style
 //! `crypto` extras (`randomBytes`, `randomUUID`, `timingSafeEqual`), the `url` module (`URL`,
 //! `URLSearchParams`, `parse`, `format`) and the `util` module (`format`, `inspect`,
-//! `promisify`, `TextEncoder`/`TextDecoder`), the `require`/`import` names with a `node:` prefix,
-//! and the helpers the runtime calls an invocation through.
+//! `promisify`, `TextEncoder`/`TextDecoder`), `fetch`, the `require`/`import` names with a
+//! `node:` prefix, and the helpers the runtime calls an invocation through. All but the console
+//! and timers are [`Part`]s, evaluated when a function first needs them.
 //!
 //! Timers are plain data on the Rust side (deadline and id, in this thread's loop state); their
 //! callbacks stay in a JS map. No boa value is ever held outside the context, so nothing of

@@ -8,7 +8,9 @@
 //! What one invocation decides through these modules (an origin, custom log data) is collected
 //! in a thread-local record that the worker resets before and reads after each invocation.
 //!
-//! The JavaScript side is a small prelude that only collects `update()` chunks; every byte of
+//! The JavaScript side is a small prelude (console, the guards, `require`) plus one [`Part`] per
+//! module, evaluated only for a function that needs it: parsing is most of what loading a
+//! context costs. The JavaScript only collects `update()` chunks and the like; every byte of
 //! hashing and encoding happens in Rust.
 
 use std::cell::RefCell;
@@ -174,7 +176,8 @@ const CFF_PARTS: &[Part] = &[
     },
 ];
 
-/// The parts a runtime's functions may get at load, by the words of their source.
+/// The parts a runtime's functions may have (1.0's byte strings name no word: its prelude
+/// installs them always; the edge's `crypto_node` builds on the common `crypto`).
 fn parts_of(runtime: Runtime) -> impl Iterator<Item = &'static Part> {
     let edge: &[Part] = match runtime {
         Runtime::LambdaEdge => crate::edge_host::PARTS,
@@ -183,24 +186,65 @@ fn parts_of(runtime: Runtime) -> impl Iterator<Item = &'static Part> {
     CFF_PARTS
         .iter()
         .filter(move |part| match runtime {
-            Runtime::CloudfrontJs1 => matches!(part.name, "crypto" | "querystring"),
+            Runtime::CloudfrontJs1 => matches!(part.name, "crypto" | "querystring" | "bytestrings"),
             Runtime::CloudfrontJs2 => part.name != "bytestrings",
-            Runtime::LambdaEdge => matches!(part.name, "querystring" | "text"),
+            Runtime::LambdaEdge => matches!(part.name, "crypto" | "querystring" | "text"),
         })
         .chain(edge)
 }
 
-/// `__verge_install(name)`: evaluate a part (the preludes call it once per part, through
-/// `__verge_need`), not charged to the running invocation's budget.
+/// The runtime a context was installed for, from the hidden (read-only) globals [`install`]
+/// sets.
+fn runtime_of(ctx: &mut Context) -> JsResult<Runtime> {
+    let global = ctx.global_object();
+    let flag = |name: JsString, ctx: &mut Context| -> JsResult<bool> {
+        Ok(global.get(name, ctx)?.to_boolean())
+    };
+    Ok(if flag(js_string!("__verge_v1"), ctx)? {
+        Runtime::CloudfrontJs1
+    } else if flag(js_string!("__verge_edge"), ctx)? {
+        Runtime::LambdaEdge
+    } else {
+        Runtime::CloudfrontJs2
+    })
+}
+
+/// Whether the once-only install marked by `marker` (a hidden global) already ran; if not,
+/// run `install` uncharged to the running invocation's budget, then set the marker. The
+/// natives below are globals a function can call itself: without the marker, calling one in a
+/// loop would spend CPU its budget never sees.
+fn once_uncharged(
+    marker: JsString,
+    ctx: &mut Context,
+    install: impl FnOnce(&mut Context) -> JsResult<JsValue>,
+) -> JsResult<JsValue> {
+    let global = ctx.global_object();
+    if global.has_own_property(marker.clone(), ctx)? {
+        return Ok(JsValue::undefined());
+    }
+    crate::budget::exempt(|| install(ctx))?;
+    global.define_property_or_throw(
+        marker,
+        boa_engine::property::PropertyDescriptor::builder()
+            .value(true)
+            .writable(false)
+            .enumerable(false)
+            .configurable(false),
+        ctx,
+    )?;
+    Ok(JsValue::undefined())
+}
+
+/// `__verge_install(name)`: evaluate a part of the context's runtime, once (the preludes call
+/// it through `__verge_need`).
 fn install_part(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let name = string_arg(args, 0, ctx)?.unwrap_or_default();
-    let part = CFF_PARTS
-        .iter()
-        .chain(crate::edge_host::PARTS)
+    let part = parts_of(runtime_of(ctx)?)
         .find(|part| part.name == name)
         .ok_or_else(|| type_error(format!("no host part named `{name}`")))?;
-    crate::budget::exempt(|| ctx.eval(Source::from_bytes(part.source)))?;
-    Ok(JsValue::undefined())
+    once_uncharged(JsString::from(format!("__verge_part_{name}")), ctx, |ctx| {
+        ctx.eval(Source::from_bytes(part.source))
+    })
 }
 
 /// The JavaScript half of the host that every context gets: console, the allocation and regex
@@ -758,10 +802,11 @@ fn log_data(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<Js
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 /// Evaluate the `Buffer` prelude on a function's first use of it (see the host prelude's
-/// `installBuffer`), not charged to the running invocation's budget.
+/// `installBuffer`), once, not charged to the running invocation's budget.
 fn eval_buffer(_this: &JsValue, _args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    crate::budget::exempt(|| ctx.eval(Source::from_bytes(crate::buffer::PRELUDE)))?;
-    Ok(JsValue::undefined())
+    once_uncharged(js_string!("__verge_part_buffer"), ctx, |ctx| {
+        ctx.eval(Source::from_bytes(crate::buffer::PRELUDE))
+    })
 }
 
 /// Register the natives and run the preludes of `runtime`, with the [`Part`]s and `Buffer` if
@@ -814,7 +859,7 @@ pub fn install(
     ctx.register_global_property(js_string!("__verge_lazy_buffer"), lazy_buffer, hidden)?;
     crate::json_parse::install(ctx)?;
     if !lazy_buffer && !v1 {
-        ctx.eval(Source::from_bytes(crate::buffer::PRELUDE))?;
+        eval_buffer(&JsValue::undefined(), &[], ctx)?;
     }
     ctx.eval(Source::from_bytes(PRELUDE))?;
     if edge {

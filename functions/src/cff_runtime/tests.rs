@@ -808,6 +808,29 @@ fn host_parts_a_source_never_names_are_installed_on_first_use_within_its_budget(
 }
 
 #[test]
+fn the_uncharged_installs_run_once_so_a_loop_calling_them_is_stopped_by_its_budget() {
+    // Each install is CPU the budget does not see; were a repeat not a no-op, this loop would
+    // run on unseen (the `Buffer` prelude takes milliseconds to evaluate).
+    let source = "function handler(e) {
+            for (;;) { try { __verge_eval_buffer(); } catch (e) {} __verge_install('crypto'); }
+        }";
+    // Measured: stopped by its CPU budget at ~1 ms; with repeats allowed, by the memory limit
+    // after ~100 ms (re-evaluating allocates), the budget never reached.
+    let mut f = LoadedFunction::load(source, Runtime::CloudfrontJs2).unwrap();
+    let e = f
+        .invoke(&json!({"request": {"uri": "/a"}}), BUDGET)
+        .result
+        .unwrap_err();
+    assert_eq!(e.kind, FunctionErrorKind::Throttled, "{}", e.message);
+    assert!(e.message.contains("CPU budget"), "{}", e.message);
+    // A part of another runtime is not there to install.
+    assert_eq!(
+        v2("try { __verge_install('fetch'); return 'installed'; } catch (e) { return e.message; }"),
+        json!("no host part named `fetch`")
+    );
+}
+
+#[test]
 fn a_global_the_function_sets_before_first_use_stays_its_own() {
     // The function's own `Buffer` is kept when a digest installs the real one for itself.
     let source = "var B = 'Buf' + 'fer', D = 'dig' + 'est';
