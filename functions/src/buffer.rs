@@ -417,7 +417,7 @@ pub const PRELUDE: &str = r#"
     Object.keys(methods).forEach(function (name) {
         Object.defineProperty(Buffer.prototype, name, { value: methods[name], writable: true, configurable: true });
     });
-    Object.defineProperty(globalThis, 'Buffer', { value: Buffer, writable: true, configurable: true });
+    __verge_global('Buffer', Buffer);
     Object.defineProperty(globalThis, '__verge_buffer_class', { value: Buffer });
     Object.defineProperty(globalThis, '__verge_adopt_buffer', { value: adopt });
 })();

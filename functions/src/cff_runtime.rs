@@ -307,15 +307,14 @@ impl LoadedFunction {
         });
         clock.freeze_now();
         let jobs = Rc::new(Jobs::default());
-        let modules = Rc::new(HostModules::default());
         let mut context = Context::builder()
             .host_hooks(Rc::new(NoDynamicCode))
             .clock(clock.clone())
             .job_executor(jobs.clone())
-            .module_loader(modules.clone())
+            .module_loader(Rc::new(HostModules::default()))
             .build()
             .map_err(|e| LoadError(format!("cannot create a JavaScript context: {e}")))?;
-        host::install(&mut context, &modules, runtime, source)
+        host::install(&mut context, runtime, source)
             .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;
         let request_prototype = host::request_prototype(&mut context)
             .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;

@@ -382,7 +382,7 @@ const CRYPTO_NODE: &str = r#"
     function dsaEncoding(key) {
         return key !== null && typeof key === 'object' && key.dsaEncoding === 'ieee-p1363' ? 'ieee-p1363' : 'der';
     }
-    __verge_need('crypto');
+    __verge_install('crypto');
     var common = __verge_modules.crypto;
     __verge_modules.crypto = Object.freeze({
         createHash: common.createHash,
@@ -572,7 +572,7 @@ const URL: &str = r#"
 /// `util`: `format`, `inspect` and `promisify` (the console's own), the text coders, `types`.
 const UTIL: &str = r#"
 (function () {
-    __verge_need('text');
+    __verge_install('text');
     var util = __verge_util;
     __verge_modules.util = Object.freeze({
         format: util.format, inspect: util.inspect, promisify: util.promisify,

@@ -283,13 +283,12 @@ impl EdgeFunction {
     /// Compile and run a handler's top-level code in a fresh context.
     pub fn load(name: &str, source: &str) -> Result<Self, LoadError> {
         let jobs = Rc::new(Jobs::default());
-        let modules = Rc::new(HostModules::default());
         let mut context = Context::builder()
             .job_executor(jobs.clone())
-            .module_loader(modules.clone())
+            .module_loader(Rc::new(HostModules::default()))
             .build()
             .map_err(|e| LoadError(format!("cannot create a JavaScript context: {e}")))?;
-        host::install(&mut context, &modules, Runtime::LambdaEdge, source)
+        host::install(&mut context, Runtime::LambdaEdge, source)
             .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;
         context
             .runtime_limits_mut()

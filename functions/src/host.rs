@@ -26,15 +26,6 @@ use hmac::{Hmac, Mac};
 use sha2::Digest;
 use verge_config::Runtime;
 
-/// The modules `import` and `require` can name in a runtime.
-pub fn modules_of(runtime: Runtime) -> &'static [&'static str] {
-    match runtime {
-        Runtime::CloudfrontJs1 => &["crypto", "querystring"],
-        Runtime::CloudfrontJs2 => &["crypto", "querystring", "buffer", "cloudfront"],
-        Runtime::LambdaEdge => &["crypto", "querystring", "buffer", "url", "util"],
-    }
-}
-
 /// The most elements (or characters) one allocation-heavy built-in call may produce. Bigger
 /// requests are refused before any work starts, because no budget check reaches inside them.
 pub const MAX_ELEMENTS: usize = 1 << 20;
@@ -92,12 +83,11 @@ pub fn take() -> Decisions {
 }
 
 /// Resolves `import x from 'crypto'` to the host modules; anything else is refused. A module is
-/// made on its first import (its [`Part`] installed then, if it was not yet).
+/// made on its first import, from what `require` gives (the prelude's `__verge_module`, which
+/// knows the runtime's modules and installs a module's [`Part`] if it was not yet).
 #[derive(Default)]
 pub struct HostModules {
     modules: RefCell<HashMap<String, Module>>,
-    /// The modules of the context's runtime (set by [`install`]).
-    names: std::cell::Cell<&'static [&'static str]>,
 }
 
 impl ModuleLoader for HostModules {
@@ -112,11 +102,6 @@ impl ModuleLoader for HostModules {
         let name = name.strip_prefix("node:").unwrap_or(&name);
         if let Some(module) = self.modules.borrow().get(name) {
             return Ok(module.clone());
-        }
-        if !self.names.get().contains(&name) {
-            return Err(JsNativeError::typ()
-                .with_message(format!("Cannot find module '{name}'"))
-                .into());
         }
         let ctx = &mut *context.borrow_mut();
         let make = ctx.global_object().get(js_string!("__verge_module"), ctx)?;
@@ -139,7 +124,7 @@ impl ModuleLoader for HostModules {
 /// running invocation's budget. Parsing is most of what a context's load costs (boa parses
 /// and compiles every function body up front), and most functions use few of the modules.
 pub struct Part {
-    /// The name the preludes install it by (`__verge_need(name)`).
+    /// The name the preludes install it by (`__verge_install(name)`).
     pub name: &'static str,
     /// Words whose presence in a function's source installs the part at load.
     pub words: &'static [&'static str],
@@ -147,8 +132,16 @@ pub struct Part {
     pub source: &'static str,
 }
 
-/// The parts of the CloudFront Functions runtimes (byte strings are 1.0's, installed always).
+/// The parts of the CloudFront Functions runtimes (byte strings are 1.0's, installed always),
+/// all but `cloudfront` and the byte strings shared with Lambda@Edge.
 const CFF_PARTS: &[Part] = &[
+    Part {
+        name: "buffer",
+        // By name, or through a host call that returns one: a digest without an encoding, a
+        // KeyValueStore value in `bytes` format.
+        words: &["Buffer", "buffer", "digest", "bytes"],
+        source: crate::buffer::PRELUDE,
+    },
     Part {
         name: "crypto",
         words: &["crypto"],
@@ -188,77 +181,56 @@ fn parts_of(runtime: Runtime) -> impl Iterator<Item = &'static Part> {
         .filter(move |part| match runtime {
             Runtime::CloudfrontJs1 => matches!(part.name, "crypto" | "querystring" | "bytestrings"),
             Runtime::CloudfrontJs2 => part.name != "bytestrings",
-            Runtime::LambdaEdge => matches!(part.name, "crypto" | "querystring" | "text"),
+            Runtime::LambdaEdge => {
+                matches!(part.name, "buffer" | "crypto" | "querystring" | "text")
+            }
         })
         .chain(edge)
 }
 
-/// The runtime a context was installed for, from the hidden (read-only) globals [`install`]
-/// sets.
-fn runtime_of(ctx: &mut Context) -> JsResult<Runtime> {
-    let global = ctx.global_object();
-    let flag = |name: JsString, ctx: &mut Context| -> JsResult<bool> {
-        Ok(global.get(name, ctx)?.to_boolean())
-    };
-    Ok(if flag(js_string!("__verge_v1"), ctx)? {
-        Runtime::CloudfrontJs1
-    } else if flag(js_string!("__verge_edge"), ctx)? {
-        Runtime::LambdaEdge
-    } else {
-        Runtime::CloudfrontJs2
-    })
+/// The parts of `runtime` that a function's `source` names, installed at its load.
+pub(crate) fn named_parts(runtime: Runtime, source: &str) -> impl Iterator<Item = &'static Part> {
+    parts_of(runtime).filter(move |part| part.words.iter().any(|word| source.contains(word)))
 }
 
-/// Whether the once-only install marked by `marker` (a hidden global) already ran; if not,
-/// run `install` uncharged to the running invocation's budget, then set the marker. The
-/// natives below are globals a function can call itself: without the marker, calling one in a
-/// loop would spend CPU its budget never sees.
-fn once_uncharged(
-    marker: JsString,
-    ctx: &mut Context,
-    install: impl FnOnce(&mut Context) -> JsResult<JsValue>,
-) -> JsResult<JsValue> {
+/// `__verge_install(name)` for a context of `runtime`: evaluate one of its parts (the
+/// preludes call it on first use), uncharged to the running invocation's budget, and
+/// mark it done with a hidden global (which the prelude's `__verge_has` reads). A marked part
+/// is not evaluated again: this is a global a function can call itself, and calling it in a
+/// loop would otherwise spend CPU its budget never sees.
+fn install_part(runtime: Runtime, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let name = string_arg(args, 0, ctx)?.unwrap_or_default();
+    let part = parts_of(runtime)
+        .find(|part| part.name == name)
+        .ok_or_else(|| type_error(format!("no host part named `{name}`")))?;
+    let marker = JsString::from(format!("__verge_part_{name}"));
     let global = ctx.global_object();
-    if global.has_own_property(marker.clone(), ctx)? {
-        return Ok(JsValue::undefined());
+    if !global.has_own_property(marker.clone(), ctx)? {
+        crate::budget::exempt(|| ctx.eval(Source::from_bytes(part.source)))?;
+        global.define_property_or_throw(
+            marker,
+            boa_engine::property::PropertyDescriptor::builder()
+                .value(true)
+                .writable(false)
+                .enumerable(false)
+                .configurable(false),
+            ctx,
+        )?;
     }
-    crate::budget::exempt(|| install(ctx))?;
-    global.define_property_or_throw(
-        marker,
-        boa_engine::property::PropertyDescriptor::builder()
-            .value(true)
-            .writable(false)
-            .enumerable(false)
-            .configurable(false),
-        ctx,
-    )?;
     Ok(JsValue::undefined())
 }
 
-/// `__verge_install(name)`: evaluate a part of the context's runtime, once (the preludes call
-/// it through `__verge_need`).
-fn install_part(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    let name = string_arg(args, 0, ctx)?.unwrap_or_default();
-    let part = parts_of(runtime_of(ctx)?)
-        .find(|part| part.name == name)
-        .ok_or_else(|| type_error(format!("no host part named `{name}`")))?;
-    once_uncharged(JsString::from(format!("__verge_part_{name}")), ctx, |ctx| {
-        ctx.eval(Source::from_bytes(part.source))
-    })
-}
-
 /// The JavaScript half of the host that every context gets: console, the allocation and regex
-/// guards, `Buffer`'s hook, the module table and `require`, and the means to install a
-/// [`Part`] (`__verge_need`) or leave it for a global's first read (`__verge_lazy_global`).
+/// guards, the module table and `require`, and the means to install a
+/// [`Part`] (`__verge_install`) or leave it for a global's first read (`__verge_lazy_global`).
 const PRELUDE: &str = r#"
 (function () {
     var V1 = __verge_v1;
     var hidden = function (name, value) { Object.defineProperty(globalThis, name, { value: value }); };
-    // Parts of the host are evaluated once per context, when first needed (see `host::Part`).
-    var installed = Object.create(null);
-    function need(part) {
-        if (installed[part] !== true) { __verge_install(part); installed[part] = true; }
-    }
+    // Parts of the host are evaluated once per context, when first needed (see `host::Part`);
+    // the native marks each one it installed, and does nothing for a marked one.
+    var need = __verge_install;
+    function has(part) { return Object.prototype.hasOwnProperty.call(globalThis, '__verge_part_' + part); }
     // A global a part defines, left as an accessor until first read. What the function stores
     // there first stays its own, and so does a name it deleted.
     var lazy = Object.create(null);
@@ -284,27 +256,10 @@ const PRELUDE: &str = r#"
             configurable: true
         });
     }
-    // `Buffer` (2.0): its prelude is most of a context's load, so a function whose source never
-    // names it (see `source_scan::may_use_buffer`) gets it on first use instead, installed
-    // without charging the invocation's budget. A value the function gave `Buffer` itself
-    // before that stays its own.
-    function installBuffer() {
-        if (typeof __verge_adopt_buffer === 'function') { return; }
-        var own = Object.getOwnPropertyDescriptor(globalThis, 'Buffer');
-        __verge_eval_buffer();
-        if (own !== undefined && own.get === undefined) { Object.defineProperty(globalThis, 'Buffer', own); }
-    }
-    function bufferClass() { installBuffer(); return __verge_buffer_class; }
-    function adoptBuffer(bytes) { installBuffer(); return __verge_adopt_buffer(bytes); }
-    if (__verge_lazy_buffer) {
-        Object.defineProperty(globalThis, 'Buffer', {
-            get: function () { installBuffer(); return globalThis.Buffer; },
-            set: function (value) {
-                Object.defineProperty(globalThis, 'Buffer', { value: value, writable: true, configurable: true });
-            },
-            configurable: true
-        });
-    }
+    // `Buffer` (2.0 and Lambda@Edge) is a part like the others; the host's own calls that
+    // return one (a digest without an encoding, a KeyValueStore value as bytes) install it.
+    function bufferClass() { need('buffer'); return __verge_buffer_class; }
+    function adoptBuffer(bytes) { need('buffer'); return __verge_adopt_buffer(bytes); }
     // console.log: captured per invocation by the host, at most 10 KB (CloudFront's limit).
     function log(message) { __verge_log(String(message)); }
     Object.defineProperty(globalThis, 'console', {
@@ -372,8 +327,7 @@ const PRELUDE: &str = r#"
     }
     hidden('__verge_modules', modules);
     hidden('__verge_module', module);
-    hidden('__verge_need', need);
-    hidden('__verge_has', function (part) { return installed[part] === true; });
+    hidden('__verge_has', has);
     hidden('__verge_global', global);
     hidden('__verge_lazy_global', lazyGlobal);
     hidden('__verge_adopt', adoptBuffer);
@@ -386,6 +340,7 @@ const PRELUDE: &str = r#"
         });
         need('bytestrings');
     } else {
+        lazyGlobal('Buffer', 'buffer');
         lazyGlobal('TextEncoder', 'text');
         lazyGlobal('TextDecoder', 'text');
     }
@@ -801,27 +756,13 @@ fn log_data(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<Js
 /// A native function as boa calls it.
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
-/// Evaluate the `Buffer` prelude on a function's first use of it (see the host prelude's
-/// `installBuffer`), once, not charged to the running invocation's budget.
-fn eval_buffer(_this: &JsValue, _args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    once_uncharged(js_string!("__verge_part_buffer"), ctx, |ctx| {
-        ctx.eval(Source::from_bytes(crate::buffer::PRELUDE))
-    })
-}
-
-/// Register the natives and run the preludes of `runtime`, with the [`Part`]s and `Buffer` if
-/// the function's `source` names them (the rest wait for their first use); then make its
-/// modules importable.
-pub fn install(
-    ctx: &mut Context,
-    loader: &HostModules,
-    runtime: Runtime,
-    source: &str,
-) -> JsResult<()> {
+/// Register the natives and run the preludes of `runtime`, with the [`Part`]s the function's
+/// `source` names (the rest wait for their first use: a `require`, an
+/// `import` through [`HostModules`], a global's first read).
+pub fn install(ctx: &mut Context, runtime: Runtime, source: &str) -> JsResult<()> {
     let v1 = runtime == Runtime::CloudfrontJs1;
     let edge = runtime == Runtime::LambdaEdge;
-    let lazy_buffer = !v1 && !crate::source_scan::may_use_buffer(source);
-    let natives: [(&str, usize, Native); 14] = [
+    let natives: [(&str, usize, Native); 12] = [
         ("__verge_kvs_get", 2, kvs_get),
         ("__verge_kvs_exists", 1, kvs_exists),
         ("__verge_kvs_meta", 0, kvs_meta),
@@ -834,8 +775,6 @@ pub fn install(
         ("__verge_utf8_decode", 4, utf8_decode),
         ("__verge_digest", 5, digest),
         ("__verge_raw_query", 0, raw_query),
-        ("__verge_eval_buffer", 0, eval_buffer),
-        ("__verge_install", 1, install_part),
     ];
     let all = natives
         .into_iter()
@@ -844,6 +783,11 @@ pub fn install(
     for (name, length, f) in all {
         ctx.register_global_callable(JsString::from(name), length, NativeFunction::from_fn_ptr(f))?;
     }
+    ctx.register_global_callable(
+        js_string!("__verge_install"),
+        1,
+        NativeFunction::from_copy_closure(move |_this, args, ctx| install_part(runtime, args, ctx)),
+    )?;
     if !v1 {
         ctx.register_global_callable(js_string!("btoa"), 1, NativeFunction::from_fn_ptr(btoa))?;
         ctx.register_global_callable(js_string!("atob"), 1, NativeFunction::from_fn_ptr(atob))?;
@@ -856,29 +800,15 @@ pub fn install(
     )?;
     ctx.register_global_property(js_string!("__verge_v1"), v1, hidden)?;
     ctx.register_global_property(js_string!("__verge_edge"), edge, hidden)?;
-    ctx.register_global_property(js_string!("__verge_lazy_buffer"), lazy_buffer, hidden)?;
     crate::json_parse::install(ctx)?;
-    if !lazy_buffer && !v1 {
-        eval_buffer(&JsValue::undefined(), &[], ctx)?;
-    }
     ctx.eval(Source::from_bytes(PRELUDE))?;
     if edge {
         crate::edge_host::install(ctx)?;
     }
-    let need = ctx.global_object().get(js_string!("__verge_need"), ctx)?;
-    let need = need
-        .as_callable()
-        .ok_or_else(|| type_error("host parts missing"))?;
-    for part in parts_of(runtime) {
-        if part.words.iter().any(|word| source.contains(word)) {
-            need.call(
-                &JsValue::undefined(),
-                &[JsString::from(part.name).into()],
-                ctx,
-            )?;
-        }
+    for part in named_parts(runtime, source) {
+        install_part(runtime, &[JsString::from(part.name).into()], ctx)?;
     }
-    loader.names.set(modules_of(runtime));
+
     Ok(())
 }
 

@@ -27,16 +27,6 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '$'
 }
 
-/// Whether a function (2.0 or Lambda@Edge) may use `Buffer` by name or through a host call that returns one
-/// (a digest without an encoding, a KeyValueStore value in `bytes` format): the context then
-/// installs it at load, not on first use. Plain text search, comments and strings included:
-/// a false "yes" only costs the load what it cost before.
-pub fn may_use_buffer(source: &str) -> bool {
-    ["Buffer", "buffer", "digest", "bytes"]
-        .iter()
-        .any(|word| source.contains(word))
-}
-
 /// The tokens of `source`.
 pub fn tokens(source: &str) -> Vec<Token> {
     let chars: Vec<char> = source.chars().collect();
