@@ -1,5 +1,5 @@
 //! `fetch` for edge functions: the network side. The JS side (`fetch`, `Headers`, `Response`)
-//! is in the edge prelude ([`crate::edge_host`]); it calls `__verge_fetch_start` and gets each
+//! is the `fetch` part ([`crate::edge_host`]); it calls `__verge_fetch_start` and gets each
 //! answer back through `__verge_fetch_done`, called by the runtime's event loop.
 //!
 //! Only origins on the function's allow-list are reachable (`functions.NAME.fetch`, by origin

@@ -3,8 +3,9 @@
 //! `crypto` extras (`randomBytes`, `randomUUID`, `timingSafeEqual`), the `url` module (`URL`,
 //! `URLSearchParams`, `parse`, `format`) and the `util` module (`format`, `inspect`,
 //! `promisify`, `TextEncoder`/`TextDecoder`), `fetch`, the `require`/`import` names with a
-//! `node:` prefix, and the helpers the runtime calls an invocation through. All but the console
-//! and timers are [`Part`]s, evaluated when a function first needs them.
+//! `node:` prefix, and the helpers the runtime calls an invocation through. The console (native)
+//! is all a context gets at load; the rest are [`Part`]s, evaluated when a function first needs
+//! them (the console's formatting on its first line, the timers on the first `setTimeout`).
 //!
 //! Timers are plain data on the Rust side (deadline and id, in this thread's loop state); their
 //! callbacks stay in a JS map. No boa value is ever held outside the context, so nothing of
@@ -15,7 +16,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use boa_engine::object::builtins::JsUint8Array;
-use boa_engine::{Context, JsNativeError, JsResult, JsString, JsValue, NativeFunction, Source};
+use boa_engine::object::{FunctionObjectBuilder, IntegrityLevel, JsObject};
+use boa_engine::property::PropertyDescriptor;
+use boa_engine::{Context, JsNativeError, JsResult, JsString, JsValue, NativeFunction, js_string};
 
 use crate::host::Part;
 
@@ -149,26 +152,96 @@ const NATIVES: [(&str, usize, Native); 6] = [
     ("__verge_verify", 5, crate::signature::verify_native),
 ];
 
-/// Register the edge natives and run the edge prelude: console, timers, and the lazy globals
-/// of the [`PARTS`] that make `url`, `util`, `fetch` and `crypto`'s Node extras.
+/// Register the edge natives, the Node-style console, and `__verge_reset`. The globals of the
+/// [`PARTS`] (`url`, `util`, `fetch`, the timers, `crypto`'s Node extras) are left for their
+/// first use by [`crate::host_core`].
 pub fn install(ctx: &mut Context) -> JsResult<()> {
     for (name, length, f) in NATIVES {
         ctx.register_global_callable(JsString::from(name), length, NativeFunction::from_fn_ptr(f))?;
     }
-    ctx.eval(Source::from_bytes(PRELUDE))?;
+    install_console(ctx)?;
+    let reset = FunctionObjectBuilder::new(ctx.realm(), NativeFunction::from_fn_ptr(reset))
+        .name(js_string!("reset"))
+        .build();
+    ctx.global_object().define_property_or_throw(
+        js_string!("__verge_reset"),
+        PropertyDescriptor::builder()
+            .value(reset)
+            .writable(false)
+            .enumerable(false)
+            .configurable(false),
+        ctx,
+    )?;
     Ok(())
 }
 
-const PRELUDE: &str = r#"
-(function () {
-    var hidden = function (name, value) {
-        Object.defineProperty(globalThis, name, { value: value });
-    };
-    var global = function (name, value) {
-        Object.defineProperty(globalThis, name, { value: value, writable: true, configurable: true });
-    };
+/// `__verge_reset()`, called by the runtime after an invocation that started a timer or a
+/// fetch: the callbacks those parts hold in JavaScript are dropped.
+fn reset(_this: &JsValue, _args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let global = ctx.global_object();
+    for (part, clear) in [
+        ("__verge_part_timers", js_string!("__verge_timers_reset")),
+        ("__verge_part_fetch", js_string!("__verge_fetch_reset")),
+    ] {
+        if global.has_own_property(JsString::from(part), ctx)?
+            && let Some(clear) = global.get(clear, ctx)?.as_callable()
+        {
+            clear.call(&JsValue::undefined(), &[], ctx)?;
+        }
+    }
+    Ok(JsValue::undefined())
+}
 
-    // util.inspect / util.format, enough for log lines.
+/// `console` as Lambda's Node.js has it: one captured line per call, with the level column,
+/// formatted as `util.format` does (the `format` part, installed on the first call).
+fn install_console(ctx: &mut Context) -> JsResult<()> {
+    let console = JsObject::with_object_proto(ctx.intrinsics());
+    for (name, level) in [
+        ("log", "INFO"),
+        ("info", "INFO"),
+        ("debug", "DEBUG"),
+        ("trace", "TRACE"),
+        ("warn", "WARN"),
+        ("error", "ERROR"),
+    ] {
+        let native = NativeFunction::from_copy_closure(move |_, args, ctx| {
+            crate::host::install_named(verge_config::Runtime::LambdaEdge, "format", ctx)?;
+            let util = ctx.global_object().get(js_string!("__verge_util"), ctx)?;
+            let format = util
+                .as_object()
+                .map(|util| util.get(js_string!("format"), ctx))
+                .transpose()?
+                .and_then(|f| f.as_callable())
+                .ok_or_else(|| JsNativeError::typ().with_message("util.format is missing"))?;
+            let line = format
+                .call(&JsValue::undefined(), args, ctx)?
+                .to_string(ctx)?;
+            let line = crate::encoding::utf8_escaped(&line);
+            crate::host::record_log(format!("{level}\t{line}"));
+            Ok(JsValue::undefined())
+        });
+        let f = FunctionObjectBuilder::new(ctx.realm(), native)
+            .name(JsString::from(name))
+            .build();
+        console.create_data_property_or_throw(JsString::from(name), f, ctx)?;
+    }
+    console.set_integrity_level(IntegrityLevel::Frozen, ctx)?;
+    ctx.global_object().define_property_or_throw(
+        js_string!("console"),
+        PropertyDescriptor::builder()
+            .value(console)
+            .writable(true)
+            .enumerable(false)
+            .configurable(true),
+        ctx,
+    )?;
+    Ok(())
+}
+
+/// `util.format` / `util.inspect` / `util.promisify`, enough for log lines: what the console
+/// formats with and the `util` module hands out (as the hidden `__verge_util`).
+const FORMAT: &str = r#"
+(function () {
     function inspect(value) {
         if (typeof value === 'string') { return "'" + value + "'"; }
         if (value instanceof Error) { return value.stack ? String(value.stack) : String(value); }
@@ -211,19 +284,16 @@ const PRELUDE: &str = r#"
             });
         };
     }
+    Object.defineProperty(globalThis, '__verge_util',
+        { value: Object.freeze({ format: format, inspect: inspect, promisify: promisify }) });
+})();
+"#;
 
-    hidden('__verge_util', Object.freeze({ format: format, inspect: inspect, promisify: promisify }));
-
-    // console: one captured line per call, with Lambda's level column.
-    function logger(level) {
-        return function () { __verge_log(level + '\t' + format.apply(undefined, arguments)); };
-    }
-    global('console', Object.freeze({
-        log: logger('INFO'), info: logger('INFO'), debug: logger('DEBUG'), trace: logger('TRACE'),
-        warn: logger('WARN'), error: logger('ERROR')
-    }));
-
-    // Timers: the callback stays here, the deadline goes to the host's event loop.
+/// Timers: the callback stays here, the deadline goes to the host's event loop
+/// (`__verge_timer_add`), which calls `__verge_fire(id)` when it is due.
+const TIMERS_JS: &str = r#"
+(function () {
+    var hidden = function (name, value) { Object.defineProperty(globalThis, name, { value: value }); };
     var timers = new Map();
     function setTimeout(callback, ms) {
         if (typeof callback !== 'function') { throw new TypeError('The "callback" argument must be of type function'); }
@@ -235,24 +305,20 @@ const PRELUDE: &str = r#"
     function clearTimeout(id) {
         if (timers.delete(id)) { __verge_timer_cancel(id); }
     }
-    global('setTimeout', setTimeout);
-    global('clearTimeout', clearTimeout);
-    global('setImmediate', function (callback) {
+    function setImmediate(callback) {
         var args = Array.prototype.slice.call(arguments, 1);
         return setTimeout.apply(undefined, [callback, 0].concat(args));
-    });
-    global('clearImmediate', clearTimeout);
+    }
+    __verge_global('setTimeout', setTimeout);
+    __verge_global('clearTimeout', clearTimeout);
+    __verge_global('setImmediate', setImmediate);
+    __verge_global('clearImmediate', clearTimeout);
     hidden('__verge_fire', function (id) {
         var f = timers.get(id);
         if (f) { timers.delete(id); f(); }
     });
     hidden('__verge_set_timeout', setTimeout);
-    hidden('__verge_reset', function () {
-        timers.clear();
-        if (__verge_has('fetch')) { __verge_fetch_reset(); }
-    });
-    ['fetch', 'Headers', 'Response'].forEach(function (name) { __verge_lazy_global(name, 'fetch'); });
-    ['URL', 'URLSearchParams'].forEach(function (name) { __verge_lazy_global(name, 'url'); });
+    hidden('__verge_timers_reset', function () { timers.clear(); });
 })();
 "#;
 
@@ -389,7 +455,11 @@ const CRYPTO_NODE: &str = r#"
         createHmac: common.createHmac,
         randomBytes: function (n, callback) {
             var bytes = toBuffer(__verge_random_bytes(n));
-            if (typeof callback === 'function') { __verge_set_timeout(callback, 0, null, bytes); return undefined; }
+            if (typeof callback === 'function') {
+                __verge_install('timers');
+                __verge_set_timeout(callback, 0, null, bytes);
+                return undefined;
+            }
             return bytes;
         },
         randomUUID: function () {
@@ -573,6 +643,7 @@ const URL: &str = r#"
 const UTIL: &str = r#"
 (function () {
     __verge_install('text');
+    __verge_install('format');
     var util = __verge_util;
     __verge_modules.util = Object.freeze({
         format: util.format, inspect: util.inspect, promisify: util.promisify,
@@ -584,6 +655,21 @@ const UTIL: &str = r#"
 
 /// The parts only Lambda@Edge functions have (see [`crate::host::Part`]).
 pub(crate) const PARTS: &[Part] = &[
+    Part {
+        name: "format",
+        words: &["console"],
+        source: FORMAT,
+    },
+    Part {
+        name: "timers",
+        words: &[
+            "setTimeout",
+            "clearTimeout",
+            "setImmediate",
+            "clearImmediate",
+        ],
+        source: TIMERS_JS,
+    },
     Part {
         name: "crypto_node",
         words: &["crypto"],

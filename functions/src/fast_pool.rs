@@ -886,7 +886,7 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
         }
         // An aborted context is dropped and its heap collected only now, after the reply: on a
         // warm context that takes milliseconds, which the viewer of a runaway need not wait for.
-        // Those milliseconds, and the spare's load below (~10 ms), run at idle priority where
+        // Those milliseconds, and the spare's load below (~0.25 ms), run at idle priority where
         // the worker can come back from it: on a core shared with the proxy thread and the other
         // workers they would otherwise take a third of it from every request in flight, and the
         // queue is shared, so the other workers serve meanwhile.

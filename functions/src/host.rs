@@ -8,10 +8,11 @@
 //! What one invocation decides through these modules (an origin, custom log data) is collected
 //! in a thread-local record that the worker resets before and reads after each invocation.
 //!
-//! The JavaScript side is a small prelude (console, the guards, `require`) plus one [`Part`] per
-//! module, evaluated only for a function that needs it: parsing is most of what loading a
-//! context costs. The JavaScript only collects `update()` chunks and the like; every byte of
-//! hashing and encoding happens in Rust.
+//! What every context gets (console, the guards on built-ins, `require`, the module table) is
+//! built natively by [`crate::host_core`]; the modules are JavaScript, one [`Part`] each,
+//! evaluated only for a function that needs it: parsing is most of what loading a context
+//! costs. The JavaScript only collects `update()` chunks and the like; every byte of hashing
+//! and encoding happens in Rust.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -83,7 +84,7 @@ pub fn take() -> Decisions {
 }
 
 /// Resolves `import x from 'crypto'` to the host modules; anything else is refused. A module is
-/// made on its first import, from what `require` gives (the prelude's `__verge_module`, which
+/// made on its first import, from what `require` gives (the core's `__verge_module`, which
 /// knows the runtime's modules and installs a module's [`Part`] if it was not yet).
 #[derive(Default)]
 pub struct HostModules {
@@ -124,7 +125,7 @@ impl ModuleLoader for HostModules {
 /// running invocation's budget. Parsing is most of what a context's load costs (boa parses
 /// and compiles every function body up front), and most functions use few of the modules.
 pub struct Part {
-    /// The name the preludes install it by (`__verge_install(name)`).
+    /// The name it is installed by (`__verge_install(name)`, [`install_named`]).
     pub name: &'static str,
     /// Words whose presence in a function's source installs the part at load.
     pub words: &'static [&'static str],
@@ -169,7 +170,7 @@ const CFF_PARTS: &[Part] = &[
     },
 ];
 
-/// The parts a runtime's functions may have (1.0's byte strings name no word: its prelude
+/// The parts a runtime's functions may have (1.0's byte strings name no word: the core
 /// installs them always; the edge's `crypto_node` builds on the common `crypto`).
 fn parts_of(runtime: Runtime) -> impl Iterator<Item = &'static Part> {
     let edge: &[Part] = match runtime {
@@ -194,12 +195,18 @@ pub(crate) fn named_parts(runtime: Runtime, source: &str) -> impl Iterator<Item 
 }
 
 /// `__verge_install(name)` for a context of `runtime`: evaluate one of its parts (the
-/// preludes call it on first use), uncharged to the running invocation's budget, and
-/// mark it done with a hidden global (which the prelude's `__verge_has` reads). A marked part
+/// core and the parts call it on first use), uncharged to the running invocation's budget, and
+/// mark it done with a hidden global (which the core's `__verge_has` reads). A marked part
 /// is not evaluated again: this is a global a function can call itself, and calling it in a
 /// loop would otherwise spend CPU its budget never sees.
 fn install_part(runtime: Runtime, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let name = string_arg(args, 0, ctx)?.unwrap_or_default();
+    install_named(runtime, &name, ctx)?;
+    Ok(JsValue::undefined())
+}
+
+/// Install the [`Part`] called `name` of `runtime` if it is not yet (see [`install_part`]).
+pub(crate) fn install_named(runtime: Runtime, name: &str, ctx: &mut Context) -> JsResult<()> {
     let part = parts_of(runtime)
         .find(|part| part.name == name)
         .ok_or_else(|| type_error(format!("no host part named `{name}`")))?;
@@ -217,135 +224,8 @@ fn install_part(runtime: Runtime, args: &[JsValue], ctx: &mut Context) -> JsResu
             ctx,
         )?;
     }
-    Ok(JsValue::undefined())
+    Ok(())
 }
-
-/// The JavaScript half of the host that every context gets: console, the allocation and regex
-/// guards, the module table and `require`, and the means to install a
-/// [`Part`] (`__verge_install`) or leave it for a global's first read (`__verge_lazy_global`).
-const PRELUDE: &str = r#"
-(function () {
-    var V1 = __verge_v1;
-    var hidden = function (name, value) { Object.defineProperty(globalThis, name, { value: value }); };
-    // Parts of the host are evaluated once per context, when first needed (see `host::Part`);
-    // the native marks each one it installed, and does nothing for a marked one.
-    var need = __verge_install;
-    function has(part) { return Object.prototype.hasOwnProperty.call(globalThis, '__verge_part_' + part); }
-    // A global a part defines, left as an accessor until first read. What the function stores
-    // there first stays its own, and so does a name it deleted.
-    var lazy = Object.create(null);
-    function global(name, value) {
-        var own = Object.getOwnPropertyDescriptor(globalThis, name);
-        var mine = lazy[name];
-        if (mine === undefined ? own === undefined : own !== undefined && own.get === mine) {
-            Object.defineProperty(globalThis, name, { value: value, writable: true, configurable: true });
-        }
-    }
-    function lazyGlobal(name, part) {
-        var get = function () {
-            need(part);
-            var own = Object.getOwnPropertyDescriptor(globalThis, name);
-            return own === undefined || own.get === get ? undefined : globalThis[name];
-        };
-        lazy[name] = get;
-        Object.defineProperty(globalThis, name, {
-            get: get,
-            set: function (value) {
-                Object.defineProperty(globalThis, name, { value: value, writable: true, configurable: true });
-            },
-            configurable: true
-        });
-    }
-    // `Buffer` (2.0 and Lambda@Edge) is a part like the others; the host's own calls that
-    // return one (a digest without an encoding, a KeyValueStore value as bytes) install it.
-    function bufferClass() { need('buffer'); return __verge_buffer_class; }
-    function adoptBuffer(bytes) { need('buffer'); return __verge_adopt_buffer(bytes); }
-    // console.log: captured per invocation by the host, at most 10 KB (CloudFront's limit).
-    function log(message) { __verge_log(String(message)); }
-    Object.defineProperty(globalThis, 'console', {
-        value: Object.freeze({ log: log, info: log, warn: log, error: log }),
-        writable: true, configurable: true
-    });
-    // Allocation-heavy built-ins are checked before they start (nothing interrupts them once
-    // running); a refusal marks the invocation as over its memory limit even if JS catches it.
-    var LIMIT = __verge_max_elements;
-    function guard(what, n) {
-        if (n > LIMIT) {
-            __verge_memory(what + ' of ' + n + ' elements');
-            throw new RangeError(what + ': ' + n + ' elements is over the memory limit (' + LIMIT + ')');
-        }
-    }
-    function wrap(proto, name, size) {
-        var original = proto[name];
-        Object.defineProperty(proto, name, {
-            value: function () {
-                guard(name, size.apply(this, arguments));
-                return original.apply(this, arguments);
-            },
-            writable: true, configurable: true
-        });
-    }
-    wrap(Array.prototype, 'fill', function () { return this.length >>> 0; });
-    wrap(Array.prototype, 'join', function () { return this.length >>> 0; });
-    wrap(String.prototype, 'repeat', function (count) { return String(this).length * (Number(count) || 0); });
-    wrap(String.prototype, 'padStart', function (length) { return Number(length) || 0; });
-    wrap(String.prototype, 'padEnd', function (length) { return Number(length) || 0; });
-    var arrayFrom = Array.from;
-    Object.defineProperty(Array, 'from', {
-        value: function (items) {
-            if (items !== null && typeof items === 'object' && typeof items[Symbol.iterator] !== 'function') {
-                guard('Array.from', Number(items.length) || 0);
-            }
-            return arrayFrom.apply(this, arguments);
-        },
-        writable: true, configurable: true
-    });
-    // `new RegExp(…)` gets the same nested-quantifier check as regex literals get at load.
-    var NativeRegExp = RegExp;
-    function GuardedRegExp(pattern, flags) {
-        __verge_regex_check(pattern instanceof NativeRegExp ? pattern.source : String(pattern));
-        return new NativeRegExp(pattern, flags);
-    }
-    GuardedRegExp.prototype = NativeRegExp.prototype;
-    Object.defineProperty(GuardedRegExp.prototype, 'constructor', {
-        value: GuardedRegExp, writable: true, configurable: true
-    });
-    Object.defineProperty(globalThis, 'RegExp', { value: GuardedRegExp, writable: true, configurable: true });
-    // Modules: each is made by its part on first `require` or `import` (`buffer` is only a
-    // handle on the lazily installed class). No prototype: `constructor` is no module.
-    var modules = V1 ? {} : { buffer: Object.freeze({ get Buffer() { return bufferClass(); } }) };
-    var MODULE_PARTS = Object.assign(Object.create(null),
-        V1 ? { crypto: 'crypto', querystring: 'querystring' }
-        : __verge_edge ? { crypto: 'crypto_node', querystring: 'querystring', url: 'url', util: 'util' }
-        : { crypto: 'crypto', querystring: 'querystring', cloudfront: 'cloudfront' });
-    function module(name) {
-        if (!Object.prototype.hasOwnProperty.call(modules, name) && MODULE_PARTS[name] !== undefined) {
-            need(MODULE_PARTS[name]);
-        }
-        if (Object.prototype.hasOwnProperty.call(modules, name)) { return modules[name]; }
-        throw new Error("Cannot find module '" + name + "'");
-    }
-    hidden('__verge_modules', modules);
-    hidden('__verge_module', module);
-    hidden('__verge_has', has);
-    hidden('__verge_global', global);
-    hidden('__verge_lazy_global', lazyGlobal);
-    hidden('__verge_adopt', adoptBuffer);
-    Object.defineProperty(globalThis, 'require', {
-        value: function (name) { return module(String(name).replace(/^node:/, '')); }
-    });
-    if (V1) {
-        Object.defineProperty(globalThis, 'MemoryError', {
-            value: class MemoryError extends Error {}, writable: true, configurable: true
-        });
-        need('bytestrings');
-    } else {
-        lazyGlobal('Buffer', 'buffer');
-        lazyGlobal('TextEncoder', 'text');
-        lazyGlobal('TextDecoder', 'text');
-    }
-})();
-"#;
 
 /// `crypto` as CloudFront Functions have it: hashes and HMACs, collected in JS and computed
 /// natively. Buffers and typed arrays are hashed as bytes; strings as UTF-8 (in 1.0, a byte
@@ -680,7 +560,12 @@ fn choose_origin(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResu
 }
 
 fn log(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    let line = string_arg(args, 0, ctx)?.unwrap_or_default();
+    record_log(string_arg(args, 0, ctx)?.unwrap_or_default());
+    Ok(JsValue::undefined())
+}
+
+/// Keep one `console.log` line of the running invocation, cut where the run's 10 KB end.
+pub(crate) fn record_log(line: String) {
     DECISIONS.with(|d| {
         let mut d = d.borrow_mut();
         let room = MAX_LOG_BYTES.saturating_sub(d.logged);
@@ -694,7 +579,6 @@ fn log(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue
         d.logged += end;
         d.logs.push(line[..end].to_owned());
     });
-    Ok(JsValue::undefined())
 }
 
 fn utf8_encode(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
@@ -733,18 +617,15 @@ fn raw_query(_this: &JsValue, _args: &[JsValue], _ctx: &mut Context) -> JsResult
     }))
 }
 
-fn regex_check(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    let pattern = string_arg(args, 0, ctx)?.unwrap_or_default();
-    match crate::regex_guard::nested_quantifier(&pattern) {
-        Some(why) => Err(JsNativeError::syntax().with_message(why).into()),
-        None => Ok(JsValue::undefined()),
-    }
+fn memory(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    note_memory(string_arg(args, 0, ctx)?.unwrap_or_default());
+    Ok(JsValue::undefined())
 }
 
-fn memory(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    let what = string_arg(args, 0, ctx)?.unwrap_or_default();
+/// Mark the running invocation as over its memory limit (`what` says which call was refused),
+/// whether or not the function catches the error it is given.
+pub(crate) fn note_memory(what: String) {
     DECISIONS.with(|d| d.borrow_mut().memory = Some(what));
-    Ok(JsValue::undefined())
 }
 
 fn log_data(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
@@ -756,20 +637,19 @@ fn log_data(_this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<Js
 /// A native function as boa calls it.
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
-/// Register the natives and run the preludes of `runtime`, with the [`Part`]s the function's
+/// Register the natives and build the core of `runtime`, with the [`Part`]s the function's
 /// `source` names (the rest wait for their first use: a `require`, an
 /// `import` through [`HostModules`], a global's first read).
 pub fn install(ctx: &mut Context, runtime: Runtime, source: &str) -> JsResult<()> {
     let v1 = runtime == Runtime::CloudfrontJs1;
     let edge = runtime == Runtime::LambdaEdge;
-    let natives: [(&str, usize, Native); 12] = [
+    let natives: [(&str, usize, Native); 11] = [
         ("__verge_kvs_get", 2, kvs_get),
         ("__verge_kvs_exists", 1, kvs_exists),
         ("__verge_kvs_meta", 0, kvs_meta),
         ("__verge_origin", 3, choose_origin),
         ("__verge_log_data", 1, log_data),
         ("__verge_memory", 1, memory),
-        ("__verge_regex_check", 1, regex_check),
         ("__verge_log", 1, log),
         ("__verge_utf8_encode", 1, utf8_encode),
         ("__verge_utf8_decode", 4, utf8_decode),
@@ -799,9 +679,8 @@ pub fn install(ctx: &mut Context, runtime: Runtime, source: &str) -> JsResult<()
         hidden,
     )?;
     ctx.register_global_property(js_string!("__verge_v1"), v1, hidden)?;
-    ctx.register_global_property(js_string!("__verge_edge"), edge, hidden)?;
     crate::json_parse::install(ctx)?;
-    ctx.eval(Source::from_bytes(PRELUDE))?;
+    crate::host_core::install(ctx, runtime)?;
     if edge {
         crate::edge_host::install(ctx)?;
     }

@@ -55,6 +55,7 @@ pub mod encoding;
 pub mod fast_pool;
 mod grouped;
 pub mod host;
+pub(crate) mod host_core;
 mod invocation;
 pub mod job_queue;
 pub mod js_json;

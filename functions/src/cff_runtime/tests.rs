@@ -332,6 +332,84 @@ fn catastrophic_regexes_are_refused_at_load_and_in_new_regexp() {
 }
 
 #[test]
+fn the_native_core_keeps_what_functions_can_see_of_it() {
+    // console, the guarded built-ins, RegExp and require are made natively at load; what a
+    // function can observe of them is what the engine's own built-ins show.
+    assert_eq!(
+        v2(
+            "console.log(); console.log(null); console.log(Symbol('s')); console.info(1, 2);\n\
+            return [Object.isFrozen(console), console.log === console.error, typeof console.log,\n\
+              Object.keys(globalThis).indexOf('console'),\n\
+              [Array.prototype.fill, Array.prototype.join, String.prototype.repeat,\n\
+               String.prototype.padStart, String.prototype.padEnd, Array.from]\n\
+                .map(function (f) { return f.name + '/' + f.length; }).join(),\n\
+              [1, 2].join('-'), 'ab'.repeat(2), 'a'.padStart(3, '.'), 'a'.padEnd(2, '!'),\n\
+              new Array(2).fill(7).join(), Array.from({ length: 2 }, function (_, i) { return i * 3; }).join(),\n\
+              Array.prototype.join.call('xyz', '+'), Array.from(new Set([4, 5])).join()];"
+        ),
+        json!([
+            true,
+            true,
+            "function",
+            -1,
+            "fill/1,join/1,repeat/1,padStart/1,padEnd/1,from/1",
+            "1-2",
+            "abab",
+            "..a",
+            "a!",
+            "7,7",
+            "0,3",
+            "x+y+z",
+            "4,5"
+        ])
+    );
+    assert_eq!(
+        crate::host::take().logs,
+        vec!["undefined", "null", "Symbol(s)", "1"]
+    );
+    assert_eq!(
+        v2("class Path extends RegExp {}\n\
+            var p = new Path('^/a'), plain = RegExp('b', 'g');\n\
+            return [RegExp.name, RegExp.length, /x/.constructor === RegExp, /x/ instanceof RegExp,\n\
+              p instanceof Path, p instanceof RegExp, p.test('/a/b'), plain.flags, plain instanceof RegExp,\n\
+              new RegExp(/c+/i).flags, new RegExp(/c+/i, 'g').source,\n\
+              Object.getPrototypeOf(plain) === RegExp.prototype];"),
+        json!([
+            "RegExp", 2, true, true, true, true, true, "g", true, "i", "c+", true
+        ])
+    );
+    // A refused pattern given as a regex is checked by its source.
+    assert!(
+        v2(
+            "try { new RegExp(new RegExp('(a+)' + '+b'.slice(0, 1) + 'b')); return 'built'; } \
+            catch (e) { return e.name; }"
+        ) == json!("SyntaxError")
+    );
+    assert_eq!(
+        v2("var out = [];\n\
+            ['node:crypto', 'crypto', 'nope', 'node:nope'].forEach(function (m) {\n\
+              try { out.push(typeof require(m).createHash); } catch (e) { out.push(e.name + ': ' + e.message); }\n\
+            });\n\
+            var d = Object.getOwnPropertyDescriptor(globalThis, 'require');\n\
+            return out.concat([require.name, require.length, d.writable, d.enumerable, d.configurable,\n\
+              require('buffer') === require('node:buffer'), Object.isFrozen(require('buffer'))]);"),
+        json!([
+            "function",
+            "function",
+            "Error: Cannot find module 'nope'",
+            "Error: Cannot find module 'nope'",
+            "require",
+            1,
+            false,
+            false,
+            false,
+            true,
+            true
+        ])
+    );
+}
+
+#[test]
 fn text_encoder_and_decoder_speak_utf8() {
     let i = run(
         "function handler(e) { var b = new TextEncoder().encode('h\\u00e9\\u20ac'); \

@@ -339,13 +339,16 @@ fn node_modules_and_globals_a_source_never_names_come_on_first_use() {
     // Names spelled so the load-time scan does not see them: none of these parts (nor
     // `Buffer`) is evaluated at load, each comes on its first `require` or global read.
     let code = "const C = 'cry' + 'pto', U = 'ur' + 'l', T = 'ut' + 'il', F = 'fe' + 'tch';
-        const parts = [C + '_node', U, T, F, 'text'];
+        const parts = [C + '_node', U, T, F, 'text', 'for' + 'mat', 'tim' + 'ers'];
         const atLoad = parts.map((p) => __verge_has(p)).concat(typeof globalThis['__verge_adopt_' + 'buf' + 'fer']);
         // What the function does to a lazy global before its part comes stays done.
         globalThis['Text' + 'Encoder'] = 5;
         delete globalThis['Text' + 'Decoder'];
         exports.handler = async (event) => {
             const r = event.Records[0].cf.request;
+            // Logging formats with the `format` part; a timer needs the `timers` part.
+            globalThis['con' + 'sole'].log('%s', 'x');
+            await new Promise((done) => globalThis['setTime' + 'out'](done, 1));
             const helpers = require(T);
             const out = [
                 atLoad.join(','),
@@ -362,7 +365,7 @@ fn node_modules_and_globals_a_source_never_names_come_on_first_use() {
         };";
     assert_eq!(
         x_out(code),
-        "false,false,false,false,false,undefined|36|1|b.example|function|1|7|é|5|false|true,true,true,true,true"
+        "false,false,false,false,false,false,false,undefined|36|1|b.example|function|1|7|é|5|false|true,true,true,true,true,true,true"
     );
 }
 
