@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use boa_engine::object::builtins::JsUint8Array;
 use boa_engine::object::{FunctionObjectBuilder, IntegrityLevel, JsObject};
-use boa_engine::property::PropertyDescriptor;
 use boa_engine::{Context, JsNativeError, JsResult, JsString, JsValue, NativeFunction, js_string};
 
 use crate::host::Part;
@@ -163,16 +162,12 @@ pub fn install(ctx: &mut Context) -> JsResult<()> {
     let reset = FunctionObjectBuilder::new(ctx.realm(), NativeFunction::from_fn_ptr(reset))
         .name(js_string!("reset"))
         .build();
-    ctx.global_object().define_property_or_throw(
+    crate::host_core::hidden(
+        &ctx.global_object(),
         js_string!("__verge_reset"),
-        PropertyDescriptor::builder()
-            .value(reset)
-            .writable(false)
-            .enumerable(false)
-            .configurable(false),
+        reset,
         ctx,
-    )?;
-    Ok(())
+    )
 }
 
 /// `__verge_reset()`, called by the runtime after an invocation that started a timer or a
@@ -226,16 +221,7 @@ fn install_console(ctx: &mut Context) -> JsResult<()> {
         console.create_data_property_or_throw(JsString::from(name), f, ctx)?;
     }
     console.set_integrity_level(IntegrityLevel::Frozen, ctx)?;
-    ctx.global_object().define_property_or_throw(
-        js_string!("console"),
-        PropertyDescriptor::builder()
-            .value(console)
-            .writable(true)
-            .enumerable(false)
-            .configurable(true),
-        ctx,
-    )?;
-    Ok(())
+    crate::host_core::open(&ctx.global_object(), js_string!("console"), console, ctx)
 }
 
 /// `util.format` / `util.inspect` / `util.promisify`, enough for log lines: what the console

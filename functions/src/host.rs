@@ -214,15 +214,7 @@ pub(crate) fn install_named(runtime: Runtime, name: &str, ctx: &mut Context) -> 
     let global = ctx.global_object();
     if !global.has_own_property(marker.clone(), ctx)? {
         crate::budget::exempt(|| ctx.eval(Source::from_bytes(part.source)))?;
-        global.define_property_or_throw(
-            marker,
-            boa_engine::property::PropertyDescriptor::builder()
-                .value(true)
-                .writable(false)
-                .enumerable(false)
-                .configurable(false),
-            ctx,
-        )?;
+        crate::host_core::hidden(&global, marker, true, ctx)?;
     }
     Ok(())
 }

@@ -242,7 +242,7 @@ fn publish_global(
         _ => false,
     };
     if take {
-        global.define_property_or_throw(name, open_value(value.clone()), ctx)?;
+        open(&global, name, value.clone(), ctx)?;
     }
     Ok(JsValue::undefined())
 }
@@ -274,11 +274,8 @@ fn define_lazy_global(
     );
     let set = NativeFunction::from_copy_closure_with_captures(
         |_, args, name, ctx| {
-            ctx.global_object().define_property_or_throw(
-                name.clone(),
-                open_value(args.get_or_undefined(0).clone()),
-                ctx,
-            )?;
+            let value = args.get_or_undefined(0).clone();
+            open(&ctx.global_object(), name.clone(), value, ctx)?;
             Ok(JsValue::undefined())
         },
         name.clone(),
@@ -329,12 +326,7 @@ fn install_console(ctx: &mut Context) -> JsResult<()> {
         console.create_data_property_or_throw(JsString::from(name), log.clone(), ctx)?;
     }
     console.set_integrity_level(IntegrityLevel::Frozen, ctx)?;
-    ctx.global_object().define_property_or_throw(
-        js_string!("console"),
-        open_value(console.into()),
-        ctx,
-    )?;
-    Ok(())
+    open(&ctx.global_object(), js_string!("console"), console, ctx)
 }
 
 /// How many elements a guarded built-in is about to make, from its `this` and arguments;
@@ -480,12 +472,7 @@ fn install_regexp_guard(ctx: &mut Context) -> JsResult<()> {
             .configurable(true),
         ctx,
     )?;
-    ctx.global_object().define_property_or_throw(
-        js_string!("RegExp"),
-        open_value(guarded.into()),
-        ctx,
-    )?;
-    Ok(())
+    open(&ctx.global_object(), js_string!("RegExp"), guarded, ctx)
 }
 
 /// A native constructor receives `new.target` as `this`. It is taken as such only when it is a
@@ -535,8 +522,9 @@ fn function(ctx: &mut Context, name: &str, length: usize, native: NativeFunction
         .build()
 }
 
-/// A hidden global: not writable, not enumerable, not configurable.
-fn hidden(
+/// A hidden property (a global, a part's marker): not writable, not enumerable, not
+/// configurable.
+pub(crate) fn hidden(
     global: &JsObject,
     name: JsString,
     value: impl Into<JsValue>,
@@ -554,12 +542,18 @@ fn hidden(
     Ok(())
 }
 
-/// A data property a function may overwrite or delete, not listed by `for … in`: how the
-/// engine's own globals are made.
-fn open_value(value: JsValue) -> PropertyDescriptor {
-    PropertyDescriptor::builder()
+/// Define `object[name]` as a data property a function may overwrite or delete, not listed by
+/// `for … in`: how the engine's own globals are made.
+pub(crate) fn open(
+    object: &JsObject,
+    name: JsString,
+    value: impl Into<JsValue>,
+    ctx: &mut Context,
+) -> JsResult<()> {
+    let open = PropertyDescriptor::builder()
         .value(value)
         .writable(true)
-        .configurable(true)
-        .build()
+        .configurable(true);
+    object.define_property_or_throw(name, open, ctx)?;
+    Ok(())
 }

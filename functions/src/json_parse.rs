@@ -16,7 +16,6 @@
 //! `float_roundtrip`; `-0` stays `-0`). The argument is converted with `ToString` once.
 
 use boa_engine::object::FunctionObjectBuilder;
-use boa_engine::property::PropertyDescriptor;
 use boa_engine::{
     Context, JsArgs, JsNativeError, JsObject, JsResult, JsValue, NativeFunction, js_string,
 };
@@ -47,16 +46,7 @@ pub fn install(ctx: &mut Context) -> JsResult<()> {
         .length(2)
         .build();
     // The attributes of a built-in method: writable, not enumerable, configurable.
-    json.define_property_or_throw(
-        js_string!("parse"),
-        PropertyDescriptor::builder()
-            .value(parse)
-            .writable(true)
-            .enumerable(false)
-            .configurable(true),
-        ctx,
-    )?;
-    Ok(())
+    crate::host_core::open(&json, js_string!("parse"), parse, ctx)
 }
 
 /// `JSON.parse(text, reviver)`.
