@@ -280,6 +280,7 @@ pub fn write(run: &Run) -> Result<String, BoxError> {
                 "p99_ratio": s.p99_ratio(),
                 "runaways": s.runaways,
                 "runaway_max_ms": s.runaway_max_ms,
+                "late_ms": s.late_ms,
                 "budget_ms": BUDGET_MS,
                 "unexpected": s.unexpected,
             })
@@ -322,6 +323,20 @@ pub fn write(run: &Run) -> Result<String, BoxError> {
     Ok(section)
 }
 
+/// How many runaways were late, and how late (the slowest few).
+fn late(late_ms: &[f64]) -> String {
+    if late_ms.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = late_ms
+        .iter()
+        .take(5)
+        .map(|ms| format!("{ms:.2}"))
+        .collect();
+    let more = if late_ms.len() > 5 { ", …" } else { "" };
+    format!("; {} late: {}{more} ms", late_ms.len(), shown.join(", "))
+}
+
 /// One runaway stress run as the report's line: the p99 ratio and the slowest runaway, each
 /// against its target.
 pub fn stress_line(s: &Stress) -> String {
@@ -337,7 +352,7 @@ pub fn stress_line(s: &Stress) -> String {
     format!(
         "- runaway stress, throttling {}: p99 of the 99% {:.2} ms vs {:.2} ms without runaways = \
          **{:.2}×**, the median of {} interleaved pairs ({}) (≤ 1.5×: {}); {} runaways, slowest \
-         answered {:.2} ms after dispatch (budget {BUDGET_MS} ms + 1 ms: {}); host steal on \
+         answered {:.2} ms after dispatch (budget {BUDGET_MS} ms + 1 ms: {}{}); host steal on \
          core 0 at most {:.1}% in any pass{}\n",
         if s.throttle { "on" } else { "off" },
         p99,
@@ -349,6 +364,7 @@ pub fn stress_line(s: &Stress) -> String {
         s.runaways,
         s.runaway_max_ms,
         met(within && s.runaways > 0),
+        late(&s.late_ms),
         s.worst_steal_pct(),
         if s.unexpected > 0 {
             format!("; **{} unexpected answers**", s.unexpected)

@@ -41,6 +41,9 @@ pub struct Stress {
     pub pairs: Vec<Pair>,
     pub runaways: usize,
     pub runaway_max_ms: f64,
+    /// The runaways answered later than their budget + 1 ms after dispatch, slowest first:
+    /// one outlier or many tell different stories.
+    pub late_ms: Vec<f64>,
     /// Unexpected answers: non-200 among the 99%, non-503 among the runaways.
     pub unexpected: u64,
 }
@@ -115,11 +118,18 @@ pub fn run(
     // The access log is flushed every 10 ms; the open loop has waited for its last answers.
     std::thread::sleep(std::time::Duration::from_millis(200));
     let function_ms = access_log_field(&log, "function_ms", "/runaway");
+    let mut late_ms: Vec<f64> = function_ms
+        .iter()
+        .copied()
+        .filter(|&ms| ms > BUDGET_MS + 1.0)
+        .collect();
+    late_ms.sort_by(|a, b| b.total_cmp(a));
     Ok(Stress {
         throttle,
         pairs,
         runaways: function_ms.len(),
         runaway_max_ms: function_ms.iter().copied().fold(0.0, f64::max),
+        late_ms,
         unexpected,
     })
 }
