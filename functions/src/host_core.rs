@@ -159,16 +159,13 @@ pub(crate) fn install(ctx: &mut Context, runtime: Runtime) -> JsResult<()> {
 }
 
 /// The globals of `runtime` that wait as accessors for their part's first use: `(name, part)`.
-fn lazy_globals(runtime: Runtime) -> &'static [(&'static str, &'static str)] {
-    const FAST: &[(&str, &str)] = &[
+fn lazy_globals(runtime: Runtime) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    const NODE_AND_2_0: &[(&str, &str)] = &[
         ("Buffer", "buffer"),
         ("TextEncoder", "text"),
         ("TextDecoder", "text"),
     ];
-    const EDGE: &[(&str, &str)] = &[
-        ("Buffer", "buffer"),
-        ("TextEncoder", "text"),
-        ("TextDecoder", "text"),
+    const EDGE_ONLY: &[(&str, &str)] = &[
         ("fetch", "fetch"),
         ("Headers", "fetch"),
         ("Response", "fetch"),
@@ -179,11 +176,12 @@ fn lazy_globals(runtime: Runtime) -> &'static [(&'static str, &'static str)] {
         ("setImmediate", "timers"),
         ("clearImmediate", "timers"),
     ];
-    match runtime {
-        Runtime::CloudfrontJs1 => &[],
-        Runtime::CloudfrontJs2 => FAST,
-        Runtime::LambdaEdge => EDGE,
-    }
+    let (common, edge): (&[_], &[_]) = match runtime {
+        Runtime::CloudfrontJs1 => (&[], &[]),
+        Runtime::CloudfrontJs2 => (NODE_AND_2_0, &[]),
+        Runtime::LambdaEdge => (NODE_AND_2_0, EDGE_ONLY),
+    };
+    common.iter().chain(edge)
 }
 
 /// The part that makes module `name` in `runtime`, if the runtime has such a module.
