@@ -108,24 +108,34 @@ impl CollectionPolicy {
     }
 
     /// The worker has had nothing to do for a while: the first time it holds a context, put
-    /// the engine's trigger out of reach ([`make_headroom`], above the contexts loaded by then;
-    /// a context loaded later raises the trigger by itself as it grows the heap); later,
-    /// collect what the last invocations left. Done when idle because touching the ballast is
-    /// not free (~2.5 ms per worker alone, but seven verge processes starting at once on one
-    /// core took 3.7 s to answer instead of 1.8 s when every worker made it before it was
-    /// ready). A worker with no context (a configuration without fast functions) makes none:
-    /// it would only add the ballast (16 MiB per worker) to the process's peak memory.
+    /// the engine's trigger out of reach ([`Self::make_headroom`]); later, collect what the last
+    /// invocations left. A worker with no context (a configuration without fast functions)
+    /// makes no headroom: it would only add the ballast (16 MiB per worker) to the process's
+    /// peak memory.
     pub(crate) fn when_idle(&mut self, has_contexts: bool) {
         if !self.headroom && !has_contexts {
             return;
         }
         if !self.headroom {
-            self.headroom = true;
-            make_headroom(ENGINE_HEADROOM);
-            self.restart();
+            self.make_headroom();
         } else if self.invocations > 0 {
             self.collect();
         }
+    }
+
+    /// Put the engine's trigger out of reach ([`make_headroom`], above the contexts loaded by
+    /// then; a context loaded later raises the trigger by itself as it grows the heap), at the
+    /// worker's first idle moment or after its first invocation, whichever comes first. Not
+    /// before the worker is ready: touching the ballast is not free (~2.5 ms per worker alone,
+    /// but seven verge processes starting at once on one core took 3.7 s to answer instead of
+    /// 1.8 s when every worker made it first). Not only when idle either: a worker under load
+    /// from its start is never idle, and without headroom the engine collects inside its
+    /// invocations at 1 MiB, which made the worker halve its own limits for good (seen on the
+    /// load benchmark's rewrite row: down to a collection every 250 invocations).
+    fn make_headroom(&mut self) {
+        self.headroom = true;
+        make_headroom(ENGINE_HEADROOM);
+        self.restart();
     }
 
     /// Count from now, after a collection.
@@ -135,10 +145,15 @@ impl CollectionPolicy {
         self.watch = CollectorWatch::arm();
     }
 
-    /// After an invocation: collect if it is time. If the engine collected by itself since the
-    /// last time, its pause may have landed inside an invocation, so collect sooner from now on.
+    /// After an invocation: make the headroom if this is the worker's first, else collect if it
+    /// is time. If the engine collected by itself since the last time, its pause may have landed
+    /// inside an invocation, so collect sooner from now on.
     pub(crate) fn after_invocation(&mut self, function: &str) {
         self.invocations += 1;
+        if !self.headroom {
+            self.make_headroom();
+            return;
+        }
         if self.watch.forced_since() {
             self.restart();
             return;

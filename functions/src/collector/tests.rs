@@ -63,6 +63,36 @@ fn the_first_idle_moment_makes_headroom_and_later_ones_collect() {
 }
 
 #[test]
+fn a_worker_busy_from_its_start_makes_headroom_after_its_first_invocation() {
+    use crate::cff_runtime::LoadedFunction;
+    std::thread::spawn(|| {
+        let mut f = LoadedFunction::load(
+            "function handler(e) { return e.request; }",
+            Runtime::CloudfrontJs2,
+        )
+        .unwrap();
+        let event = serde_json::json!({"request": {"uri": "/"}});
+        let mut policy = CollectionPolicy::new();
+        assert!(f.invoke(&event, Duration::from_secs(5)).result.is_ok());
+        // No idle moment came first: the worker went straight on to its next job.
+        policy.after_invocation("f");
+        assert!(
+            !engine_collected_during(8 << 20),
+            "the engine still collects by itself after the worker's first invocation"
+        );
+        // Its own schedule is the default one, not halved by the engine's collections.
+        for _ in 0..20 {
+            assert!(f.invoke(&event, Duration::from_secs(5)).result.is_ok());
+            policy.after_invocation("f");
+        }
+        assert_eq!(policy.after_bytes, GC_AFTER_BYTES);
+        assert_eq!(policy.after_invocations, GC_AFTER_INVOCATIONS);
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
 fn headroom_leaves_nothing_behind() {
     std::thread::spawn(|| {
         force_collect();
@@ -84,6 +114,9 @@ fn a_collection_the_engine_started_by_itself_makes_the_worker_collect_sooner() {
     let event = serde_json::json!({"request": {"uri": "/"}});
     // A collection the worker started (loading, discarding a context) is not the engine's.
     let mut policy = CollectionPolicy::new();
+    // As if the headroom were made, but with the engine's trigger left at its 1 MiB: the
+    // engine collects by itself as it would once a context's live heap outgrows the headroom.
+    policy.headroom = true;
     force_collect();
     policy.after_invocation("f");
     assert_eq!(policy.after_bytes, GC_AFTER_BYTES);
