@@ -107,11 +107,11 @@ impl CollectionPolicy {
         self.restart();
     }
 
-    /// The worker has had nothing to do for a while: the first time it holds a context, put
-    /// the engine's trigger out of reach ([`Self::make_headroom`]); later, collect what the last
-    /// invocations left. A worker with no context (a configuration without fast functions)
-    /// makes no headroom: it would only add the ballast (16 MiB per worker) to the process's
-    /// peak memory.
+    /// The worker has had nothing to do for a while: collect what the last invocations left,
+    /// or, for a worker that started with no context and has one now, make the headroom
+    /// ([`Self::make_headroom`]). A worker with no context (a configuration without fast
+    /// functions) makes none: it would only add the ballast (16 MiB per worker) to the
+    /// process's peak memory.
     pub(crate) fn when_idle(&mut self, has_contexts: bool) {
         if !self.headroom && !has_contexts {
             return;
@@ -123,18 +123,32 @@ impl CollectionPolicy {
         }
     }
 
-    /// Put the engine's trigger out of reach ([`make_headroom`], above the contexts loaded by
-    /// then; a context loaded later raises the trigger by itself as it grows the heap), at the
-    /// worker's first idle moment or after its first invocation, whichever comes first. Not
-    /// before the worker is ready: touching the ballast is not free (~2.5 ms per worker alone,
-    /// but seven verge processes starting at once on one core took 3.7 s to answer instead of
-    /// 1.8 s when every worker made it first). Not only when idle either: a worker under load
-    /// from its start is never idle, and without headroom the engine collects inside its
-    /// invocations at 1 MiB, which made the worker halve its own limits for good (seen on the
-    /// load benchmark's rewrite row: down to a collection every 250 invocations).
-    fn make_headroom(&mut self) {
+    /// Put the engine's trigger out of reach ([`make_headroom`]). A worker that starts with
+    /// functions to warm does it first, before it loads them and before it is ready, so no
+    /// request waits for it: over a near-empty heap the engine's passes while the ballast grows
+    /// cost next to nothing, and it took ~2.5 ms here (once ~90 ms: the first touch of VM
+    /// memory the host had never backed, which costs the same wherever it is paid). Made at
+    /// the first idle moment after the contexts were loaded, as it was, each of those passes
+    /// walked their heaps (4–12 ms, up to 125 ms), and a worker under load from its start was
+    /// never idle: the engine collected inside its invocations at 1 MiB and the worker halved
+    /// its own schedule for good (the load bench's rewrite: a collection every 250 invocations
+    /// instead of 1,000). A worker that started without functions makes it at its first idle
+    /// moment or after its first invocation, whichever comes first.
+    ///
+    /// The contexts loaded afterwards live inside the headroom: boa lifts its trigger to
+    /// what is held over 70%, ~23 MiB for 16 MiB of ballast, so up to ~7 MiB of contexts fit
+    /// beside the worker's own 16 MiB schedule ([`GC_AFTER_BYTES`]); past that the engine is
+    /// seen collecting by itself and the worker collects sooner
+    /// ([`CollectionPolicy::after_invocation`], counted in `verge_functions_engine_collections`).
+    pub(crate) fn make_headroom(&mut self) {
         self.headroom = true;
+        let started = std::time::Instant::now();
         make_headroom(ENGINE_HEADROOM);
+        tracing::debug!(
+            headroom_mb = ENGINE_HEADROOM >> 20,
+            took_us = started.elapsed().as_micros(),
+            "made the collector's headroom"
+        );
         self.restart();
     }
 
@@ -145,18 +159,19 @@ impl CollectionPolicy {
         self.watch = CollectorWatch::arm();
     }
 
-    /// After an invocation: make the headroom if this is the worker's first, else collect if it
+    /// After an invocation: make the headroom if the worker has none yet, else collect if it
     /// is time. If the engine collected by itself since the last time, its pause may have landed
-    /// inside an invocation, so collect sooner from now on.
-    pub(crate) fn after_invocation(&mut self, function: &str) {
+    /// inside an invocation, so collect sooner from now on; `true` then, for the pool to count.
+    pub(crate) fn after_invocation(&mut self, function: &str) -> bool {
         self.invocations += 1;
         if !self.headroom {
+            let engine_collected = self.watch.collected() && !self.watch.forced_since();
             self.make_headroom();
-            return;
+            return engine_collected;
         }
         if self.watch.forced_since() {
             self.restart();
-            return;
+            return false;
         }
         if self.watch.collected() {
             self.after_bytes = (self.after_bytes / 2).max(64 * 1024);
@@ -168,24 +183,26 @@ impl CollectionPolicy {
                 "the engine collected by itself between forced collections; collecting sooner"
             );
             self.collect();
-            return;
+            return true;
         }
         let allocated = crate::alloc_meter::allocated().saturating_sub(self.allocated_at_gc);
         if self.invocations >= self.after_invocations || allocated > self.after_bytes {
             self.collect();
         }
+        false
     }
 }
 
 /// The size of the ballast's pieces.
 const BALLAST_PIECE: usize = 16 * 1024;
 
-/// One piece of ballast: plain bytes the collector holds but has nothing to trace in. A bare
-/// byte array would be traced byte by byte at every collection (boa's `Trace` for arrays visits
-/// each element): unoptimized, as tests build this crate, making 4 MiB of ballast took ~50 ms.
-#[derive(Clone, Copy)]
+/// One piece of ballast: bytes the collector holds but has nothing to trace in. A bare byte
+/// array would be traced byte by byte at every collection (boa's `Trace` for arrays visits each
+/// element): unoptimized, as tests build this crate, making 4 MiB of ballast took ~50 ms. Left
+/// uninitialized: only their size counts, so nothing needs to write 16 MiB of zeros.
 struct BallastPiece(
-    #[expect(dead_code, reason = "its bytes are there to be held, never read")] [u8; BALLAST_PIECE],
+    #[expect(dead_code, reason = "its bytes are there to be counted, never read")]
+    std::mem::MaybeUninit<[u8; BALLAST_PIECE]>,
 );
 
 impl boa_engine::gc::Finalize for BallastPiece {}
@@ -206,17 +223,19 @@ unsafe impl boa_engine::gc::Trace for BallastPiece {
 /// boa 0.22 has no setting for it (its `GcConfig` is private, starting at 1 MiB): it collects
 /// when the bytes of its objects pass the threshold, and raises the threshold to what is still
 /// live over 70% when a collection leaves more than that. So the worker makes that happen once
-/// ([`CollectionPolicy::when_idle`]): it holds `bytes` of ballast objects while the engine
+/// ([`CollectionPolicy::make_headroom`]): it holds `bytes` of ballast objects while the engine
 /// collects, which lifts the threshold above them, then drops them. boa never lowers the
-/// threshold; a thread keeps it. Costs the ballast's memory for a moment and the time to touch
-/// it, once per worker thread.
+/// threshold; a thread keeps it. Costs the ballast's memory for a moment (the allocator still
+/// touches each piece, and the engine's passes), once per worker thread.
 pub(crate) fn make_headroom(bytes: usize) {
     let pieces = bytes.div_ceil(BALLAST_PIECE);
     let mut ballast = Vec::with_capacity(pieces);
     // Each allocation checks the threshold: past it, the engine collects (the ballast is
     // held, so it stays) and raises the threshold above what is held.
     for _ in 0..pieces {
-        ballast.push(boa_engine::gc::Gc::new(BallastPiece([0; BALLAST_PIECE])));
+        ballast.push(boa_engine::gc::Gc::new(BallastPiece(
+            std::mem::MaybeUninit::uninit(),
+        )));
     }
     drop(ballast);
     force_collect();

@@ -217,6 +217,8 @@ struct Shared {
     supervisor_asleep: AtomicBool,
     /// Workers cleaning up after an abort at idle priority now ([`IdleCleanup`]).
     idle_cleanups: AtomicUsize,
+    /// Collections the engine started by itself on a worker ([`FastPool::engine_collections`]).
+    engine_collections: AtomicU64,
 }
 
 /// How contexts came to be loaded, for metrics and tests.
@@ -315,6 +317,7 @@ impl FastPool {
             supervisor: OnceLock::new(),
             supervisor_asleep: AtomicBool::new(false),
             idle_cleanups: AtomicUsize::new(0),
+            engine_collections: AtomicU64::new(0),
         });
         let (tx, _ready) = start_generation(&shared, &Arc::from([]))?;
         let supervised = shared.clone();
@@ -381,6 +384,13 @@ impl FastPool {
             spare_at_idle: l.spare_at_idle.load(Ordering::Relaxed),
             confirm: l.confirm.load(Ordering::Relaxed),
         }
+    }
+
+    /// Collections boa started by itself on this pool's workers, seen between invocations.
+    /// Each may have landed inside an invocation and been charged to its budget; the workers'
+    /// own schedule is meant to keep this at 0 (see [`crate::collector`]).
+    pub fn engine_collections(&self) -> u64 {
+        self.shared.engine_collections.load(Ordering::Relaxed)
     }
 
     /// The generation new invocations go to (1 for the first).
@@ -837,6 +847,10 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
     let mut loaded = Loaded::default();
     let slot = ReplySlot::default();
     crate::alloc_meter::on_ceiling(park_hook(&slot, me));
+    let mut gc = CollectionPolicy::new();
+    if !me.warm.is_empty() {
+        gc.make_headroom();
+    }
     for def in me.warm.iter() {
         // A function that fails to load here fails the same way when invoked, with its error.
         let _ = loaded.get(def, &shared.loads.warm);
@@ -844,7 +858,6 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
     if let Some(ready) = ready {
         let _ = ready.send(());
     }
-    let mut gc = CollectionPolicy::new();
     loop {
         if me.retired.load(Ordering::Relaxed) {
             return;
@@ -917,7 +930,9 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
         }
         drop(at_idle);
         // Collect outside the timed window, so a GC pause is never charged to a function.
-        gc.after_invocation(&task.invocation.function.name);
+        if gc.after_invocation(&task.invocation.function.name) {
+            shared.engine_collections.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -36,6 +36,9 @@ impl AdminApp {
                 let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
                 metrics.retired_workers.set(gauge(pool.retired_workers()));
                 metrics.worker_generation.set(gauge(pool.generation()));
+                metrics
+                    .engine_collections
+                    .set(gauge(pool.engine_collections()));
                 let loads = pool.loads();
                 for (when, n) in [
                     ("warm", loads.warm),

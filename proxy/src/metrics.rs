@@ -33,6 +33,9 @@ pub struct Metrics {
     pub context_loads: prometheus::IntGaugeVec,
     /// The fast-tier worker generation serving new invocations.
     pub worker_generation: IntGauge,
+    /// Collections the JS engine started by itself on fast-tier workers; read from the pool at
+    /// scrape time.
+    pub engine_collections: IntGauge,
     /// Edge-tier counters of the running configuration, by function and what
     /// (`cold_starts`, `cold_start_microseconds`, `timeouts`, `concurrency_refusals`, `parked`);
     /// read from the edge pool at scrape time.
@@ -101,6 +104,11 @@ impl Metrics {
             "The fast-tier worker generation serving new invocations (one per reload).",
         )?;
         registry.register(Box::new(worker_generation.clone()))?;
+        let engine_collections = IntGauge::new(
+            "verge_functions_engine_collections",
+            "Collections the JavaScript engine started by itself on fast-tier workers, outside              their own schedule between invocations: each may have landed inside an invocation              and been charged to its budget. Expected to stay 0.",
+        )?;
+        registry.register(Box::new(engine_collections.clone()))?;
         let edge = prometheus::IntGaugeVec::new(
             Opts::new(
                 "verge_functions_edge",
@@ -117,6 +125,7 @@ impl Metrics {
             edge,
             context_loads,
             worker_generation,
+            engine_collections,
             function_invocations: counter_vec(
                 &registry,
                 "verge_functions_invocations_total",

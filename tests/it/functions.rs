@@ -316,6 +316,9 @@ async fn reloads_that_change_function_code_lose_no_request() {
     );
     assert!(metric(&m, r#"verge_functions_context_loads{when="warm"}"#) >= 2.0 * 21.0);
     assert_eq!(metric(&m, "verge_functions_worker_generation"), 22.0);
+    // Every generation's workers prepared their collector before serving: the engine never
+    // collected by itself inside an invocation.
+    assert_eq!(metric(&m, "verge_functions_engine_collections"), 0.0, "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

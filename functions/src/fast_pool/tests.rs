@@ -380,6 +380,26 @@ async fn allocation_runaways_are_refused_before_they_start_even_when_caught() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn workers_busy_from_their_start_leave_the_engine_no_collection_of_its_own() {
+    // Each invocation leaves ~50 KB of objects; the engine's own trigger starts at 1 MiB. The
+    // calls come back to back, so no worker has an idle moment to prepare in.
+    let p = pool();
+    let f = def(
+        "garbage",
+        "function handler(e) { var a = []; for (var i = 0; i < 300; i++) { a.push({i: i, s: 'x' + i}); } \
+         e.request.headers['x-ab'] = {value: 'b'}; return e.request; }",
+    );
+    let generation = p.warm(vec![f.clone()]).unwrap();
+    for _ in 0..200 {
+        assert!(added_header(
+            p.invoke_in(&generation, inv(&f), Duration::from_millis(50))
+                .await
+        ));
+    }
+    assert_eq!(p.engine_collections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_new_generation_is_warmed_before_it_serves_and_the_old_one_exits() {
     let p = pool();
     assert_eq!(p.generation(), 1);
