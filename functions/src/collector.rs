@@ -142,13 +142,7 @@ impl CollectionPolicy {
     /// ([`CollectionPolicy::after_invocation`], counted in `verge_functions_engine_collections`).
     pub(crate) fn make_headroom(&mut self) {
         self.headroom = true;
-        let started = std::time::Instant::now();
         make_headroom(ENGINE_HEADROOM);
-        tracing::debug!(
-            headroom_mb = ENGINE_HEADROOM >> 20,
-            took_us = started.elapsed().as_micros(),
-            "made the collector's headroom"
-        );
         self.restart();
     }
 
@@ -228,6 +222,7 @@ unsafe impl boa_engine::gc::Trace for BallastPiece {
 /// threshold; a thread keeps it. Costs the ballast's memory for a moment (the allocator still
 /// touches each piece, and the engine's passes), once per worker thread.
 pub(crate) fn make_headroom(bytes: usize) {
+    let started = std::time::Instant::now();
     let pieces = bytes.div_ceil(BALLAST_PIECE);
     let mut ballast = Vec::with_capacity(pieces);
     // Each allocation checks the threshold: past it, the engine collects (the ballast is
@@ -239,6 +234,11 @@ pub(crate) fn make_headroom(bytes: usize) {
     }
     drop(ballast);
     force_collect();
+    tracing::debug!(
+        headroom_mb = bytes >> 20,
+        took_us = started.elapsed().as_micros(),
+        "made the collector's headroom"
+    );
 }
 
 /// [`make_headroom`], unless this thread made at least `bytes` already: boa never lowers its
