@@ -106,7 +106,9 @@ impl Metrics {
         registry.register(Box::new(worker_generation.clone()))?;
         let engine_collections = IntGauge::new(
             "verge_functions_engine_collections",
-            "Collections the JavaScript engine started by itself on fast-tier workers, outside              their own schedule between invocations: each may have landed inside an invocation              and been charged to its budget. Expected to stay 0.",
+            "Collections the JavaScript engine started by itself on fast-tier workers, outside \
+             their own schedule between invocations: each may have landed inside an invocation \
+             and been charged to its budget. Expected to stay 0.",
         )?;
         registry.register(Box::new(engine_collections.clone()))?;
         let edge = prometheus::IntGaugeVec::new(
