@@ -84,8 +84,6 @@ pub(crate) struct CollectionPolicy {
     after_invocations: u32,
     /// Invocations since the last collection (the worker collects when idle with any).
     pub(crate) invocations: u32,
-    /// Whether the engine's trigger was put out of reach on this thread yet.
-    headroom: bool,
     allocated_at_gc: u64,
     watch: CollectorWatch,
 }
@@ -96,7 +94,6 @@ impl CollectionPolicy {
             after_bytes: GC_AFTER_BYTES,
             after_invocations: GC_AFTER_INVOCATIONS,
             invocations: 0,
-            headroom: false,
             allocated_at_gc: crate::alloc_meter::allocated(),
             watch: CollectorWatch::arm(),
         }
@@ -113,10 +110,11 @@ impl CollectionPolicy {
     /// functions) makes none: it would only add the ballast (16 MiB per worker) to the
     /// process's peak memory.
     pub(crate) fn when_idle(&mut self, has_contexts: bool) {
-        if !self.headroom && !has_contexts {
+        let headroom = Self::has_headroom();
+        if !headroom && !has_contexts {
             return;
         }
-        if !self.headroom {
+        if !headroom {
             self.make_headroom();
         } else if self.invocations > 0 {
             self.collect();
@@ -141,9 +139,14 @@ impl CollectionPolicy {
     /// seen collecting by itself and the worker collects sooner
     /// ([`CollectionPolicy::after_invocation`], counted in `verge_functions_engine_collections`).
     pub(crate) fn make_headroom(&mut self) {
-        self.headroom = true;
-        make_headroom(ENGINE_HEADROOM);
+        make_headroom_once(ENGINE_HEADROOM);
         self.restart();
+    }
+
+    /// Whether this thread's engine trigger is out of reach already (boa never lowers it, so
+    /// the thread's record of it is the one to ask).
+    fn has_headroom() -> bool {
+        HEADROOM_MADE.with(std::cell::Cell::get) >= ENGINE_HEADROOM
     }
 
     /// Count from now, after a collection.
@@ -158,7 +161,7 @@ impl CollectionPolicy {
     /// inside an invocation, so collect sooner from now on; `true` then, for the pool to count.
     pub(crate) fn after_invocation(&mut self, function: &str) -> bool {
         self.invocations += 1;
-        if !self.headroom {
+        if !Self::has_headroom() {
             let engine_collected = self.watch.collected() && !self.watch.forced_since();
             self.make_headroom();
             return engine_collected;

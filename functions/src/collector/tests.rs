@@ -116,7 +116,7 @@ fn a_collection_the_engine_started_by_itself_makes_the_worker_collect_sooner() {
     let mut policy = CollectionPolicy::new();
     // As if the headroom were made, but with the engine's trigger left at its 1 MiB: the
     // engine collects by itself as it would once a context's live heap outgrows the headroom.
-    policy.headroom = true;
+    HEADROOM_MADE.with(|h| h.set(ENGINE_HEADROOM));
     force_collect();
     policy.after_invocation("f");
     assert_eq!(policy.after_bytes, GC_AFTER_BYTES);
