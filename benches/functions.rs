@@ -47,12 +47,15 @@ fn per_invocation(c: &mut Criterion) {
         ("ab_rewrite", invocation(AB_REWRITE, Hook::ViewerRequest)),
         ("jwt", jwt_invocation()),
     ] {
+        // As the fast pool holds it: shared with the event's deferred parts.
+        let inv = std::rc::Rc::new(inv);
         let (hook, code) = (inv.hook, inv.function.code.clone());
         let code = &*code;
         let event = match hook {
             Hook::ViewerResponse => CffEvent::viewer_response(&inv),
             _ => CffEvent::viewer_request(&inv),
-        };
+        }
+        .deferring(&inv);
         c.bench_function(&format!("{name}/marshal_in"), |b| {
             b.iter(|| match hook {
                 Hook::ViewerResponse => CffEvent::viewer_response(black_box(&inv)),
@@ -82,7 +85,7 @@ fn per_invocation(c: &mut Criterion) {
             .expect("runtime");
         let pool = FastPool::start(PoolConfig::default()).expect("pool");
         c.bench_function(&format!("{name}/pool_round_trip"), |b| {
-            b.iter(|| runtime.block_on(pool.invoke(inv.clone(), Duration::from_millis(1))))
+            b.iter(|| runtime.block_on(pool.invoke((*inv).clone(), Duration::from_millis(1))))
         });
     }
 }

@@ -59,12 +59,15 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // As the fast pool holds it: shared with the event's deferred parts.
+    let inv = std::rc::Rc::new(inv);
     let (hook, code) = (inv.hook, inv.function.code.clone());
     let code = &*code;
     let event = match hook {
         Hook::ViewerResponse => CffEvent::viewer_response(&inv),
         _ => CffEvent::viewer_request(&inv),
-    };
+    }
+    .deferring(&inv);
     // Under valgrind everything runs tens of times slower: budgets and deadlines are lifted so
     // only instructions are measured, never a timeout.
     let budget = Duration::from_secs(10);
@@ -130,7 +133,7 @@ fn main() {
             .expect("pool");
             let generation = pool.warm(vec![inv.function.clone()]).expect("warm");
             for _ in 0..iterations {
-                black_box(runtime.block_on(pool.invoke_in(&generation, inv.clone(), budget)));
+                black_box(runtime.block_on(pool.invoke_in(&generation, (*inv).clone(), budget)));
             }
         }
         other => {

@@ -8,8 +8,12 @@
 
 use std::borrow::Cow;
 
-use boa_engine::{JsObject, JsString, JsValue, js_string};
+use std::rc::Rc;
 
+use boa_engine::{JsObject, JsString, JsValue, js_string};
+use boa_gc::Gc;
+
+use crate::deferred::{self, Kit, Part};
 use crate::grouped::Grouped;
 use crate::invocation::{HeaderList, Invocation};
 use crate::js_json::{JsBuilder, string};
@@ -182,6 +186,9 @@ pub struct CffEvent<'a> {
     headers: MultiMap<'a>,
     cookies: MultiMap<'a>,
     response: Option<ResponseView<'a>>,
+    /// The invocation shared with the JS objects, when parts are built on first touch
+    /// ([`CffEvent::deferring`]).
+    source: Option<Rc<Invocation>>,
 }
 
 impl<'a> CffEvent<'a> {
@@ -195,6 +202,7 @@ impl<'a> CffEvent<'a> {
             headers: visible_headers(&req.headers, "cookie"),
             cookies: Grouped::group(cookie_pairs(&req.headers)),
             response: None,
+            source: None,
         }
     }
 
@@ -222,37 +230,62 @@ impl<'a> CffEvent<'a> {
         }
     }
 
-    /// The event on the JS heap; `event.request` gets `request_prototype` (which gives it
-    /// `rawQueryString()`).
-    pub fn write(&self, js: &mut JsBuilder<'_>, request_prototype: &JsObject) -> JsValue {
+    /// Build the parts a handler may never touch only when it does ([`crate::deferred`]);
+    /// `source` must be the invocation this event was made from, at its own hook (otherwise
+    /// the event stays built in full: the parts are built from `source` alone).
+    pub fn deferring(mut self, source: &Rc<Invocation>) -> Self {
+        if std::ptr::eq(&**source, self.inv) && source.hook == self.hook {
+            self.source = Some(source.clone());
+        }
+        self
+    }
+
+    /// The invocation its deferred parts come from, if any.
+    pub fn source(&self) -> Option<&Rc<Invocation>> {
+        self.source.as_ref()
+    }
+
+    /// The event on the JS heap; `event.request` gets the kit's request prototype (which
+    /// gives it `rawQueryString()`).
+    pub fn write(&self, js: &mut JsBuilder<'_>, kit: &Gc<Kit>) -> JsValue {
         let inv = self.inv;
-        let event = js.object();
+        let source = self.source.as_ref();
+        let event = match source {
+            Some(source) => {
+                let prototype = object_prototype(js);
+                deferred::owner(js, prototype, source, kit)
+            }
+            None => js.object(),
+        };
         js.set(&event, "version", js_string!("1.0"));
-        let context = js.object();
-        js.set(
-            &context,
-            "distributionDomainName",
-            js_string!("verge.local"),
-        );
-        js.set(&context, "distributionId", js_string!("VERGE"));
-        js.set(&context, "eventType", event_type(self.hook));
-        js.set(&context, "requestId", string(&inv.request_id));
-        js.set(&event, "context", context);
-        let viewer = js.object();
-        js.set(&viewer, "ip", string(&inv.request.client_ip_text()));
-        js.set(&event, "viewer", viewer);
-        let request = js.object_with(request_prototype.clone());
-        js.set(&request, "method", string(&inv.request.method));
-        js.set(&request, "uri", string(&inv.request.uri));
-        let query = write_multi(&self.query, js);
-        js.set(&request, "querystring", query);
-        let headers = write_multi(&self.headers, js);
-        js.set(&request, "headers", headers);
-        let cookies = write_multi(&self.cookies, js);
-        js.set(&request, "cookies", cookies);
-        js.set(&event, "request", request);
+        match source {
+            Some(_) => {
+                deferred::define(js, &event, Part::Context, kit);
+                deferred::define(js, &event, Part::Viewer, kit);
+            }
+            None => {
+                let context = write_context(inv, self.hook, js);
+                js.set(&event, "context", context);
+                let viewer = write_viewer(inv, js);
+                js.set(&event, "viewer", viewer);
+            }
+        }
+        match (source, &self.response) {
+            (Some(_), Some(_)) => deferred::define(js, &event, Part::Request, kit),
+            _ => {
+                let eager = (&self.query, &self.cookies);
+                let request = write_request(inv, source, kit, &self.headers, eager, js);
+                js.set(&event, "request", request);
+            }
+        }
         if let Some(r) = &self.response {
-            let response = js.object();
+            let response = match source {
+                Some(source) => {
+                    let prototype = object_prototype(js);
+                    deferred::owner(js, prototype, source, kit)
+                }
+                None => js.object(),
+            };
             js.set(&response, "statusCode", JsValue::new(i32::from(r.status)));
             js.set(
                 &response,
@@ -261,11 +294,141 @@ impl<'a> CffEvent<'a> {
             );
             let headers = write_multi(&r.headers, js);
             js.set(&response, "headers", headers);
-            let cookies = write_set_cookies(&r.cookies, js);
-            js.set(&response, "cookies", cookies);
+            match source {
+                Some(_) => deferred::define(js, &response, Part::ResponseCookies, kit),
+                None => {
+                    let cookies = write_set_cookies(&r.cookies, js);
+                    js.set(&response, "cookies", cookies);
+                }
+            }
             js.set(&event, "response", response);
         }
         event.into()
+    }
+}
+
+fn object_prototype(js: &mut JsBuilder<'_>) -> JsObject {
+    js.context.intrinsics().constructors().object().prototype()
+}
+
+/// `event.context`.
+fn write_context(inv: &Invocation, hook: Hook, js: &mut JsBuilder<'_>) -> JsValue {
+    let context = js.object();
+    js.set(
+        &context,
+        "distributionDomainName",
+        js_string!("verge.local"),
+    );
+    js.set(&context, "distributionId", js_string!("VERGE"));
+    js.set(&context, "eventType", event_type(hook));
+    js.set(&context, "requestId", string(&inv.request_id));
+    context.into()
+}
+
+/// `event.viewer`.
+fn write_viewer(inv: &Invocation, js: &mut JsBuilder<'_>) -> JsValue {
+    let viewer = js.object();
+    js.set(&viewer, "ip", string(&inv.request.client_ip_text()));
+    viewer.into()
+}
+
+/// `event.request`: its query string and cookies deferred when `source` is given, written from
+/// `eager` (the query string's and the cookies' maps) otherwise.
+fn write_request(
+    inv: &Invocation,
+    source: Option<&Rc<Invocation>>,
+    kit: &Gc<Kit>,
+    headers: &MultiMap<'_>,
+    eager: (&MultiMap<'_>, &MultiMap<'_>),
+    js: &mut JsBuilder<'_>,
+) -> JsValue {
+    let prototype = kit.request_prototype.clone();
+    let request = match source {
+        Some(source) => deferred::owner(js, prototype, source, kit),
+        None => js.object_with(prototype),
+    };
+    js.set(&request, "method", string(&inv.request.method));
+    js.set(&request, "uri", string(&inv.request.uri));
+    match source {
+        Some(_) => deferred::define(js, &request, Part::Querystring, kit),
+        None => {
+            let query = write_multi(eager.0, js);
+            js.set(&request, "querystring", query);
+        }
+    }
+    let headers = write_multi(headers, js);
+    js.set(&request, "headers", headers);
+    match source {
+        Some(_) => deferred::define(js, &request, Part::Cookies, kit),
+        None => {
+            let cookies = write_multi(eager.1, js);
+            js.set(&request, "cookies", cookies);
+        }
+    }
+    request.into()
+}
+
+/// Entries past which building a deferred part is not charged to the function's budget: the
+/// eager event was built before the budget started, and a part with hundreds of cookies takes
+/// a good share of a budget to build. Exempting costs two reads of the thread's CPU clock
+/// (~1 µs), more than a part of a few entries takes.
+const CHARGED_ENTRIES: usize = 8;
+
+/// A deferred part of a CloudFront Functions event, built as the eager event has it
+/// ([`crate::deferred::Build`]).
+pub fn build_part(
+    part: Part,
+    source: &Rc<Invocation>,
+    kit: &Gc<Kit>,
+    js: &mut JsBuilder<'_>,
+) -> JsValue {
+    let inv = &**source;
+    let headers = &inv.request.headers;
+    let entries = match part {
+        Part::Context | Part::Viewer => 0,
+        Part::Request => headers.len(),
+        Part::Querystring => inv.request.querystring.matches('&').count() + 1,
+        Part::Cookies => cookie_pairs(headers).count(),
+        Part::ResponseCookies => inv.response.as_ref().map_or(0, |r| r.headers.len()),
+    };
+    if entries > CHARGED_ENTRIES {
+        crate::budget::exempt(|| write_part(part, source, kit, js))
+    } else {
+        write_part(part, source, kit, js)
+    }
+}
+
+fn write_part(
+    part: Part,
+    source: &Rc<Invocation>,
+    kit: &Gc<Kit>,
+    js: &mut JsBuilder<'_>,
+) -> JsValue {
+    let inv = &**source;
+    match part {
+        Part::Context => write_context(inv, inv.hook, js),
+        Part::Viewer => write_viewer(inv, js),
+        Part::Request => write_request(
+            inv,
+            Some(source),
+            kit,
+            &visible_headers(&inv.request.headers, "cookie"),
+            (&Grouped::empty(), &Grouped::empty()),
+            js,
+        ),
+        Part::Querystring => {
+            write_multi(&Grouped::group(query_pairs(&inv.request.querystring)), js).into()
+        }
+        Part::Cookies => {
+            write_multi(&Grouped::group(cookie_pairs(&inv.request.headers)), js).into()
+        }
+        Part::ResponseCookies => {
+            let lines = match &inv.response {
+                Some(r) => set_cookies(&r.headers),
+                None => Grouped::empty(),
+            };
+            write_set_cookies(&lines, js).into()
+        }
     }
 }
 

@@ -29,14 +29,16 @@ use boa_engine::object::builtins::JsPromise;
 use boa_engine::realm::Realm;
 use boa_engine::script::Script;
 use boa_engine::{
-    Context, JsError, JsNativeError, JsObject, JsResult, JsString, JsValue, Module, Source,
-    js_string,
+    Context, JsError, JsNativeError, JsResult, JsString, JsValue, Module, Source, js_string,
 };
+use boa_gc::Gc;
 use serde_json::Value;
 
 use crate::budget::Budget;
 use crate::cff_event::CffEvent;
+use crate::deferred::Kit;
 use crate::host::{self, HostModules};
+use crate::invocation::Invocation;
 use crate::job_queue::{Jobs, run_job};
 use crate::js_json::{self, JsBuilder};
 use crate::outcome::{FunctionError, FunctionErrorKind};
@@ -195,21 +197,31 @@ pub struct Invoked {
 
 /// An event a handler can be given, written onto the JS heap when the handler is called.
 pub trait Event {
-    /// The event in `js`'s context; `event.request` gets `request_prototype` (which gives it
-    /// `rawQueryString()`).
-    fn write(&self, js: &mut JsBuilder<'_>, request_prototype: &JsObject) -> JsResult<JsValue>;
+    /// The event in `js`'s context; `event.request` gets the kit's request prototype (which
+    /// gives it `rawQueryString()`).
+    fn write(&self, js: &mut JsBuilder<'_>, kit: &Gc<Kit>) -> JsResult<JsValue>;
+
+    /// The invocation the event's deferred parts come from ([`crate::deferred`]), if any.
+    fn source(&self) -> Option<&Rc<Invocation>> {
+        None
+    }
 }
 
 /// The proxy's events, built from the invocation.
 impl Event for CffEvent<'_> {
-    fn write(&self, js: &mut JsBuilder<'_>, request_prototype: &JsObject) -> JsResult<JsValue> {
-        Ok(CffEvent::write(self, js, request_prototype))
+    fn write(&self, js: &mut JsBuilder<'_>, kit: &Gc<Kit>) -> JsResult<JsValue> {
+        Ok(CffEvent::write(self, js, kit))
+    }
+
+    fn source(&self) -> Option<&Rc<Invocation>> {
+        CffEvent::source(self)
     }
 }
 
 /// An event given as JSON (`verge test-function` passes the user's event file as written).
 impl Event for Value {
-    fn write(&self, js: &mut JsBuilder<'_>, request_prototype: &JsObject) -> JsResult<JsValue> {
+    fn write(&self, js: &mut JsBuilder<'_>, kit: &Gc<Kit>) -> JsResult<JsValue> {
+        let request_prototype = &kit.request_prototype;
         let event = js_json::to_js(self, js.keys, js.context);
         if let Some(request) = event
             .as_object()
@@ -229,10 +241,9 @@ pub struct LoadedFunction {
     invoker: Script,
     clock: Rc<FrozenClock>,
     jobs: Rc<Jobs>,
-    /// Gives `event.request` its `rawQueryString()` method.
-    request_prototype: JsObject,
-    /// Event keys already made in this context.
-    keys: js_json::KeyCache,
+    /// The request prototype, the deferred parts' accessors and the event keys already made
+    /// in this context.
+    kit: Gc<Kit>,
     /// Invocations in a row that finished within half their budget (or whose overrun a strict
     /// re-run cleared).
     calm: u32,
@@ -318,6 +329,11 @@ impl LoadedFunction {
             .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;
         let request_prototype = host::request_prototype(&mut context)
             .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;
+        let kit = Kit::new(
+            request_prototype,
+            crate::cff_event::build_part,
+            &mut context,
+        );
         context
             .runtime_limits_mut()
             .set_loop_iteration_limit(LOAD_LOOP_LIMIT);
@@ -370,8 +386,7 @@ impl LoadedFunction {
             invoker,
             clock,
             jobs,
-            request_prototype,
-            keys: js_json::KeyCache::default(),
+            kit,
             calm: 0,
         })
     }
@@ -482,13 +497,15 @@ impl LoadedFunction {
         start: fn(Duration) -> Budget,
         budget: Duration,
     ) -> Result<Attempt, Invoked> {
+        let mut keys = self.kit.keys.borrow_mut();
         let mut js = JsBuilder {
-            keys: &mut self.keys,
+            keys: &mut keys,
             context: &mut self.context,
         };
         let set = event
-            .write(&mut js, &self.request_prototype)
+            .write(&mut js, &self.kit)
             .map(|ev| js.set_global("__verge_event", ev));
+        drop(keys);
         if let Err(e) = set {
             return Err(Invoked {
                 result: Err(execution(format!("cannot build the event: {e}"))),
@@ -498,8 +515,13 @@ impl LoadedFunction {
             });
         }
         let mut meter = start(budget);
-        let (result, poisoned) =
-            run_budgeted(&self.invoker, &mut self.context, &self.jobs, &mut meter);
+        let (result, poisoned) = run_budgeted(
+            &self.invoker,
+            &mut self.context,
+            &self.jobs,
+            &mut meter,
+            event.source(),
+        );
         Ok(Attempt {
             result,
             poisoned,
@@ -522,6 +544,7 @@ fn run_budgeted(
     context: &mut Context,
     jobs: &Jobs,
     meter: &mut Budget,
+    source: Option<&Rc<Invocation>>,
 ) -> (Result<Option<Returned>, FunctionError>, bool) {
     let value = {
         let mut future = pin!(invoker.evaluate_async_with_budget(context, YIELD_EVERY));
@@ -555,7 +578,7 @@ fn run_budgeted(
             }
         },
     };
-    match returned::read(&value, context) {
+    match returned::read_result(&value, source, context) {
         Ok(json) => (Ok(json), false),
         Err(e) => (
             Err(FunctionError {

@@ -21,6 +21,7 @@
 //!   invocations, outside the budget.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -883,10 +884,12 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
             continue;
         }
         slot.set(Some(task.reply));
+        // Shared with the event's deferred parts, which build from it when first touched.
+        let invocation = Rc::new(task.invocation);
         crate::alloc_meter::set_ceiling(Some(HARD_CEILING));
         let Ran { reply, discard } = run(
             &mut loaded,
-            &task.invocation,
+            &invocation,
             task.budget,
             task.started,
             me,
@@ -912,15 +915,15 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
             // The proxy thread waiting for that reply may share this core: let it run before
             // the milliseconds of clean-up below, rather than after the scheduler's slice.
             std::thread::yield_now();
-            loaded.discard(&task.invocation.function);
+            loaded.discard(&invocation.function);
         }
         // A context discarded after an abort is replaced now, between invocations; loading
         // collects, which also takes the discarded heap. Otherwise that heap goes now, not
         // during someone's next invocation.
-        let reloaded = !loaded.has(&task.invocation.function)
+        let reloaded = !loaded.has(&invocation.function)
             && !me.retired.load(Ordering::Relaxed)
             && loaded
-                .get(&task.invocation.function, &shared.loads.spare)
+                .get(&invocation.function, &shared.loads.spare)
                 .is_ok();
         if reloaded && at_idle.is_some() {
             shared.loads.spare_at_idle.fetch_add(1, Ordering::Relaxed);
@@ -930,7 +933,7 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
         }
         drop(at_idle);
         // Collect outside the timed window, so a GC pause is never charged to a function.
-        if gc.after_invocation(&task.invocation.function.name) {
+        if gc.after_invocation(&invocation.function.name) {
             shared.engine_collections.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -982,7 +985,7 @@ struct Ran {
 
 fn run(
     loaded: &mut Loaded,
-    inv: &Invocation,
+    inv: &Rc<Invocation>,
     budget: Duration,
     started: Arc<AtomicU64>,
     me: &WorkerState,
@@ -1009,14 +1012,14 @@ fn run(
 
 fn run_inner(
     loaded: &mut Loaded,
-    inv: &Invocation,
+    inv: &Rc<Invocation>,
     budget: Duration,
     loads: &LoadCounts,
     start_clocks: impl Fn(),
 ) -> Ran {
     let event = match inv.hook {
-        Hook::ViewerRequest => CffEvent::viewer_request(inv),
-        Hook::ViewerResponse => CffEvent::viewer_response(inv),
+        Hook::ViewerRequest => CffEvent::viewer_request(inv).deferring(inv),
+        Hook::ViewerResponse => CffEvent::viewer_response(inv).deferring(inv),
         other => {
             return Ran {
                 reply: Reply::failed(execution(format!(

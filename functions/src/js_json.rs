@@ -12,6 +12,7 @@
 //! Reading back is [`crate::returned`]'s; [`to_json`] gives its result as `serde_json`.
 
 use boa_engine::builtins::object::OrdinaryObject;
+use boa_engine::object::NativeObject;
 use boa_engine::object::builtins::JsArray;
 use boa_engine::property::{PropertyDescriptor, PropertyKey};
 use boa_engine::{Context, JsObject, JsResult, JsString, JsValue};
@@ -134,6 +135,32 @@ impl JsBuilder<'_> {
     /// object built with the same keys in the same order shares one shape chain).
     pub fn object_with(&mut self, prototype: JsObject) -> JsObject {
         JsObject::new(self.context.root_shape(), prototype, OrdinaryObject).upcast()
+    }
+
+    /// An empty ordinary object with the given prototype carrying `data` (invisible to
+    /// JavaScript), on the root shared shape as [`JsBuilder::object_with`] makes them.
+    pub fn object_holding<T: NativeObject>(&mut self, prototype: JsObject, data: T) -> JsObject {
+        JsObject::new(self.context.root_shape(), prototype, data).upcast()
+    }
+
+    /// Add an accessor property (enumerable, configurable) whose name is fixed in verge's
+    /// source.
+    pub fn set_accessor(
+        &mut self,
+        object: &JsObject,
+        name: &'static str,
+        get: JsObject,
+        set: JsObject,
+    ) {
+        let key = self.keys.fixed_key(name);
+        object.insert_property(
+            key,
+            PropertyDescriptor::builder()
+                .get(get)
+                .set(set)
+                .enumerable(true)
+                .configurable(true),
+        );
     }
 
     /// Add a data property (writable, enumerable, configurable, as an object literal's) whose

@@ -42,6 +42,7 @@ pub mod calendar;
 pub mod cff_event;
 pub mod cff_runtime;
 mod collector;
+pub mod deferred;
 pub mod edge_context;
 pub mod edge_event;
 pub mod edge_fetch;

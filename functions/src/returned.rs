@@ -14,6 +14,7 @@
 //! (empty) property map without running their traps.
 
 use std::borrow::Cow;
+use std::rc::Rc;
 
 use boa_engine::builtins::proxy::Proxy;
 use boa_engine::object::builtins::JsArray;
@@ -21,7 +22,9 @@ use boa_engine::property::PropertyKey;
 use boa_engine::{Context, JsNativeError, JsObject, JsResult, JsValue, JsVariant};
 use serde_json::Value;
 
+use crate::deferred::{self, Unread};
 use crate::encoding::utf8_escaped;
+use crate::invocation::Invocation;
 
 /// A value as the handler returned it.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,8 +188,29 @@ pub const MAX_ARRAY_LENGTH: u64 = 1 << 16;
 /// — except that nesting past [`MAX_DEPTH`] and arrays past [`MAX_ARRAY_LENGTH`] are errors,
 /// where boa's would overflow the stack or run out of memory.
 pub fn read(value: &JsValue, context: &mut Context) -> JsResult<Option<Returned>> {
-    let mut path = Vec::new();
+    read_result(value, None, context)
+}
+
+/// [`read`] for a handler's result: deferred event parts of invocation `current` that the
+/// handler never touched are left out of the object it returned (the comparators read them as
+/// unchanged); everywhere else deferred parts are built and read ([`crate::deferred`]).
+pub fn read_result(
+    value: &JsValue,
+    current: Option<&Rc<Invocation>>,
+    context: &mut Context,
+) -> JsResult<Option<Returned>> {
+    let mut path = Path {
+        objects: Vec::new(),
+        current,
+    };
     read_value(value, &mut path, context)
+}
+
+/// Where the reader is: the objects being read, outermost first (to detect cycles and bound
+/// depth), and the invocation whose result it is.
+struct Path<'a> {
+    objects: Vec<JsObject>,
+    current: Option<&'a Rc<Invocation>>,
 }
 
 /// boa's own reader, for what this one hands over to it.
@@ -194,10 +218,9 @@ fn boa_read(value: &JsValue, context: &mut Context) -> JsResult<Option<Returned>
     Ok(value.to_json(context)?.as_ref().map(Returned::from))
 }
 
-/// `path` holds the objects being read, outermost first, to detect cycles and bound depth.
 fn read_value(
     value: &JsValue,
-    path: &mut Vec<JsObject>,
+    path: &mut Path<'_>,
     context: &mut Context,
 ) -> JsResult<Option<Returned>> {
     let object = match value.variant() {
@@ -218,23 +241,27 @@ fn read_value(
         return boa_read(value, context);
     }
     let array = object.is_array();
-    if path.iter().any(|seen| JsObject::equals(seen, &object)) {
+    if path
+        .objects
+        .iter()
+        .any(|seen| JsObject::equals(seen, &object))
+    {
         return Err(JsNativeError::typ()
             .with_message("cyclic object value")
             .into());
     }
-    if path.len() >= MAX_DEPTH {
+    if path.objects.len() >= MAX_DEPTH {
         return Err(JsNativeError::typ()
             .with_message(format!("objects nested more than {MAX_DEPTH} deep"))
             .into());
     }
-    path.push(object.clone());
+    path.objects.push(object.clone());
     let result = if array {
         read_array(&object, path, context)
     } else {
         read_object(&object, path, context)
     };
-    path.pop();
+    path.objects.pop();
     result.map(Some)
 }
 
@@ -246,11 +273,7 @@ fn own_value(object: &JsObject, key: &PropertyKey) -> Option<JsValue> {
         .and_then(|p| p.value().cloned())
 }
 
-fn read_array(
-    object: &JsObject,
-    path: &mut Vec<JsObject>,
-    context: &mut Context,
-) -> JsResult<Returned> {
+fn read_array(object: &JsObject, path: &mut Path<'_>, context: &mut Context) -> JsResult<Returned> {
     let length = JsArray::from_object(object.clone())?.length(context)?;
     if length > MAX_ARRAY_LENGTH {
         return Err(JsNativeError::range()
@@ -272,7 +295,7 @@ fn read_array(
 
 fn read_object(
     object: &JsObject,
-    path: &mut Vec<JsObject>,
+    path: &mut Path<'_>,
     context: &mut Context,
 ) -> JsResult<Returned> {
     // Keys come from the object's property map (no JavaScript runs: proxies are not read
@@ -297,7 +320,14 @@ fn read_object(
         let value = match own_value(object, &key) {
             Some(v) => read_value(&v, path, context)?,
             None if exotic && !object.borrow().properties().contains_key(&key) => continue,
-            None => Some(Returned::Null),
+            None => {
+                let top = path.objects.len() == 1;
+                match deferred::unread(object, name.as_ref(), path.current, top, context)? {
+                    Unread::Accessor => Some(Returned::Null),
+                    Unread::Untouched => continue,
+                    Unread::Value(v) => read_value(&v, path, context)?,
+                }
+            }
         };
         if let Some(value) = value {
             fields.push((name, value));

@@ -6,29 +6,43 @@ use verge_config::{FunctionDef, Hook, Runtime};
 
 use super::*;
 use crate::invocation::RequestSnapshot;
-use crate::js_json::KeyCache;
 
-/// The event as a handler sees it: written onto a JS heap, read back as JSON.
+/// The event as a handler sees it: written onto a JS heap, read back as JSON (which builds
+/// every deferred part).
 fn event_json(event: &CffEvent<'_>) -> Value {
     let mut context = Context::default();
-    let mut keys = KeyCache::default();
     let prototype = context.intrinsics().constructors().object().prototype();
+    let kit = Kit::new(prototype, build_part, &mut context);
     let js = event.write(
         &mut JsBuilder {
-            keys: &mut keys,
+            keys: &mut kit.keys.borrow_mut(),
             context: &mut context,
         },
-        &prototype,
+        &kit,
     );
     crate::js_json::to_json(&js, &mut context).unwrap().unwrap()
 }
 
+/// The event built in full, after checking that the one with deferred parts reads the same.
+fn eager_and_deferred(i: &Invocation, hook: Hook, make: fn(&Invocation) -> CffEvent<'_>) -> Value {
+    let eager = event_json(&make(i));
+    let source = Rc::new(Invocation { hook, ..i.clone() });
+    let event = make(&source).deferring(&source);
+    assert!(event.source().is_some(), "the event defers its parts");
+    assert_eq!(
+        event_json(&event),
+        eager,
+        "deferred parts read as the eager event"
+    );
+    eager
+}
+
 fn viewer_request_event(i: &Invocation) -> Value {
-    event_json(&CffEvent::viewer_request(i))
+    eager_and_deferred(i, Hook::ViewerRequest, |i| CffEvent::viewer_request(i))
 }
 
 fn viewer_response_event(i: &Invocation) -> Value {
-    event_json(&CffEvent::viewer_response(i))
+    eager_and_deferred(i, Hook::ViewerResponse, |i| CffEvent::viewer_response(i))
 }
 
 /// Read a returned request as the worker does: against the event built from the invocation.

@@ -480,7 +480,7 @@ fn an_aborted_context_is_discarded_by_the_worker_only_after_the_reply() {
     let fine = def("fine", REWRITE);
     let mut loaded = Loaded::default();
     let loads = LoadCounts::default();
-    let ran = run_inner(&mut loaded, &inv(&spin), BUDGET, &loads, || {});
+    let ran = run_inner(&mut loaded, &Rc::new(inv(&spin)), BUDGET, &loads, || {});
     assert_eq!(
         ran.reply.result.unwrap_err().kind,
         FunctionErrorKind::Throttled
@@ -489,7 +489,7 @@ fn an_aborted_context_is_discarded_by_the_worker_only_after_the_reply() {
     assert!(loaded.has(&spin), "still loaded when the reply is ready");
     loaded.discard(&spin);
     assert!(!loaded.has(&spin));
-    let ran = run_inner(&mut loaded, &inv(&fine), BUDGET, &loads, || {});
+    let ran = run_inner(&mut loaded, &Rc::new(inv(&fine)), BUDGET, &loads, || {});
     assert!(!ran.discard, "a run that finished keeps its warm context");
     assert!(added_header(ran.reply));
 }
@@ -516,7 +516,7 @@ const BUSY: &str =
 
 /// Runs `uri` on this thread as a worker would, with the function's contexts in `loaded`.
 fn run_here(loaded: &mut Loaded, loads: &LoadCounts, f: &Arc<FunctionDef>, uri: &str) -> Ran {
-    run_inner(loaded, &at(f, uri), BUDGET, loads, || {})
+    run_inner(loaded, &Rc::new(at(f, uri)), BUDGET, loads, || {})
 }
 
 #[test]
@@ -538,9 +538,13 @@ fn a_calm_functions_overrun_is_run_again_in_a_fresh_context_and_its_answer_stand
     }
     // The clocks start with the run and again once the fresh context is loaded.
     let clock_starts = std::cell::Cell::new(0);
-    let ran = run_inner(&mut loaded, &at(&f, "/slow"), BUDGET, &loads, || {
-        clock_starts.set(clock_starts.get() + 1)
-    });
+    let ran = run_inner(
+        &mut loaded,
+        &Rc::new(at(&f, "/slow")),
+        BUDGET,
+        &loads,
+        || clock_starts.set(clock_starts.get() + 1),
+    );
     assert_eq!(
         clock_starts.get(),
         2,

@@ -1,0 +1,364 @@
+//! Parts of a CloudFront Functions event built when the handler first touches them.
+//!
+//! Most handlers read a small part of their event: a header rewrite never looks at
+//! `event.context` or the query string, a viewer-response function rarely at `event.request`.
+//! Building every part on the JS heap and reading it all back was most of an invocation
+//! (callgrind, `benches/instructions.rs`: leaving out the parts those handlers never touch took
+//! the A/B rewrite from 112k to 85k instructions a call and a viewer-response function from 128k
+//! to 80k).
+//!
+//! A deferred part is an accessor property (enumerable, configurable, in the place the data
+//! property would have) on an object that carries the invocation it comes from ([`Owner`]). Its
+//! getter builds the part and puts it in place as the plain data property the eager event has;
+//! its setter puts the assigned value in place the same way. After its first touch the object
+//! is what the eager build gives, key order included. Only reflection on a part never touched
+//! tells the difference (`Object.getOwnPropertyDescriptor` shows the accessor).
+//!
+//! Reading back ([`crate::returned`]): a part never touched on the request or response the
+//! handler returned, from the invocation being read, is left out, and the comparators read a
+//! missing part as unchanged; anywhere else the part is built and read like any value.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use boa_engine::native_function::NativeFunction;
+use boa_engine::object::FunctionObjectBuilder;
+use boa_engine::object::builtins::JsFunction;
+use boa_engine::property::{PropertyDescriptor, PropertyKey};
+use boa_engine::{
+    Context, Finalize, JsData, JsObject, JsResult, JsString, JsValue, Trace, js_string,
+};
+use boa_gc::{Gc, GcRefCell};
+
+use crate::invocation::Invocation;
+use crate::js_json::{JsBuilder, KeyCache};
+
+/// A part of a CloudFront Functions event that is built on first touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// `event.context`.
+    Context,
+    /// `event.viewer`.
+    Viewer,
+    /// `event.request` in a viewer-response event.
+    Request,
+    /// `event.request.querystring`.
+    Querystring,
+    /// `event.request.cookies`.
+    Cookies,
+    /// `event.response.cookies`.
+    ResponseCookies,
+}
+
+impl Part {
+    const ALL: [Part; 6] = [
+        Part::Context,
+        Part::Viewer,
+        Part::Request,
+        Part::Querystring,
+        Part::Cookies,
+        Part::ResponseCookies,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The property the part is.
+    pub fn key(self) -> &'static str {
+        match self {
+            Part::Context => "context",
+            Part::Viewer => "viewer",
+            Part::Request => "request",
+            Part::Querystring => "querystring",
+            Part::Cookies | Part::ResponseCookies => "cookies",
+        }
+    }
+
+    /// The property's key (a static string: nothing to allocate on each touch).
+    fn property(self) -> PropertyKey {
+        PropertyKey::from(match self {
+            Part::Context => js_string!("context"),
+            Part::Viewer => js_string!("viewer"),
+            Part::Request => js_string!("request"),
+            Part::Querystring => js_string!("querystring"),
+            Part::Cookies | Part::ResponseCookies => js_string!("cookies"),
+        })
+    }
+
+    /// Whether the part sits on the request or response a handler returns, where the
+    /// comparators read it (and read its absence as "unchanged").
+    fn on_result(self) -> bool {
+        matches!(
+            self,
+            Part::Querystring | Part::Cookies | Part::ResponseCookies
+        )
+    }
+}
+
+/// What builds a part's value: the CloudFront event's own writer ([`crate::cff_event`]).
+pub type Build = fn(Part, &Rc<Invocation>, &Gc<Kit>, &mut JsBuilder<'_>) -> JsValue;
+
+/// A context's means to write events: made once when the function is loaded.
+#[derive(Trace, Finalize)]
+pub struct Kit {
+    /// `event.request`'s prototype (it gives `rawQueryString()`).
+    pub request_prototype: JsObject,
+    /// Each part's getter and setter, in [`Part::ALL`] order.
+    getters: [JsObject; 6],
+    setters: [JsObject; 6],
+    /// Key strings already made in this context (the event writer's and the getters').
+    #[unsafe_ignore_trace]
+    pub keys: Rc<RefCell<KeyCache>>,
+    #[unsafe_ignore_trace]
+    build: Build,
+}
+
+impl Kit {
+    /// The kit for `context`: the accessors of every part, made once.
+    pub fn new(request_prototype: JsObject, build: Build, context: &mut Context) -> Gc<Kit> {
+        let accessor = |name: &str,
+                        f: fn(&JsValue, &[JsValue], &u8, &mut Context) -> JsResult<JsValue>,
+                        part: Part,
+                        length: usize,
+                        context: &mut Context| {
+            let native = NativeFunction::from_copy_closure_with_captures(f, part.index() as u8);
+            JsObject::from(
+                FunctionObjectBuilder::new(context.realm(), native)
+                    .name(JsString::from(format!("{name} {}", part.key()).as_str()))
+                    .length(length)
+                    .build(),
+            )
+        };
+        let getters = Part::ALL.map(|part| accessor("get", get_part, part, 0, context));
+        let setters = Part::ALL.map(|part| accessor("set", set_part, part, 1, context));
+        Gc::new(Kit {
+            request_prototype,
+            getters,
+            setters,
+            keys: Rc::default(),
+            build,
+        })
+    }
+
+    fn is_getter(&self, part: Part, value: Option<&JsValue>) -> bool {
+        value
+            .and_then(JsValue::as_object)
+            .is_some_and(|f| JsObject::equals(&f, &self.getters[part.index()]))
+    }
+}
+
+/// What an object with deferred parts carries: where its parts come from.
+#[derive(Trace, Finalize, JsData)]
+pub struct Owner {
+    #[unsafe_ignore_trace]
+    source: Rc<Invocation>,
+    kit: Gc<Kit>,
+    /// Parts built while their accessor could not be replaced (the handler sealed or froze
+    /// the object): kept here so that every read gives the same object.
+    kept: GcRefCell<Vec<(u8, JsValue)>>,
+}
+
+impl Owner {
+    fn kept(&self, part: Part) -> Option<JsValue> {
+        self.kept
+            .borrow()
+            .iter()
+            .find(|(p, _)| usize::from(*p) == part.index())
+            .map(|(_, v)| v.clone())
+    }
+
+    fn keep(&self, part: Part, value: JsValue) {
+        let mut kept = self.kept.borrow_mut();
+        kept.retain(|(p, _)| usize::from(*p) != part.index());
+        kept.push((part.index() as u8, value));
+    }
+}
+
+/// An empty ordinary object with `prototype` whose deferred parts come from `source`.
+pub fn owner(
+    js: &mut JsBuilder<'_>,
+    prototype: JsObject,
+    source: &Rc<Invocation>,
+    kit: &Gc<Kit>,
+) -> JsObject {
+    js.object_holding(
+        prototype,
+        Owner {
+            source: source.clone(),
+            kit: kit.clone(),
+            kept: GcRefCell::new(Vec::new()),
+        },
+    )
+}
+
+/// Add `part` to `object` (made by [`owner`]) as a deferred property.
+pub fn define(js: &mut JsBuilder<'_>, object: &JsObject, part: Part, kit: &Kit) {
+    js.set_accessor(
+        object,
+        part.key(),
+        kit.getters[part.index()].clone(),
+        kit.setters[part.index()].clone(),
+    );
+}
+
+/// The object holding `part` as `this` sees it: `this` or the first of its prototypes whose own
+/// `part` property is still the deferred accessor. `None` when the accessor was copied onto
+/// an object that carries no invocation.
+fn find_owner(this: &JsValue, part: Part) -> Option<(JsObject, Rc<Invocation>, Gc<Kit>)> {
+    let key = part.property();
+    let mut object = this.as_object();
+    // Bounded: a prototype chain is finite, but a handler may make it long.
+    for _ in 0..64 {
+        let current = object?;
+        let found = current.downcast_ref::<Owner>().and_then(|owner| {
+            let own = current.borrow().properties().get(&key);
+            own.is_some_and(|d| owner.kit.is_getter(part, d.get()))
+                .then(|| (owner.source.clone(), owner.kit.clone()))
+        });
+        if let Some((source, kit)) = found {
+            return Some((current, source, kit));
+        }
+        object = current.prototype();
+    }
+    None
+}
+
+fn part_of(index: u8) -> Part {
+    Part::ALL
+        .get(usize::from(index))
+        .copied()
+        .unwrap_or(Part::Context)
+}
+
+/// Put `value` in place of `owner`'s deferred `part`: the plain data property the eager event
+/// has, or, when the accessor can no longer be replaced (a sealed or frozen object), kept on
+/// the owner for every later read.
+fn settle(owner: &JsObject, part: Part, value: JsValue) {
+    let key = part.property();
+    let configurable = owner
+        .borrow()
+        .properties()
+        .get(&key)
+        .and_then(|d| d.configurable())
+        .unwrap_or(false);
+    if configurable {
+        owner.insert_property(
+            key,
+            PropertyDescriptor::builder()
+                .value(value)
+                .writable(true)
+                .enumerable(true)
+                .configurable(true),
+        );
+    } else if let Some(data) = owner.downcast_ref::<Owner>() {
+        data.keep(part, value);
+    }
+}
+
+/// Build `part` for its owner (no user code runs).
+fn build(part: Part, source: &Rc<Invocation>, kit: &Gc<Kit>, context: &mut Context) -> JsValue {
+    // The event writer holds the cache only while no JavaScript runs; should a getter ever
+    // run inside it, a throwaway cache does.
+    let mut spare = KeyCache::default();
+    let mut held = kit.keys.try_borrow_mut();
+    let keys = match held.as_deref_mut() {
+        Ok(keys) => keys,
+        Err(_) => &mut spare,
+    };
+    (kit.build)(part, source, kit, &mut JsBuilder { keys, context })
+}
+
+fn get_part(this: &JsValue, _: &[JsValue], part: &u8, context: &mut Context) -> JsResult<JsValue> {
+    let part = part_of(*part);
+    let Some((owner, source, kit)) = find_owner(this, part) else {
+        return Ok(JsValue::undefined());
+    };
+    if let Some(kept) = owner.downcast_ref::<Owner>().and_then(|o| o.kept(part)) {
+        return Ok(kept);
+    }
+    let value = build(part, &source, &kit, context);
+    settle(&owner, part, value.clone());
+    Ok(value)
+}
+
+fn set_part(
+    this: &JsValue,
+    args: &[JsValue],
+    part: &u8,
+    context: &mut Context,
+) -> JsResult<JsValue> {
+    let part = part_of(*part);
+    let value = args.first().cloned().unwrap_or_default();
+    match (find_owner(this, part), this.as_object()) {
+        // Assigned on the owner itself: the data property, as if it had always been there.
+        (Some((owner, ..)), Some(target)) if JsObject::equals(&owner, &target) => {
+            settle(&owner, part, value);
+        }
+        // Assigned through an object that inherits it: that object gets its own property, as
+        // assigning to an inherited writable data property gives.
+        (_, Some(target)) => {
+            target.create_data_property_or_throw(part.property(), value, context)?;
+        }
+        (_, None) => {}
+    }
+    Ok(JsValue::undefined())
+}
+
+/// How the reader takes a property whose value it did not find (an accessor).
+pub enum Unread {
+    /// Not a deferred part: read as any accessor is.
+    Accessor,
+    /// A deferred part of the result being read, never touched: leave it out (unchanged).
+    Untouched,
+    /// A deferred part elsewhere (or already built): its value.
+    Value(JsValue),
+}
+
+/// What `object`'s property `key`, which has no value, is to the reader. `current` is the
+/// invocation being read back; `top` whether `object` is the returned value itself.
+pub fn unread(
+    object: &JsObject,
+    key: &str,
+    current: Option<&Rc<Invocation>>,
+    top: bool,
+    context: &mut Context,
+) -> JsResult<Unread> {
+    let found = {
+        let Some(owner) = object.downcast_ref::<Owner>() else {
+            return Ok(Unread::Accessor);
+        };
+        let own = object
+            .borrow()
+            .properties()
+            .get(&PropertyKey::from(JsString::from(key)));
+        let getter = own.as_ref().and_then(|d| d.get());
+        Part::ALL
+            .into_iter()
+            .find(|p| p.key() == key && owner.kit.is_getter(*p, getter))
+            .map(|part| {
+                let untouched = top
+                    && part.on_result()
+                    && current.is_some_and(|c| Rc::ptr_eq(c, &owner.source))
+                    && owner.kept(part).is_none();
+                (owner.kit.getters[part.index()].clone(), untouched)
+            })
+    };
+    let Some((getter, untouched)) = found else {
+        return Ok(Unread::Accessor);
+    };
+    if untouched {
+        return Ok(Unread::Untouched);
+    }
+    let getter = JsFunction::from_object(getter).ok_or_else(|| {
+        boa_engine::JsNativeError::typ().with_message("a deferred part's getter is not callable")
+    })?;
+    Ok(Unread::Value(getter.call(
+        &object.clone().into(),
+        &[],
+        context,
+    )?))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,295 @@
+//! A handler sees the same event, and verge reads back the same result, whether the event's
+//! parts are built up front or on first touch.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use verge_config::{FunctionDef, Hook, Runtime};
+
+use crate::cff_event::{self, CffEvent};
+use crate::cff_runtime::LoadedFunction;
+use crate::invocation::{Invocation, RequestSnapshot, ResponseSnapshot};
+use crate::outcome::{FunctionError, Outcome};
+
+/// Generous: these tests compare answers, not speed.
+const BUDGET: Duration = Duration::from_secs(5);
+
+fn invocation(hook: Hook, query: &str) -> Invocation {
+    let header = |n: &str, v: &str| (n.to_owned(), v.as_bytes().to_vec());
+    Invocation {
+        function: Arc::new(FunctionDef::inline("f", Runtime::CloudfrontJs2, "")),
+        hook,
+        request_id: "rid-1".into(),
+        request: RequestSnapshot {
+            method: "GET".into(),
+            uri: "/index.html".into(),
+            querystring: query.into(),
+            has_query: !query.is_empty(),
+            headers: vec![
+                header("host", "example.com"),
+                header("accept", "a"),
+                header("accept", "b"),
+                header("cookie", "s=1; t=2"),
+                header("cookie", "s=3"),
+            ],
+            client_ip: "203.0.113.9".parse().unwrap(),
+        },
+        response: (hook == Hook::ViewerResponse).then(|| ResponseSnapshot {
+            status: 200,
+            headers: vec![
+                header("content-type", "text/html"),
+                header("set-cookie", "id=1; Path=/"),
+                header("set-cookie", "id=2; Secure"),
+                header("set-cookie", "other=x"),
+            ],
+        }),
+        kvs: None,
+        origin: None,
+        body: None,
+    }
+}
+
+type Answer = Result<Outcome, FunctionError>;
+
+/// Run `handler` on each invocation in turn in one context, the event built as `deferred`
+/// says, and read each result as the fast pool does.
+fn answers(handler: &str, invocations: &[Invocation], deferred: bool) -> Vec<Answer> {
+    let mut function = LoadedFunction::load(handler, Runtime::CloudfrontJs2).unwrap();
+    invocations
+        .iter()
+        .map(|inv| {
+            let inv = Rc::new(inv.clone());
+            let event = match inv.hook {
+                Hook::ViewerResponse => CffEvent::viewer_response(&inv),
+                _ => CffEvent::viewer_request(&inv),
+            };
+            let event = if deferred {
+                let event = event.deferring(&inv);
+                assert!(event.source().is_some());
+                event
+            } else {
+                event
+            };
+            let result = function.invoke(&event, BUDGET).result;
+            result.and_then(|returned| match inv.hook {
+                Hook::ViewerResponse => cff_event::viewer_response_outcome(&event, returned),
+                _ => cff_event::viewer_request_outcome(&event, returned),
+            })
+        })
+        .collect()
+}
+
+/// Both ways give the same answers; returns them.
+fn same_both_ways(handler: &str, invocations: &[Invocation]) -> Vec<Answer> {
+    let eager = answers(handler, invocations, false);
+    let deferred = answers(handler, invocations, true);
+    assert_eq!(deferred, eager, "handler: {handler}");
+    eager
+}
+
+fn request(handler_body: &str) -> Answer {
+    let source = format!("function handler(event) {{ {handler_body} }}");
+    let mut all = same_both_ways(&source, &[invocation(Hook::ViewerRequest, "a=1&b&a=2")]);
+    all.remove(0)
+}
+
+fn response(handler_body: &str) -> Answer {
+    let source = format!("function handler(event) {{ {handler_body} }}");
+    let mut all = same_both_ways(&source, &[invocation(Hook::ViewerResponse, "q=1")]);
+    all.remove(0)
+}
+
+/// The headers a request edit sends on, as `name: value` lines.
+fn header(answer: &Answer, name: &str) -> Option<String> {
+    let Ok(Outcome::Continue(edits)) = answer else {
+        panic!("not a continued request: {answer:?}");
+    };
+    let (_, value) = edits.headers.as_ref()?.iter().find(|(n, _)| n == name)?;
+    Some(String::from_utf8_lossy(value).into_owned())
+}
+
+#[test]
+fn untouched_parts_read_back_as_unchanged() {
+    let answer = request("return event.request;");
+    assert_eq!(answer, Ok(Outcome::Continue(Default::default())));
+    let answer = response("return event.response;");
+    assert_eq!(answer, Ok(Outcome::Continue(Default::default())));
+}
+
+#[test]
+fn parts_read_by_the_handler_hold_the_event_values() {
+    let answer = request(
+        "var r = event.request; \
+         r.headers['x-seen'] = { value: [event.context.requestId, event.context.eventType, \
+           event.viewer.ip, r.querystring.a.multiValue[1].value, r.cookies.s.multiValue[1].value, \
+           r.cookies.t.value].join(' ') }; \
+         return r;",
+    );
+    assert_eq!(
+        header(&answer, "x-seen").as_deref(),
+        Some("rid-1 viewer-request 203.0.113.9 2 3 2")
+    );
+}
+
+#[test]
+fn the_whole_event_serializes_and_enumerates_alike() {
+    let answer = request(
+        "var r = event.request; \
+         r.headers['x-json'] = { value: JSON.stringify(event) }; \
+         r.headers['x-keys'] = { value: Object.keys(r).join() + '|' + Object.keys(event).join() }; \
+         return r;",
+    );
+    assert_eq!(
+        header(&answer, "x-keys").as_deref(),
+        Some("method,uri,querystring,headers,cookies|version,context,viewer,request")
+    );
+    let json = header(&answer, "x-json").unwrap();
+    assert!(
+        json.contains(r#""cookies":{"s":{"value":"1","multiValue""#),
+        "{json}"
+    );
+    let answer = response(
+        "var h = event.response.headers; \
+         h['x-json'] = { value: JSON.stringify(event.request) + JSON.stringify(event.response) }; \
+         return event.response;",
+    );
+    let Ok(Outcome::Continue(edits)) = &answer else {
+        panic!("{answer:?}");
+    };
+    let headers = edits.headers.as_ref().unwrap();
+    let (_, json) = headers.iter().find(|(n, _)| n == "x-json").unwrap();
+    let json = String::from_utf8_lossy(json);
+    assert!(
+        json.contains(r#""querystring":{"q":{"value":"1"}}"#),
+        "{json}"
+    );
+    assert!(json.contains(r#""attributes":"Secure""#), "{json}");
+}
+
+#[test]
+fn edits_to_deferred_parts_reach_the_result() {
+    let edits = |answer: Answer| match answer {
+        Ok(Outcome::Continue(edits)) => edits,
+        other => panic!("{other:?}"),
+    };
+    let e = edits(request(
+        "event.request.querystring.c = { value: '3' }; return event.request;",
+    ));
+    assert_eq!(e.querystring.as_deref(), Some("a=1&a=2&b&c=3"));
+    let e = edits(request(
+        "event.request.querystring = 'x=1'; return event.request;",
+    ));
+    assert_eq!(e.querystring.as_deref(), Some("x=1"));
+    let e = edits(request("event.request.cookies = {}; return event.request;"));
+    let headers = e.headers.unwrap();
+    assert!(!headers.iter().any(|(n, _)| n == "cookie"), "{headers:?}");
+    let e = edits(request(
+        "delete event.request.cookies.s; return event.request;",
+    ));
+    let cookie = e.headers.unwrap().into_iter().find(|(n, _)| n == "cookie");
+    assert_eq!(cookie.map(|(_, v)| v), Some(b"t=2".to_vec()));
+    let e = edits(response(
+        "event.response.cookies.other.value = '9'; return event.response;",
+    ));
+    let lines: Vec<_> = e
+        .headers
+        .unwrap()
+        .into_iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .map(|(_, v)| String::from_utf8(v).unwrap())
+        .collect();
+    assert_eq!(lines, ["id=1; Path=/", "id=2; Secure", "other=9"]);
+}
+
+#[test]
+fn sealed_frozen_and_inherited_parts_behave_as_plain_properties() {
+    let answer = request(
+        "var r = event.request; Object.freeze(r); \
+         var same = r.querystring === r.querystring && r.cookies === r.cookies; \
+         r.headers['x-same'] = { value: String(same) }; return r;",
+    );
+    assert_eq!(header(&answer, "x-same").as_deref(), Some("true"));
+    // Assigning through an object that inherits the part gives that object its own property
+    // and leaves the request's alone.
+    let answer = request(
+        "var r = event.request; var child = Object.create(r); child.querystring = 'z=1'; \
+         r.headers['x-child'] = { value: JSON.stringify([child.querystring, \
+           Object.keys(r.querystring), child.cookies.t.value]) }; return r;",
+    );
+    assert_eq!(
+        header(&answer, "x-child").as_deref(),
+        Some(r#"["z=1",["a","b"],"2"]"#)
+    );
+}
+
+#[test]
+fn an_event_kept_from_an_earlier_invocation_still_reads_its_own_values() {
+    let handler = "var kept; function handler(event) { \
+        var r = event.request; \
+        if (kept) { r.headers['x-kept'] = { value: kept.request.querystring.n.value + \
+          kept.context.requestId } } \
+        kept = event; return r; }";
+    let mut first = invocation(Hook::ViewerRequest, "n=1");
+    first.request_id = "first".into();
+    let second = invocation(Hook::ViewerRequest, "n=2");
+    let answers = same_both_ways(handler, &[first, second]);
+    assert_eq!(header(&answers[1], "x-kept").as_deref(), Some("1first"));
+    // Returning the earlier request reads its own (built) query string against this one's.
+    let handler = "var kept; function handler(event) { \
+        var r = kept ? kept.request : event.request; kept = event; return r; }";
+    let answers = same_both_ways(
+        handler,
+        &[
+            invocation(Hook::ViewerRequest, "n=1"),
+            invocation(Hook::ViewerRequest, "n=2"),
+        ],
+    );
+    let Ok(Outcome::Continue(edits)) = &answers[1] else {
+        panic!("{answers:?}");
+    };
+    assert_eq!(edits.querystring.as_deref(), Some("n=1"));
+}
+
+#[test]
+fn a_returned_response_made_from_request_parts_reads_them() {
+    // A generated response whose cookies are the request's (deferred) cookies object.
+    let answer = request(
+        "return { statusCode: 302, headers: { location: { value: '/x' } }, \
+           cookies: event.request.cookies };",
+    );
+    let Ok(Outcome::Respond(generated)) = answer else {
+        panic!("{answer:?}");
+    };
+    let set_cookie: Vec<_> = generated
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert_eq!(set_cookie, ["s=1", "s=3", "t=2"]);
+}
+
+#[test]
+fn building_a_large_part_is_not_charged_to_the_budget() {
+    // 2,000 cookies (16 KB, within CloudFront's 20 KB of headers): building them takes
+    // milliseconds, well past a 900 µs budget, and the eager event built them before the
+    // budget started.
+    let mut inv = invocation(Hook::ViewerRequest, "");
+    let cookies: Vec<String> = (0..2000).map(|i| format!("c{i}=v")).collect();
+    inv.request.headers = vec![("cookie".into(), cookies.join("; ").into_bytes())];
+    let inv = Rc::new(inv);
+    // The handler's own work is one lookup, and its answer small to read back.
+    let handler = "function handler(event) { \
+        return { statusCode: 200, headers: { 'x-c': { value: event.request.cookies.c1999.value } } }; }";
+    let mut function = LoadedFunction::load(handler, Runtime::CloudfrontJs2).unwrap();
+    let event = CffEvent::viewer_request(&inv).deferring(&inv);
+    let invoked = function.invoke(&event, Duration::from_micros(900));
+    let answer = invoked
+        .result
+        .and_then(|r| cff_event::viewer_request_outcome(&event, r));
+    let Ok(Outcome::Respond(generated)) = &answer else {
+        panic!("{answer:?}");
+    };
+    assert_eq!(generated.headers, [("x-c".to_owned(), b"v".to_vec())]);
+}
