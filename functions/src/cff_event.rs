@@ -4,7 +4,8 @@
 //!
 //! The event stays on the Rust side as a [`CffEvent`] borrowing the invocation, grouped by name
 //! once; the returned value is compared with it field by field (an unchanged part is no edit),
-//! with no JSON value built on either side.
+//! with no JSON value built on either side. In the fast pool the parts a handler may never
+//! touch are built only when it does ([`CffEvent::deferring`], [`crate::deferred`]).
 
 use std::borrow::Cow;
 

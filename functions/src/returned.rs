@@ -11,7 +11,9 @@
 //! enumerable or not, array indices first; `undefined` members left out of objects and `null`
 //! in arrays; accessor properties read as `null` (no getter runs); a cycle is an error; nesting
 //! and array length are bounded. Proxies are handed to boa's own `to_json`, which reads their
-//! (empty) property map without running their traps.
+//! (empty) property map without running their traps. An event part built on first touch
+//! ([`crate::deferred`]) is an accessor until then: it is built and read like the data it
+//! stands for, or, untouched on the result of the invocation being read, left out.
 
 use std::borrow::Cow;
 use std::rc::Rc;
