@@ -10,7 +10,7 @@ use verge_config::{FunctionDef, Hook, Runtime};
 use crate::cff_event::{self, CffEvent};
 use crate::cff_runtime::LoadedFunction;
 use crate::invocation::{Invocation, RequestSnapshot, ResponseSnapshot};
-use crate::outcome::{FunctionError, Outcome};
+use crate::outcome::{FunctionError, FunctionErrorKind, Outcome};
 
 /// Generous: these tests compare answers, not speed.
 const BUDGET: Duration = Duration::from_secs(5);
@@ -224,20 +224,12 @@ fn sealed_frozen_and_inherited_parts_behave_as_plain_properties() {
 }
 
 #[test]
-fn an_event_kept_from_an_earlier_invocation_still_reads_its_own_values() {
+fn an_event_kept_past_its_invocation_keeps_the_parts_read_during_it() {
     let handler = "var kept; function handler(event) { \
         var r = event.request; \
         if (kept) { r.headers['x-kept'] = { value: kept.request.querystring.n.value + \
-          kept.context.requestId } } \
-        kept = event; return r; }";
-    let mut first = invocation(Hook::ViewerRequest, "n=1");
-    first.request_id = "first".into();
-    let second = invocation(Hook::ViewerRequest, "n=2");
-    let answers = same_both_ways(handler, &[first, second]);
-    assert_eq!(header(&answers[1], "x-kept").as_deref(), Some("1first"));
-    // Returning the earlier request reads its own (built) query string against this one's.
-    let handler = "var kept; function handler(event) { \
-        var r = kept ? kept.request : event.request; kept = event; return r; }";
+          kept.viewer.ip } } \
+        r.querystring; event.viewer; kept = event; return r; }";
     let answers = same_both_ways(
         handler,
         &[
@@ -245,10 +237,31 @@ fn an_event_kept_from_an_earlier_invocation_still_reads_its_own_values() {
             invocation(Hook::ViewerRequest, "n=2"),
         ],
     );
-    let Ok(Outcome::Continue(edits)) = &answers[1] else {
-        panic!("{answers:?}");
-    };
-    assert_eq!(edits.querystring.as_deref(), Some("n=1"));
+    assert_eq!(
+        header(&answers[1], "x-kept").as_deref(),
+        Some("1203.0.113.9")
+    );
+}
+
+#[test]
+fn a_part_never_read_during_its_invocation_throws_when_read_after_it() {
+    let handler = "var kept; function handler(event) { \
+        var r = event.request; \
+        if (kept) { r.headers['x-kept'] = { value: kept.context.requestId } } \
+        kept = event; return r; }";
+    let mut first = invocation(Hook::ViewerRequest, "n=1");
+    first.request_id = "first".into();
+    let both = [first, invocation(Hook::ViewerRequest, "n=2")];
+    let eager = answers(handler, &both, false);
+    assert_eq!(header(&eager[1], "x-kept").as_deref(), Some("first"));
+    let deferred = answers(handler, &both, true);
+    assert_eq!(deferred[0], eager[0]);
+    let error = deferred[1].clone().unwrap_err();
+    assert_eq!(error.kind, FunctionErrorKind::Execution, "{error:?}");
+    assert!(
+        error.message.contains("event.context") && error.message.contains("earlier invocation"),
+        "{error:?}"
+    );
 }
 
 #[test]
