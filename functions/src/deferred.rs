@@ -24,7 +24,7 @@ use std::rc::{Rc, Weak};
 use boa_engine::native_function::NativeFunction;
 use boa_engine::object::FunctionObjectBuilder;
 use boa_engine::object::builtins::JsFunction;
-use boa_engine::property::{PropertyDescriptor, PropertyKey};
+use boa_engine::property::PropertyKey;
 use boa_engine::{
     Context, Finalize, JsData, JsObject, JsResult, JsString, JsValue, Trace, js_string,
 };
@@ -248,14 +248,7 @@ fn settle(owner: &JsObject, part: Part, value: JsValue) {
         .and_then(|d| d.configurable())
         .unwrap_or(false);
     if configurable {
-        owner.insert_property(
-            key,
-            PropertyDescriptor::builder()
-                .value(value)
-                .writable(true)
-                .enumerable(true)
-                .configurable(true),
-        );
+        JsBuilder::insert(owner, key, value);
     } else if let Some(data) = owner.downcast_ref::<Owner>() {
         data.keep(part, value);
     }

@@ -184,7 +184,8 @@ impl JsBuilder<'_> {
         self.set(&global, name, value);
     }
 
-    fn insert(object: &JsObject, key: PropertyKey, value: impl Into<JsValue>) {
+    /// Put a data property on `object` as an object literal's (or an assignment's) would be.
+    pub(crate) fn insert(object: &JsObject, key: PropertyKey, value: impl Into<JsValue>) {
         object.insert_property(
             key,
             PropertyDescriptor::builder()
