@@ -110,6 +110,7 @@ pub struct Kit {
     /// Key strings already made in this context (the event writer's and the getters').
     #[unsafe_ignore_trace]
     pub keys: Rc<RefCell<KeyCache>>,
+    /// What builds a part when it is first touched.
     #[unsafe_ignore_trace]
     build: Build,
 }
