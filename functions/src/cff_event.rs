@@ -8,7 +8,7 @@
 //! touch are built only when it does ([`CffEvent::deferring`], [`crate::deferred`]).
 
 use std::borrow::Cow;
-
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 use boa_engine::{JsObject, JsString, JsValue, js_string};
@@ -134,7 +134,7 @@ fn set_cookie_parts(line: &str) -> (&str, &str, &str) {
 }
 
 /// `Set-Cookie` lines grouped by cookie name.
-fn set_cookies(headers: &HeaderList) -> Grouped<'_, SetCookie<'_>> {
+fn set_cookies(headers: &[(String, Vec<u8>)]) -> Grouped<'_, SetCookie<'_>> {
     Grouped::group(
         headers
             .iter()
@@ -161,7 +161,15 @@ struct ResponseView<'a> {
     /// All the origin's response headers.
     list: &'a [(String, Vec<u8>)],
     headers: MultiMap<'a>,
-    cookies: Grouped<'a, SetCookie<'a>>,
+    /// `Set-Cookie` grouped by name, made when first needed (deferred, a handler may never
+    /// look at them).
+    cookies: OnceCell<Grouped<'a, SetCookie<'a>>>,
+}
+
+impl<'a> ResponseView<'a> {
+    fn cookies(&self) -> &Grouped<'a, SetCookie<'a>> {
+        self.cookies.get_or_init(|| set_cookies(self.list))
+    }
 }
 
 /// An event's `eventType` (both tiers), a static string with nothing to allocate; the same
@@ -183,9 +191,11 @@ pub(crate) fn event_type(hook: Hook) -> JsString {
 pub struct CffEvent<'a> {
     inv: &'a Invocation,
     hook: Hook,
-    query: MultiMap<'a>,
     headers: MultiMap<'a>,
-    cookies: MultiMap<'a>,
+    /// The query string and the cookies grouped by name, made when first needed: with
+    /// deferred parts a handler that never touches them needs neither.
+    query: OnceCell<MultiMap<'a>>,
+    cookies: OnceCell<MultiMap<'a>>,
     response: Option<ResponseView<'a>>,
     /// The invocation shared with the JS objects, when parts are built on first touch
     /// ([`CffEvent::deferring`]).
@@ -199,9 +209,9 @@ impl<'a> CffEvent<'a> {
         CffEvent {
             inv,
             hook: Hook::ViewerRequest,
-            query: Grouped::group(query_pairs(&req.querystring)),
+            query: OnceCell::new(),
             headers: visible_headers(&req.headers, "cookie"),
-            cookies: Grouped::group(cookie_pairs(&req.headers)),
+            cookies: OnceCell::new(),
             response: None,
             source: None,
         }
@@ -215,13 +225,13 @@ impl<'a> CffEvent<'a> {
                 status: r.status,
                 list: &r.headers,
                 headers: visible_headers(&r.headers, "set-cookie"),
-                cookies: set_cookies(&r.headers),
+                cookies: OnceCell::new(),
             },
             None => ResponseView {
                 status: 200,
                 list: &[],
                 headers: Grouped::empty(),
-                cookies: Grouped::empty(),
+                cookies: OnceCell::from(Grouped::empty()),
             },
         };
         CffEvent {
@@ -239,6 +249,16 @@ impl<'a> CffEvent<'a> {
             self.source = Some(source.clone());
         }
         self
+    }
+
+    fn query(&self) -> &MultiMap<'a> {
+        self.query
+            .get_or_init(|| Grouped::group(query_pairs(&self.inv.request.querystring)))
+    }
+
+    fn cookies(&self) -> &MultiMap<'a> {
+        self.cookies
+            .get_or_init(|| Grouped::group(cookie_pairs(&self.inv.request.headers)))
     }
 
     /// The invocation its deferred parts come from, if any.
@@ -274,7 +294,7 @@ impl<'a> CffEvent<'a> {
         match (source, &self.response) {
             (Some(_), Some(_)) => deferred::define(js, &event, Part::Request, kit),
             _ => {
-                let eager = (&self.query, &self.cookies);
+                let eager = (self.query(), self.cookies());
                 let request = write_request(inv, source, kit, &self.headers, eager, js);
                 js.set(&event, "request", request);
             }
@@ -298,7 +318,7 @@ impl<'a> CffEvent<'a> {
             match source {
                 Some(_) => deferred::define(js, &response, Part::ResponseCookies, kit),
                 None => {
-                    let cookies = write_set_cookies(&r.cookies, js);
+                    let cookies = write_set_cookies(r.cookies(), js);
                     js.set(&response, "cookies", cookies);
                 }
             }
@@ -375,8 +395,8 @@ fn write_request(
 /// (~1 µs), more than a part of a few entries takes.
 const CHARGED_ENTRIES: usize = 8;
 
-/// A deferred part of a CloudFront Functions event, built as the eager event has it
-/// ([`crate::deferred::Build`]).
+/// A deferred part of a CloudFront Functions event, built as the eager event has it (a part of
+/// more than [`CHARGED_ENTRIES`] outside the budget).
 pub fn build_part(
     part: Part,
     source: &Rc<Invocation>,
@@ -392,37 +412,21 @@ pub fn build_part(
         Part::Cookies => cookie_pairs(headers).count(),
         Part::ResponseCookies => inv.response.as_ref().map_or(0, |r| r.headers.len()),
     };
-    if entries > CHARGED_ENTRIES {
-        crate::budget::exempt(|| write_part(part, source, kit, js))
-    } else {
-        write_part(part, source, kit, js)
-    }
-}
-
-fn write_part(
-    part: Part,
-    source: &Rc<Invocation>,
-    kit: &Gc<Kit>,
-    js: &mut JsBuilder<'_>,
-) -> JsValue {
-    let inv = &**source;
-    match part {
+    let mut write = || match part {
         Part::Context => write_context(inv, inv.hook, js),
         Part::Viewer => write_viewer(inv, js),
         Part::Request => write_request(
             inv,
             Some(source),
             kit,
-            &visible_headers(&inv.request.headers, "cookie"),
+            &visible_headers(headers, "cookie"),
             (&Grouped::empty(), &Grouped::empty()),
             js,
         ),
         Part::Querystring => {
             write_multi(&Grouped::group(query_pairs(&inv.request.querystring)), js).into()
         }
-        Part::Cookies => {
-            write_multi(&Grouped::group(cookie_pairs(&inv.request.headers)), js).into()
-        }
+        Part::Cookies => write_multi(&Grouped::group(cookie_pairs(headers)), js).into(),
         Part::ResponseCookies => {
             let lines = match &inv.response {
                 Some(r) => set_cookies(&r.headers),
@@ -430,6 +434,11 @@ fn write_part(
             };
             write_set_cookies(&lines, js).into()
         }
+    };
+    if entries > CHARGED_ENTRIES {
+        crate::budget::exempt(write)
+    } else {
+        write()
     }
 }
 
@@ -807,16 +816,16 @@ pub fn viewer_request_outcome(
         }
     }
     if let Some(q) = obj.get("querystring")
-        && !same_multi(q, &event.query)
+        && !same_multi(q, event.query())
     {
-        edits.querystring = Some(querystring_from(q, &event.query)?);
+        edits.querystring = Some(querystring_from(q, event.query())?);
     }
     let headers = obj
         .get("headers")
         .filter(|h| !same_multi(h, &event.headers));
     let cookies = obj
         .get("cookies")
-        .filter(|c| !same_multi(c, &event.cookies));
+        .filter(|c| !same_multi(c, event.cookies()));
     if headers.is_some() || cookies.is_some() {
         let mut list = match headers {
             Some(h) => headers_from(
@@ -829,7 +838,7 @@ pub fn viewer_request_outcome(
         };
         list.retain(|(n, _)| n != "cookie");
         let cookie = match cookies {
-            Some(c) => cookie_header_from(c, &event.cookies)?,
+            Some(c) => cookie_header_from(c, event.cookies())?,
             None => inv
                 .request
                 .headers
@@ -875,7 +884,7 @@ pub fn viewer_response_outcome(
         .filter(|h| !same_multi(h, &original.headers));
     let cookies = obj
         .get("cookies")
-        .filter(|c| !same_set_cookies(c, &original.cookies));
+        .filter(|c| !same_set_cookies(c, original.cookies()));
     if headers.is_some() || cookies.is_some() {
         let mut list = match headers {
             Some(h) => headers_from(

@@ -329,11 +329,7 @@ impl LoadedFunction {
             .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;
         let request_prototype = host::request_prototype(&mut context)
             .map_err(|e| LoadError(format!("cannot install the host modules: {e}")))?;
-        let kit = Kit::new(
-            request_prototype,
-            crate::cff_event::build_part,
-            &mut context,
-        );
+        let kit = Kit::new(request_prototype, &mut context);
         context
             .runtime_limits_mut()
             .set_loop_iteration_limit(LOAD_LOOP_LIMIT);

@@ -11,8 +11,9 @@
 //! property would have) on an object that carries the invocation it comes from ([`Owner`]). Its
 //! getter builds the part and puts it in place as the plain data property the eager event has;
 //! its setter puts the assigned value in place the same way. After its first touch the object
-//! is what the eager build gives, key order included. Only reflection on a part never touched
-//! tells the difference (`Object.getOwnPropertyDescriptor` shows the accessor).
+//! is what the eager build gives, key order included. What tells the difference:
+//! `Object.getOwnPropertyDescriptor` on a part never touched shows the accessor, and a part
+//! never touched during its invocation cannot be built after it (see [`Owner`]).
 //!
 //! Reading back ([`crate::returned`]): a part never touched on the request or response the
 //! handler returned, from the invocation being read, is left out, and the comparators read a
@@ -34,7 +35,8 @@ use crate::invocation::Invocation;
 use crate::js_json::{JsBuilder, KeyCache};
 
 /// A part of a CloudFront Functions event that is built on first touch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Trace, Finalize)]
+#[boa_gc(empty_trace)]
 pub enum Part {
     /// `event.context`.
     Context,
@@ -64,19 +66,8 @@ impl Part {
         self as usize
     }
 
-    /// The property the part is.
-    pub fn key(self) -> &'static str {
-        match self {
-            Part::Context => "context",
-            Part::Viewer => "viewer",
-            Part::Request => "request",
-            Part::Querystring => "querystring",
-            Part::Cookies | Part::ResponseCookies => "cookies",
-        }
-    }
-
-    /// The property's key (a static string: nothing to allocate on each touch).
-    fn property(self) -> PropertyKey {
+    /// The property the part is (a static string: nothing to allocate on each touch).
+    pub fn property(self) -> PropertyKey {
         PropertyKey::from(match self {
             Part::Context => js_string!("context"),
             Part::Viewer => js_string!("viewer"),
@@ -96,9 +87,6 @@ impl Part {
     }
 }
 
-/// What builds a part's value: the CloudFront event's own writer ([`crate::cff_event`]).
-pub type Build = fn(Part, &Rc<Invocation>, &Gc<Kit>, &mut JsBuilder<'_>) -> JsValue;
-
 /// A context's means to write events: made once when the function is loaded.
 #[derive(Trace, Finalize)]
 pub struct Kit {
@@ -110,23 +98,22 @@ pub struct Kit {
     /// Key strings already made in this context (the event writer's and the getters').
     #[unsafe_ignore_trace]
     pub keys: Rc<RefCell<KeyCache>>,
-    /// What builds a part when it is first touched.
-    #[unsafe_ignore_trace]
-    build: Build,
 }
 
 impl Kit {
     /// The kit for `context`: the accessors of every part, made once.
-    pub fn new(request_prototype: JsObject, build: Build, context: &mut Context) -> Gc<Kit> {
+    pub fn new(request_prototype: JsObject, context: &mut Context) -> Gc<Kit> {
         let accessor = |name: &str,
-                        f: fn(&JsValue, &[JsValue], &u8, &mut Context) -> JsResult<JsValue>,
+                        f: fn(&JsValue, &[JsValue], &Part, &mut Context) -> JsResult<JsValue>,
                         part: Part,
                         length: usize,
                         context: &mut Context| {
-            let native = NativeFunction::from_copy_closure_with_captures(f, part.index() as u8);
+            let native = NativeFunction::from_copy_closure_with_captures(f, part);
             JsObject::from(
                 FunctionObjectBuilder::new(context.realm(), native)
-                    .name(JsString::from(format!("{name} {}", part.key()).as_str()))
+                    .name(JsString::from(
+                        format!("{name} {}", part.property()).as_str(),
+                    ))
                     .length(length)
                     .build(),
             )
@@ -138,7 +125,6 @@ impl Kit {
             getters,
             setters,
             keys: Rc::default(),
-            build,
         })
     }
 
@@ -162,7 +148,7 @@ pub struct Owner {
     kit: Gc<Kit>,
     /// Parts built while their accessor could not be replaced (the handler sealed or froze
     /// the object): kept here so that every read gives the same object.
-    kept: GcRefCell<Vec<(u8, JsValue)>>,
+    kept: GcRefCell<Vec<(Part, JsValue)>>,
 }
 
 impl Owner {
@@ -170,14 +156,14 @@ impl Owner {
         self.kept
             .borrow()
             .iter()
-            .find(|(p, _)| usize::from(*p) == part.index())
+            .find(|(p, _)| *p == part)
             .map(|(_, v)| v.clone())
     }
 
     fn keep(&self, part: Part, value: JsValue) {
         let mut kept = self.kept.borrow_mut();
-        kept.retain(|(p, _)| usize::from(*p) != part.index());
-        kept.push((part.index() as u8, value));
+        kept.retain(|(p, _)| *p != part);
+        kept.push((part, value));
     }
 }
 
@@ -202,7 +188,7 @@ pub fn owner(
 pub fn define(js: &mut JsBuilder<'_>, object: &JsObject, part: Part, kit: &Kit) {
     js.set_accessor(
         object,
-        part.key(),
+        part.property(),
         kit.getters[part.index()].clone(),
         kit.setters[part.index()].clone(),
     );
@@ -228,13 +214,6 @@ fn find_owner(this: &JsValue, part: Part) -> Option<(JsObject, Option<Rc<Invocat
         object = current.prototype();
     }
     None
-}
-
-fn part_of(index: u8) -> Part {
-    Part::ALL
-        .get(usize::from(index))
-        .copied()
-        .unwrap_or(Part::Context)
 }
 
 /// Put `value` in place of `owner`'s deferred `part`: the plain data property the eager event
@@ -265,11 +244,16 @@ fn build(part: Part, source: &Rc<Invocation>, kit: &Gc<Kit>, context: &mut Conte
         Ok(keys) => keys,
         Err(_) => &mut spare,
     };
-    (kit.build)(part, source, kit, &mut JsBuilder { keys, context })
+    crate::cff_event::build_part(part, source, kit, &mut JsBuilder { keys, context })
 }
 
-fn get_part(this: &JsValue, _: &[JsValue], part: &u8, context: &mut Context) -> JsResult<JsValue> {
-    let part = part_of(*part);
+fn get_part(
+    this: &JsValue,
+    _: &[JsValue],
+    part: &Part,
+    context: &mut Context,
+) -> JsResult<JsValue> {
+    let part = *part;
     let Some((owner, source, kit)) = find_owner(this, part) else {
         return Ok(JsValue::undefined());
     };
@@ -281,7 +265,7 @@ fn get_part(this: &JsValue, _: &[JsValue], part: &u8, context: &mut Context) -> 
             .with_message(format!(
                 "event.{}: this event is from an earlier invocation, and this part was not read \
                  during it (keep the values a later invocation needs, not the event)",
-                part.key()
+                part.property()
             ))
             .into());
     };
@@ -293,10 +277,10 @@ fn get_part(this: &JsValue, _: &[JsValue], part: &u8, context: &mut Context) -> 
 fn set_part(
     this: &JsValue,
     args: &[JsValue],
-    part: &u8,
+    part: &Part,
     context: &mut Context,
 ) -> JsResult<JsValue> {
-    let part = part_of(*part);
+    let part = *part;
     let value = args.first().cloned().unwrap_or_default();
     match (find_owner(this, part), this.as_object()) {
         // Assigned on the owner itself: the data property, as if it had always been there.
@@ -327,7 +311,7 @@ pub enum Unread {
 /// invocation being read back; `top` whether `object` is the returned value itself.
 pub fn unread(
     object: &JsObject,
-    key: &str,
+    key: &PropertyKey,
     current: Option<&Rc<Invocation>>,
     top: bool,
     context: &mut Context,
@@ -336,14 +320,11 @@ pub fn unread(
         let Some(owner) = object.downcast_ref::<Owner>() else {
             return Ok(Unread::Accessor);
         };
-        let own = object
-            .borrow()
-            .properties()
-            .get(&PropertyKey::from(JsString::from(key)));
+        let own = object.borrow().properties().get(key);
         let getter = own.as_ref().and_then(|d| d.get());
         Part::ALL
             .into_iter()
-            .find(|p| p.key() == key && owner.kit.is_getter(*p, getter))
+            .find(|p| p.property() == *key && owner.kit.is_getter(*p, getter))
             .map(|part| {
                 let untouched = top
                     && part.on_result()

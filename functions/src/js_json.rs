@@ -143,16 +143,8 @@ impl JsBuilder<'_> {
         JsObject::new(self.context.root_shape(), prototype, data).upcast()
     }
 
-    /// Add an accessor property (enumerable, configurable) whose name is fixed in verge's
-    /// source.
-    pub fn set_accessor(
-        &mut self,
-        object: &JsObject,
-        name: &'static str,
-        get: JsObject,
-        set: JsObject,
-    ) {
-        let key = self.keys.fixed_key(name);
+    /// Add an accessor property (enumerable, configurable).
+    pub fn set_accessor(&self, object: &JsObject, key: PropertyKey, get: JsObject, set: JsObject) {
         object.insert_property(
             key,
             PropertyDescriptor::builder()

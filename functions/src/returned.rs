@@ -324,7 +324,7 @@ fn read_object(
             None if exotic && !object.borrow().properties().contains_key(&key) => continue,
             None => {
                 let top = path.objects.len() == 1;
-                match deferred::unread(object, name.as_ref(), path.current, top, context)? {
+                match deferred::unread(object, &key, path.current, top, context)? {
                     Unread::Accessor => Some(Returned::Null),
                     Unread::Untouched => continue,
                     Unread::Value(v) => read_value(&v, path, context)?,

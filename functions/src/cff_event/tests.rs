@@ -12,7 +12,7 @@ use crate::invocation::RequestSnapshot;
 fn event_json(event: &CffEvent<'_>) -> Value {
     let mut context = Context::default();
     let prototype = context.intrinsics().constructors().object().prototype();
-    let kit = Kit::new(prototype, build_part, &mut context);
+    let kit = Kit::new(prototype, &mut context);
     let js = event.write(
         &mut JsBuilder {
             keys: &mut kit.keys.borrow_mut(),
