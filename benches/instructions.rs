@@ -5,7 +5,8 @@
 //!
 //! Phases: `{noop,security_headers,ab_rewrite,jwt}/{marshal_in,call,marshal_out,load,pool_round_trip}`, split as in
 //! `benches/functions.rs` (the event's JS objects are written inside `call`), and the edge
-//! tier's `edge_noop/{call,load,pool_round_trip}`.
+//! tier's `edge_noop/{call,load,pool_round_trip}`. `VERGE_REQUEST=load` measures the load
+//! benchmark's request instead of a browser's (`benches/support/invocations.rs`).
 //! `scripts/instructions.sh` runs each phase at two iteration counts and reports the difference
 //! per iteration, so set-up (loading the function, starting the pool) cancels out.
 #![expect(

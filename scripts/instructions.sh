@@ -4,6 +4,8 @@
 # per-invocation count (loading the function and starting the pool cancel out). Counts cover
 # every thread (--trace-children is not needed: the pool's workers are threads).
 # Usage: scripts/instructions.sh   (builds the bench binary in release first)
+# VERGE_REQUEST=load scripts/instructions.sh measures the load benchmark's request (see
+# benches/support/invocations.rs).
 set -eu
 command -v valgrind >/dev/null || { echo "instructions: valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 cd "$(dirname "$0")/.."

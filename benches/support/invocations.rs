@@ -71,8 +71,23 @@ pub fn edge_invocation(code: &str) -> Invocation {
     inv
 }
 
-/// A realistic invocation of `code` at `hook`.
+/// A realistic invocation of `code` at `hook`: a browser's request, or with
+/// `VERGE_REQUEST=load` in the environment the load benchmark's (`Host` and two cookies, no
+/// query string), which makes for different costs: there is little to leave out.
 pub fn invocation(code: &str, hook: Hook) -> Invocation {
+    let mut inv = browser_invocation(code, hook);
+    if std::env::var("VERGE_REQUEST").is_ok_and(|r| r == "load") {
+        inv.request.querystring = String::new();
+        inv.request.has_query = false;
+        inv.request.headers = vec![
+            ("host".to_owned(), b"127.0.0.1:8080".to_vec()),
+            ("cookie".to_owned(), b"theme=dark; ab=b".to_vec()),
+        ];
+    }
+    inv
+}
+
+fn browser_invocation(code: &str, hook: Hook) -> Invocation {
     let header = |n: &str, v: &str| (n.to_owned(), v.as_bytes().to_vec());
     Invocation {
         function: Arc::new(FunctionDef::inline("bench", Runtime::CloudfrontJs2, code)),

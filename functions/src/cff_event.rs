@@ -88,7 +88,7 @@ fn text(value: &[u8]) -> Cow<'_, str> {
 }
 
 /// Header fields a function sees, grouped by name.
-fn visible_headers<'a>(headers: &'a HeaderList, split_out: &str) -> MultiMap<'a> {
+fn visible_headers<'a>(headers: &'a [(String, Vec<u8>)], split_out: &str) -> MultiMap<'a> {
     Grouped::group(
         headers
             .iter()
@@ -160,13 +160,19 @@ struct ResponseView<'a> {
     status: u16,
     /// All the origin's response headers.
     list: &'a [(String, Vec<u8>)],
-    headers: MultiMap<'a>,
+    /// `list` grouped by name (`Set-Cookie` split out), made when first needed.
+    headers: OnceCell<MultiMap<'a>>,
     /// `Set-Cookie` grouped by name, made when first needed (deferred, a handler may never
     /// look at them).
     cookies: OnceCell<Grouped<'a, SetCookie<'a>>>,
 }
 
 impl<'a> ResponseView<'a> {
+    fn headers(&self) -> &MultiMap<'a> {
+        self.headers
+            .get_or_init(|| visible_headers(self.list, "set-cookie"))
+    }
+
     fn cookies(&self) -> &Grouped<'a, SetCookie<'a>> {
         self.cookies.get_or_init(|| set_cookies(self.list))
     }
@@ -191,7 +197,9 @@ pub(crate) fn event_type(hook: Hook) -> JsString {
 pub struct CffEvent<'a> {
     inv: &'a Invocation,
     hook: Hook,
-    headers: MultiMap<'a>,
+    /// The request's headers grouped by name (`Cookie` split out), made when first needed: a
+    /// getter building one deferred part needs no other.
+    headers: OnceCell<MultiMap<'a>>,
     /// The query string and the cookies grouped by name, made when first needed: with
     /// deferred parts a handler that never touches them needs neither.
     query: OnceCell<MultiMap<'a>>,
@@ -205,12 +213,11 @@ pub struct CffEvent<'a> {
 impl<'a> CffEvent<'a> {
     /// The viewer-request event.
     pub fn viewer_request(inv: &'a Invocation) -> Self {
-        let req = &inv.request;
         CffEvent {
             inv,
             hook: Hook::ViewerRequest,
             query: OnceCell::new(),
-            headers: visible_headers(&req.headers, "cookie"),
+            headers: OnceCell::new(),
             cookies: OnceCell::new(),
             response: None,
             source: None,
@@ -224,13 +231,13 @@ impl<'a> CffEvent<'a> {
             Some(r) => ResponseView {
                 status: r.status,
                 list: &r.headers,
-                headers: visible_headers(&r.headers, "set-cookie"),
+                headers: OnceCell::new(),
                 cookies: OnceCell::new(),
             },
             None => ResponseView {
                 status: 200,
                 list: &[],
-                headers: Grouped::empty(),
+                headers: OnceCell::from(Grouped::empty()),
                 cookies: OnceCell::from(Grouped::empty()),
             },
         };
@@ -251,6 +258,11 @@ impl<'a> CffEvent<'a> {
         self
     }
 
+    fn headers(&self) -> &MultiMap<'a> {
+        self.headers
+            .get_or_init(|| visible_headers(&self.inv.request.headers, "cookie"))
+    }
+
     fn query(&self) -> &MultiMap<'a> {
         self.query
             .get_or_init(|| Grouped::group(query_pairs(&self.inv.request.querystring)))
@@ -269,62 +281,83 @@ impl<'a> CffEvent<'a> {
     /// The event on the JS heap; `event.request` gets the kit's request prototype (which
     /// gives it `rawQueryString()`).
     pub fn write(&self, js: &mut JsBuilder<'_>, kit: &Gc<Kit>) -> JsValue {
-        let inv = self.inv;
-        let source = self.source.as_ref();
-        let event = match source {
-            Some(source) => {
-                let prototype = object_prototype(js);
-                deferred::owner(js, prototype, source, kit)
-            }
-            None => js.object(),
-        };
+        let prototype = object_prototype(js);
+        let event = self.holder(prototype, kit, js);
         js.set(&event, "version", js_string!("1.0"));
-        match source {
-            Some(_) => {
-                deferred::define(js, &event, Part::Context, kit);
-                deferred::define(js, &event, Part::Viewer, kit);
-            }
+        self.put_part(&event, Part::Context, kit, js);
+        self.put_part(&event, Part::Viewer, kit, js);
+        match &self.response {
+            // A viewer-response handler often never looks at the request.
+            Some(_) => self.put_part(&event, Part::Request, kit, js),
             None => {
-                let context = write_context(inv, self.hook, js);
-                js.set(&event, "context", context);
-                let viewer = write_viewer(inv, js);
-                js.set(&event, "viewer", viewer);
-            }
-        }
-        match (source, &self.response) {
-            (Some(_), Some(_)) => deferred::define(js, &event, Part::Request, kit),
-            _ => {
-                let eager = (self.query(), self.cookies());
-                let request = write_request(inv, source, kit, &self.headers, eager, js);
+                let request = self.write_request(kit, js);
                 js.set(&event, "request", request);
             }
         }
         if let Some(r) = &self.response {
-            let response = match source {
-                Some(source) => {
-                    let prototype = object_prototype(js);
-                    deferred::owner(js, prototype, source, kit)
-                }
-                None => js.object(),
-            };
+            let prototype = object_prototype(js);
+            let response = self.holder(prototype, kit, js);
             js.set(&response, "statusCode", JsValue::new(i32::from(r.status)));
             js.set(
                 &response,
                 "statusDescription",
                 string(http_reason(r.status)),
             );
-            let headers = write_multi(&r.headers, js);
+            let headers = write_multi(r.headers(), js);
             js.set(&response, "headers", headers);
-            match source {
-                Some(_) => deferred::define(js, &response, Part::ResponseCookies, kit),
-                None => {
-                    let cookies = write_set_cookies(r.cookies(), js);
-                    js.set(&response, "cookies", cookies);
-                }
-            }
+            self.put_part(&response, Part::ResponseCookies, kit, js);
             js.set(&event, "response", response);
         }
         event.into()
+    }
+
+    /// An empty object with `prototype` to hold the event's parts: one that can hold deferred
+    /// parts when this event defers any.
+    fn holder(&self, prototype: JsObject, kit: &Gc<Kit>, js: &mut JsBuilder<'_>) -> JsObject {
+        match &self.source {
+            Some(source) => deferred::owner(js, prototype, source, kit),
+            None => js.object_with(prototype),
+        }
+    }
+
+    /// Put `part` on `object`: deferred when this event defers parts and the handler has not
+    /// touched this one before ([`Kit::defers`]), built now otherwise.
+    fn put_part(&self, object: &JsObject, part: Part, kit: &Gc<Kit>, js: &mut JsBuilder<'_>) {
+        if self.source.is_some() && kit.defers(part) {
+            deferred::define(js, object, part, kit);
+        } else {
+            let value = self.write_part(part, kit, js);
+            JsBuilder::insert(object, part.property(), value);
+        }
+    }
+
+    /// `part` built in full (its own deferred parts aside).
+    fn write_part(&self, part: Part, kit: &Gc<Kit>, js: &mut JsBuilder<'_>) -> JsValue {
+        let inv = self.inv;
+        match part {
+            Part::Context => write_context(inv, self.hook, js),
+            Part::Viewer => write_viewer(inv, js),
+            Part::Request => self.write_request(kit, js),
+            Part::Querystring => write_multi(self.query(), js).into(),
+            Part::Cookies => write_multi(self.cookies(), js).into(),
+            Part::ResponseCookies => match &self.response {
+                Some(r) => write_set_cookies(r.cookies(), js).into(),
+                None => write_set_cookies(&Grouped::empty(), js).into(),
+            },
+        }
+    }
+
+    /// `event.request`.
+    fn write_request(&self, kit: &Gc<Kit>, js: &mut JsBuilder<'_>) -> JsValue {
+        let inv = self.inv;
+        let request = self.holder(kit.request_prototype.clone(), kit, js);
+        js.set(&request, "method", string(&inv.request.method));
+        js.set(&request, "uri", string(&inv.request.uri));
+        self.put_part(&request, Part::Querystring, kit, js);
+        let headers = write_multi(self.headers(), js);
+        js.set(&request, "headers", headers);
+        self.put_part(&request, Part::Cookies, kit, js);
+        request.into()
     }
 }
 
@@ -353,42 +386,6 @@ fn write_viewer(inv: &Invocation, js: &mut JsBuilder<'_>) -> JsValue {
     viewer.into()
 }
 
-/// `event.request`: its query string and cookies deferred when `source` is given, written from
-/// `eager` (the query string's and the cookies' maps) otherwise.
-fn write_request(
-    inv: &Invocation,
-    source: Option<&Rc<Invocation>>,
-    kit: &Gc<Kit>,
-    headers: &MultiMap<'_>,
-    eager: (&MultiMap<'_>, &MultiMap<'_>),
-    js: &mut JsBuilder<'_>,
-) -> JsValue {
-    let prototype = kit.request_prototype.clone();
-    let request = match source {
-        Some(source) => deferred::owner(js, prototype, source, kit),
-        None => js.object_with(prototype),
-    };
-    js.set(&request, "method", string(&inv.request.method));
-    js.set(&request, "uri", string(&inv.request.uri));
-    match source {
-        Some(_) => deferred::define(js, &request, Part::Querystring, kit),
-        None => {
-            let query = write_multi(eager.0, js);
-            js.set(&request, "querystring", query);
-        }
-    }
-    let headers = write_multi(headers, js);
-    js.set(&request, "headers", headers);
-    match source {
-        Some(_) => deferred::define(js, &request, Part::Cookies, kit),
-        None => {
-            let cookies = write_multi(eager.1, js);
-            js.set(&request, "cookies", cookies);
-        }
-    }
-    request.into()
-}
-
 /// Entries past which building a deferred part is not charged to the function's budget: the
 /// eager event was built before the budget started, and a part with hundreds of cookies takes
 /// a good share of a budget to build. Exempting costs two reads of the thread's CPU clock
@@ -412,29 +409,12 @@ pub fn build_part(
         Part::Cookies => cookie_pairs(headers).count(),
         Part::ResponseCookies => inv.response.as_ref().map_or(0, |r| r.headers.len()),
     };
-    let mut write = || match part {
-        Part::Context => write_context(inv, inv.hook, js),
-        Part::Viewer => write_viewer(inv, js),
-        Part::Request => write_request(
-            inv,
-            Some(source),
-            kit,
-            &visible_headers(headers, "cookie"),
-            (&Grouped::empty(), &Grouped::empty()),
-            js,
-        ),
-        Part::Querystring => {
-            write_multi(&Grouped::group(query_pairs(&inv.request.querystring)), js).into()
-        }
-        Part::Cookies => write_multi(&Grouped::group(cookie_pairs(headers)), js).into(),
-        Part::ResponseCookies => {
-            let lines = match &inv.response {
-                Some(r) => set_cookies(&r.headers),
-                None => Grouped::empty(),
-            };
-            write_set_cookies(&lines, js).into()
-        }
-    };
+    let event = match inv.hook {
+        Hook::ViewerResponse => CffEvent::viewer_response(inv),
+        _ => CffEvent::viewer_request(inv),
+    }
+    .deferring(source);
+    let mut write = || event.write_part(part, kit, js);
     if entries > CHARGED_ENTRIES {
         crate::budget::exempt(write)
     } else {
@@ -822,7 +802,7 @@ pub fn viewer_request_outcome(
     }
     let headers = obj
         .get("headers")
-        .filter(|h| !same_multi(h, &event.headers));
+        .filter(|h| !same_multi(h, event.headers()));
     let cookies = obj
         .get("cookies")
         .filter(|c| !same_multi(c, event.cookies()));
@@ -830,7 +810,7 @@ pub fn viewer_request_outcome(
         let mut list = match headers {
             Some(h) => headers_from(
                 h,
-                &event.headers,
+                event.headers(),
                 &inv.request.headers,
                 READ_ONLY_VIEWER_REQUEST,
             )?,
@@ -881,7 +861,7 @@ pub fn viewer_response_outcome(
     }
     let headers = obj
         .get("headers")
-        .filter(|h| !same_multi(h, &original.headers));
+        .filter(|h| !same_multi(h, original.headers()));
     let cookies = obj
         .get("cookies")
         .filter(|c| !same_set_cookies(c, original.cookies()));
@@ -889,7 +869,7 @@ pub fn viewer_response_outcome(
         let mut list = match headers {
             Some(h) => headers_from(
                 h,
-                &original.headers,
+                original.headers(),
                 original.list,
                 READ_ONLY_VIEWER_RESPONSE,
             )?,

@@ -9,17 +9,22 @@
 //!
 //! A deferred part is an accessor property (enumerable, configurable, in the place the data
 //! property would have) on an object that carries the invocation it comes from ([`Owner`]). Its
-//! getter builds the part and puts it in place as the plain data property the eager event has;
-//! its setter puts the assigned value in place the same way. After its first touch the object
-//! is what the eager build gives, key order included. What tells the difference:
-//! `Object.getOwnPropertyDescriptor` on a part never touched shows the accessor, and a part
-//! never touched during its invocation cannot be built after it (see [`Owner`]).
+//! getter builds the part once and keeps it on the owner; its setter keeps the assigned value
+//! the same way; every read gives the kept value. The accessor stays in place (see [`settle`]
+//! for why). Enumeration, `JSON.stringify`, `in`, `delete` and assignment see what they see on
+//! the eager event, key order included.
+//!
+//! A context's [`Kit`] remembers the parts its handler has touched: later events have those
+//! built with the event as plain data properties, since reading a part through its accessor
+//! costs more than building it up front. What tells a deferred part from a built one:
+//! `Object.getOwnPropertyDescriptor` shows an accessor, and a part never touched during its
+//! invocation cannot be built after it (see [`Owner`]).
 //!
 //! Reading back ([`crate::returned`]): a part never touched on the request or response the
 //! handler returned, from the invocation being read, is left out, and the comparators read a
 //! missing part as unchanged; anywhere else the part is built and read like any value.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use boa_engine::native_function::NativeFunction;
@@ -66,6 +71,10 @@ impl Part {
         self as usize
     }
 
+    fn bit(self) -> u8 {
+        1 << self.index()
+    }
+
     /// The property the part is (a static string: nothing to allocate on each touch).
     pub fn property(self) -> PropertyKey {
         PropertyKey::from(match self {
@@ -98,6 +107,10 @@ pub struct Kit {
     /// Key strings already made in this context (the event writer's and the getters').
     #[unsafe_ignore_trace]
     pub keys: Rc<RefCell<KeyCache>>,
+    /// The parts this context's handler has touched, one bit per part in [`Part::ALL`] order:
+    /// later events have them built with the event ([`Kit::defers`]).
+    #[unsafe_ignore_trace]
+    touched: Cell<u8>,
 }
 
 impl Kit {
@@ -125,7 +138,22 @@ impl Kit {
             getters,
             setters,
             keys: Rc::default(),
+            touched: Cell::new(0),
         })
+    }
+
+    /// Whether events written with this kit defer `part`: not once the handler has touched it.
+    /// A handler reads much the same parts on every call, and building a part it reads through
+    /// its accessor costs more than building it with the event (the getter's call and the
+    /// property's change from accessor to data: +3k instructions a call for the A/B rewrite
+    /// on a request with two cookies). A handler that reads a part only sometimes has it built
+    /// every time after the first, as before parts were deferred.
+    pub fn defers(&self, part: Part) -> bool {
+        self.touched.get() & part.bit() == 0
+    }
+
+    fn learn(&self, part: Part) {
+        self.touched.set(self.touched.get() | part.bit());
     }
 
     fn is_getter(&self, part: Part, value: Option<&JsValue>) -> bool {
@@ -146,8 +174,7 @@ pub struct Owner {
     #[unsafe_ignore_trace]
     source: Weak<Invocation>,
     kit: Gc<Kit>,
-    /// Parts built while their accessor could not be replaced (the handler sealed or froze
-    /// the object): kept here so that every read gives the same object.
+    /// The parts built or assigned so far: every later read gives the same value.
     kept: GcRefCell<Vec<(Part, JsValue)>>,
 }
 
@@ -216,20 +243,14 @@ fn find_owner(this: &JsValue, part: Part) -> Option<(JsObject, Option<Rc<Invocat
     None
 }
 
-/// Put `value` in place of `owner`'s deferred `part`: the plain data property the eager event
-/// has, or, when the accessor can no longer be replaced (a sealed or frozen object), kept on
-/// the owner for every later read.
+/// Keep `value` as `owner`'s `part` for every later read. The accessor stays: replacing it
+/// with a data property from inside its own getter or setter broke the next read at the same
+/// place in the script. boa 0.22 caches where a property read found its property with the
+/// object's shape *after* the getter ran, so the new shape was cached with the accessor's
+/// slot, and the next read called the part's value as if it were the getter (`TypeError: not
+/// a callable function`).
 fn settle(owner: &JsObject, part: Part, value: JsValue) {
-    let key = part.property();
-    let configurable = owner
-        .borrow()
-        .properties()
-        .get(&key)
-        .and_then(|d| d.configurable())
-        .unwrap_or(false);
-    if configurable {
-        JsBuilder::insert(owner, key, value);
-    } else if let Some(data) = owner.downcast_ref::<Owner>() {
+    if let Some(data) = owner.downcast_ref::<Owner>() {
         data.keep(part, value);
     }
 }
@@ -270,6 +291,7 @@ fn get_part(
             .into());
     };
     let value = build(part, &source, &kit, context);
+    kit.learn(part);
     settle(&owner, part, value.clone());
     Ok(value)
 }

@@ -306,3 +306,53 @@ fn building_a_large_part_is_not_charged_to_the_budget() {
     };
     assert_eq!(generated.headers, [("x-c".to_owned(), b"v".to_vec())]);
 }
+
+#[test]
+fn a_part_the_handler_touched_is_built_with_its_later_events() {
+    // Reports how each part sits on the event before reading `cookies` (and never `context`).
+    let handler = "function handler(event) { \
+        var r = event.request; \
+        var how = function (o, k) { return 'get' in Object.getOwnPropertyDescriptor(o, k) ? 'deferred' : 'built'; }; \
+        r.headers['x-cookies'] = { value: how(r, 'cookies') }; \
+        r.headers['x-context'] = { value: how(event, 'context') }; \
+        r.cookies.s.value = 'changed'; \
+        return r; }";
+    let calls = [
+        invocation(Hook::ViewerRequest, "n=1"),
+        invocation(Hook::ViewerRequest, "n=2"),
+        invocation(Hook::ViewerRequest, "n=3"),
+    ];
+    let deferred = answers(handler, &calls, true);
+    let seen: Vec<_> = deferred
+        .iter()
+        .map(|a| (header(a, "x-cookies"), header(a, "x-context")))
+        .collect();
+    let pair = |c: &str, x: &str| (Some(c.to_owned()), Some(x.to_owned()));
+    assert_eq!(
+        seen,
+        [
+            pair("deferred", "deferred"),
+            pair("built", "deferred"),
+            pair("built", "deferred"),
+        ]
+    );
+    // The edit reaches the origin whichever way the part was built.
+    for answer in &deferred {
+        assert_eq!(
+            header(answer, "cookie").as_deref(),
+            Some("s=changed; s=3; t=2")
+        );
+    }
+}
+
+#[test]
+fn a_part_read_twice_at_the_same_place_reads_the_same() {
+    // The same property read runs twice: boa caches how it found the property the first time,
+    // so building the part must not change how the owner holds it.
+    let answer = request(
+        "var r = event.request, n = []; \
+         for (var i = 0; i < 3; i++) { n.push(Object.keys(r.cookies).length, r.querystring.a.value); } \
+         r.headers['x-n'] = { value: n.join(',') }; return r;",
+    );
+    assert_eq!(header(&answer, "x-n").as_deref(), Some("2,1,2,1,2,1"));
+}
