@@ -356,3 +356,34 @@ fn a_part_read_twice_at_the_same_place_reads_the_same() {
     );
     assert_eq!(header(&answer, "x-n").as_deref(), Some("2,1,2,1,2,1"));
 }
+
+#[test]
+fn a_viewer_response_handler_that_reads_the_request_has_it_built_from_then_on() {
+    let handler = "function handler(event) { \
+        var how = function (o, k) { return 'get' in Object.getOwnPropertyDescriptor(o, k) ? 'deferred' : 'built'; }; \
+        var seen = how(event, 'request'); \
+        var r = event.request; \
+        seen += ' ' + how(r, 'cookies') + ' ' + how(r, 'querystring'); \
+        event.response.headers['x-seen'] = { value: seen + ' ' + r.cookies.t.value }; \
+        return event.response; }";
+    let calls = [
+        invocation(Hook::ViewerResponse, "q=1"),
+        invocation(Hook::ViewerResponse, "q=2"),
+    ];
+    let deferred = answers(handler, &calls, true);
+    let seen: Vec<_> = deferred
+        .iter()
+        .map(|answer| {
+            let Ok(Outcome::Continue(edits)) = answer else {
+                panic!("not a continued response: {answer:?}");
+            };
+            let headers = edits.headers.as_ref().expect("a header was added");
+            let (_, value) = headers.iter().find(|(n, _)| n == "x-seen").expect("x-seen");
+            String::from_utf8_lossy(value).into_owned()
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        ["deferred deferred deferred 2", "built built deferred 2"]
+    );
+}
