@@ -29,7 +29,8 @@ use boa_engine::object::builtins::JsPromise;
 use boa_engine::realm::Realm;
 use boa_engine::script::Script;
 use boa_engine::{
-    Context, JsError, JsNativeError, JsResult, JsString, JsValue, Module, Source, js_string,
+    Context, JsError, JsNativeError, JsObject, JsResult, JsString, JsValue, Module, Source,
+    js_string,
 };
 use boa_gc::Gc;
 use serde_json::Value;
@@ -517,6 +518,7 @@ impl LoadedFunction {
             &self.jobs,
             &mut meter,
             event.source(),
+            &self.kit.entry,
         );
         Ok(Attempt {
             result,
@@ -541,6 +543,7 @@ fn run_budgeted(
     jobs: &Jobs,
     meter: &mut Budget,
     source: Option<&Rc<Invocation>>,
+    entry: &JsObject,
 ) -> (Result<Option<Returned>, FunctionError>, bool) {
     let value = {
         let mut future = pin!(invoker.evaluate_async_with_budget(context, YIELD_EVERY));
@@ -574,7 +577,7 @@ fn run_budgeted(
             }
         },
     };
-    match returned::read_result(&value, source, context) {
+    match returned::read_result(&value, source, Some(entry), context) {
         Ok(json) => (Ok(json), false),
         Err(e) => (
             Err(FunctionError {

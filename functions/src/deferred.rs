@@ -104,6 +104,10 @@ pub struct Kit {
     /// Each part's getter and setter, in [`Part::ALL`] order.
     getters: [JsObject; 6],
     setters: [JsObject; 6],
+    /// A `{value: ""}` object as the event writer makes a header's, cookie's or query
+    /// parameter's entry: it keeps their shape, which the result reader recognizes
+    /// ([`crate::returned::read_result`]).
+    pub entry: JsObject,
     /// Key strings already made in this context (the event writer's and the getters').
     #[unsafe_ignore_trace]
     pub keys: Rc<RefCell<KeyCache>>,
@@ -133,11 +137,22 @@ impl Kit {
         };
         let getters = Part::ALL.map(|part| accessor("get", get_part, part, 0, context));
         let setters = Part::ALL.map(|part| accessor("set", set_part, part, 1, context));
+        let mut keys = KeyCache::default();
+        let entry = {
+            let mut js = JsBuilder {
+                keys: &mut keys,
+                context,
+            };
+            let entry = js.object();
+            js.set(&entry, "value", js_string!());
+            entry
+        };
         Gc::new(Kit {
             request_prototype,
+            entry,
             getters,
             setters,
-            keys: Rc::default(),
+            keys: Rc::new(RefCell::new(keys)),
             touched: Cell::new(0),
         })
     }

@@ -21,7 +21,7 @@ use std::rc::Rc;
 use boa_engine::builtins::proxy::Proxy;
 use boa_engine::object::builtins::JsArray;
 use boa_engine::property::PropertyKey;
-use boa_engine::{Context, JsNativeError, JsObject, JsResult, JsValue, JsVariant};
+use boa_engine::{Context, JsNativeError, JsObject, JsResult, JsValue, JsVariant, js_string};
 use serde_json::Value;
 
 use crate::deferred::{self, Unread};
@@ -190,29 +190,80 @@ pub const MAX_ARRAY_LENGTH: u64 = 1 << 16;
 /// — except that nesting past [`MAX_DEPTH`] and arrays past [`MAX_ARRAY_LENGTH`] are errors,
 /// where boa's would overflow the stack or run out of memory.
 pub fn read(value: &JsValue, context: &mut Context) -> JsResult<Option<Returned>> {
-    read_result(value, None, context)
+    read_result(value, None, None, context)
 }
 
 /// [`read`] for a handler's result: deferred event parts of invocation `current` that the
 /// handler never touched are left out of the object it returned (the comparators read them as
 /// unchanged); everywhere else deferred parts are built and read ([`crate::deferred`]).
+/// `entry` is an object of the shape every `{value}` entry of a CloudFront event has
+/// ([`crate::deferred::Kit`] keeps one): objects of that shape are read without the general
+/// walk ([`read_entry`]).
 pub fn read_result(
     value: &JsValue,
     current: Option<&Rc<Invocation>>,
+    entry: Option<&JsObject>,
     context: &mut Context,
 ) -> JsResult<Option<Returned>> {
     let mut path = Path {
         objects: Vec::new(),
         current,
+        entry_shape: entry.map(|e| e.borrow().shape().to_addr_usize()),
     };
     read_value(value, &mut path, context)
 }
 
 /// Where the reader is: the objects being read, outermost first (to detect cycles and bound
-/// depth), and the invocation whose result it is.
+/// depth), the invocation whose result it is, and the address of the `{value}` entries' shape.
 struct Path<'a> {
     objects: Vec<JsObject>,
     current: Option<&'a Rc<Invocation>>,
+    entry_shape: Option<usize>,
+}
+
+/// The key of a header's, cookie's or query parameter's value.
+fn value_key() -> PropertyKey {
+    PropertyKey::from(js_string!("value"))
+}
+
+/// An object of the `{value}` entries' shape whose value is not an object, read without the
+/// general walk; `None` for anything else, which the walk reads.
+///
+/// A returned event is mostly such entries (one per header, cookie and query parameter), and
+/// the walk spent on each the cycle check, a list of its keys with a name lookup per key, and a
+/// property lookup per key. A shared shape names an object's prototype and its keys with their
+/// attributes in order, so an ordinary object of this shape with no indexed elements has
+/// exactly one own property, `value`, a writable, enumerable data property: what the walk would
+/// read is that one field. (Shapes live as long as an object has them; the kit's template keeps
+/// this one, so no other shape can take its address.)
+fn read_entry(object: &JsObject, path: &Path<'_>) -> Option<Returned> {
+    let shape = path.entry_shape?;
+    let value = {
+        let borrowed = object.borrow();
+        if borrowed.shape().to_addr_usize() != shape
+            || borrowed.properties().index_property_keys().next().is_some()
+        {
+            return None;
+        }
+        borrowed.properties().get(&value_key())?.value()?.clone()
+    };
+    if !object.is_ordinary() || path.objects.len() >= MAX_DEPTH {
+        return None;
+    }
+    let value = match value.variant() {
+        JsVariant::Null => Returned::Null,
+        JsVariant::Undefined => return Some(Returned::Object(Fields::default())),
+        JsVariant::Boolean(b) => Returned::Bool(b),
+        JsVariant::Integer32(i) => Returned::Int(i),
+        JsVariant::Float64(f) if f.is_finite() => Returned::Float(f),
+        JsVariant::Float64(_) => Returned::Null,
+        JsVariant::String(s) => Returned::String(utf8_escaped(&s)),
+        JsVariant::Object(_) | JsVariant::BigInt(_) | JsVariant::Symbol(_) => return None,
+    };
+    Some(Returned::Object(Fields(vec![(
+        Cow::Borrowed("value"),
+        value,
+    )])))
 }
 
 /// boa's own reader, for what this one hands over to it.
@@ -241,6 +292,9 @@ fn read_value(
     // any budget; boa's reader looks only at the proxy's own (empty) property map.
     if object.is::<Proxy>() {
         return boa_read(value, context);
+    }
+    if let Some(entry) = read_entry(&object, path) {
+        return Ok(Some(entry));
     }
     let array = object.is_array();
     if path
@@ -419,4 +473,120 @@ fn known_key(name: &[u8]) -> Option<&'static str> {
     static TABLE: std::sync::LazyLock<foldhash::HashMap<&'static [u8], &'static str>> =
         std::sync::LazyLock::new(|| KNOWN.iter().map(|k| (k.as_bytes(), *k)).collect());
     TABLE.get(name).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use boa_engine::Source;
+
+    use super::*;
+    use crate::js_json::{JsBuilder, KeyCache};
+
+    /// A context, and a `{value}` entry as the event writer makes one (the kit's template).
+    fn setup() -> (Context, JsObject) {
+        let mut context = Context::default();
+        let mut keys = KeyCache::default();
+        let mut js = JsBuilder {
+            keys: &mut keys,
+            context: &mut context,
+        };
+        let entry = js.object();
+        js.set(&entry, "value", js_string!());
+        (context, entry)
+    }
+
+    fn eval(source: &str, context: &mut Context) -> JsValue {
+        context
+            .eval(Source::from_bytes(source))
+            .unwrap_or_else(|e| panic!("{source}: {e}"))
+    }
+
+    /// Whether `source`'s value is read by [`read_entry`] rather than by the walk.
+    fn takes_the_entry_path(source: &str, template: &JsObject, context: &mut Context) -> bool {
+        let value = eval(source, context);
+        let object = value.as_object().expect("an object");
+        let path = Path {
+            objects: Vec::new(),
+            current: None,
+            entry_shape: Some(template.borrow().shape().to_addr_usize()),
+        };
+        read_entry(&object, &path).is_some()
+    }
+
+    #[test]
+    fn entries_are_read_alike_with_and_without_the_entry_path() {
+        let (mut context, template) = setup();
+        // Each read with the template and without it (the general walk alone).
+        let cases = [
+            "({value: 'a'})",
+            "({value: 7})",
+            "({value: 1.5})",
+            "({value: NaN})",
+            "({value: null})",
+            "({value: true})",
+            "({value: undefined})",
+            "({value: 'caf\\u00e9 \\ud800'})",
+            "({value: {value: 'nested'}})",
+            "({value: [1, {value: 'x'}]})",
+            "({value: 'a', other: 1})",
+            "(() => { var e = {value: 'a'}; e[0] = 'indexed'; return e; })()",
+            "(() => { var e = {value: 'a'}; Object.freeze(e); return e; })()",
+            "(() => { var e = {}; Object.defineProperty(e, 'value', {value: 'hidden'}); return e; })()",
+            "(() => { var e = {get value() { return 'computed'; }}; return e; })()",
+            "(() => { var e = Object.create(null); e.value = 'no prototype'; return e; })()",
+            "(() => { var e = {value: 'a'}; delete e.value; e.value = 'again'; return e; })()",
+            "(() => { var n = new Number(1); Object.setPrototypeOf(n, Object.prototype); n.value = 'boxed'; return n; })()",
+            "({headers: {host: {value: 'h'}, 'x-multi': {value: 'a', multiValue: [{value: 'a'}, {value: 'b'}]}}})",
+        ];
+        for source in cases {
+            let value = eval(source, &mut context);
+            let fast = read_result(&value, None, Some(&template), &mut context);
+            let walked = read_result(&value, None, None, &mut context);
+            assert_eq!(
+                fast.map_err(|e| e.to_string()),
+                walked.map_err(|e| e.to_string()),
+                "{source}"
+            );
+        }
+        // A cycle through an entry's value is still found.
+        let cyclic = eval(
+            "(() => { var e = {value: 'a'}; e.value = e; return e; })()",
+            &mut context,
+        );
+        assert!(read_result(&cyclic, None, Some(&template), &mut context).is_err());
+    }
+
+    #[test]
+    fn writer_made_and_literal_entries_take_the_entry_path_and_nothing_else_does() {
+        let (mut context, template) = setup();
+        let global = context.global_object();
+        global
+            .set(js_string!("written"), template.clone(), false, &mut context)
+            .unwrap();
+        for source in [
+            "written",
+            "({value: 'a'})",
+            "(() => { var e = {}; e.value = 'assigned'; return e; })()",
+            "({value: undefined})",
+        ] {
+            assert!(
+                takes_the_entry_path(source, &template, &mut context),
+                "{source}"
+            );
+        }
+        for source in [
+            "({value: {value: 'an object'}})",
+            "({value: 'a', other: 1})",
+            "(() => { var e = {value: 'a'}; e[0] = 'indexed'; return e; })()",
+            "(() => { var e = {value: 'a'}; Object.freeze(e); return e; })()",
+            "({get value() { return 'computed'; }})",
+            "(() => { var e = Object.create(null); e.value = 'no prototype'; return e; })()",
+            "(() => { var n = new Number(1); Object.setPrototypeOf(n, Object.prototype); n.value = 'boxed'; return n; })()",
+        ] {
+            assert!(
+                !takes_the_entry_path(source, &template, &mut context),
+                "{source}"
+            );
+        }
+    }
 }
