@@ -453,16 +453,11 @@ fn write_multi(map: &MultiMap<'_>, js: &mut JsBuilder<'_>) -> JsObject {
             continue;
         };
         let first = string(first);
-        let entry = js.object();
-        js.set(&entry, "value", first.clone());
+        let entry = js.value_entry(first.clone());
         if !rest.is_empty() {
             let items: Vec<JsValue> = std::iter::once(first)
                 .chain(rest.iter().map(|v| string(v)))
-                .map(|v| {
-                    let item = js.object();
-                    js.set(&item, "value", v);
-                    item.into()
-                })
+                .map(|v| js.value_entry(v).into())
                 .collect();
             let items = js.array(items);
             js.set(&entry, "multiValue", items);

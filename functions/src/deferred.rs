@@ -138,15 +138,11 @@ impl Kit {
         let getters = Part::ALL.map(|part| accessor("get", get_part, part, 0, context));
         let setters = Part::ALL.map(|part| accessor("set", set_part, part, 1, context));
         let mut keys = KeyCache::default();
-        let entry = {
-            let mut js = JsBuilder {
-                keys: &mut keys,
-                context,
-            };
-            let entry = js.object();
-            js.set(&entry, "value", js_string!());
-            entry
-        };
+        let entry = JsBuilder {
+            keys: &mut keys,
+            context,
+        }
+        .value_entry(js_string!());
         Gc::new(Kit {
             request_prototype,
             entry,

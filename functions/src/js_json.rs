@@ -188,6 +188,15 @@ impl JsBuilder<'_> {
         );
     }
 
+    /// A `{value}` entry, as a CloudFront event holds a header's, cookie's or query
+    /// parameter's value. Every entry is made here, so all have one shape, which the result
+    /// reader recognizes ([`crate::returned::read_result`], [`crate::deferred::Kit::entry`]).
+    pub fn value_entry(&mut self, value: impl Into<JsValue>) -> JsObject {
+        let entry = self.object();
+        self.set(&entry, "value", value);
+        entry
+    }
+
     /// An array of the given values.
     pub fn array(&mut self, items: impl IntoIterator<Item = JsValue>) -> JsValue {
         JsArray::from_iter(items, self.context).into()

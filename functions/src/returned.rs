@@ -250,20 +250,9 @@ fn read_entry(object: &JsObject, path: &Path<'_>) -> Option<Returned> {
     if !object.is_ordinary() || path.objects.len() >= MAX_DEPTH {
         return None;
     }
-    let value = match value.variant() {
-        JsVariant::Null => Returned::Null,
-        JsVariant::Undefined => return Some(Returned::Object(Fields::default())),
-        JsVariant::Boolean(b) => Returned::Bool(b),
-        JsVariant::Integer32(i) => Returned::Int(i),
-        JsVariant::Float64(f) if f.is_finite() => Returned::Float(f),
-        JsVariant::Float64(_) => Returned::Null,
-        JsVariant::String(s) => Returned::String(utf8_escaped(&s)),
-        JsVariant::Object(_) | JsVariant::BigInt(_) | JsVariant::Symbol(_) => return None,
-    };
-    Some(Returned::Object(Fields(vec![(
-        Cow::Borrowed("value"),
-        value,
-    )])))
+    // `undefined` members are left out, as the walk leaves them out.
+    let field = read_plain(&value)?.map(|v| (Cow::Borrowed("value"), v));
+    Some(Returned::Object(Fields(field.into_iter().collect())))
 }
 
 /// boa's own reader, for what this one hands over to it.
@@ -271,22 +260,33 @@ fn boa_read(value: &JsValue, context: &mut Context) -> JsResult<Option<Returned>
     Ok(value.to_json(context)?.as_ref().map(Returned::from))
 }
 
+/// A value that is neither an object, a BigInt nor a Symbol, read (`Some(None)` for
+/// `undefined`); `None` for those three, which need more than the value itself.
+fn read_plain(value: &JsValue) -> Option<Option<Returned>> {
+    Some(Some(match value.variant() {
+        JsVariant::Null => Returned::Null,
+        JsVariant::Undefined => return Some(None),
+        JsVariant::Boolean(b) => Returned::Bool(b),
+        JsVariant::Integer32(i) => Returned::Int(i),
+        // As `serde_json` (and so boa's reader) stores a float: non-finite ones are `null`.
+        JsVariant::Float64(f) if f.is_finite() => Returned::Float(f),
+        JsVariant::Float64(_) => Returned::Null,
+        JsVariant::String(s) => Returned::String(utf8_escaped(&s)),
+        JsVariant::Object(_) | JsVariant::BigInt(_) | JsVariant::Symbol(_) => return None,
+    }))
+}
+
 fn read_value(
     value: &JsValue,
     path: &mut Path<'_>,
     context: &mut Context,
 ) -> JsResult<Option<Returned>> {
-    let object = match value.variant() {
-        JsVariant::Null => return Ok(Some(Returned::Null)),
-        JsVariant::Undefined => return Ok(None),
-        JsVariant::Boolean(b) => return Ok(Some(Returned::Bool(b))),
-        JsVariant::Integer32(i) => return Ok(Some(Returned::Int(i))),
-        // As `serde_json` (and so boa's reader) stores a float: non-finite ones are `null`.
-        JsVariant::Float64(f) if f.is_finite() => return Ok(Some(Returned::Float(f))),
-        JsVariant::Float64(_) => return Ok(Some(Returned::Null)),
-        JsVariant::String(s) => return Ok(Some(Returned::String(utf8_escaped(&s)))),
-        JsVariant::Object(object) => object,
-        JsVariant::BigInt(_) | JsVariant::Symbol(_) => return boa_read(value, context),
+    if let Some(plain) = read_plain(value) {
+        return Ok(plain);
+    }
+    let Some(object) = value.as_object() else {
+        // A BigInt or a Symbol: boa's reader says what JSON makes of it (an error).
+        return boa_read(value, context);
     };
     // A proxy's own keys come from its `ownKeys` trap, JavaScript that would run here outside
     // any budget; boa's reader looks only at the proxy's own (empty) property map.
@@ -490,8 +490,7 @@ mod tests {
             keys: &mut keys,
             context: &mut context,
         };
-        let entry = js.object();
-        js.set(&entry, "value", js_string!());
+        let entry = js.value_entry(js_string!());
         (context, entry)
     }
 
