@@ -29,8 +29,7 @@ use boa_engine::object::builtins::JsPromise;
 use boa_engine::realm::Realm;
 use boa_engine::script::Script;
 use boa_engine::{
-    Context, JsError, JsNativeError, JsObject, JsResult, JsString, JsValue, Module, Source,
-    js_string,
+    Context, JsError, JsNativeError, JsResult, JsString, JsValue, Module, Source, js_string,
 };
 use boa_gc::Gc;
 use serde_json::Value;
@@ -518,7 +517,7 @@ impl LoadedFunction {
             &self.jobs,
             &mut meter,
             event.source(),
-            &self.kit.entry,
+            self.kit.entry.as_ref(),
         );
         Ok(Attempt {
             result,
@@ -543,7 +542,7 @@ fn run_budgeted(
     jobs: &Jobs,
     meter: &mut Budget,
     source: Option<&Rc<Invocation>>,
-    entry: &JsObject,
+    entry: Option<&returned::EntryShape>,
 ) -> (Result<Option<Returned>, FunctionError>, bool) {
     let value = {
         let mut future = pin!(invoker.evaluate_async_with_budget(context, YIELD_EVERY));
@@ -577,7 +576,7 @@ fn run_budgeted(
             }
         },
     };
-    match returned::read_result(&value, source, Some(entry), context) {
+    match returned::read_result(&value, source, entry, context) {
         Ok(json) => (Ok(json), false),
         Err(e) => (
             Err(FunctionError {

@@ -38,6 +38,7 @@ use boa_gc::{Gc, GcRefCell};
 
 use crate::invocation::Invocation;
 use crate::js_json::{JsBuilder, KeyCache};
+use crate::returned::EntryShape;
 
 /// A part of a CloudFront Functions event that is built on first touch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Trace, Finalize)]
@@ -104,10 +105,11 @@ pub struct Kit {
     /// Each part's getter and setter, in [`Part::ALL`] order.
     getters: [JsObject; 6],
     setters: [JsObject; 6],
-    /// A `{value: ""}` object as the event writer makes a header's, cookie's or query
-    /// parameter's entry: it keeps their shape, which the result reader recognizes
-    /// ([`crate::returned::read_result`]).
-    pub entry: JsObject,
+    /// The shape of a header's, cookie's or query parameter's `{value}` entry, kept by a
+    /// template made as the event writer makes them, which the result reader recognizes
+    /// ([`crate::returned::read_result`]; `None` only if the template were not such an entry,
+    /// and then every entry is read by the general walk).
+    pub entry: Option<EntryShape>,
     /// Key strings already made in this context (the event writer's and the getters').
     #[unsafe_ignore_trace]
     pub keys: Rc<RefCell<KeyCache>>,
@@ -138,11 +140,12 @@ impl Kit {
         let getters = Part::ALL.map(|part| accessor("get", get_part, part, 0, context));
         let setters = Part::ALL.map(|part| accessor("set", set_part, part, 1, context));
         let mut keys = KeyCache::default();
-        let entry = JsBuilder {
+        let template = JsBuilder {
             keys: &mut keys,
             context,
         }
         .value_entry(js_string!());
+        let entry = EntryShape::of(template);
         Gc::new(Kit {
             request_prototype,
             entry,

@@ -226,12 +226,7 @@ fn write_headers(headers: &Headers<'_>, js: &mut JsBuilder<'_>) -> JsObject {
         let key: JsValue = js.keys.title_cased(name).into();
         let items: Vec<JsValue> = values
             .iter()
-            .map(|value| {
-                let item = js.object();
-                js.set(&item, "key", key.clone());
-                js.set(&item, "value", string(value));
-                item.into()
-            })
+            .map(|value| js.key_value_entry(key.clone(), string(value)).into())
             .collect();
         let items = js.array(items);
         js.set_named(&object, name, items);

@@ -38,6 +38,7 @@ use crate::host::{self, HostModules};
 use crate::invocation::Invocation;
 use crate::job_queue::{Jobs, run_job};
 use crate::outcome::{FunctionError, FunctionErrorKind, Outcome};
+use crate::returned::EntryShape;
 use crate::returned::Returned;
 
 /// VM cost units between deadline checks while the handler runs before its first `await`.
@@ -183,6 +184,9 @@ pub struct EdgeFunction {
     template: ContextTemplate,
     /// Event keys already made in this context.
     keys: crate::js_json::KeyCache,
+    /// The shape of the events' `{key, value}` header entries, which the result reader takes
+    /// without its general walk ([`crate::returned::EntryShape`]).
+    entry: Option<EntryShape>,
 }
 
 /// Turn an engine error into a readable string, with the error's own message for JS errors.
@@ -320,13 +324,22 @@ impl EdgeFunction {
         )
         .map_err(|e| LoadError(e.to_string()))?;
         let template = ContextTemplate::new(name, &mut context);
+        let mut keys = crate::js_json::KeyCache::default();
+        let entry = EntryShape::of(
+            crate::js_json::JsBuilder {
+                keys: &mut keys,
+                context: &mut context,
+            }
+            .key_value_entry(js_string!().into(), js_string!()),
+        );
         Ok(EdgeFunction {
             context,
             jobs,
             invoker,
             handler_length,
             template,
-            keys: crate::js_json::KeyCache::default(),
+            keys,
+            entry,
         })
     }
 
@@ -449,7 +462,10 @@ impl EdgeFunction {
         });
         match answer {
             Some(Settled::Answered(v)) if v.is_undefined() || v.is_null() => Ok(None),
-            Some(Settled::Answered(v)) => enforced(|| crate::returned::read(&v, context)).map_err(|e| {
+            Some(Settled::Answered(v)) => enforced(|| {
+                crate::returned::read_result(&v, None, self.entry.as_ref(), context)
+            })
+            .map_err(|e| {
                 (
                     validation(format!(
                         "The Lambda function returned invalid json: The json output is not parsable ({e})"

@@ -190,9 +190,19 @@ impl JsBuilder<'_> {
 
     /// A `{value}` entry, as a CloudFront event holds a header's, cookie's or query
     /// parameter's value. Every entry is made here, so all have one shape, which the result
-    /// reader recognizes ([`crate::returned::read_result`], [`crate::deferred::Kit::entry`]).
+    /// reader recognizes ([`crate::returned::EntryShape`], [`crate::deferred::Kit::entry`]).
     pub fn value_entry(&mut self, value: impl Into<JsValue>) -> JsObject {
         let entry = self.object();
+        self.set(&entry, "value", value);
+        entry
+    }
+
+    /// A `{key, value}` entry, as a Lambda@Edge event holds each value of a header. Every
+    /// entry is made here, so all have one shape, which the result reader recognizes
+    /// ([`crate::returned::EntryShape`]).
+    pub fn key_value_entry(&mut self, key: JsValue, value: impl Into<JsValue>) -> JsObject {
+        let entry = self.object();
+        self.set(&entry, "key", key);
         self.set(&entry, "value", value);
         entry
     }

@@ -21,7 +21,7 @@ use std::rc::Rc;
 use boa_engine::builtins::proxy::Proxy;
 use boa_engine::object::builtins::JsArray;
 use boa_engine::property::PropertyKey;
-use boa_engine::{Context, JsNativeError, JsObject, JsResult, JsValue, JsVariant, js_string};
+use boa_engine::{Context, Finalize, JsNativeError, JsObject, JsResult, JsValue, JsVariant, Trace};
 use serde_json::Value;
 
 use crate::deferred::{self, Unread};
@@ -196,63 +196,107 @@ pub fn read(value: &JsValue, context: &mut Context) -> JsResult<Option<Returned>
 /// [`read`] for a handler's result: deferred event parts of invocation `current` that the
 /// handler never touched are left out of the object it returned (the comparators read them as
 /// unchanged); everywhere else deferred parts are built and read ([`crate::deferred`]).
-/// `entry` is an object of the shape every `{value}` entry of a CloudFront event has
-/// ([`crate::deferred::Kit`] keeps one): objects of that shape are read without the general
-/// walk ([`read_entry`]).
+/// Objects of `entry`'s shape (the entries of the tier's events: `{value}` in CloudFront
+/// Functions, `{key, value}` in Lambda@Edge) are read without the general walk
+/// ([`read_entry`]).
 pub fn read_result(
     value: &JsValue,
     current: Option<&Rc<Invocation>>,
-    entry: Option<&JsObject>,
+    entry: Option<&EntryShape>,
     context: &mut Context,
 ) -> JsResult<Option<Returned>> {
     let mut path = Path {
         objects: Vec::new(),
         current,
-        entry_shape: entry.map(|e| e.borrow().shape().to_addr_usize()),
+        entry: entry.map(|e| (e.template.borrow().shape().to_addr_usize(), &*e.keys)),
     };
     read_value(value, &mut path, context)
 }
 
+/// The shape of an event's entries, which the reader recognizes: a template entry made as the
+/// event writer makes every entry (it keeps the shape alive, so no other shape can take its
+/// address), and the shape's keys in order.
+#[derive(Trace, Finalize)]
+pub struct EntryShape {
+    template: JsObject,
+    #[unsafe_ignore_trace]
+    keys: Box<[(PropertyKey, &'static str)]>,
+}
+
+impl EntryShape {
+    /// The shape of `template`, an ordinary object whose own properties are data properties
+    /// named in [`known_key`]; `None` for anything else.
+    pub fn of(template: JsObject) -> Option<Self> {
+        let keys = {
+            let object = template.borrow();
+            if object.properties().index_property_keys().next().is_some() {
+                return None;
+            }
+            object
+                .shape()
+                .keys()
+                .into_iter()
+                .map(|key| {
+                    let PropertyKey::String(s) = &key else {
+                        return None;
+                    };
+                    let name = s.as_str().as_latin1().and_then(known_key)?;
+                    object.properties().get(&key)?.value()?;
+                    Some((key, name))
+                })
+                .collect::<Option<Box<[_]>>>()?
+        };
+        template
+            .is_ordinary()
+            .then_some(EntryShape { template, keys })
+    }
+
+    /// The template entry.
+    pub fn template(&self) -> &JsObject {
+        &self.template
+    }
+}
+
 /// Where the reader is: the objects being read, outermost first (to detect cycles and bound
-/// depth), the invocation whose result it is, and the address of the `{value}` entries' shape.
+/// depth), the invocation whose result it is, and the address and keys of the entries' shape.
 struct Path<'a> {
     objects: Vec<JsObject>,
     current: Option<&'a Rc<Invocation>>,
-    entry_shape: Option<usize>,
+    entry: Option<(usize, &'a [(PropertyKey, &'static str)])>,
 }
 
-/// The key of a header's, cookie's or query parameter's value.
-fn value_key() -> PropertyKey {
-    PropertyKey::from(js_string!("value"))
-}
-
-/// An object of the `{value}` entries' shape whose value is not an object, read without the
-/// general walk; `None` for anything else, which the walk reads.
+/// An object of the entries' shape whose values are not objects, read without the general
+/// walk; `None` for anything else, which the walk reads.
 ///
-/// A returned event is mostly such entries (one per header, cookie and query parameter), and
-/// the walk spent on each the cycle check, a list of its keys with a name lookup per key, and a
-/// property lookup per key. A shared shape names an object's prototype and its keys with their
-/// attributes in order, so an ordinary object of this shape with no indexed elements has
-/// exactly one own property, `value`, a writable, enumerable data property: what the walk would
-/// read is that one field. (Shapes live as long as an object has them; the kit's template keeps
-/// this one, so no other shape can take its address.)
+/// A returned event is mostly entries (one per header, cookie and query parameter in
+/// CloudFront Functions, one per header value in Lambda@Edge), and the walk spent on each the
+/// cycle check, a list of its keys with a name lookup per key, and a property lookup per key.
+/// A shared shape names an object's prototype and its keys with their attributes in order, so
+/// an ordinary object of the template's shape with no indexed elements has exactly the
+/// template's own properties, writable, enumerable data properties in the same order: what the
+/// walk would read is those fields. (Shapes live as long as an object has them; the template
+/// keeps this one.)
 fn read_entry(object: &JsObject, path: &Path<'_>) -> Option<Returned> {
-    let shape = path.entry_shape?;
-    let value = {
-        let borrowed = object.borrow();
-        if borrowed.shape().to_addr_usize() != shape
-            || borrowed.properties().index_property_keys().next().is_some()
-        {
-            return None;
-        }
-        borrowed.properties().get(&value_key())?.value()?.clone()
-    };
+    let (shape, keys) = path.entry?;
     if !object.is_ordinary() || path.objects.len() >= MAX_DEPTH {
         return None;
     }
-    // `undefined` members are left out, as the walk leaves them out.
-    let field = read_plain(&value)?.map(|v| (Cow::Borrowed("value"), v));
-    Some(Returned::Object(Fields(field.into_iter().collect())))
+    let borrowed = object.borrow();
+    if borrowed.shape().to_addr_usize() != shape
+        || borrowed.properties().index_property_keys().next().is_some()
+    {
+        return None;
+    }
+    let mut fields = Vec::with_capacity(keys.len());
+    for (key, name) in keys {
+        let value = borrowed.properties().get(key)?.value()?.clone();
+        // `undefined` members are left out, as the walk leaves them out; an object (or a
+        // BigInt, a Symbol) is for the walk.
+        if let Some(value) = read_plain(&value)? {
+            fields.push((Cow::Borrowed(*name), value));
+        }
+    }
+    Some(Returned::Object(Fields(fields)))
 }
 
 /// boa's own reader, for what this one hands over to it.
@@ -477,21 +521,24 @@ fn known_key(name: &[u8]) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
-    use boa_engine::Source;
+    use boa_engine::{JsString, Source, js_string};
 
     use super::*;
     use crate::js_json::{JsBuilder, KeyCache};
 
-    /// A context, and a `{value}` entry as the event writer makes one (the kit's template).
-    fn setup() -> (Context, JsObject) {
+    /// A context, and the shapes of the entries the event writers make: CloudFront Functions'
+    /// `{value}` (the kit's) and Lambda@Edge's `{key, value}` (an edge function's).
+    fn setup() -> (Context, EntryShape, EntryShape) {
         let mut context = Context::default();
         let mut keys = KeyCache::default();
         let mut js = JsBuilder {
             keys: &mut keys,
             context: &mut context,
         };
-        let entry = js.value_entry(js_string!());
-        (context, entry)
+        let value = EntryShape::of(js.value_entry(js_string!())).expect("an entry");
+        let key_value = EntryShape::of(js.key_value_entry(js_string!().into(), js_string!()))
+            .expect("an entry");
+        (context, value, key_value)
     }
 
     fn eval(source: &str, context: &mut Context) -> JsValue {
@@ -500,23 +547,62 @@ mod tests {
             .unwrap_or_else(|e| panic!("{source}: {e}"))
     }
 
-    /// Whether `source`'s value is read by [`read_entry`] rather than by the walk.
-    fn takes_the_entry_path(source: &str, template: &JsObject, context: &mut Context) -> bool {
+    /// Whether `source`'s value is read by [`read_entry`] with `shape` rather than by the walk.
+    fn takes_the_entry_path(source: &str, shape: &EntryShape, context: &mut Context) -> bool {
         let value = eval(source, context);
         let object = value.as_object().expect("an object");
         let path = Path {
             objects: Vec::new(),
             current: None,
-            entry_shape: Some(template.borrow().shape().to_addr_usize()),
+            entry: Some((shape.template.borrow().shape().to_addr_usize(), &shape.keys)),
         };
         read_entry(&object, &path).is_some()
     }
 
+    /// Each case read with `shape` and without it (the general walk alone): the same result.
+    fn read_alike(cases: &[&str], shape: &EntryShape, context: &mut Context) {
+        for source in cases {
+            let value = eval(source, context);
+            let fast = read_result(&value, None, Some(shape), context);
+            let walked = read_result(&value, None, None, context);
+            assert_eq!(
+                fast.map_err(|e| e.to_string()),
+                walked.map_err(|e| e.to_string()),
+                "{source}"
+            );
+        }
+    }
+
+    /// The ways an object can look like an entry without being one, for an entry `literal`
+    /// (an object literal) of the shape under test.
+    fn lookalikes(literal: &str) -> Vec<String> {
+        let inner = &literal[1..literal.len() - 1];
+        vec![
+            format!("({{{inner}, other: 1}})"),
+            format!("(() => {{ var e = {literal}; e[0] = 'indexed'; return e; }})()"),
+            format!("(() => {{ var e = {literal}; Object.freeze(e); return e; }})()"),
+            format!(
+                "(() => {{ var e = {literal}; Object.defineProperty(e, 'value', {{value: 'hidden', enumerable: false}}); return e; }})()"
+            ),
+            format!(
+                "(() => {{ var e = {literal}; Object.defineProperty(e, 'value', {{get() {{ return 'computed'; }}}}); return e; }})()"
+            ),
+            format!(
+                "(() => {{ var e = Object.create(null); Object.assign(e, {literal}); return e; }})()"
+            ),
+            format!(
+                "(() => {{ var n = new Number(1); Object.setPrototypeOf(n, Object.prototype); Object.assign(n, {literal}); return n; }})()"
+            ),
+            format!(
+                "(() => {{ var e = {literal}; e.value = {{value: 'an object'}}; return e; }})()"
+            ),
+        ]
+    }
+
     #[test]
     fn entries_are_read_alike_with_and_without_the_entry_path() {
-        let (mut context, template) = setup();
-        // Each read with the template and without it (the general walk alone).
-        let cases = [
+        let (mut context, value, key_value) = setup();
+        let value_cases = [
             "({value: 'a'})",
             "({value: 7})",
             "({value: 1.5})",
@@ -537,55 +623,140 @@ mod tests {
             "(() => { var n = new Number(1); Object.setPrototypeOf(n, Object.prototype); n.value = 'boxed'; return n; })()",
             "({headers: {host: {value: 'h'}, 'x-multi': {value: 'a', multiValue: [{value: 'a'}, {value: 'b'}]}}})",
         ];
-        for source in cases {
-            let value = eval(source, &mut context);
-            let fast = read_result(&value, None, Some(&template), &mut context);
-            let walked = read_result(&value, None, None, &mut context);
-            assert_eq!(
-                fast.map_err(|e| e.to_string()),
-                walked.map_err(|e| e.to_string()),
-                "{source}"
-            );
+        read_alike(&value_cases, &value, &mut context);
+        let key_value_cases = [
+            "({key: 'Host', value: 'a'})",
+            "({key: 'Host', value: 7})",
+            "({key: 'Host', value: NaN})",
+            "({key: undefined, value: 'a'})",
+            "({key: 'Host', value: undefined})",
+            "({key: 'Caf\\u00e9', value: 'caf\\u00e9 \\ud800'})",
+            "({key: 'Host', value: {value: 'nested'}})",
+            "({key: {key: 'nested'}, value: 'a'})",
+            "({value: 'a', key: 'Host'})",
+            "({key: 'Host'})",
+            "({key: 'Host', value: 'a', other: 1})",
+            "(() => { var e = {key: 'Host', value: 'a'}; e[0] = 'indexed'; return e; })()",
+            "(() => { var e = {key: 'Host', value: 'a'}; Object.freeze(e); return e; })()",
+            "(() => { var e = {key: 'Host', get value() { return 'computed'; }}; return e; })()",
+            "(() => { var e = Object.create(null); e.key = 'Host'; e.value = 'no prototype'; return e; })()",
+            "(() => { var e = {key: 'Host', value: 'a'}; delete e.key; e.key = 'Again'; return e; })()",
+            "({headers: {host: [{key: 'Host', value: 'h'}], 'x-multi': [{key: 'X-Multi', value: 'a'}, {key: 'X-Multi', value: 'b'}]}})",
+        ];
+        read_alike(&key_value_cases, &key_value, &mut context);
+        // Each shape's lookalikes too, and each tier's entries read with the other's shape.
+        let value_lookalikes = lookalikes("{value: 'a'}");
+        let key_value_lookalikes = lookalikes("{key: 'Host', value: 'a'}");
+        for (shape, cases) in [
+            (&value, &key_value_lookalikes),
+            (&key_value, &value_lookalikes),
+        ] {
+            let cases: Vec<&str> = cases.iter().map(String::as_str).collect();
+            read_alike(&cases, shape, &mut context);
+            read_alike(&key_value_cases, shape, &mut context);
+            read_alike(&value_cases, shape, &mut context);
         }
         // A cycle through an entry's value is still found.
-        let cyclic = eval(
-            "(() => { var e = {value: 'a'}; e.value = e; return e; })()",
-            &mut context,
-        );
-        assert!(read_result(&cyclic, None, Some(&template), &mut context).is_err());
+        for (shape, source) in [
+            (
+                &value,
+                "(() => { var e = {value: 'a'}; e.value = e; return e; })()",
+            ),
+            (
+                &key_value,
+                "(() => { var e = {key: 'Host', value: 'a'}; e.value = e; return e; })()",
+            ),
+        ] {
+            let cyclic = eval(source, &mut context);
+            assert!(read_result(&cyclic, None, Some(shape), &mut context).is_err());
+        }
     }
 
     #[test]
     fn writer_made_and_literal_entries_take_the_entry_path_and_nothing_else_does() {
-        let (mut context, template) = setup();
+        let (mut context, value, key_value) = setup();
         let global = context.global_object();
-        global
-            .set(js_string!("written"), template.clone(), false, &mut context)
-            .unwrap();
-        for source in [
-            "written",
-            "({value: 'a'})",
-            "(() => { var e = {}; e.value = 'assigned'; return e; })()",
-            "({value: undefined})",
-        ] {
-            assert!(
-                takes_the_entry_path(source, &template, &mut context),
-                "{source}"
-            );
+        for (name, shape) in [("written", &value), ("writtenKv", &key_value)] {
+            global
+                .set(
+                    JsString::from(name),
+                    shape.template().clone(),
+                    false,
+                    &mut context,
+                )
+                .unwrap();
         }
-        for source in [
-            "({value: {value: 'an object'}})",
-            "({value: 'a', other: 1})",
-            "(() => { var e = {value: 'a'}; e[0] = 'indexed'; return e; })()",
-            "(() => { var e = {value: 'a'}; Object.freeze(e); return e; })()",
-            "({get value() { return 'computed'; }})",
-            "(() => { var e = Object.create(null); e.value = 'no prototype'; return e; })()",
-            "(() => { var n = new Number(1); Object.setPrototypeOf(n, Object.prototype); n.value = 'boxed'; return n; })()",
+        let cases = [
+            (
+                &value,
+                "{value: 'a'}",
+                vec![
+                    "written",
+                    "({value: 'a'})",
+                    "(() => { var e = {}; e.value = 'assigned'; return e; })()",
+                    "({value: undefined})",
+                ],
+            ),
+            (
+                &key_value,
+                "{key: 'Host', value: 'a'}",
+                vec![
+                    "writtenKv",
+                    "({key: 'Host', value: 'a'})",
+                    "(() => { var e = {}; e.key = 'Host'; e.value = 'assigned'; return e; })()",
+                    "({key: 'Host', value: undefined})",
+                    "[{key: 'Host', value: 'in an array'}][0]",
+                ],
+            ),
+        ];
+        for (shape, literal, taken) in cases {
+            for source in taken {
+                assert!(
+                    takes_the_entry_path(source, shape, &mut context),
+                    "{source}"
+                );
+            }
+            for source in lookalikes(literal) {
+                assert!(
+                    !takes_the_entry_path(&source, shape, &mut context),
+                    "{source}"
+                );
+            }
+        }
+        // Neither tier's entries pass for the other's.
+        assert!(!takes_the_entry_path(
+            "({value: 'a'})",
+            &key_value,
+            &mut context
+        ));
+        assert!(!takes_the_entry_path(
+            "({key: 'Host', value: 'a'})",
+            &value,
+            &mut context
+        ));
+        assert!(!takes_the_entry_path(
+            "({value: 'a', key: 'Host'})",
+            &key_value,
+            &mut context
+        ));
+    }
+
+    #[test]
+    fn only_ordinary_objects_of_known_data_keys_make_an_entry_shape() {
+        let mut context = Context::default();
+        for (source, makes) in [
+            ("({value: ''})", true),
+            ("({key: '', value: ''})", true),
+            ("({notAnEventKey: ''})", false),
+            ("({get value() { return ''; }})", false),
+            (
+                "(() => { var e = {value: ''}; e[0] = 1; return e; })()",
+                false,
+            ),
+            ("[]", false),
         ] {
-            assert!(
-                !takes_the_entry_path(source, &template, &mut context),
-                "{source}"
-            );
+            let object = eval(source, &mut context).as_object().expect("an object");
+            assert_eq!(EntryShape::of(object).is_some(), makes, "{source}");
         }
     }
 }
