@@ -140,12 +140,10 @@ impl Kit {
         let getters = Part::ALL.map(|part| accessor("get", get_part, part, 0, context));
         let setters = Part::ALL.map(|part| accessor("set", set_part, part, 1, context));
         let mut keys = KeyCache::default();
-        let template = JsBuilder {
+        let entry = EntryShape::value_entries(&mut JsBuilder {
             keys: &mut keys,
             context,
-        }
-        .value_entry(js_string!());
-        let entry = EntryShape::of(template);
+        });
         Gc::new(Kit {
             request_prototype,
             entry,

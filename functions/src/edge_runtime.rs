@@ -38,8 +38,7 @@ use crate::host::{self, HostModules};
 use crate::invocation::Invocation;
 use crate::job_queue::{Jobs, run_job};
 use crate::outcome::{FunctionError, FunctionErrorKind, Outcome};
-use crate::returned::EntryShape;
-use crate::returned::Returned;
+use crate::returned::{EntryShape, Returned};
 
 /// VM cost units between deadline checks while the handler runs before its first `await`.
 const YIELD_EVERY: u32 = 1024;
@@ -325,13 +324,10 @@ impl EdgeFunction {
         .map_err(|e| LoadError(e.to_string()))?;
         let template = ContextTemplate::new(name, &mut context);
         let mut keys = crate::js_json::KeyCache::default();
-        let entry = EntryShape::of(
-            crate::js_json::JsBuilder {
-                keys: &mut keys,
-                context: &mut context,
-            }
-            .key_value_entry(js_string!().into(), js_string!()),
-        );
+        let entry = EntryShape::key_value_entries(&mut crate::js_json::JsBuilder {
+            keys: &mut keys,
+            context: &mut context,
+        });
         Ok(EdgeFunction {
             context,
             jobs,

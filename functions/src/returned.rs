@@ -21,12 +21,15 @@ use std::rc::Rc;
 use boa_engine::builtins::proxy::Proxy;
 use boa_engine::object::builtins::JsArray;
 use boa_engine::property::PropertyKey;
-use boa_engine::{Context, Finalize, JsNativeError, JsObject, JsResult, JsValue, JsVariant, Trace};
+use boa_engine::{
+    Context, Finalize, JsNativeError, JsObject, JsResult, JsValue, JsVariant, Trace, js_string,
+};
 use serde_json::Value;
 
 use crate::deferred::{self, Unread};
 use crate::encoding::utf8_escaped;
 use crate::invocation::Invocation;
+use crate::js_json::JsBuilder;
 
 /// A value as the handler returned it.
 #[derive(Debug, Clone, PartialEq)]
@@ -224,9 +227,22 @@ pub struct EntryShape {
 }
 
 impl EntryShape {
+    /// The shape of CloudFront Functions' `{value}` entries, from a template made by the event
+    /// writer's own builder (so a change to how entries are made changes the template with it).
+    pub fn value_entries(js: &mut JsBuilder<'_>) -> Option<Self> {
+        Self::of(js.value_entry(js_string!()))
+    }
+
+    /// The shape of Lambda@Edge's `{key, value}` header entries, made as
+    /// [`EntryShape::value_entries`] makes its template.
+    pub fn key_value_entries(js: &mut JsBuilder<'_>) -> Option<Self> {
+        Self::of(js.key_value_entry(js_string!().into(), js_string!()))
+    }
+
     /// The shape of `template`, an ordinary object whose own properties are data properties
-    /// named in [`known_key`]; `None` for anything else.
-    pub fn of(template: JsObject) -> Option<Self> {
+    /// named in [`known_key`]; `None` for anything else (every entry is then read by the
+    /// general walk).
+    fn of(template: JsObject) -> Option<Self> {
         let keys = {
             let object = template.borrow();
             if object.properties().index_property_keys().next().is_some() {
@@ -521,10 +537,10 @@ fn known_key(name: &[u8]) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
-    use boa_engine::{JsString, Source, js_string};
+    use boa_engine::{JsString, Source};
 
     use super::*;
-    use crate::js_json::{JsBuilder, KeyCache};
+    use crate::js_json::KeyCache;
 
     /// A context, and the shapes of the entries the event writers make: CloudFront Functions'
     /// `{value}` (the kit's) and Lambda@Edge's `{key, value}` (an edge function's).
@@ -535,9 +551,8 @@ mod tests {
             keys: &mut keys,
             context: &mut context,
         };
-        let value = EntryShape::of(js.value_entry(js_string!())).expect("an entry");
-        let key_value = EntryShape::of(js.key_value_entry(js_string!().into(), js_string!()))
-            .expect("an entry");
+        let value = EntryShape::value_entries(&mut js).expect("an entry");
+        let key_value = EntryShape::key_value_entries(&mut js).expect("an entry");
         (context, value, key_value)
     }
 
