@@ -296,6 +296,8 @@ impl EdgeFunction {
         context
             .runtime_limits_mut()
             .set_loop_iteration_limit(LOAD_LOOP_LIMIT);
+        // Before the handler's code: the context's traps take the engine's own `Reflect`.
+        let template = ContextTemplate::new(name, &mut context);
         let handler = if crate::source_scan::is_module(source) {
             load_esm(source, &mut context, &jobs)?
         } else {
@@ -322,7 +324,6 @@ impl EdgeFunction {
             &mut context,
         )
         .map_err(|e| LoadError(e.to_string()))?;
-        let template = ContextTemplate::new(name, &mut context);
         let mut keys = crate::js_json::KeyCache::default();
         let entry = EntryShape::key_value_entries(&mut crate::js_json::JsBuilder {
             keys: &mut keys,

@@ -470,3 +470,170 @@ fn the_first_answer_wins_and_a_kept_callback_answers_no_later_invocation() {
     }
     assert_eq!(answers, [None, Some("own promise".to_owned())]);
 }
+
+/// Load `code` once and invoke it at viewer-request once per request id, in order; what each
+/// invocation set in `x-out`, and whether its context was made on first touch.
+fn x_out_per_invocation(code: &str, request_ids: &[&str]) -> Vec<(String, bool)> {
+    let f = def(code, 1, Duration::from_secs(5));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut loaded = EdgeFunction::load(&f.name, &f.code).unwrap();
+    let local = tokio::task::LocalSet::new();
+    request_ids
+        .iter()
+        .map(|id| {
+            let deferred = loaded.template.defers();
+            let mut inv = invocation(&f, Hook::ViewerRequest);
+            inv.request_id = (*id).into();
+            let e = edits(local.block_on(&runtime, loaded.invoke(&inv, Duration::from_secs(5))));
+            (header(&e, "x-out").unwrap_or_default().to_owned(), deferred)
+        })
+        .collect()
+}
+
+/// Everything a handler can see of its context, as text.
+const CONTEXT_PROBE: &str = "const probe = (context, callback) => {
+    'use strict';
+    const seen = {
+        keys: Object.keys(context),
+        names: Object.getOwnPropertyNames(context),
+        json: JSON.parse(JSON.stringify(context)),
+        spread: Object.keys({ ...context }),
+        has: ['awsRequestId' in context, 'nope' in context],
+        described: Object.getOwnPropertyDescriptor(context, 'functionName'),
+        done: context.done === callback,
+        types: [typeof context.succeed, typeof context.fail, typeof context.getRemainingTimeInMillis],
+        prototype: Object.getPrototypeOf(context) === Object.prototype,
+        extensible: Object.isExtensible(context),
+        inspected: require('util').inspect(context),
+    };
+    context.callbackWaitsForEmptyEventLoop = false;
+    delete context.logStreamName;
+    Object.defineProperty(context, 'added', { value: 1, enumerable: true });
+    seen.after = JSON.stringify(context);
+    Object.freeze(context);
+    seen.frozen = Object.isFrozen(context);
+    try { context.functionName = 'changed'; seen.assigned = 'no error'; }
+    catch (e) { seen.assigned = e.constructor.name; }
+    seen.name = context.functionName;
+    return JSON.stringify(seen);
+};";
+
+#[test]
+fn a_context_made_on_first_touch_shows_the_handler_what_a_built_one_does() {
+    let code = format!(
+        "{CONTEXT_PROBE}
+        exports.handler = (event, context, callback) => {{
+            const r = event.Records[0].cf.request;
+            r.headers['x-out'] = [{{ value: probe(context, callback) }}];
+            callback(null, r);
+        }};"
+    );
+    let seen = x_out_per_invocation(&code, &["req-1", "req-1", "req-1"]);
+    // The first context is a proxy given its fields by the first touch; once touched, the
+    // function's contexts are built in full.
+    let deferred: Vec<bool> = seen.iter().map(|(_, d)| *d).collect();
+    assert_eq!(deferred, [true, false, false]);
+    assert_eq!(seen[0].0, seen[1].0, "made on first touch, then in full");
+    assert_eq!(seen[1].0, seen[2].0);
+    let v: serde_json::Value = serde_json::from_str(&seen[0].0).unwrap();
+    let keys = [
+        "functionName",
+        "functionVersion",
+        "invokedFunctionArn",
+        "memoryLimitInMB",
+        "awsRequestId",
+        "logGroupName",
+        "logStreamName",
+        "callbackWaitsForEmptyEventLoop",
+        "getRemainingTimeInMillis",
+        "done",
+        "succeed",
+        "fail",
+    ];
+    assert_eq!(v["keys"], serde_json::json!(keys));
+    assert_eq!(v["names"], serde_json::json!(keys));
+    assert_eq!(v["spread"], serde_json::json!(keys));
+    assert_eq!(v["json"]["awsRequestId"], "req-1");
+    assert_eq!(v["json"]["callbackWaitsForEmptyEventLoop"], true);
+    assert_eq!(v["has"], serde_json::json!([true, false]));
+    assert_eq!(
+        v["described"],
+        serde_json::json!({"value": "edge", "writable": true, "enumerable": true, "configurable": true})
+    );
+    assert_eq!(v["done"], true);
+    assert_eq!(
+        v["types"],
+        serde_json::json!(["function", "function", "function"])
+    );
+    assert_eq!(v["prototype"], true);
+    assert_eq!(v["extensible"], true);
+    assert!(
+        v["inspected"].as_str().unwrap().contains("awsRequestId"),
+        "{}",
+        v["inspected"]
+    );
+    let after: serde_json::Value = serde_json::from_str(v["after"].as_str().unwrap()).unwrap();
+    assert_eq!(after["callbackWaitsForEmptyEventLoop"], false);
+    assert!(after.get("logStreamName").is_none());
+    assert_eq!(after["added"], 1);
+    assert_eq!(v["frozen"], true);
+    assert_eq!(
+        v["assigned"], "TypeError",
+        "a frozen context refuses assignment (strict)"
+    );
+    assert_eq!(v["name"], "edge");
+}
+
+#[test]
+fn a_handler_that_never_touches_its_context_keeps_getting_one_made_on_first_touch() {
+    let code = "exports.handler = async (event, context) => {
+        const r = event.Records[0].cf.request;
+        r.headers['x-out'] = [{ value: 'untouched' }];
+        return r;
+    };";
+    let seen = x_out_per_invocation(code, &["req-1", "req-2", "req-3"]);
+    assert!(
+        seen.iter()
+            .all(|(out, deferred)| out == "untouched" && *deferred)
+    );
+}
+
+#[test]
+fn a_context_kept_untouched_from_an_earlier_invocation_belongs_to_that_invocation() {
+    // The first invocation keeps its context without touching it; the second reads it and
+    // calls its `succeed`, which must not answer the second invocation.
+    let code = "let kept;
+        exports.handler = async (event, context) => {
+            const r = event.Records[0].cf.request;
+            if (!kept) {
+                kept = context;
+                r.headers['x-out'] = [{ value: 'kept' }];
+                return r;
+            }
+            kept.succeed({ status: '403' });
+            r.headers['x-out'] = [{ value: [kept.awsRequestId, context.awsRequestId].join(',') }];
+            return r;
+        };";
+    let seen = x_out_per_invocation(code, &["req-1", "req-2"]);
+    assert_eq!(seen[0], ("kept".to_owned(), true));
+    assert_eq!(
+        seen[1].0, "req-1,req-2",
+        "each context keeps its own request id"
+    );
+}
+
+#[test]
+fn a_handler_replacing_reflect_does_not_change_a_context_made_on_first_touch() {
+    let code = "Reflect.get = () => 'replaced';
+        Reflect.ownKeys = () => [];
+        exports.handler = (event, context, callback) => {
+            const r = event.Records[0].cf.request;
+            r.headers['x-out'] = [{ value: context.functionName + ',' + Object.keys(context).length }];
+            callback(null, r);
+        };";
+    let seen = x_out_per_invocation(code, &["req-1"]);
+    assert_eq!(seen[0], ("edge,12".to_owned(), true));
+}
