@@ -8,21 +8,20 @@
 //! JS, the same helper cost a wrapper promise and five closures per invocation (callgrind: about
 //! a third of a no-op's instructions).
 //!
-//! A function whose handler has not touched its context yet gets a proxy of an empty object,
-//! given its fields by the first operation that could see them ([`ContextTemplate::make`]).
+//! A function whose handler has not touched its context yet gets one built on first touch
+//! ([`crate::first_touch`]).
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 use std::time::Instant;
 
 use boa_engine::object::FunctionObjectBuilder;
 use boa_engine::{
-    Context, Finalize, JsArgs, JsData, JsNativeError, JsObject, JsResult, JsString, JsValue,
-    NativeFunction, Source, Trace, js_string,
+    Context, Finalize, JsArgs, JsNativeError, JsObject, JsResult, JsString, JsValue,
+    NativeFunction, Trace, js_string,
 };
-use boa_gc::GcRefCell;
 
-use crate::js_json::{JsBuilder, KeyCache, string};
+use crate::first_touch::{FirstTouch, Part, Pending};
+use crate::js_json::{JsBuilder, string};
 
 /// What the handler answered through the callback: a result, or an error.
 #[derive(Debug)]
@@ -150,8 +149,7 @@ fn remaining_time(_: &JsValue, _: &[JsValue], _: &mut Context) -> JsResult<JsVal
     Ok(JsValue::from(left as f64))
 }
 
-/// The parts of a context that stay the same for every invocation of one function, and the
-/// means to make a context on first touch.
+/// The parts of a context that stay the same for every invocation of one function.
 pub struct ContextTemplate {
     function_name: JsValue,
     arn: JsValue,
@@ -159,17 +157,11 @@ pub struct ContextTemplate {
     remaining_time: JsValue,
     /// `memoryLimitInMB`: the function's `memory_mb` as text, made when it is first seen.
     memory: Option<(u32, JsValue)>,
-    /// `Proxy`, and the traps of a context made on first touch ([`ContextTemplate::new`]);
-    /// `None` if they could not be made, and then every context is built in full.
-    lazy: Option<(JsObject, JsObject)>,
-    /// Set once a context made on first touch was touched: from then on this function's
-    /// contexts are built in full, as reading one through its traps costs more than building it.
-    touched: Rc<Cell<bool>>,
 }
 
 /// One invocation's `context` fields: everything needed to build it, now or on first touch.
 #[derive(Clone, Trace, Finalize)]
-struct Fields {
+pub struct Fields {
     function_name: JsValue,
     arn: JsValue,
     memory: JsValue,
@@ -185,7 +177,7 @@ struct Fields {
 
 impl Fields {
     /// Put the fields on `object`, in Lambda's order.
-    fn write_onto(&self, object: &JsObject, js: &mut JsBuilder<'_>) {
+    pub(crate) fn write_onto(&self, object: &JsObject, js: &mut JsBuilder<'_>) {
         let succeed = function(js.context, "succeed", 1, self.id, succeed);
         let fail = function(js.context, "fail", 1, self.id, fail);
         js.set(object, "functionName", self.function_name.clone());
@@ -207,81 +199,8 @@ impl Fields {
     }
 }
 
-/// What the target of a context made on first touch carries until that touch.
-#[derive(Trace, Finalize, JsData)]
-struct Unbuilt {
-    /// `None` once the fields are on the target.
-    fields: GcRefCell<Option<Fields>>,
-    #[unsafe_ignore_trace]
-    touched: Rc<Cell<bool>>,
-}
-
-/// The traps of a context made on first touch: each puts the fields on the target, then does
-/// what a proxy without that trap does. A proxy forwards to its target whatever has no trap;
-/// the operations trapped here are those whose answer depends on the target's own properties
-/// (`getPrototypeOf`, `setPrototypeOf` and `isExtensible` do not). Every trap answers as its
-/// target does, so the proxy's invariants always hold. `Reflect`'s functions are taken before
-/// any handler code runs: a handler that replaces them changes nothing here.
-const TRAPS: &str = "(build) => {
-    const { get, set, has, ownKeys, getOwnPropertyDescriptor, defineProperty, deleteProperty,
-        preventExtensions } = Reflect;
-    return {
-        get(t, k, r) { build(t); return get(t, k, r); },
-        set(t, k, v, r) { build(t); return set(t, k, v, r); },
-        has(t, k) { build(t); return has(t, k); },
-        ownKeys(t) { build(t); return ownKeys(t); },
-        getOwnPropertyDescriptor(t, k) { build(t); return getOwnPropertyDescriptor(t, k); },
-        defineProperty(t, k, d) { build(t); return defineProperty(t, k, d); },
-        deleteProperty(t, k) { build(t); return deleteProperty(t, k); },
-        preventExtensions(t) { build(t); return preventExtensions(t); },
-    };
-}";
-
-/// The traps' `build(target)`: put the fields on a target that does not have them yet.
-fn build_target(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
-    let Some(target) = args.get_or_undefined(0).as_object() else {
-        return Ok(JsValue::undefined());
-    };
-    // Taken out before writing: the target's data is borrowed while it is read.
-    let taken = target.downcast_ref::<Unbuilt>().and_then(|unbuilt| {
-        unbuilt.touched.set(true);
-        unbuilt.fields.borrow_mut().take()
-    });
-    if let Some(fields) = taken {
-        let mut keys = KeyCache::default();
-        fields.write_onto(
-            &target,
-            &mut JsBuilder {
-                keys: &mut keys,
-                context,
-            },
-        );
-    }
-    Ok(JsValue::undefined())
-}
-
-/// `Proxy` and the traps of contexts made on first touch, in `context`.
-fn lazy_parts(context: &mut Context) -> JsResult<(JsObject, JsObject)> {
-    let factory = context.eval(Source::from_bytes(TRAPS))?;
-    let build = named(
-        context,
-        "build",
-        1,
-        NativeFunction::from_fn_ptr(build_target),
-    );
-    let traps = factory
-        .as_callable()
-        .ok_or_else(|| JsNativeError::typ().with_message("the context traps are not a function"))?
-        .call(&JsValue::undefined(), &[build], context)?
-        .as_object()
-        .ok_or_else(|| JsNativeError::typ().with_message("the context traps are not an object"))?;
-    let proxy = context.intrinsics().constructors().proxy().constructor();
-    Ok((proxy, traps))
-}
-
 impl ContextTemplate {
-    /// For function `name`, in `context`. Made before the handler's code runs, so the traps
-    /// of contexts made on first touch use the engine's own `Reflect`.
+    /// For function `name`, in `context`.
     pub fn new(name: &str, context: &mut Context) -> Self {
         let remaining_time = named(
             context,
@@ -297,30 +216,19 @@ impl ContextTemplate {
             log_group: string(&format!("/aws/lambda/us-east-1.{name}")),
             remaining_time,
             memory: None,
-            lazy: lazy_parts(context).ok(),
-            touched: Rc::new(Cell::new(false)),
         }
-    }
-
-    /// Whether the next context is made on first touch: until the handler touches one.
-    pub fn defers(&self) -> bool {
-        self.lazy.is_some() && !self.touched.get()
     }
 
     /// The `context` and `callback` of invocation `id` (see [`begin`]) of a function given
     /// `memory_mb`.
     ///
-    /// Most handlers never look at their context, and building its twelve properties was
-    /// about a seventh of a no-op invocation (callgrind, `edge_noop/call`: 16.4k of 115k
-    /// instructions). Until a function's handler has touched one, its contexts are proxies of
-    /// an empty object, given their fields by the first operation that could see them
-    /// ([`TRAPS`]): the handler sees the same properties, values, order and identity as on a
-    /// context built in full. After the first touch, the function's contexts are built in full.
+    /// Built on first touch when `first_touch` defers it ([`crate::first_touch`]).
     pub fn make(
         &mut self,
         id: u64,
         request_id: &str,
         memory_mb: u32,
+        first_touch: Option<&FirstTouch>,
         js: &mut JsBuilder<'_>,
     ) -> (JsObject, JsValue) {
         let memory = match &self.memory {
@@ -342,20 +250,11 @@ impl ContextTemplate {
             callback: callback.clone(),
             id,
         };
-        if let Some((proxy, traps)) = &self.lazy
-            && !self.touched.get()
+        if let Some(first_touch) = first_touch
+            && first_touch.defers(Part::Context)
+            && let Some(proxy) = first_touch.make(Pending::Context(fields.clone()), js)
         {
-            let target = js.object_holding(
-                js.context.intrinsics().constructors().object().prototype(),
-                Unbuilt {
-                    fields: GcRefCell::new(Some(fields.clone())),
-                    touched: self.touched.clone(),
-                },
-            );
-            let made = proxy.construct(&[target.into(), traps.clone().into()], None, js.context);
-            if let Ok(object) = made {
-                return (object, callback);
-            }
+            return (proxy, callback);
         }
         let object = js.object();
         fields.write_onto(&object, js);

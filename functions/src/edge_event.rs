@@ -9,10 +9,12 @@
 //! JSON value built on either side.
 
 use std::borrow::Cow;
+use std::rc::Rc;
 
 use boa_engine::{JsObject, JsValue, js_string};
 
 use crate::cff_event::{event_type, http_reason, is_disallowed};
+use crate::first_touch::{FirstTouch, Part, Pending};
 use crate::grouped::Grouped;
 use crate::invocation::{EdgeOrigin, HeaderList, Invocation};
 use crate::js_json::{JsBuilder, string};
@@ -153,37 +155,40 @@ impl<'a> EdgeEvent<'a> {
     }
 
     /// Write the event (`{Records: [{cf: {config, request, response?}}]}`) into the context.
-    pub fn write(&self, js: &mut JsBuilder<'_>) -> JsValue {
-        let inv = self.inv;
-        let req = &inv.request;
-        let request = js.object();
-        js.set(&request, "clientIp", string(&self.client_ip));
-        let headers = write_headers(&self.request_headers, js);
-        js.set(&request, "headers", headers);
-        js.set(&request, "method", string(&req.method));
-        js.set(&request, "querystring", string(&req.querystring));
-        js.set(&request, "uri", string(&req.uri));
-        if let (Some(origin), Some(headers)) = (&inv.origin, &self.origin_headers) {
-            let origin = write_origin(origin, headers, js);
-            js.set(&request, "origin", origin);
-        }
-        if let (Some(body), Some(data)) = (&inv.body, &self.body_data) {
-            let object = js.object();
-            js.set(&object, "action", js_string!("read-only"));
-            js.set(&object, "data", string(data));
-            js.set(&object, "encoding", js_string!("base64"));
-            js.set(&object, "inputTruncated", body.truncated);
-            js.set(&request, "body", object);
-        }
-        let config = js.object();
-        js.set(&config, "distributionDomainName", js_string!("verge.local"));
-        js.set(&config, "distributionId", js_string!("VERGE"));
-        js.set(&config, "eventType", event_type(inv.hook));
-        js.set(&config, "requestId", string(&inv.request_id));
+    /// With `first_touch` (the function's, and the invocation this event is of), the parts it
+    /// defers are built on first touch: `config`, and the request at the response hooks,
+    /// where the handler's answer does not carry it ([`crate::first_touch`]).
+    pub fn write(
+        &self,
+        js: &mut JsBuilder<'_>,
+        first_touch: Option<(&FirstTouch, &Rc<Invocation>)>,
+    ) -> JsValue {
+        let deferred = |part: Part, js: &mut JsBuilder<'_>| {
+            let (first_touch, inv) = first_touch?;
+            if !first_touch.defers(part) {
+                return None;
+            }
+            first_touch.make(Pending::Event(Rc::downgrade(inv), part), js)
+        };
+        let request = self
+            .inv
+            .response
+            .as_ref()
+            .and_then(|_| deferred(Part::Request, js));
+        let request = request.unwrap_or_else(|| {
+            let request = js.object();
+            self.write_request_onto(&request, js);
+            request
+        });
+        let config = deferred(Part::Config, js).unwrap_or_else(|| {
+            let config = js.object();
+            self.write_config_onto(&config, js);
+            config
+        });
         let cf = js.object();
         js.set(&cf, "config", config);
         js.set(&cf, "request", request);
-        if let (Some(resp), Some(headers)) = (&inv.response, &self.response_headers) {
+        if let (Some(resp), Some(headers)) = (&self.inv.response, &self.response_headers) {
             let response = js.object();
             let headers = write_headers(headers, js);
             js.set(&response, "headers", headers);
@@ -201,6 +206,38 @@ impl<'a> EdgeEvent<'a> {
         let event = js.object();
         js.set(&event, "Records", records);
         event.into()
+    }
+
+    /// Put `cf.request`'s properties on `request`.
+    pub(crate) fn write_request_onto(&self, request: &JsObject, js: &mut JsBuilder<'_>) {
+        let inv = self.inv;
+        let req = &inv.request;
+        js.set(request, "clientIp", string(&self.client_ip));
+        let headers = write_headers(&self.request_headers, js);
+        js.set(request, "headers", headers);
+        js.set(request, "method", string(&req.method));
+        js.set(request, "querystring", string(&req.querystring));
+        js.set(request, "uri", string(&req.uri));
+        if let (Some(origin), Some(headers)) = (&inv.origin, &self.origin_headers) {
+            let origin = write_origin(origin, headers, js);
+            js.set(request, "origin", origin);
+        }
+        if let (Some(body), Some(data)) = (&inv.body, &self.body_data) {
+            let object = js.object();
+            js.set(&object, "action", js_string!("read-only"));
+            js.set(&object, "data", string(data));
+            js.set(&object, "encoding", js_string!("base64"));
+            js.set(&object, "inputTruncated", body.truncated);
+            js.set(request, "body", object);
+        }
+    }
+
+    /// Put `cf.config`'s properties on `config`.
+    pub(crate) fn write_config_onto(&self, config: &JsObject, js: &mut JsBuilder<'_>) {
+        js.set(config, "distributionDomainName", js_string!("verge.local"));
+        js.set(config, "distributionId", js_string!("VERGE"));
+        js.set(config, "eventType", event_type(self.inv.hook));
+        js.set(config, "requestId", string(&self.inv.request_id));
     }
 
     /// Whether a returned `request.body` is the event's, unchanged.

@@ -515,6 +515,7 @@ fn run_instance(live: &Live<'_>) {
         }
         slot.set(Some(reply));
         crate::alloc_meter::set_ceiling(Some(hard_ceiling(def.memory_mb)));
+        let invocation = std::rc::Rc::new(invocation);
         let invoked = local.block_on(&runtime, function.invoke(&invocation, timeout));
         crate::alloc_meter::set_ceiling(None);
         let poisoned = invoked.poisoned;

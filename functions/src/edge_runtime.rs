@@ -34,6 +34,7 @@ use crate::alloc_meter::enforced;
 use crate::cff_runtime::LoadError;
 use crate::edge_context::{self, ContextTemplate, Settled};
 use crate::edge_event::EdgeEvent;
+use crate::first_touch::FirstTouch;
 use crate::host::{self, HostModules};
 use crate::invocation::Invocation;
 use crate::job_queue::{Jobs, run_job};
@@ -181,6 +182,9 @@ pub struct EdgeFunction {
     handler_length: usize,
     /// The parts of Lambda's `context` that are the same on every invocation.
     template: ContextTemplate,
+    /// The means to build the context and parts of the event on first touch (`None` if the
+    /// engine would not make them: then everything is built in full).
+    first_touch: Option<FirstTouch>,
     /// Event keys already made in this context.
     keys: crate::js_json::KeyCache,
     /// The shape of the events' `{key, value}` header entries, which the result reader takes
@@ -296,7 +300,8 @@ impl EdgeFunction {
         context
             .runtime_limits_mut()
             .set_loop_iteration_limit(LOAD_LOOP_LIMIT);
-        // Before the handler's code: the context's traps take the engine's own `Reflect`.
+        // Before the handler's code: the traps take the engine's own `Reflect`.
+        let first_touch = FirstTouch::new(&mut context).ok();
         let template = ContextTemplate::new(name, &mut context);
         let handler = if crate::source_scan::is_module(source) {
             load_esm(source, &mut context, &jobs)?
@@ -335,13 +340,14 @@ impl EdgeFunction {
             invoker,
             handler_length,
             template,
+            first_touch,
             keys,
             entry,
         })
     }
 
     /// Run the handler on `inv` until it answers or its `timeout` passes.
-    pub async fn invoke(&mut self, inv: &Invocation, timeout: Duration) -> EdgeInvoked {
+    pub async fn invoke(&mut self, inv: &Rc<Invocation>, timeout: Duration) -> EdgeInvoked {
         let limits = Limits::start(timeout, inv.function.memory_mb);
         // The backstop for loops after an `await`, where no deadline check reaches: sized from
         // an iteration cost below anything boa achieves (2.5 ns), so it only ever stops a run
@@ -397,7 +403,7 @@ impl EdgeFunction {
     /// context was aborted.
     async fn run(
         &mut self,
-        inv: &Invocation,
+        inv: &Rc<Invocation>,
         event: &EdgeEvent<'_>,
         limits: Limits,
     ) -> Result<Option<Returned>, (FunctionError, bool)> {
@@ -409,10 +415,15 @@ impl EdgeFunction {
                 keys: &mut self.keys,
                 context,
             };
-            let ev = event.write(&mut js);
-            let (ctx_obj, callback) =
-                self.template
-                    .make(id, &inv.request_id, inv.function.memory_mb, &mut js);
+            let first_touch = self.first_touch.as_ref();
+            let ev = event.write(&mut js, first_touch.map(|f| (f, inv)));
+            let (ctx_obj, callback) = self.template.make(
+                id,
+                &inv.request_id,
+                inv.function.memory_mb,
+                first_touch,
+                &mut js,
+            );
             js.set_global("__verge_event", ev);
             js.set_global("__verge_ctx", ctx_obj);
             js.set_global("__verge_callback", callback);

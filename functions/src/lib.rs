@@ -54,6 +54,7 @@ pub mod edge_runtime;
 pub mod edge_tls;
 pub mod encoding;
 pub mod fast_pool;
+pub mod first_touch;
 mod grouped;
 pub mod host;
 pub(crate) mod host_core;

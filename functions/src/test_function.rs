@@ -435,7 +435,7 @@ fn test_edge_function(source: &str, event: &str, answer: &Answer) -> Result<Test
     if !cf["request"].is_object() {
         return Err("the event needs Records[0].cf.request (Lambda@Edge event shape)".into());
     }
-    let invocation = edge_invocation(source, cf)?;
+    let invocation = std::rc::Rc::new(edge_invocation(source, cf)?);
     let timeout = invocation.function.timeout_at(invocation.hook);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -12,10 +12,13 @@ use crate::js_json::KeyCache;
 fn event(inv: &Invocation) -> Value {
     let mut context = Context::default();
     let mut keys = KeyCache::default();
-    let js = EdgeEvent::new(inv).write(&mut JsBuilder {
-        keys: &mut keys,
-        context: &mut context,
-    });
+    let js = EdgeEvent::new(inv).write(
+        &mut JsBuilder {
+            keys: &mut keys,
+            context: &mut context,
+        },
+        None,
+    );
     crate::js_json::to_json(&js, &mut context).unwrap().unwrap()
 }
 

@@ -1,3 +1,4 @@
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -6,6 +7,7 @@ use verge_config::{FunctionDef, Hook};
 use super::*;
 use crate::alloc_meter::Held;
 use crate::edge_fixtures::{def, invocation};
+use crate::first_touch::Part;
 use crate::outcome::Edits;
 
 /// Load `f` and invoke it once at `hook` within its timeout there, on a current-thread runtime
@@ -17,7 +19,8 @@ fn run_def(f: &Arc<FunctionDef>, hook: Hook) -> EdgeInvoked {
         .unwrap();
     let mut loaded = EdgeFunction::load(&f.name, &f.code).unwrap();
     let inv = invocation(f, hook);
-    tokio::task::LocalSet::new().block_on(&runtime, loaded.invoke(&inv, f.timeout_at(hook)))
+    tokio::task::LocalSet::new()
+        .block_on(&runtime, loaded.invoke(&Rc::new(inv), f.timeout_at(hook)))
 }
 
 /// Load `code` and invoke it once at `hook` within `timeout`.
@@ -271,7 +274,7 @@ fn an_unfired_timers_callback_does_not_outlive_its_invocation() {
         .build()
         .unwrap();
     let mut loaded = EdgeFunction::load(&f.name, &f.code).unwrap();
-    let inv = invocation(&f, Hook::OriginRequest);
+    let inv = Rc::new(invocation(&f, Hook::OriginRequest));
     let local = tokio::task::LocalSet::new();
     let mut invoke = || {
         let invoked = local.block_on(&runtime, loaded.invoke(&inv, Duration::from_secs(5)));
@@ -383,7 +386,10 @@ fn globals_persist_between_invocations_of_one_instance() {
     for expected in ["1", "2", "3"] {
         let invoked = local.block_on(
             &runtime,
-            loaded.invoke(&invocation(&f, Hook::ViewerRequest), Duration::from_secs(1)),
+            loaded.invoke(
+                &Rc::new(invocation(&f, Hook::ViewerRequest)),
+                Duration::from_secs(1),
+            ),
         );
         assert_eq!(header(&edits(invoked), "x-count"), Some(expected));
     }
@@ -464,16 +470,25 @@ fn the_first_answer_wins_and_a_kept_callback_answers_no_later_invocation() {
     for _ in 0..2 {
         let invoked = local.block_on(
             &runtime,
-            loaded.invoke(&invocation(&f, Hook::ViewerRequest), Duration::from_secs(1)),
+            loaded.invoke(
+                &Rc::new(invocation(&f, Hook::ViewerRequest)),
+                Duration::from_secs(1),
+            ),
         );
         answers.push(header(&edits(invoked), "x-by").map(str::to_owned));
     }
     assert_eq!(answers, [None, Some("own promise".to_owned())]);
 }
 
-/// Load `code` once and invoke it at viewer-request once per request id, in order; what each
-/// invocation set in `x-out`, and whether its context was made on first touch.
-fn x_out_per_invocation(code: &str, request_ids: &[&str]) -> Vec<(String, bool)> {
+/// Load `code` once and invoke it at `hook` once per request id, in order; what each
+/// invocation set in `x-out` (a request header, or a response header at the response hooks),
+/// and which of `parts` were to be built on first touch when it started.
+fn x_out_per_invocation_at(
+    code: &str,
+    hook: Hook,
+    parts: &[Part],
+    request_ids: &[&str],
+) -> Vec<(String, Vec<bool>)> {
     let f = def(code, 1, Duration::from_secs(5));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -484,12 +499,26 @@ fn x_out_per_invocation(code: &str, request_ids: &[&str]) -> Vec<(String, bool)>
     request_ids
         .iter()
         .map(|id| {
-            let deferred = loaded.template.defers();
-            let mut inv = invocation(&f, Hook::ViewerRequest);
+            let first_touch = loaded.first_touch.as_ref().unwrap();
+            let deferred = parts.iter().map(|p| first_touch.defers(*p)).collect();
+            let mut inv = invocation(&f, hook);
             inv.request_id = (*id).into();
-            let e = edits(local.block_on(&runtime, loaded.invoke(&inv, Duration::from_secs(5))));
+            let invoked = local.block_on(
+                &runtime,
+                loaded.invoke(&Rc::new(inv), Duration::from_secs(5)),
+            );
+            let e = edits(invoked);
             (header(&e, "x-out").unwrap_or_default().to_owned(), deferred)
         })
+        .collect()
+}
+
+/// [`x_out_per_invocation_at`] viewer-request, and whether the context was to be built on
+/// first touch.
+fn x_out_per_invocation(code: &str, request_ids: &[&str]) -> Vec<(String, bool)> {
+    x_out_per_invocation_at(code, Hook::ViewerRequest, &[Part::Context], request_ids)
+        .into_iter()
+        .map(|(out, deferred)| (out, deferred[0]))
         .collect()
 }
 
@@ -636,4 +665,147 @@ fn a_handler_replacing_reflect_does_not_change_a_context_made_on_first_touch() {
         };";
     let seen = x_out_per_invocation(code, &["req-1"]);
     assert_eq!(seen[0], ("edge,12".to_owned(), true));
+}
+
+/// Everything a handler can see of `cf.request` and `cf.config`, as text.
+const EVENT_PROBE: &str = "const probe = (event) => {
+    'use strict';
+    const cf = event.Records[0].cf;
+    const described = Object.getOwnPropertyDescriptor(cf, 'request');
+    const seen = {
+        event: JSON.parse(JSON.stringify(event)),
+        cfKeys: Object.keys(cf),
+        requestKeys: Object.keys(cf.request),
+        configKeys: Reflect.ownKeys(cf.config),
+        described: [typeof described.value, described.writable, described.enumerable, described.configurable],
+        has: ['uri' in cf.request, 'nope' in cf.config],
+        hostKey: cf.request.headers.host[0].key,
+        inspected: require('util').inspect(cf.config),
+    };
+    cf.request.uri = '/changed';
+    delete cf.config.distributionId;
+    seen.after = JSON.stringify([cf.request.uri, cf.config]);
+    return JSON.stringify(seen);
+};";
+
+#[test]
+fn event_parts_made_on_first_touch_show_the_handler_what_built_ones_do() {
+    let code = format!(
+        "{EVENT_PROBE}
+        exports.handler = async (event) => {{
+            const response = event.Records[0].cf.response;
+            response.headers['x-out'] = [{{ key: 'X-Out', value: probe(event) }}];
+            return response;
+        }};"
+    );
+    let seen = x_out_per_invocation_at(
+        &code,
+        Hook::OriginResponse,
+        &[Part::Request, Part::Config, Part::Context],
+        &["req-1", "req-1"],
+    );
+    // Both parts built on first touch, then in full; the context was never touched.
+    assert_eq!(seen[0].1, [true, true, true]);
+    assert_eq!(seen[1].1, [false, false, true]);
+    assert_eq!(seen[0].0, seen[1].0, "made on first touch, then in full");
+    let v: serde_json::Value = serde_json::from_str(&seen[0].0).unwrap();
+    let cf = &v["event"]["Records"][0]["cf"];
+    assert_eq!(cf["request"]["uri"], "/path");
+    assert_eq!(cf["request"]["clientIp"], "203.0.113.7");
+    assert_eq!(cf["config"]["eventType"], "origin-response");
+    assert_eq!(cf["config"]["requestId"], "req-1");
+    assert_eq!(
+        v["cfKeys"],
+        serde_json::json!(["config", "request", "response"])
+    );
+    assert_eq!(
+        v["requestKeys"],
+        serde_json::json!([
+            "clientIp",
+            "headers",
+            "method",
+            "querystring",
+            "uri",
+            "origin"
+        ])
+    );
+    assert_eq!(
+        v["configKeys"],
+        serde_json::json!([
+            "distributionDomainName",
+            "distributionId",
+            "eventType",
+            "requestId"
+        ])
+    );
+    assert_eq!(
+        v["described"],
+        serde_json::json!(["object", true, true, true])
+    );
+    assert_eq!(v["has"], serde_json::json!([true, false]));
+    assert_eq!(v["hostKey"], "Host");
+    assert!(
+        v["inspected"].as_str().unwrap().contains("verge.local"),
+        "{}",
+        v["inspected"]
+    );
+    let after: serde_json::Value = serde_json::from_str(v["after"].as_str().unwrap()).unwrap();
+    assert_eq!(after[0], "/changed");
+    assert!(after[1].get("distributionId").is_none());
+    assert_eq!(after[1]["eventType"], "origin-response");
+}
+
+#[test]
+fn a_response_handler_that_never_reads_the_request_keeps_it_made_on_first_touch() {
+    let code = "exports.handler = async (event) => {
+        const response = event.Records[0].cf.response;
+        response.headers['x-out'] = [{ key: 'X-Out', value: response.status }];
+        return response;
+    };";
+    let seen = x_out_per_invocation_at(
+        code,
+        Hook::OriginResponse,
+        &[Part::Request, Part::Config],
+        &["req-1", "req-2", "req-3"],
+    );
+    assert!(
+        seen.iter()
+            .all(|(out, deferred)| out == "200" && *deferred == [true, true]),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn an_event_part_kept_untouched_past_its_invocation_cannot_be_read() {
+    // The first invocation keeps its event's request without reading it; the second reads it.
+    let code = "let kept;
+        exports.handler = async (event) => {
+            const response = event.Records[0].cf.response;
+            let out = 'kept';
+            if (!kept) {
+                kept = event.Records[0].cf.request;
+            } else {
+                try { out = kept.uri; } catch (e) { out = e.constructor.name + ': ' + e.message; }
+            }
+            response.headers['x-out'] = [{ key: 'X-Out', value: out }];
+            return response;
+        };";
+    let seen = x_out_per_invocation_at(code, Hook::OriginResponse, &[Part::Request], &["a", "b"]);
+    assert_eq!(seen[0].0, "kept");
+    assert!(seen[1].0.starts_with("TypeError: "), "{}", seen[1].0);
+}
+
+#[test]
+fn the_request_of_a_request_hook_is_never_made_on_first_touch() {
+    // At origin-request the handler's answer is the request, read back in full: it is built
+    // with the event whatever the function did before.
+    let code = "exports.handler = async (event) => {
+        const request = event.Records[0].cf.request;
+        request.headers['x-out'] = [{ key: 'X-Out', value: String(Object.keys(request).length) }];
+        return request;
+    };";
+    let seen = x_out_per_invocation_at(code, Hook::OriginRequest, &[Part::Request], &["a", "b"]);
+    assert_eq!(seen[0].0, "6");
+    // Never made deferred at this hook, so never touched through a proxy either.
+    assert!(seen.iter().all(|(_, d)| d == &[true]));
 }
