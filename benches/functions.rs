@@ -29,7 +29,8 @@ use verge_functions::{FastPool, PoolConfig};
 #[path = "support/invocations.rs"]
 mod invocations;
 use invocations::{
-    AB_REWRITE, EDGE_NOOP, NOOP, SECURITY_HEADERS, edge_invocation, invocation, jwt_invocation,
+    AB_REWRITE, EDGE_NOOP, EDGE_RESPONSE_HEADER, NOOP, SECURITY_HEADERS, edge_invocation_at,
+    invocation, jwt_invocation,
 };
 
 /// Allocations are counted per thread, as the fast tier's memory limit needs.
@@ -91,31 +92,41 @@ fn per_invocation(c: &mut Criterion) {
 }
 
 fn edge_per_invocation(c: &mut Criterion) {
-    let inv = edge_invocation(EDGE_NOOP);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let local = tokio::task::LocalSet::new();
-    let mut loaded =
-        verge_functions::edge_runtime::EdgeFunction::load("bench", EDGE_NOOP).expect("loads");
     // As an instance does after its first answer.
     verge_functions::edge_runtime::prepare_to_serve();
-    // An instance takes each invocation into an `Rc` (the event's parts built on first touch
-    // hold it weakly); one made once here leaves out an allocation a call.
-    let shared = std::rc::Rc::new(inv.clone());
-    c.bench_function("edge_noop/call", |b| {
-        b.iter(|| {
-            local.block_on(
-                &runtime,
-                loaded.invoke(black_box(&shared), Duration::from_secs(5)),
-            )
-        })
-    });
-    let pool = verge_functions::EdgePool::new([inv.function.clone()]);
-    c.bench_function("edge_noop/pool_round_trip", |b| {
-        b.iter(|| runtime.block_on(pool.invoke(inv.clone())))
-    });
+    let cases = [
+        ("edge_noop", EDGE_NOOP, Hook::OriginRequest),
+        (
+            "edge_response_header",
+            EDGE_RESPONSE_HEADER,
+            Hook::OriginResponse,
+        ),
+    ];
+    for (name, code, hook) in cases {
+        let inv = edge_invocation_at(code, hook);
+        let mut loaded =
+            verge_functions::edge_runtime::EdgeFunction::load("bench", code).expect("loads");
+        // An instance takes each invocation into an `Rc` (the event's parts built on first
+        // touch hold it weakly); one made once here leaves out an allocation a call.
+        let shared = std::rc::Rc::new(inv.clone());
+        c.bench_function(&format!("{name}/call"), |b| {
+            b.iter(|| {
+                local.block_on(
+                    &runtime,
+                    loaded.invoke(black_box(&shared), Duration::from_secs(5)),
+                )
+            })
+        });
+        let pool = verge_functions::EdgePool::new([inv.function.clone()]);
+        c.bench_function(&format!("{name}/pool_round_trip"), |b| {
+            b.iter(|| runtime.block_on(pool.invoke(inv.clone())))
+        });
+    }
 }
 
 criterion_group!(benches, per_invocation, edge_per_invocation);

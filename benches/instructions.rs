@@ -5,7 +5,8 @@
 //!
 //! Phases: `{noop,security_headers,ab_rewrite,jwt}/{marshal_in,call,marshal_out,load,pool_round_trip}`, split as in
 //! `benches/functions.rs` (the event's JS objects are written inside `call`), and the edge
-//! tier's `edge_noop/{call,load,pool_round_trip}`. `VERGE_REQUEST=load` measures the load
+//! tier's `edge_noop/{call,load,pool_round_trip}` and `edge_response_header/call` (an
+//! origin-response handler adding a header). `VERGE_REQUEST=load` measures the load
 //! benchmark's request instead of a browser's (`benches/support/invocations.rs`).
 //! `scripts/instructions.sh` runs each phase at two iteration counts and reports the difference
 //! per iteration, so set-up (loading the function, starting the pool) cancels out.
@@ -25,7 +26,8 @@ use verge_functions::{FastPool, PoolConfig};
 #[path = "support/invocations.rs"]
 mod invocations;
 use invocations::{
-    AB_REWRITE, EDGE_NOOP, NOOP, SECURITY_HEADERS, edge_invocation, invocation, jwt_invocation,
+    AB_REWRITE, EDGE_NOOP, EDGE_RESPONSE_HEADER, NOOP, SECURITY_HEADERS, edge_invocation_at,
+    invocation, jwt_invocation,
 };
 
 /// Allocations are counted per thread, as the fast tier's memory limit needs.
@@ -45,7 +47,11 @@ fn main() {
         return;
     };
     if function == "edge_noop" {
-        edge(step, iterations);
+        edge(EDGE_NOOP, Hook::OriginRequest, step, iterations);
+        return;
+    }
+    if function == "edge_response_header" {
+        edge(EDGE_RESPONSE_HEADER, Hook::OriginResponse, step, iterations);
         return;
     }
     let inv = match function {
@@ -146,9 +152,10 @@ fn main() {
     }
 }
 
-/// The edge tier's no-op: a call on a loaded instance, or the round trip through the edge pool.
-fn edge(step: &str, iterations: u32) {
-    let inv = edge_invocation(EDGE_NOOP);
+/// A Lambda@Edge handler `code` at `hook`: a call on a loaded instance, or the round trip
+/// through the edge pool.
+fn edge(code: &str, hook: Hook, step: &str, iterations: u32) {
+    let inv = edge_invocation_at(code, hook);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -157,8 +164,8 @@ fn edge(step: &str, iterations: u32) {
     match step {
         "call" => {
             let local = tokio::task::LocalSet::new();
-            let mut loaded = verge_functions::edge_runtime::EdgeFunction::load("bench", EDGE_NOOP)
-                .expect("loads");
+            let mut loaded =
+                verge_functions::edge_runtime::EdgeFunction::load("bench", code).expect("loads");
             // As an instance does after its first answer.
             verge_functions::edge_runtime::prepare_to_serve();
             // An instance takes each invocation into an `Rc`; one made once here leaves out an
@@ -172,11 +179,8 @@ fn edge(step: &str, iterations: u32) {
             // A cold start: a fresh context, the host's preludes, the handler's top level.
             for _ in 0..iterations {
                 black_box(
-                    verge_functions::edge_runtime::EdgeFunction::load(
-                        "bench",
-                        black_box(EDGE_NOOP),
-                    )
-                    .expect("loads"),
+                    verge_functions::edge_runtime::EdgeFunction::load("bench", black_box(code))
+                        .expect("loads"),
                 );
             }
         }

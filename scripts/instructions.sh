@@ -27,10 +27,10 @@ for f in noop security_headers ab_rewrite jwt; do
         printf '%-34s %14d\n' "$f/$p" $(( (b - a) / (high - low) ))
     done
 done
-for p in call pool_round_trip; do
-    a=$(count "edge_noop/$p" "$low")
-    b=$(count "edge_noop/$p" "$high")
-    printf '%-34s %14d\n' "edge_noop/$p" $(( (b - a) / (high - low) ))
+for p in edge_noop/call edge_noop/pool_round_trip edge_response_header/call; do
+    a=$(count "$p" "$low")
+    b=$(count "$p" "$high")
+    printf '%-34s %14d\n' "$p" $(( (b - a) / (high - low) ))
 done
 # A whole context load (a worker's start, a reload, the clean-up after a runaway; at the edge a
 # cold start): millions of instructions each, so a few suffice.

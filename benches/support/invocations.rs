@@ -52,9 +52,17 @@ pub fn jwt_invocation() -> Invocation {
 /// A Lambda@Edge handler that returns the request unchanged.
 pub const EDGE_NOOP: &str = "exports.handler = async (event) => event.Records[0].cf.request;";
 
-/// A realistic invocation of the Lambda@Edge handler `code` at origin-request.
-pub fn edge_invocation(code: &str) -> Invocation {
-    let mut inv = invocation(code, Hook::OriginRequest);
+/// A Lambda@Edge origin-response handler that adds a response header (the load benchmark's
+/// `verge-4hooks` row has the same).
+pub const EDGE_RESPONSE_HEADER: &str = "exports.handler = async (event) => {
+    const response = event.Records[0].cf.response;
+    response.headers['x-origin-response'] = [{ key: 'X-Origin-Response', value: 'seen' }];
+    return response;
+};";
+
+/// A realistic invocation of the Lambda@Edge handler `code` at an origin hook.
+pub fn edge_invocation_at(code: &str, hook: Hook) -> Invocation {
+    let mut inv = invocation(code, hook);
     let mut def = (*inv.function).clone();
     def.runtime = Runtime::LambdaEdge;
     def.timeout = Some(Duration::from_secs(5));
@@ -107,13 +115,15 @@ fn browser_invocation(code: &str, hook: Hook) -> Invocation {
             ],
             client_ip: "203.0.113.9".parse().expect("ip"),
         },
-        response: (hook == Hook::ViewerResponse).then(|| ResponseSnapshot {
-            status: 200,
-            headers: vec![
-                header("content-type", "text/html; charset=utf-8"),
-                header("content-length", "1234"),
-                header("cache-control", "max-age=60"),
-            ],
+        response: matches!(hook, Hook::ViewerResponse | Hook::OriginResponse).then(|| {
+            ResponseSnapshot {
+                status: 200,
+                headers: vec![
+                    header("content-type", "text/html; charset=utf-8"),
+                    header("content-length", "1234"),
+                    header("cache-control", "max-age=60"),
+                ],
+            }
         }),
         kvs: None,
         origin: None,
