@@ -537,6 +537,7 @@ const CONTEXT_PROBE: &str = "const probe = (context, callback) => {
         prototype: Object.getPrototypeOf(context) === Object.prototype,
         extensible: Object.isExtensible(context),
         inspected: require('util').inspect(context),
+        forIn: (() => { const k = []; for (const name in context) k.push(name); return k; })(),
     };
     context.callbackWaitsForEmptyEventLoop = false;
     delete context.logStreamName;
@@ -585,6 +586,7 @@ fn a_context_made_on_first_touch_shows_the_handler_what_a_built_one_does() {
     assert_eq!(v["keys"], serde_json::json!(keys));
     assert_eq!(v["names"], serde_json::json!(keys));
     assert_eq!(v["spread"], serde_json::json!(keys));
+    assert_eq!(v["forIn"], serde_json::json!(keys));
     assert_eq!(v["json"]["awsRequestId"], "req-1");
     assert_eq!(v["json"]["callbackWaitsForEmptyEventLoop"], true);
     assert_eq!(v["has"], serde_json::json!([true, false]));
@@ -681,6 +683,8 @@ const EVENT_PROBE: &str = "const probe = (event) => {
         has: ['uri' in cf.request, 'nope' in cf.config],
         hostKey: cf.request.headers.host[0].key,
         inspected: require('util').inspect(cf.config),
+        forIn: (() => { const k = []; for (const name in cf.config) k.push(name); return k; })(),
+        assigned: Object.keys(Object.assign({}, cf.request)),
     };
     cf.request.uri = '/changed';
     delete cf.config.distributionId;
