@@ -156,8 +156,9 @@ impl<'a> EdgeEvent<'a> {
 
     /// Write the event (`{Records: [{cf: {config, request, response?}}]}`) into the context.
     /// With `first_touch` (the function's, and the invocation this event is of), the parts it
-    /// defers are built on first touch: `config`, and the request at the response hooks,
-    /// where the handler's answer does not carry it ([`crate::first_touch`]).
+    /// defers are built on first touch: `config`, the request at the response hooks, where the
+    /// handler's answer does not carry it, and `request.origin` at origin-request
+    /// ([`crate::first_touch`]).
     pub fn write(
         &self,
         js: &mut JsBuilder<'_>,
@@ -176,8 +177,16 @@ impl<'a> EdgeEvent<'a> {
             .as_ref()
             .and_then(|_| deferred(Part::Request, js));
         let request = request.unwrap_or_else(|| {
+            let origin = (self.inv.hook == Hook::OriginRequest && self.inv.origin.is_some())
+                .then(|| deferred(Part::Origin, js))
+                .flatten();
             let request = js.object();
-            self.write_request_onto(&request, js);
+            if let Some((first_touch, _)) = first_touch
+                && origin.is_some()
+            {
+                first_touch.note_request(&request);
+            }
+            self.write_request_with(&request, origin, js);
             request
         });
         let config = deferred(Part::Config, js).unwrap_or_else(|| {
@@ -210,6 +219,17 @@ impl<'a> EdgeEvent<'a> {
 
     /// Put `cf.request`'s properties on `request`.
     pub(crate) fn write_request_onto(&self, request: &JsObject, js: &mut JsBuilder<'_>) {
+        self.write_request_with(request, None, js);
+    }
+
+    /// Put `cf.request`'s properties on `request`, with `origin` (made on first touch) as its
+    /// `origin` if given.
+    fn write_request_with(
+        &self,
+        request: &JsObject,
+        origin: Option<JsObject>,
+        js: &mut JsBuilder<'_>,
+    ) {
         let inv = self.inv;
         let req = &inv.request;
         js.set(request, "clientIp", string(&self.client_ip));
@@ -218,8 +238,11 @@ impl<'a> EdgeEvent<'a> {
         js.set(request, "method", string(&req.method));
         js.set(request, "querystring", string(&req.querystring));
         js.set(request, "uri", string(&req.uri));
-        if let (Some(origin), Some(headers)) = (&inv.origin, &self.origin_headers) {
-            let origin = write_origin(origin, headers, js);
+        if let Some(origin) = origin {
+            js.set(request, "origin", origin);
+        } else if inv.origin.is_some() {
+            let origin = js.object();
+            self.write_origin_onto(&origin, js);
             js.set(request, "origin", origin);
         }
         if let (Some(body), Some(data)) = (&inv.body, &self.body_data) {
@@ -229,6 +252,14 @@ impl<'a> EdgeEvent<'a> {
             js.set(&object, "encoding", js_string!("base64"));
             js.set(&object, "inputTruncated", body.truncated);
             js.set(request, "body", object);
+        }
+    }
+
+    /// Put `request.origin`'s properties on `origin` (nothing at the viewer hooks, which have
+    /// no origin).
+    pub(crate) fn write_origin_onto(&self, origin: &JsObject, js: &mut JsBuilder<'_>) {
+        if let (Some(o), Some(headers)) = (&self.inv.origin, &self.origin_headers) {
+            write_origin(origin, o, headers, js);
         }
     }
 
@@ -272,7 +303,13 @@ fn write_headers(headers: &Headers<'_>, js: &mut JsBuilder<'_>) -> JsObject {
 }
 
 /// `request.origin` at the origin hooks: `{custom: {…}}` from the behavior's origin.
-fn write_origin(o: &EdgeOrigin, custom_headers: &Headers<'_>, js: &mut JsBuilder<'_>) -> JsObject {
+/// Put `request.origin`'s properties (`custom`) on `origin`.
+fn write_origin(
+    origin: &JsObject,
+    o: &EdgeOrigin,
+    custom_headers: &Headers<'_>,
+    js: &mut JsBuilder<'_>,
+) {
     let custom = js.object();
     let headers = write_headers(custom_headers, js);
     js.set(&custom, "customHeaders", headers);
@@ -292,9 +329,7 @@ fn write_origin(o: &EdgeOrigin, custom_headers: &Headers<'_>, js: &mut JsBuilder
     js.set(&custom, "readTimeout", seconds(o.read_timeout));
     let protocols = js.array([js_string!("TLSv1.2").into()]);
     js.set(&custom, "sslProtocols", protocols);
-    let origin = js.object();
-    js.set(&origin, "custom", custom);
-    origin
+    js.set(origin, "custom", custom);
 }
 
 /// Whether a returned header object is the event's, unchanged (its names in any order).

@@ -372,6 +372,9 @@ impl EdgeFunction {
         // callback answer left unread on a failure path (no JS value outlives the invocation in
         // a thread-local).
         edge_context::end();
+        if let Some(first_touch) = &self.first_touch {
+            first_touch.end_invocation();
+        }
         crate::edge_host::clear_timers();
         crate::edge_fetch::clear();
         self.jobs.clear();
@@ -471,7 +474,12 @@ impl EdgeFunction {
         match answer {
             Some(Settled::Answered(v)) if v.is_undefined() || v.is_null() => Ok(None),
             Some(Settled::Answered(v)) => enforced(|| {
-                crate::returned::read_result(&v, None, self.entry.as_ref(), context)
+                crate::returned::read_edge_result(
+                    &v,
+                    self.entry.as_ref(),
+                    self.first_touch.as_ref(),
+                    context,
+                )
             })
             .map_err(|e| {
                 (

@@ -1,8 +1,8 @@
 //! Parts of a Lambda@Edge invocation built when the handler first touches them.
 //!
 //! Most handlers look at a small part of what they are given: an origin-response function
-//! adding security headers never reads `cf.request`, few read `cf.config`, and most never touch
-//! Lambda's `context`. Building each of those on the JS heap costs about a thousand
+//! adding security headers never reads `cf.request`, few read `cf.config` and, unless they
+//! route, `request.origin`, and most never touch Lambda's `context`. Building each of those on the JS heap costs about a thousand
 //! instructions a property (boa's shape transitions), and the edge tier's event and context are
 //! written in full for every invocation (callgrind, `edge_noop/call`: the context alone was
 //! 16.4k of 115k instructions).
@@ -22,10 +22,12 @@
 //! (reading it from an event kept in a global throws, as for the fast tier's deferred parts,
 //! [`crate::deferred`]); a deferred `context` carries its own fields and can be read at any time.
 //!
-//! Parts built on first touch are never on what the handler returns and the runtime reads back:
-//! the request at the response hooks, `config`, and the context.
+//! Reading the handler's answer back ([`crate::returned::read_edge_result`]): a proxy made for
+//! the running invocation is read as its target, built first if it was not; the one exception
+//! is `request.origin` at origin-request, on the event's own request, left out when never
+//! touched (the result's `origin` reads as unchanged when missing, and it is unchanged).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use boa_engine::object::FunctionObjectBuilder;
@@ -49,6 +51,8 @@ pub enum Part {
     Config,
     /// `event.Records[0].cf.request` at the response hooks.
     Request,
+    /// `request.origin` at origin-request.
+    Origin,
 }
 
 impl Part {
@@ -92,6 +96,7 @@ impl Pending {
                 match part {
                     Part::Config => event.write_config_onto(target, js),
                     Part::Request => event.write_request_onto(target, js),
+                    Part::Origin => event.write_origin_onto(target, js),
                     Part::Context => {}
                 }
             }
@@ -130,11 +135,16 @@ const TRAPS: &str = "(build) => {
     };
 }";
 
-/// The traps' `build(target)`: build the part on a target that does not have it yet.
+/// The traps' `build(target)`.
 fn build_target(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
-    let Some(target) = args.get_or_undefined(0).as_object() else {
-        return Ok(JsValue::undefined());
-    };
+    if let Some(target) = args.get_or_undefined(0).as_object() {
+        build(&target, context)?;
+    }
+    Ok(JsValue::undefined())
+}
+
+/// Build the part on `target` unless it has been built.
+fn build(target: &JsObject, context: &mut Context) -> JsResult<()> {
     // Taken out before building: the target's data is borrowed while it is read.
     let taken = target.downcast_ref::<Unbuilt>().and_then(|unbuilt| {
         let pending = unbuilt.pending.borrow_mut().take()?;
@@ -146,14 +156,21 @@ fn build_target(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResul
     if let Some(pending) = taken {
         let mut keys = KeyCache::default();
         pending.build_onto(
-            &target,
+            target,
             &mut JsBuilder {
                 keys: &mut keys,
                 context,
             },
         )?;
     }
-    Ok(JsValue::undefined())
+    Ok(())
+}
+
+/// Whether `target`'s part is still to be built.
+fn unbuilt(target: &JsObject) -> bool {
+    target
+        .downcast_ref::<Unbuilt>()
+        .is_some_and(|u| u.pending.borrow().is_some())
 }
 
 /// One function's means to make parts built on first touch, made when it is loaded.
@@ -164,6 +181,11 @@ pub struct FirstTouch {
     traps: JsObject,
     /// The parts a proxy of this function's was touched for, one bit per [`Part`].
     touched: Rc<Cell<u8>>,
+    /// The running invocation's proxies with their targets, and its event's request object,
+    /// for the result reader ([`FirstTouch::read_as`], [`FirstTouch::leaves_out`]); emptied
+    /// when the invocation ends ([`FirstTouch::end_invocation`]).
+    made: RefCell<Vec<(JsObject, JsObject)>>,
+    request: RefCell<Option<JsObject>>,
 }
 
 impl FirstTouch {
@@ -185,6 +207,8 @@ impl FirstTouch {
             proxy: context.intrinsics().constructors().proxy().constructor(),
             traps,
             touched: Rc::new(Cell::new(0)),
+            made: RefCell::new(Vec::new()),
+            request: RefCell::new(None),
         })
     }
 
@@ -204,12 +228,62 @@ impl FirstTouch {
                 touched: self.touched.clone(),
             },
         );
-        self.proxy
+        let proxy = self
+            .proxy
             .construct(
-                &[target.into(), self.traps.clone().into()],
+                &[target.clone().into(), self.traps.clone().into()],
                 None,
                 js.context,
             )
-            .ok()
+            .ok()?;
+        self.made.borrow_mut().push((proxy.clone(), target));
+        Some(proxy)
+    }
+
+    /// Note the running invocation's event request object (at origin-request, where the
+    /// handler usually returns it: [`FirstTouch::leaves_out`]).
+    pub fn note_request(&self, request: &JsObject) {
+        *self.request.borrow_mut() = Some(request.clone());
+    }
+
+    /// What the result reader reads in place of `object`: the target of a proxy made for the
+    /// running invocation, with its part built now if it was not. `None` for any other object.
+    pub fn read_as(&self, object: &JsObject, context: &mut Context) -> JsResult<Option<JsObject>> {
+        let target = self
+            .made
+            .borrow()
+            .iter()
+            .find(|(proxy, _)| JsObject::equals(proxy, object))
+            .map(|(_, target)| target.clone());
+        if let Some(target) = &target {
+            build(target, context)?;
+        }
+        Ok(target)
+    }
+
+    /// Whether the result reader leaves out `value`, the `key` property of the returned
+    /// object `returned`: the running invocation's `request.origin` never touched, on its
+    /// event's request. Left out, it reads as unchanged, which it is; anywhere else a proxy
+    /// is read as its built target ([`FirstTouch::read_as`]).
+    pub fn leaves_out(&self, returned: &JsObject, key: &str, value: &JsValue) -> bool {
+        key == "origin"
+            && self
+                .request
+                .borrow()
+                .as_ref()
+                .is_some_and(|r| JsObject::equals(r, returned))
+            && value.as_object().is_some_and(|v| {
+                self.made
+                    .borrow()
+                    .iter()
+                    .any(|(proxy, target)| JsObject::equals(proxy, &v) && unbuilt(target))
+            })
+    }
+
+    /// Forget the ended invocation's proxies (their parts can still be built: each target
+    /// keeps what it needs, or its invocation weakly).
+    pub fn end_invocation(&self) {
+        self.made.borrow_mut().clear();
+        *self.request.borrow_mut() = None;
     }
 }

@@ -28,6 +28,7 @@ use serde_json::Value;
 
 use crate::deferred::{self, Unread};
 use crate::encoding::utf8_escaped;
+use crate::first_touch::FirstTouch;
 use crate::invocation::Invocation;
 use crate::js_json::JsBuilder;
 
@@ -212,6 +213,24 @@ pub fn read_result(
         objects: Vec::new(),
         current,
         entry: entry.map(|e| (e.template.borrow().shape().to_addr_usize(), &*e.keys)),
+        first_touch: None,
+    };
+    read_value(value, &mut path, context)
+}
+
+/// [`read_result`] for a Lambda@Edge handler's answer: the running invocation's parts built on
+/// first touch are read as what they are ([`FirstTouch::read_as`], [`FirstTouch::leaves_out`]).
+pub fn read_edge_result(
+    value: &JsValue,
+    entry: Option<&EntryShape>,
+    first_touch: Option<&FirstTouch>,
+    context: &mut Context,
+) -> JsResult<Option<Returned>> {
+    let mut path = Path {
+        objects: Vec::new(),
+        current: None,
+        entry: entry.map(|e| (e.template.borrow().shape().to_addr_usize(), &*e.keys)),
+        first_touch,
     };
     read_value(value, &mut path, context)
 }
@@ -279,6 +298,7 @@ struct Path<'a> {
     objects: Vec<JsObject>,
     current: Option<&'a Rc<Invocation>>,
     entry: Option<(usize, &'a [(PropertyKey, &'static str)])>,
+    first_touch: Option<&'a FirstTouch>,
 }
 
 /// An object of the entries' shape whose values are not objects, read without the general
@@ -351,6 +371,15 @@ fn read_value(
     // A proxy's own keys come from its `ownKeys` trap, JavaScript that would run here outside
     // any budget; boa's reader looks only at the proxy's own (empty) property map.
     if object.is::<Proxy>() {
+        // Except a part of the running edge invocation built on first touch: its target.
+        if let Some(target) = path
+            .first_touch
+            .map(|f| f.read_as(&object, context))
+            .transpose()?
+            .flatten()
+        {
+            return read_value(&target.into(), path, context);
+        }
         return boa_read(value, context);
     }
     if let Some(entry) = read_entry(&object, path) {
@@ -434,6 +463,14 @@ fn read_object(
             }
         };
         let value = match own_value(object, &key) {
+            Some(v)
+                if path.objects.len() == 1
+                    && path
+                        .first_touch
+                        .is_some_and(|f| f.leaves_out(object, &name, &v)) =>
+            {
+                continue;
+            }
             Some(v) => read_value(&v, path, context)?,
             None if exotic && !object.borrow().properties().contains_key(&key) => continue,
             None => {
@@ -570,6 +607,7 @@ mod tests {
             objects: Vec::new(),
             current: None,
             entry: Some((shape.template.borrow().shape().to_addr_usize(), &shape.keys)),
+            first_touch: None,
         };
         read_entry(&object, &path).is_some()
     }

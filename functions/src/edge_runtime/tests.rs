@@ -813,3 +813,97 @@ fn the_request_of_a_request_hook_is_never_made_on_first_touch() {
     // Never made deferred at this hook, so never touched through a proxy either.
     assert!(seen.iter().all(|(_, d)| d == &[true]));
 }
+
+/// Load `code` once and invoke it at origin-request twice; each invocation's edits, and
+/// whether `request.origin` was to be built on first touch when it started.
+fn origin_request_twice(code: &str) -> Vec<(Edits, bool)> {
+    let f = def(code, 1, Duration::from_secs(5));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut loaded = EdgeFunction::load(&f.name, &f.code).unwrap();
+    let local = tokio::task::LocalSet::new();
+    (0..2)
+        .map(|_| {
+            let deferred = loaded.first_touch.as_ref().unwrap().defers(Part::Origin);
+            let inv = Rc::new(invocation(&f, Hook::OriginRequest));
+            let invoked = local.block_on(&runtime, loaded.invoke(&inv, Duration::from_secs(5)));
+            (edits(invoked), deferred)
+        })
+        .collect()
+}
+
+#[test]
+fn a_router_touching_the_origin_made_on_first_touch_routes_as_with_one_built_in_full() {
+    let code = "exports.handler = async (event) => {
+        const request = event.Records[0].cf.request;
+        request.origin.custom.domainName = 'other.example';
+        request.origin.custom.port = 8443;
+        request.headers.host = [{ key: 'Host', value: 'other.example' }];
+        return request;
+    };";
+    let seen = origin_request_twice(code);
+    assert_eq!(
+        seen.iter().map(|(_, d)| *d).collect::<Vec<_>>(),
+        [true, false]
+    );
+    let routed: Vec<String> = seen
+        .iter()
+        .map(|(e, _)| format!("{:?}", e.origin.as_ref().expect("routed")))
+        .collect();
+    assert!(
+        routed[0].contains("other.example") && routed[0].contains("8443"),
+        "{}",
+        routed[0]
+    );
+    assert_eq!(routed[0], routed[1], "made on first touch, then in full");
+}
+
+#[test]
+fn an_origin_never_touched_is_unchanged_whether_left_out_or_copied() {
+    // Returned as the event's own request: the untouched origin is left out (unchanged).
+    // Copied into a new object: the proxy is read as its origin, built then: unchanged too.
+    for code in [
+        "exports.handler = async (event) => {
+            const request = event.Records[0].cf.request;
+            request.headers['x-out'] = [{ key: 'X-Out', value: 'kept' }];
+            return request;
+        };",
+        "exports.handler = async (event) => {
+            const request = event.Records[0].cf.request;
+            request.headers['x-out'] = [{ key: 'X-Out', value: 'copied' }];
+            return { ...request };
+        };",
+    ] {
+        let seen = origin_request_twice(code);
+        for (e, _) in &seen {
+            assert!(e.origin.is_none(), "{code}: {:?}", e.origin);
+            assert!(header(e, "x-out").is_some(), "{code}");
+        }
+        // Only the copy builds the origin (when it is read back), which counts as a touch.
+        let deferred: Vec<bool> = seen.iter().map(|(_, d)| *d).collect();
+        if code.contains("...request") {
+            assert_eq!(deferred, [true, false], "{code}");
+        } else {
+            assert_eq!(deferred, [true, true], "{code}");
+        }
+    }
+}
+
+#[test]
+fn a_returned_origin_made_on_first_touch_is_checked_as_one_built_in_full() {
+    // An origin moved where a response belongs is read as what it is, not left out.
+    let code = "exports.handler = async (event) => {
+        const request = event.Records[0].cf.request;
+        return { status: '200', origin: request.origin };
+    };";
+    let f = def(code, 1, Duration::from_secs(5));
+    let invoked = run_def(&f, Hook::OriginRequest);
+    assert_eq!(
+        failure_kind(&invoked),
+        FunctionErrorKind::Validation,
+        "{:?}",
+        invoked.result
+    );
+}
