@@ -480,15 +480,14 @@ fn the_first_answer_wins_and_a_kept_callback_answers_no_later_invocation() {
     assert_eq!(answers, [None, Some("own promise".to_owned())]);
 }
 
-/// Load `code` once and invoke it at `hook` once per request id, in order; what each
-/// invocation set in `x-out` (a request header, or a response header at the response hooks),
-/// and which of `parts` were to be built on first touch when it started.
-fn x_out_per_invocation_at(
+/// Load `code` once and invoke it at `hook` once per request id, in order; each invocation's
+/// edits, and which of `parts` were to be built on first touch when it started.
+fn invoke_in_turn(
     code: &str,
     hook: Hook,
     parts: &[Part],
     request_ids: &[&str],
-) -> Vec<(String, Vec<bool>)> {
+) -> Vec<(Edits, Vec<bool>)> {
     let f = def(code, 1, Duration::from_secs(5));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -507,9 +506,22 @@ fn x_out_per_invocation_at(
                 &runtime,
                 loaded.invoke(&Rc::new(inv), Duration::from_secs(5)),
             );
-            let e = edits(invoked);
-            (header(&e, "x-out").unwrap_or_default().to_owned(), deferred)
+            (edits(invoked), deferred)
         })
+        .collect()
+}
+
+/// [`invoke_in_turn`], with what each invocation set in `x-out` (a request header, or a
+/// response header at the response hooks).
+fn x_out_per_invocation_at(
+    code: &str,
+    hook: Hook,
+    parts: &[Part],
+    request_ids: &[&str],
+) -> Vec<(String, Vec<bool>)> {
+    invoke_in_turn(code, hook, parts, request_ids)
+        .into_iter()
+        .map(|(e, deferred)| (header(&e, "x-out").unwrap_or_default().to_owned(), deferred))
         .collect()
 }
 
@@ -817,20 +829,9 @@ fn the_request_of_a_request_hook_is_never_made_on_first_touch() {
 /// Load `code` once and invoke it at origin-request twice; each invocation's edits, and
 /// whether `request.origin` was to be built on first touch when it started.
 fn origin_request_twice(code: &str) -> Vec<(Edits, bool)> {
-    let f = def(code, 1, Duration::from_secs(5));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut loaded = EdgeFunction::load(&f.name, &f.code).unwrap();
-    let local = tokio::task::LocalSet::new();
-    (0..2)
-        .map(|_| {
-            let deferred = loaded.first_touch.as_ref().unwrap().defers(Part::Origin);
-            let inv = Rc::new(invocation(&f, Hook::OriginRequest));
-            let invoked = local.block_on(&runtime, loaded.invoke(&inv, Duration::from_secs(5)));
-            (edits(invoked), deferred)
-        })
+    invoke_in_turn(code, Hook::OriginRequest, &[Part::Origin], &["a", "b"])
+        .into_iter()
+        .map(|(e, deferred)| (e, deferred[0]))
         .collect()
 }
 
