@@ -29,8 +29,8 @@ use verge_functions::{FastPool, PoolConfig};
 #[path = "support/invocations.rs"]
 mod invocations;
 use invocations::{
-    AB_REWRITE, EDGE_NOOP, EDGE_RESPONSE_HEADER, NOOP, SECURITY_HEADERS, edge_invocation_at,
-    invocation, jwt_invocation,
+    AB_REWRITE, EDGE_NOOP, EDGE_RESPONSE_HEADER, EDGE_ROUTE, NOOP, SECURITY_HEADERS,
+    edge_invocation_at, invocation, jwt_invocation,
 };
 
 /// Allocations are counted per thread, as the fast tier's memory limit needs.
@@ -101,6 +101,7 @@ fn edge_per_invocation(c: &mut Criterion) {
     verge_functions::edge_runtime::prepare_to_serve();
     let cases = [
         ("edge_noop", EDGE_NOOP, Hook::OriginRequest),
+        ("edge_route", EDGE_ROUTE, Hook::OriginRequest),
         (
             "edge_response_header",
             EDGE_RESPONSE_HEADER,

@@ -5,8 +5,9 @@
 //!
 //! Phases: `{noop,security_headers,ab_rewrite,jwt}/{marshal_in,call,marshal_out,load,pool_round_trip}`, split as in
 //! `benches/functions.rs` (the event's JS objects are written inside `call`), and the edge
-//! tier's `edge_noop/{call,load,pool_round_trip}` and `edge_response_header/call` (an
-//! origin-response handler adding a header). `VERGE_REQUEST=load` measures the load
+//! tier's `edge_noop/{call,load,pool_round_trip}`, `edge_route/call` (the load benchmark's
+//! origin-request router) and `edge_response_header/call` (an origin-response handler adding a
+//! header). `VERGE_REQUEST=load` measures the load
 //! benchmark's request instead of a browser's (`benches/support/invocations.rs`).
 //! `scripts/instructions.sh` runs each phase at two iteration counts and reports the difference
 //! per iteration, so set-up (loading the function, starting the pool) cancels out.
@@ -26,8 +27,8 @@ use verge_functions::{FastPool, PoolConfig};
 #[path = "support/invocations.rs"]
 mod invocations;
 use invocations::{
-    AB_REWRITE, EDGE_NOOP, EDGE_RESPONSE_HEADER, NOOP, SECURITY_HEADERS, edge_invocation_at,
-    invocation, jwt_invocation,
+    AB_REWRITE, EDGE_NOOP, EDGE_RESPONSE_HEADER, EDGE_ROUTE, NOOP, SECURITY_HEADERS,
+    edge_invocation_at, invocation, jwt_invocation,
 };
 
 /// Allocations are counted per thread, as the fast tier's memory limit needs.
@@ -48,6 +49,10 @@ fn main() {
     };
     if function == "edge_noop" {
         edge(EDGE_NOOP, Hook::OriginRequest, step, iterations);
+        return;
+    }
+    if function == "edge_route" {
+        edge(EDGE_ROUTE, Hook::OriginRequest, step, iterations);
         return;
     }
     if function == "edge_response_header" {

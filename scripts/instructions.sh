@@ -27,7 +27,7 @@ for f in noop security_headers ab_rewrite jwt; do
         printf '%-34s %14d\n' "$f/$p" $(( (b - a) / (high - low) ))
     done
 done
-for p in edge_noop/call edge_noop/pool_round_trip edge_response_header/call; do
+for p in edge_noop/call edge_noop/pool_round_trip edge_route/call edge_response_header/call; do
     a=$(count "$p" "$low")
     b=$(count "$p" "$high")
     printf '%-34s %14d\n' "$p" $(( (b - a) / (high - low) ))

@@ -60,6 +60,22 @@ pub const EDGE_RESPONSE_HEADER: &str = "exports.handler = async (event) => {
     return response;
 };";
 
+/// A Lambda@Edge origin-request router: the load benchmark's `verge-edge-route` row's logic
+/// (the bucket from a cookie; bucket `b`, which the fixed request's cookie picks, goes to
+/// another origin with its Host).
+pub const EDGE_ROUTE: &str = "exports.handler = async (event) => {
+    const request = event.Records[0].cf.request;
+    const cookie = (request.headers.cookie || []).map((h) => h.value).join(';');
+    const bucket = cookie.indexOf('ab=a') >= 0 ? 'a' : 'b';
+    if (bucket === 'b') {
+        request.origin.custom.domainName = 'localhost';
+        request.origin.custom.port = 8080;
+        request.origin.custom.protocol = 'http';
+        request.headers.host = [{ key: 'Host', value: 'localhost' }];
+    }
+    return request;
+};";
+
 /// A realistic invocation of the Lambda@Edge handler `code` at an origin hook.
 pub fn edge_invocation_at(code: &str, hook: Hook) -> Invocation {
     let mut inv = invocation(code, hook);
