@@ -119,11 +119,13 @@ struct Unbuilt {
 /// what a proxy without that trap does. The operations trapped are those whose answer depends
 /// on the target's own properties (`getPrototypeOf`, `setPrototypeOf` and `isExtensible` do
 /// not). `Reflect`'s functions are taken when the function is loaded, before any of its code
-/// runs: a handler that replaces them changes nothing here.
+/// runs: a handler that replaces them changes nothing here. The traps object has no prototype,
+/// so a trap it leaves out is not looked up on `Object.prototype`, which a handler's code (or
+/// a prototype-polluting merge of a viewer's JSON) may have given such a name.
 const TRAPS: &str = "(build) => {
     const { get, set, has, ownKeys, getOwnPropertyDescriptor, defineProperty, deleteProperty,
-        preventExtensions } = Reflect;
-    return {
+        preventExtensions, setPrototypeOf } = Reflect;
+    const traps = {
         get(t, k, r) { build(t); return get(t, k, r); },
         set(t, k, v, r) { build(t); return set(t, k, v, r); },
         has(t, k) { build(t); return has(t, k); },
@@ -133,6 +135,8 @@ const TRAPS: &str = "(build) => {
         deleteProperty(t, k) { build(t); return deleteProperty(t, k); },
         preventExtensions(t) { build(t); return preventExtensions(t); },
     };
+    setPrototypeOf(traps, null);
+    return traps;
 }";
 
 /// The traps' `build(target)`.

@@ -908,3 +908,22 @@ fn a_returned_origin_made_on_first_touch_is_checked_as_one_built_in_full() {
         invoked.result
     );
 }
+
+#[test]
+fn a_polluted_object_prototype_does_not_reach_the_traps_of_parts_made_on_first_touch() {
+    // Names of traps the proxies leave out, put on `Object.prototype` (as a prototype-polluting
+    // merge would): a proxy's handler object must not inherit them.
+    let code = "Object.prototype.getPrototypeOf = () => { throw new Error('polluted'); };
+        Object.prototype.isExtensible = 'polluted';
+        Object.prototype.setPrototypeOf = 'polluted';
+        exports.handler = (event, context, callback) => {
+            const r = event.Records[0].cf.request;
+            const seen = [Object.getPrototypeOf(context) === Object.prototype,
+                Object.isExtensible(context), context.functionName,
+                Object.isExtensible(event.Records[0].cf.config)];
+            r.headers['x-out'] = [{ value: seen.join(',') }];
+            callback(null, r);
+        };";
+    let seen = x_out_per_invocation(code, &["req-1"]);
+    assert_eq!(seen[0], ("true,true,edge,true".to_owned(), true));
+}
