@@ -160,7 +160,7 @@ pub struct ContextTemplate {
 }
 
 /// One invocation's `context` fields: everything needed to build it, now or on first touch.
-#[derive(Clone, Trace, Finalize)]
+#[derive(Trace, Finalize)]
 pub struct Fields {
     function_name: JsValue,
     arn: JsValue,
@@ -240,11 +240,12 @@ impl ContextTemplate {
             }
         };
         let callback = function(js.context, "callback", 2, id, callback);
-        let fields = Fields {
+        let request_id = string(request_id);
+        let fields = || Fields {
             function_name: self.function_name.clone(),
             arn: self.arn.clone(),
-            memory,
-            request_id: string(request_id),
+            memory: memory.clone(),
+            request_id: request_id.clone(),
             log_group: self.log_group.clone(),
             remaining_time: self.remaining_time.clone(),
             callback: callback.clone(),
@@ -252,12 +253,12 @@ impl ContextTemplate {
         };
         if let Some(first_touch) = first_touch
             && first_touch.defers(Part::Context)
-            && let Some(proxy) = first_touch.make(Pending::Context(fields.clone()), js)
+            && let Some(proxy) = first_touch.make(Pending::Context(fields()), js)
         {
             return (proxy, callback);
         }
         let object = js.object();
-        fields.write_onto(&object, js);
+        fields().write_onto(&object, js);
         (object, callback)
     }
 }

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use boa_engine::{JsObject, JsValue, js_string};
 
 use crate::cff_event::{event_type, http_reason, is_disallowed};
-use crate::first_touch::{FirstTouch, Part, Pending};
+use crate::first_touch::{EventPart, FirstTouch, Pending};
 use crate::grouped::Grouped;
 use crate::invocation::{EdgeOrigin, HeaderList, Invocation};
 use crate::js_json::{JsBuilder, string};
@@ -164,9 +164,9 @@ impl<'a> EdgeEvent<'a> {
         js: &mut JsBuilder<'_>,
         first_touch: Option<(&FirstTouch, &Rc<Invocation>)>,
     ) -> JsValue {
-        let deferred = |part: Part, js: &mut JsBuilder<'_>| {
+        let deferred = |part: EventPart, js: &mut JsBuilder<'_>| {
             let (first_touch, inv) = first_touch?;
-            if !first_touch.defers(part) {
+            if !first_touch.defers(part.into()) {
                 return None;
             }
             first_touch.make(Pending::Event(Rc::downgrade(inv), part), js)
@@ -175,10 +175,10 @@ impl<'a> EdgeEvent<'a> {
             .inv
             .response
             .as_ref()
-            .and_then(|_| deferred(Part::Request, js));
+            .and_then(|_| deferred(EventPart::Request, js));
         let request = request.unwrap_or_else(|| {
             let origin = (self.inv.hook == Hook::OriginRequest && self.inv.origin.is_some())
-                .then(|| deferred(Part::Origin, js))
+                .then(|| deferred(EventPart::Origin, js))
                 .flatten();
             let request = js.object();
             if let Some((first_touch, _)) = first_touch
@@ -189,7 +189,7 @@ impl<'a> EdgeEvent<'a> {
             self.write_request_with(&request, origin, js);
             request
         });
-        let config = deferred(Part::Config, js).unwrap_or_else(|| {
+        let config = deferred(EventPart::Config, js).unwrap_or_else(|| {
             let config = js.object();
             self.write_config_onto(&config, js);
             config

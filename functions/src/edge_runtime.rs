@@ -301,7 +301,15 @@ impl EdgeFunction {
             .runtime_limits_mut()
             .set_loop_iteration_limit(LOAD_LOOP_LIMIT);
         // Before the handler's code: the traps take the engine's own `Reflect`.
-        let first_touch = FirstTouch::new(&mut context).ok();
+        let first_touch = FirstTouch::new(&mut context)
+            .inspect_err(|e| {
+                tracing::warn!(
+                    function = name,
+                    error = %e,
+                    "cannot make the means to build parts on first touch; every part is built in full"
+                );
+            })
+            .ok();
         let template = ContextTemplate::new(name, &mut context);
         let handler = if crate::source_scan::is_module(source) {
             load_esm(source, &mut context, &jobs)?

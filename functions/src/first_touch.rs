@@ -61,6 +61,27 @@ impl Part {
     }
 }
 
+/// A part of the event (not the context), built from the invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventPart {
+    /// `cf.config`.
+    Config,
+    /// `cf.request` at the response hooks.
+    Request,
+    /// `request.origin` at origin-request.
+    Origin,
+}
+
+impl From<EventPart> for Part {
+    fn from(part: EventPart) -> Part {
+        match part {
+            EventPart::Config => Part::Config,
+            EventPart::Request => Part::Request,
+            EventPart::Origin => Part::Origin,
+        }
+    }
+}
+
 /// What a part built on first touch is built from.
 #[derive(Trace, Finalize)]
 pub enum Pending {
@@ -70,7 +91,7 @@ pub enum Pending {
     /// collected would keep every invocation's request alive between collections.
     Event(
         #[unsafe_ignore_trace] Weak<Invocation>,
-        #[unsafe_ignore_trace] Part,
+        #[unsafe_ignore_trace] EventPart,
     ),
 }
 
@@ -78,7 +99,7 @@ impl Pending {
     fn part(&self) -> Part {
         match self {
             Pending::Context(_) => Part::Context,
-            Pending::Event(_, part) => *part,
+            Pending::Event(_, part) => (*part).into(),
         }
     }
 
@@ -94,10 +115,9 @@ impl Pending {
                 })?;
                 let event = EdgeEvent::new(&inv);
                 match part {
-                    Part::Config => event.write_config_onto(target, js),
-                    Part::Request => event.write_request_onto(target, js),
-                    Part::Origin => event.write_origin_onto(target, js),
-                    Part::Context => {}
+                    EventPart::Config => event.write_config_onto(target, js),
+                    EventPart::Request => event.write_request_onto(target, js),
+                    EventPart::Origin => event.write_origin_onto(target, js),
                 }
             }
         }
