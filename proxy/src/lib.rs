@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Map: [`service`] is the one `ProxyHttp` impl, each phase delegating to [`stage`];
-//! [`state`] holds the published [`snapshot`] and reloads it; [`origin`] and [`dns`] make
+//! [`state`] holds the published [`snapshot`] and reloads it, [`reload_watch`] tells it when; [`origin`] and [`dns`] make
 //! pingora peers, [`function_route`] turns a function's origin choice into a route, [`header_list`] applies a
 //! function's header list; [`request_body`] holds
 //! the body include-body functions read; [`error_page`] renders what verge answers itself; [`metrics`] and [`admin`]
@@ -30,6 +30,7 @@ pub mod header_list;
 pub mod headers;
 pub mod metrics;
 pub mod origin;
+pub mod reload_watch;
 pub mod request_body;
 pub mod request_id;
 pub mod server;

@@ -2,10 +2,7 @@
 //! TLS certificate stores — and reloading, which replaces the snapshot and certificates only
 //! when everything new has been built.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use rustls::sign::CertifiedKey;
@@ -197,7 +194,6 @@ impl ProxyState {
     }
 }
 
-/// Fingerprint of the files a configuration depends on: path, size, modification time.
 /// The functions the fast pool runs, to warm a new generation with.
 fn fast_functions(config: &Config) -> Vec<Arc<verge_config::FunctionDef>> {
     config
@@ -206,101 +202,4 @@ fn fast_functions(config: &Config) -> Vec<Arc<verge_config::FunctionDef>> {
         .filter(|f| f.runtime != verge_config::Runtime::LambdaEdge)
         .cloned()
         .collect()
-}
-
-fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    files
-        .iter()
-        .map(|f| {
-            let meta = std::fs::metadata(f).ok();
-            (
-                f.clone(),
-                meta.as_ref().map_or(0, |m| m.len()),
-                meta.and_then(|m| m.modified().ok()),
-            )
-        })
-        .collect()
-}
-
-/// Wait on the SIGHUP pipe until its read timeout: whether a signal came. The write end is
-/// never closed while the process runs, so end-of-file is an error here too.
-fn wait_for_sighup(pipe: &mut std::os::unix::net::UnixStream) -> std::io::Result<bool> {
-    use std::io::{ErrorKind, Read};
-    let mut bytes = [0u8; 64];
-    match pipe.read(&mut bytes) {
-        Ok(0) => Err(ErrorKind::UnexpectedEof.into()),
-        Ok(_) => Ok(true),
-        Err(e)
-            if matches!(
-                e.kind(),
-                ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-            ) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Log, once, that SIGHUP can no longer be waited for.
-fn lost_sighup(e: &std::io::Error) {
-    tracing::error!(
-        error = %e,
-        "the reload watcher cannot wait for SIGHUP; reloading on file changes only"
-    );
-}
-
-/// How long the watcher sleeps when files are not watched, between looks at `stop`.
-const IDLE_TICK: Duration = Duration::from_secs(1);
-
-/// Reload on SIGHUP and, when `file_interval` is given, whenever the configuration file or a
-/// file it names changes (checked that often). `sighup` is the read end of a socket pair the
-/// SIGHUP handler writes a byte to, so the watcher sleeps until a signal or the next file check
-/// instead of polling a flag. Runs until `stop` is set (looked at on each wake). If the pipe
-/// fails, the error is logged once and the watcher goes on with file checks alone.
-pub fn watch(
-    state: Arc<ProxyState>,
-    sighup: std::os::unix::net::UnixStream,
-    file_interval: Option<Duration>,
-    stop: Arc<AtomicBool>,
-) {
-    let tick = file_interval.unwrap_or(IDLE_TICK);
-    let mut sighup = match sighup.set_read_timeout(Some(tick)) {
-        Ok(()) => Some(sighup),
-        Err(e) => {
-            lost_sighup(&e);
-            None
-        }
-    };
-    let mut seen = fingerprint(&state.snapshot().config.watched_files());
-    let mut last_check = std::time::Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        let signalled = match sighup.as_mut().map(wait_for_sighup) {
-            Some(Ok(signalled)) => signalled,
-            Some(Err(e)) => {
-                lost_sighup(&e);
-                sighup = None;
-                false
-            }
-            None => {
-                std::thread::sleep(tick);
-                false
-            }
-        };
-        let files_due = file_interval.is_some_and(|every| last_check.elapsed() >= every);
-        let trigger = if signalled {
-            Some("SIGHUP")
-        } else if files_due {
-            last_check = std::time::Instant::now();
-            (fingerprint(&state.snapshot().config.watched_files()) != seen).then_some("file change")
-        } else {
-            None
-        };
-        if let Some(why) = trigger {
-            // The outcome is logged and counted by `reload`. Remember what was seen either way,
-            // so a broken file is reported once, not on every check.
-            let _ = state.reload(why);
-            seen = fingerprint(&state.snapshot().config.watched_files());
-        }
-    }
 }

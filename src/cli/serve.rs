@@ -57,6 +57,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
         },
     };
     let loaded = verge_config::load(&config_path);
+    // The reload watcher's starting point is what the files were when they were just read: an
+    // edit made while the proxy starts is then a change it reloads.
+    let first_look = loaded
+        .as_ref()
+        .ok()
+        .map(|c| verge_proxy::reload_watch::Files::look(&c.watched_files()));
     let (access_log, access_writer) = match loaded.as_ref().map(|c| c.logging.access_log) {
         Ok(true) => match verge_proxy::AccessLog::stdout() {
             Ok((log, writer)) => (log, Some(writer)),
@@ -96,11 +102,17 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
     {
         let (state, stop) = (state.clone(), stop.clone());
+        // Always there: the state was built from a configuration that loaded.
+        let first_look = first_look.unwrap_or_else(|| {
+            verge_proxy::reload_watch::Files::look(&state.snapshot().config.watched_files())
+        });
         let interval = (args.watch_interval_ms > 0)
             .then(|| Duration::from_millis(args.watch_interval_ms.max(50)));
         let spawned = std::thread::Builder::new()
             .name("verge-reload".into())
-            .spawn(move || verge_proxy::state::watch(state, sighup, interval, stop));
+            .spawn(move || {
+                verge_proxy::reload_watch::watch(state, first_look, sighup, interval, stop)
+            });
         if let Err(e) = spawned {
             eprintln!("verge: cannot start the reload watcher: {e}");
             return ExitCode::FAILURE;

@@ -122,7 +122,7 @@ async fn origin_request_switches_origins_by_cookie() {
 #[tokio::test(flavor = "multi_thread")]
 async fn origin_request_runs_again_for_the_secondary_on_failover() {
     let b = origin().name("b").run().await;
-    let dead = crate::support::binary::free_addr();
+    let (_reserved, dead) = crate::support::binary::refusing_addr();
     let dir = tempfile::tempdir().unwrap();
     let code = "exports.handler = async (event) => {
         const r = event.Records[0].cf.request;

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 
-use crate::support::binary::free_addr;
+use crate::support::binary::refusing_addr;
 use crate::support::{origin, proxy, request, single_origin as single};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_origin_gets_502_with_an_error_page() {
-    let p = proxy(&single(&format!("http://{}", free_addr()), "")).await;
+    let (_reserved, dead) = refusing_addr();
+    let p = proxy(&single(&format!("http://{dead}"), "")).await;
     let r = p.get("/").await;
     assert_eq!(r.status, 502);
     assert_eq!(r.header("x-cache"), "Error from verge");

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::binary::free_addr;
+use crate::support::binary::refusing_addr;
 use crate::support::proxy::metric;
 use crate::support::{Origin, origin, proxy, request};
 
@@ -37,7 +37,8 @@ async fn two() -> (Origin, Origin) {
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_connection_fails_over_to_the_secondary() {
     let secondary = origin().name("secondary").run().await;
-    let dead = format!("http://{}", free_addr());
+    let (_reserved, dead) = refusing_addr();
+    let dead = format!("http://{dead}");
     let p = proxy(&group_config(&dead, &secondary.url(), "")).await;
     let r = p.get("/echo").await;
     assert_eq!(r.status, 200);

@@ -853,7 +853,7 @@ async fn country_and_trailing_slash_redirect_examples() {
 async fn update_request_origin_and_origin_groups_route_this_request() {
     let a = origin().name("a").run().await;
     let b = origin().name("b").run().await;
-    let dead = crate::support::binary::free_addr();
+    let (_reserved, dead) = crate::support::binary::refusing_addr();
     let dir = tempfile::tempdir().unwrap();
     let update = format!(
         "import cf from 'cloudfront';\n\

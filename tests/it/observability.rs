@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::binary::{free_addr, start, start_with};
+use crate::support::binary::{refusing_addr, start, start_with};
 use crate::support::proxy::metric;
 use crate::support::{eventually, get, origin};
 
@@ -10,6 +10,7 @@ use crate::support::{eventually, get, origin};
 async fn metrics_and_access_log_fields_after_traffic() {
     let primary = origin().name("primary").run().await;
     let secondary = origin().name("secondary").run().await;
+    let (_reserved, dead) = refusing_addr();
     let dir = tempfile::tempdir().unwrap();
     let verge = start(
         dir.path(),
@@ -38,7 +39,7 @@ origin = "ha"
 "#,
             primary.url(),
             secondary.url(),
-            free_addr()
+            dead
         ),
     )
     .await;

@@ -14,12 +14,54 @@ pub fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_verge"))
 }
 
-/// A free loopback port, released for the child to bind.
+/// A free loopback port, released for the child to bind. Another test may take it first; a
+/// child is only taken as started once [`listens_on`] shows the port is its own.
 pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
+}
+
+/// A loopback address that refuses connections for as long as the socket is kept: bound, so no
+/// other test can take the port, but not listening, so a connection gets a reset.
+pub fn refusing_addr() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
+/// Whether process `pid` holds the socket listening on `addr` (an IPv4 address): its inode,
+/// from `/proc/net/tcp`, among the process's open files.
+pub fn listens_on(pid: u32, addr: SocketAddr) -> bool {
+    let SocketAddr::V4(v4) = addr else {
+        return false;
+    };
+    // /proc/net/tcp prints the address as the in-memory (network-order) word in hex, the port
+    // in hex, and 0A for LISTEN.
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
+                .then(|| fields.get(9).map(|i| format!("socket:[{i}]")))
+                .flatten()
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
 }
 
 /// A running `verge serve`. Killed (SIGKILL) when dropped if still running.
@@ -130,17 +172,21 @@ pub async fn start_with(dir: &Path, template: &str, watch_ms: u64, rust_log: &st
             tls,
             lines,
         };
-        // Healthy admin and an accepting proxy listener: pingora starts its services on their
-        // own threads, so the admin app can answer before the proxy listener is bound.
+        // Healthy admin and every listener bound by this child: pingora starts its services on
+        // their own threads, so the admin app can answer before the proxy listener is bound,
+        // and a port another test took between `free_addr` and the bind answers too, but not
+        // from this child (the start is then retried on new ports).
+        let pid = verge.child.id();
+        let mut listeners = vec![addr, admin];
+        if template.contains("{tls}") {
+            listeners.push(tls);
+        }
         let up = super::eventually(100, Duration::from_millis(50), || async {
             let healthy = super::client::try_request(admin, super::client::get_req("/healthz"))
                 .await
                 .is_ok_and(|r| r.status == 200);
-            let mut accepting = tokio::net::TcpStream::connect(addr).await.is_ok();
-            if template.contains("{tls}") {
-                accepting &= tokio::net::TcpStream::connect(tls).await.is_ok();
-            }
-            (healthy && accepting).then_some(())
+            let own = listeners.iter().all(|&l| listens_on(pid, l));
+            (healthy && own).then_some(())
         })
         .await;
         if up.is_some() {
