@@ -1,6 +1,7 @@
 //! Assembling verge as a pingora [`Server`]: the proxy service on the plain and TLS listeners,
 //! the admin app, graceful shutdown (SIGTERM) and upgrade (SIGQUIT) as pingora provides them.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pingora::apps::http_app::HttpServer;
@@ -17,8 +18,25 @@ use crate::state::ProxyState;
 /// Where pingora's graceful upgrade hands listening sockets to a new process.
 pub const UPGRADE_SOCK: &str = "/tmp/verge-upgrade.sock";
 
+/// Fail when `addr` (named by the `setting` that asks for it) cannot be listened on: in use,
+/// not an address of this machine, or a privileged port. pingora binds its listeners after the
+/// server starts, retries an address in use for 30 s and then panics on its own service
+/// thread, which leaves the process running and its admin port answering with nothing on the
+/// proxy port; checked here, the start fails at once and says why. The socket is bound with
+/// `SO_REUSEADDR`, as pingora binds, so a port left in `TIME_WAIT` is not taken as in use.
+pub fn ensure_can_listen(setting: &str, addr: SocketAddr) -> pingora::Result<()> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(pingora::Error::explain(
+            pingora::ErrorType::BindError,
+            format!("cannot listen on {addr} ({setting}): {e}"),
+        )),
+    }
+}
+
 /// Build the server for `state`'s configuration. `upgrade` is pingora's `--upgrade`: take the
-/// listening sockets over from a running verge (see the README).
+/// listening sockets over from a running verge (see the README). Otherwise every listener's
+/// address is checked first ([`ensure_can_listen`]).
 pub fn build(state: &Arc<ProxyState>, upgrade: bool) -> pingora::Result<Server> {
     let config = state.snapshot().config.clone();
     let grace = config.server.shutdown_grace.as_secs().max(1);
@@ -46,6 +64,20 @@ pub fn build(state: &Arc<ProxyState>, upgrade: bool) -> pingora::Result<Server> 
         upgrade,
         ..Opt::default()
     };
+    if !upgrade {
+        let listeners = (config.server.listen.iter().map(|a| ("server.listen", *a)))
+            .chain(
+                config
+                    .server
+                    .tls
+                    .iter()
+                    .map(|t| ("server.tls.listen", t.listen)),
+            )
+            .chain([("admin.listen", config.admin.listen)]);
+        for (setting, addr) in listeners {
+            ensure_can_listen(setting, addr)?;
+        }
+    }
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 

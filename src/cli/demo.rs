@@ -2,6 +2,8 @@
 //! example, so a first run shows real proxying: `/` a page, `/api/echo` the request as the
 //! origin saw it (note `via`, `x-forwarded-for`, `host`), `…/status/NNN` any status.
 
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::{HttpServer, ServeHttp};
@@ -9,7 +11,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::services::listening::Service;
 
 /// Where the demo origin listens; `examples/verge.toml` points its origin here.
-pub const DEMO_ADDR: &str = "127.0.0.1:8081";
+pub const DEMO_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8081));
 
 /// The demo origin app.
 pub struct DemoOrigin;
@@ -82,6 +84,6 @@ pub fn service() -> Service<HttpServer<DemoOrigin>> {
         "verge demo origin".to_owned(),
         HttpServer::new_app(DemoOrigin),
     );
-    service.add_tcp(DEMO_ADDR);
+    service.add_tcp(&DEMO_ADDR.to_string());
     service
 }

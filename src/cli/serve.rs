@@ -139,6 +139,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
     if bundled {
+        if let (false, Err(e)) = (
+            args.upgrade,
+            verge_proxy::server::ensure_can_listen("the demo origin", demo::DEMO_ADDR),
+        ) {
+            eprintln!("verge: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
         server.add_service(demo::service());
     }
     let config = state.snapshot().config.clone();

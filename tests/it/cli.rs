@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::binary::{Verge, listens_on, start, start_watching, validate};
+use crate::support::binary::{Verge, exe, free_addr, listens_on, start, start_watching, validate};
 use crate::support::certs::Ca;
 use crate::support::client::{tls_client, tls_get};
 use crate::support::proxy::metric;
@@ -135,6 +135,46 @@ async fn a_started_verge_is_told_apart_from_another_listener_on_its_port() {
     assert!(!listens_on(std::process::id(), verge.addr));
     assert!(listens_on(std::process::id(), origin_addr));
     assert!(!listens_on(child, origin_addr));
+}
+
+#[test]
+fn a_listen_address_in_use_stops_the_start_and_says_which() {
+    // pingora would retry the bind for 30 s and then give up on its own thread, leaving a
+    // process whose admin port answers and whose proxy port is someone else's.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("verge.toml");
+    let config = one_origin("http://127.0.0.1:1")
+        .replace("{listen}", &taken.to_string())
+        .replace("{admin}", &free_addr().to_string());
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(exe())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let status = status.expect("verge kept running on a port it could not listen on");
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("cannot listen on {taken} (server.listen)")),
+        "{stderr}"
+    );
 }
 
 /// Room the edit in the test below can take from or give to, to keep the file's size.
