@@ -10,6 +10,7 @@ use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::listening::Service;
+use verge_config::Config;
 
 use crate::admin::AdminApp;
 use crate::service::VergeProxy;
@@ -18,25 +19,40 @@ use crate::state::ProxyState;
 /// Where pingora's graceful upgrade hands listening sockets to a new process.
 pub const UPGRADE_SOCK: &str = "/tmp/verge-upgrade.sock";
 
-/// Fail when `addr` (named by the `setting` that asks for it) cannot be listened on: in use,
-/// not an address of this machine, or a privileged port. pingora binds its listeners after the
-/// server starts, retries an address in use for 30 s and then panics on its own service
-/// thread, which leaves the process running and its admin port answering with nothing on the
-/// proxy port; checked here, the start fails at once and says why. The socket is bound with
-/// `SO_REUSEADDR`, as pingora binds, so a port left in `TIME_WAIT` is not taken as in use.
-pub fn ensure_can_listen(setting: &str, addr: SocketAddr) -> pingora::Result<()> {
-    match std::net::TcpListener::bind(addr) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(pingora::Error::explain(
-            pingora::ErrorType::BindError,
-            format!("cannot listen on {addr} ({setting}): {e}"),
-        )),
+/// Whether `addr` (named by the `setting` that asks for it) can be listened on; if not, why:
+/// in use, not an address of this machine, or a privileged port. pingora binds its listeners
+/// after the server starts, retries an address in use for 30 s and then panics on its own
+/// service thread, which leaves the process running and its admin port answering with nothing
+/// on the proxy port; checked before, the start fails at once and says why. The socket is bound
+/// with `SO_REUSEADDR`, as pingora binds, so a port left in `TIME_WAIT` is not taken as in use.
+pub fn ensure_can_listen(setting: &str, addr: SocketAddr) -> Result<(), String> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| format!("cannot listen on {addr} ({setting}): {e}"))
+}
+
+/// [`ensure_can_listen`] for every listener `config` asks for, in order: the first that cannot
+/// be listened on, as an error message. Not for a graceful upgrade, where the running verge
+/// still holds them.
+pub fn ensure_can_listen_all(config: &Config) -> Result<(), String> {
+    let listeners = (config.server.listen.iter().map(|a| ("server.listen", *a)))
+        .chain(
+            config
+                .server
+                .tls
+                .iter()
+                .map(|t| ("server.tls.listen", t.listen)),
+        )
+        .chain([("admin.listen", config.admin.listen)]);
+    for (setting, addr) in listeners {
+        ensure_can_listen(setting, addr)?;
     }
+    Ok(())
 }
 
 /// Build the server for `state`'s configuration. `upgrade` is pingora's `--upgrade`: take the
-/// listening sockets over from a running verge (see the README). Otherwise every listener's
-/// address is checked first ([`ensure_can_listen`]).
+/// listening sockets over from a running verge (see the README). Check the listeners first
+/// ([`ensure_can_listen_all`]) when not upgrading: pingora binds them only once it runs.
 pub fn build(state: &Arc<ProxyState>, upgrade: bool) -> pingora::Result<Server> {
     let config = state.snapshot().config.clone();
     let grace = config.server.shutdown_grace.as_secs().max(1);
@@ -64,20 +80,6 @@ pub fn build(state: &Arc<ProxyState>, upgrade: bool) -> pingora::Result<Server> 
         upgrade,
         ..Opt::default()
     };
-    if !upgrade {
-        let listeners = (config.server.listen.iter().map(|a| ("server.listen", *a)))
-            .chain(
-                config
-                    .server
-                    .tls
-                    .iter()
-                    .map(|t| ("server.tls.listen", t.listen)),
-            )
-            .chain([("admin.listen", config.admin.listen)]);
-        for (setting, addr) in listeners {
-            ensure_can_listen(setting, addr)?;
-        }
-    }
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 

@@ -131,6 +131,18 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     }
 
+    if !args.upgrade {
+        let mut listeners = verge_proxy::server::ensure_can_listen_all(&state.snapshot().config);
+        if bundled {
+            listeners = listeners.and_then(|()| {
+                verge_proxy::server::ensure_can_listen("the demo origin", demo::DEMO_ADDR)
+            });
+        }
+        if let Err(e) = listeners {
+            eprintln!("verge: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let mut server = match verge_proxy::server::build(&state, args.upgrade) {
         Ok(server) => server,
         Err(e) => {
@@ -139,13 +151,6 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
     if bundled {
-        if let (false, Err(e)) = (
-            args.upgrade,
-            verge_proxy::server::ensure_can_listen("the demo origin", demo::DEMO_ADDR),
-        ) {
-            eprintln!("verge: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
         server.add_service(demo::service());
     }
     let config = state.snapshot().config.clone();

@@ -172,7 +172,9 @@ fn a_listen_address_in_use_stops_the_start_and_says_which() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(
-        stderr.contains(&format!("cannot listen on {taken} (server.listen)")),
+        stderr.contains(&format!(
+            "verge: cannot start: cannot listen on {taken} (server.listen): "
+        )),
         "{stderr}"
     );
 }
