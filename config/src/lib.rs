@@ -18,7 +18,7 @@ mod pattern;
 mod raw;
 pub mod validate;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors, Pos, SourceMap};
@@ -37,6 +37,19 @@ pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
         ))
     })?;
     parse(&text, file)
+}
+
+/// Every file the configuration at `file` names, itself included, also when it is not valid:
+/// a reload that failed on a missing or broken file it names can then be retried when that file
+/// changes. Only `file` when it cannot be read or its text does not parse.
+pub fn files_named(file: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return vec![file.to_owned()];
+    };
+    match toml::from_str::<raw::RawConfig>(&text) {
+        Ok(raw) => validate::validate_naming(raw, file, &SourceMap::new(&text)).1,
+        Err(_) => vec![file.to_owned()],
+    }
 }
 
 /// Validate configuration text; `file` names it in errors and anchors relative paths.

@@ -15,6 +15,9 @@ use crate::pattern::PathPattern;
 pub struct Config {
     /// The file it was loaded from; relative paths in it are relative to its folder.
     pub file: PathBuf,
+    /// `file` and every file it names (certificates, CA files, function code, key-value
+    /// stores), sorted: what a change to reloads it.
+    pub files: Vec<PathBuf>,
     /// Listeners and server-wide settings.
     pub server: ServerConfig,
     /// The admin listener (metrics, health).
@@ -410,16 +413,7 @@ pub struct KvsDef {
 impl Config {
     /// Every file this configuration depends on, for change detection.
     pub fn watched_files(&self) -> Vec<PathBuf> {
-        let mut files = vec![self.file.clone()];
-        for tls in &self.server.tls {
-            files.push(tls.cert.clone());
-            files.push(tls.key.clone());
-        }
-        files.extend(self.functions.values().map(|f| f.code_path.clone()));
-        files.extend(self.kvs.values().map(|k| k.file.clone()));
-        files.sort();
-        files.dedup();
-        files
+        self.files.clone()
     }
 
     /// The settings that only take effect on a restart and differ between `self` (running) and

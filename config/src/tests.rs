@@ -388,6 +388,41 @@ fn functions_load_relative_to_the_config_file() {
 }
 
 #[test]
+fn every_file_a_configuration_names_is_watched_and_named_even_when_it_is_not_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("v.toml");
+    std::fs::write(dir.path().join("ca.pem"), "any bytes").unwrap();
+    std::fs::write(
+        dir.path().join("f.js"),
+        "function handler(e){return e.request}",
+    )
+    .unwrap();
+    let text = "[origins.app]\nurl = \"https://127.0.0.1:3000\"\nca_file = \"ca.pem\"\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"app\"\nviewer_request = \"f\"\n\
+         [functions.f]\ncode = \"f.js\"\n";
+    std::fs::write(&file, text).unwrap();
+    let all = [
+        dir.path().join("ca.pem"),
+        dir.path().join("f.js"),
+        file.clone(),
+    ];
+    // A CA file is read at load, so a change to it is a change to the configuration.
+    assert_eq!(load(&file).unwrap().watched_files(), all);
+    assert_eq!(files_named(&file), all);
+    // Not valid (a function file not written yet): still named, so it can be watched.
+    std::fs::remove_file(dir.path().join("f.js")).unwrap();
+    assert!(load(&file).is_err());
+    assert_eq!(files_named(&file), all);
+    // Text that does not parse names only itself; a missing file too.
+    std::fs::write(&file, "[origins.app\n").unwrap();
+    assert_eq!(files_named(&file), std::slice::from_ref(&file));
+    assert_eq!(
+        files_named(&dir.path().join("gone.toml")),
+        [dir.path().join("gone.toml")]
+    );
+}
+
+#[test]
 fn the_last_behavior_must_be_the_default() {
     let e = errors(&MINIMAL.replace("path_pattern = \"*\"", "path_pattern = \"/api/*\""));
     assert!(

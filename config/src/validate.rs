@@ -75,6 +75,8 @@ struct Checker<'a> {
     dir: PathBuf,
     map: &'a SourceMap,
     errors: Vec<ConfigError>,
+    /// Every file the configuration names, read or not (a reload watches them all).
+    named: Vec<PathBuf>,
 }
 
 impl Checker<'_> {
@@ -137,6 +139,7 @@ impl Checker<'_> {
     /// Read a file the configuration names, reporting failure at the value.
     fn read(&mut self, value: &Spanned<String>, path: String) -> Option<(PathBuf, Vec<u8>)> {
         let file = self.path(value.get_ref());
+        self.named.push(file.clone());
         match std::fs::read(&file) {
             Ok(bytes) => Some((file, bytes)),
             Err(e) => {
@@ -149,6 +152,16 @@ impl Checker<'_> {
 
 /// Validate a parsed configuration.
 pub fn validate(raw: RawConfig, file: &Path, map: &SourceMap) -> Result<Config, ConfigErrors> {
+    validate_naming(raw, file, map).0
+}
+
+/// [`validate`], and every file the configuration names (itself and each file it tried to read,
+/// whether or not it could; sorted), also when it is not valid.
+pub fn validate_naming(
+    raw: RawConfig,
+    file: &Path,
+    map: &SourceMap,
+) -> (Result<Config, ConfigErrors>, Vec<PathBuf>) {
     let dir = file
         .parent()
         .map(Path::to_owned)
@@ -158,6 +171,7 @@ pub fn validate(raw: RawConfig, file: &Path, map: &SourceMap) -> Result<Config, 
         dir,
         map,
         errors: Vec::new(),
+        named: vec![file.to_owned()],
     };
 
     let server = server(&mut c, &raw.server);
@@ -265,9 +279,13 @@ pub fn validate(raw: RawConfig, file: &Path, map: &SourceMap) -> Result<Config, 
 
     let behaviors = behaviors(&mut c, &raw, &origins, &origin_groups, &functions);
 
-    if c.errors.is_empty() {
+    let mut named = std::mem::take(&mut c.named);
+    named.sort();
+    named.dedup();
+    let validated = if c.errors.is_empty() {
         Ok(Config {
             file: file.to_owned(),
+            files: named.clone(),
             server,
             admin,
             logging,
@@ -280,7 +298,8 @@ pub fn validate(raw: RawConfig, file: &Path, map: &SourceMap) -> Result<Config, 
     } else {
         c.errors.sort_by_key(|e| (e.pos.line, e.pos.col));
         Err(ConfigErrors(c.errors))
-    }
+    };
+    (validated, named)
 }
 
 fn default_admin() -> SocketAddr {

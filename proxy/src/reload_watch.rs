@@ -10,6 +10,11 @@
 //! look. Once a file's time is older than that, any later write moves its time, so it is not read
 //! again until it changes: a large key-value store file is not hashed on every check.
 //!
+//! The files watched are those the running configuration names (its own file, certificates,
+//! CA files, function code, key-value stores) and, after a reload that failed, those the new
+//! text names too: a function file it names but that was not written yet is a change once it
+//! appears.
+//!
 //! The first look is taken by whoever loaded the configuration, right after loading it, not by
 //! the watcher thread when it first runs: an edit made between the two would otherwise be taken
 //! as the starting point and never reloaded.
@@ -19,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
+
+use verge_config::Config;
 
 use crate::state::ProxyState;
 
@@ -149,6 +156,20 @@ impl Files {
     }
 }
 
+/// The files to watch after a reload: the running configuration's and, when the reload failed,
+/// every file the configuration file names now too. A reload that failed on a function file not
+/// written yet is then retried once the file appears, not only at the next edit of the
+/// configuration.
+fn watched_after(running: &Config, reloaded: bool) -> Vec<PathBuf> {
+    let mut paths = running.watched_files();
+    if !reloaded {
+        paths.extend(verge_config::files_named(&running.file));
+        paths.sort();
+        paths.dedup();
+    }
+    paths
+}
+
 /// Wait on the SIGHUP pipe until its read timeout: whether a signal came. The write end is
 /// never closed while the process runs, so end-of-file is an error here too.
 fn wait_for_sighup(pipe: &mut std::os::unix::net::UnixStream) -> std::io::Result<bool> {
@@ -198,6 +219,7 @@ pub fn watch(
             None
         }
     };
+    let mut paths = state.snapshot().config.watched_files();
     let mut seen = first_look;
     let mut last_check = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -220,7 +242,7 @@ pub fn watch(
         last_check = Instant::now();
         // Looked at before reloading, so an edit made while the reload reads the files shows
         // as a change on the next check.
-        let (now, changed) = seen.look_again(&state.snapshot().config.watched_files());
+        let (now, changed) = seen.look_again(&paths);
         let trigger = if signalled {
             Some("SIGHUP")
         } else {
@@ -229,8 +251,9 @@ pub fn watch(
         if let Some(why) = trigger {
             // The outcome is logged and counted by `reload`. What was seen is kept either way,
             // so a broken file is reported once, not on every check.
-            let _ = state.reload(why);
-            seen = now.covering(&state.snapshot().config.watched_files());
+            let reloaded = state.reload(why).is_ok();
+            paths = watched_after(&state.snapshot().config, reloaded);
+            seen = now.covering(&paths);
         } else {
             seen = now;
         }

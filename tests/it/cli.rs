@@ -204,13 +204,8 @@ async fn editing_the_config_file_reloads_without_a_signal() {
     // A modification time that moves is a change: the file is reloaded (still origin a).
     let ahead = std::time::SystemTime::now() + Duration::from_secs(86_400);
     set_modified(ahead);
-    let generation = || async { get(verge.admin, "/healthz").await.json()["generation"].clone() };
-    let touched = eventually(100, Duration::from_millis(50), || async {
-        (generation().await == 2).then_some(())
-    })
-    .await;
     assert!(
-        touched.is_some(),
+        verge.reaches_generation(2).await,
         "a moved modification time did not reload"
     );
     // An edit that keeps the size and the time, as on a file system whose timestamps move in
@@ -234,7 +229,50 @@ async fn editing_the_config_file_reloads_without_a_signal() {
         switched.is_some(),
         "a same-size edit at the same time did not reload"
     );
-    assert_eq!(generation().await, 3);
+    assert_eq!(verge.generation().await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_failed_on_a_missing_function_file_is_retried_when_it_appears() {
+    let a = origin().name("a").run().await;
+    let dir = tempfile::tempdir().unwrap();
+    let verge = start(dir.path(), &one_origin(&a.url())).await;
+    let path = dir.path().join("verge.toml");
+    let failed_reloads = || async {
+        metric(
+            &get(verge.admin, "/metrics").await.text(),
+            r#"verge_config_reloads_total{result="failed"}"#,
+        )
+    };
+    // The configuration names a function whose file is not written yet: the reload fails.
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("{config}viewer_request = \"later\"\n[functions.later]\ncode = \"later.js\"\n"),
+    )
+    .unwrap();
+    let failed = eventually(100, Duration::from_millis(50), || async {
+        (failed_reloads().await == 1.0).then_some(())
+    })
+    .await;
+    assert!(failed.is_some(), "the reload did not fail");
+    assert_eq!(verge.generation().await, 1);
+    // Written now, with the configuration left as it was: the reload is retried and succeeds.
+    std::fs::write(
+        dir.path().join("later.js"),
+        "function handler(event) {\n\
+           event.request.headers['x-later'] = { value: 'yes' };\n\
+           return event.request;\n\
+         }\n",
+    )
+    .unwrap();
+    assert!(
+        verge.reaches_generation(2).await,
+        "the new function file did not retry the reload"
+    );
+    let echoed = get(verge.addr, "/echo").await.json();
+    assert_eq!(echoed["headers"]["x-later"], "yes", "{echoed}");
+    assert_eq!(failed_reloads().await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -106,6 +106,20 @@ impl Verge {
         None
     }
 
+    /// The configuration generation `/healthz` reports.
+    pub async fn generation(&self) -> serde_json::Value {
+        super::get(self.admin, "/healthz").await.json()["generation"].clone()
+    }
+
+    /// Whether `/healthz` reports `generation` within a few seconds (a reload's outcome).
+    pub async fn reaches_generation(&self, generation: u64) -> bool {
+        super::eventually(100, Duration::from_millis(50), || async {
+            (self.generation().await == generation).then_some(())
+        })
+        .await
+        .is_some()
+    }
+
     /// stdout lines parsed as JSON (non-JSON lines skipped).
     pub fn json_lines(&self) -> Vec<serde_json::Value> {
         self.lines
