@@ -2,6 +2,7 @@
 //! the admin app, graceful shutdown (SIGTERM) and upgrade (SIGQUIT) as pingora provides them.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use pingora::apps::http_app::HttpServer;
@@ -16,8 +17,23 @@ use crate::admin::AdminApp;
 use crate::service::VergeProxy;
 use crate::state::ProxyState;
 
-/// Where pingora's graceful upgrade hands listening sockets to a new process.
-pub const UPGRADE_SOCK: &str = "/tmp/verge-upgrade.sock";
+/// Where pingora's graceful upgrade hands the listening sockets of a verge serving
+/// `config_file` to a new process: one socket per configuration file (its canonical path,
+/// hashed), so the old and new process of an upgrade meet there without being told, and two
+/// verges with different configurations on one host never meet. The hash is FNV-1a, fixed by
+/// its definition: the new process is often a new build, and std's hasher may change between
+/// Rust releases.
+pub fn upgrade_sock(config_file: &Path) -> String {
+    let path = std::fs::canonicalize(config_file).unwrap_or_else(|_| config_file.to_owned());
+    let hash = path
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("/tmp/verge-upgrade-{hash:016x}.sock")
+}
 
 /// Whether `addr` (named by the `setting` that asks for it) can be listened on; if not, why:
 /// in use, not an address of this machine, or a privileged port. pingora binds its listeners
@@ -60,7 +76,7 @@ pub fn build(state: &Arc<ProxyState>, upgrade: bool) -> pingora::Result<Server> 
         threads: config.server.threads,
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(grace),
-        upgrade_sock: UPGRADE_SOCK.to_owned(),
+        upgrade_sock: upgrade_sock(&config.file),
         pid_file: "/tmp/verge.pid".to_owned(),
         // Timeouts of a second or more (all of verge's defaults) on tokio's timer wheel rather
         // than pingora's shared timer map: verge sets read, write and idle timeouts on every

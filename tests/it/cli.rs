@@ -276,6 +276,45 @@ async fn a_reload_that_failed_on_a_missing_function_file_is_retried_when_it_appe
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_takes_the_listening_sockets_over_from_the_running_verge() {
+    let a = origin().name("a").run().await;
+    let dir = tempfile::tempdir().unwrap();
+    let template = one_origin(&a.url()).replace("[admin]", "shutdown_grace = \"1s\"\n[admin]");
+    let mut old = start(dir.path(), &template).await;
+    assert_eq!(get(old.addr, "/echo").await.header("x-origin"), "a");
+    // The new process waits (pingora: up to 5 s) for the sockets on the upgrade socket named
+    // after the configuration file, and the old one retries sending them as long: no order to
+    // wait for between the start and the signal.
+    let new = std::process::Command::new(exe())
+        .args(["serve", "--upgrade", "--config"])
+        .arg(dir.path().join("verge.toml"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let new = Verge {
+        child: new,
+        addr: old.addr,
+        admin: old.admin,
+        tls: old.tls,
+        lines: Default::default(),
+    };
+    old.signal(libc::SIGQUIT);
+    let exited = old.wait_exit(Duration::from_secs(20));
+    assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
+    let pid = new.child.id();
+    let taken_over = eventually(100, Duration::from_millis(50), || async {
+        (listens_on(pid, new.addr) && listens_on(pid, new.admin)).then_some(())
+    })
+    .await;
+    assert!(
+        taken_over.is_some(),
+        "the new process does not hold the listeners"
+    );
+    assert_eq!(get(new.addr, "/echo").await.header("x-origin"), "a");
+    assert_eq!(get(new.admin, "/healthz").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_and_exits_cleanly() {
     let a = origin().name("a").run().await;
     let dir = tempfile::tempdir().unwrap();
