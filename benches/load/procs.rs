@@ -12,6 +12,20 @@ pub fn free_addr() -> Result<SocketAddr, BoxError> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
+/// `N` free loopback ports, all different: each is held until all are picked (one released
+/// at once could be handed out again for the next).
+pub fn free_addrs<const N: usize>() -> Result<[SocketAddr; N], BoxError> {
+    let mut held = Vec::with_capacity(N);
+    for _ in 0..N {
+        held.push(TcpListener::bind("127.0.0.1:0")?);
+    }
+    let mut addrs = [SocketAddr::from(([127, 0, 0, 1], 0)); N];
+    for (addr, listener) in addrs.iter_mut().zip(&held) {
+        *addr = listener.local_addr()?;
+    }
+    Ok(addrs)
+}
+
 /// Every process the benchmark started, killed and reaped on drop, however the run ends.
 #[derive(Default)]
 pub struct Procs(Vec<(String, Child)>);

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use crate::BoxError;
-use crate::procs::{Procs, free_addr, pinned};
+use crate::procs::{Procs, free_addr, free_addrs, pinned};
 
 /// The body the origin answers with.
 pub const BODY: &str = "hello from the benchmark origin\n";
@@ -330,7 +330,7 @@ pub fn start_verge(
     origin: SocketAddr,
     behaviors: &str,
 ) -> Result<(SocketAddr, std::path::PathBuf), BoxError> {
-    let (listen, admin) = (free_addr()?, free_addr()?);
+    let [listen, admin] = free_addrs()?;
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,

@@ -23,6 +23,12 @@ pub fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
+/// `N` free loopback ports, all different: each is held until all are picked.
+pub fn free_addrs<const N: usize>() -> [SocketAddr; N] {
+    let held: [TcpListener; N] = std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").unwrap());
+    held.map(|l| l.local_addr().unwrap())
+}
+
 /// A loopback address that refuses connections for as long as the socket is kept: bound, so no
 /// other test can take the port, but not listening, so a connection gets a reset.
 pub fn refusing_addr() -> (tokio::net::TcpSocket, SocketAddr) {
@@ -155,7 +161,7 @@ pub async fn start_watching(dir: &Path, template: &str, watch_ms: u64) -> Verge 
 /// As [`start_watching`], with `RUST_LOG` set to `rust_log`.
 pub async fn start_with(dir: &Path, template: &str, watch_ms: u64, rust_log: &str) -> Verge {
     for _ in 0..5 {
-        let (addr, admin, tls) = (free_addr(), free_addr(), free_addr());
+        let [addr, admin, tls] = free_addrs();
         let config = template
             .replace("{listen}", &addr.to_string())
             .replace("{admin}", &admin.to_string())
