@@ -64,6 +64,13 @@ mod matrix {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn runaway_matrix_through_the_proxy() {
+        // Each failed function's reason (the error page does not say it) goes to the test's
+        // output, shown when it fails: a healthy request answered 503 then says why.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("verge_proxy::stage::function=warn,verge_functions=warn")
+            .with_ansi(false)
+            .with_test_writer()
+            .try_init();
         let o = origin().name("o").run().await;
         let dir = tempfile::tempdir().unwrap();
         let mut config = format!("[origins.o]\nurl = \"{}\"\n", o.url());
