@@ -166,6 +166,13 @@ async fn failures_get_cloudfront_statuses_and_result_types() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_runaway_does_not_stop_healthy_functions_or_plain_proxying() {
+    // Each failed function's reason (the error page does not say it) goes to the test's
+    // output, shown when it fails: a healthy request answered 503 then says why.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("verge_proxy::stage::function=warn,verge_functions=info")
+        .with_ansi(false)
+        .with_test_writer()
+        .try_init();
     let o = origin().name("o").run().await;
     let slow_sort = "function handler(e) { \
         var a = Array.from({length: 5000}, function (_, i) { return (i * 7919) % 5000; }); \
