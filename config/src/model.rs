@@ -411,9 +411,9 @@ pub struct KvsDef {
 }
 
 impl Config {
-    /// Every file this configuration depends on, for change detection.
-    pub fn watched_files(&self) -> Vec<PathBuf> {
-        self.files.clone()
+    /// Every file this configuration depends on, for change detection ([`Config::files`]).
+    pub fn watched_files(&self) -> &[PathBuf] {
+        &self.files
     }
 
     /// The settings that only take effect on a restart and differ between `self` (running) and

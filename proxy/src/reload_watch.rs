@@ -37,7 +37,7 @@ pub const TIMESTAMP_STEP: Duration = Duration::from_secs(2);
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// What one look found of one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct Seen {
     len: u64,
     modified: Option<SystemTime>,
@@ -45,8 +45,9 @@ struct Seen {
     digest: Option<u64>,
 }
 
-/// What one look found of every watched file (`None`: missing or unreadable).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one look found of every watched file (`None`: missing or unreadable); the files looked
+/// at are the ones watched.
+#[derive(Debug)]
 pub struct Files {
     entries: Vec<(PathBuf, Option<Seen>)>,
 }
@@ -110,29 +111,23 @@ impl Files {
         }
     }
 
-    /// Look at `paths` again: what is seen now, and whether anything changed since `self` (a
-    /// path `self` did not cover counts as a change).
-    pub fn look_again(&self, paths: &[PathBuf]) -> (Files, bool) {
-        self.look_again_at(paths, SystemTime::now())
+    /// Look at the same files again: what is seen now, and whether any changed since `self`.
+    pub fn look_again(&self) -> (Files, bool) {
+        self.look_again_at(SystemTime::now())
     }
 
-    fn look_again_at(&self, paths: &[PathBuf], now: SystemTime) -> (Files, bool) {
+    fn look_again_at(&self, now: SystemTime) -> (Files, bool) {
         let mut changed = false;
-        let entries = paths
+        let entries = self
+            .entries
             .iter()
-            .map(|p| {
-                let (seen, file_changed) = match self.entry(p) {
-                    Some(before) => look_at(p, before.as_ref(), now),
-                    None => (look_at(p, None, now).0, true),
-                };
+            .map(|(path, before)| {
+                let (seen, file_changed) = look_at(path, before.as_ref(), now);
                 changed |= file_changed;
-                (p.clone(), seen)
+                (path.clone(), seen)
             })
             .collect();
-        (
-            Files { entries },
-            changed || paths.len() != self.entries.len(),
-        )
+        (Files { entries }, changed)
     }
 
     /// What was seen of `path`, if it was looked at (`Some(None)`: it was missing).
@@ -161,7 +156,7 @@ impl Files {
 /// written yet is then retried once the file appears, not only at the next edit of the
 /// configuration.
 fn watched_after(running: &Config, reloaded: bool) -> Vec<PathBuf> {
-    let mut paths = running.watched_files();
+    let mut paths = running.watched_files().to_vec();
     if !reloaded {
         paths.extend(verge_config::files_named(&running.file));
         paths.sort();
@@ -219,7 +214,6 @@ pub fn watch(
             None
         }
     };
-    let mut paths = state.snapshot().config.watched_files();
     let mut seen = first_look;
     let mut last_check = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -242,7 +236,7 @@ pub fn watch(
         last_check = Instant::now();
         // Looked at before reloading, so an edit made while the reload reads the files shows
         // as a change on the next check.
-        let (now, changed) = seen.look_again(&paths);
+        let (now, changed) = seen.look_again();
         let trigger = if signalled {
             Some("SIGHUP")
         } else {
@@ -252,8 +246,7 @@ pub fn watch(
             // The outcome is logged and counted by `reload`. What was seen is kept either way,
             // so a broken file is reported once, not on every check.
             let reloaded = state.reload(why).is_ok();
-            paths = watched_after(&state.snapshot().config, reloaded);
-            seen = now.covering(&paths);
+            seen = now.covering(&watched_after(&state.snapshot().config, reloaded));
         } else {
             seen = now;
         }
@@ -288,7 +281,7 @@ mod tests {
         write_at(&path, "url = \"a\"", stamp);
         let first = Files::look_at(paths, now);
         write_at(&path, "url = \"b\"", stamp);
-        first.look_again_at(paths, now + later).1
+        first.look_again_at(now + later).1
     }
 
     #[test]
@@ -315,9 +308,9 @@ mod tests {
             first.entries[0].1.as_ref().unwrap().digest.is_some(),
             "a recent file is hashed"
         );
-        let (second, changed) = first.look_again_at(paths, now);
+        let (second, changed) = first.look_again_at(now);
         assert!(!changed);
-        let (third, changed) = second.look_again_at(paths, now + LONG_AGO);
+        let (third, changed) = second.look_again_at(now + LONG_AGO);
         assert!(!changed);
         assert_eq!(
             third.entries[0].1.as_ref().unwrap().digest,
@@ -336,31 +329,34 @@ mod tests {
         write_at(&path, "one", old);
         let first = Files::look_at(paths, now);
         write_at(&path, "one", old + Duration::from_secs(5));
-        assert!(first.look_again_at(paths, now).1, "a moved time");
+        assert!(first.look_again_at(now).1, "a moved time");
         write_at(&path, "one!", old);
-        assert!(first.look_again_at(paths, now).1, "a new size");
+        assert!(first.look_again_at(now).1, "a new size");
         std::fs::remove_file(&path).unwrap();
-        let (missing, changed) = first.look_again_at(paths, now);
+        let (missing, changed) = first.look_again_at(now);
         assert!(changed, "a removed file");
-        assert!(!missing.look_again_at(paths, now).1, "still missing");
+        assert!(!missing.look_again_at(now).1, "still missing");
         write_at(&path, "one", old);
-        assert!(missing.look_again_at(paths, now).1, "a file that came back");
+        assert!(missing.look_again_at(now).1, "a file that came back");
     }
 
     #[test]
-    fn a_file_a_reloaded_configuration_names_first_is_covered_and_a_dropped_one_is_not() {
+    fn a_file_a_reloaded_configuration_names_first_is_watched_and_a_dropped_one_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a.js"), dir.path().join("b.js"));
         let now = SystemTime::now();
         write_at(&a, "a", now - LONG_AGO);
-        write_at(&b, "b", now - LONG_AGO);
         let first = Files::look_at(std::slice::from_ref(&a), now);
-        let both = [a.clone(), b.clone()];
-        assert!(first.look_again_at(&both, now).1, "a path not looked at");
-        let covered = first.covering(&both);
-        assert!(!covered.look_again_at(&both, now).1);
-        let only_b = covered.covering(std::slice::from_ref(&b));
-        assert_eq!(only_b.entries.len(), 1);
-        assert!(!only_b.look_again_at(std::slice::from_ref(&b), now).1);
+        // Named by a reload that failed because it is missing: seen as missing, then as a
+        // change once written.
+        let both = first.covering(&[a.clone(), b.clone()]);
+        assert!(!both.look_again_at(now).1);
+        write_at(&b, "b", now - LONG_AGO);
+        assert!(both.look_again_at(now).1, "a named file that appeared");
+        // No longer named: no longer looked at.
+        let only_a = both.covering(std::slice::from_ref(&a));
+        std::fs::remove_file(&b).unwrap();
+        assert!(!only_a.look_again_at(now).1);
+        assert_eq!(only_a.entries.len(), 1);
     }
 }

@@ -56,27 +56,28 @@ pub fn run(args: ServeArgs) -> ExitCode {
             }
         },
     };
-    let loaded = verge_config::load(&config_path);
+    let config = match verge_config::load(&config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
     // The reload watcher's starting point is what the files were when they were just read: an
     // edit made while the proxy starts is then a change it reloads.
-    let first_look = loaded
-        .as_ref()
-        .ok()
-        .map(|c| verge_proxy::reload_watch::Files::look(&c.watched_files()));
-    let (access_log, access_writer) = match loaded.as_ref().map(|c| c.logging.access_log) {
-        Ok(true) => match verge_proxy::AccessLog::stdout() {
+    let first_look = verge_proxy::reload_watch::Files::look(config.watched_files());
+    let (access_log, access_writer) = if config.logging.access_log {
+        match verge_proxy::AccessLog::stdout() {
             Ok((log, writer)) => (log, Some(writer)),
             Err(e) => {
                 eprintln!("verge: cannot start the access log: {e}");
                 return ExitCode::FAILURE;
             }
-        },
-        _ => (verge_proxy::AccessLog::disabled(), None),
+        }
+    } else {
+        (verge_proxy::AccessLog::disabled(), None)
     };
-    let started = loaded
-        .map_err(verge_proxy::StartError::from)
-        .and_then(|config| ProxyState::with_access_log(config, access_log));
-    let state = match started {
+    let state = match ProxyState::with_access_log(config, access_log) {
         Ok(state) => state,
         Err(e) => {
             eprintln!("{e}");
@@ -102,10 +103,6 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
     {
         let (state, stop) = (state.clone(), stop.clone());
-        // Always there: the state was built from a configuration that loaded.
-        let first_look = first_look.unwrap_or_else(|| {
-            verge_proxy::reload_watch::Files::look(&state.snapshot().config.watched_files())
-        });
         let interval = (args.watch_interval_ms > 0)
             .then(|| Duration::from_millis(args.watch_interval_ms.max(50)));
         let spawned = std::thread::Builder::new()
