@@ -246,15 +246,54 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// still returned, a second later.
 pub const PURGE_DELAY_MS: std::ffi::c_long = 1000;
 
-/// Set verge's mimalloc options. Called first thing by the binary; options are read when used,
-/// so memory allocated before the call is covered too.
+/// Set verge's memory options, once per process: mimalloc's purge delay, and no transparent
+/// huge pages. Called first thing by the binary, and by the function pools when they start so
+/// that any process running functions (a test binary too) has them. Options are read when
+/// used, so memory allocated before the call is covered too.
 pub fn tune_allocator() {
-    // SAFETY: mi_option_set takes an option index and a value and only stores them; the index
-    // is a valid v2 option (see above) and the value is in its range.
-    #[expect(unsafe_code, reason = "mimalloc's option API is C")]
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
+    static TUNED: std::sync::Once = std::sync::Once::new();
+    TUNED.call_once(|| {
+        // SAFETY: mi_option_set takes an option index and a value and only stores them; the
+        // index is a valid v2 option (see above) and the value is in its range.
+        #[expect(unsafe_code, reason = "mimalloc's option API is C")]
+        unsafe {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
+        }
+        disable_transparent_huge_pages();
+    });
+}
+
+/// Turn transparent huge pages off for this process (`PR_SET_THP_DISABLE`; the kernel checks
+/// it at each fault, so mappings made before the call are covered too).
+///
+/// A transparent huge page is faulted in whole: the first touch of any byte of a 2 MiB region
+/// clears all of it, on the touching thread's CPU clock. mimalloc's heap is eligible for them,
+/// and on a virtual machine one such fault cost 1.1–4.5 ms of thread CPU time on average and
+/// 5.7 ms at worst (measured here with a C probe; BENCHMARKS.md, session 34): more than a
+/// fast-tier budget. A worker's invocation that first touched a new region of the heap, or one
+/// the allocator had given back, was stopped over budget although the function was healthy
+/// (503s seen at 2.4, 3.1 and 11.3 ms of "CPU" on first requests and replaced workers). With
+/// 4 KiB pages a first touch costs ~3 µs per page, spread over the invocations that touch
+/// them. A kernel without the call leaves things as they were (logged at debug).
+fn disable_transparent_huge_pages() {
+    // SAFETY: prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) only sets a flag on this process; an
+    // unsupported option is an error return, not undefined behaviour.
+    #[expect(unsafe_code, reason = "prctl(2) has no safe wrapper in std")]
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if rc != 0 {
+        tracing::debug!(
+            error = %std::io::Error::last_os_error(),
+            "cannot turn transparent huge pages off; first touches of heap memory may be charged milliseconds"
+        );
     }
+}
+
+/// Whether transparent huge pages are off for this process (`PR_GET_THP_DISABLE`).
+pub fn transparent_huge_pages_disabled() -> bool {
+    // SAFETY: PR_GET_THP_DISABLE reads this process's flag and takes no pointers.
+    #[expect(unsafe_code, reason = "prctl(2) has no safe wrapper in std")]
+    let rc = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+    rc == 1
 }
 
 #[cfg(test)]
@@ -273,14 +312,17 @@ mod tests {
     }
 
     #[test]
-    fn the_purge_delay_option_is_the_one_tuned() {
+    fn the_purge_delay_option_is_the_one_tuned_and_huge_pages_go_off() {
         // mimalloc v2's default of 10 ms at this index shows the index names the purge delay
-        // (the other options there default to 0, 1 or 2). Only this test tunes the allocator.
+        // (the other options there default to 0, 1 or 2), unless a pool started by another
+        // test has tuned it already.
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-            assert_eq!(purge_delay_ms(), 10);
+            let before = purge_delay_ms();
+            assert!(before == 10 || before == PURGE_DELAY_MS, "{before}");
         }
         tune_allocator();
         assert_eq!(purge_delay_ms(), PURGE_DELAY_MS);
+        assert!(transparent_huge_pages_disabled());
     }
 
     #[test]

@@ -147,6 +147,8 @@ static NEXT_TASK: AtomicU64 = AtomicU64::new(0);
 impl EdgePool {
     /// A pool for these (edge-tier) functions; no thread starts until a function is invoked.
     pub fn new(functions: impl IntoIterator<Item = Arc<FunctionDef>>) -> Self {
+        // As for the fast tier: an instance's memory limit and timeouts assume cheap faults.
+        crate::alloc_meter::tune_allocator();
         let functions = functions
             .into_iter()
             .map(|def| {

@@ -299,6 +299,8 @@ fn execution(message: impl Into<String>) -> FunctionError {
 impl FastPool {
     /// Start the first generation of workers (with nothing warmed) and the supervisor.
     pub fn start(config: PoolConfig) -> std::io::Result<Self> {
+        // Budgets in CPU time need page faults that cost microseconds, not milliseconds.
+        crate::alloc_meter::tune_allocator();
         if !crate::sched::can_return_from_idle() {
             tracing::info!(
                 "fast-tier workers replace an aborted runaway's context at normal priority: \
@@ -800,6 +802,10 @@ impl Loaded {
     }
 }
 
+/// A worker's first invocations, whose overruns are doubted whatever the function's history
+/// (see [`crate::cff_runtime::LoadedFunction::assume_calm_history`]).
+const YOUNG_WORKER_RUNS: u32 = crate::cff_runtime::CALM_RUNS;
+
 /// How long a worker waits for work before collecting the garbage of its last invocations.
 const COLLECT_WHEN_IDLE_AFTER: Duration = Duration::from_millis(100);
 /// How long an idle worker with nothing to collect sleeps between looks at the pool's `stop`.
@@ -849,6 +855,8 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
     let slot = ReplySlot::default();
     crate::alloc_meter::on_ceiling(park_hook(&slot, me));
     let mut gc = CollectionPolicy::new();
+    // Invocations this worker has run, up to YOUNG_WORKER_RUNS.
+    let mut served: u32 = 0;
     if !me.warm.is_empty() {
         gc.make_headroom();
     }
@@ -887,6 +895,8 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
         // Shared with the event's deferred parts, which build from it when first touched.
         let invocation = Rc::new(task.invocation);
         crate::alloc_meter::set_ceiling(Some(HARD_CEILING));
+        let young = served < YOUNG_WORKER_RUNS;
+        served = served.saturating_add(1);
         let Ran { reply, discard } = run(
             &mut loaded,
             &invocation,
@@ -894,6 +904,7 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
             task.started,
             me,
             shared,
+            young,
         );
         crate::alloc_meter::set_ceiling(None);
         me.busy_since.store(0, Ordering::Relaxed);
@@ -990,11 +1001,12 @@ fn run(
     started: Arc<AtomicU64>,
     me: &WorkerState,
     shared: &Shared,
+    young: bool,
 ) -> Ran {
     // Loading a new version happens before the clocks start: neither the hard ceiling nor the
     // caller's reply deadline is charged for it.
     let attempt = catch_unwind(AssertUnwindSafe(|| {
-        run_inner(loaded, inv, budget, &shared.loads, move || {
+        run_inner(loaded, inv, budget, &shared.loads, young, move || {
             let now = shared.epoch.elapsed().as_micros().max(1) as u64;
             me.busy_since.store(now, Ordering::SeqCst);
             started.store(now, Ordering::Release);
@@ -1015,6 +1027,7 @@ fn run_inner(
     inv: &Rc<Invocation>,
     budget: Duration,
     loads: &LoadCounts,
+    young: bool,
     start_clocks: impl Fn(),
 ) -> Ran {
     let event = match inv.hook {
@@ -1039,6 +1052,9 @@ fn run_inner(
             };
         }
     };
+    if young {
+        function.assume_calm_history();
+    }
     start_clocks();
     crate::kvs::set_current(inv.kvs.clone());
     crate::host::begin(
