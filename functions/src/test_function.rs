@@ -23,6 +23,7 @@ use verge_config::{FunctionDef, Hook, Runtime};
 use crate::cff_event::{self, CffEvent};
 use crate::cff_runtime::LoadedFunction;
 use crate::invocation::{HeaderList, Invocation, RequestSnapshot, ResponseSnapshot};
+use crate::kvs::KvStore;
 use crate::outcome::Outcome;
 use crate::returned::Returned;
 
@@ -187,6 +188,24 @@ pub fn test_function(
     event: &str,
     budget: Duration,
 ) -> Result<TestResult, String> {
+    test_function_with_kvs(source, runtime, event, budget, None)
+}
+
+/// [`test_function`] with a KeyValueStore associated, as `kvs = "…"` associates one in the
+/// configuration: what `cf.kvs()` reads. Only CloudFront Functions have one (AWS gives
+/// Lambda@Edge none), so `lambda-edge` with a store is refused.
+pub fn test_function_with_kvs(
+    source: &str,
+    runtime: Runtime,
+    event: &str,
+    budget: Duration,
+    kvs: Option<Arc<KvStore>>,
+) -> Result<TestResult, String> {
+    if runtime == Runtime::LambdaEdge && kvs.is_some() {
+        return Err(
+            "a KeyValueStore is for CloudFront Functions; lambda-edge handlers have none".into(),
+        );
+    }
     let (source, event) = (source.to_owned(), event.to_owned());
     let (answer, answers) = channel();
     std::thread::Builder::new()
@@ -196,7 +215,7 @@ pub fn test_function(
             let result = if runtime == Runtime::LambdaEdge {
                 test_edge_function(&source, &event, &answer)
             } else {
-                test_fast_function(&source, runtime, &event, budget, &answer)
+                test_fast_function(&source, runtime, &event, budget, kvs, &answer)
             };
             let _ = answer.send(result);
         })
@@ -235,6 +254,7 @@ fn test_fast_function(
     runtime: Runtime,
     event: &str,
     budget: Duration,
+    kvs: Option<Arc<KvStore>>,
     answer: &Answer,
 ) -> Result<TestResult, String> {
     let mut event: Value =
@@ -257,11 +277,12 @@ fn test_fast_function(
             .to_owned(),
         request,
         response,
-        kvs: None,
+        kvs,
         origin: None,
         body: None,
     };
     let mut function = LoadedFunction::load(source, runtime).map_err(|e| e.0)?;
+    crate::kvs::set_current(invocation.kvs.clone());
     crate::host::begin(
         hook == Hook::ViewerRequest,
         invocation
@@ -277,6 +298,7 @@ fn test_fast_function(
     );
     let mut invoked = function.invoke(&event, budget);
     crate::alloc_meter::set_ceiling(None);
+    crate::kvs::set_current(None);
     let decisions = crate::host::take();
     if let Some(what) = decisions.memory
         && invoked.result.is_ok()

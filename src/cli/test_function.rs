@@ -22,9 +22,6 @@ pub fn run(args: &TestFunctionArgs) -> ExitCode {
             args.runtime
         ));
     };
-    if args.kvs.is_some() {
-        return fail("--kvs: KeyValueStore is not supported by this build yet");
-    }
     let budget = match verge_config::parse_duration(&args.budget) {
         Ok(b) if !b.is_zero() && b <= verge_config::defaults::MAX_FUNCTION_BUDGET => b,
         Ok(_) => return fail("--budget must be greater than zero and at most 1ms"),
@@ -38,6 +35,18 @@ pub fn run(args: &TestFunctionArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&format!("cannot read {}: {e}", args.event.display())),
     };
+    let kvs = match &args.kvs {
+        Some(_) if runtime == Runtime::LambdaEdge => {
+            return fail(
+                "--kvs: a KeyValueStore is for CloudFront Functions; lambda-edge handlers have none",
+            );
+        }
+        Some(path) => match verge_functions::kvs::KvStore::load(path) {
+            Ok(store) => Some(std::sync::Arc::new(store)),
+            Err(e) => return fail(&format!("--kvs: {e}")),
+        },
+        None => None,
+    };
     // A top-level runaway must not hang the command: check the load on a throwaway thread.
     let code = std::sync::Arc::from(source.as_str());
     let deadline = std::time::Duration::from_secs(2);
@@ -49,7 +58,9 @@ pub fn run(args: &TestFunctionArgs) -> ExitCode {
     if let Err(e) = loads {
         return fail(&format!("{}: {e}", args.function.display()));
     }
-    match verge_functions::test_function::test_function(&source, runtime, &event, budget) {
+    match verge_functions::test_function::test_function_with_kvs(
+        &source, runtime, &event, budget, kvs,
+    ) {
         Ok(result) => match serde_json::to_string_pretty(&result) {
             Ok(json) => {
                 println!("{json}");

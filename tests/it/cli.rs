@@ -521,6 +521,75 @@ fn test_function_runs_lambda_edge_events() {
 }
 
 #[test]
+fn test_function_gives_the_function_the_kvs_file_it_is_pointed_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f.js");
+    std::fs::write(
+        &f,
+        "import cf from 'cloudfront';\n\
+         const kvs = cf.kvs();\n\
+         async function handler(e) {\n\
+           e.request.headers['x-secret'] = { value: await kvs.get('jwt.secret') };\n\
+           e.request.headers['x-keys'] = { value: String((await kvs.meta()).keyCount) };\n\
+           return e.request;\n\
+         }\n",
+    )
+    .unwrap();
+    let run = |runtime: &str, kvs: Option<&std::path::Path>| {
+        let mut command = std::process::Command::new(crate::support::binary::exe());
+        command
+            .args(["test-function", "--runtime", runtime, "--function"])
+            .arg(&f)
+            .args(["--event", "tests/fixtures/events/viewer-request.json"]);
+        if let Some(kvs) = kvs {
+            command.arg("--kvs").arg(kvs);
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The bundled example's store, as the JWT example reads it.
+    let store = std::path::Path::new("examples/data/jwt-secrets.json");
+    let (status, out, err) = run("cloudfront-js-2.0", Some(store));
+    assert_eq!(status, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["FunctionErrorMessage"], "", "{out}");
+    let output: serde_json::Value =
+        serde_json::from_str(v["FunctionOutput"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        output["request"]["headers"]["x-secret"]["value"],
+        "change-me"
+    );
+    assert_eq!(output["request"]["headers"]["x-keys"]["value"], "1");
+
+    // Without a store the function fails as it would in production with none associated.
+    let (status, out, err) = run("cloudfront-js-2.0", None);
+    assert_eq!(status, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_ne!(v["FunctionErrorMessage"], "", "{out}");
+
+    // A store file CloudFront would refuse is unusable input, said as such.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"data":[{"key":"a","value":"1"},{"key":"a","value":"2"}]}"#,
+    )
+    .unwrap();
+    let (status, out, err) = run("cloudfront-js-2.0", Some(&bad));
+    assert_eq!((status, out.as_str()), (64, ""), "{err}");
+    assert!(
+        err.contains("--kvs: ") && err.contains("appears twice"),
+        "{err}"
+    );
+    let (status, _, err) = run("lambda-edge", Some(store));
+    assert_eq!(status, 64, "{err}");
+    assert!(err.contains("lambda-edge handlers have none"), "{err}");
+}
+
+#[test]
 fn test_function_prints_aws_fields_and_validation_errors() {
     let dir = tempfile::tempdir().unwrap();
     let run = |code: &str| {
