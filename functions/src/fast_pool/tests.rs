@@ -528,23 +528,42 @@ fn header<'a>(ran: &'a Ran, name: &str) -> Option<&'a [u8]> {
 const BUSY: &str =
     "function busy() { while (true) { [1, 2, 3, 4].map(function (v) { return v * 2; }); } }";
 
-/// Runs `uri` on this thread as a worker would, with the function's contexts in `loaded`.
+/// Runs `uri` on this thread as a worker past its first invocations would, with the
+/// function's contexts in `loaded`.
 fn run_here(loaded: &mut Loaded, loads: &LoadCounts, f: &Arc<FunctionDef>, uri: &str) -> Ran {
-    run_inner(loaded, &Rc::new(at(f, uri)), BUDGET, loads, false, || {})
+    run_on_worker(loaded, loads, f, uri, false)
+}
+
+/// [`run_here`] on a worker that is `young` (within its first invocations) or not.
+fn run_on_worker(
+    loaded: &mut Loaded,
+    loads: &LoadCounts,
+    f: &Arc<FunctionDef>,
+    uri: &str,
+    young: bool,
+) -> Ran {
+    run_inner(loaded, &Rc::new(at(f, uri)), BUDGET, loads, young, || {})
+}
+
+/// A function that counts its calls in a global (answered in `x-calls`) and runs away on
+/// `/slow` unless it is the context's first call: a fresh context answers `/slow` quickly, as
+/// a run the host robbed of CPU time would be answered when run again.
+fn busy_on_slow_after_the_first_call(name: &str) -> Arc<FunctionDef> {
+    def(
+        name,
+        &format!(
+            "{BUSY} var calls = 0; function handler(e) {{ calls++; \
+         if (e.request.uri === '/slow' && calls > 1) {{ busy(); }} \
+         e.request.headers['x-calls'] = {{value: String(calls)}}; return e.request; }}"
+        ),
+    )
 }
 
 #[test]
 fn a_calm_functions_overrun_is_run_again_in_a_fresh_context_and_its_answer_stands() {
     // Stands in for CPU time the host took: the run stops at its budget, but the same request
     // run again in a fresh context (its counter back at zero) is quick.
-    let f = def(
-        "calm",
-        &format!(
-            "{BUSY} var calls = 0; function handler(e) {{ calls++; \
-         if (e.request.uri === '/slow' && calls > 1) {{ busy(); }} \
-         e.request.headers['x-calls'] = {{value: String(calls)}}; return e.request; }}"
-        ),
-    );
+    let f = busy_on_slow_after_the_first_call("calm");
     let (mut loaded, loads) = (Loaded::default(), LoadCounts::default());
     for n in 1..=crate::cff_runtime::CALM_RUNS {
         let ran = run_here(&mut loaded, &loads, &f, "/");
@@ -598,16 +617,9 @@ fn a_young_workers_overrun_is_confirmed_in_a_fresh_context_without_a_calm_histor
     // A function with no history, stopped on its second run: on a worker past its first runs
     // that is the function's overrun; on a young worker it is run again in a fresh context
     // (where it is quick, as a run robbed by first-touch faults would be) and that answer stands.
-    let f = def(
-        "new-here",
-        &format!(
-            "{BUSY} var calls = 0; function handler(e) {{ calls++; \
-         if (e.request.uri === '/slow' && calls > 1) {{ busy(); }} \
-         e.request.headers['x-calls'] = {{value: String(calls)}}; return e.request; }}"
-        ),
-    );
+    let f = busy_on_slow_after_the_first_call("new-here");
     let run_on = |loaded: &mut Loaded, loads: &LoadCounts, uri: &str, young: bool| {
-        run_inner(loaded, &Rc::new(at(&f, uri)), BUDGET, loads, young, || {})
+        run_on_worker(loaded, loads, &f, uri, young)
     };
     let (mut loaded, loads) = (Loaded::default(), LoadCounts::default());
     assert!(run_on(&mut loaded, &loads, "/", true).reply.result.is_ok());
