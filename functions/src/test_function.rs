@@ -191,6 +191,10 @@ pub fn test_function(
     test_function_with_kvs(source, runtime, event, budget, None)
 }
 
+/// Why a KeyValueStore is refused with the `lambda-edge` runtime.
+pub const NO_KVS_AT_THE_EDGE: &str =
+    "a KeyValueStore is for CloudFront Functions; lambda-edge handlers have none";
+
 /// [`test_function`] with a KeyValueStore associated, as `kvs = "…"` associates one in the
 /// configuration: what `cf.kvs()` reads. Only CloudFront Functions have one (AWS gives
 /// Lambda@Edge none), so `lambda-edge` with a store is refused.
@@ -202,9 +206,7 @@ pub fn test_function_with_kvs(
     kvs: Option<Arc<KvStore>>,
 ) -> Result<TestResult, String> {
     if runtime == Runtime::LambdaEdge && kvs.is_some() {
-        return Err(
-            "a KeyValueStore is for CloudFront Functions; lambda-edge handlers have none".into(),
-        );
+        return Err(NO_KVS_AT_THE_EDGE.into());
     }
     let (source, event) = (source.to_owned(), event.to_owned());
     let (answer, answers) = channel();
@@ -639,6 +641,33 @@ mod tests {
             r.function_output.starts_with("{\"response\":"),
             "{}",
             r.function_output
+        );
+    }
+
+    #[test]
+    fn a_store_is_what_cf_kvs_reads_and_lambda_edge_takes_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("store.json");
+        std::fs::write(&file, r#"{"data":[{"key":"k","value":"v"}]}"#).unwrap();
+        let store = Arc::new(KvStore::load(&file).unwrap());
+        let code = "import cf from 'cloudfront'; const kvs = cf.kvs(); \
+             async function handler(e) { e.request.headers['x-k'] = {value: await kvs.get('k')}; \
+             return e.request; }";
+        let r = test_function_with_kvs(
+            code,
+            Runtime::CloudfrontJs2,
+            AWS_EVENT,
+            BUDGET,
+            Some(store.clone()),
+        )
+        .unwrap();
+        assert_eq!(r.function_error_message, "");
+        let output: Value = serde_json::from_str(&r.function_output).unwrap();
+        assert_eq!(output["request"]["headers"]["x-k"]["value"], "v");
+        assert_eq!(
+            test_function_with_kvs(code, Runtime::LambdaEdge, AWS_EVENT, BUDGET, Some(store))
+                .unwrap_err(),
+            NO_KVS_AT_THE_EDGE
         );
     }
 

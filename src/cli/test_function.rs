@@ -36,10 +36,12 @@ pub fn run(args: &TestFunctionArgs) -> ExitCode {
         Err(e) => return fail(&format!("cannot read {}: {e}", args.event.display())),
     };
     let kvs = match &args.kvs {
+        // Refused before the handler is loaded, whose errors would otherwise come first.
         Some(_) if runtime == Runtime::LambdaEdge => {
-            return fail(
-                "--kvs: a KeyValueStore is for CloudFront Functions; lambda-edge handlers have none",
-            );
+            return fail(&format!(
+                "--kvs: {}",
+                verge_functions::test_function::NO_KVS_AT_THE_EDGE
+            ));
         }
         Some(path) => match verge_functions::kvs::KvStore::load(path) {
             Ok(store) => Some(std::sync::Arc::new(store)),
