@@ -178,6 +178,15 @@ fn the_contexts_memory_limit_is_the_functions_memory_mb() {
     assert_eq!(memory(Some(3008)).as_deref(), Some("3008"));
 }
 
+/// Check that the run of `code` that gave `invoked` after `took` failed as `kind`, within 20 s,
+/// and left its context to be replaced; its message.
+fn stopped_as(code: &str, invoked: EdgeInvoked, took: Duration, kind: FunctionErrorKind) -> String {
+    assert_eq!(failure_kind(&invoked), kind, "{code}");
+    assert!(invoked.poisoned, "{code}");
+    assert!(took < Duration::from_secs(20), "{code}: {took:?}");
+    invoked.result.unwrap_err().message
+}
+
 #[test]
 fn an_invocation_past_its_timeout_is_stopped_and_the_context_recycled() {
     let timeout = Duration::from_millis(200);
@@ -190,15 +199,8 @@ fn an_invocation_past_its_timeout_is_stopped_and_the_context_recycled() {
         let started = Instant::now();
         let invoked = run_at(code, Hook::OriginRequest, timeout);
         let took = started.elapsed();
-        assert_eq!(
-            failure_kind(&invoked),
-            FunctionErrorKind::Throttled,
-            "{code}"
-        );
-        assert!(invoked.poisoned, "{code}");
+        let message = stopped_as(code, invoked, took, FunctionErrorKind::Throttled);
         assert!(took >= timeout, "{code}: {took:?}");
-        assert!(took < Duration::from_secs(20), "{code}: {took:?}");
-        let message = invoked.result.unwrap_err().message;
         assert!(
             message.contains("timed out") || message.contains("loop-iteration"),
             "{code}: {message}"
@@ -227,17 +229,10 @@ fn an_invocation_holding_more_than_its_memory_is_stopped_as_an_execution_error()
         let started = Instant::now();
         let invoked = run_with_memory(code, 128);
         let took = started.elapsed();
-        assert_eq!(
-            failure_kind(&invoked),
-            FunctionErrorKind::Execution,
-            "{code}"
-        );
-        // The context is replaced, as Lambda replaces a crashed runtime.
-        assert!(invoked.poisoned, "{code}");
-        let message = invoked.result.unwrap_err().message;
+        // The context is replaced, as Lambda replaces a crashed runtime; stopped by the memory
+        // check, long before the 30 s timeout.
+        let message = stopped_as(code, invoked, took, FunctionErrorKind::Execution);
         assert!(message.contains("128 MB (memory_mb)"), "{code}: {message}");
-        // Stopped by the memory check, long before the 30 s timeout.
-        assert!(took < Duration::from_secs(20), "{code}: {took:?}");
         eprintln!("stopped in {took:?}: {code}");
     }
 }
