@@ -16,8 +16,8 @@ pub struct Config {
     /// The file it was loaded from; relative paths in it are relative to its folder.
     pub file: PathBuf,
     /// `file` and every file it names (certificates, CA files, function code, key-value
-    /// stores), sorted: what a change to reloads it.
-    pub files: Vec<PathBuf>,
+    /// stores), sorted: what a change to reloads it. Read through [`Config::watched_files`].
+    pub(crate) files: Vec<PathBuf>,
     /// Listeners and server-wide settings.
     pub server: ServerConfig,
     /// The admin listener (metrics, health).

@@ -20,23 +20,6 @@ pub fn thread_cpu_time() -> Duration {
     crate::sched::clock_time(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or(Duration::ZERO)
 }
 
-/// Page faults (minor and major) the calling thread has taken so far; zero if they cannot be
-/// read. A fault is kernel work charged to the thread's CPU clock: on a virtual machine that
-/// traps to its host for memory, each costs microseconds (seen here: ~3 µs, a few hundred for
-/// the slowest), so a run that first touches much memory pays for the host's memory handling.
-pub fn thread_page_faults() -> u64 {
-    // SAFETY: `rusage` is plain integers, so all-zero is a valid value.
-    #[expect(unsafe_code, reason = "a zeroed C struct for getrusage(2) to fill")]
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes one `rusage` we own; RUSAGE_THREAD is valid on Linux.
-    #[expect(unsafe_code, reason = "getrusage(2) has no safe wrapper in std")]
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
-    if rc != 0 {
-        return 0;
-    }
-    (usage.ru_minflt as u64).saturating_add(usage.ru_majflt as u64)
-}
-
 thread_local! {
     /// CPU time this thread spent in [`exempt`] work so far.
     static EXEMPT: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
@@ -92,8 +75,6 @@ pub struct Budget {
     wall_deadline: Instant,
     /// The thread's allocation count when the invocation started.
     allocated_start: u64,
-    /// The thread's page faults when the invocation started ([`thread_page_faults`]).
-    faults_start: u64,
     /// [`Budget::exhausted`] said stop.
     stopped: bool,
 }
@@ -112,7 +93,6 @@ impl Budget {
             wall_start: now,
             wall_deadline: now + limit,
             allocated_start: crate::alloc_meter::allocated(),
-            faults_start: thread_page_faults(),
             stopped: false,
         }
     }
@@ -135,23 +115,16 @@ impl Budget {
             .saturating_sub(exempt)
     }
 
-    /// Page faults the thread took since the run started.
-    pub fn page_faults(&self) -> u64 {
-        thread_page_faults().saturating_sub(self.faults_start)
-    }
-
-    /// What an overrun looks like in an error message: CPU time used against the budget, the
-    /// wall time it took, and the page faults taken. Wall time far above CPU time means the
-    /// thread was preempted (which is not charged); the two close together on a run that
-    /// should be quick point at time the host took that the CPU clock still counted, and many
-    /// page faults at memory the run touched for the first time.
+    /// What an overrun looks like in an error message: CPU time used against the budget, and
+    /// the wall time it took. Wall time far above CPU time means the thread was preempted
+    /// (which is not charged); the two close together on a run that should be quick point at
+    /// time the host took that the CPU clock still counted.
     pub fn overrun_detail(&self, used: Duration) -> String {
         format!(
-            "{} µs of CPU against a budget of {} µs, in {} µs of wall time, with {} page faults",
+            "{} µs of CPU against a budget of {} µs, in {} µs of wall time",
             used.as_micros(),
             self.limit.as_micros(),
-            self.wall_start.elapsed().as_micros(),
-            self.page_faults()
+            self.wall_start.elapsed().as_micros()
         )
     }
 
@@ -240,32 +213,6 @@ mod tests {
         while thread_cpu_time() < until {
             std::hint::spin_loop();
         }
-    }
-
-    #[test]
-    fn a_run_that_touches_new_memory_counts_its_page_faults() {
-        const SIZE: usize = 16 << 20;
-        // With 4 KiB pages: a huge page would be one fault for 512 pages.
-        crate::alloc_meter::tune_allocator();
-        let (quiet, touched) = std::thread::spawn(|| {
-            let quiet = Budget::start(Duration::from_millis(1)).page_faults();
-            let b = Budget::start(Duration::from_millis(1));
-            let mut block = vec![0u8; SIZE];
-            for page in block.chunks_mut(4096) {
-                page[0] = 1;
-            }
-            std::hint::black_box(&block);
-            (quiet, b.page_faults())
-        })
-        .join()
-        .unwrap();
-        assert!(quiet < 16, "{quiet} faults in a run that touched nothing");
-        // Some pages may come back from memory the allocator kept; most are new.
-        assert!(
-            touched >= (SIZE / 4096 / 4) as u64,
-            "{touched} faults for {} new pages",
-            SIZE / 4096
-        );
     }
 
     #[test]

@@ -387,17 +387,6 @@ impl LoadedFunction {
         })
     }
 
-    /// Treat this context as having a calm history (see [`CALM_RUNS`]), so that its next
-    /// overrun is doubted and confirmed before it fails a viewer. For a worker thread's first
-    /// invocations: the function has no history on that thread yet, and those are the runs
-    /// that first touch the thread's stack and heap pages, whose faults the CPU clock charges
-    /// (milliseconds on a loaded virtual machine; seen failing healthy functions 503 on a
-    /// replaced worker's first request). A runaway costs one strict budget more there; its
-    /// confirmation ends the history as usual.
-    pub fn assume_calm_history(&mut self) {
-        self.calm = self.calm.max(CALM_RUNS);
-    }
-
     /// Run the handler on `event` within `budget` of CPU time.
     ///
     /// Work inside a native built-in is not interrupted; if a run finished past its budget it

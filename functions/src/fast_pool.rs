@@ -802,10 +802,6 @@ impl Loaded {
     }
 }
 
-/// A worker's first invocations, whose overruns are doubted whatever the function's history
-/// (see [`crate::cff_runtime::LoadedFunction::assume_calm_history`]).
-const YOUNG_WORKER_RUNS: u32 = crate::cff_runtime::CALM_RUNS;
-
 /// How long a worker waits for work before collecting the garbage of its last invocations.
 const COLLECT_WHEN_IDLE_AFTER: Duration = Duration::from_millis(100);
 /// How long an idle worker with nothing to collect sleeps between looks at the pool's `stop`.
@@ -855,8 +851,6 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
     let slot = ReplySlot::default();
     crate::alloc_meter::on_ceiling(park_hook(&slot, me));
     let mut gc = CollectionPolicy::new();
-    // Invocations this worker has run, up to YOUNG_WORKER_RUNS.
-    let mut served: u32 = 0;
     if !me.warm.is_empty() {
         gc.make_headroom();
     }
@@ -895,8 +889,6 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
         // Shared with the event's deferred parts, which build from it when first touched.
         let invocation = Rc::new(task.invocation);
         crate::alloc_meter::set_ceiling(Some(HARD_CEILING));
-        let young = served < YOUNG_WORKER_RUNS;
-        served = served.saturating_add(1);
         let Ran { reply, discard } = run(
             &mut loaded,
             &invocation,
@@ -904,7 +896,6 @@ fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) 
             task.started,
             me,
             shared,
-            young,
         );
         crate::alloc_meter::set_ceiling(None);
         me.busy_since.store(0, Ordering::Relaxed);
@@ -1001,12 +992,11 @@ fn run(
     started: Arc<AtomicU64>,
     me: &WorkerState,
     shared: &Shared,
-    young: bool,
 ) -> Ran {
     // Loading a new version happens before the clocks start: neither the hard ceiling nor the
     // caller's reply deadline is charged for it.
     let attempt = catch_unwind(AssertUnwindSafe(|| {
-        run_inner(loaded, inv, budget, &shared.loads, young, move || {
+        run_inner(loaded, inv, budget, &shared.loads, move || {
             let now = shared.epoch.elapsed().as_micros().max(1) as u64;
             me.busy_since.store(now, Ordering::SeqCst);
             started.store(now, Ordering::Release);
@@ -1027,7 +1017,6 @@ fn run_inner(
     inv: &Rc<Invocation>,
     budget: Duration,
     loads: &LoadCounts,
-    young: bool,
     start_clocks: impl Fn(),
 ) -> Ran {
     let event = match inv.hook {
@@ -1052,9 +1041,6 @@ fn run_inner(
             };
         }
     };
-    if young {
-        function.assume_calm_history();
-    }
     start_clocks();
     crate::kvs::set_current(inv.kvs.clone());
     crate::host::begin(

@@ -192,8 +192,7 @@ fn finishing_past_the_budget_inside_a_native_call_is_still_over_budget() {
     assert!(
         message.starts_with("the function exceeded its CPU budget (")
             && message.contains(" µs of CPU against a budget of 1000 µs, in ")
-            && message.contains(" µs of wall time, with ")
-            && message.ends_with(" page faults)"),
+            && message.ends_with(" µs of wall time)"),
         "{message}"
     );
 }

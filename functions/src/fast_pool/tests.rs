@@ -480,14 +480,7 @@ fn an_aborted_context_is_discarded_by_the_worker_only_after_the_reply() {
     let fine = def("fine", REWRITE);
     let mut loaded = Loaded::default();
     let loads = LoadCounts::default();
-    let ran = run_inner(
-        &mut loaded,
-        &Rc::new(inv(&spin)),
-        BUDGET,
-        &loads,
-        false,
-        || {},
-    );
+    let ran = run_inner(&mut loaded, &Rc::new(inv(&spin)), BUDGET, &loads, || {});
     assert_eq!(
         ran.reply.result.unwrap_err().kind,
         FunctionErrorKind::Throttled
@@ -496,14 +489,7 @@ fn an_aborted_context_is_discarded_by_the_worker_only_after_the_reply() {
     assert!(loaded.has(&spin), "still loaded when the reply is ready");
     loaded.discard(&spin);
     assert!(!loaded.has(&spin));
-    let ran = run_inner(
-        &mut loaded,
-        &Rc::new(inv(&fine)),
-        BUDGET,
-        &loads,
-        false,
-        || {},
-    );
+    let ran = run_inner(&mut loaded, &Rc::new(inv(&fine)), BUDGET, &loads, || {});
     assert!(!ran.discard, "a run that finished keeps its warm context");
     assert!(added_header(ran.reply));
 }
@@ -528,42 +514,23 @@ fn header<'a>(ran: &'a Ran, name: &str) -> Option<&'a [u8]> {
 const BUSY: &str =
     "function busy() { while (true) { [1, 2, 3, 4].map(function (v) { return v * 2; }); } }";
 
-/// Runs `uri` on this thread as a worker past its first invocations would, with the
-/// function's contexts in `loaded`.
+/// Runs `uri` on this thread as a worker would, with the function's contexts in `loaded`.
 fn run_here(loaded: &mut Loaded, loads: &LoadCounts, f: &Arc<FunctionDef>, uri: &str) -> Ran {
-    run_on_worker(loaded, loads, f, uri, false)
-}
-
-/// [`run_here`] on a worker that is `young` (within its first invocations) or not.
-fn run_on_worker(
-    loaded: &mut Loaded,
-    loads: &LoadCounts,
-    f: &Arc<FunctionDef>,
-    uri: &str,
-    young: bool,
-) -> Ran {
-    run_inner(loaded, &Rc::new(at(f, uri)), BUDGET, loads, young, || {})
-}
-
-/// A function that counts its calls in a global (answered in `x-calls`) and runs away on
-/// `/slow` unless it is the context's first call: a fresh context answers `/slow` quickly, as
-/// a run the host robbed of CPU time would be answered when run again.
-fn busy_on_slow_after_the_first_call(name: &str) -> Arc<FunctionDef> {
-    def(
-        name,
-        &format!(
-            "{BUSY} var calls = 0; function handler(e) {{ calls++; \
-         if (e.request.uri === '/slow' && calls > 1) {{ busy(); }} \
-         e.request.headers['x-calls'] = {{value: String(calls)}}; return e.request; }}"
-        ),
-    )
+    run_inner(loaded, &Rc::new(at(f, uri)), BUDGET, loads, || {})
 }
 
 #[test]
 fn a_calm_functions_overrun_is_run_again_in_a_fresh_context_and_its_answer_stands() {
     // Stands in for CPU time the host took: the run stops at its budget, but the same request
     // run again in a fresh context (its counter back at zero) is quick.
-    let f = busy_on_slow_after_the_first_call("calm");
+    let f = def(
+        "calm",
+        &format!(
+            "{BUSY} var calls = 0; function handler(e) {{ calls++; \
+         if (e.request.uri === '/slow' && calls > 1) {{ busy(); }} \
+         e.request.headers['x-calls'] = {{value: String(calls)}}; return e.request; }}"
+        ),
+    );
     let (mut loaded, loads) = (Loaded::default(), LoadCounts::default());
     for n in 1..=crate::cff_runtime::CALM_RUNS {
         let ran = run_here(&mut loaded, &loads, &f, "/");
@@ -576,7 +543,6 @@ fn a_calm_functions_overrun_is_run_again_in_a_fresh_context_and_its_answer_stand
         &Rc::new(at(&f, "/slow")),
         BUDGET,
         &loads,
-        false,
         || clock_starts.set(clock_starts.get() + 1),
     );
     assert_eq!(
@@ -610,35 +576,6 @@ fn a_started_pool_runs_without_transparent_huge_pages() {
     // (alloc_meter::disable_transparent_huge_pages): whoever embeds the pool gets them off.
     let _pool = pool();
     assert!(crate::alloc_meter::transparent_huge_pages_disabled());
-}
-
-#[test]
-fn a_young_workers_overrun_is_confirmed_in_a_fresh_context_without_a_calm_history() {
-    // A function with no history, stopped on its second run: on a worker past its first runs
-    // that is the function's overrun; on a young worker it is run again in a fresh context
-    // (where it is quick, as a run robbed by first-touch faults would be) and that answer stands.
-    let f = busy_on_slow_after_the_first_call("new-here");
-    let run_on = |loaded: &mut Loaded, loads: &LoadCounts, uri: &str, young: bool| {
-        run_on_worker(loaded, loads, &f, uri, young)
-    };
-    let (mut loaded, loads) = (Loaded::default(), LoadCounts::default());
-    assert!(run_on(&mut loaded, &loads, "/", true).reply.result.is_ok());
-    let ran = run_on(&mut loaded, &loads, "/slow", true);
-    assert_eq!(
-        header(&ran, "x-calls"),
-        Some(&b"1"[..]),
-        "the fresh context's answer: {:?}",
-        ran.reply.result
-    );
-    assert_eq!(loads.confirm.load(Ordering::Relaxed), 1);
-
-    let (mut loaded, loads) = (Loaded::default(), LoadCounts::default());
-    assert!(run_on(&mut loaded, &loads, "/", false).reply.result.is_ok());
-    let ran = run_on(&mut loaded, &loads, "/slow", false);
-    let e = ran.reply.result.unwrap_err();
-    assert_eq!(e.kind, FunctionErrorKind::Throttled);
-    assert!(e.message.contains("page faults"), "{}", e.message);
-    assert_eq!(loads.confirm.load(Ordering::Relaxed), 0, "not run twice");
 }
 
 #[test]
