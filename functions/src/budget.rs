@@ -129,8 +129,8 @@ impl Budget {
     ///
     /// Why not always read it: on this path the read is a system call (~0.5 µs here), and its
     /// return is a point where the kernel may switch the worker out for the proxy thread
-    /// sharing the core. Leaving it out of short runs measured +6% requests a second on a
-    /// one-function-a-request load (BENCHMARKS.md, session 35).
+    /// sharing the core. Leaving it out of short runs took about 0.5 µs a request off the load
+    /// harness's one-function-a-request row (BENCHMARKS.md, session 35).
     pub fn used_by_finished_run(&self) -> Duration {
         let wall = self.wall_start.elapsed();
         if wall < self.limit / WALL_TIMED_SHARE {
