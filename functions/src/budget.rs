@@ -2,9 +2,9 @@
 //! utilization is: time the worker thread spends queued or preempted is never charged.
 //!
 //! The cheap wall clock (`Instant`) is checked at every yield; only when it passes the deadline
-//! is the thread's CPU clock read (a syscall) to confirm, so a preempted worker carries on. The
-//! CPU clock is read when a run starts, and at its end only when the wall clock cannot answer
-//! for it ([`Budget::used_by_finished_run`]).
+//! is the thread's CPU clock read to confirm, so a preempted worker carries on. The CPU clock is
+//! also read when a run starts and ends; on a fast worker that is a system call only when the
+//! thread was switched out since the last one ([`crate::cpu_clock`]).
 
 use std::time::{Duration, Instant};
 
@@ -16,10 +16,10 @@ pub const MAX_BUDGET: Duration = Duration::from_millis(1);
 pub const MEMORY_LIMIT: u64 = 64 << 20;
 
 /// CPU time consumed by the calling thread (zero if the clock cannot be read, which
-/// `CLOCK_THREAD_CPUTIME_ID` always can).
+/// `CLOCK_THREAD_CPUTIME_ID` always can): see [`crate::cpu_clock::thread_cpu_time`].
 #[inline]
 pub fn thread_cpu_time() -> Duration {
-    crate::sched::clock_time(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or(Duration::ZERO)
+    crate::cpu_clock::thread_cpu_time()
 }
 
 thread_local! {
@@ -41,10 +41,6 @@ pub fn exempt<R>(f: impl FnOnce() -> R) -> R {
 fn exempt_so_far() -> Duration {
     EXEMPT.with(std::cell::Cell::get)
 }
-
-/// A finished run whose wall time is under this share of its budget (1 in N) is timed by the
-/// wall clock alone ([`Budget::used_by_finished_run`]).
-const WALL_TIMED_SHARE: u32 = 8;
 
 /// Budget checks (engine yields and promise jobs) up to which a spent budget is not yet
 /// trusted as the function's own doing. A function that really runs its budget down in the VM
@@ -119,25 +115,6 @@ impl Budget {
         thread_cpu_time()
             .saturating_sub(self.cpu_start)
             .saturating_sub(exempt)
-    }
-
-    /// CPU time a finished run used, for its verdict and its compute utilization. A run that
-    /// ended within an eighth of its budget by the wall clock is taken at that wall time (less
-    /// [`exempt`] work): one thread cannot use more CPU than the time that passed, so the verdict
-    /// is the one the CPU clock would give (within budget), and the utilization can read high,
-    /// by time the thread spent preempted, but never low. Longer runs read the CPU clock.
-    ///
-    /// Why not always read it: on this path the read is a system call (~0.5 µs here), and its
-    /// return is a point where the kernel may switch the worker out for the proxy thread
-    /// sharing the core. Leaving it out of short runs took about 0.5 µs a request off the load
-    /// harness's one-function-a-request row (BENCHMARKS.md, session 35).
-    pub fn used_by_finished_run(&self) -> Duration {
-        let wall = self.wall_start.elapsed();
-        if wall < self.limit / WALL_TIMED_SHARE {
-            let exempt = exempt_so_far().saturating_sub(self.exempt_start);
-            return wall.saturating_sub(exempt);
-        }
-        self.used()
     }
 
     /// What an overrun looks like in an error message: CPU time used against the budget, and
@@ -238,51 +215,6 @@ mod tests {
         while thread_cpu_time() < until {
             std::hint::spin_loop();
         }
-    }
-
-    #[test]
-    fn a_short_run_is_timed_by_the_wall_clock_and_never_reads_low() {
-        // Short by the wall clock: the wall time stands, at least the CPU time read before it.
-        let limit = Duration::from_secs(8);
-        let b = Budget::start(limit);
-        burn(Duration::from_micros(200));
-        let cpu = b.used();
-        let finished = b.used_by_finished_run();
-        assert!(
-            finished >= cpu,
-            "{finished:?} read low against {cpu:?} of CPU"
-        );
-        // Waiting within that eighth reads as time used: the bound is from above, never below.
-        let waited = Budget::start(limit);
-        std::thread::sleep(Duration::from_millis(20));
-        let finished = waited.used_by_finished_run();
-        assert!(
-            finished >= Duration::from_millis(20),
-            "{finished:?}: timed by the CPU clock"
-        );
-        assert!(waited.used() < Duration::from_millis(10), "slept, not ran");
-    }
-
-    #[test]
-    fn a_run_past_an_eighth_of_its_budget_reads_the_cpu_clock_and_is_not_charged_its_waits() {
-        let limit = Duration::from_millis(40);
-        let b = Budget::start(limit);
-        std::thread::sleep(limit * 2);
-        let finished = b.used_by_finished_run();
-        assert!(finished < limit / 4, "{finished:?} charged for sleeping");
-        let mut charged = Budget::strict(limit);
-        burn(limit + limit / 2);
-        assert!(charged.used_by_finished_run() >= limit);
-        assert!(charged.exhausted());
-    }
-
-    #[test]
-    fn exempt_work_is_not_charged_to_a_run_timed_by_the_wall_clock() {
-        let limit = Duration::from_secs(8);
-        let b = Budget::start(limit);
-        exempt(|| burn(Duration::from_millis(30)));
-        let finished = b.used_by_finished_run();
-        assert!(finished < Duration::from_millis(15), "{finished:?} charged");
     }
 
     #[test]

@@ -429,7 +429,7 @@ impl LoadedFunction {
             Ok(attempt) => attempt,
             Err(failure) => return failure,
         };
-        let mut used = meter.used_by_finished_run();
+        let mut used = meter.used();
         // A strict run (the confirmation itself) is never doubted.
         let calm_before = calm >= CALM_RUNS && meter.may_extend();
         let doubtful = meter.spent_early() || calm_before;
@@ -446,7 +446,7 @@ impl LoadedFunction {
                 }
                 Err(failure) => return failure,
             }
-            used = meter.used_by_finished_run();
+            used = meter.used();
         }
         if result.is_ok() && used > budget {
             result = Err(over_budget(&meter, used));

@@ -847,6 +847,10 @@ pub fn over_hard_ceiling() -> FunctionError {
 fn work(shared: &Arc<Shared>, me: &Arc<WorkerState>, ready: Option<Sender<()>>) {
     me.thread_id
         .store(crate::sched::thread_id(), Ordering::Relaxed);
+    // Budgets read this thread's CPU clock at least once an invocation; the fast path saves the
+    // system call while the worker keeps its core (a check that sleeps ~100 µs, before serving).
+    let fast_clock = crate::cpu_clock::use_on_this_thread();
+    tracing::debug!(fast_clock, "fast worker's CPU clock");
     let mut loaded = Loaded::default();
     let slot = ReplySlot::default();
     crate::alloc_meter::on_ceiling(park_hook(&slot, me));

@@ -10,7 +10,7 @@
 //! - [`fast_pool`]: worker threads that own their boa contexts, the shared bounded queue, reply
 //!   deadlines, the hard-ceiling supervisor and throttling;
 //! - [`cff_runtime`]: loading a function (script or ES module) and the budgeted invocation
-//!   ([`budget`] measures CPU time);
+//!   ([`budget`] measures CPU time, read through [`cpu_clock`]);
 //! - [`cff_event`]: the CloudFront Functions event and the validation of what handlers return;
 //! - [`host`]: the `crypto` and `cloudfront` modules, `console`, `atob`/`btoa`, 1.0 byte strings,
 //!   size guards on allocation-heavy built-ins; [`buffer`]: `Buffer`; [`querystring`]; [`kvs`]:
@@ -42,6 +42,7 @@ pub mod calendar;
 pub mod cff_event;
 pub mod cff_runtime;
 mod collector;
+pub mod cpu_clock;
 pub mod deferred;
 pub mod edge_context;
 pub mod edge_event;
