@@ -46,6 +46,8 @@ const PERF_TYPE_SOFTWARE: u32 = 1;
 const PERF_COUNT_SW_TASK_CLOCK: u64 = 1;
 const EXCLUDE_KERNEL: u64 = 1 << 5;
 const EXCLUDE_HV: u64 = 1 << 6;
+/// `PERF_FLAG_FD_CLOEXEC`: the event's fd is not inherited by a program verge would start.
+const FD_CLOEXEC_FLAG: libc::c_ulong = 1 << 3;
 /// Where `lock` sits in `struct perf_event_mmap_page` (after `version` and `compat_version`).
 const LOCK_OFFSET: usize = 8;
 
@@ -72,7 +74,7 @@ impl SwitchWatch {
             config1: 0,
         };
         // SAFETY: perf_event_open reads `attr` (ours, `size` bytes long) and returns a new fd or
-        // -1; pid 0 and cpu -1 mean this thread on any CPU, group -1 none, no flags.
+        // -1; pid 0 and cpu -1 mean this thread on any CPU, group -1 none.
         #[expect(
             unsafe_code,
             reason = "perf_event_open(2) has no wrapper in std or libc"
@@ -84,7 +86,7 @@ impl SwitchWatch {
                 0,
                 -1,
                 -1,
-                0,
+                FD_CLOEXEC_FLAG,
             )
         };
         if fd < 0 {
