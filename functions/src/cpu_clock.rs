@@ -247,16 +247,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_fast_clock_agrees_with_the_system_call_and_is_not_charged_a_sleep() {
+    /// Run `check` on a new thread that has the fast clock. On a host that refuses the perf
+    /// event the clock is the system call's, which other tests cover: said on stderr, so a run
+    /// can tell, and `check` is not run.
+    fn on_a_fast_clock_thread(check: impl FnOnce() + Send + 'static) {
         std::thread::spawn(|| {
             if !use_on_this_thread() {
-                // A host that refuses the event: the clock is the system call's, which other
-                // tests cover. Said, so a run can tell.
                 eprintln!("perf event unavailable here: the fast CPU clock is not tested");
                 return;
             }
             assert!(on_this_thread());
+            check();
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn the_fast_clock_agrees_with_the_system_call_and_is_not_charged_a_sleep() {
+        on_a_fast_clock_thread(|| {
             let (fast_start, real_start) = (thread_cpu_time(), syscall_cpu_time());
             burn(Duration::from_millis(5));
             let fast = thread_cpu_time() - fast_start;
@@ -283,18 +292,12 @@ mod tests {
                 slept < Duration::from_millis(10),
                 "{slept:?} charged for a sleep"
             );
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn a_budget_on_a_fast_clock_thread_is_charged_its_work_and_not_its_sleep() {
-        std::thread::spawn(|| {
-            if !use_on_this_thread() {
-                eprintln!("perf event unavailable here: the fast CPU clock is not tested");
-                return;
-            }
+        on_a_fast_clock_thread(|| {
             let limit = Duration::from_millis(4);
             let mut budget = crate::budget::Budget::strict(limit);
             std::thread::sleep(limit * 5);
@@ -309,9 +312,7 @@ mod tests {
                 "{:?} of work not charged",
                 budget.used()
             );
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
