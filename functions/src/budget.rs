@@ -109,12 +109,20 @@ impl Budget {
         self.allocated() > MEMORY_LIMIT
     }
 
-    /// CPU time used so far, less what [`exempt`] work took.
+    /// CPU time used so far, less what [`exempt`] work took. A reading at or past the limit is
+    /// taken again by the system call's clock ([`crate::cpu_clock::thread_cpu_time_exact`]):
+    /// overruns are judged on the kernel's own count.
     pub fn used(&self) -> Duration {
+        let used = self.used_by(thread_cpu_time());
+        if used < self.limit {
+            return used;
+        }
+        self.used_by(crate::cpu_clock::thread_cpu_time_exact())
+    }
+
+    fn used_by(&self, now: Duration) -> Duration {
         let exempt = exempt_so_far().saturating_sub(self.exempt_start);
-        thread_cpu_time()
-            .saturating_sub(self.cpu_start)
-            .saturating_sub(exempt)
+        now.saturating_sub(self.cpu_start).saturating_sub(exempt)
     }
 
     /// What an overrun looks like in an error message: CPU time used against the budget, and
