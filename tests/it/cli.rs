@@ -536,7 +536,7 @@ fn test_function_gives_the_function_the_kvs_file_it_is_pointed_at() {
     )
     .unwrap();
     let run = |runtime: &str, kvs: Option<&std::path::Path>| {
-        let mut command = std::process::Command::new(crate::support::binary::exe());
+        let mut command = std::process::Command::new(exe());
         command
             .args(["test-function", "--runtime", runtime, "--function"])
             .arg(&f)
