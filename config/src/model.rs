@@ -59,6 +59,10 @@ pub struct ServerConfig {
     /// plus edge instances parked at their memory ceiling, that together make verge drain and
     /// exit non-zero for its supervisor to restart it.
     pub max_stuck_workers: usize,
+    /// Proxy threads run with Linux's `SCHED_BATCH` policy: a proxy thread woken (by the
+    /// network, or by a function's reply) does not preempt the thread running on its core,
+    /// typically a fast worker part way through a queue of invocations.
+    pub batch_scheduling: bool,
 }
 
 /// One `[[server.tls]]` listener.

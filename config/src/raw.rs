@@ -42,6 +42,7 @@ pub struct RawServer {
     pub max_url_bytes: Option<Spanned<usize>>,
     pub max_header_bytes: Option<Spanned<usize>>,
     pub max_stuck_workers: Option<Spanned<usize>>,
+    pub batch_scheduling: Option<bool>,
 }
 
 /// `[[server.tls]]`

@@ -387,6 +387,7 @@ fn server(c: &mut Checker, raw: &RawServer) -> ServerConfig {
             Some(v) => *v.get_ref(),
             None => defaults::MAX_STUCK_WORKERS,
         },
+        batch_scheduling: raw.batch_scheduling.unwrap_or(true),
     }
 }
 

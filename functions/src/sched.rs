@@ -20,6 +20,8 @@ pub enum Policy {
     /// for each queued invocation used to switch the core to it at once and back for the reply,
     /// ~0.7 context switches per request; without the preemption the proxy thread runs until
     /// it waits, and the instance then drains what was queued meanwhile (~0.15 per request).
+    /// The proxy threads use it too (`server.batch_scheduling`), the other way round: a reply
+    /// does not cut a fast worker off part way through its queue.
     Batch,
     /// `SCHED_IDLE`: runs only when nothing else wants the CPU. A retired fast worker stuck in
     /// a native call uses it while it finishes, and so does an edge instance spinning past its

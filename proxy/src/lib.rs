@@ -15,7 +15,7 @@
 //! pingora peers, [`function_route`] turns a function's origin choice into a route, [`header_list`] applies a
 //! function's header list; [`request_body`] holds
 //! the body include-body functions read; [`error_page`] renders what verge answers itself; [`metrics`] and [`admin`]
-//! are observability; [`server`] assembles pingora's server, [`embed`] serves the same apps
+//! are observability; [`server`] assembles pingora's server ([`thread_policy`] schedules its threads), [`embed`] serves the same apps
 //! from an accept loop of your own (tests).
 
 pub mod access_log;
@@ -38,6 +38,7 @@ pub mod service;
 pub mod snapshot;
 pub mod stage;
 pub mod state;
+pub mod thread_policy;
 pub mod tls;
 
 pub use access_log::AccessLog;

@@ -716,3 +716,47 @@ async fn an_idle_verge_rarely_wakes_up() {
         "{per_second:.1} wake-ups a second while idle"
     );
 }
+
+/// The scheduling policy (`SCHED_*`) of each thread of process `pid` named `name`: field 41 of
+/// its `stat`, counted after the name, which may hold spaces.
+fn policies_of(pid: u32, name: &str) -> Vec<i32> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+        let after_name = &stat[stat.rfind(") ").unwrap() + 2..];
+        policies.push(after_name.split(' ').nth(38).unwrap().parse().unwrap());
+    }
+    policies
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_threads_are_batch_scheduled_unless_the_configuration_says_otherwise() {
+    let origin = origin().run().await;
+    let dir = tempfile::tempdir().unwrap();
+    let template = one_origin(&origin.url()).replace("[admin]", "threads = 1\n[admin]");
+    let verge = start_watching(dir.path(), &template, 0).await;
+    assert_eq!(get(verge.addr, "/").await.status, 200);
+    let pid = verge.child.id();
+    let served = policies_of(pid, "verge proxy");
+    assert!(served.contains(&libc::SCHED_BATCH), "{served:?}");
+
+    // Switched off by a reload: the thread gives itself the default back at its next request.
+    let path = dir.path().join("verge.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        config.replace("threads = 1", "threads = 1\nbatch_scheduling = false"),
+    )
+    .unwrap();
+    verge.signal(libc::SIGHUP);
+    assert!(verge.reaches_generation(2).await, "the reload did not land");
+    assert_eq!(get(verge.addr, "/").await.status, 200);
+    let served = policies_of(pid, "verge proxy");
+    assert!(!served.is_empty(), "no proxy thread found");
+    assert!(!served.contains(&libc::SCHED_BATCH), "{served:?}");
+}

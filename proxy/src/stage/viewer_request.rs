@@ -11,9 +11,11 @@ use crate::stage::function;
 use crate::stage::respond::send_error;
 use crate::state::ProxyState;
 
-/// Apply the viewer-connection timeouts of the request's snapshot.
+/// Apply the viewer-connection timeouts of the request's snapshot, and its scheduling policy
+/// to the thread serving it.
 pub fn prepare_connection(session: &mut Session, ctx: &RequestCtx) {
     let server = &ctx.snapshot.config.server;
+    crate::thread_policy::settle(server.batch_scheduling);
     session.set_read_timeout(Some(server.client_timeout));
     session.set_write_timeout(Some(server.client_timeout));
     session.set_keepalive(Some(server.keepalive_timeout.as_secs()));
