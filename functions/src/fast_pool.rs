@@ -1046,13 +1046,7 @@ fn run_inner(
         }
     };
     start_clocks();
-    crate::kvs::set_current(inv.kvs.clone());
-    crate::host::begin(
-        inv.hook == Hook::ViewerRequest,
-        inv.request
-            .has_query
-            .then(|| inv.request.querystring.clone()),
-    );
+    crate::host::enter(inv);
     let mut invoked = function.invoke(&event, budget);
     if invoked.doubtful_overrun {
         invoked = confirm_in_fresh_context(
@@ -1065,8 +1059,7 @@ fn run_inner(
             invoked,
         );
     }
-    let decisions = crate::host::take();
-    crate::kvs::set_current(None);
+    let decisions = crate::host::leave();
     let over_memory = decisions
         .memory
         .clone()

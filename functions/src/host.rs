@@ -83,6 +83,26 @@ pub fn take() -> Decisions {
     DECISIONS.with(|d| std::mem::take(&mut *d.borrow_mut()))
 }
 
+/// Set the calling thread up for running `inv`: its key-value store for `cf.kvs()`, and a fresh
+/// record of decisions (an origin may be chosen only at viewer-request; `rawQueryString()`
+/// answers the request line's query). The fast pool and `verge test-function` both run
+/// invocations through this and [`leave`].
+pub fn enter(inv: &crate::invocation::Invocation) {
+    crate::kvs::set_current(inv.kvs.clone());
+    begin(
+        inv.hook == verge_config::Hook::ViewerRequest,
+        inv.request
+            .has_query
+            .then(|| inv.request.querystring.clone()),
+    );
+}
+
+/// End the run [`enter`] set up: what it decided; the key-value store is let go.
+pub fn leave() -> Decisions {
+    crate::kvs::set_current(None);
+    take()
+}
+
 /// Resolves `import x from 'crypto'` to the host modules; anything else is refused. A module is
 /// made on its first import, from what `require` gives (the core's `__verge_module`, which
 /// knows the runtime's modules and installs a module's [`Part`] if it was not yet).

@@ -284,14 +284,7 @@ fn test_fast_function(
         body: None,
     };
     let mut function = LoadedFunction::load(source, runtime).map_err(|e| e.0)?;
-    crate::kvs::set_current(invocation.kvs.clone());
-    crate::host::begin(
-        hook == Hook::ViewerRequest,
-        invocation
-            .request
-            .has_query
-            .then(|| invocation.request.querystring.clone()),
-    );
+    crate::host::enter(&invocation);
     arm_ceiling(
         answer,
         crate::fast_pool::HARD_CEILING,
@@ -300,8 +293,7 @@ fn test_fast_function(
     );
     let mut invoked = function.invoke(&event, budget);
     crate::alloc_meter::set_ceiling(None);
-    crate::kvs::set_current(None);
-    let decisions = crate::host::take();
+    let decisions = crate::host::leave();
     if let Some(what) = decisions.memory
         && invoked.result.is_ok()
     {
