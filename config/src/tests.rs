@@ -45,7 +45,10 @@ fn minimal_config_gets_documented_defaults() {
     );
     assert!(!off.unwrap().server.batch_scheduling);
     let e = errors(&format!("[server]\nbatch_scheduling = \"no\"\n{MINIMAL}"));
-    assert!(e[0].starts_with("v.toml:2:20: server.batch_scheduling: "), "{e:?}");
+    assert!(
+        e[0].starts_with("v.toml:2:20: server.batch_scheduling: "),
+        "{e:?}"
+    );
     let e = errors(&format!("[server]\nmax_stuck_workers = 0\n{MINIMAL}"));
     assert!(
         e[0].contains("server.max_stuck_workers: must be between 1 and 1024"),

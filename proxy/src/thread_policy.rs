@@ -42,7 +42,10 @@ mod tests {
     /// The calling thread's policy as the kernel reports it.
     fn policy() -> i32 {
         // SAFETY: sched_getscheduler(0) reads the calling thread's policy; no memory is passed.
-        #[expect(unsafe_code, reason = "sched_getscheduler(2) has no safe wrapper in std")]
+        #[expect(
+            unsafe_code,
+            reason = "sched_getscheduler(2) has no safe wrapper in std"
+        )]
         unsafe {
             libc::sched_getscheduler(0)
         }
