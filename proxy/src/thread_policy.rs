@@ -6,7 +6,7 @@
 //! through its queue, the proxy thread handles one reply and waits again, and the core switches
 //! back. With `SCHED_BATCH` a wake-up does not preempt: the worker drains what is queued, then
 //! the proxy thread handles every reply in one go. By hand, verge with a viewer-request and a
-//! viewer-response function on one core switched about a third as often and served ~7% more
+//! viewer-response function on one core switched less than half as often and served ~7% more
 //! requests a second (BENCHMARKS.md, session 36). The thread keeps its normal share of the CPU;
 //! what it gives up is running the instant it is woken while another thread holds its core.
 //!
