@@ -112,15 +112,14 @@ pub fn set_thread(tid: i32, policy: Policy) -> bool {
     rc == 0
 }
 
-/// The calling thread's policy, as `sched_getscheduler` reports it (for tests).
-#[cfg(test)]
+/// The calling thread's policy, as `sched_getscheduler` reports it (`libc::SCHED_*`).
 pub fn own() -> i32 {
     of(0)
 }
 
-/// Thread `tid`'s policy (0: the calling thread), as `sched_getscheduler` reports it (for
-/// tests).
-#[cfg(test)]
+/// Thread `tid`'s policy (0: the calling thread), as `sched_getscheduler` reports it
+/// (`libc::SCHED_*`, or -1 for a thread that is gone). Any thread on the machine the caller may
+/// see: the tests read a spawned verge's threads this way.
 pub fn of(tid: i32) -> i32 {
     // SAFETY: sched_getscheduler on a thread id only reads; a gone thread is an error return.
     #[expect(

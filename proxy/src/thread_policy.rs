@@ -38,18 +38,7 @@ pub fn settle(batch: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The calling thread's policy as the kernel reports it.
-    fn policy() -> i32 {
-        // SAFETY: sched_getscheduler(0) reads the calling thread's policy; no memory is passed.
-        #[expect(
-            unsafe_code,
-            reason = "sched_getscheduler(2) has no safe wrapper in std"
-        )]
-        unsafe {
-            libc::sched_getscheduler(0)
-        }
-    }
+    use verge_functions::sched::own as policy;
 
     #[test]
     fn a_thread_takes_the_policy_asked_for_and_gives_it_back_when_the_setting_changes() {

@@ -717,19 +717,16 @@ async fn an_idle_verge_rarely_wakes_up() {
     );
 }
 
-/// The scheduling policy (`SCHED_*`) of each thread of process `pid` named `name`: field 41 of
-/// its `stat`, counted after the name, which may hold spaces.
+/// The scheduling policy (`SCHED_*`) of each thread of process `pid` named `name`.
 fn policies_of(pid: u32, name: &str) -> Vec<i32> {
     let mut policies = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let task = task.unwrap().path();
         let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
-            continue;
+        let tid = task.file_name().and_then(|t| t.to_str()?.parse().ok());
+        if let (Some(tid), true) = (tid, comm.trim_end() == name) {
+            policies.push(verge_functions::sched::of(tid));
         }
-        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
-        let after_name = &stat[stat.rfind(") ").unwrap() + 2..];
-        policies.push(after_name.split(' ').nth(38).unwrap().parse().unwrap());
     }
     policies
 }
