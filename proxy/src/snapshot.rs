@@ -12,7 +12,7 @@ use verge_config::{Behavior, Config, ConfigError, ConfigErrors, OriginGroup, Run
 use verge_functions::EdgePool;
 use verge_functions::kvs::KvStore;
 
-use crate::metrics::{Metrics, RequestCounters};
+use crate::metrics::{FunctionMeters, Metrics, RequestCounters};
 use crate::origin::OriginTarget;
 
 /// Where a behavior sends its requests.
@@ -61,6 +61,15 @@ pub struct BehaviorRoute {
     pub route: Route,
     /// Its request counters.
     pub requests: RequestCounters,
+    /// The counters of the function at each hook (by [`verge_config::Hook`]'s index).
+    functions: [Option<FunctionMeters>; 4],
+}
+
+impl BehaviorRoute {
+    /// The counters of the function at `hook`, if one runs there.
+    pub fn function_meters(&self, hook: verge_config::Hook) -> Option<&FunctionMeters> {
+        self.functions[hook as usize].as_ref()
+    }
 }
 
 /// CloudFront's function size quota (10 KB).
@@ -166,8 +175,14 @@ impl Snapshot {
                 },
             };
             if let Some(route) = route {
+                let functions = verge_config::Hook::ALL.map(|hook| {
+                    b.function(hook).map(|f| {
+                        FunctionMeters::new(metrics, &f.name, f.runtime != Runtime::LambdaEdge)
+                    })
+                });
                 behaviors.push(BehaviorRoute {
                     requests: RequestCounters::new(metrics, b.path_pattern.as_str()),
+                    functions,
                     label: b.path_pattern.as_str().to_owned(),
                     behavior: b.clone(),
                     route,

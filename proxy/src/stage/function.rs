@@ -16,6 +16,7 @@ use verge_functions::{
 
 use crate::ctx::{Replacement, RequestCtx};
 use crate::error_page;
+use crate::metrics::CONTINUE;
 use crate::stage::origin_select::REPLACE_RESPONSE;
 use crate::stage::respond::{send_error, send_generated, wants_json};
 use crate::state::ProxyState;
@@ -126,8 +127,22 @@ fn emit_logs(f: &FunctionDef, request_id: &str, lines: &[String]) {
     }
 }
 
-/// Count an invocation by result and, for the fast tier, record its compute utilization.
-pub fn count(state: &ProxyState, f: &FunctionDef, result: &str, utilization: u32) {
+/// Count an invocation by result and, for the fast tier, record its compute utilization. The
+/// usual result goes to the counters the request's snapshot resolved for its behavior's hook.
+pub fn count(
+    state: &ProxyState,
+    ctx: &RequestCtx,
+    hook: Hook,
+    f: &FunctionDef,
+    result: &str,
+    utilization: u32,
+) {
+    if result == CONTINUE
+        && let Some(meters) = ctx.behavior().and_then(|b| b.function_meters(hook))
+    {
+        meters.count_continue(utilization);
+        return;
+    }
     state
         .metrics
         .function_invocations
@@ -264,7 +279,14 @@ pub async fn viewer_request(
                 .and_then(|()| apply_request_edits(session.req_header_mut(), edits))
             {
                 Ok(()) => {
-                    count(state, &f, "Continue", reply.utilization);
+                    count(
+                        state,
+                        ctx,
+                        Hook::ViewerRequest,
+                        &f,
+                        CONTINUE,
+                        reply.utilization,
+                    );
                     return Ok(false);
                 }
                 Err(message) => invalid(&f, message),
@@ -272,13 +294,27 @@ pub async fn viewer_request(
         }
         Ok(Outcome::Respond(response)) => {
             let result = generated_result(&f);
-            count(state, &f, result.as_str(), reply.utilization);
+            count(
+                state,
+                ctx,
+                Hook::ViewerRequest,
+                &f,
+                result.as_str(),
+                reply.utilization,
+            );
             Box::pin(send_generated(session, ctx, response, result)).await?;
             return Ok(true);
         }
         Err(e) => e,
     };
-    count(state, &f, failure.result_type().as_str(), reply.utilization);
+    count(
+        state,
+        ctx,
+        Hook::ViewerRequest,
+        &f,
+        failure.result_type().as_str(),
+        reply.utilization,
+    );
     if fails_open(&f, &failure, ctx) {
         return Ok(false);
     }
@@ -328,11 +364,25 @@ pub async fn viewer_response(
     let failure = match reply.result {
         Ok(Outcome::Continue(edits)) => match apply_response_edits(response, edits) {
             Ok(None) => {
-                count(state, &f, "Continue", reply.utilization);
+                count(
+                    state,
+                    ctx,
+                    Hook::ViewerResponse,
+                    &f,
+                    CONTINUE,
+                    reply.utilization,
+                );
                 return Ok(());
             }
             Ok(Some(body)) => {
-                count(state, &f, "Continue", reply.utilization);
+                count(
+                    state,
+                    ctx,
+                    Hook::ViewerResponse,
+                    &f,
+                    CONTINUE,
+                    reply.utilization,
+                );
                 ctx.replacement = Some(Box::new(Replacement {
                     header: response.clone(),
                     body: body.into(),
@@ -350,7 +400,14 @@ pub async fn viewer_response(
         ),
         Err(e) => e,
     };
-    count(state, &f, failure.result_type().as_str(), reply.utilization);
+    count(
+        state,
+        ctx,
+        Hook::ViewerResponse,
+        &f,
+        failure.result_type().as_str(),
+        reply.utilization,
+    );
     if fails_open(&f, &failure, ctx) {
         return Ok(());
     }

@@ -22,6 +22,7 @@ use pingora::proxy::Session;
 use verge_functions::{EdgeOrigin, FunctionDef, Hook, Invocation, OriginChoice, Outcome};
 
 use crate::ctx::{Replacement, RequestCtx};
+use crate::metrics::CONTINUE;
 use crate::origin::OriginTarget;
 use crate::stage::function::{self, request_snapshot};
 use crate::stage::origin_select::REPLACE_RESPONSE;
@@ -89,7 +90,14 @@ pub async fn origin_request(
     let reply = function::invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {
         Ok(Outcome::Respond(response)) => {
-            function::count(state, &f, "LambdaGeneratedResponse", 0);
+            function::count(
+                state,
+                ctx,
+                Hook::OriginRequest,
+                &f,
+                "LambdaGeneratedResponse",
+                0,
+            );
             let result = verge_functions::ResultType::LambdaGeneratedResponse;
             ctx.result = result;
             let header = crate::stage::respond::response_header(response.status, response.headers)?;
@@ -110,7 +118,7 @@ pub async fn origin_request(
             };
             match moved {
                 Ok(moved) => {
-                    function::count(state, &f, "Continue", 0);
+                    function::count(state, ctx, Hook::OriginRequest, &f, CONTINUE, 0);
                     // Whatever headers the function left are the ones sent (Host included:
                     // a new domain does not change it by itself, as on CloudFront).
                     if edits.headers.is_none() {
@@ -124,7 +132,14 @@ pub async fn origin_request(
         }
         Err(e) => e,
     };
-    function::count(state, &f, failure.result_type().as_str(), 0);
+    function::count(
+        state,
+        ctx,
+        Hook::OriginRequest,
+        &f,
+        failure.result_type().as_str(),
+        0,
+    );
     function::replace_with_failure(session, ctx, &f, &failure)?;
     Err(answered("origin-request function failed"))
 }
@@ -153,7 +168,7 @@ pub async fn origin_response(
             let body = edits.body.clone();
             match function::apply_response_edits(response, edits) {
                 Ok(_) => {
-                    function::count(state, &f, "Continue", 0);
+                    function::count(state, ctx, Hook::OriginResponse, &f, CONTINUE, 0);
                     let Some(body) = body else { return Ok(()) };
                     ctx.replacement = Some(Box::new(Replacement {
                         header: response.clone(),
@@ -170,7 +185,14 @@ pub async fn origin_response(
         ),
         Err(e) => e,
     };
-    function::count(state, &f, failure.result_type().as_str(), 0);
+    function::count(
+        state,
+        ctx,
+        Hook::OriginResponse,
+        &f,
+        failure.result_type().as_str(),
+        0,
+    );
     function::replace_with_failure(session, ctx, &f, &failure)?;
     Err(answered("origin-response function failed"))
 }
