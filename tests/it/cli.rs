@@ -1,5 +1,5 @@
-//! The `verge` binary: `validate` output, SIGHUP reloads, restart-only changes reported, and
-//! how rarely an idle verge wakes up.
+//! The `verge` binary: `validate` output, SIGHUP reloads, restart-only changes reported, how
+//! rarely an idle verge wakes up, and the bundled example doing what the README says.
 
 use std::time::Duration;
 
@@ -756,4 +756,88 @@ async fn proxy_threads_are_batch_scheduled_unless_the_configuration_says_otherwi
     let served = policies_of(pid, "verge proxy");
     assert!(!served.is_empty(), "no proxy thread found");
     assert!(!served.contains(&libc::SCHED_BATCH), "{served:?}");
+}
+
+/// `examples/verge.toml` with its own functions, in front of `origin` instead of the demo origin
+/// on :8081, and with the placeholders `start` fills instead of its fixed ports.
+fn bundled_example_template(origin: &str) -> String {
+    let example = std::fs::read_to_string("examples/verge.toml").unwrap();
+    for fixed in ["127.0.0.1:8080", "127.0.0.1:9901", "http://127.0.0.1:8081"] {
+        assert!(
+            example.contains(fixed),
+            "examples/verge.toml no longer has {fixed}"
+        );
+    }
+    example
+        .replace("127.0.0.1:8080", "{listen}")
+        .replace("127.0.0.1:9901", "{admin}")
+        .replace("http://127.0.0.1:8081", origin)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bundled_example_does_what_the_readme_and_its_comments_say() {
+    let demo = origin().name("demo").run().await;
+    let dir = tempfile::tempdir().unwrap();
+    let functions = dir.path().join("functions");
+    std::fs::create_dir(&functions).unwrap();
+    for entry in std::fs::read_dir("examples/functions").unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), functions.join(entry.file_name())).unwrap();
+    }
+    let verge = start(dir.path(), &bundled_example_template(&demo.url())).await;
+
+    // The A/B function: the bucket and the viewer's address reach the origin, with verge's
+    // forwarding headers.
+    let echo = get(verge.addr, "/api/echo?x=1").await;
+    assert_eq!(echo.status, 200, "{}", echo.text());
+    let seen = echo.json();
+    let bucket = seen["headers"]["x-ab-bucket"].as_str().unwrap_or("");
+    assert!(bucket == "a" || bucket == "b", "{seen}");
+    assert_eq!(seen["headers"]["true-client-ip"], "127.0.0.1", "{seen}");
+    assert_eq!(seen["headers"]["via"], "1.1 verge", "{seen}");
+    assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1", "{seen}");
+    assert_eq!(seen["query"], "x=1");
+
+    // The redirect function answers by itself: the origin is not contacted.
+    let hits = demo.hits();
+    let moved = get(verge.addr, "/old-page").await;
+    assert_eq!(moved.status, 301);
+    assert_eq!(moved.header("location"), "/api/echo?moved=1");
+    assert_eq!(
+        moved.header("x-cache"),
+        "FunctionGeneratedResponse from verge"
+    );
+    assert_eq!(demo.hits(), hits);
+
+    // The viewer-response function adds the security headers.
+    let home = get(verge.addr, "/").await;
+    assert_eq!(home.status, 200);
+    assert_eq!(home.header("x-frame-options"), "DENY");
+    assert!(
+        home.header("strict-transport-security")
+            .starts_with("max-age=")
+    );
+
+    // The origin group fails over on the statuses the README and the comments name; both of
+    // its names are the same origin, which answers the same status again.
+    for status in [502, 503] {
+        let r = get(verge.addr, &format!("/api/status/{status}")).await;
+        assert_eq!(r.status, status, "{}", r.text());
+    }
+    let failovers = eventually(100, Duration::from_millis(50), || async {
+        let m = get(verge.admin, "/metrics").await.text();
+        let n = metric(
+            &m,
+            "verge_proxy_failovers_total{group=\"demo-ha\",reason=\"status\"}",
+        );
+        (n >= 2.0).then_some(n)
+    })
+    .await;
+    assert_eq!(
+        failovers,
+        Some(2.0),
+        "/api/status/502 and /api/status/503 should each fail over once"
+    );
+    let healthz = get(verge.admin, "/healthz").await.json();
+    assert_eq!(healthz["status"], "ok");
 }

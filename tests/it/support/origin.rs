@@ -1,7 +1,7 @@
 //! A real HTTP/1.1 origin on `127.0.0.1:0` (hyper), optionally over TLS, with routes for every
 //! behaviour the proxy must handle:
 //! - `/echo…` — JSON: origin name, method, path, query, headers, body length and SHA-256;
-//! - `/status/N` — that status;
+//! - `…/status/N` — that status (under any prefix, as the demo origin's);
 //! - `/stall` — never answers (until the connection closes);
 //! - `/reset` — closes the connection without answering;
 //! - `/stream/N` — N pattern bytes, streamed in 64 KiB chunks;
@@ -99,7 +99,7 @@ async fn handle(name: Arc<str>, req: Request<Incoming>) -> Result<Response<Body>
         });
         return Ok(full(200, &name, "application/json", body.to_string()));
     }
-    if let Some(code) = path.strip_prefix("/status/") {
+    if let Some((_, code)) = path.split_once("/status/") {
         let code = code.parse().unwrap_or(400);
         return Ok(full(
             code,
