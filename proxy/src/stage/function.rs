@@ -363,7 +363,7 @@ pub async fn viewer_response(
     let reply = invoke(state, ctx, &f, invocation).await;
     let failure = match reply.result {
         Ok(Outcome::Continue(edits)) => match apply_response_edits(response, edits) {
-            Ok(None) => {
+            Ok(replaced) => {
                 count(
                     state,
                     ctx,
@@ -372,17 +372,9 @@ pub async fn viewer_response(
                     CONTINUE,
                     reply.utilization,
                 );
-                return Ok(());
-            }
-            Ok(Some(body)) => {
-                count(
-                    state,
-                    ctx,
-                    Hook::ViewerResponse,
-                    &f,
-                    CONTINUE,
-                    reply.utilization,
-                );
+                let Some(body) = replaced else {
+                    return Ok(());
+                };
                 ctx.replacement = Some(Box::new(Replacement {
                     header: response.clone(),
                     body: body.into(),
