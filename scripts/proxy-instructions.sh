@@ -64,7 +64,7 @@ wait_for() {
 }
 wait_for "$origin_port"
 
-# The first functions' paths are relative to the configuration's folder.
+# The configurations name their functions by paths relative to their own folder.
 cp "$bench"/*.js "$work/" 2>/dev/null || true
 
 [ $# -gt 0 ] || set -- pingora-bare verge-none verge-vr-rewrite

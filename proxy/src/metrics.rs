@@ -214,6 +214,28 @@ pub struct FunctionMeters {
 /// The result label of an invocation that let the request or response go on.
 pub const CONTINUE: &str = "Continue";
 
+/// Whether `f`'s invocations record a compute utilization: CloudFront Functions do; Lambda@Edge
+/// has a timeout rather than a CPU budget.
+pub fn has_utilization(f: &verge_config::FunctionDef) -> bool {
+    f.runtime != verge_config::Runtime::LambdaEdge
+}
+
+impl Metrics {
+    /// Count an invocation of the function `name` by its result label (the path for results
+    /// other than the usual one, which [`FunctionMeters`] counts), with its compute utilization
+    /// where it has one.
+    pub fn count_function(&self, name: &str, result: &str, utilization: Option<u32>) {
+        self.function_invocations
+            .with_label_values(&[name, result])
+            .inc();
+        if let Some(u) = utilization {
+            self.function_utilization
+                .with_label_values(&[name])
+                .observe(f64::from(u));
+        }
+    }
+}
+
 impl FunctionMeters {
     /// Resolve the counters of the function `name`; `fast` for a CloudFront function.
     pub fn new(metrics: &Metrics, name: &str, fast: bool) -> Self {

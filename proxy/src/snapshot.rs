@@ -12,7 +12,7 @@ use verge_config::{Behavior, Config, ConfigError, ConfigErrors, OriginGroup, Run
 use verge_functions::EdgePool;
 use verge_functions::kvs::KvStore;
 
-use crate::metrics::{FunctionMeters, Metrics, RequestCounters};
+use crate::metrics::{FunctionMeters, Metrics, RequestCounters, has_utilization};
 use crate::origin::OriginTarget;
 
 /// Where a behavior sends its requests.
@@ -176,9 +176,8 @@ impl Snapshot {
             };
             if let Some(route) = route {
                 let functions = verge_config::Hook::ALL.map(|hook| {
-                    b.function(hook).map(|f| {
-                        FunctionMeters::new(metrics, &f.name, f.runtime != Runtime::LambdaEdge)
-                    })
+                    b.function(hook)
+                        .map(|f| FunctionMeters::new(metrics, &f.name, has_utilization(f)))
                 });
                 behaviors.push(BehaviorRoute {
                     requests: RequestCounters::new(metrics, b.path_pattern.as_str()),

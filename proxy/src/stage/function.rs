@@ -143,20 +143,8 @@ pub fn count(
         meters.count_continue(utilization);
         return;
     }
-    state
-        .metrics
-        .function_invocations
-        .with_label_values(&[f.name.as_str(), result])
-        .inc();
-    if f.runtime == Runtime::LambdaEdge {
-        // Lambda@Edge has a timeout, not a CPU budget: no compute utilization.
-        return;
-    }
-    state
-        .metrics
-        .function_utilization
-        .with_label_values(&[f.name.as_str()])
-        .observe(f64::from(utilization));
+    let utilization = crate::metrics::has_utilization(f).then_some(utilization);
+    state.metrics.count_function(&f.name, result, utilization);
 }
 
 /// Whether a failure lets the request go on unmodified: only for a function configured to fail
