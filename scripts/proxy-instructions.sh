@@ -11,7 +11,8 @@
 # verge-vr-rewrite, verge-rewrite, verge-jwt, verge-edge-route, verge-4hooks). It uses the
 # configurations and functions `make bench` writes into target/bench, the release binaries, and
 # nginx, wrk and valgrind: run `make bench` (quick: BENCH_ROUNDS=1 BENCH_SECONDS=1) once first.
-# SECONDS_MEASURED (default 10) sets the window.
+# SECONDS_MEASURED (default 10) sets the window. KEEP=DIR keeps each row's callgrind files in
+# DIR/ROW for callgrind_annotate (the window's dump is the files named cg.*.1-*).
 set -eu
 cd "$(dirname "$0")/.."
 for tool in valgrind callgrind_control wrk nginx python3; do
@@ -111,4 +112,8 @@ for row in "$@"; do
     done
     printf '%-18s %9d %11d %11d %11d %11d\n' "$row" "$requests" $((proxy / requests)) \
         $((fast / requests)) $((edge / requests)) $((other / requests))
+    if [ -n "${KEEP:-}" ]; then
+        mkdir -p "$KEEP/$row"
+        cp "$out"/cg.* "$KEEP/$row/"
+    fi
 done

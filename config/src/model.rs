@@ -63,6 +63,11 @@ pub struct ServerConfig {
     /// network, or by a function's reply) does not preempt the thread running on its core,
     /// typically a fast worker part way through a queue of invocations.
     pub batch_scheduling: bool,
+    /// HTTP/1 header names keep the case they arrived in on their way on (pingora's case map).
+    /// Off, names are written as pingora writes them without one (a few standard names
+    /// title-cased, the rest lower case), which saves a second map's upkeep on every header
+    /// verge or a function adds.
+    pub preserve_header_case: bool,
 }
 
 /// One `[[server.tls]]` listener.

@@ -43,6 +43,7 @@ pub struct RawServer {
     pub max_header_bytes: Option<Spanned<usize>>,
     pub max_stuck_workers: Option<Spanned<usize>>,
     pub batch_scheduling: Option<bool>,
+    pub preserve_header_case: Option<bool>,
 }
 
 /// `[[server.tls]]`

@@ -44,6 +44,12 @@ fn minimal_config_gets_documented_defaults() {
         Path::new("v.toml"),
     );
     assert!(!off.unwrap().server.batch_scheduling);
+    assert!(!c.server.preserve_header_case);
+    let kept = parse(
+        &format!("[server]\npreserve_header_case = true\n{MINIMAL}"),
+        Path::new("v.toml"),
+    );
+    assert!(kept.unwrap().server.preserve_header_case);
     let e = errors(&format!("[server]\nbatch_scheduling = \"no\"\n{MINIMAL}"));
     assert!(
         e[0].starts_with("v.toml:2:20: server.batch_scheduling: "),

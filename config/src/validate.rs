@@ -388,6 +388,7 @@ fn server(c: &mut Checker, raw: &RawServer) -> ServerConfig {
             None => defaults::MAX_STUCK_WORKERS,
         },
         batch_scheduling: raw.batch_scheduling.unwrap_or(true),
+        preserve_header_case: raw.preserve_header_case.unwrap_or(false),
     }
 }
 

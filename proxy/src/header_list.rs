@@ -3,59 +3,79 @@
 //!
 //! A function answers with every header, changed or not. Removing all of them and appending the
 //! list again cost ~2.5 µs per invocation on the proxy thread (`perf`, the rewrite row), most of
-//! it re-inserting headers the function never touched; pingora keeps a second, case-preserving
-//! map beside the `http` one, so every removal and insertion is paid twice. Here a name whose
-//! values are the same, in the same order, is left as it is (with the case it arrived in);
-//! a changed name is replaced; a name the list no longer has is removed. What goes on the wire
-//! is the same set of headers as a full replacement, except that untouched names keep their
-//! place and their original case.
+//! it re-inserting headers the function never touched. Here a name whose values are the same,
+//! in the same order, is left as it is; a changed name is replaced; a name the list no longer
+//! has is removed. What goes on the wire is the same set of headers as a full replacement,
+//! except that untouched names keep their place (and, where verge keeps header case, their
+//! case). The edits are found first and then made in one go ([`apply`]): straight on the `http`
+//! map, or through pingora where it keeps a case map to update as well
+//! ([`crate::header_case`]).
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use pingora::http::{RequestHeader, ResponseHeader};
 
-/// A pingora header (request or response) whose header map can be edited.
-pub trait HeaderTarget {
-    /// The `http` map, for reading.
-    fn map(&self) -> &HeaderMap;
-    /// Remove every value of `name`.
-    fn remove(&mut self, name: &HeaderName);
-    /// Append one value of `name`.
-    fn append(&mut self, name: HeaderName, value: HeaderValue) -> pingora::Result<()>;
+use crate::header_case::Headers;
+
+/// What a list changes: names to remove, and names whose values are replaced.
+#[derive(Default)]
+struct Edits {
+    gone: Vec<HeaderName>,
+    changed: Vec<(HeaderName, Vec<HeaderValue>)>,
 }
 
-/// Request and response headers have the same editing methods, under different types.
-macro_rules! header_target {
-    ($($header:ty),*) => {$(
-        impl HeaderTarget for $header {
-            fn map(&self) -> &HeaderMap {
-                &self.headers
+/// Carry out `edits`: on the `http` map in one go when the header keeps no case map, else
+/// through pingora, which keeps its case map in step.
+fn apply<T: Headers>(target: &mut T, edits: Edits) -> Result<(), String> {
+    if !target.keeps_case() && target.convertible() {
+        return target.edit_map(|map| {
+            for name in &edits.gone {
+                map.remove(name);
             }
-            fn remove(&mut self, name: &HeaderName) {
-                self.remove_header(name);
+            for (name, values) in edits.changed {
+                let too_many = |_| cannot_send(name.as_str(), &"too many headers");
+                let mut values = values.into_iter();
+                if let Some(first) = values.next() {
+                    map.try_insert(name.clone(), first).map_err(too_many)?;
+                }
+                for value in values {
+                    map.try_append(name.clone(), value).map_err(too_many)?;
+                }
             }
-            fn append(&mut self, name: HeaderName, value: HeaderValue) -> pingora::Result<()> {
-                self.append_header(name, value).map(drop)
-            }
+            Ok(())
+        });
+    }
+    for name in &edits.gone {
+        target.remove_kept(name);
+    }
+    for (name, values) in edits.changed {
+        // A new name needs no removal: pingora's hashes the name into both of its maps even
+        // when it is absent.
+        if target.header_map().contains_key(&name) {
+            target.remove_kept(&name);
         }
-    )*};
+        for value in values {
+            target
+                .append_kept(name.clone(), value)
+                .map_err(|e| cannot_send(name.as_str(), &e))?;
+        }
+    }
+    Ok(())
 }
-
-header_target!(RequestHeader, ResponseHeader);
 
 /// Lists and header maps up to this size are compared name by name in place
-/// ([`replace_small`]); larger ones are grouped in a map first ([`replace_grouped`]).
+/// ([`edits_small`]); larger ones are grouped in a map first ([`edits_grouped`]).
 const SMALL: usize = 32;
 
 /// Make `target` carry exactly the headers of `list` (names in any case, the values of one name
 /// in order). The whole list is checked first: an invalid name or value is an error naming the
 /// header, and `target` is left untouched. Linear in the number of headers, however many a
 /// viewer sent: only lists and maps of at most [`SMALL`] entries are compared pairwise.
-pub fn replace<T: HeaderTarget>(target: &mut T, list: &[(String, Vec<u8>)]) -> Result<(), String> {
-    if list.len() <= SMALL && target.map().keys_len() <= SMALL {
-        replace_small(target, list)
+pub fn replace<T: Headers>(target: &mut T, list: &[(String, Vec<u8>)]) -> Result<(), String> {
+    let edits = if list.len() <= SMALL && target.header_map().keys_len() <= SMALL {
+        edits_small(target.header_map(), list)?
     } else {
-        replace_grouped(target, list)
-    }
+        edits_grouped(target.header_map(), list)?
+    };
+    apply(target, edits)
 }
 
 /// Why a header from a function's list cannot go on the wire.
@@ -67,16 +87,11 @@ fn cannot_send(name: &str, e: &dyn std::fmt::Display) -> String {
 /// names are compared as text (ignoring case, as header names compare) against the target's,
 /// and only a changed name is parsed (and allocated). On the rewrite row this was ~12k instructions per request on the proxy thread
 /// with a map of the whole list built first.
-fn replace_small<T: HeaderTarget>(
-    target: &mut T,
-    list: &[(String, Vec<u8>)],
-) -> Result<(), String> {
+fn edits_small(current: &HeaderMap, list: &[(String, Vec<u8>)]) -> Result<Edits, String> {
     let same_name = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     // Checked and parsed before anything is touched. A name whose values are what the target
     // has already is valid as it is.
-    // Each changed name, its values, and whether the target has it now (a new name needs no
-    // removal: pingora's removal hashes the name into both of its maps even when it is absent).
-    let mut changed: Vec<(HeaderName, Vec<HeaderValue>, bool)> = Vec::new();
+    let mut edits = Edits::default();
     for (at, (name, _)) in list.iter().enumerate() {
         if list[..at].iter().any(|(n, _)| same_name(n, name)) {
             continue;
@@ -87,44 +102,26 @@ fn replace_small<T: HeaderTarget>(
                 .filter(move |(n, _)| same_name(n, name))
                 .map(|(_, v)| v.as_slice())
         };
-        let current = target.map().get_all(name.as_str());
-        if current.iter().map(HeaderValue::as_bytes).eq(values()) {
+        let now = current.get_all(name.as_str());
+        if now.iter().map(HeaderValue::as_bytes).eq(values()) {
             continue;
         }
-        let present = current.iter().next().is_some();
         let header = HeaderName::from_bytes(name.as_bytes()).map_err(|e| cannot_send(name, &e))?;
         let parsed = values()
             .map(|v| HeaderValue::from_bytes(v).map_err(|e| cannot_send(name, &e)))
             .collect::<Result<Vec<_>, _>>()?;
-        changed.push((header, parsed, present));
+        edits.changed.push((header, parsed));
     }
-    let gone: Vec<HeaderName> = target
-        .map()
+    edits.gone = current
         .keys()
         .filter(|name| !list.iter().any(|(n, _)| same_name(n, name.as_str())))
         .cloned()
         .collect();
-    for name in &gone {
-        target.remove(name);
-    }
-    for (name, values, present) in changed {
-        if present {
-            target.remove(&name);
-        }
-        for value in values {
-            target
-                .append(name.clone(), value)
-                .map_err(|e| cannot_send(name.as_str(), &e))?;
-        }
-    }
-    Ok(())
+    Ok(edits)
 }
 
 /// [`replace`] for many headers: the list grouped by name in an `http::HeaderMap` first.
-fn replace_grouped<T: HeaderTarget>(
-    target: &mut T,
-    list: &[(String, Vec<u8>)],
-) -> Result<(), String> {
+fn edits_grouped(current: &HeaderMap, list: &[(String, Vec<u8>)]) -> Result<Edits, String> {
     // Sized for what requests carry; past that it grows, up to `http`'s limit, which is an
     // error here rather than a panic.
     let mut wanted = HeaderMap::with_capacity(list.len().min(128));
@@ -135,32 +132,23 @@ fn replace_grouped<T: HeaderTarget>(
             .try_append(header, value)
             .map_err(|_| format!("{} headers are too many to send", list.len()))?;
     }
-    let gone: Vec<HeaderName> = target
-        .map()
+    let gone = current
         .keys()
         .filter(|name| !wanted.contains_key(*name))
         .cloned()
         .collect();
-    for name in &gone {
-        target.remove(name);
-    }
-    for name in wanted.keys() {
-        if target.map().get_all(name).iter().eq(wanted.get_all(name)) {
-            continue;
-        }
-        target.remove(name);
-        for value in wanted.get_all(name) {
-            target
-                .append(name.clone(), value.clone())
-                .map_err(|e| cannot_send(name.as_str(), &e))?;
-        }
-    }
-    Ok(())
+    let changed = wanted
+        .keys()
+        .filter(|name| !current.get_all(*name).iter().eq(wanted.get_all(*name)))
+        .map(|name| (name.clone(), wanted.get_all(name).iter().cloned().collect()))
+        .collect();
+    Ok(Edits { gone, changed })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pingora::http::{RequestHeader, ResponseHeader};
 
     fn list(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         pairs
@@ -188,10 +176,32 @@ mod tests {
 
     type Strategy = fn(&mut RequestHeader, &[(String, Vec<u8>)]) -> Result<(), String>;
 
-    /// Both ways of replacing, so each is tested whichever `replace` picks for an input.
-    const STRATEGIES: [(&str, Strategy); 2] = [
-        ("small", replace_small::<RequestHeader>),
-        ("grouped", replace_grouped::<RequestHeader>),
+    fn small(req: &mut RequestHeader, list: &[(String, Vec<u8>)]) -> Result<(), String> {
+        apply(req, edits_small(&req.headers, list)?)
+    }
+
+    fn grouped(req: &mut RequestHeader, list: &[(String, Vec<u8>)]) -> Result<(), String> {
+        apply(req, edits_grouped(&req.headers, list)?)
+    }
+
+    /// Without pingora's case map, edits go straight into the `http` map.
+    fn uncased(
+        req: &mut RequestHeader,
+        list: &[(String, Vec<u8>)],
+        f: Strategy,
+    ) -> Result<(), String> {
+        crate::header_case::normalize(req, false, 0);
+        assert!(!req.has_case());
+        f(req, list)
+    }
+
+    /// Both ways of finding the edits and both ways of making them, so each is tested whichever
+    /// `replace` picks for an input.
+    const STRATEGIES: [(&str, Strategy); 4] = [
+        ("small", small),
+        ("grouped", grouped),
+        ("small, no case map", |r, l| uncased(r, l, small)),
+        ("grouped, no case map", |r, l| uncased(r, l, grouped)),
     ];
 
     #[test]
@@ -321,7 +331,8 @@ mod tests {
 
     #[test]
     fn an_unchanged_header_keeps_the_case_it_arrived_in() {
-        for (strategy, replace) in STRATEGIES {
+        // Where pingora keeps a case map (`server.preserve_header_case`).
+        for (strategy, replace) in &STRATEGIES[..2] {
             let mut req = request(&[("X-Keep", "1"), ("X-Change", "a")]);
             replace(&mut req, &list(&[("x-keep", "1"), ("x-change", "b")])).unwrap();
             let mut wire = Vec::new();

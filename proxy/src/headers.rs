@@ -1,11 +1,8 @@
 //! The headers verge itself adds: `via` and `x-forwarded-for` towards the origin,
-//! `x-cache` and `x-verge-request-id` towards the viewer. Names and fixed values are static, so
-//! stamping a response allocates only for the request id.
-//!
-//! Names go to pingora as `&'static str`, not `HeaderName`: pingora keeps each name's case for
-//! HTTP/1 in a second map, and from a `HeaderName` outside its short list of title-cased
-//! standard names it makes that entry by copying the name into a fresh allocation; from a
-//! static string it borrows it. The names written are the same lowercase text either way.
+//! `x-cache` and `x-verge-request-id` towards the viewer. Names are parsed once and values are
+//! static where they can be, so stamping a response allocates only for the request id; how they
+//! are inserted (straight into the `http` map, or through pingora to keep header case) is
+//! [`crate::header_case`]'s.
 
 use std::net::IpAddr;
 
@@ -13,14 +10,16 @@ use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use verge_functions::ResultType;
 
+use crate::header_case::{Headers, StaticName};
+
 /// verge's `Via` entry.
 pub const VIA: &str = "1.1 verge";
 /// The request-id response header.
-pub const REQUEST_ID: &str = "x-verge-request-id";
+pub static REQUEST_ID: StaticName = StaticName::new("x-verge-request-id");
 /// CloudFront's result header.
-pub const X_CACHE: &str = "x-cache";
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const VIA_HEADER: &str = "via";
+pub static X_CACHE: StaticName = StaticName::new("x-cache");
+static X_FORWARDED_FOR: StaticName = StaticName::new("x-forwarded-for");
+static VIA_HEADER: StaticName = StaticName::new("via");
 
 /// `x-cache` for a result type, without formatting.
 pub fn x_cache(result: ResultType) -> HeaderValue {
@@ -44,28 +43,51 @@ pub fn stamp_response(
     result: ResultType,
     request_id: &str,
 ) -> pingora::Result<()> {
-    header.insert_header(X_CACHE, x_cache(result))?;
-    header.insert_header(REQUEST_ID, request_id)?;
-    Ok(())
+    let id = HeaderValue::from_str(request_id)
+        .map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "request id", e))?;
+    header.set([(&X_CACHE, x_cache(result)), (&REQUEST_ID, id)])
 }
 
 /// Append verge to `via` and the viewer's address to `x-forwarded-for`, keeping what earlier
-/// proxies wrote.
+/// proxies wrote (several header lines become one).
 pub fn add_forwarding(req: &mut RequestHeader, client_ip: Option<IpAddr>) -> pingora::Result<()> {
-    if req.headers.contains_key(http::header::VIA) {
-        append_list(req, VIA_HEADER, VIA.as_bytes())?;
-    } else {
-        req.insert_header(VIA_HEADER, HeaderValue::from_static(VIA))?;
-    }
-    if let Some(ip) = client_ip {
-        let ip = ip_text(ip);
-        if req.headers.contains_key(X_FORWARDED_FOR) {
-            append_list(req, X_FORWARDED_FOR, &ip)?;
-        } else {
-            req.insert_header(X_FORWARDED_FOR, ip)?;
+    let via = appended(req, &VIA_HEADER, HeaderValue::from_static(VIA))?;
+    match client_ip {
+        Some(ip) => {
+            let xff = appended(req, &X_FORWARDED_FOR, header_value(ip_text(ip))?)?;
+            req.set([(&VIA_HEADER, via), (&X_FORWARDED_FOR, xff)])
         }
+        None => req.set([(&VIA_HEADER, via)]),
     }
-    Ok(())
+}
+
+/// `name`'s values joined with `, `, then `value`.
+fn appended(
+    req: &RequestHeader,
+    name: &StaticName,
+    value: HeaderValue,
+) -> pingora::Result<HeaderValue> {
+    let mut earlier = req.headers.get_all(name.name()).iter().peekable();
+    if earlier.peek().is_none() {
+        return Ok(value);
+    }
+    let mut joined = Vec::new();
+    for v in earlier {
+        joined.extend_from_slice(v.as_bytes());
+        joined.extend_from_slice(b", ");
+    }
+    joined.extend_from_slice(value.as_bytes());
+    header_value(joined)
+}
+
+fn header_value(bytes: Vec<u8>) -> pingora::Result<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes)).map_err(|e| {
+        pingora::Error::because(
+            pingora::ErrorType::InvalidHTTPHeader,
+            "forwarding header",
+            e,
+        )
+    })
 }
 
 /// An address as std writes it; IPv4 (nearly every viewer) without `core::fmt`.
@@ -78,18 +100,6 @@ fn ip_text(ip: IpAddr) -> Vec<u8> {
         }
         IpAddr::V6(v6) => v6.to_string().into_bytes(),
     }
-}
-
-/// Join a new element onto a comma-separated list header (several header lines become one).
-fn append_list(req: &mut RequestHeader, name: &'static str, value: &[u8]) -> pingora::Result<()> {
-    let mut joined = Vec::new();
-    for v in req.headers.get_all(name) {
-        joined.extend_from_slice(v.as_bytes());
-        joined.extend_from_slice(b", ");
-    }
-    joined.extend_from_slice(value);
-    req.insert_header(name, joined)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@
 //! Map: [`service`] is the one `ProxyHttp` impl, each phase delegating to [`stage`];
 //! [`state`] holds the published [`snapshot`] and reloads it, [`reload_watch`] tells it when; [`origin`] and [`dns`] make
 //! pingora peers, [`function_route`] turns a function's origin choice into a route, [`header_list`] applies a
-//! function's header list; [`request_body`] holds
+//! function's header list, [`headers`] are verge's own and [`header_case`] decides how all are
+//! written; [`request_body`] holds
 //! the body include-body functions read; [`error_page`] renders what verge answers itself; [`metrics`] and [`admin`]
 //! are observability; [`server`] assembles pingora's server ([`thread_policy`] schedules its threads), [`embed`] serves the same apps
 //! from an accept loop of your own (tests).
@@ -26,6 +27,7 @@ pub mod dns;
 pub mod embed;
 pub mod error_page;
 pub mod function_route;
+pub mod header_case;
 pub mod header_list;
 pub mod headers;
 pub mod metrics;

@@ -99,3 +99,112 @@ async fn origin_connections_are_kept_alive_and_reused() {
         o.connections()
     );
 }
+
+/// An origin on raw TCP that records each request head as it came over the wire and answers
+/// with a header of its own in mixed case.
+async fn raw_origin() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (heads, seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let heads = heads.clone();
+            tokio::spawn(async move {
+                while let Some(head) = read_head(&mut conn).await {
+                    let _ = heads.send(head);
+                    let reply =
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Origin-Header: yes\r\n\r\nok";
+                    if conn.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// One message head (up to the blank line), or `None` when the peer closed first.
+async fn read_head(conn: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(String::from_utf8(head).unwrap())
+}
+
+/// HTTP/1 header names reach the origin and the viewer in the case they were written in only
+/// with `server.preserve_header_case`; by default pingora's few standard names are
+/// title-cased and the rest lower-cased, verge's own headers included.
+#[tokio::test(flavor = "multi_thread")]
+async fn header_names_keep_their_case_only_when_configured() {
+    use tokio::io::AsyncWriteExt;
+    let deadline = std::time::Duration::from_secs(20);
+    for preserve in [false, true] {
+        let (origin, mut seen) = raw_origin().await;
+        let p = proxy(&format!(
+            "[server]\npreserve_header_case = {preserve}\n{}",
+            crate::support::single_origin(&format!("http://{origin}"), "")
+        ))
+        .await;
+        let mut viewer = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+        viewer
+            .write_all(b"GET /a HTTP/1.1\r\nHost: viewer.example\r\nX-Viewer-Header: 1\r\nCONTENT-language: en\r\n\r\n")
+            .await
+            .unwrap();
+        let response = tokio::time::timeout(deadline, read_head(&mut viewer))
+            .await
+            .expect("an answer in time")
+            .expect("a response head");
+        let request = tokio::time::timeout(deadline, seen.recv())
+            .await
+            .expect("the origin was asked in time")
+            .unwrap();
+        let has = |head: &str, line: &str| head.split("\r\n").any(|l| l == line);
+        for (head, line) in [
+            (
+                &request,
+                if preserve {
+                    "X-Viewer-Header: 1"
+                } else {
+                    "x-viewer-header: 1"
+                },
+            ),
+            (
+                &request,
+                if preserve {
+                    "CONTENT-language: en"
+                } else {
+                    "content-language: en"
+                },
+            ),
+            (&request, "via: 1.1 verge"),
+            (&request, "x-forwarded-for: 127.0.0.1"),
+            (
+                &response,
+                if preserve {
+                    "X-Origin-Header: yes"
+                } else {
+                    "x-origin-header: yes"
+                },
+            ),
+            (&response, "Content-Length: 2"),
+            (&response, "x-cache: Miss from verge"),
+        ] {
+            assert!(
+                has(head, line),
+                "preserve = {preserve}: no `{line}` in\n{head}"
+            );
+        }
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    }
+}

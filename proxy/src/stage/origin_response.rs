@@ -19,6 +19,8 @@ pub async fn on_header(
     response: &mut ResponseHeader,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<()> {
+    // Before anything edits the response's headers: room for verge's two and a function's.
+    crate::header_case::normalize(response, ctx.snapshot.config.server.preserve_header_case, 4);
     let status = response.status.as_u16();
     ctx.origin_status = Some(status);
     if let Some(sent) = ctx.origin_sent {

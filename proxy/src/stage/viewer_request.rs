@@ -6,10 +6,10 @@ use pingora::proxy::Session;
 use verge_functions::{Hook, ResultType};
 
 use crate::ctx::RequestCtx;
-use crate::headers;
 use crate::stage::function;
 use crate::stage::respond::send_error;
 use crate::state::ProxyState;
+use crate::{header_case, headers};
 
 /// Apply the viewer-connection timeouts of the request's snapshot, and its scheduling policy
 /// to the thread serving it.
@@ -41,6 +41,9 @@ pub async fn run(
     ctx: &mut RequestCtx,
 ) -> pingora::Result<bool> {
     let server = &ctx.snapshot.config.server;
+    // Before anything edits the request's headers: room for the forwarding headers and a
+    // function's additions.
+    header_case::normalize(session.req_header_mut(), server.preserve_header_case, 4);
     let (max_url, max_head) = (server.max_url_bytes, server.max_header_bytes);
     let url_len = session.req_header().raw_path().len();
     if url_len > max_url {
