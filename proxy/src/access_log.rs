@@ -159,6 +159,8 @@ impl Line {
         Line { buf }
     }
 
+    // Inlined, so that each field's key (a literal at every call) is copied as a constant.
+    #[inline]
     fn key(&mut self, key: &str) {
         self.buf.extend_from_slice(b",\"");
         self.buf.extend_from_slice(key.as_bytes());
@@ -166,6 +168,7 @@ impl Line {
     }
 
     /// A string field (escaped).
+    #[inline]
     pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
         self.key(key);
         json_string(&mut self.buf, value);
@@ -173,6 +176,7 @@ impl Line {
     }
 
     /// An integer field.
+    #[inline]
     pub fn uint(&mut self, key: &str, value: u64) -> &mut Self {
         self.key(key);
         push_uint(&mut self.buf, value);
@@ -180,6 +184,7 @@ impl Line {
     }
 
     /// Milliseconds with microsecond precision.
+    #[inline]
     pub fn millis(&mut self, key: &str, micros: u64) -> &mut Self {
         self.key(key);
         push_uint(&mut self.buf, micros / 1000);
@@ -213,11 +218,30 @@ impl Line {
     }
 }
 
-/// Append `s` as a JSON string literal. Runs of bytes that need no escaping (nearly every
-/// byte of a path or an id) are copied in one go.
+/// The bytes a JSON string cannot hold as they are: `"`, `\\`, and control characters.
+const ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table[0x7f] = true;
+    table
+};
+
+/// Append `s` as a JSON string literal. A value with nothing to escape (nearly every path and
+/// id) is copied in one go; otherwise runs of bytes that need no escaping are.
 fn json_string(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
     let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| ESCAPED[usize::from(b)]) {
+        buf.extend_from_slice(bytes);
+        buf.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escaped: &[u8] = match b {
@@ -316,6 +340,20 @@ mod tests {
         assert_eq!(ts.len(), "2026-11-22T05:29:01.123456Z".len(), "{ts}");
         assert_eq!(v["target"], "verge::access");
         assert!(ts.ends_with('Z'), "{ts}");
+    }
+
+    #[test]
+    fn every_character_reads_back_as_written() {
+        // Each ASCII character alone, in a run of plain text, and a non-ASCII one.
+        for c in (0u8..=0x7f).map(char::from).chain(['é', '\u{2028}']) {
+            for value in [c.to_string(), format!("ab{c}cd{c}")] {
+                let mut line = Line::new();
+                line.str("v", &value);
+                let v: serde_json::Value = serde_json::from_slice(&line.finish())
+                    .unwrap_or_else(|e| panic!("{c:?}: {e}"));
+                assert_eq!(v["v"], value.as_str(), "{c:?}");
+            }
+        }
     }
 
     #[test]
