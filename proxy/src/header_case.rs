@@ -5,7 +5,8 @@
 //! verge or a function adds is then paid twice: hashed and inserted into both maps, each sized
 //! for the headers that came (so both grow), and for a name outside `http`'s standard list two
 //! allocations (pingora copies the name, then clones it for the case map). On the `verge-none`
-//! benchmark row that was ~10k instructions a request for the four headers verge adds.
+//! benchmark row, doing without it saves 6.4k of 105.6k instructions a request on the proxy
+//! thread (callgrind; BENCHMARKS.md, session 38).
 //!
 //! Header names are case-insensitive (RFC 9110 §5.1), and CloudFront does not keep their case
 //! either (it title-cases them). So unless `server.preserve_header_case` is set, verge drops the
@@ -48,12 +49,18 @@ pub trait Headers {
         entries: [(&StaticName, HeaderValue); N],
     ) -> pingora::Result<()> {
         if !self.keeps_case() && self.convertible() {
-            self.edit_map(|map| {
+            return self.edit_map(|map| {
                 for (name, value) in entries {
-                    map.insert(name.name.clone(), value);
+                    // `http` panics past its size limit where `try_insert` answers an error.
+                    map.try_insert(name.name.clone(), value).map_err(|_| {
+                        pingora::Error::explain(
+                            pingora::ErrorType::InvalidHTTPHeader,
+                            "too many headers",
+                        )
+                    })?;
                 }
+                Ok(())
             });
-            return Ok(());
         }
         for (name, value) in entries {
             self.insert_kept(name.text, value)?;
