@@ -349,8 +349,8 @@ mod tests {
             for value in [c.to_string(), format!("ab{c}cd{c}")] {
                 let mut line = Line::new();
                 line.str("v", &value);
-                let v: serde_json::Value = serde_json::from_slice(&line.finish())
-                    .unwrap_or_else(|e| panic!("{c:?}: {e}"));
+                let v: serde_json::Value =
+                    serde_json::from_slice(&line.finish()).unwrap_or_else(|e| panic!("{c:?}: {e}"));
                 assert_eq!(v["v"], value.as_str(), "{c:?}");
             }
         }
