@@ -218,7 +218,8 @@ impl Line {
     }
 }
 
-/// The bytes a JSON string cannot hold as they are: `"`, `\\`, and control characters.
+/// The bytes written escaped: `"`, `\`, and the control characters (DEL included). The one
+/// list of them; [`json_string`] only picks each one's spelling.
 const ESCAPED: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
@@ -232,33 +233,28 @@ const ESCAPED: [bool; 256] = {
     table
 };
 
-/// Append `s` as a JSON string literal. A value with nothing to escape (nearly every path and
-/// id) is copied in one go; otherwise runs of bytes that need no escaping are.
+/// Append `s` as a JSON string literal. Runs of bytes that need no escaping are copied in one
+/// go, so a value with nothing to escape (nearly every path and id) is one table scan and one
+/// copy.
 fn json_string(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
     let bytes = s.as_bytes();
-    if !bytes.iter().any(|&b| ESCAPED[usize::from(b)]) {
-        buf.extend_from_slice(bytes);
-        buf.push(b'"');
-        return;
-    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let escaped: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f | 0x7f => b"",
-            _ => continue,
-        };
+        if !ESCAPED[usize::from(b)] {
+            continue;
+        }
         buf.extend_from_slice(&bytes[start..i]);
         start = i + 1;
-        if escaped.is_empty() {
-            let _ = write!(buf, "\\u{b:04x}");
-        } else {
-            buf.extend_from_slice(escaped);
+        match b {
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            _ => {
+                let _ = write!(buf, "\\u{b:04x}");
+            }
         }
     }
     buf.extend_from_slice(&bytes[start..]);

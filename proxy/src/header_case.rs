@@ -32,6 +32,12 @@ pub trait Headers {
     fn convertible(&self) -> bool;
     /// Whether pingora keeps a case map for this header.
     fn keeps_case(&self) -> bool;
+    /// Whether edits go straight into the `http` map: there is no case map to keep in step, and
+    /// the header converts back unchanged. The one test [`Headers::set`] and
+    /// [`crate::header_list`] both make.
+    fn edits_directly(&self) -> bool {
+        !self.keeps_case() && self.convertible()
+    }
     /// Run `edit` on the `http` map. The case map is dropped. Callers check
     /// [`Headers::convertible`] first.
     fn edit_map<R>(&mut self, edit: impl FnOnce(&mut HeaderMap) -> R) -> R;
@@ -48,7 +54,7 @@ pub trait Headers {
         &mut self,
         entries: [(&StaticName, HeaderValue); N],
     ) -> pingora::Result<()> {
-        if !self.keeps_case() && self.convertible() {
+        if self.edits_directly() {
             return self.edit_map(|map| {
                 for (name, value) in entries {
                     // `http` panics past its size limit where `try_insert` answers an error.

@@ -25,7 +25,7 @@ struct Edits {
 /// Carry out `edits`: on the `http` map in one go when the header keeps no case map, else
 /// through pingora, which keeps its case map in step.
 fn apply<T: Headers>(target: &mut T, edits: Edits) -> Result<(), String> {
-    if !target.keeps_case() && target.convertible() {
+    if target.edits_directly() {
         return target.edit_map(|map| {
             for name in &edits.gone {
                 map.remove(name);
