@@ -18,7 +18,9 @@ use crate::deferred::{self, Kit, Part};
 use crate::grouped::Grouped;
 use crate::invocation::{HeaderList, Invocation};
 use crate::js_json::{JsBuilder, string};
-use crate::outcome::{Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome};
+use crate::outcome::{
+    Edits, FunctionError, FunctionErrorKind, GeneratedResponse, HeaderEdits, Outcome,
+};
 use crate::returned::{Fields, Returned};
 use verge_config::Hook;
 
@@ -622,18 +624,26 @@ fn check_name(field: &str, name: &str) -> Result<(), FunctionError> {
     Ok(())
 }
 
-/// Rebuild a header list from a returned `headers` object, enforcing the read-only and
-/// disallowed rules against the original.
-fn headers_from(
+/// What a returned `headers` object changes against the headers the function was given
+/// (`original`, which leaves out `split_out` and what functions may not see), enforcing the
+/// read-only and disallowed rules. A name whose values are what it had stays out of the
+/// changes, bytes and all (a value that was not UTF-8 is not rewritten as its lossy text); a
+/// name set to other values goes into `set`, a name the object no longer has into `removed`.
+/// `split_out` in the object is ignored: its own part (`cookies`) says what it becomes. What
+/// the function could not see is never touched.
+fn header_changes(
     returned: &Returned,
-    original_headers: &MultiMap<'_>,
-    original: &[(String, Vec<u8>)],
+    original: &MultiMap<'_>,
     read_only: &[&str],
-) -> Result<HeaderList, FunctionError> {
+    split_out: &str,
+    changes: &mut HeaderChanges,
+) -> Result<(), FunctionError> {
     let map = returned
         .as_object()
         .ok_or_else(|| validation("headers must be an object"))?;
-    let mut out: HeaderList = Vec::with_capacity(map.len());
+    let read_only_error = |name: &str| validation(format!("headers: `{name}` is read-only here"));
+    // Names of `original` the object still has (each at most once: object keys are unique).
+    let mut kept = 0;
     for (name, entry) in map.iter() {
         check_name("headers", name)?;
         if is_disallowed(name) {
@@ -641,30 +651,82 @@ fn headers_from(
                 "headers: `{name}` may not be set by a function"
             )));
         }
-        let values = entry_values("headers", name, entry, original_headers.get(name))?;
+        if name == split_out {
+            // Checked as any header is, then left to its own part.
+            for v in entry_values("headers", name, entry, None)? {
+                check_value("headers", name, &v)?;
+            }
+            continue;
+        }
+        let before = original.get(name);
+        kept += usize::from(before.is_some());
+        if before.is_some_and(|values| same_entry(entry, values)) {
+            continue;
+        }
+        let values = entry_values("headers", name, entry, before)?;
+        let unchanged = before.is_some_and(|before| {
+            before
+                .iter()
+                .map(|v| v.as_bytes())
+                .eq(values.iter().map(String::as_bytes))
+        });
+        if unchanged {
+            continue;
+        }
+        if read_only.contains(&name) {
+            return Err(read_only_error(name));
+        }
         for v in &values {
             check_value("headers", name, v)?;
         }
-        out.extend(
+        changes.set.extend(
             values
                 .into_iter()
                 .map(|v| (name.to_owned(), v.into_bytes())),
         );
     }
-    for name in read_only {
-        let before = original.iter().filter(|(n, _)| n == name).map(|(_, v)| v);
-        let after = out.iter().filter(|(n, _)| n == name).map(|(_, v)| v);
-        if !before.eq(after) {
-            return Err(validation(format!("headers: `{name}` is read-only here")));
+    // Usually every name is still there, which the count shows without a lookup per name;
+    // otherwise the names are looked up in a set (a request may carry thousands).
+    if kept < original.len() {
+        let still: foldhash::HashSet<&str> = map.keys().collect();
+        for (name, _) in original.iter() {
+            if !still.contains(name) {
+                if read_only.contains(&name) {
+                    return Err(read_only_error(name));
+                }
+                changes.removed.push(name.to_owned());
+            }
         }
     }
-    // What the function could not see passes through unchanged.
-    for (name, value) in original {
-        if is_disallowed(name) {
-            out.push((name.clone(), value.clone()));
+    Ok(())
+}
+
+/// Header changes being gathered from a returned request or response ([`HeaderEdits::Changes`]).
+#[derive(Default)]
+struct HeaderChanges {
+    set: HeaderList,
+    removed: Vec<String>,
+}
+
+impl HeaderChanges {
+    /// Give `name` exactly `values`: removed when there are none and the original had it.
+    fn replace(&mut self, name: &str, values: HeaderList, had: bool) {
+        if values.is_empty() {
+            if had {
+                self.removed.push(name.to_owned());
+            }
+        } else {
+            self.set.extend(values);
         }
     }
-    Ok(out)
+
+    /// The edits, `None` when nothing changed.
+    fn into_edits(self) -> Option<HeaderEdits> {
+        (!self.set.is_empty() || !self.removed.is_empty()).then_some(HeaderEdits::Changes {
+            set: self.set,
+            removed: self.removed,
+        })
+    }
 }
 
 /// Rebuild the query string from a returned `querystring` (object, or a raw string as the AWS
@@ -795,42 +857,29 @@ pub fn viewer_request_outcome(
     {
         edits.querystring = Some(querystring_from(q, event.query())?);
     }
-    let headers = obj
-        .get("headers")
-        .filter(|h| !same_multi(h, event.headers()));
-    let cookies = obj
-        .get("cookies")
-        .filter(|c| !same_multi(c, event.cookies()));
-    if headers.is_some() || cookies.is_some() {
-        let mut list = match headers {
-            Some(h) => headers_from(
-                h,
-                event.headers(),
-                &inv.request.headers,
-                READ_ONLY_VIEWER_REQUEST,
-            )?,
-            None => inv.request.headers.clone(),
-        };
-        list.retain(|(n, _)| n != "cookie");
-        let cookie = match cookies {
-            Some(c) => cookie_header_from(c, event.cookies())?,
-            None => inv
-                .request
-                .headers
-                .iter()
-                .filter(|(n, _)| n == "cookie")
-                .map(|(_, v)| v.clone())
-                .reduce(|mut a, b| {
-                    a.extend_from_slice(b"; ");
-                    a.extend_from_slice(&b);
-                    a
-                }),
-        };
-        if let Some(cookie) = cookie {
-            list.push(("cookie".into(), cookie));
-        }
-        edits.headers = Some(list);
+    let mut changes = HeaderChanges::default();
+    if let Some(headers) = obj.get("headers") {
+        header_changes(
+            headers,
+            event.headers(),
+            READ_ONLY_VIEWER_REQUEST,
+            "cookie",
+            &mut changes,
+        )?;
     }
+    if let Some(cookies) = obj
+        .get("cookies")
+        .filter(|c| !same_multi(c, event.cookies()))
+    {
+        let line = cookie_header_from(cookies, event.cookies())?;
+        let had = inv.request.headers.iter().any(|(n, _)| n == "cookie");
+        changes.replace(
+            "cookie",
+            line.map(|l| ("cookie".to_owned(), l)).into_iter().collect(),
+            had,
+        );
+    }
+    edits.headers = changes.into_edits();
     Ok(Outcome::Continue(edits))
 }
 
@@ -854,36 +903,24 @@ pub fn viewer_response_outcome(
     {
         edits.status = Some(status_code(status)?);
     }
-    let headers = obj
-        .get("headers")
-        .filter(|h| !same_multi(h, original.headers()));
-    let cookies = obj
-        .get("cookies")
-        .filter(|c| !same_set_cookies(c, original.cookies()));
-    if headers.is_some() || cookies.is_some() {
-        let mut list = match headers {
-            Some(h) => headers_from(
-                h,
-                original.headers(),
-                original.list,
-                READ_ONLY_VIEWER_RESPONSE,
-            )?,
-            None => original.list.to_vec(),
-        };
-        list.retain(|(n, _)| n != "set-cookie");
-        match cookies {
-            Some(c) => list.extend(set_cookie_lines(c)?),
-            // `Set-Cookie` was never in `headers`: keep the origin's.
-            None => list.extend(
-                original
-                    .list
-                    .iter()
-                    .filter(|(n, _)| n == "set-cookie")
-                    .cloned(),
-            ),
-        }
-        edits.headers = Some(list);
+    let mut changes = HeaderChanges::default();
+    if let Some(headers) = obj.get("headers") {
+        header_changes(
+            headers,
+            original.headers(),
+            READ_ONLY_VIEWER_RESPONSE,
+            "set-cookie",
+            &mut changes,
+        )?;
     }
+    if let Some(cookies) = obj
+        .get("cookies")
+        .filter(|c| !same_set_cookies(c, original.cookies()))
+    {
+        let had = original.list.iter().any(|(n, _)| n == "set-cookie");
+        changes.replace("set-cookie", set_cookie_lines(cookies)?, had);
+    }
+    edits.headers = changes.into_edits();
     if let Some(body) = obj.get("body") {
         edits.body = Some(body_bytes(body)?);
     }
@@ -961,9 +998,14 @@ fn generated_response(obj: &Fields) -> Result<GeneratedResponse, FunctionError> 
         || Err(validation("response.statusCode is missing")),
         status_code,
     )?;
-    // A generated response has no original: nothing is read-only, nothing hidden to keep.
+    // A generated response has no original: every header is new, nothing is read-only and no
+    // name is split out (no name is empty).
     let mut headers = match obj.get("headers") {
-        Some(h) => headers_from(h, &Grouped::empty(), &[], &[])?,
+        Some(h) => {
+            let mut changes = HeaderChanges::default();
+            header_changes(h, &Grouped::empty(), &[], "", &mut changes)?;
+            changes.set
+        }
         None => Vec::new(),
     };
     if let Some(c) = obj.get("cookies") {

@@ -19,7 +19,9 @@ use crate::grouped::Grouped;
 use crate::invocation::{EdgeOrigin, HeaderList, Invocation};
 use crate::js_json::{JsBuilder, string};
 use crate::origin_choice::{OriginChoice, OriginUpdate};
-use crate::outcome::{Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome};
+use crate::outcome::{
+    Edits, FunctionError, FunctionErrorKind, GeneratedResponse, HeaderEdits, Outcome,
+};
 use crate::returned::{Fields, Returned};
 use verge_config::Hook;
 
@@ -744,12 +746,12 @@ fn request_edits(event: &EdgeEvent<'_>, obj: &Fields) -> Result<Edits, FunctionE
         None => return Err(validation("request.headers is required")),
     };
     if !same_headers(headers, &event.request_headers) {
-        edits.headers = Some(checked_headers(
+        edits.headers = Some(HeaderEdits::Whole(checked_headers(
             inv.hook,
             "request.headers",
             headers,
             &inv.request.headers,
-        )?);
+        )?));
     }
     if let Some(origin) = obj.get("origin") {
         if inv.hook != Hook::OriginRequest {
@@ -851,12 +853,12 @@ fn response_edits(event: &EdgeEvent<'_>, obj: &Fields) -> Result<Edits, Function
     {
         let empty = Vec::new();
         let before = inv.response.as_ref().map_or(&empty, |r| &r.headers);
-        edits.headers = Some(checked_headers(
+        edits.headers = Some(HeaderEdits::Whole(checked_headers(
             inv.hook,
             "response.headers",
             headers,
             before,
-        )?);
+        )?));
     }
     edits.body = body_from(obj)?;
     Ok(edits)

@@ -87,6 +87,6 @@ pub use invocation::{
 };
 pub use origin_choice::{OriginChoice, OriginOverrides, OriginUpdate};
 pub use outcome::{
-    Edits, FunctionError, FunctionErrorKind, GeneratedResponse, Outcome, ResultType,
+    Edits, FunctionError, FunctionErrorKind, GeneratedResponse, HeaderEdits, Outcome, ResultType,
 };
 pub use verge_config::{FunctionDef, Hook, Runtime};

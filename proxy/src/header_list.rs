@@ -1,7 +1,9 @@
-//! Giving a request or response the full header list a function returned, touching only the
-//! names whose values changed.
+//! Giving a request or response the headers a function returned, touching only the names whose
+//! values changed: a CloudFront Function's outcome already names only those
+//! ([`HeaderEdits::Changes`], parsed and made here); a Lambda@Edge handler's is the whole list
+//! ([`HeaderEdits::Whole`]), compared here with the headers the target has.
 //!
-//! A function answers with every header, changed or not. Removing all of them and appending the
+//! A whole list names every header, changed or not. Removing all of them and appending the
 //! list again cost ~2.5 µs per invocation on the proxy thread (`perf`, the rewrite row), most of
 //! it re-inserting headers the function never touched. Here a name whose values are the same,
 //! in the same order, is left as it is; a changed name is replaced; a name the list no longer
@@ -12,6 +14,8 @@
 //! ([`crate::header_case`]).
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+use verge_functions::HeaderEdits;
 
 use crate::header_case::Headers;
 
@@ -76,6 +80,37 @@ pub fn replace<T: Headers>(target: &mut T, list: &[(String, Vec<u8>)]) -> Result
         edits_grouped(target.header_map(), list)?
     };
     apply(target, edits)
+}
+
+/// Carry out a function's header edits on `target`: a whole list as [`replace`] does; changes
+/// name by name, every header they do not name left as it is. Checked first as [`replace`]
+/// checks: an invalid name or value is an error naming the header, and `target` is left
+/// untouched.
+pub fn edit<T: Headers>(target: &mut T, edits: &HeaderEdits) -> Result<(), String> {
+    match edits {
+        HeaderEdits::Whole(list) => replace(target, list),
+        HeaderEdits::Changes { set, removed } => apply(target, parse_changes(set, removed)?),
+    }
+}
+
+/// [`HeaderEdits::Changes`] parsed: each run of one name in `set` is one changed name.
+fn parse_changes(set: &[(String, Vec<u8>)], removed: &[String]) -> Result<Edits, String> {
+    let parse_name =
+        |name: &str| HeaderName::from_bytes(name.as_bytes()).map_err(|e| cannot_send(name, &e));
+    let mut edits = Edits::default();
+    for run in set.chunk_by(|(a, _), (b, _)| a == b) {
+        let name = run[0].0.as_str();
+        let values = run
+            .iter()
+            .map(|(_, v)| HeaderValue::from_bytes(v).map_err(|e| cannot_send(name, &e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        edits.changed.push((parse_name(name)?, values));
+    }
+    edits.gone = removed
+        .iter()
+        .map(|name| parse_name(name))
+        .collect::<Result<_, _>>()?;
+    Ok(edits)
 }
 
 /// Why a header from a function's list cannot go on the wire.
@@ -341,5 +376,74 @@ mod tests {
             assert!(wire.contains("X-Keep: 1"), "{strategy}: {wire}");
             assert!(wire.contains("x-change: b"), "{strategy}: {wire}");
         }
+    }
+
+    fn changes(set: &[(&str, &str)], removed: &[&str]) -> HeaderEdits {
+        HeaderEdits::Changes {
+            set: list(set),
+            removed: removed.iter().map(|n| (*n).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn changes_touch_only_the_names_they_name() {
+        let before = [
+            ("host", "a"),
+            ("x-keep", "k"),
+            ("x-gone", "g"),
+            ("x-multi", "m1"),
+            ("x-multi", "m2"),
+        ];
+        for cased in [true, false] {
+            let mut req = request(&before);
+            if !cased {
+                crate::header_case::normalize(&mut req, false, 0);
+            }
+            // A value that is not text passes through as the bytes it is.
+            req.append_header("x-raw", &b"\xff\xfe"[..]).unwrap();
+            let edits = changes(
+                &[("x-multi", "n1"), ("x-multi", "n2"), ("x-added", "1")],
+                &["x-gone"],
+            );
+            edit(&mut req, &edits).unwrap();
+            let values = |name: &str| -> Vec<&[u8]> {
+                req.headers
+                    .get_all(name)
+                    .iter()
+                    .map(http::HeaderValue::as_bytes)
+                    .collect()
+            };
+            assert_eq!(values("host"), [b"a"], "case map kept: {cased}");
+            assert_eq!(values("x-keep"), [b"k"], "case map kept: {cased}");
+            assert_eq!(values("x-raw"), [b"\xff\xfe"], "case map kept: {cased}");
+            assert_eq!(values("x-multi"), [b"n1", b"n2"], "case map kept: {cased}");
+            assert_eq!(values("x-added"), [b"1"], "case map kept: {cased}");
+            assert!(values("x-gone").is_empty(), "case map kept: {cased}");
+            assert_eq!(req.headers.keys_len(), 5, "case map kept: {cased}");
+        }
+    }
+
+    #[test]
+    fn a_bad_change_is_an_error_naming_it_and_changes_nothing() {
+        let before = [("x-a", "1"), ("x-b", "2")];
+        for (bad, edits) in [
+            (
+                "x-bad",
+                changes(&[("x-a", "changed"), ("x-bad", "a\nb")], &[]),
+            ),
+            ("bad name", changes(&[("x-a", "changed")], &["bad name"])),
+        ] {
+            let mut req = request(&before);
+            let err = edit(&mut req, &edits).unwrap_err();
+            assert!(err.contains(bad), "{err}");
+            assert_eq!(pairs(&req.headers), pairs(&request(&before).headers));
+        }
+    }
+
+    #[test]
+    fn a_whole_list_replaces_every_header() {
+        let mut req = request(&[("x-a", "1"), ("x-b", "2")]);
+        edit(&mut req, &HeaderEdits::Whole(list(&[("x-b", "3")]))).unwrap();
+        assert_eq!(pairs(&req.headers), [("x-b".to_owned(), "3".to_owned())]);
     }
 }

@@ -105,7 +105,7 @@ fn header(answer: &Answer, name: &str) -> Option<String> {
     let Ok(Outcome::Continue(edits)) = answer else {
         panic!("not a continued request: {answer:?}");
     };
-    let (_, value) = edits.headers.as_ref()?.iter().find(|(n, _)| n == name)?;
+    let value = edits.headers.as_ref()?.value_of(name)?;
     Some(String::from_utf8_lossy(value).into_owned())
 }
 
@@ -157,8 +157,7 @@ fn the_whole_event_serializes_and_enumerates_alike() {
     let Ok(Outcome::Continue(edits)) = &answer else {
         panic!("{answer:?}");
     };
-    let headers = edits.headers.as_ref().unwrap();
-    let (_, json) = headers.iter().find(|(n, _)| n == "x-json").unwrap();
+    let json = edits.headers.as_ref().unwrap().value_of("x-json").unwrap();
     let json = String::from_utf8_lossy(json);
     assert!(
         json.contains(r#""querystring":{"q":{"value":"1"}}"#),
@@ -183,21 +182,21 @@ fn edits_to_deferred_parts_reach_the_result() {
     assert_eq!(e.querystring.as_deref(), Some("x=1"));
     let e = edits(request("event.request.cookies = {}; return event.request;"));
     let headers = e.headers.unwrap();
-    assert!(!headers.iter().any(|(n, _)| n == "cookie"), "{headers:?}");
+    assert_eq!(headers.values_of("cookie"), Some(vec![]), "{headers:?}");
     let e = edits(request(
         "delete event.request.cookies.s; return event.request;",
     ));
-    let cookie = e.headers.unwrap().into_iter().find(|(n, _)| n == "cookie");
-    assert_eq!(cookie.map(|(_, v)| v), Some(b"t=2".to_vec()));
+    let headers = e.headers.unwrap();
+    assert_eq!(headers.value_of("cookie"), Some(&b"t=2"[..]));
     let e = edits(response(
         "event.response.cookies.other.value = '9'; return event.response;",
     ));
-    let lines: Vec<_> = e
-        .headers
+    let headers = e.headers.unwrap();
+    let lines: Vec<_> = headers
+        .values_of("set-cookie")
         .unwrap()
         .into_iter()
-        .filter(|(n, _)| n == "set-cookie")
-        .map(|(_, v)| String::from_utf8(v).unwrap())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
         .collect();
     assert_eq!(lines, ["id=1; Path=/", "id=2; Secure", "other=9"]);
 }
@@ -378,7 +377,7 @@ fn a_viewer_response_handler_that_reads_the_request_has_it_built_from_then_on() 
                 panic!("not a continued response: {answer:?}");
             };
             let headers = edits.headers.as_ref().expect("a header was added");
-            let (_, value) = headers.iter().find(|(n, _)| n == "x-seen").expect("x-seen");
+            let value = headers.value_of("x-seen").expect("x-seen");
             String::from_utf8_lossy(value).into_owned()
         })
         .collect();

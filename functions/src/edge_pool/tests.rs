@@ -367,7 +367,9 @@ async fn a_task_whose_timeout_passed_during_a_cold_start_is_not_started_afterwar
     let Ok(Outcome::Continue(edits)) = reply.result else {
         panic!("{:?}", reply.result)
     };
-    let headers = edits.headers.expect("the handler's header");
+    let Some(crate::HeaderEdits::Whole(headers)) = edits.headers else {
+        panic!("the handler's headers, whole: {:?}", edits.headers)
+    };
     let n: Vec<_> = headers.iter().filter(|(k, _)| k == "x-n").collect();
     assert_eq!(n.len(), 1, "{headers:?}");
     assert_eq!(n[0].1, b"1", "the timed-out task ran after all");

@@ -50,9 +50,8 @@ fn header<'a>(edits: &'a Edits, name: &str) -> Option<&'a str> {
     edits
         .headers
         .as_ref()?
-        .iter()
-        .find(|(n, _)| n == name)
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .value_of(name)
+        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// The `x-out` header a viewer-request handler set.

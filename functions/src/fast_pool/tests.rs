@@ -57,7 +57,7 @@ fn added_header(reply: Reply) -> bool {
     match reply.result {
         Ok(Outcome::Continue(Edits {
             headers: Some(h), ..
-        })) => h.iter().any(|(n, v)| n == "x-ab" && v == b"b"),
+        })) => h.value_of("x-ab") == Some(b"b"),
         other => panic!("{other:?}"),
     }
 }
@@ -504,7 +504,7 @@ fn header<'a>(ran: &'a Ran, name: &str) -> Option<&'a [u8]> {
     match &ran.reply.result {
         Ok(Outcome::Continue(Edits {
             headers: Some(h), ..
-        })) => h.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice()),
+        })) => h.value_of(name),
         _ => None,
     }
 }

@@ -78,7 +78,7 @@ fn apply_request_edits(req: &mut RequestHeader, edits: Edits) -> Result<(), Stri
             .map_err(|e| format!("the new URI is not valid: {e}"))?;
     }
     if let Some(headers) = edits.headers {
-        crate::header_list::replace(req, &headers)?;
+        crate::header_list::edit(req, &headers)?;
     }
     Ok(())
 }
@@ -321,7 +321,7 @@ pub fn apply_response_edits(
             .map_err(|e| format!("status {status} cannot be sent: {e}"))?;
     }
     if let Some(headers) = edits.headers {
-        crate::header_list::replace(response, &headers)?;
+        crate::header_list::edit(response, &headers)?;
     }
     Ok(edits.body)
 }

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use pingora::Error;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use verge_functions::{EdgeOrigin, FunctionDef, Hook, Invocation, OriginChoice, Outcome};
+use verge_functions::{
+    EdgeOrigin, FunctionDef, HeaderEdits, Hook, Invocation, OriginChoice, Outcome,
+};
 
 use crate::ctx::{Replacement, RequestCtx};
 use crate::metrics::CONTINUE;
@@ -122,7 +124,7 @@ pub async fn origin_request(
                     // Whatever headers the function left are the ones sent (Host included:
                     // a new domain does not change it by itself, as on CloudFront).
                     if edits.headers.is_none() {
-                        edits.headers = Some(sent_headers);
+                        edits.headers = Some(HeaderEdits::Whole(sent_headers));
                     }
                     ctx.origin_edits = Some(Box::new(edits));
                     return Ok(moved);

@@ -40,7 +40,7 @@ fn rewrite(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> pingora::Resul
         }
         upstream.set_raw_path(target_path.as_bytes())?;
         if let Some(headers) = edits.headers {
-            crate::header_list::replace(upstream, &headers)
+            crate::header_list::edit(upstream, &headers)
                 .map_err(|e| pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, e))?;
         }
         for (name, value) in &target.custom_headers {
