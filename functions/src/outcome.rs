@@ -38,7 +38,7 @@ pub enum HeaderEdits {
     Whole(HeaderList),
     /// Only what changed: each name in `set` gets exactly the values listed for it there (a
     /// name's values are next to each other, in order), each name in `removed` goes, and every
-    /// other header stays as it is, bytes and place. A CloudFront Function returns every header
+    /// other header stays as it is, bytes and all. A CloudFront Function returns every header
     /// it was given; the worker compares them with what it gave (which it has grouped by name
     /// already), so neither thread copies the unchanged ones and the proxy thread touches only
     /// the few that changed. Callgrind, the viewer-request rewrite, against a whole list

@@ -8,10 +8,10 @@
 //! it re-inserting headers the function never touched. Here a name whose values are the same,
 //! in the same order, is left as it is; a changed name is replaced; a name the list no longer
 //! has is removed. What goes on the wire is the same set of headers as a full replacement,
-//! except that untouched names keep their place (and, where verge keeps header case, their
-//! case). The edits are found first and then made in one go ([`apply`]): straight on the `http`
-//! map, or through pingora where it keeps a case map to update as well
-//! ([`crate::header_case`]).
+//! except that untouched names are never re-inserted: they keep their bytes (and, where verge
+//! keeps header case, their case), and move only when `http` fills a removed name's slot. The
+//! edits are found first and then made in one go ([`apply`]): straight on the `http` map, or
+//! through pingora where it keeps a case map to update as well ([`crate::header_case`]).
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
