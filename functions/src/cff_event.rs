@@ -630,14 +630,18 @@ fn check_name(field: &str, name: &str) -> Result<(), FunctionError> {
 /// changes, bytes and all (a value that was not UTF-8 is not rewritten as its lossy text); a
 /// name set to other values goes into `set`, a name the object no longer has into `removed`.
 /// `split_out` in the object is ignored: its own part (`cookies`) says what it becomes. What
-/// the function could not see is never touched.
+/// the function could not see is never touched, and neither is anything when the returned
+/// object has no `headers` (`returned` is `None`).
 fn header_changes(
-    returned: &Returned,
+    returned: Option<&Returned>,
     original: &MultiMap<'_>,
     read_only: &[&str],
     split_out: &str,
-    changes: &mut HeaderChanges,
-) -> Result<(), FunctionError> {
+) -> Result<HeaderChanges, FunctionError> {
+    let mut changes = HeaderChanges::default();
+    let Some(returned) = returned else {
+        return Ok(changes);
+    };
     let map = returned
         .as_object()
         .ok_or_else(|| validation("headers must be an object"))?;
@@ -698,7 +702,7 @@ fn header_changes(
             }
         }
     }
-    Ok(())
+    Ok(changes)
 }
 
 /// Header changes being gathered from a returned request or response ([`HeaderEdits::Changes`]).
@@ -857,16 +861,12 @@ pub fn viewer_request_outcome(
     {
         edits.querystring = Some(querystring_from(q, event.query())?);
     }
-    let mut changes = HeaderChanges::default();
-    if let Some(headers) = obj.get("headers") {
-        header_changes(
-            headers,
-            event.headers(),
-            READ_ONLY_VIEWER_REQUEST,
-            "cookie",
-            &mut changes,
-        )?;
-    }
+    let mut changes = header_changes(
+        obj.get("headers"),
+        event.headers(),
+        READ_ONLY_VIEWER_REQUEST,
+        "cookie",
+    )?;
     if let Some(cookies) = obj
         .get("cookies")
         .filter(|c| !same_multi(c, event.cookies()))
@@ -903,16 +903,12 @@ pub fn viewer_response_outcome(
     {
         edits.status = Some(status_code(status)?);
     }
-    let mut changes = HeaderChanges::default();
-    if let Some(headers) = obj.get("headers") {
-        header_changes(
-            headers,
-            original.headers(),
-            READ_ONLY_VIEWER_RESPONSE,
-            "set-cookie",
-            &mut changes,
-        )?;
-    }
+    let mut changes = header_changes(
+        obj.get("headers"),
+        original.headers(),
+        READ_ONLY_VIEWER_RESPONSE,
+        "set-cookie",
+    )?;
     if let Some(cookies) = obj
         .get("cookies")
         .filter(|c| !same_set_cookies(c, original.cookies()))
@@ -1000,14 +996,7 @@ fn generated_response(obj: &Fields) -> Result<GeneratedResponse, FunctionError> 
     )?;
     // A generated response has no original: every header is new, nothing is read-only and no
     // name is split out (no name is empty).
-    let mut headers = match obj.get("headers") {
-        Some(h) => {
-            let mut changes = HeaderChanges::default();
-            header_changes(h, &Grouped::empty(), &[], "", &mut changes)?;
-            changes.set
-        }
-        None => Vec::new(),
-    };
+    let mut headers = header_changes(obj.get("headers"), &Grouped::empty(), &[], "")?.set;
     if let Some(c) = obj.get("cookies") {
         headers.extend(set_cookie_lines(c)?);
     }
