@@ -29,6 +29,8 @@ mod routing;
 mod setup_script;
 #[cfg(test)]
 mod tls;
+#[cfg(test)]
+mod viewer_connection;
 
 /// Allocations are counted per thread, as the fast tier's memory limit needs.
 #[global_allocator]

@@ -18,7 +18,19 @@ pub fn prepare_connection(session: &mut Session, ctx: &RequestCtx) {
     crate::thread_policy::settle(server.batch_scheduling);
     session.set_read_timeout(Some(server.client_timeout));
     session.set_write_timeout(Some(server.client_timeout));
-    session.set_keepalive(Some(server.keepalive_timeout.as_secs()));
+    // Whether the connection stays open is the viewer's to say, and pingora read it from the
+    // request: HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+    // Only how long it may sit idle is verge's. (Setting it regardless kept an HTTP/1.0
+    // viewer's connection open after its answer, and that viewer waits for the close.)
+    if session.get_keepalive().is_some() {
+        session.set_keepalive(Some(keepalive_secs(server.keepalive_timeout)));
+    }
+}
+
+/// An idle timeout in pingora's whole seconds, rounded up: pingora reads 0 as "no limit", so a
+/// sub-second `server.keepalive_timeout` must not become 0.
+fn keepalive_secs(timeout: std::time::Duration) -> u64 {
+    timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0)
 }
 
 /// Bytes of the request line and header block as they came over HTTP/1.1.

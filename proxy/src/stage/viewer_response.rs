@@ -1,6 +1,6 @@
 //! viewer-response: run the behavior's viewer-response function (CloudFront skips it when the
-//! origin answered ≥ 400 unless `viewer_response_on_error` is set), then mark the response with
-//! its result type and request id.
+//! origin answered ≥ 400 unless `viewer_response_on_error` is set), frame the body so an
+//! HTTP/1.0 viewer can read it, then mark the response with its result type and request id.
 
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -29,5 +29,21 @@ pub async fn on_header(
         Box::pin(function::viewer_response(state, session, response, ctx, f)).await?;
     }
     ctx.response_started = true;
+    frame_for_http10(session, response);
     headers::stamp_response(response, ctx.result, &ctx.request_id)
+}
+
+/// An HTTP/1.0 viewer cannot read chunked framing (RFC 9112 §6.1: a server must not send it to
+/// one), and pingora passes an origin's `transfer-encoding: chunked` through to every viewer.
+/// Without it pingora ends the body by closing the connection, so that connection is not kept
+/// even when the viewer asked for keep-alive (it keeps it when the length is known).
+fn frame_for_http10(session: &mut Session, response: &mut ResponseHeader) {
+    if session.req_header().version == http::Version::HTTP_10
+        && response
+            .headers
+            .contains_key(http::header::TRANSFER_ENCODING)
+    {
+        response.remove_header(&http::header::TRANSFER_ENCODING);
+        session.set_keepalive(None);
+    }
 }

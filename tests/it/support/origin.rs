@@ -5,6 +5,7 @@
 //! - `/stall` — never answers (until the connection closes);
 //! - `/reset` — closes the connection without answering;
 //! - `/stream/N` — N pattern bytes, streamed in 64 KiB chunks;
+//! - `/chunked/N` — the same with no length given, so framed chunked;
 //! - `/upload` — reads the whole body streaming, answers its length and SHA-256.
 //!
 //! Every answer carries `x-origin: NAME`.
@@ -118,6 +119,16 @@ async fn handle(name: Arc<str>, req: Request<Incoming>) -> Result<Response<Body>
             .header("x-origin", &*name)
             .header("content-length", total)
             .body(BodyExt::boxed(StreamBody::new(chunks)))
+            .unwrap());
+    }
+    if let Some(n) = path.strip_prefix("/chunked/") {
+        // The pattern body with no length given: hyper frames it chunked.
+        let total: u64 = n.parse().unwrap_or(0);
+        return Ok(Response::builder()
+            .header("x-origin", &*name)
+            .body(BodyExt::boxed(StreamBody::new(super::pattern_chunks(
+                total,
+            ))))
             .unwrap());
     }
     if path == "/upload" {
