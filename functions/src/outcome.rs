@@ -55,8 +55,10 @@ pub enum HeaderEdits {
 impl HeaderEdits {
     /// The values `name` ends up with where this edit names it: `Some(values)` (empty when it
     /// is removed), or `None` where the edit leaves it as it was (and for a `Whole` list
-    /// without it, empty: the name is gone).
-    pub fn values_of(&self, name: &str) -> Option<Vec<&[u8]>> {
+    /// without it, empty: the name is gone). For tests, which check what an outcome does to one
+    /// header; the proxy applies them whole.
+    #[cfg(test)]
+    pub(crate) fn values_of(&self, name: &str) -> Option<Vec<&[u8]>> {
         fn of<'a>(list: &'a [(String, Vec<u8>)], name: &str) -> Vec<&'a [u8]> {
             list.iter()
                 .filter(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -94,7 +96,8 @@ impl HeaderEdits {
     }
 
     /// The first value `name` ends up with where this edit names it (see [`Self::values_of`]).
-    pub fn value_of(&self, name: &str) -> Option<&[u8]> {
+    #[cfg(test)]
+    pub(crate) fn value_of(&self, name: &str) -> Option<&[u8]> {
         self.values_of(name).and_then(|v| v.first().copied())
     }
 }

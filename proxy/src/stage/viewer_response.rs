@@ -35,15 +35,21 @@ pub async fn on_header(
 
 /// An HTTP/1.0 viewer cannot read chunked framing (RFC 9112 §6.1: a server must not send it to
 /// one), and pingora passes an origin's `transfer-encoding: chunked` through to every viewer.
-/// Without it pingora ends the body by closing the connection, so that connection is not kept
-/// even when the viewer asked for keep-alive (it keeps it when the length is known).
+/// So the framing goes, with any length sent beside it (which chunked framing overrides, RFC
+/// 9112 §6.3), and pingora ends the body by closing the connection. A body without a length,
+/// chunked or close-delimited at the origin, has no other end, so the connection is not kept
+/// even when the viewer asked for keep-alive (it is when the length is known; an answer with
+/// no body and no length, a 204 say, closes it too, which costs that viewer a reconnect).
 fn frame_for_http10(session: &mut Session, response: &mut ResponseHeader) {
-    if session.req_header().version == http::Version::HTTP_10
-        && response
-            .headers
-            .contains_key(http::header::TRANSFER_ENCODING)
-    {
-        response.remove_header(&http::header::TRANSFER_ENCODING);
+    use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    if session.req_header().version != http::Version::HTTP_10 {
+        return;
+    }
+    if response.headers.contains_key(TRANSFER_ENCODING) {
+        response.remove_header(&TRANSFER_ENCODING);
+        response.remove_header(&CONTENT_LENGTH);
+    }
+    if !response.headers.contains_key(CONTENT_LENGTH) {
         session.set_keepalive(None);
     }
 }
