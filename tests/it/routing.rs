@@ -1,6 +1,7 @@
 //! Behaviors: ordered CloudFront path patterns, first match wins, default last; the headers
 //! verge adds on the way up and down.
 
+use crate::support::client::read_raw_head;
 use crate::support::{origin, proxy};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,7 +115,7 @@ async fn raw_origin() -> (
         while let Ok((mut conn, _)) = listener.accept().await {
             let heads = heads.clone();
             tokio::spawn(async move {
-                while let Some(head) = read_head(&mut conn).await {
+                while let Some(head) = read_raw_head(&mut conn).await {
                     let _ = heads.send(head);
                     let reply =
                         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Origin-Header: yes\r\n\r\nok";
@@ -126,20 +127,6 @@ async fn raw_origin() -> (
         }
     });
     (addr, seen)
-}
-
-/// One message head (up to the blank line), or `None` when the peer closed first.
-async fn read_head(conn: &mut tokio::net::TcpStream) -> Option<String> {
-    use tokio::io::AsyncReadExt;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if conn.read(&mut byte).await.ok()? == 0 {
-            return None;
-        }
-        head.push(byte[0]);
-    }
-    Some(String::from_utf8(head).unwrap())
 }
 
 /// HTTP/1 header names reach the origin and the viewer in the case they were written in only
@@ -161,7 +148,7 @@ async fn header_names_keep_their_case_only_when_configured() {
             .write_all(b"GET /a HTTP/1.1\r\nHost: viewer.example\r\nX-Viewer-Header: 1\r\nCONTENT-language: en\r\n\r\n")
             .await
             .unwrap();
-        let response = tokio::time::timeout(deadline, read_head(&mut viewer))
+        let response = tokio::time::timeout(deadline, read_raw_head(&mut viewer))
             .await
             .expect("an answer in time")
             .expect("a response head");

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{origin, pattern_byte, proxy, single_origin as single};
+use crate::support::client::read_raw_head;
+use crate::support::{get, origin, pattern_byte, proxy, single_origin as single};
 
 /// How long any of these waits for the proxy before the test fails.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -130,4 +131,53 @@ async fn a_sub_second_keepalive_timeout_still_closes_idle_connections() {
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(body == pattern(10).as_slice());
     assert!(started.elapsed() < PATIENCE, "{:?}", started.elapsed());
+}
+
+/// An origin on raw TCP that answers every request with `len` pattern bytes and no length or
+/// chunked framing: the body ends when it closes the connection (RFC 9112 §6.3, last rule).
+async fn close_delimited_origin(len: u64) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if read_raw_head(&mut conn).await.is_none() {
+                    return;
+                }
+                let mut answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
+                answer.extend(pattern(len));
+                // Dropping the connection after the write is the end of the body.
+                let _ = conn.write_all(&answer).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_the_origin_ends_by_closing_reaches_every_viewer_whole() {
+    const LEN: u64 = 70000;
+    let origin = close_delimited_origin(LEN).await;
+    let p = proxy(&single(&format!("http://{origin}"), "")).await;
+    // HTTP/1.0 asking for keep-alive: without a length nothing else could end the body, so the
+    // connection must close after it.
+    let answer = until_closed(
+        p.addr,
+        "GET /any HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    )
+    .await
+    .unwrap_or_else(|| panic!("connection still open after {PATIENCE:?}"));
+    let (head, body) = split(&answer);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert!(!head.contains("connection: keep-alive"), "{head}");
+    assert_eq!(body.len() as u64, LEN);
+    assert!(body == pattern(LEN).as_slice(), "body differs");
+    // HTTP/1.1: whatever framing the proxy chooses, a client reads the same bytes.
+    let reply = get(p.addr, "/any").await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply.body == pattern(LEN).as_slice(),
+        "HTTP/1.1 body differs"
+    );
 }

@@ -260,3 +260,19 @@ pub async fn tls_send(
         .await
         .expect("TLS request deadline")
 }
+
+/// One HTTP/1 message head read off a raw connection, up to and including its blank line, or
+/// `None` when the peer closed (or failed) first. Byte by byte, so nothing after the head is
+/// consumed.
+pub async fn read_raw_head(conn: &mut TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(String::from_utf8(head).unwrap())
+}
