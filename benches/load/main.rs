@@ -174,13 +174,14 @@ fn orchestrate() -> Result<(), BoxError> {
         for i in shuffled(all.len(), round) {
             let s = measure::sample(all[i].addr, warmup, seconds, connections, rate)?;
             eprintln!(
-                "round {}/{rounds}: {:<18} {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  steal {:.1}%{}",
+                "round {}/{rounds}: {:<18} {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  steal {:.1}%  core 1 busy {:.0}%{}",
                 round + 1,
                 all[i].name,
                 s.rps,
                 s.p50_ms,
                 s.p99_ms,
                 s.steal_pct,
+                s.load_core_busy_pct,
                 if s.unexpected > 0 {
                     format!("  {} UNEXPECTED", s.unexpected)
                 } else {

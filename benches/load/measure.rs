@@ -19,13 +19,26 @@ pub struct Sample {
     /// Share of core 0 (the proxies' core) the hypervisor took during the timed `wrk`, in %
     /// (`/proc/stat` steal), so a round slowed by the host shows as such.
     pub steal_pct: f64,
+    /// Share of core 1 (the origin and `wrk`) that was busy during the timed `wrk`, in %.
+    pub load_core_busy_pct: f64,
 }
 
-/// Core 0's `(steal, total)` jiffies from `/proc/stat` (zeros where it cannot be read).
-fn core0_jiffies() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu0 ")) else {
-        return (0, 0);
+/// One core's time from `/proc/stat`, in jiffies.
+#[derive(Clone, Copy, Default)]
+struct CoreTime {
+    /// Taken by the hypervisor.
+    steal: u64,
+    /// Idle or waiting on I/O: time the core could have run something.
+    idle: u64,
+    /// All of user, nice, system, idle, iowait, irq, softirq and steal.
+    total: u64,
+}
+
+/// `cpuN`'s time (zeros where it cannot be read).
+fn core_time(stat: &str, cpu: usize) -> CoreTime {
+    let prefix = format!("cpu{cpu} ");
+    let Some(line) = stat.lines().find(|l| l.starts_with(&prefix)) else {
+        return CoreTime::default();
     };
     // user nice system idle iowait irq softirq steal ...
     let fields: Vec<u64> = line
@@ -33,23 +46,57 @@ fn core0_jiffies() -> (u64, u64) {
         .skip(1)
         .filter_map(|f| f.parse().ok())
         .collect();
-    (
-        fields.get(7).copied().unwrap_or(0),
-        fields.iter().take(8).sum(),
-    )
+    let field = |i: usize| fields.get(i).copied().unwrap_or(0);
+    CoreTime {
+        steal: field(7),
+        idle: field(3) + field(4),
+        total: fields.iter().take(8).sum(),
+    }
+}
+
+/// Both cores' time: core 0 runs the proxy under test, core 1 the origin and the load
+/// generators.
+fn cores_now() -> [CoreTime; 2] {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    [core_time(&stat, 0), core_time(&stat, 1)]
+}
+
+/// `part` of `whole` jiffies between two readings, in % (0 when no time passed).
+fn share(part: (u64, u64), whole: (u64, u64)) -> f64 {
+    let whole = whole.1.saturating_sub(whole.0);
+    if whole == 0 {
+        return 0.0;
+    }
+    100.0 * part.1.saturating_sub(part.0) as f64 / whole as f64
+}
+
+/// What the cores did while something was measured, in % of each core's time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CoreShares {
+    /// Core 0 (the proxy's) taken by the hypervisor: a round slowed by the host shows as such.
+    pub steal0: f64,
+    /// Core 1 (the origin's and the load generators') not idle: near 100 the load side, not
+    /// the proxy, may be what limits the rate.
+    pub busy1: f64,
+}
+
+/// Run `f`, and give what the cores did meanwhile.
+pub fn with_cores<T>(f: impl FnOnce() -> T) -> (T, CoreShares) {
+    let before = cores_now();
+    let result = f();
+    let after = cores_now();
+    let (b0, a0, b1, a1) = (before[0], after[0], before[1], after[1]);
+    let shares = CoreShares {
+        steal0: share((b0.steal, a0.steal), (b0.total, a0.total)),
+        busy1: 100.0 - share((b1.idle, a1.idle), (b1.total, a1.total)),
+    };
+    (result, shares)
 }
 
 /// Run `f`, and give the share of core 0's time the host took meanwhile (steal, %).
 pub fn with_steal<T>(f: impl FnOnce() -> T) -> (T, f64) {
-    let (steal0, total0) = core0_jiffies();
-    let result = f();
-    let (steal1, total1) = core0_jiffies();
-    let steal_pct = if total1 > total0 {
-        100.0 * (steal1 - steal0) as f64 / (total1 - total0) as f64
-    } else {
-        0.0
-    };
-    (result, steal_pct)
+    let (result, shares) = with_cores(f);
+    (result, shares.steal0)
 }
 
 /// `wrk` for `seconds` with `connections`: (req/s, unexpected answers).
@@ -144,7 +191,7 @@ pub fn sample(
     if warmup > 0 {
         wrk(addr, warmup, connections)?;
     }
-    let (wrk_result, steal_pct) = with_steal(|| wrk(addr, seconds, connections));
+    let (wrk_result, cores) = with_cores(|| wrk(addr, seconds, connections));
     let (rps, wrk_unexpected) = wrk_result?;
     let (main, _) = open_loop(addr, rate, seconds, "/", None)?;
     Ok(Sample {
@@ -152,7 +199,8 @@ pub fn sample(
         p50_ms: main["p50_ms"].as_f64().unwrap_or(f64::NAN),
         p99_ms: main["p99_ms"].as_f64().unwrap_or(f64::NAN),
         unexpected: wrk_unexpected + unexpected_in(&main, "200"),
-        steal_pct,
+        steal_pct: cores.steal0,
+        load_core_busy_pct: cores.busy1,
     })
 }
 

@@ -35,6 +35,8 @@ struct Row {
     p50_ms: f64,
     p99_ms: f64,
     cu: Option<(f64, f64)>,
+    /// Median share of core 1 busy while this row was timed (%).
+    load_core_busy_pct: f64,
     unexpected: u64,
 }
 
@@ -62,6 +64,17 @@ fn ratio(run: &Run, row: usize, floor: &str) -> f64 {
         .filter(|(a, b)| clean(a) && clean(b))
         .map(|(a, b)| a.rps / b.rps);
     median(pairs.collect())
+}
+
+/// Median share of core 1 (the origin and the load generators) busy while system `i` was
+/// timed, over all its rounds (%).
+fn median_load_busy(run: &Run, i: usize) -> f64 {
+    median(
+        run.samples[i]
+            .iter()
+            .map(|s| s.load_core_busy_pct)
+            .collect(),
+    )
 }
 
 /// Median req/s of a system over its clean rounds (NaN when none is).
@@ -106,6 +119,7 @@ fn rows(run: &Run) -> Vec<Row> {
                     .map(|log| access_log_field(log, "compute_utilization", "/"))
                     .filter(|cu| cu.iter().any(|&v| v > 0.0))
                     .map(|cu| (quantile(cu.clone(), 0.5), quantile(cu, 0.99))),
+                load_core_busy_pct: median_load_busy(run, i),
                 unexpected: run.samples[i].iter().map(|s| s.unexpected).sum(),
             }
         })
@@ -135,6 +149,20 @@ pub fn summary(systems: &[System], samples: &[Vec<Sample>]) -> String {
         );
     }
     out
+}
+
+/// How busy core 1 (the origin and the load generators: everything but the proxy under test)
+/// was while `name` and verge-none were timed, medians over their rounds. The origin check
+/// above compares rates; this says whether the load side was near its limit for the fastest
+/// row, and how much headroom it had for verge's.
+fn load_core_note(run: &Run, name: &str) -> String {
+    let busy = |row: &str| index_of(run, row).map_or(f64::NAN, |i| median_load_busy(run, i));
+    format!(
+        "; core 1 (origin and load generators) was {:.0}% busy while {name} was timed, {:.0}% \
+         while verge-none was (medians)",
+        busy(name),
+        busy("verge-none")
+    )
 }
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
@@ -215,15 +243,18 @@ pub fn write(run: &Run) -> Result<String, BoxError> {
     let (rw_v, rw_n, rw_ok) = compare("verge-rewrite", "nginx-njs-rewrite");
     let (jwt_v, jwt_n, jwt_ok) = compare("verge-jwt", "nginx-njs-jwt");
     let origin_rps = by_name("origin").map_or(f64::NAN, |r| r.rps);
-    let fastest_proxy = rows
+    let fastest = rows
         .iter()
         .filter(|r| r.name != "origin")
-        .map(|r| r.rps)
-        .fold(0.0, f64::max);
+        .max_by(|a, b| a.rps.total_cmp(&b.rps));
+    let fastest_proxy = fastest.map_or(f64::NAN, |r| r.rps);
     let mut targets = format!(
         "- the origin is not the bottleneck: {origin_rps:.0} req/s direct vs {fastest_proxy:.0} \
-         for the fastest proxy (≥ 1.5× needed): {}\n",
-        verdict(origin_rps >= 1.5 * fastest_proxy)
+         for the fastest proxy (≥ 1.5× needed): {}{}\n",
+        verdict(origin_rps >= 1.5 * fastest_proxy),
+        fastest
+            .map(|r| load_core_note(run, r.name))
+            .unwrap_or_default()
     );
     targets += &format!(
         "- verge-none ≥ 0.95× pingora-bare: **{none_ratio:.3}** — {}\n\
@@ -260,6 +291,7 @@ pub fn write(run: &Run) -> Result<String, BoxError> {
                 "p99_ms": r.p99_ms,
                 "compute_utilization_p50": r.cu.map(|c| c.0),
                 "compute_utilization_p99": r.cu.map(|c| c.1),
+                "load_core_busy_pct": r.load_core_busy_pct,
                 "unexpected": r.unexpected,
                 "failed": r.unexpected > 0,
             })
