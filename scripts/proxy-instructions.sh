@@ -2,7 +2,8 @@
 # Instructions per request on the running proxy, per kind of thread, counted by callgrind: the
 # proxy thread, the fast workers, the edge instances, everything else. Each row runs under
 # valgrind behind the load benchmark's nginx origin, takes a warm-up, has its counters zeroed,
-# then serves `wrk -c8` for a while; the dump after that window divided by the requests wrk
+# then serves `wrk -c8` for a while with the load benchmark's fixed request (any answer not
+# 2xx/3xx fails the row); the dump after that window divided by the requests wrk
 # made is the cost of one request. Callgrind counts user-space instructions, not the kernel's,
 # and repeats on a noisy machine where timings do not.
 #
@@ -29,7 +30,6 @@ bench=target/bench
 [ -x target/release/verge ] || { echo "proxy-instructions: build first (cargo build --release)" >&2; exit 1; }
 load=$(ls -t target/release/deps/load-* 2>/dev/null | grep -v '\.d$' | head -n 1 || true)
 seconds=${SECONDS_MEASURED:-10}
-cookie='Cookie: theme=dark; ab=b'
 work=$(mktemp -d)
 pids=""
 cleanup() {
@@ -68,13 +68,19 @@ wait_for "$origin_port"
 # The configurations name their functions by paths relative to their own folder.
 cp "$bench"/*.js "$work/" 2>/dev/null || true
 
+# The load benchmark's fixed request: its cookie, and the token the JWT row accepts (without
+# it that row would count its 401 path).
+[ -n "$load" ] || { echo "proxy-instructions: no load bench binary (cargo bench --bench load --no-run)" >&2; exit 1; }
+cookie=$("$load" headers | grep '^Cookie: ')
+authorization=$("$load" headers | grep '^Authorization: ')
+[ -n "$cookie" ] && [ -n "$authorization" ] || { echo "proxy-instructions: $load headers printed no fixed request" >&2; exit 1; }
+
 [ $# -gt 0 ] || set -- pingora-bare verge-none verge-vr-rewrite
 printf '%-18s %9s %11s %11s %11s %11s\n' row requests proxy fast edge other
 for row in "$@"; do
     out="$work/cg-$row"
     mkdir -p "$out"
     if [ "$row" = pingora-bare ]; then
-        [ -n "$load" ] || { echo "proxy-instructions: no load bench binary (cargo bench --bench load --no-run)" >&2; exit 1; }
         taskset -c 0 valgrind --tool=callgrind --separate-threads=yes \
             --callgrind-out-file="$out/cg.%p" "$load" bare "127.0.0.1:$proxy_port" \
             "127.0.0.1:$origin_port" "$work/bare-access.log" >"$out/stdout" 2>"$out/stderr" &
@@ -91,14 +97,22 @@ for row in "$@"; do
             --config "$work/$row.toml" >"$out/stdout" 2>"$out/stderr" &
     fi
     vg=$!
+    pids="$pids $vg"
     wait_for "$proxy_port"
-    taskset -c 1 wrk -t1 -c8 -d3s -H "$cookie" "http://127.0.0.1:$proxy_port/" >/dev/null
+    taskset -c 1 wrk -t1 -c8 -d3s -H "$cookie" -H "$authorization" "http://127.0.0.1:$proxy_port/" >/dev/null
     callgrind_control -z "$vg" >/dev/null 2>&1
-    requests=$(taskset -c 1 wrk -t1 -c8 -d"${seconds}s" -H "$cookie" "http://127.0.0.1:$proxy_port/" |
-        awk '/requests in/ {print $1}')
+    taskset -c 1 wrk -t1 -c8 -d"${seconds}s" -H "$cookie" -H "$authorization" \
+        "http://127.0.0.1:$proxy_port/" >"$out/wrk"
+    requests=$(awk '/requests in/ {print $1}' "$out/wrk")
     callgrind_control -d "$vg" >/dev/null 2>&1
     kill "$vg"
     wait "$vg" 2>/dev/null || true
+    # A count over error answers measures the error path, not the row.
+    if grep -q 'Non-2xx' "$out/wrk"; then
+        cp "$out/stdout" "$bench/proxy-instructions-$row.log"
+        echo "proxy-instructions: $row answered $(awk '/Non-2xx/ {print $NF}' "$out/wrk") of $requests requests with a status other than 2xx/3xx; its log is $bench/proxy-instructions-$row.log (under valgrind a function runs tens of times slower, and one that passes its budget, at most 1 ms, fails: count such a function with make instructions)" >&2
+        exit 1
+    fi
     # The dump after the window (part 1) has a file per thread; a thread's kind is told by the
     # functions it ran.
     proxy=0 fast=0 edge=0 other=0

@@ -68,6 +68,14 @@ fn main() -> Result<(), BoxError> {
                 .map(|(n, v)| (n.to_owned(), v))
                 .collect(),
         }),
+        // The fixed request's headers, one `Name: value` per line, for tools that replay it
+        // (scripts/proxy-instructions.sh).
+        Some("headers") if args.len() == 1 => {
+            for (name, value) in client::fixed_headers() {
+                println!("{name}: {value}");
+            }
+            Ok(())
+        }
         _ => orchestrate(),
     }
 }
