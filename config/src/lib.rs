@@ -77,3 +77,6 @@ fn clean_path(path: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod reference_tests;
