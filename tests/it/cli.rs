@@ -599,6 +599,7 @@ fn test_function_prints_aws_fields_and_validation_errors() {
             .args(["test-function", "--function"])
             .arg(&f)
             .args(["--event", "tests/fixtures/events/viewer-request.json"])
+            .env_remove("RUST_LOG")
             .output()
             .unwrap();
         (
@@ -611,6 +612,8 @@ fn test_function_prints_aws_fields_and_validation_errors() {
     let code = std::fs::read_to_string("examples/functions/viewer-request-ab.js").unwrap();
     let (status, out, err) = run(&code);
     assert_eq!(status, 0, "{err}");
+    // A clean run says nothing on stderr: the result is on stdout, and only warnings are logged.
+    assert_eq!(err, "", "a clean run wrote to stderr");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["FunctionErrorMessage"], "");
     assert!(
