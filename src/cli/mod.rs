@@ -65,7 +65,8 @@ pub struct TestFunctionArgs {
     /// The function's JavaScript file.
     #[arg(long)]
     pub function: PathBuf,
-    /// The event (JSON, the CloudFront Functions event shape).
+    /// The event (JSON): a CloudFront Functions event, or with `--runtime lambda-edge` a
+    /// Lambda@Edge one (`Records[0].cf`, its hook from `config.eventType`).
     #[arg(long)]
     pub event: PathBuf,
     /// cloudfront-js-1.0, cloudfront-js-2.0 or lambda-edge.
@@ -74,7 +75,8 @@ pub struct TestFunctionArgs {
     /// A CloudFront KeyValueStore import file for the function.
     #[arg(long)]
     pub kvs: Option<PathBuf>,
-    /// CPU budget, e.g. "900us" (at most 1ms).
+    /// A CloudFront Function's CPU budget, e.g. "900us" (at most 1ms); a lambda-edge handler
+    /// runs under its hook's timeout instead.
     #[arg(long, default_value = "900us")]
     pub budget: String,
 }
