@@ -71,8 +71,9 @@ cp "$bench"/*.js "$work/" 2>/dev/null || true
 # The load benchmark's fixed request: its cookie, and the token the JWT row accepts (without
 # it that row would count its 401 path).
 [ -n "$load" ] || { echo "proxy-instructions: no load bench binary (cargo bench --bench load --no-run)" >&2; exit 1; }
-cookie=$("$load" headers | grep '^Cookie: ')
-authorization=$("$load" headers | grep '^Authorization: ')
+fixed=$("$load" headers)
+cookie=$(printf '%s\n' "$fixed" | grep '^Cookie: ')
+authorization=$(printf '%s\n' "$fixed" | grep '^Authorization: ')
 [ -n "$cookie" ] && [ -n "$authorization" ] || { echo "proxy-instructions: $load headers printed no fixed request" >&2; exit 1; }
 
 [ $# -gt 0 ] || set -- pingora-bare verge-none verge-vr-rewrite

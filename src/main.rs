@@ -15,15 +15,10 @@ fn main() -> ExitCode {
     verge_functions::alloc_meter::tune_allocator();
     let args = cli::Cli::parse();
     let command = args.command.unwrap_or_default();
-    // `validate` and `test-function` print their result on stdout; their logs go to stderr,
-    // warnings and errors only unless `RUST_LOG` asks for more: a one-shot command's stderr is
-    // for what went wrong, not for the engine's start-up notes.
-    let serving = matches!(command, cli::Command::Serve(_));
-    let _log_guard = if serving {
-        cli::logging::init(cli::logging::Output::Stdout, "info")
-    } else {
-        cli::logging::init(cli::logging::Output::Stderr, "warn")
-    };
+    let _log_guard = cli::logging::init(match command {
+        cli::Command::Serve(_) => cli::logging::Role::Serving,
+        cli::Command::Validate(_) | cli::Command::TestFunction(_) => cli::logging::Role::OneShot,
+    });
     match command {
         cli::Command::Serve(serve) => cli::serve::run(serve),
         cli::Command::Validate(validate) => cli::validate::run(&validate),
