@@ -52,7 +52,7 @@ pub struct RequestCtx {
     /// Where a viewer-request function sent the request (the `cloudfront` module's origin
     /// helpers); used instead of the behavior's route.
     pub route_override: Option<Route>,
-    /// A whole response to write instead of the origin's (a viewer-response function replaced
+    /// A whole response to write instead of the origin's (a function generated it, replaced
     /// the body, or failed); written by `fail_to_proxy`.
     pub replacement: Option<Box<Replacement>>,
     /// What the origin-request function of the current attempt changed in the request
@@ -65,10 +65,60 @@ pub struct RequestCtx {
 /// A complete response verge writes itself in place of the origin's.
 #[derive(Debug)]
 pub struct Replacement {
-    /// Status and headers, already final (stamped when written).
+    /// Status and headers, with a `content-length` for `body` (stamped when written).
     pub header: pingora::http::ResponseHeader,
     /// The body.
     pub body: bytes::Bytes,
+    /// Whether the behavior's viewer-response function has yet to see this response: one an
+    /// origin-request function generated, or whose body origin-response replaced. CloudFront
+    /// runs viewer-response on every answer but those a viewer-request function generated, its
+    /// own error pages and origin answers ≥ 400 (spec §2.1); verge's own pages and a
+    /// viewer-response function's replacement never go through it.
+    pub awaits_viewer_response: bool,
+}
+
+impl Replacement {
+    /// verge's own page (an error, a function's failure): final as it is.
+    pub fn page(header: pingora::http::ResponseHeader, body: bytes::Bytes) -> Self {
+        Replacement {
+            header,
+            body,
+            awaits_viewer_response: false,
+        }
+    }
+
+    /// A response an origin-request function generated, headers as it gave them (its
+    /// `content-encoding` too: the body may be encoded on purpose), with `body`'s length.
+    pub fn generated(
+        mut header: pingora::http::ResponseHeader,
+        body: bytes::Bytes,
+    ) -> pingora::Result<Self> {
+        header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+        Ok(Replacement {
+            header,
+            body,
+            awaits_viewer_response: true,
+        })
+    }
+
+    /// The origin's answer with a function's body in place of its own: the origin's framing
+    /// and encoding described the old body, so they go, and the length is the new body's.
+    /// `awaits_viewer_response` says which hook replaced it (origin-response: viewer-response
+    /// is still to run).
+    pub fn replaced_body(
+        mut header: pingora::http::ResponseHeader,
+        body: bytes::Bytes,
+        awaits_viewer_response: bool,
+    ) -> pingora::Result<Self> {
+        header.remove_header(&http::header::TRANSFER_ENCODING);
+        header.remove_header(&http::header::CONTENT_ENCODING);
+        header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+        Ok(Replacement {
+            header,
+            body,
+            awaits_viewer_response,
+        })
+    }
 }
 
 impl RequestCtx {

@@ -131,7 +131,7 @@ impl ProxyHttp for VergeProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        stage::respond::fail(session, e, ctx).await
+        stage::respond::fail(&self.state, session, e, ctx).await
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {

@@ -282,6 +282,101 @@ async fn origin_response_replaces_bodies_even_on_bodiless_answers() {
     assert_eq!(r.text(), "");
 }
 
+/// A viewer-response function that says what it saw (status and length) and, on `/again`,
+/// replaces the body itself.
+const VIEWER_RESPONSE_SEEN: &str = "exports.handler = async (event) => {
+    const cf = event.Records[0].cf;
+    const response = cf.response;
+    const length = response.headers['content-length'];
+    response.headers['x-seen'] = [{ key: 'X-Seen', value: response.status + ' ' + (length ? length[0].value : '-') }];
+    if (cf.request.uri.endsWith('/again')) {
+        response.body = 'replaced again';
+    }
+    return response;
+};";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn viewer_response_runs_on_answers_the_origin_functions_made() {
+    let a = origin().name("a").run().await;
+    // An empty gzip member: a generated body that is encoded on purpose.
+    let gzip: [u8; 20] = [
+        31, 139, 8, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let generate = format!(
+        "exports.handler = async () => ({{
+            status: '200',
+            headers: {{ 'content-encoding': [{{ key: 'Content-Encoding', value: 'gzip' }}] }},
+            body: Buffer.from({gzip:?}).toString('base64'),
+            bodyEncoding: 'base64',
+        }});"
+    );
+    let replace = "exports.handler = async (event) => {
+        const cf = event.Records[0].cf;
+        const response = cf.response;
+        if (!cf.request.uri.startsWith('/kept/')) response.status = '200';
+        response.headers['content-type'] = [{ value: 'text/plain' }];
+        response.body = 'replaced ' + cf.request.uri;
+        return response;
+    };";
+    let p = edge_proxy(
+        &a,
+        None,
+        &[
+            (
+                "/gen/*",
+                "origin_request = \"generate\"\nviewer_response = \"seen\"",
+            ),
+            (
+                "/status/*",
+                "origin_response = \"replace\"\nviewer_response = \"seen\"",
+            ),
+            (
+                "/kept/*",
+                "origin_response = \"replace\"\nviewer_response = \"seen\"",
+            ),
+        ],
+        &[
+            ("generate", &generate, ""),
+            ("replace", replace, ""),
+            ("seen", VIEWER_RESPONSE_SEEN, ""),
+        ],
+    )
+    .await;
+    // Generated at origin-request: viewer-response sees it with its length, and its encoding
+    // reaches the viewer as the function gave it.
+    let r = get(p.addr, "/gen/x").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-seen"), "200 20");
+    assert_eq!(r.header("content-encoding"), "gzip");
+    assert_eq!(r.body.as_ref(), gzip.as_slice());
+    assert_eq!(r.header("x-cache"), "LambdaGeneratedResponse from verge");
+    assert_eq!(a.hits(), 0);
+    // A body origin-response replaced, on an answer that had one and on one that had none:
+    // viewer-response sees the new length.
+    for path in ["/status/404", "/status/204"] {
+        let r = get(p.addr, path).await;
+        let body = format!("replaced {path}");
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.text(), body, "{path}");
+        assert_eq!(r.header("x-seen"), format!("200 {}", body.len()), "{path}");
+        assert_eq!(r.header("content-length"), body.len().to_string());
+        assert_eq!(r.header("x-cache"), "Miss from verge");
+    }
+    // viewer-response may replace that body again.
+    let r = get(p.addr, "/status/404/again").await;
+    assert_eq!(r.text(), "replaced again");
+    assert_eq!(r.header("content-length"), "14");
+    assert_eq!(
+        r.header("x-seen"),
+        format!("200 {}", "replaced /status/404/again".len())
+    );
+    // An answer that stays ≥ 400 does not go through viewer-response, as on CloudFront.
+    let r = get(p.addr, "/kept/x").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.text(), "replaced /kept/x");
+    assert_eq!(r.header("x-seen"), "");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn viewer_request_checks_an_rs256_jwt_with_the_bundled_key() {
     let a = origin().name("a").run().await;

@@ -235,7 +235,7 @@ pub fn replace_with_failure(
     )?;
     ctx.result = failure.result_type();
     ctx.error = Some(format!("function {}: {}", f.name, failure.message));
-    ctx.replacement = Some(Box::new(Replacement { header, body }));
+    ctx.replacement = Some(Box::new(Replacement::page(header, body)));
     Ok(())
 }
 
@@ -363,10 +363,11 @@ pub async fn viewer_response(
                 let Some(body) = replaced else {
                     return Ok(());
                 };
-                ctx.replacement = Some(Box::new(Replacement {
-                    header: response.clone(),
-                    body: body.into(),
-                }));
+                ctx.replacement = Some(Box::new(Replacement::replaced_body(
+                    response.clone(),
+                    body.into(),
+                    false,
+                )?));
                 return Err(Error::explain(
                     REPLACE_RESPONSE,
                     "body replaced at viewer-response",

@@ -103,10 +103,10 @@ pub async fn origin_request(
             let result = verge_functions::ResultType::LambdaGeneratedResponse;
             ctx.result = result;
             let header = crate::stage::respond::response_header(response.status, response.headers)?;
-            ctx.replacement = Some(Box::new(Replacement {
+            ctx.replacement = Some(Box::new(Replacement::generated(
                 header,
-                body: response.body.into(),
-            }));
+                response.body.into(),
+            )?));
             return Err(answered("origin-request function generated the response"));
         }
         Ok(Outcome::Continue(mut edits)) => {
@@ -172,10 +172,11 @@ pub async fn origin_response(
                 Ok(_) => {
                     function::count(state, ctx, Hook::OriginResponse, &f, CONTINUE, 0);
                     let Some(body) = body else { return Ok(()) };
-                    ctx.replacement = Some(Box::new(Replacement {
-                        header: response.clone(),
-                        body: body.into(),
-                    }));
+                    ctx.replacement = Some(Box::new(Replacement::replaced_body(
+                        response.clone(),
+                        body.into(),
+                        true,
+                    )?));
                     return Err(answered("body replaced at origin-response"));
                 }
                 Err(message) => function::invalid(&f, message),

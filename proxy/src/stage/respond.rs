@@ -8,6 +8,7 @@ use pingora::proxy::{FailToProxy, Session};
 use verge_functions::{GeneratedResponse, ResultType};
 
 use crate::ctx::RequestCtx;
+use crate::state::ProxyState;
 use crate::{error_page, headers};
 
 /// Whether the viewer's `Accept` prefers a JSON error page.
@@ -82,7 +83,8 @@ pub async fn send_generated(
     Ok(())
 }
 
-/// Write a response that replaces the origin's, marked with the request's result type.
+/// Write a response that replaces the origin's, marked with the request's result type. Its
+/// length is set again here: a viewer-response function ran on it since it was made.
 async fn send_replacement(
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -90,7 +92,6 @@ async fn send_replacement(
 ) -> pingora::Result<()> {
     let mut header = replacement.header;
     header.remove_header(&http::header::TRANSFER_ENCODING);
-    header.remove_header(&http::header::CONTENT_ENCODING);
     header.insert_header(http::header::CONTENT_LENGTH, replacement.body.len())?;
     headers::stamp_response(&mut header, ctx.result, &ctx.request_id)?;
     let head_only =
@@ -106,9 +107,18 @@ async fn send_replacement(
     Ok(())
 }
 
-/// `fail_to_proxy`: the one place an error becomes a status.
-pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+/// `fail_to_proxy`: the one place an error becomes a status. A response a function made in
+/// place of the origin's goes through the viewer-response function first where CloudFront's
+/// would ([`crate::ctx::Replacement::awaits_viewer_response`]).
+pub async fn fail(
+    state: &ProxyState,
+    session: &mut Session,
+    e: &Error,
+    ctx: &mut RequestCtx,
+) -> FailToProxy {
     if let Some(replacement) = ctx.replacement.take() {
+        let replacement =
+            crate::stage::viewer_response::on_replacement(state, session, replacement, ctx).await;
         let status = replacement.header.status.as_u16();
         if let Err(write_error) = send_replacement(session, ctx, *replacement).await {
             tracing::debug!(request_id = %ctx.request_id, error = %write_error, "replaced response not delivered");

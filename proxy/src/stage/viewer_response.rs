@@ -1,12 +1,17 @@
 //! viewer-response: run the behavior's viewer-response function (CloudFront skips it when the
 //! origin answered ≥ 400 unless `viewer_response_on_error` is set), frame the body so an
 //! HTTP/1.0 viewer can read it, then mark the response with its result type and request id.
+//! A response an origin-request function generated, or whose body origin-response replaced,
+//! reaches the viewer through `fail_to_proxy` instead, and the function runs on it there
+//! ([`on_replacement`]).
+
+use std::sync::Arc;
 
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use verge_functions::Hook;
+use verge_functions::{FunctionDef, Hook};
 
-use crate::ctx::RequestCtx;
+use crate::ctx::{Replacement, RequestCtx};
 use crate::headers;
 use crate::stage::function;
 use crate::state::ProxyState;
@@ -18,19 +23,56 @@ pub async fn on_header(
     response: &mut ResponseHeader,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<()> {
-    let function = ctx.behavior().and_then(|b| {
-        let runs = response.status.as_u16() < 400 || b.behavior.viewer_response_on_error;
-        b.behavior
-            .function(Hook::ViewerResponse)
-            .filter(|_| runs)
-            .cloned()
-    });
-    if let Some(f) = function {
+    if let Some(f) = function_for(ctx, response) {
         Box::pin(function::viewer_response(state, session, response, ctx, f)).await?;
     }
     ctx.response_started = true;
     frame_for_http10(session, response);
     headers::stamp_response(response, ctx.result, &ctx.request_id)
+}
+
+/// The response verge writes in place of the origin's, after the viewer-response function ran
+/// on it if it awaits one: with that function's edits, or the response it made instead (a
+/// replaced body, or its failure page). Called from `fail_to_proxy`, where pingora sends such
+/// responses, since `response_filter` never sees them.
+pub async fn on_replacement(
+    state: &ProxyState,
+    session: &mut Session,
+    mut replacement: Box<Replacement>,
+    ctx: &mut RequestCtx,
+) -> Box<Replacement> {
+    if !replacement.awaits_viewer_response {
+        return replacement;
+    }
+    replacement.awaits_viewer_response = false;
+    let Some(f) = function_for(ctx, &replacement.header) else {
+        return replacement;
+    };
+    let ran = Box::pin(function::viewer_response(
+        state,
+        session,
+        &mut replacement.header,
+        ctx,
+        f,
+    ))
+    .await;
+    match ran {
+        Ok(()) => replacement,
+        // The function replaced the body or failed: what it made is in `ctx.replacement`
+        // (absent only if verge's own page could not be made, when the response stands).
+        Err(_) => ctx.replacement.take().unwrap_or(replacement),
+    }
+}
+
+/// The behavior's viewer-response function, if it runs on `response`: CloudFront skips it
+/// when the answer is ≥ 400, unless the behavior sets `viewer_response_on_error`.
+fn function_for(ctx: &RequestCtx, response: &ResponseHeader) -> Option<Arc<FunctionDef>> {
+    let b = ctx.behavior()?;
+    let runs = response.status.as_u16() < 400 || b.behavior.viewer_response_on_error;
+    b.behavior
+        .function(Hook::ViewerResponse)
+        .filter(|_| runs)
+        .cloned()
 }
 
 /// An HTTP/1.0 viewer cannot read chunked framing (RFC 9112 §6.1: a server must not send it to
