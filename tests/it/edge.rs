@@ -378,6 +378,46 @@ async fn viewer_response_runs_on_answers_the_origin_functions_made() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_cloudfront_function_at_viewer_response_sees_an_origin_request_answer() {
+    let a = origin().name("a").run().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("generate.js"),
+        "exports.handler = async () => ({ status: '302', statusDescription: 'Found', \
+           headers: { location: [{ value: '/elsewhere' }] }, body: 'moved' });",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("mark.js"),
+        "async function handler(event) { \
+           var r = event.response; \
+           r.headers['x-seen'] = { value: r.statusCode + ' ' + r.headers['content-length'].value }; \
+           r.body = { encoding: 'text', data: 'moved, said the viewer-response function' }; \
+           return r; }",
+    )
+    .unwrap();
+    let config = format!(
+        "[origins.a]\nurl = \"{}\"\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"a\"\n\
+         origin_request = \"generate\"\nviewer_response = \"mark\"\n\
+         [functions.generate]\nruntime = \"lambda-edge\"\ncode = \"generate.js\"\n\
+         [functions.mark]\ncode = \"mark.js\"\n",
+        a.url()
+    );
+    let p = proxy_in(dir, &config).await;
+    let r = get(p.addr, "/old").await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert_eq!(r.header("location"), "/elsewhere");
+    assert_eq!(r.header("x-seen"), "302 5");
+    assert_eq!(r.text(), "moved, said the viewer-response function");
+    assert_eq!(
+        r.header("content-length"),
+        "moved, said the viewer-response function".len().to_string()
+    );
+    assert_eq!(a.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn viewer_request_checks_an_rs256_jwt_with_the_bundled_key() {
     let a = origin().name("a").run().await;
     let p = edge_proxy(
