@@ -1,7 +1,8 @@
 //! The viewer's connection: whether it stays open after an answer is the viewer's to say
 //! (HTTP/1.0 closes unless it asks for keep-alive), an HTTP/1.0 viewer never gets chunked
 //! framing, and an idle keep-alive connection is closed after `server.keepalive_timeout`, also
-//! when that is under a second.
+//! when that is under a second. Pipelined requests get the first answer and a close, as the
+//! README says of pingora.
 
 use std::time::{Duration, Instant};
 
@@ -180,4 +181,22 @@ async fn an_answer_the_origin_ends_by_closing_reaches_every_viewer_whole() {
         reply.body == pattern(LEN).as_slice(),
         "HTTP/1.1 body differs"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipelined_second_request_is_not_answered_and_the_connection_closes() {
+    // What the README says of pingora: it answers the first of two requests sent together and
+    // closes, so the viewer sends the second again on a new connection. If pingora starts
+    // serving pipelined requests, this fails and the README should say so.
+    let o = origin().run().await;
+    let p = proxy(&single(&o.url(), "")).await;
+    let two = "GET /echo/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /echo/2 HTTP/1.1\r\nHost: a\r\n\r\n";
+    let got = until_closed(p.addr, two)
+        .await
+        .expect("the connection stayed open after pipelined requests");
+    let text = String::from_utf8_lossy(&got);
+    let answers = text.matches("HTTP/1.1 200").count();
+    assert_eq!(answers, 1, "{text}");
+    assert!(text.contains("/echo/1"), "{text}");
+    assert!(!text.contains("/echo/2"), "{text}");
 }
