@@ -1,6 +1,8 @@
 //! Errors verge produces itself: 502 for an unreachable origin, 504 for a slow one, 414/431 for
 //! CloudFront's request size limits — each with a small page, the request id and
 //! `x-cache: Error from verge`; nothing a viewer or origin sends panics the proxy or hangs it.
+//! And the few answers pingora gives itself, before any verge code runs (unparsable requests,
+//! `CONNECT`), as the README lists them.
 
 use std::time::{Duration, Instant};
 
@@ -110,5 +112,40 @@ async fn garbage_from_a_viewer_does_not_take_the_proxy_down() {
             .await
             .expect("the proxy must not hang on a malformed request");
     }
+    assert_eq!(p.get("/echo").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pingora_answers_unparsable_requests_and_connect_itself_as_the_readme_says() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The README's list of answers pingora gives before any verge code runs: they carry
+    // neither verge header, and the origin never sees the request.
+    let o = origin().run().await;
+    let p = proxy(&single(&o.url(), "")).await;
+    for (request, status) in [
+        ("GARBAGE\r\n\r\n", "400"),
+        ("GET / HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n", "400"),
+        (
+            "CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n",
+            "405",
+        ),
+    ] {
+        let mut conn = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut got))
+            .await
+            .unwrap_or_else(|_| panic!("{request:?}: the connection stayed open"))
+            .unwrap();
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        assert!(
+            text.starts_with(&format!("http/1.1 {status} ")),
+            "{request:?}: {text}"
+        );
+        assert!(!text.contains("x-verge-request-id"), "{request:?}: {text}");
+        assert!(!text.contains("x-cache"), "{request:?}: {text}");
+    }
+    assert_eq!(o.hits(), 0);
+    // The proxy serves on.
     assert_eq!(p.get("/echo").await.status, 200);
 }
