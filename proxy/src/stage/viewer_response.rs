@@ -58,9 +58,13 @@ pub async fn on_replacement(
     .await;
     match ran {
         Ok(()) => replacement,
-        // The function replaced the body or failed: what it made is in `ctx.replacement`
-        // (absent only if verge's own page could not be made, when the response stands).
-        Err(_) => ctx.replacement.take().unwrap_or(replacement),
+        // The function replaced the body or failed: what it made is in `ctx.replacement`.
+        Err(e) => ctx.replacement.take().unwrap_or_else(|| {
+            // Only when verge could not build that answer (its page or the new header): the
+            // response stands as the function's edits left it, and the log says why.
+            tracing::warn!(request_id = %ctx.request_id, error = %e, "viewer-response outcome not built; sending the response it ran on");
+            replacement
+        }),
     }
 }
 
