@@ -91,6 +91,7 @@ pub fn edge_invocation_at(code: &str, hook: Hook) -> Invocation {
         read_timeout: Duration::from_secs(30),
         keepalive_timeout: Duration::from_secs(5),
         custom_headers: Vec::new(),
+        s3_region: None,
     });
     inv
 }

@@ -2,7 +2,7 @@
 //! and what a handler returns read back and validated (§2.3–2.5, §2.7) into an [`Outcome`].
 //!
 //! All four event types. Headers travel as `name → [{key, value}]` (a missing `key` is filled
-//! in), the query string raw, `response.status` as a string, `request.origin.custom` at the
+//! in), the query string raw, `response.status` as a string, `request.origin` at the
 //! origin hooks. As in the fast tier (`cff_event`), the event stays on the Rust side as an
 //! [`EdgeEvent`] borrowing the invocation, its headers grouped by name once; the returned value
 //! ([`Returned`]) is compared with it part by part — an unchanged part is no edit — with no
@@ -134,7 +134,7 @@ pub struct EdgeEvent<'a> {
     request_headers: Headers<'a>,
     /// At the response hooks.
     response_headers: Option<Headers<'a>>,
-    /// `request.origin.custom.customHeaders`, at the origin hooks.
+    /// `customHeaders` of `request.origin`, at the origin hooks.
     origin_headers: Option<Headers<'a>>,
     /// `request.body.data` (base64) when the behavior includes the body.
     body_data: Option<String>,
@@ -304,23 +304,32 @@ fn write_headers(headers: &Headers<'_>, js: &mut JsBuilder<'_>) -> JsObject {
     object
 }
 
-/// `request.origin` at the origin hooks: `{custom: {…}}` from the behavior's origin.
-/// Put `request.origin`'s properties (`custom`) on `origin`.
+/// Put `request.origin`'s one property on `origin`: `custom` from the attempt's origin, or `s3`
+/// when a function switched the request to an S3 origin.
 fn write_origin(
     origin: &JsObject,
     o: &EdgeOrigin,
     custom_headers: &Headers<'_>,
     js: &mut JsBuilder<'_>,
 ) {
-    let custom = js.object();
+    let fields = js.object();
     let headers = write_headers(custom_headers, js);
-    js.set(&custom, "customHeaders", headers);
-    js.set(&custom, "domainName", string(&o.domain_name));
-    js.set(&custom, "keepaliveTimeout", seconds(o.keepalive_timeout));
-    js.set(&custom, "path", string(&o.path));
-    js.set(&custom, "port", o.port);
+    if let Some(region) = &o.s3_region {
+        js.set(&fields, "authMethod", js_string!("none"));
+        js.set(&fields, "customHeaders", headers);
+        js.set(&fields, "domainName", string(&o.domain_name));
+        js.set(&fields, "path", string(&o.path));
+        js.set(&fields, "region", string(region));
+        js.set(origin, "s3", fields);
+        return;
+    }
+    js.set(&fields, "customHeaders", headers);
+    js.set(&fields, "domainName", string(&o.domain_name));
+    js.set(&fields, "keepaliveTimeout", seconds(o.keepalive_timeout));
+    js.set(&fields, "path", string(&o.path));
+    js.set(&fields, "port", o.port);
     js.set(
-        &custom,
+        &fields,
         "protocol",
         if o.https {
             js_string!("https")
@@ -328,10 +337,10 @@ fn write_origin(
             js_string!("http")
         },
     );
-    js.set(&custom, "readTimeout", seconds(o.read_timeout));
+    js.set(&fields, "readTimeout", seconds(o.read_timeout));
     let protocols = js.array([js_string!("TLSv1.2").into()]);
-    js.set(&custom, "sslProtocols", protocols);
-    js.set(origin, "custom", custom);
+    js.set(&fields, "sslProtocols", protocols);
+    js.set(origin, "custom", fields);
 }
 
 /// Whether a returned header object is the event's, unchanged (its names in any order).
@@ -363,30 +372,39 @@ fn same_origin(returned: &Returned, event: &EdgeEvent<'_>) -> bool {
     let (Some(o), Some(origin_headers)) = (&event.inv.origin, &event.origin_headers) else {
         return false;
     };
-    let Some(custom) = returned
+    let kind = if o.s3_region.is_some() {
+        "s3"
+    } else {
+        "custom"
+    };
+    let Some(fields) = returned
         .as_object()
         .filter(|f| f.len() == 1)
-        .and_then(|f| f.get("custom"))
+        .and_then(|f| f.get(kind))
         .and_then(Returned::as_object)
     else {
         return false;
     };
-    let text = |key: &str, want: &str| custom.get(key).and_then(Returned::as_str) == Some(want);
-    let number = |key: &str, want: u64| custom.get(key).and_then(Returned::as_u64) == Some(want);
-    custom.len() == 8
-        && text("domainName", &o.domain_name)
+    let text = |key: &str, want: &str| fields.get(key).and_then(Returned::as_str) == Some(want);
+    let number = |key: &str, want: u64| fields.get(key).and_then(Returned::as_u64) == Some(want);
+    let common = text("domainName", &o.domain_name)
         && text("path", &o.path)
+        && fields
+            .get("customHeaders")
+            .is_some_and(|h| same_headers(h, origin_headers));
+    if let Some(region) = &o.s3_region {
+        return common && fields.len() == 5 && text("authMethod", "none") && text("region", region);
+    }
+    common
+        && fields.len() == 8
         && text("protocol", if o.https { "https" } else { "http" })
         && number("port", o.port.into())
         && number("keepaliveTimeout", seconds(o.keepalive_timeout).into())
         && number("readTimeout", seconds(o.read_timeout).into())
-        && custom
+        && fields
             .get("sslProtocols")
             .and_then(Returned::as_array)
             .is_some_and(|p| p.len() == 1 && p[0].as_str() == Some("TLSv1.2"))
-        && custom
-            .get("customHeaders")
-            .is_some_and(|h| same_headers(h, origin_headers))
 }
 
 /// A header object in the array format, back to a header list: names lower-case and valid,
@@ -576,8 +594,8 @@ fn generated(hook: Hook, obj: &Fields) -> Result<GeneratedResponse, FunctionErro
     })
 }
 
-/// A returned `request.origin`, against the event's: unchanged → `None`; a changed custom
-/// origin → the update to route by.
+/// A returned `request.origin`, against the event's: unchanged → `None`; a changed custom or
+/// S3 origin → the update to route by.
 fn origin_from(
     returned: &Returned,
     event: &EdgeEvent<'_>,
@@ -588,15 +606,67 @@ fn origin_from(
     let obj = returned
         .as_object()
         .ok_or_else(|| validation("request.origin must be an object"))?;
-    if obj.contains_key("s3") {
-        return Err(validation(
-            "request.origin.s3: verge proxies custom (HTTP) origins only",
-        ));
+    let given = |key: &str| obj.get(key).filter(|v| !matches!(v, Returned::Null));
+    let update = match (given("custom"), given("s3")) {
+        (Some(custom), None) => custom_origin(custom)?,
+        (None, Some(s3)) => s3_origin(s3)?,
+        _ => {
+            return Err(validation(
+                "request.origin must have exactly one of custom or s3",
+            ));
+        }
+    };
+    Ok(Some(OriginChoice::Update(Box::new(update))))
+}
+
+/// A string field of a returned origin (`what` names the origin's object), `None` when absent.
+fn origin_text(fields: &Fields, what: &str, key: &str) -> Result<Option<String>, FunctionError> {
+    match fields.get(key) {
+        None | Some(Returned::Null) => Ok(None),
+        Some(Returned::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(validation(format!("{what}.{key} must be a string"))),
     }
-    let custom = obj
-        .get("custom")
-        .and_then(Returned::as_object)
-        .ok_or_else(|| validation("request.origin must have exactly one of custom or s3"))?;
+}
+
+/// `domainName` of a returned origin: required, a host name as CloudFront takes it.
+fn origin_domain(fields: &Fields, what: &str) -> Result<String, FunctionError> {
+    let domain = origin_text(fields, what, "domainName")?
+        .ok_or_else(|| validation(format!("{what}.domainName is required")))?;
+    crate::origin_choice::check_host_name(&domain, &format!("{what}.domainName"))
+        .map_err(validation)?;
+    Ok(domain)
+}
+
+/// `path` of a returned origin (empty when absent), checked as CloudFront checks it.
+fn origin_path(fields: &Fields, what: &str) -> Result<String, FunctionError> {
+    let path = origin_text(fields, what, "path")?.unwrap_or_default();
+    crate::origin_choice::check_origin_path(&path, &format!("{what}.path")).map_err(validation)?;
+    Ok(path)
+}
+
+/// `customHeaders` of a returned origin: the header-array format, no disallowed names.
+fn origin_headers(fields: &Fields, what: &str) -> Result<Vec<(String, String)>, FunctionError> {
+    let headers: Vec<(String, String)> = match fields.get("customHeaders") {
+        None | Some(Returned::Null) => Vec::new(),
+        Some(h) => headers_from(&format!("{what}.customHeaders"), h)?
+            .into_iter()
+            .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+            .collect(),
+    };
+    if let Some((name, _)) = headers.iter().find(|(n, _)| is_disallowed(n)) {
+        return Err(validation(format!(
+            "{what}.customHeaders may not hold {name}"
+        )));
+    }
+    Ok(headers)
+}
+
+/// A returned `request.origin.custom`.
+fn custom_origin(custom: &Returned) -> Result<OriginUpdate, FunctionError> {
+    const WHAT: &str = "request.origin.custom";
+    let custom = custom
+        .as_object()
+        .ok_or_else(|| validation(format!("{WHAT} must be an object")))?;
     only_fields(
         custom,
         &[
@@ -609,17 +679,8 @@ fn origin_from(
             "readTimeout",
             "sslProtocols",
         ],
-        "request.origin.custom",
+        WHAT,
     )?;
-    let text = |key: &str| -> Result<Option<String>, FunctionError> {
-        match custom.get(key) {
-            None | Some(Returned::Null) => Ok(None),
-            Some(Returned::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(validation(format!(
-                "request.origin.custom.{key} must be a string"
-            ))),
-        }
-    };
     let number =
         |key: &str, range: std::ops::RangeInclusive<u64>| -> Result<Option<u64>, FunctionError> {
             match custom.get(key) {
@@ -630,23 +691,20 @@ fn origin_from(
                 {
                     Some(n) if range.contains(&n) => Ok(Some(n)),
                     _ => Err(validation(format!(
-                        "request.origin.custom.{key} must be a number in {}–{}",
+                        "{WHAT}.{key} must be a number in {}–{}",
                         range.start(),
                         range.end()
                     ))),
                 },
             }
         };
-    let domain = text("domainName")?
-        .ok_or_else(|| validation("request.origin.custom.domainName is required"))?;
-    crate::origin_choice::check_host_name(&domain, "request.origin.custom.domainName")
-        .map_err(validation)?;
-    let https = match text("protocol")?.as_deref() {
+    let domain = origin_domain(custom, WHAT)?;
+    let https = match origin_text(custom, WHAT, "protocol")?.as_deref() {
         None | Some("https") => true,
         Some("http") => false,
         Some(other) => {
             return Err(validation(format!(
-                "request.origin.custom.protocol `{other}` is not http or https"
+                "{WHAT}.protocol `{other}` is not http or https"
             )));
         }
     };
@@ -655,27 +713,14 @@ fn origin_from(
         && !(p == 80 || p == 443 || p >= 1024)
     {
         return Err(validation(format!(
-            "request.origin.custom.port {p} is not 80, 443 or 1024–65535"
+            "{WHAT}.port {p} is not 80, 443 or 1024–65535"
         )));
     }
-    let path = text("path")?.unwrap_or_default();
-    crate::origin_choice::check_origin_path(&path, "request.origin.custom.path")
-        .map_err(validation)?;
+    let path = origin_path(custom, WHAT)?;
     let read_timeout = number("readTimeout", 1..=60)?;
     let keepalive = number("keepaliveTimeout", 1..=60)?;
-    let custom_headers = match custom.get("customHeaders") {
-        None | Some(Returned::Null) => Vec::new(),
-        Some(h) => headers_from("request.origin.custom.customHeaders", h)?
-            .into_iter()
-            .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
-            .collect(),
-    };
-    if let Some((name, _)) = custom_headers.iter().find(|(n, _)| is_disallowed(n)) {
-        return Err(validation(format!(
-            "request.origin.custom.customHeaders may not hold {name}"
-        )));
-    }
-    let update = OriginUpdate {
+    let custom_headers = origin_headers(custom, WHAT)?;
+    Ok(OriginUpdate {
         domain_name: Some(domain),
         origin_path: Some(path),
         custom_headers: Some(custom_headers),
@@ -684,8 +729,67 @@ fn origin_from(
         read_timeout: read_timeout.map(std::time::Duration::from_secs),
         keep_alive_timeout: keepalive.map(std::time::Duration::from_secs),
         ..OriginUpdate::default()
-    };
-    Ok(Some(OriginChoice::Update(Box::new(update))))
+    })
+}
+
+/// The longest S3 origin `domainName` CloudFront takes.
+const MAX_S3_DOMAIN: usize = 128;
+
+/// A returned `request.origin.s3`: the bucket is reached over HTTPS on port 443, its name
+/// verified against the certificate, with the event's timeouts kept. Only `authMethod: "none"`
+/// (a bucket that allows the read) can be routed: CloudFront refuses an origin access identity
+/// when a function switches from a custom origin to S3, and every origin verge starts a request
+/// with is a custom one.
+fn s3_origin(s3: &Returned) -> Result<OriginUpdate, FunctionError> {
+    const WHAT: &str = "request.origin.s3";
+    let s3 = s3
+        .as_object()
+        .ok_or_else(|| validation(format!("{WHAT} must be an object")))?;
+    only_fields(
+        s3,
+        &[
+            "authMethod",
+            "customHeaders",
+            "domainName",
+            "path",
+            "region",
+        ],
+        WHAT,
+    )?;
+    match origin_text(s3, WHAT, "authMethod")?.as_deref() {
+        None | Some("none") => {}
+        Some("origin-access-identity") => {
+            return Err(validation(format!(
+                "{WHAT}.authMethod `origin-access-identity`: an origin access identity cannot be \
+                 used when switching from a custom origin to S3 (this request's origin is a \
+                 custom one); use `none` for a bucket that allows the read"
+            )));
+        }
+        Some(other) => {
+            return Err(validation(format!(
+                "{WHAT}.authMethod `{other}` is not none or origin-access-identity"
+            )));
+        }
+    }
+    let domain = origin_domain(s3, WHAT)?;
+    if domain.len() > MAX_S3_DOMAIN || domain.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(validation(format!(
+            "{WHAT}.domainName `{domain}` must be lower case and at most {MAX_S3_DOMAIN} \
+             characters"
+        )));
+    }
+    let path = origin_path(s3, WHAT)?;
+    let region = origin_text(s3, WHAT, "region")?.unwrap_or_default();
+    let custom_headers = origin_headers(s3, WHAT)?;
+    Ok(OriginUpdate {
+        domain_name: Some(domain),
+        origin_path: Some(path),
+        custom_headers: Some(custom_headers),
+        port: Some(443),
+        https: Some(true),
+        s3_region: Some(region),
+        ..OriginUpdate::default()
+    })
 }
 
 /// The returned request at viewer-request or origin-request, against the event's.

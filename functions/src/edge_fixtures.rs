@@ -27,6 +27,7 @@ pub fn origin() -> EdgeOrigin {
         read_timeout: Duration::from_secs(30),
         keepalive_timeout: Duration::from_secs(5),
         custom_headers: Vec::new(),
+        s3_region: None,
     }
 }
 

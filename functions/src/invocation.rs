@@ -109,6 +109,9 @@ pub struct EdgeOrigin {
     pub keepalive_timeout: Duration,
     /// `customHeaders`, names lower-case.
     pub custom_headers: Vec<(String, String)>,
+    /// `Some(region)` when a function sent the request to an S3 origin (`request.origin.s3`,
+    /// `region` empty when it gave none): the event then shows `s3` instead of `custom`.
+    pub s3_region: Option<String>,
 }
 
 #[cfg(test)]

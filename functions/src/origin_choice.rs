@@ -95,6 +95,9 @@ pub struct OriginUpdate {
     pub read_timeout: Option<Duration>,
     /// `timeouts.keepAliveTimeout`.
     pub keep_alive_timeout: Option<Duration>,
+    /// `Some(region)` when a Lambda@Edge function switched to `request.origin.s3` (`region`
+    /// empty when it gave none): the origin is then an S3 one in later events.
+    pub s3_region: Option<String>,
 }
 
 fn object<'a>(value: &'a Value, what: &str) -> Result<&'a serde_json::Map<String, Value>, String> {

@@ -366,7 +366,13 @@ fn edge_invocation(source: &str, cf: &Value) -> Result<Invocation, String> {
             .ok_or_else(|| format!("unknown eventType `{name}`"))?,
     };
     let request = &cf["request"];
-    let custom = &request["origin"]["custom"];
+    // `request.origin`: a custom origin, or an S3 one (whose fields are a subset).
+    let s3 = &request["origin"]["s3"];
+    let custom = if s3.is_object() {
+        s3
+    } else {
+        &request["origin"]["custom"]
+    };
     let origin = custom.is_object().then(|| crate::invocation::EdgeOrigin {
         domain_name: custom["domainName"]
             .as_str()
@@ -381,6 +387,9 @@ fn edge_invocation(source: &str, cf: &Value) -> Result<Invocation, String> {
             .into_iter()
             .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
             .collect(),
+        s3_region: s3
+            .is_object()
+            .then(|| s3["region"].as_str().unwrap_or("").to_owned()),
     });
     let querystring = request["querystring"].as_str().unwrap_or("").to_owned();
     let response = cf
@@ -727,6 +736,29 @@ mod tests {
         .unwrap();
         assert!(thrown.function_error_message.contains("no"));
         assert!(edge("exports.handler = async () => {};", "{}").is_err());
+    }
+
+    #[test]
+    fn an_event_with_an_s3_origin_shows_it_and_unchanged_is_valid() {
+        let event = r#"{"Records":[{"cf":{"config":{"eventType":"origin-request"},
+            "request":{"clientIp":"203.0.113.1","method":"GET","uri":"/a","querystring":"",
+            "headers":{"host":[{"key":"Host","value":"b.s3.amazonaws.com"}]},
+            "origin":{"s3":{"authMethod":"none","customHeaders":{},
+                "domainName":"b.s3.amazonaws.com","path":"","region":"us-east-1"}}}}}]}"#;
+        let r = edge(
+            "exports.handler = async (event) => { const r = event.Records[0].cf.request; \
+             console.log(JSON.stringify(r.origin)); return r; };",
+            event,
+        )
+        .unwrap();
+        assert!(r.validation_errors.is_empty(), "{:?}", r.validation_errors);
+        assert_eq!(
+            r.function_execution_logs,
+            vec![
+                "INFO\t{\"s3\":{\"authMethod\":\"none\",\"customHeaders\":{},\
+                 \"domainName\":\"b.s3.amazonaws.com\",\"path\":\"\",\"region\":\"us-east-1\"}}"
+            ]
+        );
     }
 
     #[test]

@@ -121,8 +121,16 @@ pub fn updated(base: &OriginTarget, update: &OriginUpdate) -> Result<OriginTarge
     if let Some(t) = update.keep_alive_timeout {
         origin.idle_timeout = t;
     }
+    // An S3 bucket is AWS's public endpoint: its certificate is checked against the system's
+    // roots, whatever the configured origin trusts or skips.
+    let s3 = update.s3_region.is_some();
+    if s3 {
+        origin.verify_tls = true;
+        origin.ca_pem = None;
+    }
     // A new domain is the new Host unless the viewer's is preserved or one is given.
     let mut variant = base.variant(origin)?;
+    variant.s3_region = update.s3_region.clone();
     if let Some(host) = &update.overrides.host_header {
         variant.host_header = header_value(host, "hostHeader")?;
     }
@@ -137,4 +145,69 @@ pub fn updated(base: &OriginTarget, update: &OriginUpdate) -> Result<OriginTarge
             .collect::<Result<_, String>>()?;
     }
     Ok(variant)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    /// The target of the configured origin `https://origin.example:8443/base`, whose certificate
+    /// is not verified, with a custom header from the configuration's side.
+    fn base() -> OriginTarget {
+        let config = verge_config::parse(
+            "[origins.o]\nurl = \"https://origin.example:8443/base\"\nverify_tls = false\n\
+             [[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n",
+            Path::new("v.toml"),
+        )
+        .unwrap();
+        OriginTarget::new(config.origins["o"].clone(), &Metrics::new().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_s3_switch_goes_to_the_bucket_over_verified_https_and_a_custom_one_leaves_s3() {
+        let update = OriginUpdate {
+            domain_name: Some("b.s3.amazonaws.com".into()),
+            origin_path: Some("/images".into()),
+            custom_headers: Some(vec![("x-key".into(), "k".into())]),
+            port: Some(443),
+            https: Some(true),
+            s3_region: Some("us-west-2".into()),
+            ..OriginUpdate::default()
+        };
+        let s3 = updated(&base(), &update).unwrap();
+        let o = &s3.origin;
+        assert_eq!(o.scheme, Scheme::Https);
+        assert_eq!((o.host.as_str(), o.port), ("b.s3.amazonaws.com", 443));
+        assert_eq!(
+            (o.sni.as_str(), o.path.as_str()),
+            ("b.s3.amazonaws.com", "/images")
+        );
+        assert_eq!(s3.s3_region.as_deref(), Some("us-west-2"));
+        assert_eq!(s3.custom_headers.len(), 1);
+        // The configured origin skipped verification; the bucket does not.
+        let peer = s3.peer("127.0.0.1:443".parse().unwrap());
+        assert!(peer.options.verify_cert && peer.options.verify_hostname);
+        assert!(peer.options.ca.is_none());
+
+        // A custom update from that S3 origin is a custom origin again, its TLS setting kept.
+        let custom = OriginUpdate {
+            domain_name: Some("c.example".into()),
+            port: Some(8080),
+            https: Some(false),
+            ..OriginUpdate::default()
+        };
+        let back = updated(&s3, &custom).unwrap();
+        assert_eq!(back.s3_region, None);
+        assert_eq!(back.origin.scheme, Scheme::Http);
+        assert_eq!(
+            (back.origin.host.as_str(), back.origin.port),
+            ("c.example", 8080)
+        );
+        // A custom update of the configured origin keeps its choice not to verify.
+        let plain = updated(&base(), &custom).unwrap();
+        assert!(!plain.origin.verify_tls);
+    }
 }

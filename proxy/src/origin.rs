@@ -25,6 +25,9 @@ pub struct OriginTarget {
     pub literal: Option<SocketAddr>,
     /// Headers added to every request sent to it (set by `cf.updateRequestOrigin`).
     pub custom_headers: Vec<(http::HeaderName, HeaderValue)>,
+    /// `Some(region)` when a Lambda@Edge function switched the request to this S3 origin
+    /// (later events show it as `request.origin.s3`).
+    pub s3_region: Option<String>,
 }
 
 impl OriginTarget {
@@ -45,20 +48,25 @@ impl OriginTarget {
             duration,
             literal,
             custom_headers: Vec::new(),
+            s3_region: None,
         })
     }
 
     /// A variant of this origin for one request (a function changed its settings): the same
-    /// trust anchors and latency histogram, everything else from `origin`.
+    /// trust anchors (unless `origin` has no `ca_pem`) and latency histogram, everything else
+    /// from `origin`.
     pub fn variant(&self, origin: Origin) -> Result<Self, String> {
         let (host_header, literal) = addressing(&origin)?;
+        // The trust anchors parsed from `ca_pem`, unless the variant dropped them.
+        let ca = origin.ca_pem.as_ref().and(self.ca.clone());
         Ok(OriginTarget {
             origin: Arc::new(origin),
-            ca: self.ca.clone(),
+            ca,
             host_header,
             duration: self.duration.clone(),
             literal,
             custom_headers: self.custom_headers.clone(),
+            s3_region: self.s3_region.clone(),
         })
     }
 

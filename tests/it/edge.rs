@@ -52,6 +52,71 @@ fn get_with(path: &str, headers: &[(&str, &str)]) -> http::Request<crate::suppor
     .unwrap()
 }
 
+/// Switches to an S3 origin as AWS's custom-to-S3 example does (the bucket is `localhost`
+/// here), or, under `/oai`, with an origin access identity, which CloudFront refuses when the
+/// request's origin is a custom one.
+const TO_S3: &str = "exports.handler = async (event) => {
+    const request = event.Records[0].cf.request;
+    if (request.uri.startsWith('/oai')) {
+        request.origin = { s3: { domainName: 'localhost', authMethod: 'origin-access-identity',
+                                 region: 'us-east-1', path: '' } };
+        return request;
+    }
+    request.origin = { s3: { domainName: 'localhost', region: '', authMethod: 'none', path: '',
+                             customHeaders: {} } };
+    request.headers['host'] = [{ key: 'host', value: 'localhost' }];
+    return request;
+};";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn origin_request_switches_to_an_s3_bucket_over_tls_on_port_443() {
+    use tokio::io::AsyncReadExt;
+    let a = origin().run().await;
+    let p = edge_proxy(
+        &a,
+        None,
+        &[("*", "origin_request = \"s3\"")],
+        &[("s3", TO_S3, "")],
+    )
+    .await;
+    // S3 is always port 443, so the bucket's stand-in listens there when it can (as root, the
+    // port free): it sees the TLS client hello naming the bucket, then hangs up.
+    let bucket = tokio::net::TcpListener::bind("127.0.0.1:443").await;
+    if let Err(e) = &bucket {
+        eprintln!("cannot listen on 127.0.0.1:443 ({e}): the client hello is not checked");
+    }
+    let hello = tokio::spawn(async move {
+        let (mut conn, _) = bucket.ok()?.accept().await.ok()?;
+        let mut got = vec![0; 2048];
+        let n = conn.read(&mut got).await.ok()?;
+        got.truncate(n);
+        Some(got)
+    });
+    let r = get(p.addr, "/s3/key.txt").await;
+    // No certificate of the stand-in is trusted: verge answers for the failed origin.
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.header("x-cache"), "Error from verge");
+    assert_eq!(a.hits(), 0, "the configured origin is not asked");
+    if let Some(hello) = tokio::time::timeout(Duration::from_secs(10), hello)
+        .await
+        .expect("the stand-in's task ends")
+        .unwrap()
+    {
+        assert_eq!(
+            hello.first(),
+            Some(&0x16),
+            "a TLS handshake record: {hello:?}"
+        );
+        assert!(
+            hello.windows(9).any(|w| w == b"localhost"),
+            "the server name is the bucket's: {hello:?}"
+        );
+    }
+    let r = get(p.addr, "/oai/key.txt").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.header("x-cache"), "LambdaValidationError from verge");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn origin_request_switches_origins_by_cookie() {
     let a = origin().name("a").run().await;

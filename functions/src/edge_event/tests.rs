@@ -281,7 +281,6 @@ fn changing_request_origin_custom_routes_the_request() {
         json!({ "custom": { "domainName": "a.example", "port": 81 } }),
         json!({ "custom": { "domainName": "a.example", "protocol": "ftp" } }),
         json!({ "custom": { "domainName": "a.example", "path": "/trailing/" } }),
-        json!({ "s3": { "domainName": "bucket.s3.amazonaws.com" } }),
     ] {
         let r = returned(&ev, "request", |r| r["origin"] = bad.clone());
         assert_eq!(
@@ -296,6 +295,136 @@ fn changing_request_origin_custom_routes_the_request() {
         panic!("not continued")
     };
     assert_eq!(edits, Edits::default());
+}
+
+#[test]
+fn switching_to_an_s3_origin_routes_to_the_bucket_over_https() {
+    let (inv, ev) = at(Hook::OriginRequest);
+    // As AWS's custom-to-S3 example writes it.
+    let r = returned(&ev, "request", |r| {
+        r["origin"] = json!({ "s3": {
+            "domainName": "amzn-s3-demo-bucket.s3.amazonaws.com",
+            "region": "",
+            "authMethod": "none",
+            "path": "",
+            "customHeaders": {},
+        }});
+    });
+    let Ok(Outcome::Continue(edits)) = outcome(&inv, &ev, r) else {
+        panic!("not continued")
+    };
+    let Some(OriginChoice::Update(u)) = edits.origin else {
+        panic!("no origin change")
+    };
+    assert_eq!(
+        u.domain_name.as_deref(),
+        Some("amzn-s3-demo-bucket.s3.amazonaws.com")
+    );
+    assert_eq!((u.port, u.https), (Some(443), Some(true)));
+    assert_eq!(u.origin_path.as_deref(), Some(""));
+    assert_eq!(u.s3_region.as_deref(), Some(""));
+    assert_eq!(u.custom_headers, Some(Vec::new()));
+    // The fewest fields: authMethod defaults to none; a region and headers are kept.
+    let r = returned(&ev, "request", |r| {
+        r["origin"] = json!({ "s3": {
+            "domainName": "b.s3.eu-west-1.amazonaws.com",
+            "region": "eu-west-1",
+            "path": "/images",
+            "customHeaders": { "x-key": [{ "key": "X-Key", "value": "k" }] },
+        }});
+    });
+    let Ok(Outcome::Continue(edits)) = outcome(&inv, &ev, r) else {
+        panic!("not continued")
+    };
+    let Some(OriginChoice::Update(u)) = edits.origin else {
+        panic!("no origin change")
+    };
+    assert_eq!(u.s3_region.as_deref(), Some("eu-west-1"));
+    assert_eq!(u.origin_path.as_deref(), Some("/images"));
+    assert_eq!(u.custom_headers, Some(vec![("x-key".into(), "k".into())]));
+    let long = format!("{}.s3.amazonaws.com", "b".repeat(112));
+    for (bad, why) in [
+        (
+            json!({ "s3": { "domainName": "b.s3.amazonaws.com",
+                            "authMethod": "origin-access-identity", "region": "us-east-1" } }),
+            "an origin access identity cannot be used when switching from a custom origin",
+        ),
+        (
+            json!({ "s3": { "domainName": "b.s3.amazonaws.com", "authMethod": "sigv4" } }),
+            "is not none or origin-access-identity",
+        ),
+        (
+            json!({ "s3": { "domainName": "B.s3.amazonaws.com" } }),
+            "must be lower case",
+        ),
+        (json!({ "s3": { "domainName": long } }), "at most 128"),
+        (
+            json!({ "s3": { "region": "us-east-1" } }),
+            "domainName is required",
+        ),
+        (
+            json!({ "s3": { "domainName": "b.s3.amazonaws.com", "port": 443 } }),
+            "unexpected field `port`",
+        ),
+        (
+            json!({ "s3": { "domainName": "b.s3.amazonaws.com", "path": "images" } }),
+            "request.origin.s3.path",
+        ),
+        (
+            json!({ "s3": { "domainName": "b.s3.amazonaws.com",
+                            "customHeaders": { "x-edge-x": [{ "value": "x" }] } } }),
+            "request.origin.s3.customHeaders may not hold x-edge-x",
+        ),
+        (
+            json!({ "s3": { "domainName": "b.s3.amazonaws.com" },
+                    "custom": { "domainName": "a.example" } }),
+            "exactly one of custom or s3",
+        ),
+        (json!({}), "exactly one of custom or s3"),
+    ] {
+        let r = returned(&ev, "request", |r| r["origin"] = bad.clone());
+        let error = outcome(&inv, &ev, r).expect_err(&bad.to_string());
+        assert_eq!(error.kind, FunctionErrorKind::Validation, "{bad}");
+        assert!(error.message.contains(why), "{bad}: {}", error.message);
+    }
+}
+
+#[test]
+fn an_s3_origin_shows_as_s3_in_the_event_and_unchanged_is_no_edit() {
+    for hook in [Hook::OriginRequest, Hook::OriginResponse] {
+        let (mut inv, _) = at(hook);
+        let origin = inv.origin.as_mut().unwrap();
+        origin.domain_name = "b.s3.amazonaws.com".into();
+        origin.s3_region = Some("us-west-2".into());
+        origin.custom_headers = vec![("x-key".into(), "k".into())];
+        let ev = event(&inv);
+        assert_eq!(
+            ev["Records"][0]["cf"]["request"]["origin"],
+            json!({ "s3": {
+                "authMethod": "none",
+                "customHeaders": { "x-key": [{ "key": "X-Key", "value": "k" }] },
+                "domainName": "b.s3.amazonaws.com",
+                "path": "",
+                "region": "us-west-2",
+            }})
+        );
+    }
+    let (mut inv, _) = at(Hook::OriginRequest);
+    inv.origin.as_mut().unwrap().s3_region = Some(String::new());
+    let ev = event(&inv);
+    let r = returned(&ev, "request", |_| {});
+    assert_eq!(
+        outcome(&inv, &ev, r).unwrap(),
+        Outcome::Continue(Edits::default())
+    );
+    // A changed region is a new origin.
+    let r = returned(&ev, "request", |r| {
+        r["origin"]["s3"]["region"] = json!("eu-west-1")
+    });
+    let Ok(Outcome::Continue(edits)) = outcome(&inv, &ev, r) else {
+        panic!("not continued")
+    };
+    assert!(edits.origin.is_some());
 }
 
 #[test]

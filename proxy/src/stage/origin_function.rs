@@ -4,15 +4,15 @@
 //!   secondary on failover), after DNS resolved the attempt's origin and after `via` /
 //!   `x-forwarded-for` were added. It sees the request as the origin would get it (`host` is
 //!   the origin's) and the origin in `request.origin.custom`; its edits are kept in the request
-//!   context and applied in `upstream_request_filter`; a changed `request.origin.custom` becomes
-//!   this attempt's origin (resolved asynchronously); a generated response or a failure is
-//!   written by `fail_to_proxy`.
+//!   context and applied in `upstream_request_filter`; a changed `request.origin` (`custom`, or
+//!   `s3` for a bucket) becomes this attempt's origin (resolved asynchronously); a generated
+//!   response or a failure is written by `fail_to_proxy`.
 //! - **origin-response** runs in `upstream_response_filter` on every origin answer that is not
 //!   failing over, 4xx and 5xx included. Status and header edits apply in place; a replaced
 //!   body (or a failure) becomes a whole response that `fail_to_proxy` writes, so it also
 //!   reaches the viewer when the origin's answer had no body (204, 304, HEAD,
-//!   `content-length: 0`). The viewer-response function does not run on such a written
-//!   response (a limitation, documented in the README).
+//!   `content-length: 0`). The viewer-response function runs on such a written response too
+//!   (`stage::viewer_response::on_replacement`).
 
 use std::sync::Arc;
 
@@ -30,7 +30,8 @@ use crate::stage::function::{self, request_snapshot};
 use crate::stage::origin_select::REPLACE_RESPONSE;
 use crate::state::ProxyState;
 
-/// `request.origin.custom` for a configured (or function-made) origin.
+/// `request.origin` for a configured (or function-made) origin: `custom`, or `s3` for a bucket a
+/// function switched to.
 fn edge_origin(target: &OriginTarget) -> EdgeOrigin {
     let o = &target.origin;
     EdgeOrigin {
@@ -50,6 +51,7 @@ fn edge_origin(target: &OriginTarget) -> EdgeOrigin {
                 )
             })
             .collect(),
+        s3_region: target.s3_region.clone(),
     }
 }
 
