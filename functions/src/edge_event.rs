@@ -866,6 +866,15 @@ fn request_edits(event: &EdgeEvent<'_>, obj: &Fields) -> Result<Edits, FunctionE
             }
         } else {
             edits.origin = origin_from(origin, event)?;
+            // A header goes to the origin either from the request or as the origin's own.
+            if let Some(OriginChoice::Update(update)) = &edits.origin
+                && let (Some(custom), Some(fields)) = (&update.custom_headers, headers.as_object())
+                && let Some((name, _)) = custom.iter().find(|(n, _)| fields.get(n).is_some())
+            {
+                return Err(validation(format!(
+                    "request.origin customHeaders may not hold {name}, which request.headers has"
+                )));
+            }
         }
     }
     if let Some(body) = obj.get("body")

@@ -387,6 +387,22 @@ fn switching_to_an_s3_origin_routes_to_the_bucket_over_https() {
         assert_eq!(error.kind, FunctionErrorKind::Validation, "{bad}");
         assert!(error.message.contains(why), "{bad}: {}", error.message);
     }
+    // A custom header of the origin may not also be a request header (custom or S3 alike).
+    for kind in ["custom", "s3"] {
+        let r = returned(&ev, "request", |r| {
+            r["headers"]["x-key"] = json!([{ "key": "X-Key", "value": "viewer" }]);
+            r["origin"] = json!({ kind: { "domainName": "b.example",
+                "customHeaders": { "x-key": [{ "key": "X-Key", "value": "k" }] } } });
+        });
+        let error = outcome(&inv, &ev, r).expect_err(kind);
+        assert!(
+            error
+                .message
+                .contains("may not hold x-key, which request.headers has"),
+            "{kind}: {}",
+            error.message
+        );
+    }
 }
 
 #[test]
