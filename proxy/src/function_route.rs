@@ -155,7 +155,7 @@ mod tests {
     use crate::metrics::Metrics;
 
     /// The target of the configured origin `https://origin.example:8443/base`, whose certificate
-    /// is not verified, with a custom header from the configuration's side.
+    /// is not verified.
     fn base() -> OriginTarget {
         let config = verge_config::parse(
             "[origins.o]\nurl = \"https://origin.example:8443/base\"\nverify_tls = false\n\
