@@ -619,6 +619,19 @@ fn origin_from(
     Ok(Some(OriginChoice::Update(Box::new(update))))
 }
 
+/// A returned origin's object (`what` names it), holding only the `allowed` fields.
+fn origin_fields<'a>(
+    value: &'a Returned,
+    what: &str,
+    allowed: &[&str],
+) -> Result<&'a Fields, FunctionError> {
+    let fields = value
+        .as_object()
+        .ok_or_else(|| validation(format!("{what} must be an object")))?;
+    only_fields(fields, allowed, what)?;
+    Ok(fields)
+}
+
 /// A string field of a returned origin (`what` names the origin's object), `None` when absent.
 fn origin_text(fields: &Fields, what: &str, key: &str) -> Result<Option<String>, FunctionError> {
     match fields.get(key) {
@@ -664,11 +677,9 @@ fn origin_headers(fields: &Fields, what: &str) -> Result<Vec<(String, String)>, 
 /// A returned `request.origin.custom`.
 fn custom_origin(custom: &Returned) -> Result<OriginUpdate, FunctionError> {
     const WHAT: &str = "request.origin.custom";
-    let custom = custom
-        .as_object()
-        .ok_or_else(|| validation(format!("{WHAT} must be an object")))?;
-    only_fields(
+    let custom = origin_fields(
         custom,
+        WHAT,
         &[
             "customHeaders",
             "domainName",
@@ -679,7 +690,6 @@ fn custom_origin(custom: &Returned) -> Result<OriginUpdate, FunctionError> {
             "readTimeout",
             "sslProtocols",
         ],
-        WHAT,
     )?;
     let number =
         |key: &str, range: std::ops::RangeInclusive<u64>| -> Result<Option<u64>, FunctionError> {
@@ -742,11 +752,9 @@ const MAX_S3_DOMAIN: usize = 128;
 /// with is a custom one.
 fn s3_origin(s3: &Returned) -> Result<OriginUpdate, FunctionError> {
     const WHAT: &str = "request.origin.s3";
-    let s3 = s3
-        .as_object()
-        .ok_or_else(|| validation(format!("{WHAT} must be an object")))?;
-    only_fields(
+    let s3 = origin_fields(
         s3,
+        WHAT,
         &[
             "authMethod",
             "customHeaders",
@@ -754,7 +762,6 @@ fn s3_origin(s3: &Returned) -> Result<OriginUpdate, FunctionError> {
             "path",
             "region",
         ],
-        WHAT,
     )?;
     match origin_text(s3, WHAT, "authMethod")?.as_deref() {
         None | Some("none") => {}

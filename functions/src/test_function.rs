@@ -368,6 +368,14 @@ fn edge_invocation(source: &str, cf: &Value) -> Result<Invocation, String> {
     let request = &cf["request"];
     // `request.origin`: a custom origin, or an S3 one (whose fields are a subset).
     let s3 = &request["origin"]["s3"];
+    // The event a handler sees shows what verge can route: an S3 origin without credentials.
+    if let Some(method) = s3["authMethod"].as_str()
+        && method != "none"
+    {
+        return Err(format!(
+            "request.origin.s3.authMethod `{method}`: verge reaches S3 origins only with `none`"
+        ));
+    }
     let custom = if s3.is_object() {
         s3
     } else {
@@ -752,6 +760,9 @@ mod tests {
         )
         .unwrap();
         assert!(r.validation_errors.is_empty(), "{:?}", r.validation_errors);
+        let oai = event.replace("\"none\"", "\"origin-access-identity\"");
+        let refused = edge("exports.handler = async () => {};", &oai).unwrap_err();
+        assert!(refused.contains("only with `none`"), "{refused}");
         assert_eq!(
             r.function_execution_logs,
             vec![
