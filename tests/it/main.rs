@@ -30,6 +30,8 @@ mod setup_script;
 #[cfg(test)]
 mod tls;
 #[cfg(test)]
+mod upgrade;
+#[cfg(test)]
 mod viewer_connection;
 
 /// Allocations are counted per thread, as the fast tier's memory limit needs.

@@ -6,7 +6,9 @@
 //! - `/reset` — closes the connection without answering;
 //! - `/stream/N` — N pattern bytes, streamed in 64 KiB chunks;
 //! - `/chunked/N` — the same with no length given, so framed chunked;
-//! - `/upload` — reads the whole body streaming, answers its length and SHA-256.
+//! - `/upload` — reads the whole body streaming, answers its length and SHA-256;
+//! - `/upgrade` — with an `Upgrade` header, `101 Switching Protocols` to that protocol, then
+//!   echoes every read back prefixed with `echo:` until the peer closes; without one, 426.
 //!
 //! Every answer carries `x-origin: NAME`.
 
@@ -22,6 +24,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use sha2::Digest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -131,12 +134,49 @@ async fn handle(name: Arc<str>, req: Request<Incoming>) -> Result<Response<Body>
             ))))
             .unwrap());
     }
+    if path == "/upgrade" {
+        return Ok(upgraded_echo(&name, req));
+    }
     if path == "/upload" {
         let (len, sha) = drain(req.into_body()).await;
         let body = serde_json::json!({ "body_len": len, "body_sha256": sha });
         return Ok(full(200, &name, "application/json", body.to_string()));
     }
     Ok(full(404, &name, "text/plain", "no such route"))
+}
+
+/// Switch to the protocol the request names and echo on the upgraded connection.
+fn upgraded_echo(name: &str, mut req: Request<Incoming>) -> Response<Body> {
+    let Some(protocol) = req.headers().get(hyper::header::UPGRADE).cloned() else {
+        return full(426, name, "text/plain", "upgrade required");
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut io = TokioIo::new(upgraded);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let mut answer = b"echo:".to_vec();
+                    answer.extend_from_slice(&buf[..n]);
+                    if io.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Response::builder()
+        .status(101)
+        .header("x-origin", name)
+        .header(hyper::header::UPGRADE, protocol)
+        .header(hyper::header::CONNECTION, "upgrade")
+        .body(Full::new(Bytes::new()).boxed())
+        .unwrap()
 }
 
 async fn drain(mut body: Incoming) -> (u64, String) {
@@ -200,11 +240,17 @@ impl OriginBuilder {
                     match acceptor {
                         Some(acc) => {
                             if let Ok(tls) = acc.accept(tcp).await {
-                                let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(tls), svc)
+                                    .with_upgrades()
+                                    .await;
                             }
                         }
                         None => {
-                            let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+                            let _ = builder
+                                .serve_connection(TokioIo::new(tcp), svc)
+                                .with_upgrades()
+                                .await;
                         }
                     }
                 });
