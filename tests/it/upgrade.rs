@@ -2,14 +2,17 @@
 //! origin answers `101 Switching Protocols`, the connection becomes a tunnel carrying bytes both
 //! ways until either side closes. While it is open, each read from the origin waits at most the
 //! origin's `read_timeout` (and each read from the viewer `server.client_timeout`): a tunnel
-//! with traffic stays open past them, an idle one is closed, as the README says.
+//! with traffic stays open past them, an idle one is closed, as the README says. A TLS listener
+//! tunnels the same way over HTTP/1.1.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::client::read_raw_head;
+use crate::support::certs::Ca;
+use crate::support::client::tls_client;
 use crate::support::proxy::proxy_in;
 use crate::support::{origin, proxy, single_origin as single};
 
@@ -20,30 +23,55 @@ const HANDSHAKE: &str = "GET /upgrade HTTP/1.1\r\nHost: viewer.example\r\nUpgrad
     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
     Sec-WebSocket-Version: 13\r\n\r\n";
 
-/// Send `request` to the proxy at `addr`: the connection and the answer's head, lower-cased.
-async fn handshake(addr: std::net::SocketAddr, request: &str) -> (TcpStream, String) {
-    let mut conn = TcpStream::connect(addr).await.unwrap();
+/// A viewer's connection to the proxy: plain TCP or TLS.
+trait Conn: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Conn for T {}
+
+/// A plain connection to the proxy at `addr`.
+async fn plain(addr: SocketAddr) -> TcpStream {
+    TcpStream::connect(addr).await.unwrap()
+}
+
+/// Send `request` on `conn`: the connection and the answer's head, lower-cased. The head is read
+/// byte by byte, so nothing after it is consumed.
+async fn handshake<S: Conn>(mut conn: S, request: &str) -> (S, String) {
     conn.write_all(request.as_bytes()).await.unwrap();
-    let head = tokio::time::timeout(PATIENCE, read_raw_head(&mut conn))
+    let read_head = async {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = conn.read(&mut byte).await.unwrap();
+            assert!(
+                n > 0,
+                "the proxy closed instead of answering the upgrade request"
+            );
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).unwrap().to_ascii_lowercase()
+    };
+    let head = tokio::time::timeout(PATIENCE, read_head)
         .await
-        .expect("no answer to the upgrade request")
-        .expect("the proxy closed instead of answering the upgrade request");
-    (conn, head.to_ascii_lowercase())
+        .expect("no answer to the upgrade request");
+    (conn, head)
 }
 
 /// How many handshakes [`open_tunnel`] makes before it calls the tunnel broken.
 const ATTEMPTS: usize = 5;
 
-/// A tunnel opened with `request` that has carried a first message both ways, and the head of
-/// its `101`. pingora 0.9.1 sometimes tears an upgrade down right after forwarding the `101`
-/// (cloudflare/pingora#946: when the origin's `101` is read before the request's own empty
-/// body is, that body's end is taken for the tunnel's). Rare, and only when the proxy thread
-/// is slow to get to the tunnel, as under a busy test run; such an attempt shows as an end of
-/// stream on the first read and is made again, up to [`ATTEMPTS`] handshakes in all, each
-/// retry reported on stderr. Any other failure fails at once.
-async fn open_tunnel(addr: std::net::SocketAddr, request: &str) -> (TcpStream, String) {
+/// A tunnel opened with `request` on a connection from `connect` that has carried a first
+/// message both ways, and the head of its `101`. pingora 0.9.1 sometimes tears an upgrade down
+/// right after forwarding the `101` (cloudflare/pingora#946: when the origin's `101` is read
+/// before the request's own empty body is, that body's end is taken for the tunnel's). Rare,
+/// and only when the proxy thread is slow to get to the tunnel, as under a busy test run; such
+/// an attempt shows as an end of stream on the first read and is made again, up to
+/// [`ATTEMPTS`] handshakes in all, each retry reported on stderr. Any other failure fails at
+/// once.
+async fn open_tunnel<S: Conn, F: Future<Output = S>>(
+    connect: impl Fn() -> F,
+    request: &str,
+) -> (S, String) {
     for attempt in 1..=ATTEMPTS {
-        let (mut conn, head) = handshake(addr, request).await;
+        let (mut conn, head) = handshake(connect().await, request).await;
         assert!(
             head.starts_with("http/1.1 101"),
             "not switched by the origin: {head}"
@@ -60,7 +88,7 @@ async fn open_tunnel(addr: std::net::SocketAddr, request: &str) -> (TcpStream, S
 }
 
 /// Send `message` and read back the origin's echo of it.
-async fn try_round_trip(conn: &mut TcpStream, message: &str) -> std::io::Result<()> {
+async fn try_round_trip(conn: &mut impl Conn, message: &str) -> std::io::Result<()> {
     conn.write_all(message.as_bytes()).await?;
     let expected = format!("echo:{message}");
     let mut got = vec![0u8; expected.len()];
@@ -72,14 +100,14 @@ async fn try_round_trip(conn: &mut TcpStream, message: &str) -> std::io::Result<
 }
 
 /// [`try_round_trip`] on an open tunnel, which must not close.
-async fn round_trip(conn: &mut TcpStream, message: &str) {
+async fn round_trip(conn: &mut impl Conn, message: &str) {
     try_round_trip(conn, message)
         .await
         .unwrap_or_else(|e| panic!("the tunnel closed before the echo of {message:?}: {e}"));
 }
 
 /// Wait for the proxy to close `conn`; how long that took.
-async fn closed_after(conn: &mut TcpStream) -> Duration {
+async fn closed_after(conn: &mut impl Conn) -> Duration {
     let start = Instant::now();
     let mut rest = Vec::new();
     let read = tokio::time::timeout(PATIENCE, conn.read_to_end(&mut rest))
@@ -96,7 +124,7 @@ async fn closed_after(conn: &mut TcpStream) -> Duration {
 async fn an_upgrade_becomes_a_tunnel_both_ways_with_verges_headers_on_the_101() {
     let o = origin().run().await;
     let p = proxy(&single(&o.url(), "")).await;
-    let (mut conn, head) = open_tunnel(p.addr, HANDSHAKE).await;
+    let (mut conn, head) = open_tunnel(|| plain(p.addr), HANDSHAKE).await;
     for expected in [
         "upgrade: websocket",
         "x-origin: origin",
@@ -133,7 +161,7 @@ async fn a_tunnel_stays_open_while_it_carries_traffic_and_closes_once_idle_past_
         ("client_timeout", viewer_side),
     ] {
         let p = proxy(&config).await;
-        let (mut conn, _) = open_tunnel(p.addr, HANDSHAKE).await;
+        let (mut conn, _) = open_tunnel(|| plain(p.addr), HANDSHAKE).await;
         // Twice the timeout in all, never more than a fraction of it between reads.
         let start = Instant::now();
         let mut i = 0;
@@ -188,7 +216,7 @@ async fn viewer_functions_run_on_the_handshake_and_a_generated_answer_opens_no_t
     );
     let p = proxy_in(dir, &config).await;
 
-    let (mut refused, head) = handshake(p.addr, HANDSHAKE).await;
+    let (mut refused, head) = handshake(plain(p.addr).await, HANDSHAKE).await;
     assert!(head.starts_with("http/1.1 401"), "{head}");
     assert!(
         head.contains("x-cache: functiongeneratedresponse from verge"),
@@ -201,11 +229,39 @@ async fn viewer_functions_run_on_the_handshake_and_a_generated_answer_opens_no_t
         "Upgrade: websocket",
         "Upgrade: websocket\r\nAuthorization: Bearer ok",
     );
-    let (mut conn, head) = open_tunnel(p.addr, &authorized).await;
+    let (mut conn, head) = open_tunnel(|| plain(p.addr), &authorized).await;
     assert!(head.contains("x-seen: 101"), "{head}");
     round_trip(&mut conn, "through the gate").await;
     assert!(
         o.hits() >= 1,
         "the authorized handshake never reached the origin"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_listener_tunnels_over_http11() {
+    let o = origin().run().await;
+    let ca = Ca::new("verge test CA");
+    let leaf = ca.leaf();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &leaf.cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).unwrap();
+    let config = format!(
+        "[[server.tls]]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n{}",
+        single(&o.url(), "")
+    );
+    let p = proxy_in(dir, &config).await;
+    let addr = p.tls[0];
+    // A WebSocket client offers only http/1.1 where the server has no extended CONNECT.
+    let connector = tokio_rustls::TlsConnector::from(tls_client(&ca.cert_pem, false));
+    let connect = || async {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        connector.connect(name, tcp).await.unwrap()
+    };
+    let (mut conn, head) = open_tunnel(connect, HANDSHAKE).await;
+    assert!(head.contains("x-cache: miss from verge"), "{head}");
+    for i in 0..3 {
+        round_trip(&mut conn, &format!("secure {i}")).await;
+    }
 }
