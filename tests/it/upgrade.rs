@@ -63,7 +63,8 @@ const ATTEMPTS: usize = 5;
 /// right after forwarding the `101` (cloudflare/pingora#946: when the origin's `101` is read
 /// before the request's own empty body is, that body's end is taken for the tunnel's). Rare,
 /// and only when the proxy thread is slow to get to the tunnel, as under a busy test run; such
-/// an attempt shows as an end of stream on the first read and is made again, up to
+/// an attempt shows as the connection ending (an end of stream, or a reset when the close met
+/// the first message) and is made again, up to
 /// [`ATTEMPTS`] handshakes in all, each retry reported on stderr. Any other failure fails at
 /// once.
 async fn open_tunnel<S: Conn, F: Future<Output = S>>(
@@ -78,13 +79,19 @@ async fn open_tunnel<S: Conn, F: Future<Output = S>>(
         );
         match try_round_trip(&mut conn, "first").await {
             Ok(()) => return (conn, head),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                eprintln!("upgrade attempt {attempt}: closed after its 101 (pingora#946)");
+            Err(e) if closed(&e) => {
+                eprintln!("upgrade attempt {attempt}: closed after its 101 (pingora#946): {e}");
             }
             Err(e) => panic!("the tunnel failed on its first message: {e}"),
         }
     }
     panic!("every one of {ATTEMPTS} tunnels closed right after its 101");
+}
+
+/// Whether `e` is the peer closing the connection.
+fn closed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    matches!(e.kind(), UnexpectedEof | ConnectionReset | BrokenPipe)
 }
 
 /// Send `message` and read back the origin's echo of it.
