@@ -3,7 +3,8 @@
 //! ways until either side closes. While it is open, each read from the origin waits at most the
 //! origin's `read_timeout` (and each read from the viewer `server.client_timeout`): a tunnel
 //! with traffic stays open past them, an idle one is closed, as the README says. A TLS listener
-//! tunnels the same way over HTTP/1.1.
+//! tunnels the same way over HTTP/1.1, and a tunnel that closes is one access-log line with the
+//! bytes it carried to the viewer and how it ended.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -11,10 +12,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::support::binary::start_with;
 use crate::support::certs::Ca;
 use crate::support::client::tls_client;
 use crate::support::proxy::proxy_in;
-use crate::support::{origin, proxy, single_origin as single};
+use crate::support::{eventually, origin, proxy, single_origin as single};
 
 /// How long any of these waits for the proxy before the test fails.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -271,4 +273,61 @@ async fn a_tls_listener_tunnels_over_http11() {
     for i in 0..3 {
         round_trip(&mut conn, &format!("secure {i}")).await;
     }
+}
+
+/// The access-log line of the request `id`, once written.
+async fn access_line(verge: &crate::support::binary::Verge, id: &str) -> serde_json::Value {
+    eventually(100, Duration::from_millis(20), || async {
+        verge
+            .json_lines()
+            .into_iter()
+            .find(|l| l["target"] == "verge::access" && l["request_id"] == id)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no access-log line for {id}"))
+}
+
+/// The request id on the head of a `101`.
+fn request_id(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("x-verge-request-id: "))
+        .unwrap_or_else(|| panic!("no request id in {head}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tunnel_is_one_access_log_line_with_the_bytes_it_carried_and_how_it_ended() {
+    let o = origin().run().await;
+    let template = format!(
+        "[server]\nlisten = [\"{{listen}}\"]\n[admin]\nlisten = \"{{admin}}\"\n\
+         [logging]\naccess_log = true\n{}",
+        single(&o.url(), "read_timeout = \"1s\"")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let verge = start_with(dir.path(), &template, 100, "warn").await;
+
+    // Closed by the viewer after some traffic.
+    let (mut conn, head) = open_tunnel(|| plain(verge.addr), HANDSHAKE).await;
+    let message = "x".repeat(1000);
+    for _ in 0..3 {
+        round_trip(&mut conn, &message).await;
+    }
+    conn.shutdown().await.unwrap();
+    closed_after(&mut conn).await;
+    // What went to the viewer through the tunnel: the first echo and three long ones.
+    let carried = "echo:first".len() + 3 * ("echo:".len() + message.len());
+    let line = access_line(&verge, &request_id(&head)).await;
+    assert_eq!(line["status"], 101, "{line}");
+    assert_eq!(line["result"], "Miss", "{line}");
+    assert_eq!(line["error"], "", "{line}");
+    assert_eq!(line["bytes"], carried, "{line}");
+
+    // Left silent until the origin's read timeout closed it.
+    let (mut conn, head) = open_tunnel(|| plain(verge.addr), HANDSHAKE).await;
+    closed_after(&mut conn).await;
+    let line = access_line(&verge, &request_id(&head)).await;
+    assert_eq!(line["status"], 101, "{line}");
+    assert_eq!(line["result"], "Error", "{line}");
+    let error = line["error"].as_str().unwrap_or_default();
+    assert!(error.contains("ReadTimedout"), "{line}");
 }
