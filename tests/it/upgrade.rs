@@ -149,8 +149,7 @@ async fn an_upgrade_becomes_a_tunnel_both_ways_with_verges_headers_on_the_101() 
     conn.shutdown().await.unwrap();
     closed_after(&mut conn).await;
 
-    // An origin that refuses the upgrade answers as to any request, and the answer is the
-    // viewer's (no tunnel).
+    // The same route asked without `Upgrade`: the origin's 426 comes back as any answer does.
     let refused = p.get("/upgrade").await;
     assert_eq!(refused.status, 426);
     assert_eq!(refused.header("x-cache"), "Miss from verge");
