@@ -376,22 +376,22 @@ fn edge_invocation(source: &str, cf: &Value) -> Result<Invocation, String> {
             "request.origin.s3.authMethod `{method}`: verge reaches S3 origins only with `none`"
         ));
     }
-    let custom = if s3.is_object() {
+    let fields = if s3.is_object() {
         s3
     } else {
         &request["origin"]["custom"]
     };
-    let origin = custom.is_object().then(|| crate::invocation::EdgeOrigin {
-        domain_name: custom["domainName"]
+    let origin = fields.is_object().then(|| crate::invocation::EdgeOrigin {
+        domain_name: fields["domainName"]
             .as_str()
             .unwrap_or("origin.invalid")
             .to_owned(),
-        port: custom["port"].as_u64().map_or(443, |p| p as u16),
-        https: custom["protocol"].as_str() != Some("http"),
-        path: custom["path"].as_str().unwrap_or("").to_owned(),
-        read_timeout: Duration::from_secs(custom["readTimeout"].as_u64().unwrap_or(30)),
-        keepalive_timeout: Duration::from_secs(custom["keepaliveTimeout"].as_u64().unwrap_or(5)),
-        custom_headers: edge_headers(custom.get("customHeaders"))
+        port: fields["port"].as_u64().map_or(443, |p| p as u16),
+        https: fields["protocol"].as_str() != Some("http"),
+        path: fields["path"].as_str().unwrap_or("").to_owned(),
+        read_timeout: Duration::from_secs(fields["readTimeout"].as_u64().unwrap_or(30)),
+        keepalive_timeout: Duration::from_secs(fields["keepaliveTimeout"].as_u64().unwrap_or(5)),
+        custom_headers: edge_headers(fields.get("customHeaders"))
             .into_iter()
             .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
             .collect(),

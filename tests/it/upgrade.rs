@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use crate::support::binary::start_with;
 use crate::support::certs::Ca;
-use crate::support::client::tls_client;
+use crate::support::client::{read_raw_head, tls_client};
 use crate::support::proxy::proxy_in;
 use crate::support::{eventually, origin, proxy, single_origin as single};
 
@@ -34,27 +34,14 @@ async fn plain(addr: SocketAddr) -> TcpStream {
     TcpStream::connect(addr).await.unwrap()
 }
 
-/// Send `request` on `conn`: the connection and the answer's head, lower-cased. The head is read
-/// byte by byte, so nothing after it is consumed.
+/// Send `request` on `conn`: the connection and the answer's head, lower-cased.
 async fn handshake<S: Conn>(mut conn: S, request: &str) -> (S, String) {
     conn.write_all(request.as_bytes()).await.unwrap();
-    let read_head = async {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            let n = conn.read(&mut byte).await.unwrap();
-            assert!(
-                n > 0,
-                "the proxy closed instead of answering the upgrade request"
-            );
-            head.push(byte[0]);
-        }
-        String::from_utf8(head).unwrap().to_ascii_lowercase()
-    };
-    let head = tokio::time::timeout(PATIENCE, read_head)
+    let head = tokio::time::timeout(PATIENCE, read_raw_head(&mut conn))
         .await
-        .expect("no answer to the upgrade request");
-    (conn, head)
+        .expect("no answer to the upgrade request")
+        .expect("the proxy closed instead of answering the upgrade request");
+    (conn, head.to_ascii_lowercase())
 }
 
 /// How many handshakes [`open_tunnel`] makes before it calls the tunnel broken.

@@ -264,7 +264,7 @@ pub async fn tls_send(
 /// One HTTP/1 message head read off a raw connection, up to and including its blank line, or
 /// `None` when the peer closed (or failed) first. Byte by byte, so nothing after the head is
 /// consumed.
-pub async fn read_raw_head(conn: &mut TcpStream) -> Option<String> {
+pub async fn read_raw_head(conn: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<String> {
     use tokio::io::AsyncReadExt;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
