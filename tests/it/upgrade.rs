@@ -2,7 +2,8 @@
 //! origin answers `101 Switching Protocols`, the connection becomes a tunnel carrying bytes both
 //! ways until either side closes. While it is open, each read from the origin waits at most the
 //! origin's `read_timeout` (and each read from the viewer `server.client_timeout`): a tunnel
-//! with traffic stays open past them, an idle one is closed, as the README says. A TLS listener
+//! with traffic stays open past them, an idle one is closed, as the README says. An upgrade the
+//! origin declines is an ordinary answer on a connection that stays HTTP/1.1. A TLS listener
 //! tunnels the same way over HTTP/1.1, and a tunnel that closes is one access-log line with the
 //! bytes it carried to the viewer and how it ended.
 
@@ -316,4 +317,51 @@ async fn a_tunnel_is_one_access_log_line_with_the_bytes_it_carried_and_how_it_en
     assert_eq!(line["result"], "Error", "{line}");
     let error = line["error"].as_str().unwrap_or_default();
     assert!(error.contains("ReadTimedout"), "{line}");
+}
+
+/// The length an answer's lower-cased `head` gives its body.
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .unwrap_or_else(|| panic!("no content-length in {head}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Read the body of the answer whose lower-cased `head` was just read from `conn`.
+async fn read_body(conn: &mut impl Conn, head: &str) -> String {
+    let mut body = vec![0u8; content_length(head)];
+    tokio::time::timeout(PATIENCE, conn.read_exact(&mut body))
+        .await
+        .expect("no body")
+        .expect("the connection closed inside the body");
+    String::from_utf8(body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_the_origin_declines_is_an_ordinary_answer_and_no_tunnel() {
+    let o = origin().run().await;
+    let p = proxy(&single(&o.url(), "")).await;
+    let request = HANDSHAKE.replace("/upgrade ", "/upgrade-refused ");
+    let (mut conn, head) = handshake(plain(p.addr).await, &request).await;
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    assert!(head.contains("x-cache: miss from verge"), "{head}");
+    assert!(!head.contains("upgrade"), "{head}");
+    assert_eq!(read_body(&mut conn, &head).await, "no upgrade here");
+
+    // The connection is still HTTP/1.1: what the viewer sends next is a request, not tunnel bytes.
+    conn.write_all(b"GET /echo/next HTTP/1.1\r\nHost: viewer.example\r\n\r\n")
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(PATIENCE, read_raw_head(&mut conn))
+        .await
+        .expect("no answer to the request after the declined upgrade")
+        .expect("the proxy closed after the declined upgrade")
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let echo: serde_json::Value = serde_json::from_str(&read_body(&mut conn, &head).await).unwrap();
+    assert_eq!(echo["path"], "/echo/next");
+    assert_eq!(echo["method"], "GET");
+    assert_eq!(o.hits.load(std::sync::atomic::Ordering::SeqCst), 2);
 }

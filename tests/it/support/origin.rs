@@ -8,7 +8,8 @@
 //! - `/chunked/N` — the same with no length given, so framed chunked;
 //! - `/upload` — reads the whole body streaming, answers its length and SHA-256;
 //! - `/upgrade` — with an `Upgrade` header, `101 Switching Protocols` to that protocol, then
-//!   echoes every read back prefixed with `echo:` until the peer closes; without one, 426.
+//!   echoes every read back prefixed with `echo:` until the peer closes; without one, 426;
+//! - `/upgrade-refused` — declines any upgrade: 403 with a short body, the connection kept.
 //!
 //! Every answer carries `x-origin: NAME`.
 
@@ -136,6 +137,9 @@ async fn handle(name: Arc<str>, req: Request<Incoming>) -> Result<Response<Body>
     }
     if path == "/upgrade" {
         return Ok(upgraded_echo(&name, req));
+    }
+    if path == "/upgrade-refused" {
+        return Ok(full(403, &name, "text/plain", "no upgrade here"));
     }
     if path == "/upload" {
         let (len, sha) = drain(req.into_body()).await;
