@@ -139,6 +139,9 @@ pub struct Origin {
     pub sni: String,
     /// Forward the viewer's `Host` header instead of the origin's host.
     pub preserve_host: bool,
+    /// `Some(region)` for an S3 bucket: Lambda@Edge events show it as `request.origin.s3`
+    /// (reached without credentials, `authMethod: "none"`) instead of `request.origin.custom`.
+    pub s3_region: Option<String>,
     /// Where the origin was declared, for errors found later (bad CA file, …).
     pub pos: Pos,
 }

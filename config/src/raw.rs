@@ -84,6 +84,14 @@ pub struct RawOrigin {
     pub ca_file: Option<Spanned<String>>,
     pub sni: Option<Spanned<String>>,
     pub preserve_host: Option<bool>,
+    pub s3: Option<Spanned<RawS3>>,
+}
+
+/// `[origins.NAME.s3]`: the origin is an S3 bucket.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawS3 {
+    pub region: Spanned<String>,
 }
 
 /// `[origin_groups.NAME]`

@@ -495,3 +495,54 @@ fn restart_only_changes_are_listed_and_reloadable_ones_are_not() {
     .unwrap();
     assert!(a.restart_only_changes(&c).is_empty());
 }
+
+#[test]
+fn an_s3_origin_names_its_region_and_a_lower_case_domain() {
+    let text = "[origins.assets]\nurl = \"https://b.s3.eu-west-1.amazonaws.com/img\"\n\
+                s3 = { region = \"eu-west-1\" }\n\
+                [[behaviors]]\npath_pattern = \"*\"\norigin = \"assets\"\n";
+    let c = parse(text, Path::new("v.toml")).unwrap();
+    let o = &c.origins["assets"];
+    assert_eq!(o.s3_region.as_deref(), Some("eu-west-1"));
+    assert_eq!(
+        (o.host.as_str(), o.port, o.path.as_str()),
+        ("b.s3.eu-west-1.amazonaws.com", 443, "/img")
+    );
+    assert_eq!(
+        parse(MINIMAL, Path::new("v.toml")).unwrap().origins["app"].s3_region,
+        None
+    );
+
+    let with = |url: &str, s3: &str| {
+        errors(&format!(
+            "[origins.assets]\nurl = \"{url}\"\ns3 = {s3}\n\
+             [[behaviors]]\npath_pattern = \"*\"\norigin = \"assets\"\n"
+        ))
+    };
+    let e = with("https://B.s3.amazonaws.com", "{ region = \"us-east-1\" }");
+    assert!(
+        e[0].starts_with("v.toml:2:7: origins.assets.url: an S3 origin's domain `B.s3")
+            && e[0].contains("must be lower case and at most 128 characters"),
+        "{e:?}"
+    );
+    let long = format!("https://{}.s3.amazonaws.com", "b".repeat(112));
+    let e = with(&long, "{ region = \"us-east-1\" }");
+    assert!(e[0].contains("at most 128 characters"), "{e:?}");
+    let e = with("https://b.s3.amazonaws.com", "{ region = \"EU West\" }");
+    assert!(
+        e[0].starts_with("v.toml:3:17: origins.assets.s3.region: `EU West` is not a region name"),
+        "{e:?}"
+    );
+    let e = with("https://b.s3.amazonaws.com", "{ region = \"\" }");
+    assert!(
+        e[0].contains("origins.assets.s3.region: `` is not a region name"),
+        "{e:?}"
+    );
+    let e = with(
+        "https://b.s3.amazonaws.com",
+        "{ region = \"us-east-1\", oai = \"x\" }",
+    );
+    assert!(e[0].contains("unknown field `oai`"), "{e:?}");
+    let e = with("https://b.s3.amazonaws.com", "{ }");
+    assert!(e[0].contains("missing field `region`"), "{e:?}");
+}

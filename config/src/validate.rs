@@ -490,10 +490,58 @@ fn origin(c: &mut Checker, name: &str, spanned: &Spanned<RawOrigin>) -> Option<O
         verify_tls: raw.verify_tls.unwrap_or(true),
         ca_pem,
         sni,
-        host,
         preserve_host: raw.preserve_host.unwrap_or(false),
+        s3_region: raw
+            .s3
+            .as_ref()
+            .and_then(|s3| s3_region(c, &path, &host, raw, s3)),
+        host,
         pos: c.pos(spanned),
     })
+}
+
+/// The longest S3 bucket domain CloudFront takes (spec §2.5, `request.origin.s3.domainName`).
+const MAX_S3_DOMAIN: usize = 128;
+
+/// An S3 origin's region, after checking the bucket's domain as CloudFront does (lower case,
+/// at most [`MAX_S3_DOMAIN`] characters) and the region's form (`eu-west-1`).
+fn s3_region(
+    c: &mut Checker,
+    path: &str,
+    host: &str,
+    raw: &RawOrigin,
+    s3: &Spanned<RawS3>,
+) -> Option<String> {
+    let mut ok = true;
+    if host.len() > MAX_S3_DOMAIN || host.bytes().any(|b| b.is_ascii_uppercase()) {
+        c.error(
+            &raw.url,
+            format!("{path}.url"),
+            format!(
+                "an S3 origin's domain `{host}` must be lower case and at most {MAX_S3_DOMAIN} \
+                 characters"
+            ),
+        );
+        ok = false;
+    }
+    let region = &s3.get_ref().region;
+    let text = region.get_ref();
+    let well_formed = !text.is_empty()
+        && text.len() <= 32
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !well_formed {
+        c.error(
+            region,
+            format!("{path}.s3.region"),
+            format!(
+                "`{text}` is not a region name (lower-case letters, digits and `-`, as `eu-west-1`)"
+            ),
+        );
+        ok = false;
+    }
+    ok.then(|| text.clone())
 }
 
 /// What a function may refer to: the stores and origins built so far, and their raw tables

@@ -18,7 +18,7 @@ use crate::first_touch::{EventPart, FirstTouch, Pending};
 use crate::grouped::Grouped;
 use crate::invocation::{EdgeOrigin, HeaderList, Invocation};
 use crate::js_json::{JsBuilder, string};
-use crate::origin_choice::{OriginChoice, OriginUpdate};
+use crate::origin_choice::{OriginChoice, OriginKind, OriginUpdate};
 use crate::outcome::{
     Edits, FunctionError, FunctionErrorKind, GeneratedResponse, HeaderEdits, Outcome,
 };
@@ -304,8 +304,8 @@ fn write_headers(headers: &Headers<'_>, js: &mut JsBuilder<'_>) -> JsObject {
     object
 }
 
-/// Put `request.origin`'s one property on `origin`: `custom` from the attempt's origin, or `s3`
-/// when a function switched the request to an S3 origin.
+/// Put `request.origin`'s one property on `origin`, from the attempt's origin: `s3` for a bucket
+/// (configured as one, or one a function switched to), otherwise `custom`.
 fn write_origin(
     origin: &JsObject,
     o: &EdgeOrigin,
@@ -738,6 +738,7 @@ fn custom_origin(custom: &Returned) -> Result<OriginUpdate, FunctionError> {
         https: Some(https),
         read_timeout: read_timeout.map(std::time::Duration::from_secs),
         keep_alive_timeout: keepalive.map(std::time::Duration::from_secs),
+        kind: Some(OriginKind::Custom),
         ..OriginUpdate::default()
     })
 }
@@ -745,11 +746,13 @@ fn custom_origin(custom: &Returned) -> Result<OriginUpdate, FunctionError> {
 /// The longest S3 origin `domainName` CloudFront takes.
 const MAX_S3_DOMAIN: usize = 128;
 
-/// A returned `request.origin.s3`: the bucket is reached over HTTPS on port 443, its name
-/// verified against the certificate, with the event's timeouts kept. Only `authMethod: "none"`
-/// (a bucket that allows the read) can be routed: CloudFront refuses an origin access identity
-/// when a function switches from a custom origin to S3, and every origin verge starts a request
-/// with is a custom one.
+/// A returned `request.origin.s3`: another bucket is reached over HTTPS on port 443, its name
+/// verified against the certificate, with the event's timeouts kept (the proxy keeps a
+/// configured bucket's own address when the domain stays). Only `authMethod: "none"` (a bucket
+/// that allows the read) can be routed: CloudFront refuses an origin access identity when a
+/// function switches from a custom origin to S3, and between buckets allows only the identity
+/// the request's origin already has, while every origin verge starts a request with, custom or
+/// S3, is reached without one.
 fn s3_origin(s3: &Returned) -> Result<OriginUpdate, FunctionError> {
     const WHAT: &str = "request.origin.s3";
     let s3 = origin_fields(
@@ -768,8 +771,9 @@ fn s3_origin(s3: &Returned) -> Result<OriginUpdate, FunctionError> {
         Some("origin-access-identity") => {
             return Err(validation(format!(
                 "{WHAT}.authMethod `origin-access-identity`: an origin access identity cannot be \
-                 used when switching from a custom origin to S3 (this request's origin is a \
-                 custom one); use `none` for a bucket that allows the read"
+                 used when switching from a custom origin to S3, nor between buckets unless the \
+                 request's origin has it (verge reaches every origin without one); use `none` \
+                 for a bucket that allows the read"
             )));
         }
         Some(other) => {
@@ -794,7 +798,7 @@ fn s3_origin(s3: &Returned) -> Result<OriginUpdate, FunctionError> {
         custom_headers: Some(custom_headers),
         port: Some(443),
         https: Some(true),
-        s3_region: Some(region),
+        kind: Some(OriginKind::S3 { region }),
         ..OriginUpdate::default()
     })
 }

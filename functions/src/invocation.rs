@@ -92,7 +92,7 @@ pub struct RequestBody {
     pub truncated: bool,
 }
 
-/// A custom origin as Lambda@Edge describes it in `request.origin.custom`.
+/// An origin as Lambda@Edge describes it in `request.origin.custom` (or `.s3`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgeOrigin {
     /// `domainName`.
@@ -109,8 +109,9 @@ pub struct EdgeOrigin {
     pub keepalive_timeout: Duration,
     /// `customHeaders`, names lower-case.
     pub custom_headers: Vec<(String, String)>,
-    /// `Some(region)` when a function sent the request to an S3 origin (`request.origin.s3`,
-    /// `region` empty when it gave none): the event then shows `s3` instead of `custom`.
+    /// `Some(region)` for an S3 origin, configured as one or one a function sent the request to
+    /// (`region` empty when it gave none): the event then shows `request.origin.s3` instead of
+    /// `custom`.
     pub s3_region: Option<String>,
 }
 

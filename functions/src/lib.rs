@@ -85,7 +85,7 @@ pub use fast_pool::{FastPool, Generation, PoolConfig, Reply};
 pub use invocation::{
     EdgeOrigin, HeaderList, Invocation, RequestBody, RequestSnapshot, ResponseSnapshot,
 };
-pub use origin_choice::{OriginChoice, OriginOverrides, OriginUpdate};
+pub use origin_choice::{OriginChoice, OriginKind, OriginOverrides, OriginUpdate};
 pub use outcome::{
     Edits, FunctionError, FunctionErrorKind, GeneratedResponse, HeaderEdits, Outcome, ResultType,
 };

@@ -95,9 +95,22 @@ pub struct OriginUpdate {
     pub read_timeout: Option<Duration>,
     /// `timeouts.keepAliveTimeout`.
     pub keep_alive_timeout: Option<Duration>,
-    /// `Some(region)` when a Lambda@Edge function switched to `request.origin.s3` (`region`
-    /// empty when it gave none): the origin is then an S3 one in later events.
-    pub s3_region: Option<String>,
+    /// What kind of origin the request's origin becomes: `None` keeps its kind
+    /// (`cf.updateRequestOrigin` updates the origin it has); a Lambda@Edge `request.origin`
+    /// names one.
+    pub kind: Option<OriginKind>,
+}
+
+/// The two kinds of origin Lambda@Edge's `request.origin` tells apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginKind {
+    /// `request.origin.custom`.
+    Custom,
+    /// `request.origin.s3`, with its `region` (empty when the function gave none).
+    S3 {
+        /// `region`.
+        region: String,
+    },
 }
 
 fn object<'a>(value: &'a Value, what: &str) -> Result<&'a serde_json::Map<String, Value>, String> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 use verge_config::{Origin, OriginGroup, Scheme};
-use verge_functions::{OriginChoice, OriginOverrides, OriginUpdate};
+use verge_functions::{OriginChoice, OriginKind, OriginOverrides, OriginUpdate};
 
 use crate::ctx::RequestCtx;
 use crate::origin::OriginTarget;
@@ -89,21 +89,35 @@ fn with_overrides(
     Ok(Arc::new(variant))
 }
 
-/// The request's origin with `cf.updateRequestOrigin`'s fields applied.
+/// The request's origin with an update applied: `cf.updateRequestOrigin`'s fields, or a
+/// Lambda@Edge function's changed `request.origin`.
 pub fn updated(base: &OriginTarget, update: &OriginUpdate) -> Result<OriginTarget, String> {
     let mut origin: Origin = (*base.origin).clone();
-    if let Some(https) = update.https {
+    // The configured bucket, still named by its domain, keeps its own address, scheme and
+    // trust (a stand-in such as a local S3-compatible store); any other bucket is AWS's public
+    // HTTPS endpoint, its certificate checked against the system's roots whatever the
+    // configured origin trusts or skips.
+    let to_bucket = matches!(update.kind, Some(OriginKind::S3 { .. }));
+    let same_bucket = to_bucket
+        && origin.s3_region.is_some()
+        && update.domain_name.as_deref() == Some(origin.host.as_str());
+    let (https, port) = if same_bucket {
+        (None, None)
+    } else {
+        (update.https, update.port)
+    };
+    if let Some(https) = https {
         origin.scheme = if https { Scheme::Https } else { Scheme::Http };
-        if update.port.is_none() {
+        if port.is_none() {
             origin.port = if https { 443 } else { 80 };
         }
     }
-    if let Some(domain) = &update.domain_name {
+    if let Some(domain) = update.domain_name.as_ref().filter(|_| !same_bucket) {
         origin.host = domain.clone();
         // The server name follows the new domain unless one is given.
         origin.sni = domain.clone();
     }
-    if let Some(port) = update.port {
+    if let Some(port) = port {
         origin.port = port;
     }
     if let Some(path) = &update.origin_path {
@@ -121,16 +135,17 @@ pub fn updated(base: &OriginTarget, update: &OriginUpdate) -> Result<OriginTarge
     if let Some(t) = update.keep_alive_timeout {
         origin.idle_timeout = t;
     }
-    // An S3 bucket is AWS's public endpoint: its certificate is checked against the system's
-    // roots, whatever the configured origin trusts or skips.
-    let s3 = update.s3_region.is_some();
-    if s3 {
+    if to_bucket && !same_bucket {
         origin.verify_tls = true;
         origin.ca_pem = None;
     }
+    match &update.kind {
+        None => {}
+        Some(OriginKind::Custom) => origin.s3_region = None,
+        Some(OriginKind::S3 { region }) => origin.s3_region = Some(region.clone()),
+    }
     // A new domain is the new Host unless the viewer's is preserved or one is given.
     let mut variant = base.variant(origin)?;
-    variant.s3_region = update.s3_region.clone();
     if let Some(host) = &update.overrides.host_header {
         variant.host_header = header_value(host, "hostHeader")?;
     }
@@ -174,7 +189,9 @@ mod tests {
             custom_headers: Some(vec![("x-key".into(), "k".into())]),
             port: Some(443),
             https: Some(true),
-            s3_region: Some("us-west-2".into()),
+            kind: Some(OriginKind::S3 {
+                region: "us-west-2".into(),
+            }),
             ..OriginUpdate::default()
         };
         let s3 = updated(&base(), &update).unwrap();
@@ -185,7 +202,7 @@ mod tests {
             (o.sni.as_str(), o.path.as_str()),
             ("b.s3.amazonaws.com", "/images")
         );
-        assert_eq!(s3.s3_region.as_deref(), Some("us-west-2"));
+        assert_eq!(o.s3_region.as_deref(), Some("us-west-2"));
         assert_eq!(s3.custom_headers.len(), 1);
         // The configured origin skipped verification; the bucket does not.
         let peer = s3.peer("127.0.0.1:443".parse().unwrap());
@@ -197,10 +214,11 @@ mod tests {
             domain_name: Some("c.example".into()),
             port: Some(8080),
             https: Some(false),
+            kind: Some(OriginKind::Custom),
             ..OriginUpdate::default()
         };
         let back = updated(&s3, &custom).unwrap();
-        assert_eq!(back.s3_region, None);
+        assert_eq!(back.origin.s3_region, None);
         assert_eq!(back.origin.scheme, Scheme::Http);
         assert_eq!(
             (back.origin.host.as_str(), back.origin.port),
@@ -209,5 +227,54 @@ mod tests {
         // A custom update of the configured origin keeps its choice not to verify.
         let plain = updated(&base(), &custom).unwrap();
         assert!(!plain.origin.verify_tls);
+    }
+
+    /// The configured S3 origin `http://bucket.local:9000/base` (a local stand-in).
+    fn bucket() -> OriginTarget {
+        let config = verge_config::parse(
+            "[origins.b]\nurl = \"http://bucket.local:9000/base\"\ns3 = { region = \"eu-west-1\" }\n\
+             [[behaviors]]\npath_pattern = \"*\"\norigin = \"b\"\n",
+            Path::new("v.toml"),
+        )
+        .unwrap();
+        OriginTarget::new(config.origins["b"].clone(), &Metrics::new().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_configured_bucket_keeps_its_address_while_its_domain_stays_and_its_kind_unless_told() {
+        let s3 = |domain: &str| OriginUpdate {
+            domain_name: Some(domain.into()),
+            origin_path: Some("/other".into()),
+            port: Some(443),
+            https: Some(true),
+            kind: Some(OriginKind::S3 {
+                region: "eu-west-1".into(),
+            }),
+            ..OriginUpdate::default()
+        };
+        // The same bucket, another path: still the configured address and scheme.
+        let same = updated(&bucket(), &s3("bucket.local")).unwrap();
+        let o = &same.origin;
+        assert_eq!(
+            (o.scheme, o.host.as_str(), o.port, o.path.as_str()),
+            (Scheme::Http, "bucket.local", 9000, "/other")
+        );
+        assert_eq!(o.s3_region.as_deref(), Some("eu-west-1"));
+        // Another bucket: AWS's HTTPS endpoint.
+        let other = updated(&bucket(), &s3("other.s3.amazonaws.com")).unwrap();
+        let o = &other.origin;
+        assert_eq!(
+            (o.scheme, o.host.as_str(), o.port),
+            (Scheme::Https, "other.s3.amazonaws.com", 443)
+        );
+        assert!(o.verify_tls);
+        // An update that names no kind (cf.updateRequestOrigin) leaves a bucket a bucket.
+        let timeouts = OriginUpdate {
+            read_timeout: Some(std::time::Duration::from_secs(7)),
+            ..OriginUpdate::default()
+        };
+        let kept = updated(&bucket(), &timeouts).unwrap();
+        assert_eq!(kept.origin.s3_region.as_deref(), Some("eu-west-1"));
+        assert_eq!(kept.origin.read_timeout, std::time::Duration::from_secs(7));
     }
 }

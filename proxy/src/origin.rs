@@ -25,9 +25,6 @@ pub struct OriginTarget {
     pub literal: Option<SocketAddr>,
     /// Headers added to every request sent to it (set by `cf.updateRequestOrigin`).
     pub custom_headers: Vec<(http::HeaderName, HeaderValue)>,
-    /// `Some(region)` when a Lambda@Edge function switched the request to this S3 origin
-    /// (later events show it as `request.origin.s3`).
-    pub s3_region: Option<String>,
 }
 
 impl OriginTarget {
@@ -48,7 +45,6 @@ impl OriginTarget {
             duration,
             literal,
             custom_headers: Vec::new(),
-            s3_region: None,
         })
     }
 
@@ -66,7 +62,6 @@ impl OriginTarget {
             duration: self.duration.clone(),
             literal,
             custom_headers: self.custom_headers.clone(),
-            s3_region: self.s3_region.clone(),
         })
     }
 

@@ -117,6 +117,86 @@ async fn origin_request_switches_to_an_s3_bucket_over_tls_on_port_443() {
     assert_eq!(r.header("x-cache"), "LambdaValidationError from verge");
 }
 
+/// At origin-request, sends on what it saw of `request.origin` (as `x-seen-origin`) and, by
+/// path, keeps the bucket with another origin path or switches to the custom origin on `PORT_B`.
+const SEES_THE_BUCKET: &str = "exports.handler = async (event) => {
+    const request = event.Records[0].cf.request;
+    request.headers['x-seen-origin'] =
+        [{ key: 'X-Seen-Origin', value: JSON.stringify(request.origin) }];
+    if (request.uri.startsWith('/echo/moved')) {
+        request.origin.s3.path = '/echo/prefix';
+    } else if (request.uri.startsWith('/echo/custom')) {
+        request.origin = { custom: { domainName: 'localhost', port: PORT_B, protocol: 'http',
+            path: '', sslProtocols: ['TLSv1.2'], readTimeout: 5, keepaliveTimeout: 5,
+            customHeaders: {} } };
+    }
+    return request;
+};";
+
+/// At origin-response, shows the request's origin to the viewer (`x-response-origin`).
+const SHOWS_THE_ORIGIN: &str = "exports.handler = async (event) => {
+    const { request, response } = event.Records[0].cf;
+    response.headers['x-response-origin'] =
+        [{ key: 'X-Response-Origin', value: JSON.stringify(request.origin) }];
+    return response;
+};";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_s3_origin_is_request_origin_s3_in_the_origin_events() {
+    let a = origin().name("a").run().await;
+    let b = origin().name("b").run().await;
+    let dir = tempfile::tempdir().unwrap();
+    let code = SEES_THE_BUCKET.replace("PORT_B", &b.addr.port().to_string());
+    std::fs::write(dir.path().join("sees.js"), code).unwrap();
+    std::fs::write(dir.path().join("shows.js"), SHOWS_THE_ORIGIN).unwrap();
+    let config = format!(
+        "[origins.bucket]\nurl = \"{}\"\ns3 = {{ region = \"eu-west-1\" }}\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"bucket\"\n\
+         origin_request = \"sees\"\norigin_response = \"shows\"\n\
+         [functions.sees]\nruntime = \"lambda-edge\"\ncode = \"sees.js\"\n\
+         [functions.shows]\nruntime = \"lambda-edge\"\ncode = \"shows.js\"\n",
+        // A name, not an address: a function may only route to a domain name, as on CloudFront.
+        a.url().replace("127.0.0.1", "localhost")
+    );
+    let p = proxy_in(dir, &config).await;
+    let bucket = |path: &str| {
+        serde_json::json!({ "s3": { "authMethod": "none", "customHeaders": {},
+            "domainName": "localhost", "path": path, "region": "eu-west-1" } })
+    };
+    let parsed = |text: &str| -> serde_json::Value {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+    };
+
+    let r = get(p.addr, "/echo/plain").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-origin"), "a");
+    let echo = r.json();
+    assert_eq!(
+        parsed(echo["headers"]["x-seen-origin"].as_str().unwrap()),
+        bucket("")
+    );
+    assert_eq!(parsed(r.header("x-response-origin")), bucket(""));
+
+    // Another path on the same bucket: still the configured address, the new path in front.
+    let r = get(p.addr, "/echo/moved").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-origin"), "a");
+    assert_eq!(r.json()["path"], "/echo/prefix/echo/moved");
+    assert_eq!(
+        parsed(r.header("x-response-origin")),
+        bucket("/echo/prefix")
+    );
+
+    // Switched to a custom origin, it is one from then on.
+    let r = get(p.addr, "/echo/custom").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-origin"), "b");
+    let seen = parsed(r.header("x-response-origin"));
+    assert_eq!(seen["custom"]["port"], b.addr.port());
+    assert!(seen.get("s3").is_none(), "{seen}");
+    assert_eq!((a.hits(), b.hits()), (2, 1));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn origin_request_switches_origins_by_cookie() {
     let a = origin().name("a").run().await;

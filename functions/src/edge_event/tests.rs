@@ -322,7 +322,7 @@ fn switching_to_an_s3_origin_routes_to_the_bucket_over_https() {
     );
     assert_eq!((u.port, u.https), (Some(443), Some(true)));
     assert_eq!(u.origin_path.as_deref(), Some(""));
-    assert_eq!(u.s3_region.as_deref(), Some(""));
+    assert_eq!(u.kind, Some(OriginKind::S3 { region: "".into() }));
     assert_eq!(u.custom_headers, Some(Vec::new()));
     // The fewest fields: authMethod defaults to none; a region and headers are kept.
     let r = returned(&ev, "request", |r| {
@@ -339,7 +339,12 @@ fn switching_to_an_s3_origin_routes_to_the_bucket_over_https() {
     let Some(OriginChoice::Update(u)) = edits.origin else {
         panic!("no origin change")
     };
-    assert_eq!(u.s3_region.as_deref(), Some("eu-west-1"));
+    assert_eq!(
+        u.kind,
+        Some(OriginKind::S3 {
+            region: "eu-west-1".into()
+        })
+    );
     assert_eq!(u.origin_path.as_deref(), Some("/images"));
     assert_eq!(u.custom_headers, Some(vec![("x-key".into(), "k".into())]));
     let long = format!("{}.s3.amazonaws.com", "b".repeat(112));

@@ -3,8 +3,8 @@
 //! - **origin-request** runs in `upstream_peer`, once per origin attempt (again for a group's
 //!   secondary on failover), after DNS resolved the attempt's origin and after `via` /
 //!   `x-forwarded-for` were added. It sees the request as the origin would get it (`host` is
-//!   the origin's) and the origin in `request.origin.custom`; its edits are kept in the request
-//!   context and applied in `upstream_request_filter`; a changed `request.origin` (`custom`, or
+//!   the origin's) and the origin in `request.origin.custom` (`.s3` for a bucket); its edits
+//!   are kept in the request context and applied in `upstream_request_filter`; a changed `request.origin` (`custom`, or
 //!   `s3` for a bucket) becomes this attempt's origin (resolved asynchronously); a generated
 //!   response or a failure is written by `fail_to_proxy`.
 //! - **origin-response** runs in `upstream_response_filter` on every origin answer that is not
@@ -30,8 +30,8 @@ use crate::stage::function::{self, request_snapshot};
 use crate::stage::origin_select::REPLACE_RESPONSE;
 use crate::state::ProxyState;
 
-/// `request.origin` for a configured (or function-made) origin: `custom`, or `s3` for a bucket a
-/// function switched to.
+/// `request.origin` for a configured (or function-made) origin: `custom`, or `s3` for a bucket
+/// (configured as one, or one a function switched to).
 fn edge_origin(target: &OriginTarget) -> EdgeOrigin {
     let o = &target.origin;
     EdgeOrigin {
@@ -51,7 +51,7 @@ fn edge_origin(target: &OriginTarget) -> EdgeOrigin {
                 )
             })
             .collect(),
-        s3_region: target.s3_region.clone(),
+        s3_region: o.s3_region.clone(),
     }
 }
 
