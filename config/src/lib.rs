@@ -11,6 +11,7 @@
 //! names (function code, certificates, CA files) and builds the model. Every error carries
 //! `FILE:LINE:COL: field.path: message`. This crate knows nothing of pingora or boa.
 
+mod aws_credentials;
 mod duration;
 mod error;
 mod model;
@@ -20,6 +21,7 @@ pub mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use aws_credentials::AwsCredentials;
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors, Pos, SourceMap};
 pub use model::*;

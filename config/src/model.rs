@@ -108,6 +108,16 @@ pub enum Scheme {
     Https,
 }
 
+/// What makes an origin an S3 bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Bucket {
+    /// The bucket's region (`request.origin.s3.region`, and the signature's scope).
+    pub region: String,
+    /// The credentials every request to it is signed with (AWS Signature Version 4, as
+    /// CloudFront's origin access control signs); `None` sends requests unsigned.
+    pub credentials: Option<Arc<crate::AwsCredentials>>,
+}
+
 /// A named origin.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Origin {
@@ -139,9 +149,9 @@ pub struct Origin {
     pub sni: String,
     /// Forward the viewer's `Host` header instead of the origin's host.
     pub preserve_host: bool,
-    /// `Some(region)` for an S3 bucket: Lambda@Edge events show it as `request.origin.s3`
-    /// (reached without credentials, `authMethod: "none"`) instead of `request.origin.custom`.
-    pub s3_region: Option<String>,
+    /// Set for an S3 bucket: Lambda@Edge events show it as `request.origin.s3` instead of
+    /// `request.origin.custom`.
+    pub s3: Option<S3Bucket>,
     /// Where the origin was declared, for errors found later (bad CA file, …).
     pub pos: Pos,
 }

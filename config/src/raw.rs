@@ -92,6 +92,8 @@ pub struct RawOrigin {
 #[serde(deny_unknown_fields)]
 pub struct RawS3 {
     pub region: Spanned<String>,
+    pub credentials_file: Option<Spanned<String>>,
+    pub profile: Option<Spanned<String>>,
 }
 
 /// `[origin_groups.NAME]`

@@ -19,6 +19,10 @@ const TABLES: &[(&str, &str)] = &[
         "[origins.o]\nurl = \"http://a\"\nzzz = 1\n",
         "origins.NAME.{}",
     ),
+    (
+        "[origins.o]\nurl = \"http://a\"\ns3 = { region = \"r\", zzz = 1 }\n",
+        "origins.NAME.s3.{}",
+    ),
     ("[origin_groups.g]\nzzz = 1\n", "origin_groups.NAME.{}"),
     ("[[behaviors]]\nzzz = 1\n", "[[behaviors]] {}"),
     ("[functions.f]\nzzz = 1\n", "functions.NAME.{}"),

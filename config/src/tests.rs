@@ -503,13 +503,17 @@ fn an_s3_origin_names_its_region_and_a_lower_case_domain() {
                 [[behaviors]]\npath_pattern = \"*\"\norigin = \"assets\"\n";
     let c = parse(text, Path::new("v.toml")).unwrap();
     let o = &c.origins["assets"];
-    assert_eq!(o.s3_region.as_deref(), Some("eu-west-1"));
+    let s3 = o.s3.as_ref().unwrap();
+    assert_eq!(
+        (s3.region.as_str(), s3.credentials.is_none()),
+        ("eu-west-1", true)
+    );
     assert_eq!(
         (o.host.as_str(), o.port, o.path.as_str()),
         ("b.s3.eu-west-1.amazonaws.com", 443, "/img")
     );
     assert_eq!(
-        parse(MINIMAL, Path::new("v.toml")).unwrap().origins["app"].s3_region,
+        parse(MINIMAL, Path::new("v.toml")).unwrap().origins["app"].s3,
         None
     );
 
@@ -545,4 +549,84 @@ fn an_s3_origin_names_its_region_and_a_lower_case_domain() {
     assert!(e[0].contains("unknown field `oai`"), "{e:?}");
     let e = with("https://b.s3.amazonaws.com", "{ }");
     assert!(e[0].contains("missing field `region`"), "{e:?}");
+}
+
+#[test]
+fn a_signing_s3_origin_reads_its_profile_from_the_credentials_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("aws"),
+        "[default]\naws_access_key_id = AKIDD\naws_secret_access_key = sd\n\
+         [cdn]\naws_access_key_id = AKIDC\naws_secret_access_key = sc\naws_session_token = t\n",
+    )
+    .unwrap();
+    let file = dir.path().join("v.toml");
+    let with = |s3: &str| {
+        format!(
+            "[origins.b]\nurl = \"https://b.s3.amazonaws.com\"\ns3 = {s3}\n\
+             [[behaviors]]\npath_pattern = \"*\"\norigin = \"b\"\n"
+        )
+    };
+    let c = parse(
+        &with("{ region = \"us-east-1\", credentials_file = \"aws\" }"),
+        &file,
+    )
+    .unwrap();
+    let creds = c.origins["b"].s3.as_ref().unwrap().credentials.clone();
+    assert_eq!(creds.unwrap().access_key_id, "AKIDD");
+    let c = parse(
+        &with("{ region = \"us-east-1\", credentials_file = \"aws\", profile = \"cdn\" }"),
+        &file,
+    )
+    .unwrap();
+    let creds = c.origins["b"]
+        .s3
+        .as_ref()
+        .unwrap()
+        .credentials
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (creds.access_key_id.as_str(), creds.session_token.as_deref()),
+        ("AKIDC", Some("t"))
+    );
+    // The credentials file is one the configuration names: editing it reloads.
+    std::fs::write(
+        &file,
+        with("{ region = \"us-east-1\", credentials_file = \"aws\" }"),
+    )
+    .unwrap();
+    let named = crate::files_named(&file);
+    assert!(named.contains(&dir.path().join("aws")), "{named:?}");
+
+    let e = parse(
+        &with("{ region = \"us-east-1\", credentials_file = \"aws\", profile = \"x\" }"),
+        &file,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("v.toml:3:49: origins.b.s3.credentials_file: no profile `[x]`"),
+        "{e}"
+    );
+    let e = parse(
+        &with("{ region = \"us-east-1\", credentials_file = \"none\" }"),
+        &file,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("origins.b.s3.credentials_file: cannot read"),
+        "{e}"
+    );
+    let e = parse(
+        &with("{ region = \"us-east-1\", profile = \"cdn\" }"),
+        &file,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("origins.b.s3.profile: a profile names a section of credentials_file"),
+        "{e}"
+    );
 }

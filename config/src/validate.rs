@@ -491,10 +491,10 @@ fn origin(c: &mut Checker, name: &str, spanned: &Spanned<RawOrigin>) -> Option<O
         ca_pem,
         sni,
         preserve_host: raw.preserve_host.unwrap_or(false),
-        s3_region: raw
+        s3: raw
             .s3
             .as_ref()
-            .and_then(|s3| s3_region(c, &path, &host, raw, s3)),
+            .and_then(|s3| s3_bucket(c, &path, &host, raw, s3)),
         host,
         pos: c.pos(spanned),
     })
@@ -503,15 +503,17 @@ fn origin(c: &mut Checker, name: &str, spanned: &Spanned<RawOrigin>) -> Option<O
 /// The longest S3 bucket domain CloudFront takes (spec §2.5, `request.origin.s3.domainName`).
 const MAX_S3_DOMAIN: usize = 128;
 
-/// An S3 origin's region, after checking the bucket's domain as CloudFront does (lower case,
-/// at most [`MAX_S3_DOMAIN`] characters) and the region's form (`eu-west-1`).
-fn s3_region(
+/// An S3 origin's bucket settings, after checking its domain as CloudFront does (lower case, at
+/// most [`MAX_S3_DOMAIN`] characters), the region's form (`eu-west-1`), and, when it signs, its
+/// credentials file's profile.
+fn s3_bucket(
     c: &mut Checker,
     path: &str,
     host: &str,
     raw: &RawOrigin,
     s3: &Spanned<RawS3>,
-) -> Option<String> {
+) -> Option<S3Bucket> {
+    let s3 = s3.get_ref();
     let mut ok = true;
     if host.len() > MAX_S3_DOMAIN || host.bytes().any(|b| b.is_ascii_uppercase()) {
         c.error(
@@ -524,24 +526,53 @@ fn s3_region(
         );
         ok = false;
     }
-    let region = &s3.get_ref().region;
-    let text = region.get_ref();
-    let well_formed = !text.is_empty()
-        && text.len() <= 32
-        && text
+    let region = s3.region.get_ref();
+    let well_formed = !region.is_empty()
+        && region.len() <= 32
+        && region
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !well_formed {
         c.error(
-            region,
+            &s3.region,
             format!("{path}.s3.region"),
             format!(
-                "`{text}` is not a region name (lower-case letters, digits and `-`, as `eu-west-1`)"
+                "`{region}` is not a region name (lower-case letters, digits and `-`, as \
+                 `eu-west-1`)"
             ),
         );
         ok = false;
     }
-    ok.then(|| text.clone())
+    if let (Some(profile), None) = (&s3.profile, &s3.credentials_file) {
+        c.error(
+            profile,
+            format!("{path}.s3.profile"),
+            "a profile names a section of credentials_file, which is not set",
+        );
+        ok = false;
+    }
+    let credentials = match &s3.credentials_file {
+        None => None,
+        Some(file) => {
+            let field = format!("{path}.s3.credentials_file");
+            let (_, bytes) = c.read(file, field.clone())?;
+            let profile = s3.profile.as_ref().map_or("default", |p| p.get_ref());
+            let parsed = String::from_utf8(bytes)
+                .map_err(|_| "not UTF-8 text".to_owned())
+                .and_then(|text| crate::aws_credentials::parse_profile(&text, profile));
+            match parsed {
+                Ok(credentials) => Some(Arc::new(credentials)),
+                Err(e) => {
+                    c.error(file, field, e);
+                    return None;
+                }
+            }
+        }
+    };
+    ok.then(|| S3Bucket {
+        region: region.clone(),
+        credentials,
+    })
 }
 
 /// What a function may refer to: the stores and origins built so far, and their raw tables

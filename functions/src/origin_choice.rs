@@ -328,7 +328,9 @@ pub fn update(params: &Value) -> Result<OriginChoice, String> {
         let oac = object(oac, "originAccessControlConfig")?;
         if oac.get("enabled").and_then(Value::as_bool) == Some(true) {
             return Err(
-                "originAccessControlConfig: origin access control (request signing) is not supported by verge"
+                "originAccessControlConfig: a function cannot turn on request signing in verge; \
+                 an S3 origin configured with credentials (origins.NAME.s3.credentials_file) \
+                 signs every request to it, this one included"
                     .into(),
             );
         }

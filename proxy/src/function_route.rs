@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
-use verge_config::{Origin, OriginGroup, Scheme};
+use verge_config::{Origin, OriginGroup, S3Bucket, Scheme};
 use verge_functions::{OriginChoice, OriginKind, OriginOverrides, OriginUpdate};
 
 use crate::ctx::RequestCtx;
@@ -99,7 +99,7 @@ pub fn updated(base: &OriginTarget, update: &OriginUpdate) -> Result<OriginTarge
     // configured origin trusts or skips.
     let to_bucket = matches!(update.kind, Some(OriginKind::S3 { .. }));
     let same_bucket = to_bucket
-        && origin.s3_region.is_some()
+        && origin.s3.is_some()
         && update.domain_name.as_deref() == Some(origin.host.as_str());
     let (https, port) = if same_bucket {
         (None, None)
@@ -141,8 +141,23 @@ pub fn updated(base: &OriginTarget, update: &OriginUpdate) -> Result<OriginTarge
     }
     match &update.kind {
         None => {}
-        Some(OriginKind::Custom) => origin.s3_region = None,
-        Some(OriginKind::S3 { region }) => origin.s3_region = Some(region.clone()),
+        Some(OriginKind::Custom) => origin.s3 = None,
+        Some(OriginKind::S3 { region }) => {
+            // The configured bucket's credentials sign for the bucket the request goes to, in
+            // its region; a custom origin never gets them.
+            let credentials = origin.s3.take().and_then(|b| b.credentials);
+            if credentials.is_some() && region.is_empty() {
+                return Err(format!(
+                    "request.origin.s3.region is required: requests to `{}` are signed, and a \
+                     signature names the bucket's region",
+                    origin.host
+                ));
+            }
+            origin.s3 = Some(S3Bucket {
+                region: region.clone(),
+                credentials,
+            });
+        }
     }
     // A new domain is the new Host unless the viewer's is preserved or one is given.
     let mut variant = base.variant(origin)?;
@@ -202,7 +217,7 @@ mod tests {
             (o.sni.as_str(), o.path.as_str()),
             ("b.s3.amazonaws.com", "/images")
         );
-        assert_eq!(o.s3_region.as_deref(), Some("us-west-2"));
+        assert_eq!(o.s3.as_ref().map(|b| b.region.as_str()), Some("us-west-2"));
         assert_eq!(s3.custom_headers.len(), 1);
         // The configured origin skipped verification; the bucket does not.
         let peer = s3.peer("127.0.0.1:443".parse().unwrap());
@@ -218,7 +233,7 @@ mod tests {
             ..OriginUpdate::default()
         };
         let back = updated(&s3, &custom).unwrap();
-        assert_eq!(back.origin.s3_region, None);
+        assert_eq!(back.origin.s3, None);
         assert_eq!(back.origin.scheme, Scheme::Http);
         assert_eq!(
             (back.origin.host.as_str(), back.origin.port),
@@ -259,7 +274,7 @@ mod tests {
             (o.scheme, o.host.as_str(), o.port, o.path.as_str()),
             (Scheme::Http, "bucket.local", 9000, "/other")
         );
-        assert_eq!(o.s3_region.as_deref(), Some("eu-west-1"));
+        assert_eq!(o.s3.as_ref().map(|b| b.region.as_str()), Some("eu-west-1"));
         // Another bucket: AWS's HTTPS endpoint.
         let other = updated(&bucket(), &s3("other.s3.amazonaws.com")).unwrap();
         let o = &other.origin;
@@ -274,7 +289,48 @@ mod tests {
             ..OriginUpdate::default()
         };
         let kept = updated(&bucket(), &timeouts).unwrap();
-        assert_eq!(kept.origin.s3_region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            kept.origin.s3.as_ref().map(|b| b.region.as_str()),
+            Some("eu-west-1")
+        );
         assert_eq!(kept.origin.read_timeout, std::time::Duration::from_secs(7));
+    }
+
+    #[test]
+    fn a_signing_buckets_credentials_follow_a_switch_to_another_bucket_never_to_a_custom_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("aws"),
+            "[default]\naws_access_key_id = AKID\naws_secret_access_key = s\n",
+        )
+        .unwrap();
+        let config = verge_config::parse(
+            "[origins.b]\nurl = \"https://b.s3.amazonaws.com\"\n\
+             s3 = { region = \"eu-west-1\", credentials_file = \"aws\" }\n\
+             [[behaviors]]\npath_pattern = \"*\"\norigin = \"b\"\n",
+            &dir.path().join("v.toml"),
+        )
+        .unwrap();
+        let signing =
+            OriginTarget::new(config.origins["b"].clone(), &Metrics::new().unwrap()).unwrap();
+        let to = |region: &str| OriginUpdate {
+            domain_name: Some("other.s3.amazonaws.com".into()),
+            kind: Some(OriginKind::S3 {
+                region: region.into(),
+            }),
+            ..OriginUpdate::default()
+        };
+        let other = updated(&signing, &to("us-west-2")).unwrap();
+        let bucket = other.origin.s3.as_ref().unwrap();
+        assert_eq!(bucket.region, "us-west-2");
+        assert_eq!(bucket.credentials.as_ref().unwrap().access_key_id, "AKID");
+        let e = updated(&signing, &to("")).unwrap_err();
+        assert!(e.contains("request.origin.s3.region is required"), "{e}");
+        let custom = OriginUpdate {
+            domain_name: Some("c.example".into()),
+            kind: Some(OriginKind::Custom),
+            ..OriginUpdate::default()
+        };
+        assert_eq!(updated(&signing, &custom).unwrap().origin.s3, None);
     }
 }

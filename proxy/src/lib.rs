@@ -35,6 +35,7 @@ pub mod origin;
 pub mod reload_watch;
 pub mod request_body;
 pub mod request_id;
+pub mod s3_sign;
 pub mod server;
 pub mod service;
 pub mod snapshot;

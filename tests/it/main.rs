@@ -26,6 +26,8 @@ mod reload;
 #[cfg(test)]
 mod routing;
 #[cfg(test)]
+mod s3_origin;
+#[cfg(test)]
 mod setup_script;
 #[cfg(test)]
 mod tls;

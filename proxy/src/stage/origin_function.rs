@@ -51,7 +51,7 @@ fn edge_origin(target: &OriginTarget) -> EdgeOrigin {
                 )
             })
             .collect(),
-        s3_region: o.s3_region.clone(),
+        s3_region: o.s3.as_ref().map(|bucket| bucket.region.clone()),
     }
 }
 

@@ -1,7 +1,8 @@
 //! origin-request: the request as it goes upstream — origin path prefix, `Host` and the
-//! origin's custom headers, or what the origin-request function decided.
+//! origin's custom headers, or what the origin-request function decided; then, for an S3
+//! origin with credentials, its signature.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use pingora::http::RequestHeader;
 
@@ -9,13 +10,20 @@ use crate::ctx::RequestCtx;
 
 /// `upstream_request_filter`: rewrite the upstream request for the chosen origin; then, when
 /// an include-body function replaced the body, give the request the replacement's length
-/// (last, so no header edit undoes it).
+/// (after the edits, so no header edit undoes it); last, sign it for an S3 origin that has
+/// credentials, so the signature covers every header as sent.
 pub fn prepare(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> pingora::Result<()> {
     rewrite(upstream, ctx)?;
-    match ctx.body.as_mut() {
-        Some(held) => held.prepare_attempt(upstream),
-        None => Ok(()),
+    if let Some(held) = ctx.body.as_mut() {
+        held.prepare_attempt(upstream)?;
     }
+    if let Some(target) = &ctx.origin
+        && let Some(bucket) = &target.origin.s3
+        && let Some(credentials) = &bucket.credentials
+    {
+        crate::s3_sign::sign(upstream, credentials, &bucket.region, SystemTime::now())?;
+    }
+    Ok(())
 }
 
 /// The path, `Host` and headers the chosen origin gets.

@@ -1,0 +1,115 @@
+//! S3 origins configured with credentials: every request to the bucket is signed (AWS Signature
+//! Version 4) after every edit, so the bucket can check it. A local origin stands in for the
+//! bucket and the test checks the signature from what that origin received, as S3 would; an
+//! S3 origin without credentials gets nothing added.
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::support::client::Body;
+use crate::support::origin;
+use crate::support::proxy::proxy_in;
+
+const SECRET: &str = "verge-test-secret/key+1";
+
+/// At origin-request, adds a metadata header (which must then be signed too).
+const ADDS_METADATA: &str = "exports.handler = async (event) => {
+    const request = event.Records[0].cf.request;
+    request.headers['x-amz-meta-edge'] = [{ key: 'x-amz-meta-edge', value: 'added' }];
+    return request;
+};";
+
+fn hmac(key: &[u8], data: &str) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(data.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn request(path: &str) -> http::Request<Body> {
+    http::Request::get(path)
+        .header("authorization", "Bearer from-the-viewer")
+        .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+            bytes::Bytes::new(),
+        )))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_to_a_bucket_with_credentials_are_signed_over_what_it_receives() {
+    let o = origin().run().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("aws-credentials"),
+        format!(
+            "[cdn]\naws_access_key_id = AKIDVERGETEST\naws_secret_access_key = {SECRET}\n\
+             aws_session_token = session-token\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("meta.js"), ADDS_METADATA).unwrap();
+    let url = o.url().replace("127.0.0.1", "localhost");
+    let config = format!(
+        "[origins.signed]\nurl = \"{url}\"\n\
+         s3 = {{ region = \"eu-west-1\", credentials_file = \"aws-credentials\", profile = \"cdn\" }}\n\
+         [origins.public]\nurl = \"{url}\"\ns3 = {{ region = \"eu-west-1\" }}\n\
+         [[behaviors]]\npath_pattern = \"/echo/signed*\"\norigin = \"signed\"\n\
+         origin_request = \"meta\"\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"public\"\n\
+         [functions.meta]\nruntime = \"lambda-edge\"\ncode = \"meta.js\"\n"
+    );
+    let p = proxy_in(dir, &config).await;
+
+    let r = crate::support::request(p.addr, request("/echo/signed/some%20key.txt?b=2&a=1")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let echo = r.json();
+    let got = |name: &str| {
+        echo["headers"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} at the origin: {echo}"))
+            .to_owned()
+    };
+    let date = got("x-amz-date");
+    assert_eq!(date.len(), 16, "{date}");
+    assert_eq!(got("x-amz-content-sha256"), "UNSIGNED-PAYLOAD");
+    assert_eq!(got("x-amz-security-token"), "session-token");
+    assert_eq!(got("x-amz-meta-edge"), "added");
+    let authorization = got("authorization");
+    let scope = format!("{}/eu-west-1/s3/aws4_request", &date[..8]);
+    let signed = "host;x-amz-content-sha256;x-amz-date;x-amz-meta-edge;x-amz-security-token";
+    let prefix = format!(
+        "AWS4-HMAC-SHA256 Credential=AKIDVERGETEST/{scope}, SignedHeaders={signed}, Signature="
+    );
+    let signature = authorization
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{authorization}"));
+
+    // The signature S3 would compute from the request as received.
+    assert_eq!(echo["path"], "/echo/signed/some%20key.txt");
+    assert_eq!(echo["query"], "b=2&a=1");
+    let headers: String = signed
+        .split(';')
+        .map(|name| format!("{name}:{}\n", got(name)))
+        .collect();
+    let canonical =
+        format!("GET\n/echo/signed/some%20key.txt\na=1&b=2\n{headers}\n{signed}\nUNSIGNED-PAYLOAD");
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
+        hex(&Sha256::digest(canonical.as_bytes()))
+    );
+    let mut key = hmac(format!("AWS4{SECRET}").as_bytes(), &date[..8]);
+    for part in ["eu-west-1", "s3", "aws4_request"] {
+        key = hmac(&key, part);
+    }
+    assert_eq!(signature, hex(&hmac(&key, &to_sign)));
+
+    // A bucket without credentials: nothing signed, nothing added.
+    let r = crate::support::request(p.addr, request("/echo/public.txt")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let headers = &r.json()["headers"];
+    assert_eq!(headers["authorization"], "Bearer from-the-viewer");
+    assert!(headers.get("x-amz-date").is_none(), "{headers}");
+}
