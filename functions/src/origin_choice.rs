@@ -99,6 +99,10 @@ pub struct OriginUpdate {
     /// (`cf.updateRequestOrigin` updates the origin it has); a Lambda@Edge `request.origin`
     /// names one.
     pub kind: Option<OriginKind>,
+    /// Whether requests to the origin are signed (`cf.updateRequestOrigin`'s
+    /// `originAccessControlConfig`): `Some(true)` with the configured origin's credentials,
+    /// `Some(false)` not at all; `None` as the origin was.
+    pub sign: Option<bool>,
 }
 
 /// The two kinds of origin Lambda@Edge's `request.origin` tells apart.
@@ -325,15 +329,7 @@ pub fn update(params: &Value) -> Result<OriginChoice, String> {
         }
     }
     if let Some(oac) = map.get("originAccessControlConfig") {
-        let oac = object(oac, "originAccessControlConfig")?;
-        if oac.get("enabled").and_then(Value::as_bool) == Some(true) {
-            return Err(
-                "originAccessControlConfig: a function cannot turn on request signing in verge; \
-                 an S3 origin configured with credentials (origins.NAME.s3.credentials_file) \
-                 signs every request to it, this one included"
-                    .into(),
-            );
-        }
+        access_control(object(oac, "originAccessControlConfig")?, &mut update)?;
     }
     if let Some(kind) = map.get("ipAddressType") {
         if !matches!(kind.as_str(), Some("ipv4" | "ipv6" | "dualstack")) {
@@ -388,6 +384,82 @@ pub fn update(params: &Value) -> Result<OriginChoice, String> {
         }
     }
     Ok(OriginChoice::Update(Box::new(update)))
+}
+
+/// `originAccessControlConfig`: enabled, the origin is an S3 bucket in `region` whose requests
+/// are signed (SigV4, `always`: the viewer's `authorization` replaced) with the credentials of
+/// the request's configured origin; `signingBehavior: "never"` or `enabled: false`, its
+/// requests go unsigned.
+fn access_control(
+    oac: &serde_json::Map<String, Value>,
+    update: &mut OriginUpdate,
+) -> Result<(), String> {
+    const WHAT: &str = "originAccessControlConfig";
+    known_fields(
+        oac,
+        WHAT,
+        &[
+            "enabled",
+            "region",
+            "signingBehavior",
+            "signingProtocol",
+            "originType",
+        ],
+    )?;
+    match oac.get("enabled").and_then(Value::as_bool) {
+        Some(true) => {}
+        Some(false) => {
+            update.sign = Some(false);
+            return Ok(());
+        }
+        None => return Err(format!("{WHAT}.enabled must be true or false")),
+    }
+    match string(oac, "signingProtocol", WHAT)?.as_deref() {
+        None | Some("sigv4") => {}
+        Some(other) => return Err(format!("{WHAT}.signingProtocol `{other}` is not sigv4")),
+    }
+    match string(oac, "originType", WHAT)?.as_deref() {
+        None | Some("s3") => {}
+        Some(other @ ("mediastore" | "mediapackagev2" | "lambda")) => {
+            return Err(format!(
+                "{WHAT}.originType `{other}`: verge signs requests to S3 origins only"
+            ));
+        }
+        Some(other) => return Err(format!("{WHAT}.originType `{other}` is not s3")),
+    }
+    let sign = match string(oac, "signingBehavior", WHAT)?.as_deref() {
+        None | Some("always") => true,
+        Some("never") => false,
+        Some("no-override") => {
+            return Err(format!(
+                "{WHAT}.signingBehavior `no-override` is not supported by verge: use always or \
+                 never"
+            ));
+        }
+        Some(other) => {
+            return Err(format!(
+                "{WHAT}.signingBehavior `{other}` is not always, never or no-override"
+            ));
+        }
+    };
+    let region = string(oac, "region", WHAT)?
+        .filter(|r| {
+            !r.is_empty()
+                && r.len() <= 32
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+        .ok_or_else(|| format!("{WHAT}.region must name the bucket's region, as eu-west-1"))?;
+    if let Some(domain) = &update.domain_name
+        && (domain.len() > 128 || domain.bytes().any(|b| b.is_ascii_uppercase()))
+    {
+        return Err(format!(
+            "domainName `{domain}` of an S3 origin must be lower case and at most 128 characters"
+        ));
+    }
+    update.kind = Some(OriginKind::S3 { region });
+    update.sign = Some(sign);
+    Ok(())
 }
 
 /// `cf.createRequestOriginGroup(params)`: `originIds` as two ids, or two
@@ -516,6 +588,56 @@ mod tests {
             let e = update(&bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn origin_access_control_makes_a_signed_bucket_in_its_region_or_turns_signing_off() {
+        let oac = |fields: Value| {
+            let mut config = json!({"enabled": true, "region": "eu-central-1",
+                "signingBehavior": "always", "signingProtocol": "sigv4", "originType": "s3"});
+            for (k, v) in fields.as_object().unwrap() {
+                config[k] = v.clone();
+            }
+            json!({"domainName": "b-eu.s3.eu-central-1.amazonaws.com",
+                   "originAccessControlConfig": config})
+        };
+        let Ok(OriginChoice::Update(u)) = update(&oac(json!({}))) else {
+            panic!("not an update")
+        };
+        assert_eq!(
+            u.kind,
+            Some(OriginKind::S3 {
+                region: "eu-central-1".into()
+            })
+        );
+        assert_eq!(u.sign, Some(true));
+        let Ok(OriginChoice::Update(u)) = update(&oac(json!({"signingBehavior": "never"}))) else {
+            panic!("not an update")
+        };
+        assert_eq!(u.sign, Some(false));
+        let off = json!({"originAccessControlConfig": {"enabled": false}});
+        let Ok(OriginChoice::Update(u)) = update(&off) else {
+            panic!("not an update")
+        };
+        assert_eq!((u.kind, u.sign), (None, Some(false)));
+        for (bad, why) in [
+            (
+                json!({"signingBehavior": "no-override"}),
+                "no-override` is not supported",
+            ),
+            (json!({"originType": "mediastore"}), "S3 origins only"),
+            (json!({"signingProtocol": "sigv2"}), "is not sigv4"),
+            (json!({"region": "EU"}), "must name the bucket's region"),
+            (json!({"region": null}), "must name the bucket's region"),
+            (json!({"enabled": "yes"}), "enabled must be true or false"),
+            (json!({"oai": true}), "unknown field `oai`"),
+        ] {
+            let e = update(&oac(bad.clone())).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let upper = json!({"domainName": "B.s3.amazonaws.com",
+            "originAccessControlConfig": {"enabled": true, "region": "us-east-1"}});
+        assert!(update(&upper).unwrap_err().contains("lower case"));
     }
 
     #[test]

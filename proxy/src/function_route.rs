@@ -100,7 +100,10 @@ pub fn updated(base: &OriginTarget, update: &OriginUpdate) -> Result<OriginTarge
     let to_bucket = matches!(update.kind, Some(OriginKind::S3 { .. }));
     let same_bucket = to_bucket
         && origin.s3.is_some()
-        && update.domain_name.as_deref() == Some(origin.host.as_str());
+        && update
+            .domain_name
+            .as_ref()
+            .is_none_or(|domain| *domain == origin.host);
     let (https, port) = if same_bucket {
         (None, None)
     } else {
@@ -140,12 +143,28 @@ pub fn updated(base: &OriginTarget, update: &OriginUpdate) -> Result<OriginTarge
         origin.ca_pem = None;
     }
     match &update.kind {
-        None => {}
+        None => {
+            if update.sign == Some(false)
+                && let Some(bucket) = &mut origin.s3
+            {
+                bucket.credentials = None;
+            }
+        }
         Some(OriginKind::Custom) => origin.s3 = None,
         Some(OriginKind::S3 { region }) => {
             // The configured bucket's credentials sign for the bucket the request goes to, in
-            // its region; a custom origin never gets them.
-            let credentials = origin.s3.take().and_then(|b| b.credentials);
+            // its region, unless the update turns signing off; a custom origin never gets them.
+            let credentials = match (origin.s3.take().and_then(|b| b.credentials), update.sign) {
+                (_, Some(false)) => None,
+                (None, Some(true)) => {
+                    return Err(format!(
+                        "originAccessControlConfig: this request's origin `{}` has no \
+                         credentials to sign with (give it origins.NAME.s3.credentials_file)",
+                        origin.name
+                    ));
+                }
+                (credentials, _) => credentials,
+            };
             if credentials.is_some() && region.is_empty() {
                 return Err(format!(
                     "request.origin.s3.region is required: requests to `{}` are signed, and a \
@@ -321,9 +340,9 @@ mod tests {
             ..OriginUpdate::default()
         };
         let other = updated(&signing, &to("us-west-2")).unwrap();
-        let bucket = other.origin.s3.as_ref().unwrap();
-        assert_eq!(bucket.region, "us-west-2");
-        assert_eq!(bucket.credentials.as_ref().unwrap().access_key_id, "AKID");
+        let moved = other.origin.s3.as_ref().unwrap();
+        assert_eq!(moved.region, "us-west-2");
+        assert_eq!(moved.credentials.as_ref().unwrap().access_key_id, "AKID");
         let e = updated(&signing, &to("")).unwrap_err();
         assert!(e.contains("request.origin.s3.region is required"), "{e}");
         let custom = OriginUpdate {
@@ -332,5 +351,30 @@ mod tests {
             ..OriginUpdate::default()
         };
         assert_eq!(updated(&signing, &custom).unwrap().origin.s3, None);
+
+        // cf.updateRequestOrigin's origin access control: signing needs the origin's
+        // credentials, and `never` drops them.
+        let oac = |sign: bool| OriginUpdate {
+            sign: Some(sign),
+            ..to("eu-central-1")
+        };
+        let signed = updated(&signing, &oac(true)).unwrap();
+        let oac_bucket = signed.origin.s3.as_ref().unwrap();
+        assert_eq!(oac_bucket.region, "eu-central-1");
+        assert!(oac_bucket.credentials.is_some());
+        let unsigned = updated(&signing, &oac(false)).unwrap();
+        assert_eq!(unsigned.origin.s3.as_ref().unwrap().credentials, None);
+        let e = updated(&bucket(), &oac(true)).unwrap_err();
+        assert!(e.contains("has no credentials to sign with"), "{e}");
+        let off = OriginUpdate {
+            sign: Some(false),
+            ..OriginUpdate::default()
+        };
+        let kept_bucket = updated(&signing, &off).unwrap();
+        let kept = kept_bucket.origin.s3.as_ref().unwrap();
+        assert_eq!(
+            (kept.region.as_str(), &kept.credentials),
+            ("eu-west-1", &None)
+        );
     }
 }

@@ -113,3 +113,67 @@ async fn requests_to_a_bucket_with_credentials_are_signed_over_what_it_receives(
     assert_eq!(headers["authorization"], "Bearer from-the-viewer");
     assert!(headers.get("x-amz-date").is_none(), "{headers}");
 }
+
+/// AWS's select-origin-by-country sample, with the bucket's domain the configured stand-in's
+/// and the signing behaviour taken from the path.
+const OAC_SAMPLE: &str = "import cf from 'cloudfront';
+function handler(event) {
+    const request = event.request;
+    const selectedRegion = 'eu-west-2';
+    cf.updateRequestOrigin({
+        domainName: 'localhost',
+        originAccessControlConfig: {
+            enabled: true,
+            region: selectedRegion,
+            signingBehavior: request.uri.indexOf('never') >= 0 ? 'never' : 'always',
+            signingProtocol: 'sigv4',
+            originType: 's3'
+        },
+    });
+    return request;
+}";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cloudfront_functions_origin_access_control_signs_with_the_origins_credentials() {
+    let o = origin().run().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("aws-credentials"),
+        format!("[default]\naws_access_key_id = AKIDOAC\naws_secret_access_key = {SECRET}\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("oac.js"), OAC_SAMPLE).unwrap();
+    let url = o.url().replace("127.0.0.1", "localhost");
+    let config = format!(
+        "[origins.signed]\nurl = \"{url}\"\n\
+         s3 = {{ region = \"eu-west-1\", credentials_file = \"aws-credentials\" }}\n\
+         [origins.public]\nurl = \"{url}\"\ns3 = {{ region = \"eu-west-1\" }}\n\
+         [[behaviors]]\npath_pattern = \"/echo/unsigned*\"\norigin = \"public\"\n\
+         viewer_request = \"oac\"\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"signed\"\nviewer_request = \"oac\"\n\
+         [functions.oac]\ncode = \"oac.js\"\n"
+    );
+    let p = proxy_in(dir, &config).await;
+
+    // Signed in the region the function gave, the viewer's authorization replaced.
+    let r = crate::support::request(p.addr, request("/echo/oac")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let headers = &r.json()["headers"];
+    let authorization = headers["authorization"].as_str().unwrap();
+    assert!(
+        authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDOAC/")
+            && authorization.contains("/eu-west-2/s3/aws4_request, SignedHeaders="),
+        "{authorization}"
+    );
+    // `never`: the request goes unsigned, as the viewer sent it.
+    let r = crate::support::request(p.addr, request("/echo/oac-never")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let headers = &r.json()["headers"];
+    assert_eq!(headers["authorization"], "Bearer from-the-viewer");
+    assert!(headers.get("x-amz-date").is_none(), "{headers}");
+    // An origin without credentials cannot sign: the function's choice is refused.
+    let r = crate::support::request(p.addr, request("/echo/unsigned")).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.header("x-cache"), "FunctionValidationError from verge");
+    assert_eq!(o.hits(), 2);
+}
