@@ -118,6 +118,26 @@ pub struct S3Bucket {
     pub credentials: Option<Arc<crate::AwsCredentials>>,
 }
 
+impl S3Bucket {
+    /// The longest bucket domain CloudFront takes (contract §2.5, `request.origin.s3`).
+    pub const MAX_DOMAIN: usize = 128;
+
+    /// Whether `domain` can name an S3 origin, as CloudFront checks it: lower case, at most
+    /// [`Self::MAX_DOMAIN`] characters.
+    pub fn domain_ok(domain: &str) -> bool {
+        domain.len() <= Self::MAX_DOMAIN && !domain.bytes().any(|b| b.is_ascii_uppercase())
+    }
+
+    /// Whether `region` has a region name's form, as `eu-west-1`.
+    pub fn region_ok(region: &str) -> bool {
+        !region.is_empty()
+            && region.len() <= 32
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    }
+}
+
 /// A named origin.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Origin {

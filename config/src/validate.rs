@@ -500,11 +500,8 @@ fn origin(c: &mut Checker, name: &str, spanned: &Spanned<RawOrigin>) -> Option<O
     })
 }
 
-/// The longest S3 bucket domain CloudFront takes (spec §2.5, `request.origin.s3.domainName`).
-const MAX_S3_DOMAIN: usize = 128;
-
 /// An S3 origin's bucket settings, after checking its domain as CloudFront does (lower case, at
-/// most [`MAX_S3_DOMAIN`] characters), the region's form (`eu-west-1`), and, when it signs, its
+/// most [`S3Bucket::MAX_DOMAIN`] characters), the region's form (`eu-west-1`), and, when it signs, its
 /// credentials file's profile.
 fn s3_bucket(
     c: &mut Checker,
@@ -515,24 +512,19 @@ fn s3_bucket(
 ) -> Option<S3Bucket> {
     let s3 = s3.get_ref();
     let mut ok = true;
-    if host.len() > MAX_S3_DOMAIN || host.bytes().any(|b| b.is_ascii_uppercase()) {
+    if !S3Bucket::domain_ok(host) {
         c.error(
             &raw.url,
             format!("{path}.url"),
             format!(
-                "an S3 origin's domain `{host}` must be lower case and at most {MAX_S3_DOMAIN} \
-                 characters"
+                "an S3 origin's domain `{host}` must be lower case and at most {} characters",
+                S3Bucket::MAX_DOMAIN
             ),
         );
         ok = false;
     }
     let region = s3.region.get_ref();
-    let well_formed = !region.is_empty()
-        && region.len() <= 32
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !well_formed {
+    if !S3Bucket::region_ok(region) {
         c.error(
             &s3.region,
             format!("{path}.s3.region"),

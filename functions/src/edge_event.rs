@@ -743,9 +743,6 @@ fn custom_origin(custom: &Returned) -> Result<OriginUpdate, FunctionError> {
     })
 }
 
-/// The longest S3 origin `domainName` CloudFront takes.
-const MAX_S3_DOMAIN: usize = 128;
-
 /// A returned `request.origin.s3`: another bucket is reached over HTTPS on port 443, its name
 /// verified against the certificate, with the event's timeouts kept (the proxy keeps a
 /// configured bucket's own address when the domain stays). Only `authMethod: "none"` (a bucket
@@ -783,10 +780,11 @@ fn s3_origin(s3: &Returned) -> Result<OriginUpdate, FunctionError> {
         }
     }
     let domain = origin_domain(s3, WHAT)?;
-    if domain.len() > MAX_S3_DOMAIN || domain.bytes().any(|b| b.is_ascii_uppercase()) {
+    if !verge_config::S3Bucket::domain_ok(&domain) {
         return Err(validation(format!(
-            "{WHAT}.domainName `{domain}` must be lower case and at most {MAX_S3_DOMAIN} \
-             characters"
+            "{WHAT}.domainName `{domain}` must be lower case and at most {} \
+             characters",
+            verge_config::S3Bucket::MAX_DOMAIN
         )));
     }
     let path = origin_path(s3, WHAT)?;

@@ -443,18 +443,14 @@ fn access_control(
         }
     };
     let region = string(oac, "region", WHAT)?
-        .filter(|r| {
-            !r.is_empty()
-                && r.len() <= 32
-                && r.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        })
+        .filter(|r| verge_config::S3Bucket::region_ok(r))
         .ok_or_else(|| format!("{WHAT}.region must name the bucket's region, as eu-west-1"))?;
     if let Some(domain) = &update.domain_name
-        && (domain.len() > 128 || domain.bytes().any(|b| b.is_ascii_uppercase()))
+        && !verge_config::S3Bucket::domain_ok(domain)
     {
         return Err(format!(
-            "domainName `{domain}` of an S3 origin must be lower case and at most 128 characters"
+            "domainName `{domain}` of an S3 origin must be lower case and at most {} characters",
+            verge_config::S3Bucket::MAX_DOMAIN
         ));
     }
     update.kind = Some(OriginKind::S3 { region });
