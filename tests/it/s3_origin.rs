@@ -1,7 +1,9 @@
-//! S3 origins configured with credentials: every request to the bucket is signed (AWS Signature
-//! Version 4) after every edit, so the bucket can check it. A local origin stands in for the
-//! bucket and the test checks the signature from what that origin received, as S3 would; an
-//! S3 origin without credentials gets nothing added.
+//! S3 origins configured with credentials: every request to the bucket is signed (AWS
+//! Signature Version 4) after every edit, on each attempt of a group for that attempt's bucket,
+//! so the bucket can check it. A local origin stands in for the bucket and the test checks the
+//! signature from what that origin received, as S3 would; an S3 origin without credentials gets
+//! nothing added. CloudFront Functions' origin access control signs with the origin's
+//! credentials, in the region the function names.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -176,4 +178,39 @@ async fn a_cloudfront_functions_origin_access_control_signs_with_the_origins_cre
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.header("x-cache"), "FunctionValidationError from verge");
     assert_eq!(o.hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_attempt_of_a_group_is_signed_for_its_own_bucket() {
+    let secondary = origin().name("secondary").run().await;
+    let (_reserved, dead) = crate::support::binary::refusing_addr();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("aws-credentials"),
+        format!("[default]\naws_access_key_id = AKIDHA\naws_secret_access_key = {SECRET}\n"),
+    )
+    .unwrap();
+    let s3 = |region: &str| {
+        format!("s3 = {{ region = \"{region}\", credentials_file = \"aws-credentials\" }}")
+    };
+    let config = format!(
+        "[origins.primary]\nurl = \"http://{dead}\"\n{}\n\
+         [origins.secondary]\nurl = \"{}\"\n{}\n\
+         [origin_groups.ha]\nprimary = \"primary\"\nsecondary = \"secondary\"\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"ha\"\n",
+        s3("us-east-1"),
+        secondary.url().replace("127.0.0.1", "localhost"),
+        s3("eu-west-2")
+    );
+    let p = proxy_in(dir, &config).await;
+    let r = crate::support::request(p.addr, request("/echo/replica.txt")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-origin"), "secondary");
+    let echo = r.json();
+    let authorization = echo["headers"]["authorization"].as_str().unwrap();
+    assert!(
+        authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDHA/")
+            && authorization.contains("/eu-west-2/s3/aws4_request, "),
+        "{authorization}"
+    );
 }
