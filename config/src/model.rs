@@ -116,9 +116,33 @@ pub struct S3Bucket {
     /// The credentials every request to it is signed with (AWS Signature Version 4, as
     /// CloudFront's origin access control signs); `None` sends requests unsigned.
     pub credentials: Option<Arc<crate::AwsCredentials>>,
+    /// Which requests the credentials sign (origin access control's `signingBehavior`).
+    pub signing: Signing,
+}
+
+/// Which requests to a bucket with credentials are signed, as origin access control's
+/// `signingBehavior` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// Every request, the viewer's `authorization` replaced.
+    Always,
+    /// Those without an `authorization` of the viewer's, which goes on as it came.
+    NoOverride,
+    /// None.
+    Never,
 }
 
 impl S3Bucket {
+    /// The credentials to sign a request with, given whether it carries an `authorization`.
+    pub fn signer(&self, has_authorization: bool) -> Option<&crate::AwsCredentials> {
+        let sign = match self.signing {
+            Signing::Always => true,
+            Signing::NoOverride => !has_authorization,
+            Signing::Never => false,
+        };
+        self.credentials.as_deref().filter(|_| sign)
+    }
+
     /// The longest bucket domain CloudFront takes (contract §2.5, `request.origin.s3`).
     pub const MAX_DOMAIN: usize = 128;
 

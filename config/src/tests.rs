@@ -630,3 +630,50 @@ fn a_signing_s3_origin_reads_its_profile_from_the_credentials_file() {
         "{e}"
     );
 }
+
+#[test]
+fn signing_says_which_requests_the_credentials_sign() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("aws"),
+        "[default]\naws_access_key_id = AKIDD\naws_secret_access_key = sd\n",
+    )
+    .unwrap();
+    let file = dir.path().join("v.toml");
+    let bucket = |signing: &str| {
+        let text = format!(
+            "[origins.b]\nurl = \"https://b.s3.amazonaws.com\"\n\
+             s3 = {{ region = \"us-east-1\", credentials_file = \"aws\"{signing} }}\n\
+             [[behaviors]]\npath_pattern = \"*\"\norigin = \"b\"\n"
+        );
+        parse(&text, &file).map(|c| c.origins["b"].s3.clone().unwrap())
+    };
+    // (the setting, signed without a viewer's authorization, signed with one)
+    for (setting, without, with) in [
+        ("", true, true),
+        (", signing = \"always\"", true, true),
+        (", signing = \"no-override\"", true, false),
+        (", signing = \"never\"", false, false),
+    ] {
+        let b = bucket(setting).unwrap();
+        assert_eq!(b.signer(false).is_some(), without, "{setting}");
+        assert_eq!(b.signer(true).is_some(), with, "{setting}");
+    }
+    let e = bucket(", signing = \"sometimes\"").unwrap_err().to_string();
+    assert!(
+        e.contains("origins.b.s3.signing: `sometimes` is not always, no-override or never"),
+        "{e}"
+    );
+    let e = parse(
+        "[origins.b]\nurl = \"https://b.s3.amazonaws.com\"\n\
+         s3 = { region = \"us-east-1\", signing = \"always\" }\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"b\"\n",
+        &file,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("origins.b.s3.signing: signing needs credentials_file"),
+        "{e}"
+    );
+}

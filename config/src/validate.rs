@@ -543,6 +543,31 @@ fn s3_bucket(
         );
         ok = false;
     }
+    let signing = match s3.signing.as_ref() {
+        None => Signing::Always,
+        Some(v) => match v.get_ref().as_str() {
+            "always" => Signing::Always,
+            "no-override" => Signing::NoOverride,
+            "never" => Signing::Never,
+            other => {
+                c.error(
+                    v,
+                    format!("{path}.s3.signing"),
+                    format!("`{other}` is not always, no-override or never"),
+                );
+                ok = false;
+                Signing::Always
+            }
+        },
+    };
+    if let (Some(v), None) = (&s3.signing, &s3.credentials_file) {
+        c.error(
+            v,
+            format!("{path}.s3.signing"),
+            "signing needs credentials_file, the credentials to sign with",
+        );
+        ok = false;
+    }
     let credentials = match &s3.credentials_file {
         None => None,
         Some(file) => {
@@ -564,6 +589,7 @@ fn s3_bucket(
     ok.then(|| S3Bucket {
         region: region.clone(),
         credentials,
+        signing,
     })
 }
 

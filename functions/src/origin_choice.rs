@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use verge_config::Signing;
 
 /// The longest domain name, host header or SNI CloudFront accepts.
 const MAX_NAME: usize = 253;
@@ -99,10 +100,9 @@ pub struct OriginUpdate {
     /// (`cf.updateRequestOrigin` updates the origin it has); a Lambda@Edge `request.origin`
     /// names one.
     pub kind: Option<OriginKind>,
-    /// Whether requests to the origin are signed (`cf.updateRequestOrigin`'s
-    /// `originAccessControlConfig`): `Some(true)` with the configured origin's credentials,
-    /// `Some(false)` not at all; `None` as the origin was.
-    pub sign: Option<bool>,
+    /// Which requests to the origin are signed, with the configured origin's credentials
+    /// (`cf.updateRequestOrigin`'s `originAccessControlConfig`); `None` as the origin was.
+    pub signing: Option<verge_config::Signing>,
 }
 
 /// The two kinds of origin Lambda@Edge's `request.origin` tells apart.
@@ -387,9 +387,9 @@ pub fn update(params: &Value) -> Result<OriginChoice, String> {
 }
 
 /// `originAccessControlConfig`: enabled, the origin is an S3 bucket in `region` whose requests
-/// are signed (SigV4, `always`: the viewer's `authorization` replaced) with the credentials of
-/// the request's configured origin; `signingBehavior: "never"` or `enabled: false`, its
-/// requests go unsigned.
+/// are signed (SigV4) with the credentials of the request's configured origin, as its
+/// `signingBehavior` says: `always` (the viewer's `authorization` replaced), `no-override`
+/// (only without one) or `never`; `enabled: false`, they go unsigned.
 fn access_control(
     oac: &serde_json::Map<String, Value>,
     update: &mut OriginUpdate,
@@ -409,7 +409,7 @@ fn access_control(
     match oac.get("enabled").and_then(Value::as_bool) {
         Some(true) => {}
         Some(false) => {
-            update.sign = Some(false);
+            update.signing = Some(Signing::Never);
             return Ok(());
         }
         None => return Err(format!("{WHAT}.enabled must be true or false")),
@@ -427,15 +427,10 @@ fn access_control(
         }
         Some(other) => return Err(format!("{WHAT}.originType `{other}` is not s3")),
     }
-    let sign = match string(oac, "signingBehavior", WHAT)?.as_deref() {
-        None | Some("always") => true,
-        Some("never") => false,
-        Some("no-override") => {
-            return Err(format!(
-                "{WHAT}.signingBehavior `no-override` is not supported by verge: use always or \
-                 never"
-            ));
-        }
+    let signing = match string(oac, "signingBehavior", WHAT)?.as_deref() {
+        None | Some("always") => Signing::Always,
+        Some("no-override") => Signing::NoOverride,
+        Some("never") => Signing::Never,
         Some(other) => {
             return Err(format!(
                 "{WHAT}.signingBehavior `{other}` is not always, never or no-override"
@@ -454,7 +449,7 @@ fn access_control(
         ));
     }
     update.kind = Some(OriginKind::S3 { region });
-    update.sign = Some(sign);
+    update.signing = Some(signing);
     Ok(())
 }
 
@@ -606,20 +601,25 @@ mod tests {
                 region: "eu-central-1".into()
             })
         );
-        assert_eq!(u.sign, Some(true));
+        assert_eq!(u.signing, Some(Signing::Always));
         let Ok(OriginChoice::Update(u)) = update(&oac(json!({"signingBehavior": "never"}))) else {
             panic!("not an update")
         };
-        assert_eq!(u.sign, Some(false));
+        assert_eq!(u.signing, Some(Signing::Never));
         let off = json!({"originAccessControlConfig": {"enabled": false}});
         let Ok(OriginChoice::Update(u)) = update(&off) else {
             panic!("not an update")
         };
-        assert_eq!((u.kind, u.sign), (None, Some(false)));
+        assert_eq!((u.kind, u.signing), (None, Some(Signing::Never)));
+        let Ok(OriginChoice::Update(u)) = update(&oac(json!({"signingBehavior": "no-override"})))
+        else {
+            panic!("not an update")
+        };
+        assert_eq!(u.signing, Some(Signing::NoOverride));
         for (bad, why) in [
             (
-                json!({"signingBehavior": "no-override"}),
-                "no-override` is not supported",
+                json!({"signingBehavior": "sometimes"}),
+                "is not always, never or no-override",
             ),
             (json!({"originType": "mediastore"}), "S3 origins only"),
             (json!({"signingProtocol": "sigv2"}), "is not sigv4"),

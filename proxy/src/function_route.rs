@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
-use verge_config::{Origin, OriginGroup, S3Bucket, Scheme};
+use verge_config::{Origin, OriginGroup, S3Bucket, Scheme, Signing};
 use verge_functions::{OriginChoice, OriginKind, OriginOverrides, OriginUpdate};
 
 use crate::ctx::RequestCtx;
@@ -68,6 +68,14 @@ pub fn route_for(ctx: &RequestCtx, choice: OriginChoice) -> Result<Route, String
 
 fn header_value(value: &str, what: &str) -> Result<HeaderValue, String> {
     HeaderValue::from_str(value).map_err(|e| format!("{what} `{value}` cannot be sent: {e}"))
+}
+
+/// Why an update cannot sign: the request's origin has nothing to sign with.
+fn no_credentials(origin: &str) -> String {
+    format!(
+        "originAccessControlConfig: this request's origin `{origin}` has no credentials to sign \
+         with (give it origins.NAME.s3.credentials_file)"
+    )
 }
 
 /// `hostHeader` and `sni` applied to a configured origin (unchanged when neither is set).
@@ -144,28 +152,29 @@ pub fn updated(base: &OriginTarget, update: &OriginUpdate) -> Result<OriginTarge
     }
     match &update.kind {
         None => {
-            if update.sign == Some(false)
+            if let Some(signing) = update.signing
                 && let Some(bucket) = &mut origin.s3
             {
-                bucket.credentials = None;
+                if signing != Signing::Never && bucket.credentials.is_none() {
+                    return Err(no_credentials(&origin.name));
+                }
+                bucket.signing = signing;
             }
         }
         Some(OriginKind::Custom) => origin.s3 = None,
         Some(OriginKind::S3 { region }) => {
             // The configured bucket's credentials sign for the bucket the request goes to, in
-            // its region, unless the update turns signing off; a custom origin never gets them.
-            let credentials = match (origin.s3.take().and_then(|b| b.credentials), update.sign) {
-                (_, Some(false)) => None,
-                (None, Some(true)) => {
-                    return Err(format!(
-                        "originAccessControlConfig: this request's origin `{}` has no \
-                         credentials to sign with (give it origins.NAME.s3.credentials_file)",
-                        origin.name
-                    ));
-                }
-                (credentials, _) => credentials,
+            // its region, as the update or the configured bucket says; a custom origin never
+            // gets them.
+            let (credentials, configured) = match origin.s3.take() {
+                Some(bucket) => (bucket.credentials, bucket.signing),
+                None => (None, Signing::Always),
             };
-            if credentials.is_some() && region.is_empty() {
+            let signing = update.signing.unwrap_or(configured);
+            if update.signing.is_some_and(|s| s != Signing::Never) && credentials.is_none() {
+                return Err(no_credentials(&origin.name));
+            }
+            if credentials.is_some() && signing != Signing::Never && region.is_empty() {
                 return Err(format!(
                     "request.origin.s3.region is required: requests to `{}` are signed, and a \
                      signature names the bucket's region",
@@ -175,6 +184,7 @@ pub fn updated(base: &OriginTarget, update: &OriginUpdate) -> Result<OriginTarge
             origin.s3 = Some(S3Bucket {
                 region: region.clone(),
                 credentials,
+                signing,
             });
         }
     }
@@ -353,28 +363,29 @@ mod tests {
         assert_eq!(updated(&signing, &custom).unwrap().origin.s3, None);
 
         // cf.updateRequestOrigin's origin access control: signing needs the origin's
-        // credentials, and `never` drops them.
-        let oac = |sign: bool| OriginUpdate {
-            sign: Some(sign),
+        // credentials, and `never` turns it off.
+        let oac = |behavior: Signing| OriginUpdate {
+            signing: Some(behavior),
             ..to("eu-central-1")
         };
-        let signed = updated(&signing, &oac(true)).unwrap();
+        let signed = updated(&signing, &oac(Signing::Always)).unwrap();
         let oac_bucket = signed.origin.s3.as_ref().unwrap();
         assert_eq!(oac_bucket.region, "eu-central-1");
         assert!(oac_bucket.credentials.is_some());
-        let unsigned = updated(&signing, &oac(false)).unwrap();
-        assert_eq!(unsigned.origin.s3.as_ref().unwrap().credentials, None);
-        let e = updated(&bucket(), &oac(true)).unwrap_err();
+        let unsigned = updated(&signing, &oac(Signing::Never)).unwrap();
+        assert_eq!(unsigned.origin.s3.as_ref().unwrap().signing, Signing::Never);
+        let e = updated(&bucket(), &oac(Signing::NoOverride)).unwrap_err();
         assert!(e.contains("has no credentials to sign with"), "{e}");
         let off = OriginUpdate {
-            sign: Some(false),
+            signing: Some(Signing::Never),
             ..OriginUpdate::default()
         };
         let kept_bucket = updated(&signing, &off).unwrap();
         let kept = kept_bucket.origin.s3.as_ref().unwrap();
         assert_eq!(
-            (kept.region.as_str(), &kept.credentials),
-            ("eu-west-1", &None)
+            (kept.region.as_str(), kept.signing),
+            ("eu-west-1", Signing::Never)
         );
+        assert!(kept.signer(false).is_none());
     }
 }

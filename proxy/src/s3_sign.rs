@@ -5,7 +5,8 @@
 //! Signed: `host` and every `x-amz-*` header (S3 refuses a request with an unsigned one), with
 //! `x-amz-date`, `x-amz-content-sha256: UNSIGNED-PAYLOAD` (the body is streamed, never hashed
 //! first) and, for temporary credentials, `x-amz-security-token` added. A viewer's own
-//! `authorization` is replaced, as origin access control's "always sign" does.
+//! `authorization` is replaced; whether a request is signed at all is the bucket's `signing`
+//! ([`verge_config::S3Bucket::signer`]), decided by the caller.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

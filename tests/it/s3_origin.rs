@@ -31,9 +31,19 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A GET of `path` carrying the viewer's own `authorization`.
 fn request(path: &str) -> http::Request<Body> {
+    let mut r = bare(path);
+    r.headers_mut().insert(
+        "authorization",
+        http::HeaderValue::from_static("Bearer from-the-viewer"),
+    );
+    r
+}
+
+/// A GET of `path` without an `authorization`.
+fn bare(path: &str) -> http::Request<Body> {
     http::Request::get(path)
-        .header("authorization", "Bearer from-the-viewer")
         .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
             bytes::Bytes::new(),
         )))
@@ -127,7 +137,8 @@ function handler(event) {
         originAccessControlConfig: {
             enabled: true,
             region: selectedRegion,
-            signingBehavior: request.uri.indexOf('never') >= 0 ? 'never' : 'always',
+            signingBehavior: request.uri.indexOf('never') >= 0 ? 'never'
+                : request.uri.indexOf('keep') >= 0 ? 'no-override' : 'always',
             signingProtocol: 'sigv4',
             originType: 's3'
         },
@@ -173,11 +184,25 @@ async fn a_cloudfront_functions_origin_access_control_signs_with_the_origins_cre
     let headers = &r.json()["headers"];
     assert_eq!(headers["authorization"], "Bearer from-the-viewer");
     assert!(headers.get("x-amz-date").is_none(), "{headers}");
+    // `no-override`: the viewer's authorization goes on as it came; without one, signed.
+    let r = crate::support::request(p.addr, request("/echo/oac-keep")).await;
+    let headers = &r.json()["headers"];
+    assert_eq!(headers["authorization"], "Bearer from-the-viewer");
+    assert!(headers.get("x-amz-date").is_none(), "{headers}");
+    let r = crate::support::request(p.addr, bare("/echo/oac-keep")).await;
+    let headers = &r.json()["headers"];
+    assert!(
+        headers["authorization"]
+            .as_str()
+            .unwrap()
+            .starts_with("AWS4-HMAC-SHA256 Credential=AKIDOAC/"),
+        "{headers}"
+    );
     // An origin without credentials cannot sign: the function's choice is refused.
     let r = crate::support::request(p.addr, request("/echo/unsigned")).await;
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.header("x-cache"), "FunctionValidationError from verge");
-    assert_eq!(o.hits(), 2);
+    assert_eq!(o.hits(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -19,7 +19,8 @@ pub fn prepare(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> pingora::R
     }
     if let Some(target) = &ctx.origin
         && let Some(bucket) = &target.origin.s3
-        && let Some(credentials) = &bucket.credentials
+        && let Some(credentials) =
+            bucket.signer(upstream.headers.contains_key(http::header::AUTHORIZATION))
     {
         crate::s3_sign::sign(upstream, credentials, &bucket.region, SystemTime::now())?;
     }
