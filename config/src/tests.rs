@@ -549,6 +549,17 @@ fn an_s3_origin_names_its_region_and_a_lower_case_domain() {
     assert!(e[0].contains("unknown field `oai`"), "{e:?}");
     let e = with("https://b.s3.amazonaws.com", "{ }");
     assert!(e[0].contains("missing field `region`"), "{e:?}");
+    let e = errors(
+        "[origins.assets]\nurl = \"https://b.s3.amazonaws.com\"\npreserve_host = true\n\
+         s3 = { region = \"us-east-1\" }\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"assets\"\n",
+    );
+    assert!(
+        e[0].starts_with(
+            "v.toml:4:6: origins.assets.preserve_host: an S3 origin gets its own host"
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -510,8 +510,17 @@ fn s3_bucket(
     raw: &RawOrigin,
     s3: &Spanned<RawS3>,
 ) -> Option<S3Bucket> {
-    let s3 = s3.get_ref();
     let mut ok = true;
+    if raw.preserve_host == Some(true) {
+        // S3 answers by the Host it is sent, and CloudFront never forwards a viewer's to it.
+        c.error(
+            s3,
+            format!("{path}.preserve_host"),
+            "an S3 origin gets its own host, not the viewer's (S3 finds the bucket by it)",
+        );
+        ok = false;
+    }
+    let s3 = s3.get_ref();
     if !S3Bucket::domain_ok(host) {
         c.error(
             &raw.url,
