@@ -78,6 +78,51 @@ fn no_credentials(origin: &str) -> String {
     )
 }
 
+/// Make `origin` the kind of origin `update` names: a bucket (with the configured bucket's
+/// credentials, signing as the update or the configured bucket says) or a custom origin (never
+/// signed); an update that names no kind may only change how a bucket signs.
+fn apply_kind(origin: &mut Origin, update: &OriginUpdate) -> Result<(), String> {
+    match &update.kind {
+        None => {
+            if let Some(signing) = update.signing
+                && let Some(bucket) = &mut origin.s3
+            {
+                if signing != Signing::Never && bucket.credentials.is_none() {
+                    return Err(no_credentials(&origin.name));
+                }
+                bucket.signing = signing;
+            }
+        }
+        Some(OriginKind::Custom) => origin.s3 = None,
+        Some(OriginKind::S3 { region }) => {
+            // The configured bucket's credentials sign for the bucket the request goes to, in
+            // its region, as the update or the configured bucket says; a custom origin never
+            // gets them.
+            let (credentials, configured) = match origin.s3.take() {
+                Some(bucket) => (bucket.credentials, bucket.signing),
+                None => (None, Signing::Always),
+            };
+            let signing = update.signing.unwrap_or(configured);
+            if update.signing.is_some_and(|s| s != Signing::Never) && credentials.is_none() {
+                return Err(no_credentials(&origin.name));
+            }
+            if credentials.is_some() && signing != Signing::Never && region.is_empty() {
+                return Err(format!(
+                    "request.origin.s3.region is required: requests to `{}` are signed, and a \
+                     signature names the bucket's region",
+                    origin.host
+                ));
+            }
+            origin.s3 = Some(S3Bucket {
+                region: region.clone(),
+                credentials,
+                signing,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// `hostHeader` and `sni` applied to a configured origin (unchanged when neither is set).
 fn with_overrides(
     target: Arc<OriginTarget>,
@@ -150,44 +195,7 @@ pub fn updated(base: &OriginTarget, update: &OriginUpdate) -> Result<OriginTarge
         origin.verify_tls = true;
         origin.ca_pem = None;
     }
-    match &update.kind {
-        None => {
-            if let Some(signing) = update.signing
-                && let Some(bucket) = &mut origin.s3
-            {
-                if signing != Signing::Never && bucket.credentials.is_none() {
-                    return Err(no_credentials(&origin.name));
-                }
-                bucket.signing = signing;
-            }
-        }
-        Some(OriginKind::Custom) => origin.s3 = None,
-        Some(OriginKind::S3 { region }) => {
-            // The configured bucket's credentials sign for the bucket the request goes to, in
-            // its region, as the update or the configured bucket says; a custom origin never
-            // gets them.
-            let (credentials, configured) = match origin.s3.take() {
-                Some(bucket) => (bucket.credentials, bucket.signing),
-                None => (None, Signing::Always),
-            };
-            let signing = update.signing.unwrap_or(configured);
-            if update.signing.is_some_and(|s| s != Signing::Never) && credentials.is_none() {
-                return Err(no_credentials(&origin.name));
-            }
-            if credentials.is_some() && signing != Signing::Never && region.is_empty() {
-                return Err(format!(
-                    "request.origin.s3.region is required: requests to `{}` are signed, and a \
-                     signature names the bucket's region",
-                    origin.host
-                ));
-            }
-            origin.s3 = Some(S3Bucket {
-                region: region.clone(),
-                credentials,
-                signing,
-            });
-        }
-    }
+    apply_kind(&mut origin, update)?;
     // A new domain is the new Host unless the viewer's is preserved or one is given.
     let mut variant = base.variant(origin)?;
     if let Some(host) = &update.overrides.host_header {
