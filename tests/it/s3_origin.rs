@@ -3,7 +3,8 @@
 //! so the bucket can check it. A local origin stands in for the bucket and the test checks the
 //! signature from what that origin received, as S3 would; an S3 origin without credentials gets
 //! nothing added. CloudFront Functions' origin access control signs with the origin's
-//! credentials, in the region the function names.
+//! credentials, in the region the function names, and credentials renewed in their file sign
+//! once the watcher has reloaded, without a restart.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -238,4 +239,53 @@ async fn each_attempt_of_a_group_is_signed_for_its_own_bucket() {
             && authorization.contains("/eu-west-2/s3/aws4_request, "),
         "{authorization}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_credentials_in_the_file_sign_without_a_restart() {
+    use std::time::Duration;
+
+    use crate::support::binary::start_watching;
+    use crate::support::client::get;
+
+    let o = origin().run().await;
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("aws-credentials");
+    let write = |id: &str| {
+        std::fs::write(
+            &credentials,
+            format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {SECRET}\n"),
+        )
+        .unwrap();
+    };
+    write("AKIDFIRST");
+    let template = format!(
+        "[server]\nlisten = [\"{{listen}}\"]\n[admin]\nlisten = \"{{admin}}\"\n\
+         [origins.bucket]\nurl = \"{}\"\n\
+         s3 = {{ region = \"eu-west-1\", credentials_file = \"aws-credentials\" }}\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"bucket\"\n",
+        o.url().replace("127.0.0.1", "localhost")
+    );
+    let verge = start_watching(dir.path(), &template, 100).await;
+    let key_id = || async {
+        let r = get(verge.addr, "/echo/object").await;
+        let authorization = r.json()["headers"]["authorization"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        authorization
+            .strip_prefix("AWS4-HMAC-SHA256 Credential=")
+            .and_then(|rest| rest.split('/').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(key_id().await.as_deref(), Some("AKIDFIRST"));
+
+    // Temporary credentials renewed in place: the watcher reloads, and the new key signs.
+    write("AKIDSECONDKEY");
+    let renewed = crate::support::eventually(100, Duration::from_millis(100), || async {
+        (key_id().await.as_deref() == Some("AKIDSECONDKEY")).then_some(())
+    })
+    .await;
+    assert!(renewed.is_some(), "the new credentials never signed");
+    assert!(verge.reaches_generation(2).await);
 }
