@@ -1,5 +1,6 @@
-//! AWS credentials from a shared-credentials file (the `~/.aws/credentials` format), for the S3
-//! origins whose requests verge signs.
+//! AWS credentials for the S3 origins whose requests verge signs: from a shared-credentials
+//! file (the `~/.aws/credentials` format), or from the process environment as the AWS tools
+//! read it (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
 //!
 //! The file is INI: `[profile]` sections of `key = value` lines, `#` and `;` comments. Only the
 //! three keys a signature needs are read; others (`region`, `output`, …) are ignored, as the
@@ -81,9 +82,60 @@ pub fn parse_profile(text: &str, profile: &str) -> Result<AwsCredentials, String
     })
 }
 
+/// The credentials the environment gives, `var` reading one variable (unset or empty: `None`).
+pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AwsCredentials, String> {
+    let get = |name: &str| var(name).filter(|v| !v.is_empty());
+    let required = |name: &str| get(name).ok_or_else(|| format!("{name} is not set"));
+    Ok(AwsCredentials {
+        access_key_id: required("AWS_ACCESS_KEY_ID")?,
+        secret_access_key: required("AWS_SECRET_ACCESS_KEY")?,
+        session_token: get("AWS_SESSION_TOKEN"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_environment_gives_the_keys_and_an_optional_token() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let c = from_env(env(&[
+            ("AWS_ACCESS_KEY_ID", "AKIDENV"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (c.access_key_id.as_str(), c.session_token),
+            ("AKIDENV", None)
+        );
+        let c = from_env(env(&[
+            ("AWS_ACCESS_KEY_ID", "AKIDENV"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AWS_SESSION_TOKEN", "t"),
+        ]))
+        .unwrap();
+        assert_eq!(c.session_token.as_deref(), Some("t"));
+        assert_eq!(
+            from_env(env(&[("AWS_ACCESS_KEY_ID", "AKIDENV")])).unwrap_err(),
+            "AWS_SECRET_ACCESS_KEY is not set"
+        );
+        assert_eq!(
+            from_env(env(&[
+                ("AWS_ACCESS_KEY_ID", ""),
+                ("AWS_SECRET_ACCESS_KEY", "s")
+            ]))
+            .unwrap_err(),
+            "AWS_ACCESS_KEY_ID is not set"
+        );
+    }
 
     const FILE: &str = "# verge's signer\n[default]\naws_access_key_id = AKIDDEFAULT\n\
         aws_secret_access_key = secret/default+key\n\n[assets]\n; temporary\n\

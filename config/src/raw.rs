@@ -94,6 +94,7 @@ pub struct RawS3 {
     pub region: Spanned<String>,
     pub credentials_file: Option<Spanned<String>>,
     pub profile: Option<Spanned<String>>,
+    pub credentials_from_env: Option<Spanned<bool>>,
     pub signing: Option<Spanned<String>>,
 }
 

@@ -621,6 +621,21 @@ fn a_signing_s3_origin_reads_its_profile_from_the_credentials_file() {
         "{e}"
     );
     let e = parse(
+        &with(
+            "{ region = \"us-east-1\", credentials_file = \"aws\", credentials_from_env = true }",
+        ),
+        &file,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(
+            "origins.b.s3.credentials_from_env: credentials come from credentials_file or the \
+             environment, not both"
+        ),
+        "{e}"
+    );
+    let e = parse(
         &with("{ region = \"us-east-1\", credentials_file = \"none\" }"),
         &file,
     )
@@ -684,7 +699,7 @@ fn signing_says_which_requests_the_credentials_sign() {
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("origins.b.s3.signing: signing needs credentials_file"),
+        e.contains("origins.b.s3.signing: signing needs credentials: credentials_file or"),
         "{e}"
     );
 }

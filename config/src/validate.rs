@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use crate::AwsCredentials;
 use crate::duration::parse_duration;
 use crate::error::{ConfigError, ConfigErrors, Pos, SourceMap};
 use crate::model::*;
@@ -569,19 +570,68 @@ fn s3_bucket(
             }
         },
     };
-    if let (Some(v), None) = (&s3.signing, &s3.credentials_file) {
+    let has_source = s3.credentials_file.is_some()
+        || s3
+            .credentials_from_env
+            .as_ref()
+            .is_some_and(|v| *v.get_ref());
+    if let (Some(v), false) = (&s3.signing, has_source) {
         c.error(
             v,
             format!("{path}.s3.signing"),
-            "signing needs credentials_file, the credentials to sign with",
+            "signing needs credentials: credentials_file or credentials_from_env",
         );
         ok = false;
     }
-    let credentials = match &s3.credentials_file {
-        None => None,
-        Some(file) => {
+    let credentials = s3_credentials(c, path, s3, &mut ok);
+    ok.then(|| S3Bucket {
+        region: region.clone(),
+        credentials,
+        signing,
+    })
+}
+
+/// An S3 origin's credentials: from `credentials_file` (its `profile`) or, with
+/// `credentials_from_env`, from verge's environment; `None` without either, or when they
+/// cannot be had (reported, and `ok` cleared).
+fn s3_credentials(
+    c: &mut Checker,
+    path: &str,
+    s3: &RawS3,
+    ok: &mut bool,
+) -> Option<Arc<AwsCredentials>> {
+    let from_env = s3.credentials_from_env.as_ref().filter(|v| *v.get_ref());
+    match (&s3.credentials_file, from_env) {
+        (None, None) => None,
+        (Some(_), Some(env)) => {
+            c.error(
+                env,
+                format!("{path}.s3.credentials_from_env"),
+                "credentials come from credentials_file or the environment, not both",
+            );
+            *ok = false;
+            None
+        }
+        (None, Some(env)) => {
+            match crate::aws_credentials::from_env(|name| std::env::var(name).ok()) {
+                Ok(credentials) => Some(Arc::new(credentials)),
+                Err(e) => {
+                    c.error(
+                        env,
+                        format!("{path}.s3.credentials_from_env"),
+                        format!("{e} in verge's environment"),
+                    );
+                    *ok = false;
+                    None
+                }
+            }
+        }
+        (Some(file), None) => {
             let field = format!("{path}.s3.credentials_file");
-            let (_, bytes) = c.read(file, field.clone())?;
+            let Some((_, bytes)) = c.read(file, field.clone()) else {
+                *ok = false;
+                return None;
+            };
             let profile = s3.profile.as_ref().map_or("default", |p| p.get_ref());
             let parsed = String::from_utf8(bytes)
                 .map_err(|_| "not UTF-8 text".to_owned())
@@ -590,16 +640,12 @@ fn s3_bucket(
                 Ok(credentials) => Some(Arc::new(credentials)),
                 Err(e) => {
                     c.error(file, field, e);
-                    return None;
+                    *ok = false;
+                    None
                 }
             }
         }
-    };
-    ok.then(|| S3Bucket {
-        region: region.clone(),
-        credentials,
-        signing,
-    })
+    }
 }
 
 /// What a function may refer to: the stores and origins built so far, and their raw tables

@@ -3,8 +3,9 @@
 //! so the bucket can check it. A local origin stands in for the bucket and the test checks the
 //! signature from what that origin received, as S3 would; an S3 origin without credentials gets
 //! nothing added. CloudFront Functions' origin access control signs with the origin's
-//! credentials, in the region the function names, and credentials renewed in their file sign
-//! once the watcher has reloaded, without a restart.
+//! credentials, in the region the function names. Credentials renewed in their file sign once
+//! the watcher has reloaded, without a restart; credentials from verge's environment sign too,
+//! and an environment without them is a configuration error.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -288,4 +289,65 @@ async fn new_credentials_in_the_file_sign_without_a_restart() {
     .await;
     assert!(renewed.is_some(), "the new credentials never signed");
     assert!(verge.reaches_generation(2).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_from_verges_environment_sign() {
+    use crate::support::binary::start_with_env;
+    use crate::support::client::get;
+
+    let o = origin().run().await;
+    let dir = tempfile::tempdir().unwrap();
+    let template = format!(
+        "[server]\nlisten = [\"{{listen}}\"]\n[admin]\nlisten = \"{{admin}}\"\n\
+         [origins.bucket]\nurl = \"{}\"\n\
+         s3 = {{ region = \"eu-west-1\", credentials_from_env = true }}\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"bucket\"\n",
+        o.url().replace("127.0.0.1", "localhost")
+    );
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDFROMENV"),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ("AWS_SESSION_TOKEN", "env-token"),
+    ];
+    let verge = start_with_env(dir.path(), &template, 0, "info", &env).await;
+    let r = get(verge.addr, "/echo/object").await;
+    let headers = &r.json()["headers"];
+    assert!(
+        headers["authorization"]
+            .as_str()
+            .unwrap()
+            .starts_with("AWS4-HMAC-SHA256 Credential=AKIDFROMENV/"),
+        "{headers}"
+    );
+    assert_eq!(headers["x-amz-security-token"], "env-token");
+}
+
+#[test]
+fn credentials_from_an_environment_without_them_are_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("verge.toml");
+    std::fs::write(
+        &path,
+        "[origins.bucket]\nurl = \"https://b.s3.amazonaws.com\"\n\
+         s3 = { region = \"eu-west-1\", credentials_from_env = true }\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"bucket\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::support::binary::exe())
+        .args(["validate", "--config"])
+        .arg(&path)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(
+            "verge.toml:3:53: origins.bucket.s3.credentials_from_env: AWS_ACCESS_KEY_ID is not \
+             set in verge's environment"
+        ),
+        "{stdout}"
+    );
 }

@@ -160,6 +160,17 @@ pub async fn start_watching(dir: &Path, template: &str, watch_ms: u64) -> Verge 
 
 /// As [`start_watching`], with `RUST_LOG` set to `rust_log`.
 pub async fn start_with(dir: &Path, template: &str, watch_ms: u64, rust_log: &str) -> Verge {
+    start_with_env(dir, template, watch_ms, rust_log, &[]).await
+}
+
+/// As [`start_with`], with `env` added to verge's environment.
+pub async fn start_with_env(
+    dir: &Path,
+    template: &str,
+    watch_ms: u64,
+    rust_log: &str,
+    env: &[(&str, &str)],
+) -> Verge {
     for _ in 0..5 {
         let [addr, admin, tls] = free_addrs();
         let config = template
@@ -173,6 +184,7 @@ pub async fn start_with(dir: &Path, template: &str, watch_ms: u64, rust_log: &st
             .arg(&path)
             .args(["--watch-interval-ms", &watch_ms.to_string()])
             .env("RUST_LOG", rust_log)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
