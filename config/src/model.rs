@@ -311,6 +311,47 @@ pub struct Behavior {
     /// Hooks whose function gets the request body (`include_body`; viewer-request and
     /// origin-request only), indexed by `Hook as usize`.
     pub include_body: [bool; 4],
+    /// The CloudFront headers verge adds to this behavior's requests after viewer-request, as
+    /// an origin request policy that includes them does.
+    pub cloudfront_headers: Vec<CloudFrontHeader>,
+}
+
+/// A header CloudFront adds about the viewer when a policy asks for it, that verge can add too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudFrontHeader {
+    /// `CloudFront-Forwarded-Proto`: `http` or `https`, how the viewer connected.
+    ForwardedProto,
+    /// `CloudFront-Viewer-Address`: the viewer's address and port, `ip:port`.
+    ViewerAddress,
+    /// `CloudFront-Viewer-Http-Version`: `1.0`, `1.1` or `2.0`.
+    ViewerHttpVersion,
+}
+
+impl CloudFrontHeader {
+    /// Every header verge adds, in the order it adds them.
+    pub const ALL: [CloudFrontHeader; 3] = [
+        CloudFrontHeader::ForwardedProto,
+        CloudFrontHeader::ViewerAddress,
+        CloudFrontHeader::ViewerHttpVersion,
+    ];
+
+    /// The header's name as it goes on the wire (lower case, as verge writes names).
+    pub fn lower_name(self) -> &'static str {
+        match self {
+            CloudFrontHeader::ForwardedProto => "cloudfront-forwarded-proto",
+            CloudFrontHeader::ViewerAddress => "cloudfront-viewer-address",
+            CloudFrontHeader::ViewerHttpVersion => "cloudfront-viewer-http-version",
+        }
+    }
+
+    /// The header's name as CloudFront writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CloudFrontHeader::ForwardedProto => "CloudFront-Forwarded-Proto",
+            CloudFrontHeader::ViewerAddress => "CloudFront-Viewer-Address",
+            CloudFrontHeader::ViewerHttpVersion => "CloudFront-Viewer-Http-Version",
+        }
+    }
 }
 
 impl Behavior {

@@ -118,6 +118,7 @@ pub struct RawBehavior {
     pub origin_response: Option<Spanned<RawHook>>,
     pub viewer_response: Option<Spanned<RawHook>>,
     pub viewer_response_on_error: Option<bool>,
+    pub cloudfront_headers: Option<Vec<Spanned<String>>>,
 }
 
 /// A behavior's hook slot: a function name, or `{ function = "NAME", include_body = true }`.

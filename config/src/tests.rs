@@ -703,3 +703,43 @@ fn signing_says_which_requests_the_credentials_sign() {
         "{e}"
     );
 }
+
+#[test]
+fn a_behavior_names_the_cloudfront_headers_verge_adds() {
+    let with = |list: &str| {
+        format!(
+            "[origins.app]\nurl = \"http://127.0.0.1:3000\"\n\
+             [[behaviors]]\npath_pattern = \"*\"\norigin = \"app\"\ncloudfront_headers = {list}\n"
+        )
+    };
+    let c = parse(
+        &with("[\"cloudfront-viewer-address\", \"CloudFront-Forwarded-Proto\", \"CloudFront-Viewer-Address\"]"),
+        Path::new("v.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.behaviors[0].cloudfront_headers,
+        vec![
+            CloudFrontHeader::ViewerAddress,
+            CloudFrontHeader::ForwardedProto
+        ]
+    );
+    assert!(
+        parse(MINIMAL, Path::new("v.toml")).unwrap().behaviors[0]
+            .cloudfront_headers
+            .is_empty()
+    );
+    let e = errors(&with("[\"CloudFront-Viewer-Country\"]"));
+    assert!(
+        e[0].starts_with(
+            "v.toml:6:23: behaviors[0].cloudfront_headers: `CloudFront-Viewer-Country` is one \
+             verge cannot add"
+        ) && e[0].contains("verge adds CloudFront-Forwarded-Proto, CloudFront-Viewer-Address"),
+        "{e:?}"
+    );
+    let e = errors(&with("[\"X-Forwarded-Proto\"]"));
+    assert!(
+        e[0].contains("`X-Forwarded-Proto` is not a CloudFront header"),
+        "{e:?}"
+    );
+}

@@ -648,6 +648,38 @@ fn s3_credentials(
     }
 }
 
+/// A behavior's `cloudfront_headers`, by name (any case); a CloudFront header verge cannot add
+/// (it has no geolocation database or device detection) or a name that is none is an error.
+fn cloudfront_headers(c: &mut Checker, path: &str, b: &RawBehavior) -> Vec<CloudFrontHeader> {
+    let mut out = Vec::new();
+    for name in b.cloudfront_headers.iter().flatten() {
+        let text = name.get_ref();
+        let field = format!("{path}.cloudfront_headers");
+        match CloudFrontHeader::ALL
+            .into_iter()
+            .find(|h| h.name().eq_ignore_ascii_case(text))
+        {
+            Some(h) if !out.contains(&h) => out.push(h),
+            Some(_) => {}
+            None => {
+                let supported = CloudFrontHeader::ALL.map(CloudFrontHeader::name).join(", ");
+                let why = if text.to_ascii_lowercase().starts_with("cloudfront-") {
+                    "is one verge cannot add (it has no geolocation database, device detection \
+                     or TLS fingerprints)"
+                } else {
+                    "is not a CloudFront header"
+                };
+                c.error(
+                    name,
+                    field,
+                    format!("`{text}` {why}; verge adds {supported}"),
+                );
+            }
+        }
+    }
+    out
+}
+
 /// What a function may refer to: the stores and origins built so far, and their raw tables
 /// (a name whose table has errors is not reported again as unknown).
 struct Known<'a> {
@@ -954,6 +986,7 @@ fn behaviors(
                 hooks,
                 viewer_response_on_error: b.viewer_response_on_error.unwrap_or(false),
                 include_body,
+                cloudfront_headers: cloudfront_headers(c, &path, b),
             });
         }
     }

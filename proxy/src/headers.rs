@@ -1,13 +1,14 @@
-//! The headers verge itself adds: `via` and `x-forwarded-for` towards the origin,
-//! `x-cache` and `x-verge-request-id` towards the viewer. Names are parsed once and values are
+//! The headers verge itself adds: `via`, `x-forwarded-for` and the CloudFront headers a
+//! behavior asks for towards the origin, `x-cache` and `x-verge-request-id` towards the viewer. Names are parsed once and values are
 //! static where they can be, so stamping a response allocates only for the request id; how they
 //! are inserted (straight into the `http` map, or through pingora to keep header case) is
 //! [`crate::header_case`]'s.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
+use verge_config::CloudFrontHeader;
 use verge_functions::ResultType;
 
 use crate::header_case::{Headers, StaticName};
@@ -61,6 +62,48 @@ pub fn add_forwarding(req: &mut RequestHeader, client_ip: Option<IpAddr>) -> pin
     }
 }
 
+/// What verge knows of the viewer's connection, for the CloudFront headers.
+pub struct Viewer {
+    /// Over TLS.
+    pub tls: bool,
+    /// Its address and port, when it has one.
+    pub addr: Option<SocketAddr>,
+    /// The request's HTTP version.
+    pub version: http::Version,
+}
+
+/// Add `wanted` CloudFront headers about `viewer`, each replacing any a viewer sent (those are
+/// CloudFront's to say). A header whose value verge does not have (no address) is left out.
+pub fn add_cloudfront(
+    req: &mut RequestHeader,
+    wanted: &[CloudFrontHeader],
+    viewer: &Viewer,
+) -> pingora::Result<()> {
+    for header in wanted {
+        let value = match header {
+            CloudFrontHeader::ForwardedProto => {
+                HeaderValue::from_static(if viewer.tls { "https" } else { "http" })
+            }
+            CloudFrontHeader::ViewerAddress => {
+                let Some(addr) = viewer.addr else { continue };
+                let mut text = ip_text(addr.ip());
+                text.push(b':');
+                text.extend_from_slice(addr.port().to_string().as_bytes());
+                header_value(text)?
+            }
+            CloudFrontHeader::ViewerHttpVersion => HeaderValue::from_static(match viewer.version {
+                http::Version::HTTP_10 => "1.0",
+                http::Version::HTTP_2 => "2.0",
+                http::Version::HTTP_3 => "3.0",
+                _ => "1.1",
+            }),
+        };
+        let name = HeaderName::from_static(header.lower_name());
+        req.insert_header(name, value)?;
+    }
+    Ok(())
+}
+
 /// `name`'s values joined with `, `, then `value`.
 fn appended(
     req: &RequestHeader,
@@ -105,6 +148,45 @@ fn ip_text(ip: IpAddr) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cloudfront_headers_describe_the_viewer_and_replace_what_it_sent() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("CloudFront-Viewer-Address", "203.0.113.9:1")
+            .unwrap();
+        let viewer = Viewer {
+            tls: true,
+            addr: Some("[2001:db8::7]:4431".parse().unwrap()),
+            version: http::Version::HTTP_2,
+        };
+        add_cloudfront(&mut req, &CloudFrontHeader::ALL, &viewer).unwrap();
+        assert_eq!(req.headers["cloudfront-forwarded-proto"], "https");
+        assert_eq!(
+            req.headers
+                .get_all("cloudfront-viewer-address")
+                .iter()
+                .count(),
+            1
+        );
+        assert_eq!(req.headers["cloudfront-viewer-address"], "2001:db8::7:4431");
+        assert_eq!(req.headers["cloudfront-viewer-http-version"], "2.0");
+        // Only those asked for; no address, no address header.
+        let mut plain = RequestHeader::build("GET", b"/", None).unwrap();
+        let viewer = Viewer {
+            tls: false,
+            addr: None,
+            version: http::Version::HTTP_11,
+        };
+        add_cloudfront(&mut plain, &CloudFrontHeader::ALL[..2], &viewer).unwrap();
+        assert_eq!(plain.headers["cloudfront-forwarded-proto"], "http");
+        assert!(plain.headers.get("cloudfront-viewer-address").is_none());
+        assert!(
+            plain
+                .headers
+                .get("cloudfront-viewer-http-version")
+                .is_none()
+        );
+    }
 
     #[test]
     fn forwarding_headers_append_to_earlier_hops() {

@@ -197,6 +197,58 @@ async fn a_configured_s3_origin_is_request_origin_s3_in_the_origin_events() {
     assert_eq!((a.hits(), b.hits()), (2, 1));
 }
 
+/// At origin-request, passes on the viewer address CloudFront's header gave it.
+const SEES_THE_VIEWER: &str = "exports.handler = async (event) => {
+    const request = event.Records[0].cf.request;
+    const address = request.headers['cloudfront-viewer-address'];
+    request.headers['x-seen-address'] =
+        [{ key: 'X-Seen-Address', value: address ? address[0].value : 'none' }];
+    return request;
+};";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cloudfront_headers_a_behavior_asks_for_reach_origin_request_and_the_origin() {
+    let a = origin().run().await;
+    let p = edge_proxy(
+        &a,
+        None,
+        &[(
+            "/echo*",
+            "origin_request = \"seen\"\ncloudfront_headers = [\"CloudFront-Forwarded-Proto\", \
+             \"CloudFront-Viewer-Address\", \"CloudFront-Viewer-Http-Version\"]",
+        )],
+        &[("seen", SEES_THE_VIEWER, "")],
+    )
+    .await;
+    // What a viewer claims in CloudFront's headers is replaced by what verge saw.
+    let faked = get_with(
+        "/echo/viewer",
+        &[
+            ("cloudfront-forwarded-proto", "https"),
+            ("cloudfront-viewer-address", "203.0.113.9:1"),
+        ],
+    );
+    let r = crate::support::request(p.addr, faked).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let headers = &r.json()["headers"];
+    assert_eq!(headers["cloudfront-forwarded-proto"], "http");
+    assert_eq!(headers["cloudfront-viewer-http-version"], "1.1");
+    let address = headers["cloudfront-viewer-address"].as_str().unwrap();
+    let port = address
+        .strip_prefix("127.0.0.1:")
+        .unwrap_or_else(|| panic!("{address}"));
+    assert!(port.parse::<u16>().is_ok_and(|p| p > 0), "{address}");
+    assert_eq!(headers["x-seen-address"], address);
+    // A behavior that asks for none adds none.
+    let r = crate::support::request(p.addr, get_with("/", &[])).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let headers = &r.json()["headers"];
+    assert!(
+        headers.get("cloudfront-forwarded-proto").is_none(),
+        "{headers}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn origin_request_switches_origins_by_cookie() {
     let a = origin().name("a").run().await;

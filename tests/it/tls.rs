@@ -1,5 +1,6 @@
-//! TLS both ways: viewer listeners speaking HTTP/1.1 and HTTP/2 by ALPN, certificates reloaded
-//! without a restart; https origins verified against a CA, a bad certificate refused.
+//! TLS both ways: viewer listeners speaking HTTP/1.1 and HTTP/2 by ALPN (and saying so in the
+//! CloudFront headers a behavior asks for), certificates reloaded without a restart; https
+//! origins verified against a CA, a bad certificate refused.
 
 use crate::support::certs::Ca;
 use crate::support::client::{tls_client, tls_get};
@@ -102,4 +103,30 @@ async fn https_origin_is_verified_against_its_ca_and_a_bad_certificate_refused()
     // Opting out of verification reaches it.
     let p = proxy(&single_origin(&url, "verify_tls = false")).await;
     assert_eq!(p.get("/echo").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cloudfront_headers_tell_the_origin_a_viewer_came_over_tls_and_which_http() {
+    let o = origin().name("o").run().await;
+    let ca = Ca::new("verge test CA");
+    let leaf = ca.leaf();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &leaf.cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).unwrap();
+    let config = listener_config(&o.url()).replace(
+        "origin = \"o\"",
+        "origin = \"o\"\ncloudfront_headers = [\"CloudFront-Forwarded-Proto\", \
+         \"CloudFront-Viewer-Http-Version\"]",
+    );
+    let p = crate::support::proxy::proxy_in(dir, &config).await;
+    for (h2, version) in [(false, "1.1"), (true, "2.0")] {
+        let (r, _) = tls_get(p.tls[0], tls_client(&ca.cert_pem, h2), "/echo").await;
+        assert_eq!(r.status, 200);
+        let headers = &r.json()["headers"];
+        assert_eq!(headers["cloudfront-forwarded-proto"], "https", "{headers}");
+        assert_eq!(
+            headers["cloudfront-viewer-http-version"], version,
+            "{headers}"
+        );
+    }
 }

@@ -101,5 +101,19 @@ pub async fn run(
         .and_then(|a| a.as_inet())
         .map(|a| a.ip());
     headers::add_forwarding(session.req_header_mut(), client_ip)?;
+    if let Some(route) = ctx.snapshot.behavior(index)
+        && !route.behavior.cloudfront_headers.is_empty()
+    {
+        let viewer = headers::Viewer {
+            tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+            addr: session.client_addr().and_then(|a| a.as_inet()).copied(),
+            version: session.req_header().version,
+        };
+        headers::add_cloudfront(
+            session.req_header_mut(),
+            &route.behavior.cloudfront_headers,
+            &viewer,
+        )?;
+    }
     Ok(false)
 }
