@@ -343,7 +343,7 @@ mod tests {
         .unwrap();
         let config = verge_config::parse(
             "[origins.b]\nurl = \"https://b.s3.amazonaws.com\"\n\
-             s3 = { region = \"eu-west-1\", credentials_file = \"aws\" }\n\
+             s3 = { region = \"eu-west-1\", credentials_file = \"aws\", signing = \"no-override\" }\n\
              [[behaviors]]\npath_pattern = \"*\"\norigin = \"b\"\n",
             &dir.path().join("v.toml"),
         )
@@ -361,6 +361,8 @@ mod tests {
         let moved = other.origin.s3.as_ref().unwrap();
         assert_eq!(moved.region, "us-west-2");
         assert_eq!(moved.credentials.as_ref().unwrap().access_key_id, "AKID");
+        // The configured bucket's signing behaviour goes with its credentials.
+        assert_eq!(moved.signing, Signing::NoOverride);
         let e = updated(&signing, &to("")).unwrap_err();
         assert!(e.contains("request.origin.s3.region is required"), "{e}");
         let custom = OriginUpdate {
