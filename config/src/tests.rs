@@ -743,3 +743,10 @@ fn a_behavior_names_the_cloudfront_headers_verge_adds() {
         "{e:?}"
     );
 }
+
+#[test]
+fn a_cloudfront_headers_wire_name_is_its_name_in_lower_case() {
+    for h in CloudFrontHeader::ALL {
+        assert_eq!(h.lower_name(), h.name().to_ascii_lowercase());
+    }
+}

@@ -502,8 +502,8 @@ fn origin(c: &mut Checker, name: &str, spanned: &Spanned<RawOrigin>) -> Option<O
 }
 
 /// An S3 origin's bucket settings, after checking its domain as CloudFront does (lower case, at
-/// most [`S3Bucket::MAX_DOMAIN`] characters), the region's form (`eu-west-1`), and, when it signs, its
-/// credentials file's profile.
+/// most [`S3Bucket::MAX_DOMAIN`] characters), the region's form (`eu-west-1`), its signing
+/// behaviour, and its credentials ([`s3_credentials`]).
 fn s3_bucket(
     c: &mut Checker,
     path: &str,

@@ -30,6 +30,11 @@ pub fn escape(text: &JsString) -> JsResult<String> {
 /// kept, the bytes are read as UTF-8 with U+FFFD for invalid sequences; `+` becomes a space
 /// when `plus_is_space`.
 pub fn unescape(text: &str, plus_is_space: bool) -> String {
+    String::from_utf8_lossy(&unescape_bytes(text, plus_is_space)).into_owned()
+}
+
+/// [`unescape`]'s bytes, before they are read as UTF-8.
+pub fn unescape_bytes(text: &str, plus_is_space: bool) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -49,7 +54,7 @@ pub fn unescape(text: &str, plus_is_space: bool) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 fn string_or(args: &[JsValue], i: usize, default: &str, ctx: &mut Context) -> JsResult<String> {

@@ -1,8 +1,8 @@
 //! The headers verge itself adds: `via`, `x-forwarded-for` and the CloudFront headers a
-//! behavior asks for towards the origin, `x-cache` and `x-verge-request-id` towards the viewer. Names are parsed once and values are
-//! static where they can be, so stamping a response allocates only for the request id; how they
-//! are inserted (straight into the `http` map, or through pingora to keep header case) is
-//! [`crate::header_case`]'s.
+//! behavior asks for towards the origin, `x-cache` and `x-verge-request-id` towards the viewer.
+//! Names are parsed once and values are static where they can be, so stamping a response
+//! allocates only for the request id; how they are inserted (straight into the `http` map, or
+//! through pingora to keep header case) is [`crate::header_case`]'s.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -88,7 +88,7 @@ pub fn add_cloudfront(
                 let Some(addr) = viewer.addr else { continue };
                 let mut text = ip_text(addr.ip());
                 text.push(b':');
-                text.extend_from_slice(addr.port().to_string().as_bytes());
+                crate::digits::push_uint(&mut text, addr.port().into());
                 header_value(text)?
             }
             CloudFrontHeader::ViewerHttpVersion => HeaderValue::from_static(match viewer.version {

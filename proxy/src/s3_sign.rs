@@ -15,6 +15,8 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use sha2::{Digest, Sha256};
 use verge_config::AwsCredentials;
+use verge_functions::encoding::hex;
+use verge_functions::querystring::unescape_bytes;
 
 /// What S3 accepts in place of the body's hash.
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
@@ -62,19 +64,13 @@ pub fn sign(
     set(upstream, "authorization", &authorization)
 }
 
-/// `YYYYMMDDTHHMMSSZ`, UTC.
+/// `YYYYMMDDTHHMMSSZ`, UTC. A clock set before 1970 signs as 1970, which S3 refuses as too
+/// far from its own time (`RequestTimeTooSkewed`, a 403 the viewer sees).
 fn amz_date(now: SystemTime) -> String {
     let secs = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = verge_functions::calendar::civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    verge_functions::calendar::iso8601_basic(secs)
 }
 
 /// The parts of a request a signature covers.
@@ -147,7 +143,7 @@ fn canonical_request(request: &Request<'_>) -> (String, String) {
     let canonical = format!(
         "{}\n{}\n{}\n{headers}\n{signed}\n{}",
         request.method,
-        encode(&decode(request.path), false),
+        encode(&unescape_bytes(request.path, false), false),
         canonical_query(request.query),
         request.payload_hash
     );
@@ -161,7 +157,10 @@ fn canonical_query(query: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (encode(&decode(k), true), encode(&decode(v), true))
+            (
+                encode(&unescape_bytes(k, false), true),
+                encode(&unescape_bytes(v, false), true),
+            )
         })
         .collect();
     pairs.sort_unstable();
@@ -170,26 +169,6 @@ fn canonical_query(query: &str) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-/// `%XX` sequences decoded to their bytes; anything else, a malformed `%` included, kept.
-fn decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex_at = |j: usize| bytes.get(j).and_then(|b| (*b as char).to_digit(16));
-        if bytes[i] == b'%'
-            && let (Some(hi), Some(lo)) = (hex_at(i + 1), hex_at(i + 2))
-        {
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// SigV4's encoding: every byte but `A-Z a-z 0-9 - _ . ~` as `%XX` (upper-case hex), and `/`
@@ -212,10 +191,6 @@ fn hmac(key: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
         Hmac::<Sha256>::new_from_slice(key).map_err(|e| format!("signing key refused: {e}"))?;
     mac.update(data);
     Ok(mac.finalize().into_bytes().to_vec())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -297,9 +272,12 @@ mod tests {
     #[test]
     fn paths_and_queries_are_encoded_once_whatever_the_viewer_encoded() {
         // A space sent as %20 or a tilde sent as %7E: the same canonical form.
-        assert_eq!(encode(&decode("/a%20b/c~d%7e"), false), "/a%20b/c~d~");
-        assert_eq!(encode(&decode("/x+y"), false), "/x%2By");
-        assert_eq!(encode(&decode("/50%"), false), "/50%25");
+        assert_eq!(
+            encode(&unescape_bytes("/a%20b/c~d%7e", false), false),
+            "/a%20b/c~d~"
+        );
+        assert_eq!(encode(&unescape_bytes("/x+y", false), false), "/x%2By");
+        assert_eq!(encode(&unescape_bytes("/50%", false), false), "/50%25");
         assert_eq!(
             canonical_query("b=2&a=x%2Fy&a=1&flag"),
             "a=1&a=x%2Fy&b=2&flag="

@@ -4,9 +4,9 @@
 //!   secondary on failover), after DNS resolved the attempt's origin and after `via` /
 //!   `x-forwarded-for` were added. It sees the request as the origin would get it (`host` is
 //!   the origin's) and the origin in `request.origin.custom` (`.s3` for a bucket); its edits
-//!   are kept in the request context and applied in `upstream_request_filter`; a changed `request.origin` (`custom`, or
-//!   `s3` for a bucket) becomes this attempt's origin (resolved asynchronously); a generated
-//!   response or a failure is written by `fail_to_proxy`.
+//!   are kept in the request context and applied in `upstream_request_filter`; a changed
+//!   `request.origin` (`custom`, or `s3` for a bucket) becomes this attempt's origin (resolved
+//!   asynchronously); a generated response or a failure is written by `fail_to_proxy`.
 //! - **origin-response** runs in `upstream_response_filter` on every origin answer that is not
 //!   failing over, 4xx and 5xx included. Status and header edits apply in place; a replaced
 //!   body (or a failure) becomes a whole response that `fail_to_proxy` writes, so it also

@@ -76,8 +76,16 @@ pub async fn run(
     let matched = ctx
         .snapshot
         .behavior_for(session.req_header().uri.path())
-        .map(|(index, route)| (index, route.behavior.function(Hook::ViewerRequest).cloned()));
-    let Some((index, function)) = matched else {
+        .map(|(index, route)| {
+            let b = &route.behavior;
+            let adds_cloudfront = !b.cloudfront_headers.is_empty();
+            (
+                index,
+                b.function(Hook::ViewerRequest).cloned(),
+                adds_cloudfront,
+            )
+        });
+    let Some((index, function, adds_cloudfront)) = matched else {
         Box::pin(send_error(
             session,
             ctx,
@@ -96,17 +104,12 @@ pub async fn run(
     }
 
     // CloudFront adds these before origin-request functions run, so functions see them.
-    let client_ip = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
-    headers::add_forwarding(session.req_header_mut(), client_ip)?;
-    if let Some(route) = ctx.snapshot.behavior(index)
-        && !route.behavior.cloudfront_headers.is_empty()
-    {
+    let client = session.client_addr().and_then(|a| a.as_inet()).copied();
+    headers::add_forwarding(session.req_header_mut(), client.map(|a| a.ip()))?;
+    if adds_cloudfront && let Some(route) = ctx.snapshot.behavior(index) {
         let viewer = headers::Viewer {
             tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
-            addr: session.client_addr().and_then(|a| a.as_inet()).copied(),
+            addr: client,
             version: session.req_header().version,
         };
         headers::add_cloudfront(
