@@ -1,7 +1,7 @@
 //! Host modules of the fast tier, native where the work is: `crypto` hashing and HMAC (md5, sha1,
 //! sha256, sha512; digests as hex, base64, base64url or raw bytes), `querystring`, `buffer`,
 //! `cloudfront` (`kvs()`, the three origin helpers, `edgeLocation`, `logCustomData`,
-//! `distributionTenant` as on a standard distribution),
+//! `distributionTenant` as on a standard distribution, `cwt.validateToken` in [`crate::cwt`]),
 //! `atob`/`btoa`, `TextEncoder`/`TextDecoder`, `console.log`, the 1.0 byte-string methods,
 //! `require`, and a module loader so a 2.0 file may begin with `import cf from 'cloudfront'`.
 //!
@@ -301,7 +301,15 @@ const CLOUDFRONT: &str = r#"
         createRequestOriginGroup: function (params) { __verge_origin('group', '', params); },
         logCustomData: function (data) {
             __verge_log_data(encodeURIComponent(String(data)).slice(0, 800));
-        }
+        },
+        cwt: Object.freeze({
+            validateToken: function (token, context) {
+                if (context === null || typeof context !== 'object') {
+                    throw new TypeError('cwt.validateToken: the second argument must be {key}');
+                }
+                return __verge_cwt_validate(String(token), context.key);
+            }
+        })
     });
 })();
 "#;
@@ -425,7 +433,7 @@ fn hash_bytes(alg: &str, key: Option<&[u8]>, data: &[u8]) -> JsResult<Vec<u8>> {
 
 /// The bytes a hash input stands for: a `Buffer` or typed array as stored; a string as UTF-8,
 /// except in 1.0 where a byte string (every unit under 256) is its units.
-fn input_bytes(value: &JsValue, v1: bool, ctx: &mut Context) -> JsResult<Vec<u8>> {
+pub(crate) fn input_bytes(value: &JsValue, v1: bool, ctx: &mut Context) -> JsResult<Vec<u8>> {
     if let Some(bytes) = crate::buffer::bytes_of(value, ctx)? {
         return Ok(bytes);
     }
@@ -655,7 +663,7 @@ type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 pub fn install(ctx: &mut Context, runtime: Runtime, source: &str) -> JsResult<()> {
     let v1 = runtime == Runtime::CloudfrontJs1;
     let edge = runtime == Runtime::LambdaEdge;
-    let natives: [(&str, usize, Native); 11] = [
+    let natives: [(&str, usize, Native); 12] = [
         ("__verge_kvs_get", 2, kvs_get),
         ("__verge_kvs_exists", 1, kvs_exists),
         ("__verge_kvs_meta", 0, kvs_meta),
@@ -667,6 +675,7 @@ pub fn install(ctx: &mut Context, runtime: Runtime, source: &str) -> JsResult<()
         ("__verge_utf8_decode", 4, utf8_decode),
         ("__verge_digest", 5, digest),
         ("__verge_raw_query", 0, raw_query),
+        ("__verge_cwt_validate", 2, crate::cwt::validate_native),
     ];
     let all = natives
         .into_iter()

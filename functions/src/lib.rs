@@ -14,7 +14,7 @@
 //! - [`cff_event`]: the CloudFront Functions event and the validation of what handlers return;
 //! - [`host`]: the `crypto` and `cloudfront` modules, `console`, `atob`/`btoa`, 1.0 byte strings,
 //!   size guards on allocation-heavy built-ins; [`buffer`]: `Buffer`; [`querystring`]; [`kvs`]:
-//!   KeyValueStores; [`regex_guard`]: catastrophic regexes; [`source_scan`]: load-time token
+//!   KeyValueStores; [`cwt`]: CBOR Web Tokens; [`regex_guard`]: catastrophic regexes; [`source_scan`]: load-time token
 //!   checks (regex literals, the 1.0 language rules);
 //! - [`test_function`]: `verge test-function`.
 //!
@@ -43,6 +43,7 @@ pub mod cff_event;
 pub mod cff_runtime;
 mod collector;
 pub mod cpu_clock;
+pub mod cwt;
 pub mod deferred;
 pub mod edge_context;
 pub mod edge_event;

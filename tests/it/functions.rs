@@ -607,6 +607,103 @@ async fn jwt_hs256_example_accepts_good_tokens_and_refuses_the_rest() {
     assert_eq!(o.hits(), 1, "only the good token reached the origin");
 }
 
+/// A CWT (`17([h'a10105', {}, payload, tag])`, HS256) with `sub` and the given `exp` and `nbf`,
+/// assembled and MACed here with the `hmac` crate (independently of verge's decoder), base64url.
+fn cwt(key: &str, sub: &str, exp: Option<u32>, nbf: Option<u32>) -> String {
+    use hmac::Mac;
+    let claims = 1 + usize::from(exp.is_some()) + usize::from(nbf.is_some());
+    let mut payload = vec![0xa0 | claims as u8, 0x02, 0x60 | sub.len() as u8];
+    payload.extend_from_slice(sub.as_bytes());
+    for (label, time) in [(0x04, exp), (0x05, nbf)] {
+        if let Some(t) = time {
+            payload.extend_from_slice(&[label, 0x1a]);
+            payload.extend_from_slice(&t.to_be_bytes());
+        }
+    }
+    assert!(payload.len() < 24, "a one-byte byte-string head");
+    let protected = [0xa1, 0x01, 0x05];
+    let mut structure = vec![0x84, 0x64, b'M', b'A', b'C', b'0', 0x43];
+    structure.extend_from_slice(&protected);
+    structure.extend_from_slice(&[0x40, 0x40 | payload.len() as u8]);
+    structure.extend_from_slice(&payload);
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(&structure);
+    let mut token = vec![0xd1, 0x84, 0x43];
+    token.extend_from_slice(&protected);
+    token.extend_from_slice(&[0xa0, 0x40 | payload.len() as u8]);
+    token.extend_from_slice(&payload);
+    token.extend_from_slice(&[0x58, 0x20]);
+    token.extend_from_slice(&mac.finalize().into_bytes());
+    verge_functions::encoding::base64(&token, false, true)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cwt_example_accepts_good_tokens_and_refuses_the_rest() {
+    let o = origin().name("o").run().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        "examples/functions/viewer-request-cwt.js",
+        dir.path().join("cwt.js"),
+    )
+    .unwrap();
+    std::fs::copy("examples/data/cwt-keys.json", dir.path().join("keys.json")).unwrap();
+    let p = proxy_in(
+        dir,
+        &format!(
+            "[origins.o]\nurl = \"{}\"\n[[behaviors]]\npath_pattern = \"*\"\norigin = \"o\"\n\
+             viewer_request = \"cwt\"\n[functions.cwt]\ncode = \"cwt.js\"\nkvs = \"keys\"\n\
+             [kvs.keys]\nfile = \"keys.json\"\n",
+            o.url()
+        ),
+    )
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let call = |token: Option<String>| {
+        let addr = p.addr;
+        async move {
+            let mut req = http::Request::get("/echo/private");
+            if let Some(t) = token {
+                req = req.header("x-cwt-token", t);
+            }
+            let req = req
+                .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+                    bytes::Bytes::new(),
+                )))
+                .unwrap();
+            crate::support::request(addr, req).await
+        }
+    };
+    let r = call(Some(cwt("change-me-too", "alice", Some(now + 600), None))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["headers"]["x-cwt-sub"], "alice");
+    for (token, why) in [
+        (None, "missing token"),
+        (Some("bm90LWEtY3d0".to_owned()), "invalid token"),
+        (Some(cwt("wrong-key", "eve", None, None)), "invalid token"),
+        (
+            Some(cwt("change-me-too", "bob", Some(now - 10), None)),
+            "expired",
+        ),
+        (
+            Some(cwt("change-me-too", "bob", None, Some(now + 600))),
+            "not yet valid",
+        ),
+    ] {
+        let r = call(token).await;
+        assert_eq!(r.status, 401, "{why}");
+        assert!(
+            r.header("www-authenticate").contains(why),
+            "{why}: {}",
+            r.header("www-authenticate")
+        );
+        assert_eq!(r.header("x-cache"), "FunctionGeneratedResponse from verge");
+    }
+    assert_eq!(o.hits(), 1, "only the good token reached the origin");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn code_over_ten_kilobytes_is_refused_unless_the_limit_is_lifted() {
     let o = origin().name("o").run().await;

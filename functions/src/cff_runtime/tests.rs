@@ -56,6 +56,71 @@ fn distribution_tenant_is_not_available_on_a_standard_distribution() {
 }
 
 #[test]
+fn cwt_tokens_are_validated_into_their_claims() {
+    let token = crate::cwt::tests::hs256_token(b"kvs secret", true);
+    let source = format!(
+        "import cf from 'cloudfront';\n\
+         function handler(e) {{ \
+           var claims = cf.cwt.validateToken('{token}', {{key: 'kvs secret'}}); \
+           var viaBuffer = cf.cwt.validateToken('{token}', {{key: Buffer.from('kvs secret')}}); \
+           var errors = [['wrong', {{key: 'other'}}], ['none', {{}}], ['nothing', undefined]] \
+             .map(function (c) {{ \
+               try {{ cf.cwt.validateToken('{token}', c[1]); return c[0] + ': no error'; }} \
+               catch (err) {{ return c[0] + ': ' + err.name + ': ' + err.message; }} }}); \
+           return [claims[2], claims[4], Buffer.isBuffer(claims[7]), claims[7].toString('hex'), \
+             Object.keys(claims), viaBuffer[2], errors]; }}"
+    );
+    let mut f = LoadedFunction::load(&source, Runtime::CloudfrontJs2).unwrap();
+    let invoked = f.invoke(&json!({"request": {"uri": "/a"}}), Duration::from_secs(1));
+    assert_eq!(
+        invoked.result.unwrap().map(Returned::into_json),
+        Some(json!([
+            "bench-user",
+            4102444800.0,
+            true,
+            "0b71",
+            ["2", "4", "7"],
+            "bench-user",
+            [
+                "wrong: Error: cwt.validateToken: the token's MAC does not match: a wrong key or \
+                 an altered token",
+                "none: TypeError: cwt.validateToken: no key given (the second argument is {key})",
+                "nothing: TypeError: cwt.validateToken: the second argument must be {key}"
+            ]
+        ]))
+    );
+}
+
+#[test]
+fn cwt_claims_of_every_cbor_kind_become_javascript_values() {
+    // {-1: -5, 1: 2^60, 3: [1, "a", true, null], 5: {1: 1.5}, 6: 1(1000)}
+    let payload = [
+        0xa5, 0x20, 0x24, 0x01, 0x1b, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x03, 0x84, 0x01, 0x61, b'a',
+        0xf5, 0xf6, 0x05, 0xa1, 0x01, 0xf9, 0x3e, 0x00, 0x06, 0xc1, 0x19, 0x03, 0xe8,
+    ];
+    let token = crate::cwt::tests::hs256_token_of(b"k", &payload, false);
+    let source = format!(
+        "import cf from 'cloudfront';\n\
+         function handler(e) {{ var c = cf.cwt.validateToken('{token}', {{key: 'k'}}); \
+           return [c['-1'], typeof c[1], String(c[1]), c[3], c[5], c[6], Object.keys(c)]; }}"
+    );
+    let mut f = LoadedFunction::load(&source, Runtime::CloudfrontJs2).unwrap();
+    let invoked = f.invoke(&json!({"request": {"uri": "/a"}}), Duration::from_secs(1));
+    assert_eq!(
+        invoked.result.unwrap().map(Returned::into_json),
+        Some(json!([
+            -5,
+            "bigint",
+            "1152921504606846976",
+            [1, "a", true, null],
+            {"1": 1.5},
+            1000,
+            ["1", "3", "5", "6", "-1"]
+        ]))
+    );
+}
+
+#[test]
 fn load_errors_say_what_is_wrong() {
     let e = |src: &str| {
         LoadedFunction::load(src, Runtime::CloudfrontJs2)
