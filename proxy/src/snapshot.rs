@@ -99,7 +99,24 @@ fn check_functions(config: &Config, errors: &mut Vec<ConfigError>) {
                 format!("functions.{name}.code"),
                 format!("{}: {message}", f.code_path.display()),
             ));
+        } else if f.runtime == Runtime::CloudfrontJs2 {
+            warn_field_risks(name, f);
         }
+    }
+}
+
+/// Log, at each load, what a 2.0 function uses that was reported to fail on CloudFront's own
+/// runtime (`verge validate` shows it on stderr): a warning, not an error, since verge runs it.
+fn warn_field_risks(name: &str, f: &verge_config::FunctionDef) {
+    for risk in verge_functions::source_scan::runtime2_field_risks(&f.code) {
+        tracing::warn!(
+            function = %name,
+            "{}:{}:{}: {}",
+            f.code_path.display(),
+            risk.line,
+            risk.col,
+            risk.what
+        );
     }
 }
 

@@ -9,6 +9,58 @@ use crate::support::client::{tls_client, tls_get};
 use crate::support::proxy::metric;
 use crate::support::{eventually, get, origin};
 
+/// `verge validate` on a configuration with one 2.0 function: (exit code, stdout, stderr).
+fn validate_function(code: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.js"), code).unwrap();
+    let path = dir.path().join("verge.toml");
+    std::fs::write(
+        &path,
+        "[origins.app]\nurl = \"http://127.0.0.1:1\"\n[[behaviors]]\npath_pattern = \"*\"\n\
+         origin = \"app\"\nviewer_request = \"f\"\n[functions.f]\ncode = \"f.js\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(exe())
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_warns_of_what_cloudfronts_runtime_was_reported_to_refuse() {
+    let (code, out, err) = validate_function(
+        "function handler(event) {\n  var h = event.request.headers.host?.value;\n  \
+         var [first] = [h];\n  return event.request;\n}\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(": ok ("), "{out}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("reported to fail"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(
+        warnings[0].contains("f.js:2:37: optional chaining") && warnings[0].contains("WARN"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[1].contains("f.js:3:7: array destructuring"),
+        "{}",
+        warnings[1]
+    );
+    // A function without them: nothing said.
+    let (code, _, err) = validate_function("function handler(event) { return event.request; }\n");
+    assert_eq!(code, 0);
+    assert!(!err.contains("reported to fail"), "{err}");
+}
+
 #[test]
 fn validate_prints_file_line_col_for_each_error() {
     let dir = tempfile::tempdir().unwrap();
