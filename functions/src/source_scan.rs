@@ -316,6 +316,21 @@ pub fn runtime2_field_risks(source: &str) -> Vec<FieldRisk> {
     risks
 }
 
+/// Log each [`FieldRisk`] of function `name`'s 2.0 `source` (read from `file`) as a warning
+/// naming `FILE:LINE:COL`.
+pub fn warn_field_risks(name: &str, file: &std::path::Path, source: &str) {
+    for risk in runtime2_field_risks(source) {
+        tracing::warn!(
+            function = %name,
+            "{}:{}:{}: {}",
+            file.display(),
+            risk.line,
+            risk.col,
+            risk.what
+        );
+    }
+}
+
 /// Whether a source is an ES module: a line that starts with an `import` declaration
 /// (`import x from '…'`, `import { x } from '…'`, `import '…'`) or with `export`. Both tiers load
 /// such a file as a module.

@@ -100,23 +100,9 @@ fn check_functions(config: &Config, errors: &mut Vec<ConfigError>) {
                 format!("{}: {message}", f.code_path.display()),
             ));
         } else if f.runtime == Runtime::CloudfrontJs2 {
-            warn_field_risks(name, f);
+            // Said at every load (`verge validate` shows it on stderr); verge runs them.
+            verge_functions::source_scan::warn_field_risks(name, &f.code_path, &f.code);
         }
-    }
-}
-
-/// Log, at each load, what a 2.0 function uses that was reported to fail on CloudFront's own
-/// runtime (`verge validate` shows it on stderr): a warning, not an error, since verge runs it.
-fn warn_field_risks(name: &str, f: &verge_config::FunctionDef) {
-    for risk in verge_functions::source_scan::runtime2_field_risks(&f.code) {
-        tracing::warn!(
-            function = %name,
-            "{}:{}:{}: {}",
-            f.code_path.display(),
-            risk.line,
-            risk.col,
-            risk.what
-        );
     }
 }
 

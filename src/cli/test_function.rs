@@ -60,6 +60,9 @@ pub fn run(args: &TestFunctionArgs) -> ExitCode {
     if let Err(e) = loads {
         return fail(&format!("{}: {e}", args.function.display()));
     }
+    if runtime == Runtime::CloudfrontJs2 {
+        verge_functions::source_scan::warn_field_risks("test", &args.function, &source);
+    }
     match verge_functions::test_function::test_function_with_kvs(
         &source, runtime, &event, budget, kvs,
     ) {

@@ -59,6 +59,27 @@ fn validate_warns_of_what_cloudfronts_runtime_was_reported_to_refuse() {
     let (code, _, err) = validate_function("function handler(event) { return event.request; }\n");
     assert_eq!(code, 0);
     assert!(!err.contains("reported to fail"), "{err}");
+    // `test-function` says it too, and still runs the function.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f.js");
+    std::fs::write(
+        &f,
+        "function handler(event) {\n  return event.request.headers?.host ? event.request : {};\n}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(exe())
+        .args(["test-function", "--function"])
+        .arg(&f)
+        .args(["--event", "tests/fixtures/events/viewer-request.json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("f.js:2:31: optional chaining"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("FunctionOutput"),
+        "{err}"
+    );
 }
 
 #[test]
