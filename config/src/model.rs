@@ -34,6 +34,8 @@ pub struct Config {
     pub functions: BTreeMap<String, Arc<FunctionDef>>,
     /// Named key-value stores.
     pub kvs: BTreeMap<String, Arc<KvsDef>>,
+    /// CloudFront's custom error responses, at most one per error code.
+    pub custom_error_responses: Vec<CustomErrorResponse>,
 }
 
 /// `[server]`.
@@ -218,6 +220,19 @@ impl Origin {
             format!("{host}:{}", self.port)
         }
     }
+}
+
+/// `[[custom_error_responses]]`: what the viewer gets instead of an origin's error answer, as
+/// CloudFront's custom error responses: the page at `response_page_path`, fetched through the
+/// behavior that path matches, with status `response_code`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomErrorResponse {
+    /// The origin status it replaces.
+    pub error_code: u16,
+    /// The page the viewer gets instead (a path, `/` first, no query).
+    pub response_page_path: String,
+    /// The status the viewer gets with it.
+    pub response_code: u16,
 }
 
 /// A named origin group: primary, and a secondary tried on failure.
@@ -518,6 +533,13 @@ pub struct KvsDef {
 }
 
 impl Config {
+    /// The custom error response for an origin's `status`, if one is configured.
+    pub fn custom_error_response(&self, status: u16) -> Option<&CustomErrorResponse> {
+        self.custom_error_responses
+            .iter()
+            .find(|c| c.error_code == status)
+    }
+
     /// Every file this configuration depends on, for change detection ([`Config::files`]).
     pub fn watched_files(&self) -> &[PathBuf] {
         &self.files

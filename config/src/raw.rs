@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub functions: BTreeMap<String, Spanned<RawFunction>>,
     #[serde(default)]
     pub kvs: BTreeMap<String, Spanned<RawKvs>>,
+    #[serde(default)]
+    pub custom_error_responses: Vec<Spanned<RawCustomErrorResponse>>,
 }
 
 /// `[server]`
@@ -105,6 +107,15 @@ pub struct RawOriginGroup {
     pub primary: Spanned<String>,
     pub secondary: Spanned<String>,
     pub failover_status: Option<Vec<Spanned<u16>>>,
+}
+
+/// `[[custom_error_responses]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCustomErrorResponse {
+    pub error_code: Spanned<u16>,
+    pub response_page_path: Spanned<String>,
+    pub response_code: Spanned<u16>,
 }
 
 /// `[[behaviors]]`

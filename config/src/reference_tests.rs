@@ -27,6 +27,10 @@ const TABLES: &[(&str, &str)] = &[
     ("[[behaviors]]\nzzz = 1\n", "[[behaviors]] {}"),
     ("[functions.f]\nzzz = 1\n", "functions.NAME.{}"),
     ("[kvs.k]\nzzz = 1\n", "kvs.NAME.{}"),
+    (
+        "[[custom_error_responses]]\nzzz = 1\n",
+        "[[custom_error_responses]] {}",
+    ),
 ];
 
 /// The fields the parser names when it refuses `zzz` in `snippet`.

@@ -750,3 +750,92 @@ fn a_cloudfront_headers_wire_name_is_its_name_in_lower_case() {
         assert_eq!(h.lower_name(), h.name().to_ascii_lowercase());
     }
 }
+
+#[test]
+fn custom_error_responses_name_cloudfronts_codes_and_a_page_path() {
+    let text = format!(
+        "{MINIMAL}[[custom_error_responses]]\nerror_code = 404\n\
+         response_page_path = \"/index.html\"\nresponse_code = 200\n\
+         [[custom_error_responses]]\nerror_code = 503\n\
+         response_page_path = \"/errors/busy.html\"\nresponse_code = 503\n"
+    );
+    let c = parse(&text, Path::new("v.toml")).unwrap();
+    assert_eq!(
+        c.custom_error_response(404),
+        Some(&CustomErrorResponse {
+            error_code: 404,
+            response_page_path: "/index.html".into(),
+            response_code: 200,
+        })
+    );
+    assert_eq!(c.custom_error_response(503).unwrap().response_code, 503);
+    assert_eq!(c.custom_error_response(500), None);
+    assert!(
+        parse(MINIMAL, Path::new("v.toml"))
+            .unwrap()
+            .custom_error_responses
+            .is_empty()
+    );
+
+    let entry = |code: &str, page: &str, response: &str| {
+        errors(&format!(
+            "{MINIMAL}[[custom_error_responses]]\nerror_code = {code}\n\
+             response_page_path = \"{page}\"\nresponse_code = {response}\n"
+        ))
+    };
+    let line = MINIMAL.lines().count() + 2;
+    let e = entry("418", "/x", "200");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(&format!(
+            "v.toml:{line}:14: custom_error_responses[0].error_code: 418 is not a status \
+             CloudFront customizes"
+        )),
+        "{e:?}"
+    );
+    let e = entry("404", "/x", "302");
+    assert!(
+        e[0].contains("custom_error_responses[0].response_code: 302 is not a status"),
+        "{e:?}"
+    );
+    for (page, why) in [
+        ("index.html", "must start with `/`"),
+        ("/a?b=1", "no query"),
+        ("/a b", "no query"),
+    ] {
+        let e = entry("404", page, "200");
+        assert!(
+            e[0].contains("custom_error_responses[0].response_page_path: ") && e[0].contains(why),
+            "{page}: {e:?}"
+        );
+    }
+    let e = entry("404", &format!("/{}", "a".repeat(4000)), "200");
+    assert!(
+        e[0].contains("4001 characters; CloudFront allows 4000"),
+        "{e:?}"
+    );
+    let e = errors(&format!(
+        "{MINIMAL}[[custom_error_responses]]\nerror_code = 404\nresponse_page_path = \"/a\"\n\
+         response_code = 200\n[[custom_error_responses]]\nerror_code = 404\n\
+         response_page_path = \"/b\"\nresponse_code = 404\n"
+    ));
+    assert!(
+        e[0].contains(
+            "custom_error_responses[1].error_code: 404 already has a custom error response"
+        ),
+        "{e:?}"
+    );
+    // All three keys are required, and no other is known.
+    let e = errors(&format!(
+        "{MINIMAL}[[custom_error_responses]]\nerror_code = 404\nresponse_code = 200\n"
+    ));
+    assert!(e[0].contains("response_page_path"), "{e:?}");
+    let e = errors(&format!(
+        "{MINIMAL}[[custom_error_responses]]\nerror_code = 404\nresponse_page_path = \"/a\"\n\
+         response_code = 200\nerror_caching_min_ttl = 10\n"
+    ));
+    assert!(
+        e[0].contains("unknown field `error_caching_min_ttl`"),
+        "{e:?}"
+    );
+}

@@ -68,6 +68,12 @@ pub mod defaults {
     pub const FETCH_MAX_BYTES: u64 = 1024 * 1024;
     /// `origin_groups.*.failover_status`
     pub const FAILOVER_STATUS: [u16; 4] = [500, 502, 503, 504];
+    /// The origin statuses CloudFront lets a custom error response replace
+    /// (`custom_error_responses.*.error_code`).
+    pub const CUSTOM_ERROR_CODES: [u16; 11] =
+        [400, 403, 404, 405, 414, 416, 500, 501, 502, 503, 504];
+    /// The longest `custom_error_responses.*.response_page_path` (CloudFront's 4,000 characters).
+    pub const MAX_ERROR_PAGE_PATH: usize = 4000;
 }
 
 /// Collects errors while walking the raw configuration.
@@ -279,6 +285,7 @@ pub fn validate_naming(
     }
 
     let behaviors = behaviors(&mut c, &raw, &origins, &origin_groups, &functions);
+    let custom_error_responses = custom_error_responses(&mut c, &raw);
 
     let mut named = std::mem::take(&mut c.named);
     named.sort();
@@ -295,6 +302,7 @@ pub fn validate_naming(
             behaviors,
             functions,
             kvs,
+            custom_error_responses,
         })
     } else {
         c.errors.sort_by_key(|e| (e.pos.line, e.pos.col));
@@ -1012,6 +1020,78 @@ fn behaviors(
             )
         }
         Some(_) => {}
+    }
+    out
+}
+
+/// `[[custom_error_responses]]`: CloudFront's codes, a page path CloudFront would take, and one
+/// entry per error code.
+fn custom_error_responses(c: &mut Checker<'_>, raw: &RawConfig) -> Vec<CustomErrorResponse> {
+    let mut out: Vec<CustomErrorResponse> = Vec::new();
+    for (i, entry) in raw.custom_error_responses.iter().enumerate() {
+        let path = format!("custom_error_responses[{i}]");
+        let e = entry.get_ref();
+        let mut ok = true;
+        let error_code = *e.error_code.get_ref();
+        if !defaults::CUSTOM_ERROR_CODES.contains(&error_code) {
+            c.error(
+                &e.error_code,
+                format!("{path}.error_code"),
+                format!(
+                    "{error_code} is not a status CloudFront customizes (one of {:?})",
+                    defaults::CUSTOM_ERROR_CODES
+                ),
+            );
+            ok = false;
+        } else if out.iter().any(|o| o.error_code == error_code) {
+            c.error(
+                &e.error_code,
+                format!("{path}.error_code"),
+                format!("{error_code} already has a custom error response"),
+            );
+            ok = false;
+        }
+        let response_code = *e.response_code.get_ref();
+        if response_code != 200 && !defaults::CUSTOM_ERROR_CODES.contains(&response_code) {
+            c.error(
+                &e.response_code,
+                format!("{path}.response_code"),
+                format!(
+                    "{response_code} is not a status CloudFront answers with (200 or one of {:?})",
+                    defaults::CUSTOM_ERROR_CODES
+                ),
+            );
+            ok = false;
+        }
+        let page = e.response_page_path.get_ref();
+        let page_error = if !page.starts_with('/') {
+            Some("must start with `/`".to_owned())
+        } else if page.len() > defaults::MAX_ERROR_PAGE_PATH {
+            Some(format!(
+                "{} characters; CloudFront allows {}",
+                page.len(),
+                defaults::MAX_ERROR_PAGE_PATH
+            ))
+        } else if page.contains(['?', '#']) || page.parse::<http::uri::PathAndQuery>().is_err() {
+            Some("must be a path alone, in characters a URL may hold (no query)".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = page_error {
+            c.error(
+                &e.response_page_path,
+                format!("{path}.response_page_path"),
+                format!("`{page}` {why}"),
+            );
+            ok = false;
+        }
+        if ok {
+            out.push(CustomErrorResponse {
+                error_code,
+                response_page_path: page.clone(),
+                response_code,
+            });
+        }
     }
     out
 }

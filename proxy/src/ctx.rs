@@ -60,6 +60,21 @@ pub struct RequestCtx {
     pub origin_edits: Option<Box<verge_functions::Edits>>,
     /// The request body as far as include-body functions read it (and their replacement).
     pub body: Option<Box<crate::request_body::HeldBody>>,
+    /// The custom error response answering this request (`[[custom_error_responses]]`): set
+    /// when the origin answered its error code; the attempts after that fetch its page.
+    pub error_page: Option<Box<ErrorPage>>,
+}
+
+/// A custom error response under way: its page is fetched through the behavior its path
+/// matches (that behavior's origin, no function), and the viewer gets it with its status.
+#[derive(Debug)]
+pub struct ErrorPage {
+    /// The behavior `path` matches, whose route the page is fetched through.
+    pub behavior: usize,
+    /// The page's path.
+    pub path: String,
+    /// The status the viewer gets with the page.
+    pub response_code: u16,
 }
 
 /// A complete response verge writes itself in place of the origin's.
@@ -145,6 +160,7 @@ impl RequestCtx {
             replacement: None,
             origin_edits: None,
             body: None,
+            error_page: None,
         }
     }
 
@@ -153,8 +169,12 @@ impl RequestCtx {
         self.behavior.and_then(|i| self.snapshot.behavior(i))
     }
 
-    /// Where this request goes: a function's choice, else the behavior's route.
+    /// Where this request goes: a custom error page's behavior's route, else a function's
+    /// choice, else the behavior's route.
     pub fn route(&self) -> Option<&Route> {
+        if let Some(page) = &self.error_page {
+            return self.snapshot.behavior(page.behavior).map(|b| &b.route);
+        }
         self.route_override
             .as_ref()
             .or_else(|| self.behavior().map(|b| &b.route))

@@ -8,6 +8,8 @@ mod bodies;
 #[cfg(test)]
 mod cli;
 #[cfg(test)]
+mod custom_errors;
+#[cfg(test)]
 mod edge;
 #[cfg(test)]
 mod errors;

@@ -13,6 +13,10 @@ use crate::ctx::RequestCtx;
 /// (after the edits, so no header edit undoes it); last, sign it for an S3 origin that has
 /// credentials, so the signature covers every header as sent.
 pub fn prepare(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> pingora::Result<()> {
+    if let Some(page) = &ctx.error_page {
+        // A custom error page: its path (under the origin's path, below), no query.
+        upstream.set_raw_path(page.path.as_bytes())?;
+    }
     rewrite(upstream, ctx)?;
     if let Some(held) = ctx.body.as_mut() {
         held.prepare_attempt(upstream)?;

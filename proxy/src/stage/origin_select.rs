@@ -22,6 +22,10 @@ pub const FAILOVER_STATUS: ErrorType = ErrorType::Custom("origin status triggers
 /// the origin's response (written by `fail_to_proxy`).
 pub const REPLACE_RESPONSE: ErrorType = ErrorType::Custom("response replaced by a function");
 
+/// The error raised from `upstream_response_filter` when the origin answered a status that has
+/// a custom error response: the next attempt fetches the page (`RequestCtx::error_page`).
+pub const CUSTOM_ERROR_PAGE: ErrorType = ErrorType::Custom("custom error response");
+
 /// Whether this request may still move to its group's secondary.
 pub fn can_fail_over(session: &Session, ctx: &RequestCtx) -> bool {
     let method = &session.req_header().method;
@@ -85,9 +89,11 @@ pub async fn peer(
             Ok(addr) => {
                 ctx.origin = Some(target.clone());
                 ctx.origin_edits = None;
+                // A custom error page is fetched as it is, without the behavior's function.
                 let function = ctx
                     .behavior()
-                    .and_then(|b| b.behavior.function(Hook::OriginRequest).cloned());
+                    .and_then(|b| b.behavior.function(Hook::OriginRequest).cloned())
+                    .filter(|_| ctx.error_page.is_none());
                 let Some(f) = function else {
                     return Ok(Box::new(target.peer(addr)));
                 };
@@ -168,6 +174,11 @@ pub fn on_proxy_error(
     let mut e = e.more_context(format!("origin: {}", ctx.origin_name()));
     if ctx.response_started || *e.etype() == REPLACE_RESPONSE {
         e.set_retry(false);
+        return e;
+    }
+    if *e.etype() == CUSTOM_ERROR_PAGE {
+        // Not a failure of the origin: the next attempt fetches the page.
+        e.set_retry(true);
         return e;
     }
     let status_failover = *e.etype() == FAILOVER_STATUS;

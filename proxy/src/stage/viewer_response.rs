@@ -23,7 +23,14 @@ pub async fn on_header(
     response: &mut ResponseHeader,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<()> {
-    if let Some(f) = function_for(ctx, response) {
+    if let Some(page) = &ctx.error_page {
+        // A custom error response, as CloudFront answers it: the page with its configured
+        // status (when the page itself was fetched), no function, `Error` as its result.
+        if response.status.is_success() {
+            response.set_status(page.response_code)?;
+        }
+        ctx.result = verge_functions::ResultType::Error;
+    } else if let Some(f) = function_for(ctx, response) {
         Box::pin(function::viewer_response(state, session, response, ctx, f)).await?;
     }
     ctx.response_started = true;
