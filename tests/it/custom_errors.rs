@@ -146,3 +146,52 @@ async fn no_function_runs_on_a_custom_error_page_and_an_origin_response_function
     assert_eq!(r.text(), "status 403 from app");
     assert_eq!(r.header("x-viewer-response"), "ran");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_or_slow_origin_is_answered_with_its_custom_error_page() {
+    let app = origin().name("app").run().await;
+    let pages = origin().name("pages").run().await;
+    let (_reserved, dead) = crate::support::binary::refusing_addr();
+    let p = proxy(&format!(
+        "[origins.app]\nurl = \"{}\"\nread_timeout = \"300ms\"\n\
+         [origins.dead]\nurl = \"http://{dead}\"\n\
+         [origins.unknown]\nurl = \"http://no-such-origin.invalid:80\"\nconnect_timeout = \"3s\"\n\
+         [origins.pages]\nurl = \"{}\"\n\
+         [[behaviors]]\npath_pattern = \"/echo/maintenance*\"\norigin = \"pages\"\n\
+         [[behaviors]]\npath_pattern = \"/down/*\"\norigin = \"dead\"\n\
+         [[behaviors]]\npath_pattern = \"/nowhere/*\"\norigin = \"unknown\"\n\
+         [[behaviors]]\npath_pattern = \"*\"\norigin = \"app\"\n\
+         [[custom_error_responses]]\nerror_code = 502\n\
+         response_page_path = \"/echo/maintenance.html\"\nresponse_code = 503\n\
+         [[custom_error_responses]]\nerror_code = 504\n\
+         response_page_path = \"/echo/maintenance-slow.html\"\nresponse_code = 503\n",
+        app.url(),
+        pages.url()
+    ))
+    .await;
+    // A refused connection (verge's 502).
+    let r = p.get("/down/page").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["path"], "/echo/maintenance.html");
+    assert_eq!(r.header("x-origin"), "pages");
+    assert_eq!(r.header("x-cache"), "Error from verge");
+    // A name that does not resolve (verge's 502, before any connection).
+    let r = p.get("/nowhere/page").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["path"], "/echo/maintenance.html");
+    // An origin that does not answer in time (verge's 504).
+    let r = p.get("/stall").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["path"], "/echo/maintenance-slow.html");
+    assert_eq!(pages.hits(), 3);
+    // A request with a body keeps verge's own error page.
+    let req = http::Request::post("/down/form")
+        .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+            bytes::Bytes::from_static(b"a=1"),
+        )))
+        .unwrap();
+    let r = request(p.addr, req).await;
+    assert_eq!((r.status, r.header("x-cache")), (502, "Error from verge"));
+    assert!(r.text().contains("could not be reached"), "{}", r.text());
+    assert_eq!(pages.hits(), 3);
+}

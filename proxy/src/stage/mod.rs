@@ -11,7 +11,7 @@
 //! | `upstream_request_filter`  | [`origin_request::prepare`] |
 //! | `request_body_filter`      | [`crate::request_body::HeldBody::filter`] (include-body only) |
 //! | `upstream_response_filter` | [`origin_response::on_header`] → [`origin_function::origin_response`] |
-//! | `response_filter`          | [`viewer_response::on_header`] |
+//! | `response_filter`          | [`viewer_response::on_header`] (a [`custom_error`] page: [`custom_error::finish`]) |
 //! | `fail_to_proxy`            | [`respond::fail`]          |
 //! | `logging`                  | [`log::finish`]            |
 //!
@@ -21,6 +21,7 @@
 //! function ran. So the steps most requests skip (function calls, error pages) are awaited
 //! through `Box::pin`, paid for only when they run.
 
+pub mod custom_error;
 pub mod function;
 pub mod log;
 pub mod origin_function;

@@ -1,6 +1,7 @@
 //! origin-response: time the origin, turn a failover status into a retryable error while
 //! the secondary can still be tried, run the behavior's origin-response function, then turn a
-//! status with a custom error response into a retry that fetches its page.
+//! status with a custom error response into a retry that fetches its page
+//! ([`crate::stage::custom_error`]).
 
 use pingora::Error;
 use pingora::http::ResponseHeader;
@@ -8,7 +9,6 @@ use pingora::proxy::Session;
 
 use verge_functions::Hook;
 
-use crate::ctx::ErrorPage;
 use crate::ctx::RequestCtx;
 use crate::stage::origin_function;
 use crate::stage::origin_select::{CUSTOM_ERROR_PAGE, FAILOVER_STATUS, can_fail_over};
@@ -59,44 +59,15 @@ pub async fn on_header(
     }
     // After the function: one that turns an error into a success (or another error) decides.
     let status = response.status.as_u16();
-    if let Some(page) = error_page_for(session, status, ctx) {
-        let path = page.path.clone();
-        ctx.error_page = Some(Box::new(page));
-        ctx.attempt = 0;
+    if crate::stage::custom_error::begin(session, status, ctx) {
         return Err(Error::explain(
             CUSTOM_ERROR_PAGE,
             format!(
-                "origin {} answered {status}: fetching the custom error page {path}",
+                "origin {} answered {status}: fetching the custom error page",
                 ctx.origin_name()
             ),
         )
         .into_up());
     }
     Ok(())
-}
-
-/// The custom error response for an origin answer of `status`, if one is configured and the
-/// request can be sent again for its page: a GET or HEAD without a body (the page is fetched
-/// with the same method; a request with a body, whose bytes may be gone, keeps the origin's
-/// answer).
-fn error_page_for(session: &Session, status: u16, ctx: &RequestCtx) -> Option<ErrorPage> {
-    let custom = ctx.snapshot.config.custom_error_response(status)?;
-    let request = session.req_header();
-    let bodiless = !request
-        .headers
-        .contains_key(http::header::TRANSFER_ENCODING)
-        && request
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_none_or(|length| length.as_bytes() == b"0");
-    let method_allows = matches!(request.method, http::Method::GET | http::Method::HEAD);
-    if !(bodiless && method_allows) {
-        return None;
-    }
-    let (behavior, _) = ctx.snapshot.behavior_for(&custom.response_page_path)?;
-    Some(ErrorPage {
-        behavior,
-        path: custom.response_page_path.clone(),
-        response_code: custom.response_code,
-    })
 }

@@ -12,7 +12,7 @@ use verge_functions::Hook;
 
 use crate::ctx::RequestCtx;
 use crate::origin::OriginTarget;
-use crate::stage::origin_function;
+use crate::stage::{custom_error, origin_function};
 use crate::state::ProxyState;
 
 /// The error raised from `upstream_response_filter` to fail over on a status code.
@@ -122,6 +122,10 @@ pub async fn peer(
                     fail_over(state, ctx, "dns");
                     continue;
                 }
+                // verge would answer 502: its custom error page, if it has one, is fetched now.
+                if custom_error::begin(session, 502, ctx) {
+                    continue;
+                }
                 return Err(Error::explain(ErrorType::ConnectError, message).into_up());
             }
         }
@@ -157,7 +161,10 @@ pub fn on_connect_error(
         fail_over(state, ctx, "connect");
         e.set_retry(true);
     } else {
-        e.set_retry(false);
+        // The answer would be verge's own 502 or 504: its custom error page, if it has one.
+        let page = crate::error_page::status_for(&e)
+            .is_some_and(|status| custom_error::begin(session, status, ctx));
+        e.set_retry(page);
     }
     e
 }
@@ -203,6 +210,13 @@ pub fn on_proxy_error(
         e.set_retry(false);
     } else {
         e.retry.decide_reuse(client_reused);
+    }
+    // A failure no attempt will retry: verge's own 502 or 504 then, or its custom error page.
+    if !e.retry()
+        && crate::error_page::status_for(&e)
+            .is_some_and(|status| custom_error::begin(session, status, ctx))
+    {
+        e.set_retry(true);
     }
     e
 }

@@ -23,13 +23,8 @@ pub async fn on_header(
     response: &mut ResponseHeader,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<()> {
-    if let Some(page) = &ctx.error_page {
-        // A custom error response, as CloudFront answers it: the page with its configured
-        // status (when the page itself was fetched), no function, `Error` as its result.
-        if response.status.is_success() {
-            response.set_status(page.response_code)?;
-        }
-        ctx.result = verge_functions::ResultType::Error;
+    if crate::stage::custom_error::finish(response, ctx)? {
+        // A custom error response: no function runs on it.
     } else if let Some(f) = function_for(ctx, response) {
         Box::pin(function::viewer_response(state, session, response, ctx, f)).await?;
     }

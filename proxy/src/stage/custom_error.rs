@@ -1,0 +1,72 @@
+//! Custom error responses (`[[custom_error_responses]]`), as CloudFront's: when an origin
+//! answers a configured error code, or cannot be reached and verge would answer 502 or 504
+//! itself, the request is sent again, as a further attempt, for the configured page, through
+//! the behavior that page's path matches; the viewer gets that page with the configured status.
+//!
+//! [`begin`] decides and records it (`RequestCtx::error_page`, which `RequestCtx::route` then
+//! follows); `upstream_peer` runs no function for the page, `upstream_request_filter` sends its
+//! path, `upstream_response_filter` runs no function on its answer, and [`finish`] gives it its
+//! status in `response_filter`, where the viewer-response function does not run on it either.
+
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use verge_functions::ResultType;
+
+use crate::ctx::{ErrorPage, RequestCtx};
+
+/// If a custom error response covers `status` for this request, make the next attempt fetch
+/// its page (`true`). Only once per request, and only for a GET or HEAD without a body: the page
+/// is fetched with the same method, and a body already read may not be there to send again
+/// (such a request keeps the answer it got).
+pub fn begin(session: &Session, status: u16, ctx: &mut RequestCtx) -> bool {
+    if ctx.error_page.is_some() || ctx.response_started {
+        return false;
+    }
+    let Some(custom) = ctx.snapshot.config.custom_error_response(status) else {
+        return false;
+    };
+    let request = session.req_header();
+    let bodiless = !request
+        .headers
+        .contains_key(http::header::TRANSFER_ENCODING)
+        && request
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_none_or(|length| length.as_bytes() == b"0");
+    let method_allows = matches!(request.method, http::Method::GET | http::Method::HEAD);
+    if !(bodiless && method_allows) {
+        return false;
+    }
+    let Some((behavior, _)) = ctx.snapshot.behavior_for(&custom.response_page_path) else {
+        return false;
+    };
+    tracing::debug!(
+        request_id = %ctx.request_id,
+        status,
+        page = %custom.response_page_path,
+        "answering with the custom error response"
+    );
+    ctx.error_page = Some(Box::new(ErrorPage {
+        behavior,
+        path: custom.response_page_path.clone(),
+        response_code: custom.response_code,
+    }));
+    // The page's route starts at its primary (and may fail over to its secondary).
+    ctx.attempt = 0;
+    true
+}
+
+/// In `response_filter`: whether this is a custom error page's answer (then no
+/// viewer-response function runs); it gets the configured status if the page was fetched
+/// (a page that could not be fetched goes to the viewer as fetching it went), and the `Error`
+/// result type, as CloudFront marks its custom error responses.
+pub fn finish(response: &mut ResponseHeader, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+    let Some(page) = &ctx.error_page else {
+        return Ok(false);
+    };
+    if response.status.is_success() {
+        response.set_status(page.response_code)?;
+    }
+    ctx.result = ResultType::Error;
+    Ok(true)
+}
