@@ -130,3 +130,26 @@ async fn cloudfront_headers_tell_the_origin_a_viewer_came_over_tls_and_which_htt
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_custom_error_response_reaches_viewers_over_http1_and_http2() {
+    let o = origin().name("o").run().await;
+    let ca = Ca::new("verge test CA");
+    let leaf = ca.leaf();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &leaf.cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).unwrap();
+    let config = format!(
+        "{}[[custom_error_responses]]\nerror_code = 404\n\
+         response_page_path = \"/echo/index.html\"\nresponse_code = 200\n",
+        listener_config(&o.url())
+    );
+    let p = crate::support::proxy::proxy_in(dir, &config).await;
+    for h2 in [false, true] {
+        let (r, _) = tls_get(p.tls[0], tls_client(&ca.cert_pem, h2), "/status/404").await;
+        assert_eq!(r.status, 200, "h2 {h2}: {}", r.text());
+        assert_eq!(r.json()["path"], "/echo/index.html", "h2 {h2}");
+        assert_eq!(r.header("x-cache"), "Error from verge", "h2 {h2}");
+    }
+    assert_eq!(o.hits(), 4);
+}
