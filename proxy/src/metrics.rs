@@ -18,6 +18,8 @@ pub struct Metrics {
     pub origin_errors: IntCounterVec,
     /// Failovers from a group's primary to its secondary, by group and reason.
     pub failovers: IntCounterVec,
+    /// Requests a custom error response took over, by the status it replaced.
+    pub custom_error_responses: IntCounterVec,
     /// Configuration reloads by result (`ok`, `failed`).
     pub reloads: IntCounterVec,
     /// Reloads whose changes to restart-only settings were not applied.
@@ -153,6 +155,12 @@ impl Metrics {
                 "verge_proxy_failovers_total",
                 "Failovers from an origin group's primary to its secondary.",
                 &["group", "reason"],
+            )?,
+            custom_error_responses: counter_vec(
+                &registry,
+                "verge_proxy_custom_error_responses_total",
+                "Requests a custom error response took over (its page fetched or tried), by the status it replaced.",
+                &["error_code"],
             )?,
             reloads: counter_vec(
                 &registry,
@@ -316,6 +324,7 @@ mod tests {
         m.origin_duration.with_label_values(&["app"]).observe(0.01);
         m.origin_errors.with_label_values(&["app", "connect"]).inc();
         m.failovers.with_label_values(&["ha", "status"]).inc();
+        m.custom_error_responses.with_label_values(&["404"]).inc();
         m.reloads.with_label_values(&["ok"]).inc();
         m.restart_required.inc();
         let text = m.render();
@@ -324,6 +333,7 @@ mod tests {
             "verge_proxy_origin_duration_seconds_bucket",
             "verge_proxy_origin_errors_total",
             "verge_proxy_failovers_total",
+            "verge_proxy_custom_error_responses_total",
             "verge_config_reloads_total",
             "verge_config_restart_required_total",
         ] {

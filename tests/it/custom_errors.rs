@@ -184,6 +184,17 @@ async fn an_unreachable_or_slow_origin_is_answered_with_its_custom_error_page() 
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.json()["path"], "/echo/maintenance-slow.html");
     assert_eq!(pages.hits(), 3);
+    let m = p.metrics().await;
+    for (code, count) in [("502", 2.0), ("504", 1.0)] {
+        assert_eq!(
+            crate::support::proxy::metric(
+                &m,
+                &format!("verge_proxy_custom_error_responses_total{{error_code=\"{code}\"}}")
+            ),
+            count,
+            "{m}"
+        );
+    }
     // A request with a body keeps verge's own error page.
     let req = http::Request::post("/down/form")
         .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(

@@ -13,12 +13,13 @@ use pingora::proxy::Session;
 use verge_functions::ResultType;
 
 use crate::ctx::{ErrorPage, RequestCtx};
+use crate::state::ProxyState;
 
 /// If a custom error response covers `status` for this request, make the next attempt fetch
 /// its page (`true`). Only once per request, and only for a GET or HEAD without a body: the page
 /// is fetched with the same method, and a body already read may not be there to send again
 /// (such a request keeps the answer it got).
-pub fn begin(session: &Session, status: u16, ctx: &mut RequestCtx) -> bool {
+pub fn begin(state: &ProxyState, session: &Session, status: u16, ctx: &mut RequestCtx) -> bool {
     if ctx.error_page.is_some() || ctx.response_started {
         return false;
     }
@@ -40,6 +41,11 @@ pub fn begin(session: &Session, status: u16, ctx: &mut RequestCtx) -> bool {
     let Some((behavior, _)) = ctx.snapshot.behavior_for(&custom.response_page_path) else {
         return false;
     };
+    state
+        .metrics
+        .custom_error_responses
+        .with_label_values(&[status.to_string().as_str()])
+        .inc();
     tracing::debug!(
         request_id = %ctx.request_id,
         status,

@@ -59,7 +59,7 @@ pub async fn on_header(
     }
     // After the function: one that turns an error into a success (or another error) decides.
     let status = response.status.as_u16();
-    if crate::stage::custom_error::begin(session, status, ctx) {
+    if crate::stage::custom_error::begin(state, session, status, ctx) {
         return Err(Error::explain(
             CUSTOM_ERROR_PAGE,
             format!(

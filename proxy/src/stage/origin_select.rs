@@ -123,7 +123,7 @@ pub async fn peer(
                     continue;
                 }
                 // verge would answer 502: its custom error page, if it has one, is fetched now.
-                if custom_error::begin(session, 502, ctx) {
+                if custom_error::begin(state, session, 502, ctx) {
                     continue;
                 }
                 return Err(Error::explain(ErrorType::ConnectError, message).into_up());
@@ -163,7 +163,7 @@ pub fn on_connect_error(
     } else {
         // The answer would be verge's own 502 or 504: its custom error page, if it has one.
         let page = crate::error_page::status_for(&e)
-            .is_some_and(|status| custom_error::begin(session, status, ctx));
+            .is_some_and(|status| custom_error::begin(state, session, status, ctx));
         e.set_retry(page);
     }
     e
@@ -214,7 +214,7 @@ pub fn on_proxy_error(
     // A failure no attempt will retry: verge's own 502 or 504 then, or its custom error page.
     if !e.retry()
         && crate::error_page::status_for(&e)
-            .is_some_and(|status| custom_error::begin(session, status, ctx))
+            .is_some_and(|status| custom_error::begin(state, session, status, ctx))
     {
         e.set_retry(true);
     }
