@@ -35,7 +35,7 @@ pub struct Config {
     /// Named key-value stores.
     pub kvs: BTreeMap<String, Arc<KvsDef>>,
     /// CloudFront's custom error responses, at most one per error code.
-    pub custom_error_responses: Vec<CustomErrorResponse>,
+    pub custom_error_responses: Vec<Arc<CustomErrorResponse>>,
 }
 
 /// `[server]`.
@@ -534,7 +534,7 @@ pub struct KvsDef {
 
 impl Config {
     /// The custom error response for an origin's `status`, if one is configured.
-    pub fn custom_error_response(&self, status: u16) -> Option<&CustomErrorResponse> {
+    pub fn custom_error_response(&self, status: u16) -> Option<&Arc<CustomErrorResponse>> {
         self.custom_error_responses
             .iter()
             .find(|c| c.error_code == status)

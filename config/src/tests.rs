@@ -761,7 +761,7 @@ fn custom_error_responses_name_cloudfronts_codes_and_a_page_path() {
     );
     let c = parse(&text, Path::new("v.toml")).unwrap();
     assert_eq!(
-        c.custom_error_response(404),
+        c.custom_error_response(404).map(|c| &**c),
         Some(&CustomErrorResponse {
             error_code: 404,
             response_page_path: "/index.html".into(),

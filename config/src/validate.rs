@@ -1026,8 +1026,8 @@ fn behaviors(
 
 /// `[[custom_error_responses]]`: CloudFront's codes, a page path CloudFront would take, and one
 /// entry per error code.
-fn custom_error_responses(c: &mut Checker<'_>, raw: &RawConfig) -> Vec<CustomErrorResponse> {
-    let mut out: Vec<CustomErrorResponse> = Vec::new();
+fn custom_error_responses(c: &mut Checker<'_>, raw: &RawConfig) -> Vec<Arc<CustomErrorResponse>> {
+    let mut out: Vec<Arc<CustomErrorResponse>> = Vec::new();
     for (i, entry) in raw.custom_error_responses.iter().enumerate() {
         let path = format!("custom_error_responses[{i}]");
         let e = entry.get_ref();
@@ -1086,11 +1086,11 @@ fn custom_error_responses(c: &mut Checker<'_>, raw: &RawConfig) -> Vec<CustomErr
             ok = false;
         }
         if ok {
-            out.push(CustomErrorResponse {
+            out.push(Arc::new(CustomErrorResponse {
                 error_code,
                 response_page_path: page.clone(),
                 response_code,
-            });
+            }));
         }
     }
     out

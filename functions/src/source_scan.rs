@@ -7,15 +7,8 @@
 /// One significant token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Token {
-    /// An identifier or keyword.
-    Word {
-        /// The word.
-        text: String,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column (in characters).
-        col: usize,
-    },
+    /// An identifier or keyword (its position is its [`Located`]'s).
+    Word(String),
     /// A regex literal's pattern (between the slashes).
     Regex(String),
     /// A string or template literal (its text is not kept).
@@ -109,7 +102,7 @@ pub fn located_tokens(source: &str) -> Vec<Located> {
             '/' => {
                 let regex_position = match out.last().map(|l| &l.token) {
                     None => true,
-                    Some(Token::Word { text, .. }) => matches!(
+                    Some(Token::Word(text)) => matches!(
                         text.as_str(),
                         "return"
                             | "typeof"
@@ -155,11 +148,7 @@ pub fn located_tokens(source: &str) -> Vec<Located> {
                 while i < chars.len() && is_word_char(chars[i]) {
                     i += 1;
                 }
-                push!(Token::Word {
-                    text: chars[start..i].iter().collect(),
-                    line,
-                    col,
-                });
+                push!(Token::Word(chars[start..i].iter().collect()));
             }
             c => {
                 push!(Token::Punct(c));
@@ -184,19 +173,20 @@ pub fn regex_literals(source: &str) -> Vec<String> {
 /// The first construct `cloudfront-js-1.0` does not have (`const`, `let`, `async`), as a load
 /// error naming its line and column. Property names (`x.async`, `{let: 1}`) are not refused.
 pub fn runtime1_refusal(source: &str) -> Option<String> {
-    let tokens = tokens(source);
-    for (k, token) in tokens.iter().enumerate() {
-        let Token::Word { text, line, col } = token else {
+    let located = located_tokens(source);
+    let tokens: Vec<&Token> = located.iter().map(|l| &l.token).collect();
+    for (k, Located { token, line, col }) in located.iter().enumerate() {
+        let Token::Word(text) = token else {
             continue;
         };
-        let after_dot = k > 0 && tokens[k - 1] == Token::Punct('.');
-        let next = tokens.get(k + 1);
+        let after_dot = k > 0 && *tokens[k - 1] == Token::Punct('.');
+        let next = tokens.get(k + 1).copied();
         let used_as_name = after_dot || matches!(next, Some(Token::Punct(':')));
         if used_as_name {
             continue;
         }
-        let starts_declaration = matches!(next, Some(Token::Word { .. }))
-            || matches!(next, Some(Token::Punct('[' | '{')));
+        let starts_declaration =
+            matches!(next, Some(Token::Word(_))) || matches!(next, Some(Token::Punct('[' | '{')));
         let refused = match text.as_str() {
             "const" => true,
             "let" => starts_declaration,
@@ -238,7 +228,7 @@ const ARRAY_DESTRUCTURING: &str = "array destructuring was reported to fail on C
 pub fn runtime2_field_risks(source: &str) -> Vec<FieldRisk> {
     let t = located_tokens(source);
     let punct = |k: usize, c: char| matches!(t.get(k), Some(Located { token: Token::Punct(p), .. }) if *p == c);
-    let word = |k: usize, w: &str| matches!(t.get(k), Some(Located { token: Token::Word { text, .. }, .. }) if text == w);
+    let word = |k: usize, w: &str| matches!(t.get(k), Some(Located { token: Token::Word(text), .. }) if text == w);
     // Whether the token at `k` starts right after the one before it (no space between).
     let adjacent = |k: usize| {
         k > 0
@@ -282,7 +272,7 @@ pub fn runtime2_field_risks(source: &str) -> Vec<FieldRisk> {
             what,
         };
         if punct(k, '?') && punct(k + 1, '.') && adjacent(k + 1) {
-            let decimal = matches!(&t.get(k + 2), Some(Located { token: Token::Word { text, .. }, .. })
+            let decimal = matches!(&t.get(k + 2), Some(Located { token: Token::Word(text), .. })
                 if adjacent(k + 2) && text.starts_with(|c: char| c.is_ascii_digit()));
             if !decimal {
                 risks.push(at(OPTIONAL_CHAINING));

@@ -69,12 +69,10 @@ pub struct RequestCtx {
 /// matches (that behavior's origin, no function), and the viewer gets it with its status.
 #[derive(Debug)]
 pub struct ErrorPage {
-    /// The behavior `path` matches, whose route the page is fetched through.
+    /// The behavior the page's path matches, whose route the page is fetched through.
     pub behavior: usize,
-    /// The page's path.
-    pub path: String,
-    /// The status the viewer gets with the page.
-    pub response_code: u16,
+    /// The configured response: the page's path and the status the viewer gets with it.
+    pub response: Arc<verge_config::CustomErrorResponse>,
 }
 
 /// A complete response verge writes itself in place of the origin's.

@@ -65,6 +65,15 @@ fn declared_length(session: &Session) -> Option<usize> {
         .ok()
 }
 
+/// Whether the viewer's request says it has no body: no transfer coding, and no
+/// `Content-Length` or one of 0.
+pub fn has_no_body(session: &Session) -> bool {
+    let headers = &session.req_header().headers;
+    !headers.contains_key(http::header::TRANSFER_ENCODING)
+        && (!headers.contains_key(http::header::CONTENT_LENGTH)
+            || declared_length(session) == Some(0))
+}
+
 impl HeldBody {
     /// Read from the viewer until more than `cap` bytes are held or the body ended. Read errors
     /// (a viewer that stalls past the client timeout or goes away) end the request.

@@ -22,6 +22,17 @@ origin = "o"
     )
 }
 
+/// A proxy with `config` (a TLS listener's, [`listener_config`]) and a certificate for it from
+/// a new CA, which clients then trust.
+async fn tls_proxy(config: &str) -> (crate::support::proxy::Proxy, Ca) {
+    let ca = Ca::new("verge test CA");
+    let leaf = ca.leaf();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &leaf.cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).unwrap();
+    (crate::support::proxy::proxy_in(dir, config).await, ca)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_listener_speaks_http1_and_http2_and_reloads_its_certificate() {
     let o = origin().name("o").run().await;
@@ -108,17 +119,12 @@ async fn https_origin_is_verified_against_its_ca_and_a_bad_certificate_refused()
 #[tokio::test(flavor = "multi_thread")]
 async fn cloudfront_headers_tell_the_origin_a_viewer_came_over_tls_and_which_http() {
     let o = origin().name("o").run().await;
-    let ca = Ca::new("verge test CA");
-    let leaf = ca.leaf();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cert.pem"), &leaf.cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).unwrap();
     let config = listener_config(&o.url()).replace(
         "origin = \"o\"",
         "origin = \"o\"\ncloudfront_headers = [\"CloudFront-Forwarded-Proto\", \
          \"CloudFront-Viewer-Http-Version\"]",
     );
-    let p = crate::support::proxy::proxy_in(dir, &config).await;
+    let (p, ca) = tls_proxy(&config).await;
     for (h2, version) in [(false, "1.1"), (true, "2.0")] {
         let (r, _) = tls_get(p.tls[0], tls_client(&ca.cert_pem, h2), "/echo").await;
         assert_eq!(r.status, 200);
@@ -134,17 +140,12 @@ async fn cloudfront_headers_tell_the_origin_a_viewer_came_over_tls_and_which_htt
 #[tokio::test(flavor = "multi_thread")]
 async fn a_custom_error_response_reaches_viewers_over_http1_and_http2() {
     let o = origin().name("o").run().await;
-    let ca = Ca::new("verge test CA");
-    let leaf = ca.leaf();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cert.pem"), &leaf.cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).unwrap();
     let config = format!(
         "{}[[custom_error_responses]]\nerror_code = 404\n\
          response_page_path = \"/echo/index.html\"\nresponse_code = 200\n",
         listener_config(&o.url())
     );
-    let p = crate::support::proxy::proxy_in(dir, &config).await;
+    let (p, ca) = tls_proxy(&config).await;
     for h2 in [false, true] {
         let (r, _) = tls_get(p.tls[0], tls_client(&ca.cert_pem, h2), "/status/404").await;
         assert_eq!(r.status, 200, "h2 {h2}: {}", r.text());

@@ -20,25 +20,20 @@ use crate::state::ProxyState;
 /// is fetched with the same method, and a body already read may not be there to send again
 /// (such a request keeps the answer it got).
 pub fn begin(state: &ProxyState, session: &Session, status: u16, ctx: &mut RequestCtx) -> bool {
-    if ctx.error_page.is_some() || ctx.response_started {
+    // Every code CloudFront customizes is an error: a success costs one comparison.
+    if status < 400 || ctx.error_page.is_some() || ctx.response_started {
         return false;
     }
-    let Some(custom) = ctx.snapshot.config.custom_error_response(status) else {
+    let Some(response) = ctx.snapshot.config.custom_error_response(status).cloned() else {
         return false;
     };
-    let request = session.req_header();
-    let bodiless = !request
-        .headers
-        .contains_key(http::header::TRANSFER_ENCODING)
-        && request
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_none_or(|length| length.as_bytes() == b"0");
-    let method_allows = matches!(request.method, http::Method::GET | http::Method::HEAD);
-    if !(bodiless && method_allows) {
+    let method = &session.req_header().method;
+    if !matches!(*method, http::Method::GET | http::Method::HEAD)
+        || !crate::request_body::has_no_body(session)
+    {
         return false;
     }
-    let Some((behavior, _)) = ctx.snapshot.behavior_for(&custom.response_page_path) else {
+    let Some((behavior, _)) = ctx.snapshot.behavior_for(&response.response_page_path) else {
         return false;
     };
     state
@@ -49,17 +44,24 @@ pub fn begin(state: &ProxyState, session: &Session, status: u16, ctx: &mut Reque
     tracing::debug!(
         request_id = %ctx.request_id,
         status,
-        page = %custom.response_page_path,
+        page = %response.response_page_path,
         "answering with the custom error response"
     );
-    ctx.error_page = Some(Box::new(ErrorPage {
-        behavior,
-        path: custom.response_page_path.clone(),
-        response_code: custom.response_code,
-    }));
+    ctx.error_page = Some(Box::new(ErrorPage { behavior, response }));
     // The page's route starts at its primary (and may fail over to its secondary).
     ctx.attempt = 0;
     true
+}
+
+/// [`begin`] for a failed origin attempt that will not be retried, with the status verge would
+/// answer it with (502 or 504, [`crate::error_page::status_for`]).
+pub fn begin_for_error(
+    state: &ProxyState,
+    session: &Session,
+    e: &pingora::Error,
+    ctx: &mut RequestCtx,
+) -> bool {
+    crate::error_page::status_for(e).is_some_and(|status| begin(state, session, status, ctx))
 }
 
 /// In `response_filter`: whether this is a custom error page's answer (then no
@@ -71,7 +73,7 @@ pub fn finish(response: &mut ResponseHeader, ctx: &mut RequestCtx) -> pingora::R
         return Ok(false);
     };
     if response.status.is_success() {
-        response.set_status(page.response_code)?;
+        response.set_status(page.response.response_code)?;
     }
     ctx.result = ResultType::Error;
     Ok(true)

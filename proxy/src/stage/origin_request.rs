@@ -15,7 +15,7 @@ use crate::ctx::RequestCtx;
 pub fn prepare(upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> pingora::Result<()> {
     if let Some(page) = &ctx.error_page {
         // A custom error page: its path (under the origin's path, below), no query.
-        upstream.set_raw_path(page.path.as_bytes())?;
+        upstream.set_raw_path(page.response.response_page_path.as_bytes())?;
     }
     rewrite(upstream, ctx)?;
     if let Some(held) = ctx.body.as_mut() {

@@ -122,11 +122,12 @@ pub async fn peer(
                     fail_over(state, ctx, "dns");
                     continue;
                 }
+                let e = Error::explain(ErrorType::ConnectError, message).into_up();
                 // verge would answer 502: its custom error page, if it has one, is fetched now.
-                if custom_error::begin(state, session, 502, ctx) {
+                if custom_error::begin_for_error(state, session, &e, ctx) {
                     continue;
                 }
-                return Err(Error::explain(ErrorType::ConnectError, message).into_up());
+                return Err(e);
             }
         }
     }
@@ -162,8 +163,7 @@ pub fn on_connect_error(
         e.set_retry(true);
     } else {
         // The answer would be verge's own 502 or 504: its custom error page, if it has one.
-        let page = crate::error_page::status_for(&e)
-            .is_some_and(|status| custom_error::begin(state, session, status, ctx));
+        let page = custom_error::begin_for_error(state, session, &e, ctx);
         e.set_retry(page);
     }
     e
@@ -212,10 +212,7 @@ pub fn on_proxy_error(
         e.retry.decide_reuse(client_reused);
     }
     // A failure no attempt will retry: verge's own 502 or 504 then, or its custom error page.
-    if !e.retry()
-        && crate::error_page::status_for(&e)
-            .is_some_and(|status| custom_error::begin(state, session, status, ctx))
-    {
+    if !e.retry() && custom_error::begin_for_error(state, session, &e, ctx) {
         e.set_retry(true);
     }
     e

@@ -23,9 +23,9 @@ pub async fn on_header(
     response: &mut ResponseHeader,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<()> {
-    if crate::stage::custom_error::finish(response, ctx)? {
-        // A custom error response: no function runs on it.
-    } else if let Some(f) = function_for(ctx, response) {
+    // A custom error response's page: no function runs on it.
+    let custom_error_page = crate::stage::custom_error::finish(response, ctx)?;
+    if let Some(f) = function_for(ctx, response).filter(|_| !custom_error_page) {
         Box::pin(function::viewer_response(state, session, response, ctx, f)).await?;
     }
     ctx.response_started = true;
